@@ -1,0 +1,2 @@
+Console.Error.WriteLine("sluice: no commands yet");
+return 2;
