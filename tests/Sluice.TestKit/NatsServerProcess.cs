@@ -25,6 +25,9 @@ public sealed record NatsServerProcessOptions
 
     /// <summary>Contents of a configuration file passed with <c>-c</c> (e.g. <c>max_payload: 1024</c>).</summary>
     public string? Config { get; init; }
+
+    /// <summary>Further command-line arguments (e.g. <c>--tls --tlscert f --tlskey k</c>).</summary>
+    public IReadOnlyList<string> ExtraArgs { get; init; } = [];
 }
 
 /// <summary>
@@ -196,6 +199,11 @@ public sealed class NatsServerProcess : IAsyncDisposable
             await File.WriteAllTextAsync(path, _options.Config, cancellationToken).ConfigureAwait(false);
             info.ArgumentList.Add("-c");
             info.ArgumentList.Add(path);
+        }
+
+        foreach (var arg in _options.ExtraArgs)
+        {
+            info.ArgumentList.Add(arg);
         }
 
         var process = new Process { StartInfo = info };
