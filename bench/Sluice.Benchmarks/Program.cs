@@ -1,3 +1,10 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Grpc;
+
+if (args is ["grpc", ..])
+{
+    return await GrpcTransportBenchmark.RunAsync(args[1..]);
+}
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;
