@@ -1,4 +1,10 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Grpc;
+
+if (args is ["grpc", ..])
+{
+    return await GrpcTransportBenchmark.RunAsync(args[1..]);
+}
 
 if (args.Length > 0 && args[0] == "nats")
 {

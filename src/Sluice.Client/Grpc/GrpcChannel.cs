@@ -1,0 +1,221 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Google.Protobuf;
+using Sluice.Protocol.Grpc;
+
+namespace Sluice.Client.Grpc;
+
+/// <summary>
+/// A gRPC client over HttpClient/SocketsHttpHandler (the gRPC .NET packages cannot be restored
+/// here). http:// addresses use HTTP/2 with prior knowledge (h2c), https:// use TLS with ALPN h2.
+/// Failed calls throw <see cref="GrpcException"/>; a call cancelled through the caller's token
+/// throws <see cref="OperationCanceledException"/>; an expired deadline is DEADLINE_EXCEEDED.
+/// </summary>
+internal sealed class GrpcChannel : IDisposable
+{
+    private readonly HttpClient[] _clients;
+    private int _next;
+
+    /// <summary>Creates a channel to <paramref name="address"/> (e.g. http://127.0.0.1:9292).</summary>
+    public GrpcChannel(Uri address, GrpcChannelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps)
+        {
+            throw new ArgumentException($"The address must be http:// or https://, not {address}.", nameof(address));
+        }
+
+        Address = address;
+        Options = options ?? GrpcChannelOptions.Default;
+        ArgumentOutOfRangeException.ThrowIfLessThan(Options.ConnectionCount, 1);
+        _clients = new HttpClient[Options.ConnectionCount];
+        for (var i = 0; i < _clients.Length; i++)
+        {
+            _clients[i] = new HttpClient(CreateHandler(Options), disposeHandler: true)
+            {
+                BaseAddress = address,
+                DefaultRequestVersion = HttpVersion.Version20,
+                DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact, // http:// + exact 2.0 = h2c prior knowledge
+                Timeout = Timeout.InfiniteTimeSpan,                              // deadlines are per call (grpc-timeout)
+            };
+        }
+    }
+
+    /// <summary>The server address.</summary>
+    public Uri Address { get; }
+
+    /// <summary>The options the channel was created with.</summary>
+    public GrpcChannelOptions Options { get; }
+
+    /// <summary>Makes a unary call to <paramref name="method"/> ("/proto.API/FetchMetadata").</summary>
+    public async Task<TResponse> UnaryAsync<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse>
+    {
+        await using var call = ServerStreaming(method, request, parser, timeout, cancellationToken);
+        if (!await call.MoveNextAsync().ConfigureAwait(false))
+        {
+            throw new GrpcException(GrpcStatusCode.Internal, $"{method} returned status OK without a response message");
+        }
+
+        var response = call.Current;
+        if (await call.MoveNextAsync().ConfigureAwait(false))
+        {
+            throw new GrpcException(GrpcStatusCode.Internal, $"{method} returned more than one response message");
+        }
+
+        return response;
+    }
+
+    /// <summary>
+    /// Starts a server-streaming call. Read it with <see cref="GrpcStreamingCall{TResponse}.MoveNextAsync"/>
+    /// or <see cref="GrpcStreamingCall{TResponse}.ReadAllAsync"/>; dispose it to cancel.
+    /// </summary>
+    public GrpcStreamingCall<TResponse> ServerStreaming<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse>
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var frame = GrpcRequestFraming.Frame(request, Options);
+        var content = new ByteArrayContent(frame);
+        content.Headers.ContentType = GrpcRequestFraming.ContentType;
+        var call = new GrpcStreamingCall<TResponse>(parser, Options, timeout, cancellationToken);
+        call.Start(NextClient(), CreateRequest(method, content, timeout));
+        return call;
+    }
+
+    /// <summary>Starts a bidirectional call. Write with WriteAsync, end the requests with CompleteRequestsAsync, read like a streaming call.</summary>
+    public GrpcDuplexCall<TRequest, TResponse> DuplexStreaming<TRequest, TResponse>(string method, MessageParser<TResponse> parser, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse>
+    {
+        var content = new DuplexContent();
+        var call = new GrpcDuplexCall<TRequest, TResponse>(content, parser, Options, timeout, cancellationToken);
+        call.Start(NextClient(), CreateRequest(method, content, timeout));
+        return call;
+    }
+
+    /// <summary>Closes every connection.</summary>
+    public void Dispose()
+    {
+        foreach (var client in _clients)
+        {
+            client.Dispose();
+        }
+    }
+
+    private HttpClient NextClient() =>
+        _clients.Length == 1 ? _clients[0] : _clients[(int)((uint)Interlocked.Increment(ref _next) % (uint)_clients.Length)];
+
+    private HttpRequestMessage CreateRequest(string method, HttpContent content, TimeSpan? timeout)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        var request = new HttpRequestMessage(HttpMethod.Post, new Uri(Address, method))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = content,
+        };
+        var headers = request.Headers;
+        headers.TE.ParseAdd("trailers");
+        headers.TryAddWithoutValidation("user-agent", "grpc-dotnet-sluice/1.0");
+        headers.TryAddWithoutValidation("grpc-accept-encoding", GrpcCompression.AcceptEncoding);
+        if (Options.CompressRequests)
+        {
+            headers.TryAddWithoutValidation("grpc-encoding", GrpcCompression.Gzip);
+        }
+
+        if (timeout is { } t)
+        {
+            headers.TryAddWithoutValidation("grpc-timeout", GrpcTimeout.Format(t));
+        }
+
+        return request;
+    }
+
+    private static SocketsHttpHandler CreateHandler(GrpcChannelOptions options)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = options.EnableMultipleHttp2Connections,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan, // keep connections: reconnecting costs a round trip
+            InitialHttp2StreamWindowSize = 4 << 20,                 // 4 MiB: a fast subscription must not wait on window updates
+            KeepAlivePingDelay = options.KeepAlivePingDelay,
+            KeepAlivePingTimeout = options.KeepAlivePingTimeout,
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            ConnectTimeout = options.ConnectTimeout,
+            UseProxy = false,
+            UseCookies = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+        };
+        if (options.Tls is { } tls)
+        {
+            var ssl = handler.SslOptions;
+            ssl.TargetHost = tls.TargetHost;
+            if (tls.ClientCertificate is { } clientCertificate)
+            {
+                ssl.ClientCertificates = [clientCertificate];
+            }
+
+            if (tls.ServerCertificateValidation is { } validation)
+            {
+                ssl.RemoteCertificateValidationCallback = validation;
+            }
+            else if (tls.TrustedCertificateAuthorities is { } roots)
+            {
+                ssl.RemoteCertificateValidationCallback = (_, certificate, _, errors) => ChainsTo(roots, certificate, errors);
+            }
+        }
+
+        return handler;
+    }
+
+    private static bool ChainsTo(X509Certificate2Collection roots, X509Certificate? certificate, SslPolicyErrors errors)
+    {
+        if (errors == SslPolicyErrors.None)
+        {
+            return true;
+        }
+
+        // Only the chain may fail (unknown root); a name mismatch or a missing certificate may not.
+        if ((errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != 0 || certificate is not X509Certificate2 cert)
+        {
+            return false;
+        }
+
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        return chain.Build(cert);
+    }
+}
+
+/// <summary>Builds request frames (optionally gzip-compressed).</summary>
+internal static class GrpcRequestFraming
+{
+    public static readonly MediaTypeHeaderValue ContentType = new("application/grpc");
+
+    public static byte[] Frame<T>(T message, GrpcChannelOptions options)
+        where T : IMessage<T>
+    {
+        var size = message.CalculateSize();
+        GrpcFrame.CheckSendSize(size, options.MaxSendMessageSize);
+        if (options.CompressRequests)
+        {
+            var compressed = GrpcCompression.Compress(message.ToByteArray());
+            var framed = new byte[GrpcFrame.HeaderSize + compressed.Length];
+            GrpcFrame.WriteHeader(framed, compressed: true, compressed.Length);
+            compressed.CopyTo(framed.AsSpan(GrpcFrame.HeaderSize));
+            return framed;
+        }
+
+        var frame = new byte[GrpcFrame.HeaderSize + size];
+        GrpcFrame.WriteHeader(frame, compressed: false, size);
+        message.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
+        return frame;
+    }
+}

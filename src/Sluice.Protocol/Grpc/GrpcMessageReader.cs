@@ -1,0 +1,106 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Google.Protobuf;
+
+namespace Sluice.Protocol.Grpc;
+
+/// <summary>
+/// Reads length-prefixed protobuf messages from a pipe (a request body on the server, a response
+/// body on the client). Several messages that arrive in one read are parsed without another read.
+/// </summary>
+public sealed class GrpcMessageReader<T>
+    where T : class, IMessage<T>
+{
+    private readonly PipeReader _reader;
+    private readonly MessageParser<T> _parser;
+    private readonly int _maxMessageSize;
+    private readonly bool _gzip;
+
+    /// <summary>Reads from <paramref name="reader"/>; <paramref name="encoding"/> is the peer's <c>grpc-encoding</c> (null/"identity" or "gzip").</summary>
+    public GrpcMessageReader(PipeReader reader, MessageParser<T> parser, int maxMessageSize, string? encoding)
+    {
+        _reader = reader;
+        _parser = parser;
+        _maxMessageSize = maxMessageSize;
+        _gzip = string.Equals(encoding, GrpcCompression.Gzip, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The next message, or null at a clean end of stream. A stream that ends inside a message
+    /// is an INTERNAL error (the gRPC spec's answer to a truncated message).
+    /// </summary>
+    public async ValueTask<T?> ReadAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            T? message = null;
+            try
+            {
+                if (GrpcFrame.TryRead(ref buffer, _maxMessageSize, out var compressed, out var payload))
+                {
+                    message = Parse(compressed, payload);
+                }
+            }
+            catch
+            {
+                _reader.AdvanceTo(result.Buffer.Start);
+                throw;
+            }
+
+            if (message is not null)
+            {
+                _reader.AdvanceTo(buffer.Start);
+                return message;
+            }
+
+            if (result.IsCanceled)
+            {
+                _reader.AdvanceTo(buffer.Start);
+                throw new OperationCanceledException("The read was canceled.");
+            }
+
+            if (result.IsCompleted)
+            {
+                var left = buffer.Length;
+                _reader.AdvanceTo(buffer.End);
+                if (left == 0)
+                {
+                    return null;
+                }
+
+                throw new GrpcException(
+                    GrpcStatusCode.Internal,
+                    $"Incomplete gRPC message: the stream ended with {left} bytes of an unfinished message");
+            }
+
+            // Not a whole message yet: keep everything, ask for more.
+            _reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private T Parse(bool compressed, ReadOnlySequence<byte> payload)
+    {
+        try
+        {
+            if (!compressed)
+            {
+                return _parser.ParseFrom(payload);
+            }
+
+            if (!_gzip)
+            {
+                throw new GrpcException(
+                    GrpcStatusCode.Internal,
+                    "Received a compressed message but no supported grpc-encoding was declared");
+            }
+
+            return _parser.ParseFrom(GrpcCompression.Decompress(payload, _maxMessageSize));
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            throw new GrpcException(GrpcStatusCode.Internal, $"Failed to parse {typeof(T).Name}: {ex.Message}", ex);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Google.Protobuf;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Grpc;
+using ServingStatus = Sluice.Protocol.Health.HealthCheckResponse.Types.ServingStatus;
+
+namespace Sluice.Server.Grpc;
+
+/// <summary>
+/// A small gRPC server on Kestrel (HTTP/2; h2c, or TLS). The gRPC .NET packages cannot be restored
+/// here, so framing, status trailers, deadlines and compression are done by hand in this folder.
+/// </summary>
+public sealed partial class GrpcServer : IAsyncDisposable
+{
+    private readonly GrpcServerOptions _options;
+    private readonly GrpcMethodRegistry _methods;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private WebApplication? _app;
+
+    public GrpcServer(GrpcServerOptions options, GrpcMethodRegistry methods, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(methods);
+        _options = options;
+        _methods = methods;
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger<GrpcServer>();
+        Health.Register(methods);
+    }
+
+    public GrpcHealth Health { get; } = new();
+
+    /// <summary>The bound port (the real one when <see cref="GrpcServerOptions.Port"/> is 0). Valid after start.</summary>
+    public int Port { get; private set; }
+
+    /// <summary>Binds and starts serving. Marks "" and every registered service SERVING.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (_app is not null)
+        {
+            throw new InvalidOperationException("The server is already started.");
+        }
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice.Server" });
+        builder.Services.AddSingleton(_loggerFactory);
+        builder.WebHost.ConfigureKestrel(ConfigureKestrel);
+        var app = builder.Build();
+        app.Run(HandleCallAsync);
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        _app = app;
+
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        Port = new Uri(address).Port;
+        Health.SetStatus(string.Empty, ServingStatus.Serving);
+        foreach (var service in _methods.ServiceNames)
+        {
+            Health.SetStatus(service, ServingStatus.Serving);
+        }
+
+        LogStarted(_logger, address, _options.Tls is not null);
+    }
+
+    /// <summary>
+    /// Marks everything NOT_SERVING, cancels running calls (they end with UNAVAILABLE), then stops
+    /// listening, giving calls <see cref="GrpcServerOptions.ShutdownTimeout"/> to finish.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        Health.SetAllNotServing();
+        if (_app is null)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.ShutdownTimeout);
+        await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        if (_app is not null)
+        {
+            await _app.DisposeAsync().ConfigureAwait(false);
+            _app = null;
+        }
+
+        _stopping.Dispose();
+    }
+
+    private void ConfigureKestrel(KestrelServerOptions kestrel)
+    {
+        var limits = kestrel.Limits;
+        limits.MaxRequestBodySize = null;       // a long bidi publish stream is one request body; the 30 MB default kills it
+        limits.MinRequestBodyDataRate = null;   // streams idle for minutes are normal (subscriptions, quiet publishers)
+        limits.MinResponseDataRate = null;
+        limits.Http2.MaxStreamsPerConnection = _options.MaxStreamsPerConnection;
+        limits.Http2.InitialConnectionWindowSize = 4 << 20; // 4 MiB: keeps a fast publisher from stalling on window updates
+        limits.Http2.InitialStreamWindowSize = 2 << 20;     // 2 MiB per stream, same reason
+        limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(60);  // finds dead peers on idle subscriptions
+        limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
+
+        void Listen(ListenOptions listen)
+        {
+            // Http2 only: h2c with prior knowledge needs it (Http1AndHttp2 without TLS cannot do h2c).
+            listen.Protocols = HttpProtocols.Http2;
+            if (_options.Tls is { } tls)
+            {
+                listen.UseHttps(CreateHttpsOptions(tls));
+            }
+        }
+
+        var host = _options.Host;
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            kestrel.ListenLocalhost(_options.Port, Listen);
+        }
+        else if (IPAddress.TryParse(host, out var ip))
+        {
+            kestrel.Listen(ip, _options.Port, Listen);
+        }
+        else
+        {
+            kestrel.Listen(Dns.GetHostAddresses(host)[0], _options.Port, Listen);
+        }
+    }
+
+    private static HttpsConnectionAdapterOptions CreateHttpsOptions(GrpcServerTlsOptions tls)
+    {
+        var https = new HttpsConnectionAdapterOptions
+        {
+            ServerCertificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath),
+            ClientCertificateMode = tls.RequireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.AllowCertificate,
+        };
+        if (tls.ClientCaPemPath is { } caPath)
+        {
+            var roots = new X509Certificate2Collection();
+            roots.ImportFromPemFile(caPath);
+            https.ClientCertificateValidation = (certificate, _, _) =>
+            {
+                using var chain = new X509Chain();
+                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                return chain.Build(certificate);
+            };
+        }
+
+        return https;
+    }
+
+    /// <summary>One gRPC call, from request headers to the status.</summary>
+    private async Task HandleCallAsync(HttpContext http)
+    {
+        var request = http.Request;
+        var response = http.Response;
+        var path = request.Path.Value ?? string.Empty;
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+            return;
+        }
+
+        if (request.ContentType is not { } contentType || !contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        {
+            // The gRPC spec's answer to a non-gRPC request: HTTP 415, plus a gRPC status for gRPC-aware peers.
+            response.StatusCode = StatusCodes.Status415UnsupportedMediaType;
+            response.Headers["grpc-status"] = ((int)GrpcStatusCode.Internal).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            response.Headers["grpc-message"] = GrpcStatusMessage.Encode($"Content-Type '{request.ContentType}' is not supported; expected application/grpc");
+            return;
+        }
+
+        response.ContentType = "application/grpc";
+        response.Headers["grpc-accept-encoding"] = GrpcCompression.AcceptEncoding;
+
+        if (!_methods.TryGet(path, out var method))
+        {
+            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
+            return;
+        }
+
+        string? encoding = request.Headers["grpc-encoding"];
+        if (encoding is not null && encoding != GrpcCompression.Identity && encoding != GrpcCompression.Gzip)
+        {
+            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
+            return;
+        }
+
+        TimeSpan? timeout = null;
+        if (request.Headers["grpc-timeout"] is { Count: > 0 } timeoutHeader)
+        {
+            if (!GrpcTimeout.TryParse(timeoutHeader.ToString(), out var parsed))
+            {
+                WriteStatus(response, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
+                return;
+            }
+
+            timeout = parsed;
+        }
+
+        using var deadline = new CancellationTokenSource();
+        using var callCancel = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, _stopping.Token, deadline.Token);
+        if (timeout is { } t)
+        {
+            deadline.CancelAfter(t);
+        }
+
+        var context = new GrpcCallContext(http, path, timeout is null ? null : DateTime.UtcNow + timeout.Value, callCancel.Token);
+        var call = new GrpcServerCall(http, context, _options, encoding);
+        try
+        {
+            await method.InvokeAsync(call).ConfigureAwait(false);
+            WriteStatus(response, call, GrpcStatusCode.OK, null);
+        }
+        catch (GrpcException ex)
+        {
+            WriteStatus(response, call, ex.StatusCode, ex.Detail);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && callCancel.IsCancellationRequested)
+        {
+            if (http.RequestAborted.IsCancellationRequested)
+            {
+                LogClientGone(_logger, path);    // nobody left to tell
+            }
+            else if (deadline.IsCancellationRequested)
+            {
+                WriteStatus(response, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
+            }
+            else
+            {
+                WriteStatus(response, call, GrpcStatusCode.Unavailable, "the server is shutting down");
+            }
+        }
+        catch (Exception ex)
+        {
+            LogHandlerFailed(_logger, ex, path);
+            WriteStatus(response, call, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Before any message, the status goes in the response headers ("trailers-only", one HEADERS
+    /// frame with END_STREAM); after one, in the trailers.
+    /// </summary>
+    private static void WriteStatus(HttpResponse response, GrpcServerCall? call, GrpcStatusCode code, string? message)
+    {
+        var status = ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var encoded = GrpcStatusMessage.Encode(message);
+        if (response.HasStarted || call?.HasWrittenMessages == true)
+        {
+            response.AppendTrailer("grpc-status", status);
+            if (encoded.Length > 0)
+            {
+                response.AppendTrailer("grpc-message", encoded);
+            }
+        }
+        else
+        {
+            response.Headers["grpc-status"] = status;
+            if (encoded.Length > 0)
+            {
+                response.Headers["grpc-message"] = encoded;
+            }
+        }
+    }
+
+    /// <summary>Serializes one framed message straight into the pipe (no intermediate buffer); returns its size.</summary>
+    internal static int WriteMessage<T>(PipeWriter writer, T message, int maxSendSize)
+        where T : IMessage<T>
+    {
+        var size = message.CalculateSize();
+        GrpcFrame.CheckSendSize(size, maxSendSize);
+        var header = writer.GetSpan(GrpcFrame.HeaderSize);
+        GrpcFrame.WriteHeader(header, compressed: false, size);
+        writer.Advance(GrpcFrame.HeaderSize);
+        message.WriteTo((IBufferWriter<byte>)writer);
+        return GrpcFrame.HeaderSize + size;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "gRPC server listening on {Address} (TLS: {Tls})")]
+    private static partial void LogStarted(ILogger logger, string address, bool tls);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "gRPC call {Path} ended: the client cancelled or disconnected")]
+    private static partial void LogClientGone(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "gRPC handler for {Path} threw")]
+    private static partial void LogHandlerFailed(ILogger logger, Exception exception, string path);
+}

@@ -1,0 +1,49 @@
+using Sluice.Protocol.Grpc;
+
+namespace Sluice.Server.Grpc;
+
+/// <summary>Where and how the gRPC endpoint listens. Customise with <c>with { ... }</c>.</summary>
+public sealed record GrpcServerOptions
+{
+    public static GrpcServerOptions Default { get; } = new();
+
+    /// <summary>An IP address, "localhost", or a host name to resolve. Default 127.0.0.1.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 picks a free one (read it back from <see cref="GrpcServer.Port"/>). Default 9292 (Liftbridge's).</summary>
+    public int Port { get; init; } = 9292;
+
+    /// <summary>Largest request message accepted (after decompression). Default 4 MiB, gRPC's customary limit.</summary>
+    public int MaxReceiveMessageSize { get; init; } = GrpcFrame.DefaultMaxMessageSize;
+
+    /// <summary>Largest response message sent. Default: no limit beyond int.MaxValue.</summary>
+    public int MaxSendMessageSize { get; init; } = int.MaxValue;
+
+    /// <summary>Concurrent HTTP/2 streams per connection. Kestrel's default of 100 is too low for a broker with many subscriptions per client.</summary>
+    public int MaxStreamsPerConnection { get; init; } = 1000;
+
+    /// <summary>How long <see cref="GrpcServer.StopAsync"/> lets calls finish after cancelling them. Default 5 s.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>TLS; null (the default) serves h2c (HTTP/2 without TLS, prior knowledge).</summary>
+    public GrpcServerTlsOptions? Tls { get; init; }
+}
+
+/// <summary>TLS for the gRPC endpoint, from PEM files.</summary>
+public sealed record GrpcServerTlsOptions
+{
+    /// <summary>PEM file with the server certificate (and optionally its chain).</summary>
+    public required string CertificatePemPath { get; init; }
+
+    /// <summary>PEM file with the server certificate's private key.</summary>
+    public required string KeyPemPath { get; init; }
+
+    /// <summary>Ask clients for a certificate and fail the handshake without one (mutual TLS).</summary>
+    public bool RequireClientCertificate { get; init; }
+
+    /// <summary>
+    /// PEM file with the CA certificate(s) that client certificates must chain to. Null uses the
+    /// system trust store.
+    /// </summary>
+    public string? ClientCaPemPath { get; init; }
+}
