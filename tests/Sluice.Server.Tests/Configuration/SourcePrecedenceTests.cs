@@ -68,6 +68,10 @@ public class SourcePrecedenceTests
     }
 
     [Fact]
+    public void An_empty_environment_variable_counts_as_unset() =>
+        Assert.Equal(1000, Load.With("port: 1000", Env(("SLUICE_PORT", ""))).Options.Port);
+
+    [Fact]
     public void Unrelated_environment_variables_are_left_alone() =>
         Assert.Equal(9292, Load.With(env: Env(("LIFTBRIDGE_ENCRYPTION_KEY", "k"), ("PATH", "/bin"), ("SLUICE_UNRELATED", "x"))).Options.Port);
 }
