@@ -394,7 +394,7 @@ public sealed partial class CommitLog : IDisposable
         return firstOffset;
     }
 
-    private void MaybeRoll(long next)
+    private void MaybeRoll(long next, bool ageOnly = false)
     {
         var active = _segments[^1];
         if (active.RecordCount == 0)
@@ -402,7 +402,7 @@ public sealed partial class CommitLog : IDisposable
             return;
         }
 
-        var full = active.Size - Segment.HeaderSize >= Options.SegmentMaxBytes;
+        var full = !ageOnly && active.Size - Segment.HeaderSize >= Options.SegmentMaxBytes;
         var old = Options.SegmentMaxAge > TimeSpan.Zero && active.FirstWriteTicks != 0 && NowTicks - active.FirstWriteTicks >= Options.SegmentMaxAge.Ticks;
         if (full || old)
         {
