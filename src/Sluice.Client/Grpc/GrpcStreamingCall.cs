@@ -23,6 +23,7 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
     private HttpResponseMessage? _response;
     private Stream? _body;
     private GrpcMessageReader<TResponse>? _reader;
+    private CancellationTokenRegistration _abortOnCancel;
     private bool _finished;
     private bool _cancelledLocally;
     private bool _disposed;
@@ -119,6 +120,7 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
             CancelLocally();
         }
 
+        await _abortOnCancel.DisposeAsync().ConfigureAwait(false);
         await OnDisposeAsync().ConfigureAwait(false);
         if (_responseTask is not null)
         {
@@ -181,6 +183,18 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
         };
     }
 
+    private void AbortTransport()
+    {
+        try
+        {
+            _body?.Dispose();
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or HttpRequestException)
+        {
+            // The stream is already broken: that is the goal here.
+        }
+    }
+
     private void CancelLocally()
     {
         _cancelledLocally = true;
@@ -219,6 +233,10 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
         _body = await _response.Content.ReadAsStreamAsync(CallCancellation.Token).ConfigureAwait(false);
         var pipe = PipeReader.Create(_body, new StreamPipeReaderOptions(bufferSize: 64 * 1024)); // 64 KB reads: many messages per read on a fast stream
         _reader = new GrpcMessageReader<TResponse>(pipe, _parser, _options.MaxReceiveMessageSize, encoding);
+
+        // Once the headers are in, cancelling a read does not reliably reset the HTTP/2 stream;
+        // disposing the body does (RST_STREAM CANCEL), so the server's handler learns of it at once.
+        _abortOnCancel = CallCancellation.Token.Register(static state => ((GrpcStreamingCall<TResponse>)state!).AbortTransport(), this);
         return true;
     }
 

@@ -191,14 +191,14 @@ public sealed partial class GrpcServer : IAsyncDisposable
 
         if (!_methods.TryGet(path, out var method))
         {
-            WriteStatus(response, GrpcStatusCode.Unimplemented, $"unknown method {path}");
+            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
             return;
         }
 
         string? encoding = request.Headers["grpc-encoding"];
         if (encoding is not null && encoding != GrpcCompression.Identity && encoding != GrpcCompression.Gzip)
         {
-            WriteStatus(response, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
+            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
             return;
         }
 
@@ -207,7 +207,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         {
             if (!GrpcTimeout.TryParse(timeoutHeader.ToString(), out var parsed))
             {
-                WriteStatus(response, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
+                WriteStatus(response, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
                 return;
             }
 
@@ -226,11 +226,11 @@ public sealed partial class GrpcServer : IAsyncDisposable
         try
         {
             await method.InvokeAsync(call).ConfigureAwait(false);
-            WriteStatus(response, GrpcStatusCode.OK, null);
+            WriteStatus(response, call, GrpcStatusCode.OK, null);
         }
         catch (GrpcException ex)
         {
-            WriteStatus(response, ex.StatusCode, ex.Detail);
+            WriteStatus(response, call, ex.StatusCode, ex.Detail);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException && callCancel.IsCancellationRequested)
         {
@@ -240,17 +240,17 @@ public sealed partial class GrpcServer : IAsyncDisposable
             }
             else if (deadline.IsCancellationRequested)
             {
-                WriteStatus(response, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
+                WriteStatus(response, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
             }
             else
             {
-                WriteStatus(response, GrpcStatusCode.Unavailable, "the server is shutting down");
+                WriteStatus(response, call, GrpcStatusCode.Unavailable, "the server is shutting down");
             }
         }
         catch (Exception ex)
         {
             LogHandlerFailed(_logger, ex, path);
-            WriteStatus(response, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
+            WriteStatus(response, call, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
         }
     }
 
@@ -258,11 +258,11 @@ public sealed partial class GrpcServer : IAsyncDisposable
     /// Before any message, the status goes in the response headers ("trailers-only", one HEADERS
     /// frame with END_STREAM); after one, in the trailers.
     /// </summary>
-    private static void WriteStatus(HttpResponse response, GrpcStatusCode code, string? message)
+    private static void WriteStatus(HttpResponse response, GrpcServerCall? call, GrpcStatusCode code, string? message)
     {
         var status = ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var encoded = GrpcStatusMessage.Encode(message);
-        if (response.HasStarted)
+        if (response.HasStarted || call?.HasWrittenMessages == true)
         {
             response.AppendTrailer("grpc-status", status);
             if (encoded.Length > 0)

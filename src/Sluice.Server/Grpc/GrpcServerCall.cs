@@ -10,6 +10,12 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
 {
     public GrpcCallContext Context { get; } = context;
 
+    /// <summary>
+    /// Set once a message is in the response pipe. Kestrel's HasStarted stays false until a flush,
+    /// and a status put in the headers then would turn a real response into a trailers-only one.
+    /// </summary>
+    public bool HasWrittenMessages { get; private set; }
+
     public GrpcMessageReader<T> CreateRequestReader<T>(MessageParser<T> parser)
         where T : class, IMessage<T>
         => new(http.Request.BodyReader, parser, options.MaxReceiveMessageSize, requestEncoding);
@@ -34,11 +40,12 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
     {
         ArgumentNullException.ThrowIfNull(response, "the handler's response");
         GrpcServer.WriteMessage(http.Response.BodyWriter, response, options.MaxSendMessageSize);
+        HasWrittenMessages = true;
     }
 
     public GrpcStreamWriter<T> CreateStreamWriter<T>()
         where T : class, IMessage<T>
-        => new(http.Response.BodyWriter, options.MaxSendMessageSize, Context.CancellationToken);
+        => new(http.Response.BodyWriter, options.MaxSendMessageSize, () => HasWrittenMessages = true, Context.CancellationToken);
 
     /// <summary>
     /// Runs a streaming handler, then drains its queued responses, even when it failed (the client

@@ -24,10 +24,12 @@ public sealed class GrpcStreamWriter<T>
     private readonly int _maxSendSize;
     private readonly CancellationToken _callToken;
     private readonly Channel<T> _queue;
+    private readonly Action _onFirstMessage;
     private readonly Task _pump;
 
-    internal GrpcStreamWriter(PipeWriter writer, int maxSendSize, CancellationToken callToken)
+    internal GrpcStreamWriter(PipeWriter writer, int maxSendSize, Action onFirstMessage, CancellationToken callToken)
     {
+        _onFirstMessage = onFirstMessage;
         _writer = writer;
         _maxSendSize = maxSendSize;
         _callToken = callToken;
@@ -80,6 +82,11 @@ public sealed class GrpcStreamWriter<T>
             {
                 while (reader.TryRead(out var message))
                 {
+                    if (unflushed == 0)
+                    {
+                        _onFirstMessage();
+                    }
+
                     unflushed += GrpcServer.WriteMessage(_writer, message, _maxSendSize);
                     if (unflushed >= FlushThreshold)
                     {
