@@ -20,7 +20,7 @@ public sealed partial class CommitLog
     private const int CopyBufferSize = 1024 * 1024;
 
     /// <summary>
-    /// Deletes whole segments from the head by age (newest record older than RetentionMaxAge),
+    /// Rolls the active segment if it is due by age, then deletes whole segments from the head by age (newest record older than RetentionMaxAge),
     /// then by message count and by bytes (keeping the newest segments within the limits).
     /// The active segment is never deleted, so <see cref="NextOffset"/> never goes backwards.
     /// Returns the number of segments deleted.
@@ -30,6 +30,12 @@ public sealed partial class CommitLog
         lock (_maintenanceLock)
         {
             ThrowIfNotOpen();
+            lock (_writeLock)
+            {
+                // An idle partition's active segment must still roll by age, or its records would never expire.
+                MaybeRoll(_nextOffset, ageOnly: true);
+            }
+
             var segments = Volatile.Read(ref _segments);
             var n = segments.Length;
             var remove = 0;

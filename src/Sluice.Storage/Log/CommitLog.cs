@@ -131,6 +131,7 @@ public sealed partial class CommitLog : IDisposable
     private Segment[] Recover()
     {
         var names = new List<(long Base, string Path)>();
+        var indexes = new List<string>();
         foreach (var path in System.IO.Directory.EnumerateFiles(Directory))
         {
             var name = Path.GetFileName(path);
@@ -142,17 +143,19 @@ public sealed partial class CommitLog : IDisposable
             {
                 names.Add((long.Parse(name.AsSpan(0, 20)), path));
             }
+            else if (name.EndsWith(IndexFiles.OffsetExtension, StringComparison.Ordinal) || name.EndsWith(IndexFiles.TimeExtension, StringComparison.Ordinal))
+            {
+                indexes.Add(path);
+            }
         }
 
         names.Sort((a, b) => a.Base.CompareTo(b.Base));
-        foreach (var ext in new[] { IndexFiles.OffsetExtension, IndexFiles.TimeExtension })
+        var segmentPaths = names.Select(n => n.Path).ToHashSet();
+        foreach (var path in indexes)
         {
-            foreach (var path in System.IO.Directory.EnumerateFiles(Directory, "*" + ext))
+            if (!segmentPaths.Contains(Path.ChangeExtension(path, Segment.Extension)))
             {
-                if (!File.Exists(Path.ChangeExtension(path, Segment.Extension)))
-                {
-                    File.Delete(path); // orphan of a deleted segment
-                }
+                File.Delete(path); // orphan of a deleted segment
             }
         }
 
@@ -394,7 +397,7 @@ public sealed partial class CommitLog : IDisposable
         return firstOffset;
     }
 
-    private void MaybeRoll(long next)
+    private void MaybeRoll(long next, bool ageOnly = false)
     {
         var active = _segments[^1];
         if (active.RecordCount == 0)
@@ -402,7 +405,7 @@ public sealed partial class CommitLog : IDisposable
             return;
         }
 
-        var full = active.Size - Segment.HeaderSize >= Options.SegmentMaxBytes;
+        var full = !ageOnly && active.Size - Segment.HeaderSize >= Options.SegmentMaxBytes;
         var old = Options.SegmentMaxAge > TimeSpan.Zero && active.FirstWriteTicks != 0 && NowTicks - active.FirstWriteTicks >= Options.SegmentMaxAge.Ticks;
         if (full || old)
         {

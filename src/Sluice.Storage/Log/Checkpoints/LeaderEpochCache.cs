@@ -90,32 +90,26 @@ internal sealed class LeaderEpochCache
         Persist(() => _entries = old);
     }
 
-    /// <summary>Drops entries wholly before <paramref name="offset"/>, moving the last of them to start there (retention).</summary>
+    /// <summary>
+    /// Drops entries whose epoch ended before <paramref name="offset"/> (retention). Start offsets
+    /// are never moved: with Liftbridge's election entries a start means "after this offset", so
+    /// moving one would change what <see cref="LastOffsetFor"/> answers.
+    /// </summary>
     public void ClearEarliest(long offset)
     {
-        var before = _entries.FindLastIndex(e => e.StartOffset < offset);
-        if (before < 0)
+        var drop = 0;
+        while (drop + 1 < _entries.Count && _entries[drop + 1].StartOffset <= offset)
+        {
+            drop++;
+        }
+
+        if (drop == 0)
         {
             return;
         }
 
         var old = _entries;
-        var next = _entries.GetRange(before, _entries.Count - before);
-        if (next.Count > 1 && next[1].StartOffset <= offset)
-        {
-            next.RemoveAt(0);
-        }
-        else
-        {
-            next[0] = (next[0].Epoch, offset);
-        }
-
-        if (before == 0 && next.Count == old.Count && next[0] == old[0])
-        {
-            return;
-        }
-
-        _entries = next;
+        _entries = _entries.GetRange(drop, _entries.Count - drop);
         Persist(() => _entries = old);
     }
 

@@ -25,6 +25,10 @@ internal sealed class Segment
     private const uint Magic = 0x474F4C53; // "SLOG"
     private const ushort Version = 1;
 
+    // Below this size a segment is rescanned on open rather than indexed on disk: a scan of 64 KiB
+    // costs less than writing and renaming two files, which matters with thousands of idle partitions.
+    private const long MinIndexedSize = 64 * 1024;
+
     // Scanning reads this much at a time: large enough that recovery does few syscalls.
     private const int ScanBufferSize = 1024 * 1024;
 
@@ -100,7 +104,7 @@ internal sealed class Segment
             FileSync.Directory(directory);
         }
 
-        IndexFiles.Delete(path);
+        // No stale index can exist under this name: deleting a segment deletes its index files too.
         return new Segment(path, baseOffset, budget, indexInterval, new SegmentIndex()) { _indexDirty = true };
     }
 
@@ -358,7 +362,7 @@ internal sealed class Segment
     /// <summary>Persists the index files if they changed (on roll and close). Failures are logged: indexes are rebuildable.</summary>
     public void SaveIndex(ILogger logger)
     {
-        if (!_indexDirty)
+        if (!_indexDirty || Size < MinIndexedSize)
         {
             return;
         }
