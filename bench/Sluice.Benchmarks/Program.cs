@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using Sluice.Benchmarks.Log;
 
-// `quick` and `log` are Stopwatch harnesses (seconds, not minutes); anything else goes to BenchmarkDotNet.
+// `quick`, `log`, `metadata` are Stopwatch harnesses (seconds, not minutes); anything else goes to BenchmarkDotNet.
 switch (args.FirstOrDefault())
 {
     case "quick":
@@ -9,6 +9,9 @@ switch (args.FirstOrDefault())
         break;
     case "log":
         CommitLogBench.Full(args.Skip(1).ToArray());
+        break;
+    case "metadata":
+        await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
         break;
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -25,6 +25,13 @@ public static class KeyRanges
         return FromKey;
     }
 
+    /// <summary>The start key of a prefix range: the prefix, or <c>"\0"</c> for the empty prefix (every key).</summary>
+    public static byte[] PrefixStart(byte[] prefix)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        return prefix.Length == 0 ? [0] : prefix;
+    }
+
     /// <summary>UTF-8 bytes of a string key.</summary>
     public static byte[] Utf8(string text)
     {

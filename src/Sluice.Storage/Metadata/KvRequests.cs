@@ -22,7 +22,7 @@ public sealed record RangeRequest(byte[] Key)
     public bool CountOnly { get; init; }
 
     /// <summary>A read of every key that starts with <paramref name="prefix"/>.</summary>
-    public static RangeRequest Prefix(byte[] prefix) => new(prefix) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
+    public static RangeRequest Prefix(byte[] prefix) => new(KeyRanges.PrefixStart(prefix)) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
 
     /// <summary>A read of every key that starts with <paramref name="prefix"/>.</summary>
     public static RangeRequest Prefix(string prefix) => Prefix(KeyRanges.Utf8(prefix));
@@ -54,7 +54,7 @@ public sealed record DeleteRangeRequest(byte[] Key)
     public bool PrevKv { get; init; }
 
     /// <summary>A delete of every key that starts with <paramref name="prefix"/>.</summary>
-    public static DeleteRangeRequest Prefix(byte[] prefix) => new(prefix) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
+    public static DeleteRangeRequest Prefix(byte[] prefix) => new(KeyRanges.PrefixStart(prefix)) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
 }
 
 /// <summary>etcd's compare operators.</summary>

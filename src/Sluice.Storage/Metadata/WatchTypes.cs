@@ -22,7 +22,7 @@ public sealed record WatchRequest(byte[] Key)
     public bool NoDelete { get; init; }
 
     /// <summary>A watch on every key that starts with <paramref name="prefix"/>.</summary>
-    public static WatchRequest Prefix(byte[] prefix) => new(prefix) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
+    public static WatchRequest Prefix(byte[] prefix) => new(KeyRanges.PrefixStart(prefix)) { RangeEnd = KeyRanges.PrefixEnd(prefix) };
 
     /// <summary>A watch on every key that starts with <paramref name="prefix"/>.</summary>
     public static WatchRequest Prefix(string prefix) => Prefix(KeyRanges.Utf8(prefix));
