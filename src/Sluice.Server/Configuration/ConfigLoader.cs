@@ -149,7 +149,7 @@ public static class ConfigLoader
             foreach (var name in new[] { prefix + key.Name.ToUpperInvariant(), prefix + key.EnvironmentSuffix })
             {
                 var value = Lookup(environment, name);
-                if (value is not null)
+                if (!string.IsNullOrEmpty(value)) // an empty variable counts as unset, as in viper
                 {
                     settings[key.Name] = new RawSetting("env " + name, value, null);
                 }
