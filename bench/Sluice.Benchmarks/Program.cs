@@ -1,19 +1,26 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Broker;
+using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;
 
-// `quick`, `log`, `metadata` are Stopwatch harnesses (seconds, not minutes); anything else goes to BenchmarkDotNet.
+// `quick`, `log`, `metadata`, `grpc` and `broker` are Stopwatch harnesses (seconds, not minutes);
+// anything else goes to BenchmarkDotNet.
 switch (args.FirstOrDefault())
 {
     case "quick":
         CommitLogBench.Quick();
-        break;
+        return 0;
     case "log":
         CommitLogBench.Full(args.Skip(1).ToArray());
-        break;
+        return 0;
     case "metadata":
         await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
-        break;
+        return 0;
+    case "grpc":
+        return await GrpcTransportBenchmark.RunAsync(args[1..]);
+    case "broker":
+        return await BrokerBenchmark.RunAsync(args[1..]);
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
-        break;
+        return 0;
 }
