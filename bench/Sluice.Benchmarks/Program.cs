@@ -1,10 +1,28 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Broker;
+using Sluice.Benchmarks.Grpc;
+using Sluice.Benchmarks.Log;
 
-// "client": the Sluice.Client throughput/allocation harness (see Client/ClientThroughput.cs).
-if (args.Length > 0 && args[0] == "client")
+// `quick`, `log`, `metadata`, `grpc`, `broker` and `client` are Stopwatch harnesses (seconds, not minutes);
+// anything else goes to BenchmarkDotNet.
+switch (args.FirstOrDefault())
 {
-    return await Sluice.Benchmarks.Client.ClientThroughput.RunAsync(args[1..]);
+    case "quick":
+        CommitLogBench.Quick();
+        return 0;
+    case "log":
+        CommitLogBench.Full(args.Skip(1).ToArray());
+        return 0;
+    case "metadata":
+        await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
+        return 0;
+    case "grpc":
+        return await GrpcTransportBenchmark.RunAsync(args[1..]);
+    case "broker":
+        return await BrokerBenchmark.RunAsync(args[1..]);
+    case "client":
+        return await Sluice.Benchmarks.Client.ClientThroughput.RunAsync(args[1..]);
+    default:
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
 }
-
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
-return 0;
