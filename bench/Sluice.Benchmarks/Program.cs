@@ -1,9 +1,9 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;
 
-// `quick`, `log`, `metadata`, `grpc` and `nats` are Stopwatch harnesses (seconds, not minutes);
-// anything else goes to BenchmarkDotNet.
+// Every mode below is a Stopwatch harness (seconds, not minutes); anything else goes to BenchmarkDotNet.
 switch (args.FirstOrDefault())
 {
     case "quick":
@@ -19,6 +19,10 @@ switch (args.FirstOrDefault())
         return await GrpcTransportBenchmark.RunAsync(args[1..]);
     case "nats":
         return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
+    case "broker":
+        return await BrokerBenchmark.RunAsync(args[1..]);
+    case "client":
+        return await Sluice.Benchmarks.Client.ClientThroughput.RunAsync(args[1..]);
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
