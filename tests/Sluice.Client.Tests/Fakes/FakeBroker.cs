@@ -24,7 +24,7 @@ internal sealed class FakeBroker(FakeCluster cluster, string id)
     {
         var registry = new GrpcMethodRegistry();
         Register(registry);
-        var server = new GrpcServer(GrpcServerOptions.Default with { Port = Port, ShutdownTimeout = TimeSpan.FromSeconds(2) }, registry);
+        var server = new GrpcServer(GrpcServerOptions.Default with { Port = Port, ShutdownTimeout = TimeSpan.FromSeconds(2), Tls = cluster.Tls }, registry);
         await server.StartAsync();
         Port = server.Port;
         _server = server;

@@ -35,9 +35,12 @@ internal sealed class FakeCluster : IAsyncDisposable
     /// <summary>PublishAsync requests are read but never answered (for ack timeouts).</summary>
     public bool DropAcks { get; set; }
 
-    public static async Task<FakeCluster> StartAsync(int brokers = 1, int cursorPartitions = 0)
+    /// <summary>Serve TLS with these PEM files (set before the brokers start).</summary>
+    public Sluice.Server.Grpc.GrpcServerTlsOptions? Tls { get; private init; }
+
+    public static async Task<FakeCluster> StartAsync(int brokers = 1, int cursorPartitions = 0, Sluice.Server.Grpc.GrpcServerTlsOptions? tls = null)
     {
-        var cluster = new FakeCluster();
+        var cluster = new FakeCluster { Tls = tls };
         for (var i = 0; i < brokers; i++)
         {
             var broker = new FakeBroker(cluster, $"broker-{i}");
