@@ -19,11 +19,16 @@ internal static class SluiceCommandLine
     {
         var root = new RootCommand(
             "Sluice: durable, replicated message streams, wire-compatible with Liftbridge.\n"
-            + "Run without a command, `sluice [flags]` serves exactly like `liftbridge [flags]` and `sluice serve [flags]`.");
+            + "Run without a command, `sluice [flags]` serves exactly like `liftbridge [flags]` and `sluice serve [flags]`.\n"
+            + "The other commands talk to a running server (--servers, or SLUICE_SERVERS; default 127.0.0.1:9292).");
 
         // Liftbridge's launch command has no subcommand, so its flags work on the root command too.
         ServeCommand.Attach(root);
         root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(StreamCommand.Create());
+        root.Subcommands.Add(PubCommand.Create());
+        root.Subcommands.Add(SubCommand.Create());
+        root.Subcommands.Add(MetadataCommand.Create());
         return root;
     }
 

@@ -71,13 +71,16 @@ public class CommandLineTests
     }
 
     [Fact]
-    public async Task Root_help_lists_the_serve_command_and_version_prints_one()
+    public async Task Root_help_lists_the_commands_and_version_prints_one()
     {
         var (helpCode, help) = await SluiceProcess.RunAsync("--help");
         await using (help)
         {
             Assert.Equal(0, helpCode);
-            Assert.Contains(help.Stdout, l => l.TrimStart().StartsWith("serve", StringComparison.Ordinal));
+            foreach (var command in new[] { "serve", "stream", "pub", "sub", "metadata" })
+            {
+                Assert.Contains(help.Stdout, l => l.TrimStart().StartsWith(command + " ", StringComparison.Ordinal));
+            }
         }
 
         var (versionCode, version) = await SluiceProcess.RunAsync("--version");

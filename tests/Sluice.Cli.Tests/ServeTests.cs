@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using Sluice.TestKit;
 
 namespace Sluice.Cli.Tests;
@@ -23,7 +24,7 @@ public class ServeTests
         await using var sluice = SluiceProcess.Start(
             "serve", "-c", config, "--port", "0", "--data-dir", data, "--level", "debug",
             "--raft-bootstrap-seed", "--nats-servers", "nats://127.0.0.1:4222");
-        var listening = await sluice.WaitForLineAsync("listening on 127.0.0.1:");
+        await sluice.WaitForLineAsync("listening on 127.0.0.1:");
 
         foreach (var key in new[] { "clustering.raft.bootstrap.seed", "nats.servers", "clustering.raft.snapshot.retain", "telemetry.enabled" })
         {
@@ -35,17 +36,22 @@ public class ServeTests
         var serverId = (await File.ReadAllTextAsync(Path.Combine(data, "server-id"))).Trim();
         Assert.Contains(sluice.Stdout, l => l.Contains("server id: " + serverId, StringComparison.Ordinal));
 
-        // The placeholder answers like a gRPC server that has no such method yet.
-        var port = int.Parse(listening[(listening.LastIndexOf(':') + 1)..].Split(' ')[0]);
-        using var http = new HttpClient();
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{port}/proto.API/FetchMetadata")
+        // The served broker answers the CLI's own data commands.
+        var port = int.Parse(Regex.Match(await sluice.WaitForLineAsync("(port "), @"\(port (\d+)\)").Groups[1].Value);
+        var servers = $"127.0.0.1:{port}";
+        var (createCode, create) = await SluiceProcess.RunAsync("stream", "create", "launched", "--subject", "launched", "-s", servers);
+        await using (create)
         {
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new ByteArrayContent([0, 0, 0, 0, 0]),
-        };
-        using var response = await http.SendAsync(request);
-        Assert.Equal("12", Assert.Single(response.Headers.GetValues("grpc-status")));
+            Assert.True(createCode == 0, create.Transcript());
+        }
+
+        var (metadataCode, metadata) = await SluiceProcess.RunAsync("metadata", "-o", "json", "-s", servers);
+        await using (metadata)
+        {
+            Assert.True(metadataCode == 0, metadata.Transcript());
+            Assert.Contains($"\"id\":\"{serverId}\"", Assert.Single(metadata.Stdout), StringComparison.Ordinal);
+            Assert.Contains("\"name\":\"launched\"", metadata.Stdout[0], StringComparison.Ordinal);
+        }
 
         await sluice.TerminateAsync();
         Assert.Equal(0, await sluice.WaitForExitAsync());
@@ -79,7 +85,7 @@ public class ServeTests
         {
             Assert.Equal(1, code);
             var line = Assert.Single(sluice.Stderr);
-            Assert.Contains($"Cannot listen on 127.0.0.1:{port}", line);
+            Assert.Contains($"Cannot start the server on 127.0.0.1:{port}: Address already in use", line);
         }
     }
 }

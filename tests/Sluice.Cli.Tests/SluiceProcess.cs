@@ -4,7 +4,7 @@ using System.Reflection;
 namespace Sluice.Cli.Tests;
 
 /// <summary>The built `sluice` run as `dotnet sluice.dll ...`, with its output collected line by line.</summary>
-internal sealed class SluiceProcess : IAsyncDisposable
+public sealed class SluiceProcess : IAsyncDisposable
 {
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
@@ -12,6 +12,7 @@ internal sealed class SluiceProcess : IAsyncDisposable
     private readonly List<string> _stdout = [];
     private readonly List<string> _stderr = [];
     private readonly SemaphoreSlim _lineAdded = new(0);
+    private Task _stdinWriter = Task.CompletedTask;
 
     private SluiceProcess(Process process)
     {
@@ -24,10 +25,17 @@ internal sealed class SluiceProcess : IAsyncDisposable
 
     public static string SluiceDll { get; } = FindSluiceDll();
 
-    public static SluiceProcess Start(params string[] args)
+    public static SluiceProcess Start(params string[] args) => Start(args, stdin: null);
+
+    /// <summary>
+    /// Starts sluice with <paramref name="stdin"/> as its standard input (closed at once when null, so a command
+    /// that reads stdin sees end of input instead of hanging) and extra environment variables.
+    /// </summary>
+    public static SluiceProcess Start(IReadOnlyList<string> args, string? stdin, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
+            RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -45,6 +53,11 @@ internal sealed class SluiceProcess : IAsyncDisposable
             start.Environment.Remove(name);
         }
 
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         var process = new Process { StartInfo = start };
         var result = new SluiceProcess(process);
         process.OutputDataReceived += (_, e) => result.Add(result._stdout, e.Data);
@@ -52,7 +65,34 @@ internal sealed class SluiceProcess : IAsyncDisposable
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        result._stdinWriter = stdin is null ? Task.CompletedTask : WriteStdinAsync(process, stdin);
+        if (stdin is null)
+        {
+            process.StandardInput.Close();
+        }
+
         return result;
+    }
+
+    /// <summary>Runs to completion with <paramref name="stdin"/> as input and returns the exit code.</summary>
+    public static async Task<(int ExitCode, SluiceProcess Process)> RunWithInputAsync(string stdin, params string[] args)
+    {
+        var process = Start(args, stdin);
+        return (await process.WaitForExitAsync(), process);
+    }
+
+    private static async Task WriteStdinAsync(Process process, string stdin)
+    {
+        // Written concurrently with the output readers: a large input must not deadlock against a full stdout pipe.
+        try
+        {
+            await process.StandardInput.WriteAsync(stdin);
+            process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // The command exited before reading all of its input (e.g. the stream does not exist); its exit code tells.
+        }
     }
 
     /// <summary>Runs to completion and returns the exit code.</summary>
@@ -93,9 +133,14 @@ internal sealed class SluiceProcess : IAsyncDisposable
     }
 
     /// <summary>Sends SIGTERM, as `kill` and service managers do (Process.Kill would be SIGKILL).</summary>
-    public async Task TerminateAsync()
+    public Task TerminateAsync() => SignalAsync("-TERM");
+
+    /// <summary>Sends SIGINT, what Ctrl-C in a terminal does.</summary>
+    public Task InterruptAsync() => SignalAsync("-INT");
+
+    private async Task SignalAsync(string signal)
     {
-        using var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        using var kill = Process.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         await kill.WaitForExitAsync();
         Assert.Equal(0, kill.ExitCode);
     }
@@ -106,6 +151,7 @@ internal sealed class SluiceProcess : IAsyncDisposable
         try
         {
             await _process.WaitForExitAsync(deadline.Token);
+            await _stdinWriter;
         }
         catch (OperationCanceledException)
         {
