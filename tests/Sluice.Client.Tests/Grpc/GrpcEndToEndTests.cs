@@ -159,7 +159,7 @@ public class GrpcEndToEndTests(TestApiServerFixture fixture) : IClassFixture<Tes
     {
         await using var call = Channel.DuplexStreaming<PublishRequest, PublishResponse>("/proto.API/PublishAsync", PublishResponse.Parser);
         await call.WriteAsync(new PublishRequest { Stream = "missing", CorrelationId = "x" });
-        await call.WriteAsync(new PublishRequest { Stream = "s", CorrelationId = "none", AckPolicy = AckPolicy.None });
+        await call.WriteAsync(new PublishRequest { Stream = "s", CorrelationId = "none", AckPolicy = Sluice.Protocol.Api.AckPolicy.None });
         await call.CompleteRequestsAsync();
         Assert.True(await call.MoveNextAsync());
         Assert.Equal(PublishAsyncError.Types.Code.NotFound, call.Current.AsyncError.Code);

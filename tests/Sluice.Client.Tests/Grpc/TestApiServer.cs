@@ -139,7 +139,7 @@ public sealed class TestApiServer : IAsyncDisposable
         long offset = 0;
         await foreach (var request in requests.WithCancellation(context.CancellationToken))
         {
-            if (request.AckPolicy == AckPolicy.None)
+            if (request.AckPolicy == Sluice.Protocol.Api.AckPolicy.None)
             {
                 continue;
             }

@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Sluice.Client.Grpc;
+using Sluice.Client.Internal;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+
+namespace Sluice.Client.Connections;
+
+/// <summary>
+/// One long-lived PublishAsync stream to a broker. Requests are pipelined (the duplex call batches
+/// writes); responses are matched to waiting messages by correlation id, since acks of different
+/// partitions can arrive out of order. Ack timeouts are found by a periodic scan instead of a
+/// timer per message: a timer per message would cost more than the message itself.
+/// When the stream breaks every waiting message fails at once; the next publish opens a new stream.
+/// </summary>
+internal sealed class PublishSession : IAsyncDisposable
+{
+    private const string Method = "/proto.API/PublishAsync";
+
+    private readonly GrpcDuplexCall<PublishRequest, PublishResponse> _call;
+    private readonly ConcurrentDictionary<string, PendingAck> _pending = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ILogger _logger;
+    private readonly string _address;
+    private readonly Task _reader;
+    private readonly Task _timeouts;
+    private volatile Exception? _failure;
+
+    public PublishSession(GrpcChannel channel, string address, TimeSpan ackWaitTime, ILogger logger)
+    {
+        _address = address;
+        _logger = logger;
+        _call = channel.DuplexStreaming<PublishRequest, PublishResponse>(Method, PublishResponse.Parser, timeout: null, _stop.Token);
+        _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
+        _timeouts = Task.Run(() => ScanTimeoutsAsync(ackWaitTime), CancellationToken.None);
+    }
+
+    /// <summary>The stream broke or was closed; a new session is needed.</summary>
+    public bool IsBroken => _failure is not null;
+
+    /// <summary>Messages sent and not yet acked.</summary>
+    public int PendingCount => _pending.Count;
+
+    /// <summary>Queues <paramref name="request"/>; <paramref name="pending"/> (null for AckPolicy NONE) receives its outcome.</summary>
+    public async ValueTask SendAsync(PublishRequest request, PendingAck? pending, CancellationToken cancellationToken)
+    {
+        if (_failure is { } failure)
+        {
+            throw new SessionBrokenException(failure);
+        }
+
+        if (pending is not null && !_pending.TryAdd(pending.CorrelationId, pending))
+        {
+            throw new ArgumentException($"a message with correlation id '{pending.CorrelationId}' is already waiting for its ack", nameof(request));
+        }
+
+        try
+        {
+            await _call.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            if (pending is not null)
+            {
+                _pending.TryRemove(pending.CorrelationId, out _);
+            }
+
+            throw new SessionBrokenException(_failure ?? ex);
+        }
+        catch (OperationCanceledException)
+        {
+            if (pending is not null)
+            {
+                _pending.TryRemove(pending.CorrelationId, out _);
+            }
+
+            throw;
+        }
+
+        // The stream may have broken between the check and the write; then nobody would complete pending.
+        if (_failure is not null && pending is not null && _pending.TryRemove(pending.CorrelationId, out _))
+        {
+            throw new SessionBrokenException(_failure);
+        }
+    }
+
+    /// <summary>Stops waiting for <paramref name="correlationId"/> (its caller gave up).</summary>
+    public bool Forget(string correlationId) => _pending.TryRemove(correlationId, out _);
+
+    /// <summary>Half-closes the stream, lets in-flight acks arrive for up to <paramref name="drainTimeout"/>, then closes it.</summary>
+    public async ValueTask CloseAsync(TimeSpan drainTimeout)
+    {
+        if (_failure is null && !_pending.IsEmpty)
+        {
+            try
+            {
+                await _call.CompleteRequestsAsync().WaitAsync(drainTimeout).ConfigureAwait(false);
+                await _reader.WaitAsync(drainTimeout).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is TimeoutException or GrpcException or OperationCanceledException or IOException)
+            {
+                // Whatever is still pending fails below with "client closed".
+            }
+        }
+
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Fail(new ObjectDisposedException(nameof(SluiceClient), "the client was closed before the ack arrived"));
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _call.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(_reader, _timeouts).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private async Task ReadAcksAsync()
+    {
+        Exception? failure = null;
+        try
+        {
+            while (await _call.MoveNextAsync().ConfigureAwait(false))
+            {
+                Dispatch(_call.Current);
+            }
+
+            failure = new BrokerUnavailableException($"the publish stream to {_address} was closed by the server");
+        }
+        catch (Exception ex)
+        {
+            failure = ex is GrpcException g ? SluiceErrors.FromStatus(g, RpcKind.PublishSend) : ex;
+            if (ex is not OperationCanceledException)
+            {
+                _logger.LogDebug(ex, "Publish stream to {Address} broke", _address);
+            }
+        }
+        finally
+        {
+            Fail(failure ?? new BrokerUnavailableException($"the publish stream to {_address} ended"));
+        }
+    }
+
+    private void Dispatch(PublishResponse response)
+    {
+        var error = response.AsyncError;
+        var correlationId = error is not null || string.IsNullOrEmpty(response.Ack?.CorrelationId)
+            ? response.CorrelationId
+            : response.Ack!.CorrelationId;
+        if (string.IsNullOrEmpty(correlationId) || !_pending.TryRemove(correlationId, out var pending))
+        {
+            return; // timed out or cancelled already, or an ack of AckPolicy NONE
+        }
+
+        if (error is not null)
+        {
+            pending.Complete(null, SluiceErrors.FromAsyncError(error));
+        }
+        else
+        {
+            pending.Complete(response.Ack is null ? null : new SluiceAck(response.Ack), null);
+        }
+    }
+
+    private async Task ScanTimeoutsAsync(TimeSpan ackWaitTime)
+    {
+        // A quarter of the wait bounds how late a timeout fires; 5 ms keeps tiny waits from spinning.
+        var period = TimeSpan.FromTicks(Math.Clamp(ackWaitTime.Ticks / 4, TimeSpan.FromMilliseconds(5).Ticks, TimeSpan.FromMilliseconds(250).Ticks));
+        using var timer = new PeriodicTimer(period);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            {
+                if (_pending.IsEmpty)
+                {
+                    continue;
+                }
+
+                var now = Stopwatch.GetTimestamp();
+                foreach (var (correlationId, pending) in _pending)
+                {
+                    if (pending.Deadline <= now && _pending.TryRemove(correlationId, out _))
+                    {
+                        pending.Complete(null, new AckTimeoutException(SluiceErrors.AckTimeout));
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The session closed.
+        }
+    }
+
+    private void Fail(Exception failure)
+    {
+        _failure ??= failure;
+        foreach (var correlationId in _pending.Keys)
+        {
+            if (_pending.TryRemove(correlationId, out var pending))
+            {
+                pending.Complete(null, failure);
+            }
+        }
+    }
+}
+
+/// <summary>The session's stream was already broken: the message was not sent and can be sent on a new session.</summary>
+internal sealed class SessionBrokenException(Exception cause)
+    : Exception("the publish stream is broken", cause);

@@ -1,0 +1,22 @@
+using Microsoft.Extensions.Logging;
+
+namespace Sluice.Client.Internal;
+
+/// <summary>The client's log events.</summary>
+internal static partial class ClientLog
+{
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Subscribe to {Stream}[{Partition}] on {Address} failed: {Detail}; refreshing metadata and retrying")]
+    public static partial void LogSubscribeRetry(this ILogger logger, string stream, int partition, string address, string detail);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Subscription to {Stream}[{Partition}] lost its broker ({Detail}); resubscribing from offset {Offset}")]
+    public static partial void LogResubscribing(this ILogger logger, string stream, int partition, string detail, long offset);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Subscription to {Stream}[{Partition}] re-established after {Attempts} attempt(s)")]
+    public static partial void LogResubscribed(this ILogger logger, string stream, int partition, int attempts);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Resubscribe attempt to {Stream}[{Partition}] failed")]
+    public static partial void LogResubscribeAttemptFailed(this ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Subscription handler for {Stream}[{Partition}] failed; the subscription ends")]
+    public static partial void LogHandlerFailed(this ILogger logger, Exception exception, string stream, int partition);
+}

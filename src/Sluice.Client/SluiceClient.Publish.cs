@@ -1,0 +1,244 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Sluice.Client.Connections;
+using Sluice.Client.Internal;
+using Sluice.Protocol.Api;
+
+namespace Sluice.Client;
+
+public sealed partial class SluiceClient
+{
+    private const int SendAttempts = 5;         // go-liftbridge retries a send 5 times when the stream is gone
+    private const int PartitionerLookups = 5;   // go-liftbridge: up to 5 metadata refreshes for a partitioner
+
+    /// <summary>
+    /// Publishes a message to a stream partition and returns its ack (null with
+    /// <see cref="AckPolicy.None"/>). Messages are pipelined over one long-lived PublishAsync stream
+    /// per broker: start many calls and await them together for throughput.
+    /// </summary>
+    /// <param name="stream">The stream name.</param>
+    /// <param name="value">The message value (copied; the buffer can be reused at once).</param>
+    /// <param name="options">Key, headers, ack policy, partition...; null means <see cref="MessageOptions.Default"/>.</param>
+    /// <param name="cancellationToken">Stops waiting (the message may still be stored).</param>
+    /// <exception cref="AckTimeoutException">No ack within <see cref="SluiceClientOptions.AckWaitTime"/>.</exception>
+    /// <exception cref="NoSuchPartitionException">The stream or partition does not exist.</exception>
+    /// <exception cref="ReadonlyPartitionException">The partition is readonly.</exception>
+    /// <exception cref="IncorrectOffsetException">The expected offset did not match.</exception>
+    public async Task<SluiceAck?> PublishAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        options ??= MessageOptions.Default;
+        options.Validate();
+        ThrowIfDisposed();
+        var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        if (request.AckPolicy == Protocol.Api.AckPolicy.None)
+        {
+            await SendAsync(request, pendingFactory: null, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var (session, pending) = await SendAsync(request, () => PendingAck.ForTask(request.CorrelationId, Options.AckWaitTime), cancellationToken).ConfigureAwait(false);
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return await pending!.Task.ConfigureAwait(false);
+        }
+
+        using var registration = cancellationToken.Register(() =>
+        {
+            if (session.Forget(pending!.CorrelationId))
+            {
+                pending.Complete(null, new OperationCanceledException(cancellationToken));
+            }
+        });
+        return await pending!.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Publishes a message and returns once it is queued on the broker's PublishAsync stream;
+    /// <paramref name="onAck"/> later receives the ack, or the error (<see cref="AckTimeoutException"/>
+    /// after <see cref="SluiceClientOptions.AckWaitTime"/>, or the server's refusal). With
+    /// <see cref="AckPolicy.None"/> the handler is never called. This is go-liftbridge's PublishAsync.
+    /// </summary>
+    /// <param name="stream">The stream name.</param>
+    /// <param name="value">The message value (copied).</param>
+    /// <param name="onAck">Called once per message, on an I/O thread: keep it short and do not block.</param>
+    /// <param name="options">Key, headers, ack policy, partition...; null means <see cref="MessageOptions.Default"/>.</param>
+    /// <param name="cancellationToken">Cancels queueing (not the wait for the ack).</param>
+    public async ValueTask PublishAsync(string stream, ReadOnlyMemory<byte> value, AckHandler onAck, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(onAck);
+        options ??= MessageOptions.Default;
+        options.Validate();
+        ThrowIfDisposed();
+        var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        Func<PendingAck>? factory = request.AckPolicy == Protocol.Api.AckPolicy.None
+            ? null
+            : () => PendingAck.ForCallback(request.CorrelationId, Options.AckWaitTime, onAck, ex => _logger.LogError(ex, "An ack handler threw"));
+        await SendAsync(request, factory, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Publishes a message straight to a NATS subject: every stream attached to it stores the
+    /// message (partitioning options are ignored). Returns the first ack, or null with
+    /// <see cref="AckPolicy.None"/>.
+    /// </summary>
+    /// <param name="subject">The NATS subject.</param>
+    /// <param name="value">The message value.</param>
+    /// <param name="options">Key, headers, ack policy, ack inbox, correlation id; null means <see cref="MessageOptions.Default"/>.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <exception cref="AckTimeoutException">No ack within <see cref="SluiceClientOptions.AckWaitTime"/> (e.g. no stream on the subject).</exception>
+    public async Task<SluiceAck?> PublishToSubjectAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(subject);
+        options ??= MessageOptions.Default;
+        options.Validate();
+        ThrowIfDisposed();
+        var request = new PublishToSubjectRequest
+        {
+            Subject = subject,
+            Key = ByteString.CopyFrom(options.Key.Span),
+            Value = ByteString.CopyFrom(value.Span),
+            AckInbox = options.AckInbox ?? string.Empty,
+            CorrelationId = options.CorrelationId ?? string.Empty,
+            AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
+        };
+        AddHeaders(request.Headers, options.Headers);
+        var response = await InvokeAnyAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, RpcKind.PublishToSubject, Options.AckWaitTime, cancellationToken).ConfigureAwait(false);
+        return response.Ack is null ? null : new SluiceAck(response.Ack);
+    }
+
+    /// <summary>Sends on the session of the broker for the request's partition, reopening a broken session (go-liftbridge retries 5 times).</summary>
+    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishRequest request, Func<PendingAck>? pendingFactory, CancellationToken cancellationToken)
+    {
+        Exception? last = null;
+        for (var attempt = 0; attempt < SendAttempts; attempt++)
+        {
+            if (attempt > 0)
+            {
+                await Task.Delay(RetryDelay, cancellationToken).ConfigureAwait(false);
+            }
+
+            var session = GetConnection(PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
+            var pending = pendingFactory?.Invoke();
+            try
+            {
+                await session.SendAsync(request, pending, cancellationToken).ConfigureAwait(false);
+                return (session, pending);
+            }
+            catch (SessionBrokenException ex)
+            {
+                last = ex.InnerException;
+            }
+        }
+
+        throw last switch
+        {
+            SluiceException sluice => sluice,
+            Protocol.Grpc.GrpcException grpc => SluiceErrors.FromStatus(grpc, RpcKind.PublishSend),
+            _ => new BrokerUnavailableException("the publish stream could not be opened", last),
+        };
+    }
+
+    /// <summary>
+    /// The partition leader when the metadata knows it (no forwarding hop on either server),
+    /// otherwise a broker chosen by rendezvous hashing of (stream, partition) over the known brokers,
+    /// like go-liftbridge's hash ring (any Liftbridge server accepts any publish). A retry moves on.
+    /// </summary>
+    private string PublishAddress(string stream, int partition, int attempt)
+    {
+        if (attempt == 0 && LeaderAddress(stream, partition, out _) is { } leader)
+        {
+            return leader;
+        }
+
+        var addresses = _addresses;
+        var key = (uint)HashCode.Combine(stream, partition);
+        var best = 0;
+        var bestScore = 0UL;
+        for (var i = 0; i < addresses.Length; i++)
+        {
+            var score = Mix(key, addresses[i]);
+            if (score >= bestScore)
+            {
+                best = i;
+                bestScore = score;
+            }
+        }
+
+        return addresses[(best + attempt) % addresses.Length];
+    }
+
+    private static ulong Mix(uint key, string address)
+    {
+        var x = ((ulong)key << 32) ^ (uint)address.GetHashCode(StringComparison.Ordinal);
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdUL;
+        x ^= x >> 33;
+        return x;
+    }
+
+    private async ValueTask<PublishRequest> CreatePublishRequestAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
+    {
+        var partition = options.Partition ?? 0;
+        if (options.Partition is null && options.Partitioner is { } partitioner)
+        {
+            partition = await ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken).ConfigureAwait(false);
+        }
+
+        var request = new PublishRequest
+        {
+            Stream = stream,
+            Partition = partition,
+            Key = options.Key.IsEmpty ? ByteString.Empty : ByteString.CopyFrom(options.Key.Span),
+            Value = ByteString.CopyFrom(value.Span),
+            AckInbox = options.AckInbox ?? string.Empty,
+            CorrelationId = string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
+            AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
+            ExpectedOffset = options.ExpectedOffset,
+        };
+        AddHeaders(request.Headers, options.Headers);
+        return request;
+    }
+
+    private async ValueTask<int> ResolvePartitionAsync(string stream, IPartitioner partitioner, ReadOnlyMemory<byte> key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; _metadata.PartitionCountForStream(stream) == 0; attempt++)
+        {
+            if (attempt == PartitionerLookups)
+            {
+                throw new NoSuchStreamException($"{SluiceErrors.NoSuchStream}: no metadata for stream '{stream}'");
+            }
+
+            if (attempt > 0)
+            {
+                await Task.Delay(RetryDelay, cancellationToken).ConfigureAwait(false);
+            }
+
+            await TryRefreshMetadataAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var metadata = _metadata;
+        var partition = partitioner.GetPartition(stream, key.Span, value.Span, metadata);
+        var count = metadata.PartitionCountForStream(stream);
+        if (partition < 0 || partition >= count)
+        {
+            throw new InvalidOperationException($"partitioner {partitioner.GetType().Name} chose partition {partition}, but stream '{stream}' has {count}");
+        }
+
+        return partition;
+    }
+
+    private static void AddHeaders(Google.Protobuf.Collections.MapField<string, ByteString> target, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? headers)
+    {
+        if (headers is null)
+        {
+            return;
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            target[name] = ByteString.CopyFrom(value.Span);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Client.Grpc;
+
+namespace Sluice.Client;
+
+/// <summary>
+/// How a <see cref="SluiceClient"/> connects and behaves. Immutable: start from
+/// <see cref="Default"/> and customise with <c>with { ... }</c>.
+/// </summary>
+public sealed record SluiceClientOptions
+{
+    /// <summary>The defaults described on each property.</summary>
+    public static SluiceClientOptions Default { get; } = new();
+
+    /// <summary>
+    /// HTTP/2 connections opened to each broker; calls are spread over them round-robin. More than
+    /// one spreads busy subscriptions and the publish stream over several sockets. Default 2
+    /// (go-liftbridge's documented default).
+    /// </summary>
+    public int MaxConnectionsPerBroker { get; init; } = 2;
+
+    /// <summary>Idle time after which an HTTP/2 PING checks that a broker connection is alive. Default 30 s.</summary>
+    public TimeSpan KeepAliveTime { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>TCP (and TLS) connect timeout per attempt. Default 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Path of a PEM file with the CA certificate(s) the brokers' certificates must chain to
+    /// (go-liftbridge <c>TLSCert</c>). Setting it turns TLS on. Default null.
+    /// </summary>
+    public string? TlsCertificateFile { get; init; }
+
+    /// <summary>
+    /// Full TLS configuration (go-liftbridge <c>TLSConfig</c>): client certificate for mutual TLS,
+    /// trusted CAs, a server-certificate validation callback, the expected host name. Setting it
+    /// (even to an empty instance, which means "system trust store") turns TLS on. Default null (h2c).
+    /// </summary>
+    public GrpcClientTlsOptions? Tls { get; init; }
+
+    /// <summary>
+    /// How long a subscription whose broker went away keeps trying to re-establish itself before
+    /// it fails with the last error. Default 30 s.
+    /// </summary>
+    public TimeSpan ResubscribeWaitTime { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a publish waits for its ack before failing with <see cref="AckTimeoutException"/>;
+    /// also the deadline of PublishToSubject. Default 5 s.
+    /// </summary>
+    public TimeSpan AckWaitTime { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Where the client logs (connections, metadata refreshes, resubscriptions). Default: no logging.</summary>
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>True when the client connects with TLS (https).</summary>
+    internal bool UsesTls => Tls is not null || TlsCertificateFile is not null;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnectionsPerBroker, 1, nameof(MaxConnectionsPerBroker));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(KeepAliveTime, TimeSpan.Zero, nameof(KeepAliveTime));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ResubscribeWaitTime, TimeSpan.Zero, nameof(ResubscribeWaitTime));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AckWaitTime, TimeSpan.Zero, nameof(AckWaitTime));
+        ArgumentNullException.ThrowIfNull(LoggerFactory, nameof(LoggerFactory));
+    }
+}
