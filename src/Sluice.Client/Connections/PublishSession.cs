@@ -131,7 +131,15 @@ internal sealed class PublishSession : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            failure = ex is GrpcException g ? SluiceErrors.FromStatus(g, RpcKind.PublishSend) : ex;
+            failure = ex switch
+            {
+                // A status a publish maps to a typed error (e.g. FAILED_PRECONDITION: readonly) keeps it;
+                // any other end of the stream means the connection is gone.
+                GrpcException g when g.StatusCode is GrpcStatusCode.FailedPrecondition or GrpcStatusCode.NotFound or GrpcStatusCode.DeadlineExceeded => SluiceErrors.FromStatus(g, RpcKind.PublishSend),
+                GrpcException g => new BrokerUnavailableException($"the publish stream to {_address} broke: {g.Detail}", g),
+                HttpRequestException or IOException => new BrokerUnavailableException($"the publish stream to {_address} broke: {ex.Message}", ex),
+                _ => ex,
+            };
             if (ex is not OperationCanceledException)
             {
                 _logger.LogDebug(ex, "Publish stream to {Address} broke", _address);

@@ -1,8 +1,8 @@
 using Google.Protobuf;
 using Sluice.Protocol.Api;
-using Api = Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Server.Grpc;
+using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client.Tests.Fakes;
 
