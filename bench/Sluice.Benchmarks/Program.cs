@@ -14,7 +14,7 @@ if (args.Length > 0 && args[0] == "nats")
 if (args is ["metadata", ..])
 {
     await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
-    return;
+    return 0;
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
