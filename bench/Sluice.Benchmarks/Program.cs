@@ -1,21 +1,28 @@
 using BenchmarkDotNet.Running;
+using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
+using Sluice.Benchmarks.Log;
 
-if (args is ["grpc", ..])
+// `quick`, `log`, `metadata`, `grpc`, `nats` and `broker` are Stopwatch harnesses (seconds, not minutes);
+// anything else goes to BenchmarkDotNet.
+switch (args.FirstOrDefault())
 {
-    return await GrpcTransportBenchmark.RunAsync(args[1..]);
+    case "quick":
+        CommitLogBench.Quick();
+        return 0;
+    case "log":
+        CommitLogBench.Full(args.Skip(1).ToArray());
+        return 0;
+    case "metadata":
+        await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
+        return 0;
+    case "grpc":
+        return await GrpcTransportBenchmark.RunAsync(args[1..]);
+    case "nats":
+        return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
+    case "broker":
+        return await BrokerBenchmark.RunAsync(args[1..]);
+    default:
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
 }
-
-if (args.Length > 0 && args[0] == "nats")
-{
-    return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
-}
-
-if (args is ["metadata", ..])
-{
-    await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
-    return 0;
-}
-
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
-return 0;

@@ -1,2 +1,3 @@
-Console.Error.WriteLine("sluice: no commands yet");
-return 2;
+using Sluice.Cli;
+
+return await SluiceCommandLine.InvokeAsync(args).ConfigureAwait(false);

@@ -1,0 +1,326 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Server.Grpc;
+using Sluice.Server.Streams;
+using Broker = Sluice.Server.Streams.Broker;
+
+namespace Sluice.Server.Api;
+
+/// <summary>
+/// The <c>proto.API</c> service: validates each request in Liftbridge's order (§1.3), calls the
+/// broker, and maps its errors through <see cref="ApiErrors"/>.
+/// </summary>
+internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> advertised)
+{
+    public const string ServiceName = "proto.API";
+
+    public const string ConsumerGroupsUnimplemented = "Consumer groups are not supported by this server yet; they arrive in a later release";
+
+    public void Register(GrpcMethodRegistry registry)
+    {
+        registry
+            .AddUnary<CreateStreamRequest, CreateStreamResponse>(ServiceName, "CreateStream", CreateStreamRequest.Parser, (r, c) => Run(c, () => CreateStreamAsync(r, c)))
+            .AddUnary<DeleteStreamRequest, DeleteStreamResponse>(ServiceName, "DeleteStream", DeleteStreamRequest.Parser, (r, c) => Run(c, () => DeleteStreamAsync(r, c)))
+            .AddUnary<PauseStreamRequest, PauseStreamResponse>(ServiceName, "PauseStream", PauseStreamRequest.Parser, (r, c) => Run(c, () => PauseStreamAsync(r, c)))
+            .AddUnary<SetStreamReadonlyRequest, SetStreamReadonlyResponse>(ServiceName, "SetStreamReadonly", SetStreamReadonlyRequest.Parser, (r, c) => Run(c, () => SetStreamReadonlyAsync(r, c)))
+            .AddServerStreaming<SubscribeRequest, Message>(ServiceName, "Subscribe", SubscribeRequest.Parser, SubscribeAsync)
+            .AddUnary<FetchMetadataRequest, FetchMetadataResponse>(ServiceName, "FetchMetadata", FetchMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchMetadata(r))))
+            .AddUnary<FetchPartitionMetadataRequest, FetchPartitionMetadataResponse>(ServiceName, "FetchPartitionMetadata", FetchPartitionMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchPartitionMetadata(r))))
+            .AddUnary<PublishRequest, PublishResponse>(ServiceName, "Publish", PublishRequest.Parser, (r, c) => Run(c, () => PublishAsync(r, c)))
+            .AddDuplexStreaming<PublishRequest, PublishResponse>(ServiceName, "PublishAsync", PublishRequest.Parser, PublishAsyncAsync)
+            .AddUnary<PublishToSubjectRequest, PublishToSubjectResponse>(ServiceName, "PublishToSubject", PublishToSubjectRequest.Parser, (r, c) => Run(c, () => PublishToSubjectAsync(r, c)))
+            .AddUnary<SetCursorRequest, SetCursorResponse>(ServiceName, "SetCursor", SetCursorRequest.Parser, (r, c) => Run(c, () => SetCursorAsync(r, c)))
+            .AddUnary<FetchCursorRequest, FetchCursorResponse>(ServiceName, "FetchCursor", FetchCursorRequest.Parser, (r, c) => Run(c, () => FetchCursorAsync(r, c)))
+            .AddUnary<JoinConsumerGroupRequest, JoinConsumerGroupResponse>(ServiceName, "JoinConsumerGroup", JoinConsumerGroupRequest.Parser, (_, _) => throw Unimplemented())
+            .AddUnary<LeaveConsumerGroupRequest, LeaveConsumerGroupResponse>(ServiceName, "LeaveConsumerGroup", LeaveConsumerGroupRequest.Parser, (_, _) => throw Unimplemented())
+            .AddUnary<FetchConsumerGroupAssignmentsRequest, FetchConsumerGroupAssignmentsResponse>(ServiceName, "FetchConsumerGroupAssignments", FetchConsumerGroupAssignmentsRequest.Parser, (_, _) => throw Unimplemented())
+            .AddUnary<ReportConsumerGroupCoordinatorRequest, ReportConsumerGroupCoordinatorResponse>(ServiceName, "ReportConsumerGroupCoordinator", ReportConsumerGroupCoordinatorRequest.Parser, (_, _) => throw Unimplemented());
+    }
+
+    private static GrpcException Unimplemented() => new(GrpcStatusCode.Unimplemented, ConsumerGroupsUnimplemented);
+
+    private static async ValueTask<T> Run<T>(GrpcCallContext context, Func<Task<T>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ApiErrors.IsMapped(ex))
+        {
+            throw ApiErrors.ToGrpc(ex);
+        }
+    }
+
+    // ---------------------------------------------------------------- streams
+
+    private async Task<CreateStreamResponse> CreateStreamAsync(CreateStreamRequest request, GrpcCallContext context)
+    {
+        await broker.CreateStreamAsync(request, internalStream: false, context.CancellationToken).ConfigureAwait(false);
+        return new CreateStreamResponse();
+    }
+
+    private async Task<DeleteStreamResponse> DeleteStreamAsync(DeleteStreamRequest request, GrpcCallContext context)
+    {
+        await broker.DeleteStreamAsync(request.Name, context.CancellationToken).ConfigureAwait(false);
+        return new DeleteStreamResponse();
+    }
+
+    private async Task<PauseStreamResponse> PauseStreamAsync(PauseStreamRequest request, GrpcCallContext context)
+    {
+        await broker.PauseAsync(request.Name, request.Partitions, request.ResumeAll, context.CancellationToken).ConfigureAwait(false);
+        return new PauseStreamResponse();
+    }
+
+    private async Task<SetStreamReadonlyResponse> SetStreamReadonlyAsync(SetStreamReadonlyRequest request, GrpcCallContext context)
+    {
+        await broker.SetReadonlyAsync(request.Name, request.Partitions, request.Readonly, context.CancellationToken).ConfigureAwait(false);
+        return new SetStreamReadonlyResponse();
+    }
+
+    private async Task SubscribeAsync(SubscribeRequest request, GrpcStreamWriter<Message> responses, GrpcCallContext context)
+    {
+        var token = context.CancellationToken;
+        try
+        {
+            await new Subscription(broker, request).RunAsync(m => responses.WriteAsync(m, token), token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ApiErrors.IsMapped(ex))
+        {
+            throw ApiErrors.ToGrpc(ex);
+        }
+    }
+
+    // ---------------------------------------------------------------- metadata
+
+    private FetchMetadataResponse FetchMetadata(FetchMetadataRequest request)
+    {
+        var (host, port) = advertised();
+        var counts = broker.CountPartitions();
+        var response = new FetchMetadataResponse();
+        response.Brokers.Add(new Sluice.Protocol.Api.Broker
+        {
+            Id = broker.ServerId,
+            Host = host,
+            Port = port,
+            PartitionCount = counts.PartitionCount,
+            LeaderCount = counts.LeaderCount,
+        });
+        if (request.Streams.Count == 0)
+        {
+            foreach (var stream in broker.Streams.OrderBy(s => s.Name, StringComparer.Ordinal))
+            {
+                response.StreamMetadata.Add(stream.ToMetadata(broker.ServerId));
+            }
+        }
+        else
+        {
+            foreach (var name in request.Streams)
+            {
+                response.StreamMetadata.Add(broker.TryGetStream(name, out var stream)
+                    ? stream.ToMetadata(broker.ServerId)
+                    : new StreamMetadata { Name = name, Error = StreamMetadata.Types.Error.UnknownStream });
+            }
+        }
+
+        foreach (var group in request.Groups)
+        {
+            response.GroupMetadata.Add(new ConsumerGroupMetadata { GroupId = group, Error = ConsumerGroupMetadata.Types.Error.UnknownGroup });
+        }
+
+        return response;
+    }
+
+    private FetchPartitionMetadataResponse FetchPartitionMetadata(FetchPartitionMetadataRequest request)
+    {
+        if (!broker.TryGetStream(request.Stream, out var stream) || !stream.TryGetPartition(request.Partition, out var partition))
+        {
+            throw new NotFoundException("partition not found");
+        }
+
+        return new FetchPartitionMetadataResponse { Metadata = partition.ToMetadata(broker.ServerId) };
+    }
+
+    // ---------------------------------------------------------------- publishing
+
+    private async Task<PublishResponse> PublishAsync(PublishRequest request, GrpcCallContext context)
+    {
+        if (request.Stream.Length == 0)
+        {
+            throw new InvalidRequestException("no stream provided");
+        }
+
+        var partition = CheckPublish(request);
+        var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
+        var waiter = waitForAck ? new AckWaiter() : null;
+        await broker.PublishAsync(partition, NewItem(request, partition, waiter), context.CancellationToken).ConfigureAwait(false);
+        if (waiter is null)
+        {
+            return new PublishResponse(); // fire and forget, as Liftbridge without a deadline or with AckPolicy NONE
+        }
+
+        var ack = await waiter.Task.WaitAsync(context.CancellationToken).ConfigureAwait(false);
+        return ack.AckError switch
+        {
+            Ack.Types.Error.Ok => new PublishResponse { Ack = ack },
+            Ack.Types.Error.IncorrectOffset => throw new GrpcException(GrpcStatusCode.Unknown, "incorrect expected offset"), // quirk 4 (kept)
+            Ack.Types.Error.TooLarge => throw new InvalidRequestException("message exceeds max replication size"),
+            Ack.Types.Error.Encryption => throw new BrokerInternalException("encryption failed on partition"),
+            _ => throw new BrokerInternalException("internal error"),
+        };
+    }
+
+    /// <summary>Publish's checks after the empty-stream one: stream, partition, readonly, OCC with NONE.</summary>
+    private Partition CheckPublish(PublishRequest request)
+    {
+        if (!broker.TryGetStream(request.Stream, out var stream))
+        {
+            throw new NotFoundException($"no such stream: {request.Stream}");
+        }
+
+        if (!stream.TryGetPartition(request.Partition, out var partition))
+        {
+            throw new NotFoundException($"no such partition: {request.Partition}");
+        }
+
+        if (partition.IsReadonly)
+        {
+            throw new PreconditionFailedException($"readonly partition: {request.Partition}");
+        }
+
+        if (stream.Settings.OptimisticConcurrencyControl && request.AckPolicy == AckPolicy.None)
+        {
+            throw new InvalidRequestException("stream with concurrency control must have AckPolicy set");
+        }
+
+        return partition;
+    }
+
+    internal static PublishItem NewItem(PublishRequest request, Partition partition, IAckReceiver? receiver) => new()
+    {
+        Key = request.Key.IsEmpty ? null : request.Key.Memory,
+        Value = request.Value.IsEmpty ? null : request.Value.Memory,
+        Headers = PublishItem.BuildHeaders(request.Headers, partition.Subject, string.Empty),
+        Subject = partition.Subject,
+        AckInbox = request.AckInbox,
+        CorrelationId = request.CorrelationId,
+        AckPolicy = request.AckPolicy,
+        ExpectedOffset = request.ExpectedOffset, // quirk 3 (kept): 0 is a real expectation, only -1 means any
+        Receiver = receiver,
+    };
+
+    private async Task PublishAsyncAsync(IAsyncEnumerable<PublishRequest> requests, GrpcStreamWriter<PublishResponse> responses, GrpcCallContext context)
+    {
+        await using var session = new PublishAsyncSession(responses, context.CancellationToken);
+        await foreach (var request in requests.ConfigureAwait(false))
+        {
+            Partition partition;
+            try
+            {
+                partition = CheckPublish(request); // before the empty-stream check, as Liftbridge: "" gives NOT_FOUND
+            }
+            catch (NotFoundException ex)
+            {
+                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.NotFound, ex.Message);
+                continue;
+            }
+            catch (PreconditionFailedException ex)
+            {
+                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.Readonly, ex.Message);
+                continue;
+            }
+            catch (InvalidRequestException ex)
+            {
+                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, ex.Message);
+                continue;
+            }
+
+            var tracked = request.AckPolicy != AckPolicy.None;
+            if (tracked)
+            {
+                session.Begin();
+            }
+
+            try
+            {
+                await broker.PublishAsync(partition, NewItem(request, partition, session), context.CancellationToken).ConfigureAwait(false);
+            }
+            catch (BrokerException ex)
+            {
+                if (tracked)
+                {
+                    session.Abandon();
+                }
+
+                var code = ex is NotFoundException ? PublishAsyncError.Types.Code.NotFound : PublishAsyncError.Types.Code.Internal;
+                session.SendError(request.CorrelationId, code, ex.Message);
+            }
+        }
+
+        // The client half-closed: give in-flight acks up to 5 s (Liftbridge's asyncAckTimeout).
+        await session.DrainAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+    }
+
+    private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context)
+    {
+        if (!Subjects.IsValid(request.Subject) || request.Subject.AsSpan().IndexOfAny("*>") >= 0)
+        {
+            throw new InvalidRequestException("Subject is invalid");
+        }
+
+        var targets = broker.MatchSubject(request.Subject);
+        var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None && targets.Count > 0;
+        var first = waitForAck ? new AckWaiter() : null;
+        foreach (var partition in targets)
+        {
+            var item = new PublishItem
+            {
+                Key = request.Key.IsEmpty ? null : request.Key.Memory,
+                Value = request.Value.IsEmpty ? null : request.Value.Memory,
+                Headers = PublishItem.BuildHeaders(request.Headers, request.Subject, string.Empty),
+                Subject = request.Subject,
+                AckInbox = request.AckInbox,
+                CorrelationId = request.CorrelationId,
+                AckPolicy = request.AckPolicy,
+                Receiver = first,
+            };
+            await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
+        }
+
+        if (first is null)
+        {
+            return new PublishToSubjectResponse(); // nothing to wait for: no deadline, NONE, or no stream on that subject
+        }
+
+        var ack = await first.Task.WaitAsync(context.CancellationToken).ConfigureAwait(false);
+        return new PublishToSubjectResponse { Ack = ack };
+    }
+
+    // ---------------------------------------------------------------- cursors
+
+    private async Task<SetCursorResponse> SetCursorAsync(SetCursorRequest request, GrpcCallContext context)
+    {
+        CheckCursorRequest(request.Stream, request.CursorId);
+        await broker.Cursors.SetAsync(request.CursorId, request.Stream, request.Partition, request.Offset, context.CancellationToken).ConfigureAwait(false);
+        return new SetCursorResponse();
+    }
+
+    private async Task<FetchCursorResponse> FetchCursorAsync(FetchCursorRequest request, GrpcCallContext context)
+    {
+        CheckCursorRequest(request.Stream, request.CursorId);
+        var offset = await broker.Cursors.FetchAsync(request.CursorId, request.Stream, request.Partition, context.CancellationToken).ConfigureAwait(false);
+        return new FetchCursorResponse { Offset = offset };
+    }
+
+    private static void CheckCursorRequest(string stream, string cursorId)
+    {
+        if (stream.Length == 0)
+        {
+            throw new InvalidRequestException("No stream provided");
+        }
+
+        if (cursorId.Length == 0)
+        {
+            throw new InvalidRequestException("No cursorId provided");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+namespace Sluice.Server.Configuration;
+
+/// <summary>
+/// One configuration key: its name, how its value is applied to the options, and, when Sluice cannot honour
+/// it yet, why it is accepted and ignored.
+/// </summary>
+internal sealed record ConfigKey(string Name, Func<ServerOptions, ConfigValue, ServerOptions> Apply, string? IgnoredReason)
+{
+    public bool Ignored => IgnoredReason is not null;
+
+    /// <summary>The environment variable suffix: dots become underscores (`logging.level` → `LOGGING_LEVEL`).</summary>
+    public string EnvironmentSuffix => Name.Replace('.', '_').ToUpperInvariant();
+}
+
+/// <summary>Every key Sluice accepts: all of Liftbridge's (server/config.go) plus Sluice's `storage.*`.</summary>
+internal static class ConfigKeys
+{
+    private const string NoRaft = "Sluice runs a single node and has no Raft; clustering arrives in a later release";
+    private const string NoReplication = "replication between brokers arrives with clustering";
+    private const string NoNats = "NATS attachment arrives in a later release; the server runs without NATS";
+    private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
+    private const string NoGroups = "consumer groups arrive in a later release";
+    private const string NoTelemetry = "Sluice never sends telemetry";
+
+    public static IReadOnlyList<ConfigKey> All { get; } =
+    [
+        Key("listen", (o, v) => o with { Listen = v.HostPort() }),
+        Key("host", (o, v) => o with { Host = v.String().Trim() }),
+        Key("port", (o, v) => o with { Port = v.Int(0, 65535, "a port number from 0 to 65535") }),
+        Key("data.dir", (o, v) => o with { DataDir = NonEmpty(v, "a directory path") }),
+        Key("metadata.cache.max.age", (o, v) => o with { Metadata = o.Metadata with { CacheMaxAge = v.Duration() } }),
+
+        Key("logging.level", (o, v) => o with { Logging = o.Logging with { Level = v.LogLevel() } }),
+        Key("logging.recovery", (o, v) => o with { Logging = o.Logging with { Recovery = v.Bool() } }),
+        Key("logging.raft", (o, v) => o with { Logging = o.Logging with { Raft = v.Bool() } }, NoRaft),
+        Key("logging.nats", (o, v) => o with { Logging = o.Logging with { Nats = v.Bool() } }, NoNats),
+
+        Key("batch.max.messages", (o, v) => o with { Batch = o.Batch with { MaxMessages = v.Int(1) } }),
+        Key("batch.max.time", (o, v) => o with { Batch = o.Batch with { MaxTime = v.Duration() } }),
+
+        Key("tls.key", (o, v) => o with { Tls = o.Tls with { Key = v.String().Trim() } }),
+        Key("tls.cert", (o, v) => o with { Tls = o.Tls with { Cert = v.String().Trim() } }),
+        Key("tls.client.auth.enabled", (o, v) => o with { Tls = o.Tls with { ClientAuthEnabled = v.Bool() } }),
+        Key("tls.client.auth.ca", (o, v) => o with { Tls = o.Tls with { ClientAuthCa = v.String().Trim() } }),
+        Key("tls.client.authz.enabled", (o, v) => o with { Tls = o.Tls with { ClientAuthzEnabled = v.Bool() } }, NoAuthz),
+        Key("tls.client.authz.model", (o, v) => o with { Tls = o.Tls with { ClientAuthzModel = v.String() } }, NoAuthz),
+        Key("tls.client.authz.policy", (o, v) => o with { Tls = o.Tls with { ClientAuthzPolicy = v.String() } }, NoAuthz),
+
+        Key("nats.servers", (o, v) => o with { Nats = o.Nats with { Servers = v.List() } }, NoNats),
+        Key("nats.user", (o, v) => o with { Nats = o.Nats with { User = v.String() } }, NoNats),
+        Key("nats.password", (o, v) => o with { Nats = o.Nats with { Password = v.String() } }, NoNats),
+        Key("nats.tls.cert", (o, v) => o with { Nats = o.Nats with { TlsCert = v.String() } }, NoNats),
+        Key("nats.tls.key", (o, v) => o with { Nats = o.Nats with { TlsKey = v.String() } }, NoNats),
+        Key("nats.tls.ca", (o, v) => o with { Nats = o.Nats with { TlsCa = v.String() } }, NoNats),
+        Key("nats.embedded", (o, v) => o with { Nats = o.Nats with { Embedded = o.Nats.Embedded || v.Bool() } },
+            "Sluice does not embed a NATS server; run nats-server beside it"),
+        Key("nats.embedded.config", (o, v) => o with { Nats = o.Nats with { Embedded = true, EmbeddedConfig = v.String() } },
+            "Sluice does not embed a NATS server; run nats-server beside it"),
+
+        Key("streams.retention.max.bytes", (o, v) => o with { Streams = o.Streams with { RetentionMaxBytes = v.Long(0, long.MaxValue) } }),
+        Key("streams.retention.max.messages", (o, v) => o with { Streams = o.Streams with { RetentionMaxMessages = v.Long(0, long.MaxValue) } }),
+        Key("streams.retention.max.age", (o, v) => o with { Streams = o.Streams with { RetentionMaxAge = v.Duration() } }),
+        Key("streams.cleaner.interval", (o, v) => o with { Streams = o.Streams with { CleanerInterval = Positive(v) } }),
+        Key("streams.segment.max.bytes", (o, v) => o with { Streams = o.Streams with { SegmentMaxBytes = v.Long(1, long.MaxValue) } }),
+        Key("streams.segment.max.age", (o, v) => o with { Streams = o.Streams with { SegmentMaxAge = v.Duration() } }),
+        Key("streams.compact.enabled", (o, v) => o with { Streams = o.Streams with { CompactEnabled = v.Bool() } }),
+        Key("streams.compact.max.goroutines", (o, v) => o with { Streams = o.Streams with { CompactMaxGoroutines = v.Int(1) } }),
+        Key("streams.auto.pause.time", (o, v) => o with { Streams = o.Streams with { AutoPauseTime = v.Duration() } }),
+        Key("streams.auto.pause.disable.if.subscribers", (o, v) => o with { Streams = o.Streams with { AutoPauseDisableIfSubscribers = v.Bool() } }),
+        Key("streams.concurrency.control", (o, v) => o with { Streams = o.Streams with { ConcurrencyControl = v.Bool() } }),
+        Key("streams.encryption", (o, v) => o with { Streams = o.Streams with { Encryption = v.Bool() } }),
+
+        Key("clustering.server.id", (o, v) => o with { Clustering = o.Clustering with { ServerId = ServerId(v) } }),
+        Key("clustering.namespace", (o, v) => o with { Clustering = o.Clustering with { Namespace = SubjectToken(v) } }),
+        Key("clustering.raft.snapshot.retain", (o, v) => o with { Clustering = o.Clustering with { RaftSnapshotRetain = v.Int(0) } }, NoRaft),
+        Key("clustering.raft.snapshot.threshold", (o, v) => o with { Clustering = o.Clustering with { RaftSnapshotThreshold = (ulong)v.Long(0, long.MaxValue) } }, NoRaft),
+        Key("clustering.raft.cache.size", (o, v) => o with { Clustering = o.Clustering with { RaftCacheSize = v.Int(0) } }, NoRaft),
+        Key("clustering.raft.bootstrap.seed", (o, v) => o with { Clustering = o.Clustering with { RaftBootstrapSeed = v.Bool() } }, NoRaft),
+        Key("clustering.raft.bootstrap.peers", (o, v) => o with { Clustering = o.Clustering with { RaftBootstrapPeers = v.List() } }, NoRaft),
+        Key("clustering.raft.max.quorum.size", (o, v) => o with { Clustering = o.Clustering with { RaftMaxQuorumSize = (uint)v.Long(0, uint.MaxValue) } }, NoRaft),
+        Key("clustering.replica.max.lag.time", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLagTime = v.Duration() } }, NoReplication),
+        Key("clustering.replica.max.leader.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLeaderTimeout = v.Duration() } }, NoReplication),
+        Key("clustering.replica.max.idle.wait", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxIdleWait = v.Duration() } }, NoReplication),
+        Key("clustering.replica.fetch.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaFetchTimeout = v.Duration() } }, NoReplication),
+        Key("clustering.min.insync.replicas", (o, v) => o with { Clustering = o.Clustering with { MinInsyncReplicas = v.Int(1) } }),
+        Key("clustering.replication.max.bytes", (o, v) => o with { Clustering = o.Clustering with { ReplicationMaxBytes = v.Long(1, long.MaxValue) } }, NoReplication),
+
+        Key("activity.stream.enabled", (o, v) => o with { Activity = o.Activity with { Enabled = v.Bool() } }),
+        Key("activity.stream.publish.timeout", (o, v) => o with { Activity = o.Activity with { PublishTimeout = Positive(v) } }),
+        Key("activity.stream.publish.ack.policy", (o, v) => o with { Activity = o.Activity with { PublishAckPolicy = v.Enum<PublishAckPolicy>() } }),
+
+        Key("cursors.stream.partitions", (o, v) => o with { Cursors = o.Cursors with { Partitions = v.Int(0) } }),
+        Key("cursors.stream.replication.factor", (o, v) => o with { Cursors = o.Cursors with { ReplicationFactor = ReplicationFactor(v) } }),
+        Key("cursors.stream.auto.pause.time", (o, v) => o with { Cursors = o.Cursors with { AutoPauseTime = v.Duration() } }),
+
+        Key("groups.consumer.timeout", (o, v) => o with { Groups = o.Groups with { ConsumerTimeout = v.Duration() } }, NoGroups),
+        Key("groups.coordinator.timeout", (o, v) => o with { Groups = o.Groups with { CoordinatorTimeout = v.Duration() } }, NoGroups),
+
+        Key("telemetry.enabled", (o, v) => o with { Telemetry = o.Telemetry with { Enabled = v.Bool() } }, NoTelemetry),
+        Key("telemetry.interval.seconds", (o, v) => o with { Telemetry = o.Telemetry with { IntervalSeconds = v.Int(1) } }, NoTelemetry),
+
+        Key("storage.durability", (o, v) => o with { Storage = o.Storage with { Durability = v.Enum<DurabilityMode>() } }),
+        Key("storage.fsync.interval", (o, v) => o with { Storage = o.Storage with { FsyncInterval = Positive(v) } }),
+        Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
+    ];
+
+    private static readonly Dictionary<string, ConfigKey> ByName = All.ToDictionary(k => k.Name, StringComparer.OrdinalIgnoreCase);
+
+    public static ConfigKey? Find(string name) => ByName.GetValueOrDefault(name);
+
+    /// <summary>True when some key lives under this prefix (`logging`, `clustering.raft`).</summary>
+    public static bool IsSection(string prefix) =>
+        All.Any(k => k.Name.StartsWith(prefix + ".", StringComparison.OrdinalIgnoreCase));
+
+    private static ConfigKey Key(string name, Func<ServerOptions, ConfigValue, ServerOptions> apply, string? ignoredReason = null) =>
+        new(name, apply, ignoredReason);
+
+    private static string NonEmpty(ConfigValue v, string expected)
+    {
+        var text = v.String().Trim();
+        return text.Length > 0 ? text : throw new InvalidSettingValueException(expected);
+    }
+
+    private static TimeSpan Positive(ConfigValue v)
+    {
+        var value = v.Duration();
+        return value > TimeSpan.Zero ? value : throw new InvalidSettingValueException("a duration greater than zero, such as 1s or 5m");
+    }
+
+    private static int ReplicationFactor(ConfigValue v)
+    {
+        var value = v.Int(-1, int.MaxValue, "-1 (all servers) or a positive integer");
+        return value != 0 ? value : throw new InvalidSettingValueException("-1 (all servers) or a positive integer");
+    }
+
+    // Server ids and namespaces end up in NATS subjects, so they cannot hold spaces or wildcards.
+    private static string SubjectToken(ConfigValue v)
+    {
+        var text = v.String().Trim();
+        return text.Length > 0 && !text.Any(c => char.IsWhiteSpace(c) || c is '*' or '>')
+            ? text
+            : throw new InvalidSettingValueException("a non-empty name without spaces, '*' or '>'");
+    }
+
+    private static string ServerId(ConfigValue v) => SubjectToken(v);
+}

@@ -1,0 +1,62 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Sluice.Server.Configuration;
+
+namespace Sluice.Server.Hosting;
+
+/// <summary>Runs the server with resolved options until the token is cancelled (what `sluice serve` calls).</summary>
+public static class ServerRunner
+{
+    /// <summary>
+    /// Starts a <see cref="SluiceServer"/> on the configured listen address and data directory, serves until
+    /// <paramref name="ct"/> is cancelled, then stops gracefully (subscriptions end, logs are flushed and closed).
+    /// </summary>
+    /// <returns>0 after a graceful stop; 1 when the server cannot start (address in use, bad certificate, unreadable data).</returns>
+    public static async Task<int> RunAsync(ServerOptions options, ILoggerFactory loggers, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggers);
+        var logger = loggers.CreateLogger("Sluice.Server");
+        var endpoint = options.ListenEndpoint;
+
+        SluiceServer server;
+        try
+        {
+            server = await SluiceServer.StartAsync(options, loggers, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return 0;
+        }
+        catch (Exception e) when (e is IOException or CryptographicException or ArgumentException or SocketException or UnauthorizedAccessException or InvalidDataException)
+        {
+            logger.LogError("Cannot start the server on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);
+            return 1;
+        }
+
+        await using (server.ConfigureAwait(false))
+        {
+            var advertised = options.AdvertisedAddress;
+            if (advertised.Port == 0)
+            {
+                advertised = advertised with { Port = server.Port };
+            }
+
+            logger.LogInformation("listening on {Endpoint} (port {Port}){Tls}, server id {ServerId}", endpoint, server.Port, options.Tls.Enabled ? " (TLS)" : "", server.ServerId);
+            logger.LogInformation("advertising {Address} to clients", advertised);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            logger.LogInformation("shutting down");
+        }
+
+        logger.LogInformation("stopped");
+        return 0;
+    }
+}

@@ -1,0 +1,138 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Server.Api;
+using Sluice.Server.Configuration;
+using Sluice.Server.Grpc;
+using Sluice.Server.Streams;
+using Sluice.Storage.Metadata;
+using Sluice.Storage.Metadata.Embedded;
+using ServingStatus = Sluice.Protocol.Health.HealthCheckResponse.Types.ServingStatus;
+
+namespace Sluice.Server.Hosting;
+
+/// <summary>
+/// A running Sluice server: the broker, its metadata store and the gRPC endpoint serving
+/// <c>proto.API</c> and health. Library first: tests, benchmarks and the CLI all start it with
+/// <see cref="StartAsync"/> and stop it with <see cref="DisposeAsync"/>.
+/// </summary>
+public sealed class SluiceServer : IAsyncDisposable
+{
+    private readonly IMetadataStore _store;
+    private readonly GrpcServer _grpc;
+    private readonly ILogger _logger;
+    private int _disposed;
+
+    private SluiceServer(ServerOptions options, string serverId, IMetadataStore store, Broker broker, GrpcServer grpc, ILogger logger)
+    {
+        Options = options;
+        ServerId = serverId;
+        _store = store;
+        Broker = broker;
+        _grpc = grpc;
+        _logger = logger;
+    }
+
+    /// <summary>The options the server runs with.</summary>
+    public ServerOptions Options { get; }
+
+    /// <summary>This server's id (configured, or persisted in the data directory).</summary>
+    public string ServerId { get; }
+
+    /// <summary>The bound port: the OS-assigned one when the options asked for port 0.</summary>
+    public int Port => _grpc.Port;
+
+    /// <summary>The advertised host (what FetchMetadata reports).</summary>
+    public string AdvertisedHost => Options.AdvertisedAddress.Host;
+
+    /// <summary>Health of the gRPC endpoint ("" and "proto.API").</summary>
+    public GrpcHealth Health => _grpc.Health;
+
+    internal Broker Broker { get; }
+
+    /// <summary>
+    /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
+    /// logs after a crash), then listens. Throws if the data cannot be opened or the port bound.
+    /// </summary>
+    public static async Task<SluiceServer> StartAsync(ServerOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        loggers ??= NullLoggerFactory.Instance;
+        var logger = loggers.CreateLogger<SluiceServer>();
+        var dataDir = Path.GetFullPath(options.DataDir);
+        Directory.CreateDirectory(dataDir);
+        var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
+
+        var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+        Broker? broker = null;
+        GrpcServer? grpc = null;
+        try
+        {
+            broker = await Broker.OpenAsync(new BrokerContext(options, serverId), store, loggers, ct).ConfigureAwait(false);
+            var registry = new GrpcMethodRegistry();
+            SluiceServer? server = null;
+            new ApiService(broker, () => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server!.Port : options.AdvertisedAddress.Port)).Register(registry);
+            var listen = options.ListenEndpoint;
+            grpc = new GrpcServer(GrpcOptions(options), registry, loggers);
+            await grpc.StartAsync(ct).ConfigureAwait(false);
+            server = new SluiceServer(options, serverId, store, broker, grpc, logger);
+            logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
+            return server;
+        }
+        catch
+        {
+            if (grpc is not null)
+            {
+                await grpc.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (broker is not null)
+            {
+                await broker.DisposeAsync().ConfigureAwait(false);
+            }
+
+            await store.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static GrpcServerOptions GrpcOptions(ServerOptions options)
+    {
+        var listen = options.ListenEndpoint;
+        var tls = options.Tls;
+        // Kestrel cannot bind "localhost" to a dynamic port; loopback IPv4 is what such a test or bench means.
+        var host = listen.Port == 0 && string.Equals(listen.Host, "localhost", StringComparison.OrdinalIgnoreCase) ? "127.0.0.1" : listen.Host;
+        return GrpcServerOptions.Default with
+        {
+            Host = host,
+            Port = listen.Port,
+            Tls = tls.Enabled
+                ? new GrpcServerTlsOptions
+                {
+                    CertificatePemPath = tls.Cert,
+                    KeyPemPath = tls.Key,
+                    RequireClientCertificate = tls.ClientAuthEnabled,
+                    ClientCaPemPath = tls.ClientAuthCa.Length > 0 ? tls.ClientAuthCa : null,
+                }
+                : null,
+        };
+    }
+
+    /// <summary>
+    /// Graceful stop: health NOT_SERVING, subscriptions end with Internal, queued messages are
+    /// written and acked, logs and the metadata store are flushed and closed.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _grpc.Health.SetStatus(string.Empty, ServingStatus.NotServing);
+        _grpc.Health.SetStatus(ApiService.ServiceName, ServingStatus.NotServing);
+        await Broker.DisposeAsync().ConfigureAwait(false);
+        await _grpc.DisposeAsync().ConfigureAwait(false);
+        await _store.DisposeAsync().ConfigureAwait(false);
+        _logger.LogInformation("Sluice server {ServerId} stopped", ServerId);
+    }
+}

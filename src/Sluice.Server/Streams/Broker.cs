@@ -1,0 +1,628 @@
+using System.Collections.Concurrent;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
+using Sluice.Server.Configuration;
+using Sluice.Storage.Log;
+using Sluice.Storage.Metadata;
+
+namespace Sluice.Server.Streams;
+
+/// <summary>
+/// The single-node broker: streams and their partitions, the metadata operations on them (create,
+/// delete, pause, resume, readonly), publish routing, the cursors and activity streams. Metadata
+/// operations are serialised by one lock and persisted before they answer; publishes and
+/// subscriptions never take it (except to resume a paused partition).
+/// </summary>
+internal sealed partial class Broker : IAsyncDisposable
+{
+    public const string ActivityStreamName = "__activity";
+    public const string CursorsStreamName = "__cursors";
+
+    /// <summary>Liftbridge's timeout for the server's own publishes (cursors, activity).</summary>
+    private static readonly TimeSpan InternalPublishTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly ConcurrentDictionary<string, MessageStream> _streams = new(StringComparer.Ordinal);
+    private readonly StreamCatalog _catalog;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private volatile bool _stopped;
+
+    private Broker(BrokerContext context, IMetadataStore store, ILoggerFactory loggers)
+    {
+        Context = context;
+        _catalog = new StreamCatalog(store);
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<Broker>();
+        Cursors = new CursorStore(this, context.Options.Cursors.Partitions);
+    }
+
+    public BrokerContext Context { get; }
+
+    public ServerOptions Options => Context.Options;
+
+    public string ServerId => Context.ServerId;
+
+    public CursorStore Cursors { get; }
+
+    /// <summary>Cancelled when the broker starts stopping.</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    public bool IsStopped => _stopped;
+
+    /// <summary>Loads the streams, reopens their logs (recovering torn tails) and creates the internal streams.</summary>
+    public static async Task<Broker> OpenAsync(BrokerContext context, IMetadataStore store, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        var broker = new Broker(context, store, loggers);
+        await broker.LoadAsync(cancellationToken).ConfigureAwait(false);
+        return broker;
+    }
+
+    private async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        foreach (var loaded in await _catalog.LoadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var stream = Build(loaded.Record, loaded.CreateRevision, loaded.Partitions);
+            foreach (var partition in stream.Partitions)
+            {
+                partition.Open(Context, stream.Epoch);
+                if (partition.IsPaused)
+                {
+                    await partition.CloseAsync(PartitionCloseReason.Paused).ConfigureAwait(false); // read HW/newest, then free the files
+                }
+            }
+
+            _streams[stream.Name] = stream;
+        }
+
+        if (Options.Activity.Enabled && !_streams.ContainsKey(ActivityStreamName))
+        {
+            await CreateStreamAsync(new CreateStreamRequest
+            {
+                Name = ActivityStreamName,
+                Subject = Options.Clustering.Namespace + ".activity",
+                Partitions = 1,
+                ReplicationFactor = -1,
+            }, internalStream: true, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (Options.Cursors.Partitions > 0 && !_streams.ContainsKey(CursorsStreamName))
+        {
+            await CreateStreamAsync(new CreateStreamRequest
+            {
+                Name = CursorsStreamName,
+                Subject = Options.Clustering.Namespace + ".cursors",
+                Partitions = Options.Cursors.Partitions,
+                ReplicationFactor = -1,
+                CompactEnabled = new NullableBool { Value = true },
+                AutoPauseTime = new NullableInt64 { Value = (long)Options.Cursors.AutoPauseTime.TotalMilliseconds },
+                AutoPauseDisableIfSubscribers = new NullableBool { Value = true },
+            }, internalStream: true, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private MessageStream Build(StreamRecord record, long epoch, IReadOnlyDictionary<int, PartitionStateRecord> states)
+    {
+        var request = record.Request;
+        if (request.Name == CursorsStreamName)
+        {
+            // Re-applied on every start, as Liftbridge does.
+            request.AutoPauseTime = new NullableInt64 { Value = (long)Options.Cursors.AutoPauseTime.TotalMilliseconds };
+        }
+
+        var stream = new MessageStream(record, epoch, StreamSettings.Resolve(request, Options));
+        var logger = _loggers.CreateLogger<Partition>();
+        stream.Partitions = Enumerable.Range(0, Math.Max(1, request.Partitions))
+            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger))
+            .ToArray();
+        return stream;
+    }
+
+    private string PartitionDirectory(string stream, int id) =>
+        Path.Combine(Context.StreamsDirectory, stream, id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    public IEnumerable<MessageStream> Streams => _streams.Values;
+
+    public bool TryGetStream(string name, out MessageStream stream) => _streams.TryGetValue(name, out stream!);
+
+    // ---------------------------------------------------------------- metadata operations
+
+    /// <summary>CreateStream with Liftbridge's validation order (§1.3).</summary>
+    public async Task CreateStreamAsync(CreateStreamRequest request, bool internalStream, CancellationToken cancellationToken)
+    {
+        request = request.Clone();
+        if (request.ReplicationFactor == 0)
+        {
+            request.ReplicationFactor = 1;
+        }
+
+        if (request.Partitions == 0)
+        {
+            request.Partitions = 1;
+        }
+
+        if (string.IsNullOrEmpty(request.Name))
+        {
+            throw new InvalidRequestException("Name cannot be empty");
+        }
+
+        if (!Subjects.IsValid(request.Subject))
+        {
+            throw new InvalidRequestException("Subject is invalid");
+        }
+
+        if (!internalStream && request.Name is ActivityStreamName or CursorsStreamName)
+        {
+            throw new InvalidRequestException("Stream is reserved");
+        }
+
+        if (request.Name is "." or ".." || request.Name.AsSpan().IndexOfAny("/\\\0") >= 0)
+        {
+            // Names are directory names; Liftbridge does not check, which lets a name escape the data directory.
+            throw new InvalidRequestException("Name is invalid: it cannot be '.' or '..' or contain '/', '\\' or NUL");
+        }
+
+        if (request.Partitions < 0)
+        {
+            // Quirk 11 (fixed): Liftbridge crashes here.
+            throw new InvalidRequestException($"Invalid partitions {request.Partitions}");
+        }
+
+        if (request.Encryption?.Value ?? Options.Streams.Encryption)
+        {
+            throw new PreconditionFailedException("Failed on preconditions for stream's encryption handler: encryption at rest is not supported by this server yet");
+        }
+
+        const int clusterSize = 1;
+        if (request.ReplicationFactor == -1)
+        {
+            request.ReplicationFactor = clusterSize;
+        }
+
+        if (request.ReplicationFactor <= 0)
+        {
+            throw new InvalidRequestException($"Invalid replicationFactor {request.ReplicationFactor}");
+        }
+
+        if (request.ReplicationFactor > clusterSize)
+        {
+            throw new InvalidRequestException($"Invalid replicationFactor {request.ReplicationFactor}, cluster size {clusterSize}");
+        }
+
+        StreamSettings.Validate(request);
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfStopped();
+            if (_streams.ContainsKey(request.Name))
+            {
+                throw new StreamExistsException();
+            }
+
+            var record = new StreamRecord { Request = request, CreationTimestamp = Partition.NowNanoseconds() };
+            var streamDirectory = Path.Combine(Context.StreamsDirectory, request.Name);
+            if (Directory.Exists(streamDirectory))
+            {
+                Directory.Delete(streamDirectory, recursive: true); // left by a crash between mkdir and the metadata write
+            }
+
+            var revision = await _catalog.CreateAsync(record, Enumerable.Range(0, request.Partitions).Select(id => (id, new PartitionStateRecord())), cancellationToken).ConfigureAwait(false);
+            var stream = Build(record, revision, new Dictionary<int, PartitionStateRecord>());
+            foreach (var partition in stream.Partitions)
+            {
+                partition.Open(Context, stream.Epoch);
+            }
+
+            _streams[stream.Name] = stream;
+            LogCreated(_logger, stream.Name, stream.Subject, stream.Partitions.Length);
+            await EmitActivityLockedAsync(revision, new ActivityStreamEvent
+            {
+                Op = ActivityStreamOp.CreateStream,
+                CreateStreamOp = new CreateStreamOp { Stream = stream.Name, Partitions = { Enumerable.Range(0, stream.Partitions.Length) } },
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async Task DeleteStreamAsync(string name, CancellationToken cancellationToken)
+    {
+        if (name is ActivityStreamName or CursorsStreamName)
+        {
+            throw new InvalidRequestException("Stream is reserved");
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfStopped();
+            if (!_streams.TryRemove(name, out var stream))
+            {
+                throw new NotFoundException("stream does not exist");
+            }
+
+            var revision = await _catalog.DeleteAsync(name, CancellationToken.None).ConfigureAwait(false);
+            foreach (var partition in stream.Partitions)
+            {
+                await partition.CloseAsync(PartitionCloseReason.Deleted).ConfigureAwait(false);
+                partition.Dispose();
+            }
+
+            var directory = Path.Combine(Context.StreamsDirectory, name);
+            if (Directory.Exists(directory))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+
+            Cursors.ForgetStream(name);
+            LogDeleted(_logger, name);
+            await EmitActivityLockedAsync(revision, new ActivityStreamEvent { Op = ActivityStreamOp.DeleteStream, DeleteStreamOp = new DeleteStreamOp { Stream = name } }).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async Task PauseAsync(string name, IReadOnlyList<int> partitions, bool resumeAll, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfStopped();
+            var stream = _streams.TryGetValue(name, out var s) ? s : throw new NotFoundException("stream does not exist");
+            var targets = Resolve(stream, partitions);
+            await PauseLockedAsync(stream, targets, resumeAll).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async Task PauseLockedAsync(MessageStream stream, IReadOnlyList<Partition> targets, bool resumeAll)
+    {
+        var now = Partition.NowNanoseconds();
+        foreach (var partition in targets)
+        {
+            partition.MarkPaused(true, now);
+            await partition.CloseAsync(PartitionCloseReason.Paused).ConfigureAwait(false);
+        }
+
+        stream.Record.ResumeAll = resumeAll;
+        var revision = await _catalog.UpdateAsync(stream, targets, includeStream: true, CancellationToken.None).ConfigureAwait(false);
+        LogPaused(_logger, stream.Name, string.Join(",", targets.Select(p => p.Id)), resumeAll);
+        await EmitActivityLockedAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.PauseStream,
+            PauseStreamOp = new PauseStreamOp { Stream = stream.Name, Partitions = { targets.Select(p => p.Id) }, ResumeAll = resumeAll },
+        }).ConfigureAwait(false);
+    }
+
+    private async Task AutoPauseAsync(Partition partition)
+    {
+        await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
+        try
+        {
+            if (_stopped || partition.IsPaused || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            {
+                return;
+            }
+
+            await PauseLockedAsync(stream, [partition], resumeAll: false).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async Task SetReadonlyAsync(string name, IReadOnlyList<int> partitions, bool value, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfStopped();
+            var stream = _streams.TryGetValue(name, out var s) ? s : throw new NotFoundException("stream does not exist");
+            var targets = Resolve(stream, partitions);
+            var now = Partition.NowNanoseconds();
+            foreach (var partition in targets)
+            {
+                partition.MarkReadonly(value, now);
+            }
+
+            var revision = await _catalog.UpdateAsync(stream, targets, includeStream: false, CancellationToken.None).ConfigureAwait(false);
+            await EmitActivityLockedAsync(revision, new ActivityStreamEvent
+            {
+                Op = ActivityStreamOp.SetStreamReadonly,
+                SetStreamReadonlyOp = new SetStreamReadonlyOp { Stream = name, Partitions = { targets.Select(p => p.Id) }, Readonly = value },
+            }).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>Resumes a paused partition (and every paused partition of its stream when the pause asked for resumeAll).</summary>
+    public async Task ResumeAsync(Partition partition, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ResumeLockedAsync(partition).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async Task ResumeLockedAsync(Partition partition)
+    {
+        ThrowIfStopped();
+        var stream = partition.Stream;
+        if (!_streams.TryGetValue(stream.Name, out var current) || current != stream)
+        {
+            throw new NotFoundException($"no such stream: {stream.Name}");
+        }
+
+        if (!partition.IsPaused)
+        {
+            return;
+        }
+
+        var targets = stream.Record.ResumeAll ? stream.Partitions.Where(p => p.IsPaused).ToList() : [partition];
+        foreach (var target in targets)
+        {
+            target.MarkPaused(false, 0);
+            target.Open(Context, stream.Epoch);
+        }
+
+        var resumeAllWasSet = stream.Record.ResumeAll;
+        stream.Record.ResumeAll = false;
+        var revision = await _catalog.UpdateAsync(stream, targets, includeStream: resumeAllWasSet, CancellationToken.None).ConfigureAwait(false);
+        LogResumed(_logger, stream.Name, string.Join(",", targets.Select(p => p.Id)));
+        await EmitActivityLockedAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.ResumeStream,
+            ResumeStreamOp = new ResumeStreamOp { Stream = stream.Name, Partitions = { targets.Select(p => p.Id) } },
+        }).ConfigureAwait(false);
+    }
+
+    private static List<Partition> Resolve(MessageStream stream, IReadOnlyList<int> ids)
+    {
+        if (ids.Count == 0)
+        {
+            return [.. stream.Partitions];
+        }
+
+        var result = new List<Partition>(ids.Count);
+        foreach (var id in ids.Distinct())
+        {
+            result.Add(stream.TryGetPartition(id, out var p) ? p : throw new NotFoundException("partition does not exist"));
+        }
+
+        return result;
+    }
+
+    // ---------------------------------------------------------------- publishing
+
+    /// <summary>
+    /// Hands a message to a partition, resuming the partition first if it is paused. Completes when
+    /// the message is queued (the ack, if any, comes through <see cref="PublishItem.Receiver"/>).
+    /// </summary>
+    public async ValueTask PublishAsync(Partition partition, PublishItem item, CancellationToken cancellationToken)
+    {
+        var max = Options.Clustering.ReplicationMaxBytes;
+        while (!await partition.EnqueueAsync(item, max, cancellationToken).ConfigureAwait(false))
+        {
+            ThrowIfStopped();
+            if (!partition.IsPaused)
+            {
+                // Not paused yet not open: deleted under us, or a pause is closing it right now.
+                if (!_streams.TryGetValue(partition.Stream.Name, out var s) || s != partition.Stream)
+                {
+                    throw new NotFoundException($"no such stream: {partition.Stream.Name}");
+                }
+
+                await _lock.WaitAsync(cancellationToken).ConfigureAwait(false); // let the pause finish, then resume
+                _lock.Release();
+                if (!partition.IsPaused && partition.Runtime is null)
+                {
+                    ThrowIfStopped();
+                    throw new BrokerInternalException($"partition {partition.Id} of stream {partition.Stream.Name} is not open");
+                }
+
+                continue;
+            }
+
+            await ResumeAsync(partition, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Publishes from inside a metadata operation (the lock is held): resumes without taking the lock.</summary>
+    private async Task<Ack> PublishInternalLockedAsync(Partition partition, byte[]? key, byte[] value, CancellationToken cancellationToken)
+    {
+        if (partition.IsPaused)
+        {
+            await ResumeLockedAsync(partition).ConfigureAwait(false);
+        }
+
+        var receiver = new AckWaiter();
+        var item = NewInternalItem(partition, key, value, receiver);
+        if (!await partition.EnqueueAsync(item, long.MaxValue, cancellationToken).ConfigureAwait(false))
+        {
+            throw new BrokerInternalException($"partition {partition.Id} of stream {partition.Stream.Name} is not open");
+        }
+
+        return await receiver.Task.WaitAsync(InternalPublishTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Publishes a server record (cursor) and waits for its ack.</summary>
+    public async Task<Ack> PublishInternalAsync(Partition partition, byte[]? key, byte[] value, CancellationToken cancellationToken)
+    {
+        var receiver = new AckWaiter();
+        await PublishAsync(partition, NewInternalItem(partition, key, value, receiver), cancellationToken).ConfigureAwait(false);
+        return await receiver.Task.WaitAsync(InternalPublishTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static PublishItem NewInternalItem(Partition partition, byte[]? key, byte[] value, IAckReceiver receiver) => new()
+    {
+        Key = key,
+        Value = value,
+        Headers = PublishItem.BuildHeaders(null, partition.Subject, string.Empty),
+        Subject = partition.Subject,
+        AckPolicy = AckPolicy.All,
+        Receiver = receiver,
+    };
+
+    /// <summary>Every partition whose subject matches <paramref name="subject"/>; one per non-empty group (queue-group semantics).</summary>
+    public List<Partition> MatchSubject(string subject)
+    {
+        var result = new List<Partition>();
+        var groups = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var stream in _streams.Values.OrderBy(s => s.Name, StringComparer.Ordinal))
+        {
+            foreach (var partition in stream.Partitions)
+            {
+                if (!Subjects.Matches(partition.Subject, subject))
+                {
+                    continue;
+                }
+
+                if (stream.Group.Length > 0 && !groups.Add(partition.Subject + "\n" + stream.Group))
+                {
+                    continue; // a queue group delivers each message to one member
+                }
+
+                result.Add(partition);
+            }
+        }
+
+        return result;
+    }
+
+    // ---------------------------------------------------------------- activity
+
+    private async Task EmitActivityLockedAsync(long revision, ActivityStreamEvent activity)
+    {
+        if (!Options.Activity.Enabled || !_streams.TryGetValue(ActivityStreamName, out var stream))
+        {
+            return;
+        }
+
+        activity.Id = (ulong)revision;
+        try
+        {
+            await PublishInternalLockedAsync(stream.Partitions[0], null, activity.ToByteArray(), _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerException or CommitLogException)
+        {
+            LogActivityFailed(_logger, ex, activity.Op.ToString());
+        }
+    }
+
+    // ---------------------------------------------------------------- metadata views
+
+    public Broker.Counts CountPartitions()
+    {
+        var partitions = 0;
+        foreach (var stream in _streams.Values)
+        {
+            foreach (var partition in stream.Partitions)
+            {
+                if (!partition.IsPaused)
+                {
+                    partitions++;
+                }
+            }
+        }
+
+        return new Counts(partitions, partitions);
+    }
+
+    public readonly record struct Counts(int PartitionCount, int LeaderCount);
+
+    // ---------------------------------------------------------------- lifecycle
+
+    private void ThrowIfStopped()
+    {
+        if (_stopped)
+        {
+            throw new BrokerInternalException("the server is shutting down");
+        }
+    }
+
+    /// <summary>Ends subscriptions (Internal), writes what is queued, saves partition state and closes every log.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopped)
+        {
+            return;
+        }
+
+        _stopped = true;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            foreach (var stream in _streams.Values)
+            {
+                foreach (var partition in stream.Partitions)
+                {
+                    await partition.CloseAsync(PartitionCloseReason.Stopping).ConfigureAwait(false);
+                    partition.Dispose();
+                }
+
+                try
+                {
+                    await _catalog.UpdateAsync(stream, stream.Partitions, includeStream: false, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+                {
+                    LogSaveFailed(_logger, ex, stream.Name);
+                }
+            }
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Created stream {Stream} on subject {Subject} with {Partitions} partition(s)")]
+    private static partial void LogCreated(ILogger logger, string stream, string subject, int partitions);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted stream {Stream}")]
+    private static partial void LogDeleted(ILogger logger, string stream);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Paused stream {Stream} partitions [{Partitions}] (resumeAll: {ResumeAll})")]
+    private static partial void LogPaused(ILogger logger, string stream, string partitions, bool resumeAll);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Resumed stream {Stream} partitions [{Partitions}]")]
+    private static partial void LogResumed(ILogger logger, string stream, string partitions);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
+    private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not save the state of stream {Stream} at shutdown")]
+    private static partial void LogSaveFailed(ILogger logger, Exception exception, string stream);
+}
+
+/// <summary>Completes with the message's ack (success or error).</summary>
+internal sealed class AckWaiter : TaskCompletionSource<Ack>, IAckReceiver
+{
+    public AckWaiter()
+        : base(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+    }
+
+    public void OnAck(PublishItem item, Ack ack) => TrySetResult(ack);
+}

@@ -1,0 +1,136 @@
+using System.Text;
+using Google.Protobuf;
+using Sluice.Protocol.Internal;
+
+namespace Sluice.Server.Streams;
+
+/// <summary>
+/// Cursors (stored consumer offsets) in the compacted internal stream <c>__cursors</c>: key
+/// <c>"cursorId,stream,partition"</c>, partition <c>crc32(key) % N</c>, value a <see cref="Cursor"/>
+/// record. Reads go through an LRU cache, then a reverse scan of the cursor's partition.
+/// </summary>
+internal sealed class CursorStore(Broker broker, int partitions)
+{
+    /// <summary>Liftbridge's cache size.</summary>
+    private const int CacheCapacity = 512;
+
+    /// <summary>Reverse scans read this much per step: cursor records are ~50 bytes, so one step covers thousands.</summary>
+    private const int ScanChunkBytes = 256 * 1024;
+
+    private readonly Lock _cacheLock = new();
+    private readonly Dictionary<string, LinkedListNode<(string Key, long Offset)>> _cache = new(StringComparer.Ordinal);
+    private readonly LinkedList<(string Key, long Offset)> _lru = new();
+
+    public bool Enabled => partitions > 0;
+
+    public static string Key(string cursorId, string stream, int partition) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{cursorId},{stream},{partition}");
+
+    public int PartitionFor(string key) => (int)(Crc32Ieee.Compute(Encoding.UTF8.GetBytes(key)) % (uint)partitions);
+
+    public async Task SetAsync(string cursorId, string stream, int partition, long offset, CancellationToken cancellationToken)
+    {
+        var target = CursorsPartition(cursorId, stream, partition, out var key);
+        var record = new Cursor { Stream = stream, Partition = partition, CursorId = cursorId, Offset = offset };
+        var ack = await broker.PublishInternalAsync(target, Encoding.UTF8.GetBytes(key), record.ToByteArray(), cancellationToken).ConfigureAwait(false);
+        if (ack.AckError != Protocol.Api.Ack.Types.Error.Ok)
+        {
+            throw new BrokerInternalException($"Failed to store cursor: {ack.AckError}");
+        }
+
+        Remember(key, offset);
+    }
+
+    public async Task<long> FetchAsync(string cursorId, string stream, int partition, CancellationToken cancellationToken)
+    {
+        var target = CursorsPartition(cursorId, stream, partition, out var key);
+        lock (_cacheLock)
+        {
+            if (_cache.TryGetValue(key, out var node))
+            {
+                _lru.Remove(node);
+                _lru.AddFirst(node);
+                return node.Value.Offset;
+            }
+        }
+
+        if (target.IsPaused)
+        {
+            await broker.ResumeAsync(target, cancellationToken).ConfigureAwait(false);
+        }
+
+        var log = target.Log;
+        if (log is null || log.HighWatermark < 0)
+        {
+            return -1;
+        }
+
+        var keyBytes = Encoding.UTF8.GetBytes(key);
+        var next = log.HighWatermark;
+        while (next >= 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var batch = log.ReadReverse(next, ScanChunkBytes);
+            foreach (var record in batch.Records)
+            {
+                if (record.Offset <= log.HighWatermark && record.Key is { } k && k.Span.SequenceEqual(keyBytes) && record.Value is { } v)
+                {
+                    var offset = Cursor.Parser.ParseFrom(v.Span).Offset;
+                    Remember(key, offset);
+                    return offset;
+                }
+            }
+
+            next = batch.IsEmpty ? -1 : batch.NextOffset;
+        }
+
+        return -1;
+    }
+
+    /// <summary>Drops cached cursors of a deleted stream (a re-created stream starts without them).</summary>
+    public void ForgetStream(string stream)
+    {
+        var marker = "," + stream + ",";
+        lock (_cacheLock)
+        {
+            foreach (var key in _cache.Keys.Where(k => k.Contains(marker, StringComparison.Ordinal)).ToList())
+            {
+                _lru.Remove(_cache[key]);
+                _cache.Remove(key);
+            }
+        }
+    }
+
+    private Partition CursorsPartition(string cursorId, string stream, int partition, out string key)
+    {
+        if (!Enabled || !broker.TryGetStream(Broker.CursorsStreamName, out var cursors))
+        {
+            throw new BrokerInternalException("Cursors stream does not exist");
+        }
+
+        key = Key(cursorId, stream, partition);
+        return cursors.Partitions[PartitionFor(key)];
+    }
+
+    private void Remember(string key, long offset)
+    {
+        lock (_cacheLock)
+        {
+            if (_cache.TryGetValue(key, out var node))
+            {
+                _lru.Remove(node);
+                node.Value = (key, offset);
+                _lru.AddFirst(node);
+                return;
+            }
+
+            _cache[key] = _lru.AddFirst((key, offset));
+            if (_cache.Count > CacheCapacity)
+            {
+                var last = _lru.Last!;
+                _lru.RemoveLast();
+                _cache.Remove(last.Value.Key);
+            }
+        }
+    }
+}

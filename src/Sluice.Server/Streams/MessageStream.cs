@@ -1,0 +1,71 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
+using Sluice.Server.Configuration;
+using Sluice.Storage.Log.Files;
+
+namespace Sluice.Server.Streams;
+
+/// <summary>What every part of the broker shares: options, identity, the file-handle budget.</summary>
+internal sealed class BrokerContext(ServerOptions options, string serverId)
+{
+    public ServerOptions Options { get; } = options;
+
+    public string ServerId { get; } = serverId;
+
+    public FileHandleBudget FileHandles { get; } = new(Math.Max(16, options.Storage.MaxOpenFiles));
+
+    public string StreamsDirectory { get; } = Path.Combine(Path.GetFullPath(options.DataDir), "streams");
+}
+
+/// <summary>A stream: a name, a subject, settings and its partitions (ids 0..N-1).</summary>
+internal sealed class MessageStream
+{
+    public MessageStream(StreamRecord record, long epoch, StreamSettings settings)
+    {
+        Record = record;
+        Epoch = epoch;
+        Settings = settings;
+    }
+
+    public StreamRecord Record { get; }
+
+    public string Name => Record.Request.Name;
+
+    public string Subject => Record.Request.Subject;
+
+    public string Group => Record.Request.Group;
+
+    public long CreationTimestamp => Record.CreationTimestamp;
+
+    /// <summary>The metadata revision that created the stream: its partitions' leader epoch.</summary>
+    public long Epoch { get; }
+
+    public StreamSettings Settings { get; }
+
+    public Partition[] Partitions { get; set; } = [];
+
+    public bool IsInternal => Name is Broker.ActivityStreamName or Broker.CursorsStreamName;
+
+    public bool TryGetPartition(int id, out Partition partition)
+    {
+        if ((uint)id < (uint)Partitions.Length)
+        {
+            partition = Partitions[id];
+            return true;
+        }
+
+        partition = null!;
+        return false;
+    }
+
+    public StreamMetadata ToMetadata(string serverId)
+    {
+        var metadata = new StreamMetadata { Name = Name, Subject = Subject, CreationTimestamp = CreationTimestamp };
+        foreach (var partition in Partitions)
+        {
+            metadata.Partitions.Add(partition.Id, partition.ToMetadata(serverId));
+        }
+
+        return metadata;
+    }
+}

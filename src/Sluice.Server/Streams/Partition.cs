@@ -1,0 +1,515 @@
+// Failure policy: an append that throws (I/O error, log closed by a failed fsync) fails every
+// message of that batch with Ack{UNKNOWN} and leaves the HW where it was; the partition keeps
+// running and the next batch tries again. Nothing is acked before it is appended and committed.
+// On restart the log recovers its torn tail (CommitLog.Open) and the HW checkpoint is capped at it.
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
+using Sluice.Storage.Log;
+
+namespace Sluice.Server.Streams;
+
+/// <summary>Why a partition's log was closed; readers turn it into their terminal status.</summary>
+internal enum PartitionCloseReason
+{
+    Paused,
+    Deleted,
+    Stopping,
+}
+
+/// <summary>
+/// One partition of a stream on this (single) node: its commit log, its ingest queue and writer
+/// loop, its cleaner and auto-pause timers, and its durable state (paused, readonly, timestamps).
+/// While paused the log is closed and nothing runs.
+/// </summary>
+internal sealed partial class Partition : IDisposable
+{
+    /// <summary>Bounded so fast publishers wait for the writer instead of growing memory.</summary>
+    private const int QueueCapacity = 16 * 1024;
+
+    private readonly ILogger _logger;
+    private readonly Func<Partition, Task> _autoPause;
+    private readonly Lock _stateLock = new();
+    private volatile PartitionRuntime? _runtime;
+    private CancellationTokenSource _stateChanged = new();
+    private volatile bool _paused;
+    private volatile bool _readonly;
+    private long _receivedFirst;
+    private long _receivedLatest;
+    private long _pauseFirst;
+    private long _pauseLatest;
+    private long _readonlyFirst;
+    private long _readonlyLatest;
+    private long _lastTimestamp;
+    private int _subscribers;
+    private bool _disposed;
+    private long _lastActivityTicks;
+
+    public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger)
+    {
+        Stream = stream;
+        Id = id;
+        Subject = Subjects.ForPartition(stream.Subject, id);
+        Directory = directory;
+        _autoPause = autoPause;
+        _logger = logger;
+        if (state is not null)
+        {
+            _paused = state.Paused;
+            _readonly = state.Readonly;
+            _receivedFirst = state.MessagesReceivedFirst;
+            _receivedLatest = state.MessagesReceivedLatest;
+            _pauseFirst = state.PauseFirst;
+            _pauseLatest = state.PauseLatest;
+            _readonlyFirst = state.ReadonlyFirst;
+            _readonlyLatest = state.ReadonlyLatest;
+        }
+    }
+
+    public MessageStream Stream { get; }
+
+    public int Id { get; }
+
+    /// <summary>The subject this partition takes messages from: the stream subject, or "subject.N" for N &gt; 0.</summary>
+    public string Subject { get; }
+
+    public string Directory { get; }
+
+    public bool IsPaused => _paused;
+
+    public bool IsReadonly => _readonly;
+
+    /// <summary>The open log, or null while paused or closed.</summary>
+    public CommitLog? Log => _runtime?.Log;
+
+    internal PartitionRuntime? Runtime => _runtime;
+
+    public int Subscribers => Volatile.Read(ref _subscribers);
+
+    /// <summary>Cancelled (and replaced) whenever readonly changes, so waiting readers re-check their end.</summary>
+    public CancellationToken StateChanged
+    {
+        get
+        {
+            lock (_stateLock)
+            {
+                return _disposed ? new CancellationToken(canceled: true) : _stateChanged.Token;
+            }
+        }
+    }
+
+    public long HighWatermark => _runtime?.Log.HighWatermark ?? _closedHighWatermark;
+
+    public long NewestOffset => _runtime?.Log.NewestOffset ?? _closedNewestOffset;
+
+    private long _closedHighWatermark = -1;
+    private long _closedNewestOffset = -1;
+
+    public PartitionStateRecord ToRecord() => new()
+    {
+        Paused = _paused,
+        Readonly = _readonly,
+        MessagesReceivedFirst = Interlocked.Read(ref _receivedFirst),
+        MessagesReceivedLatest = Interlocked.Read(ref _receivedLatest),
+        PauseFirst = _pauseFirst,
+        PauseLatest = _pauseLatest,
+        ReadonlyFirst = _readonlyFirst,
+        ReadonlyLatest = _readonlyLatest,
+    };
+
+    public PartitionMetadata ToMetadata(string serverId) => new()
+    {
+        Id = Id,
+        Leader = serverId,
+        Replicas = { serverId },
+        Isr = { serverId },
+        HighWatermark = HighWatermark,
+        NewestOffset = NewestOffset,
+        Paused = _paused,
+        Readonly = _readonly,
+        MessagesReceivedTimestamps = new PartitionEventTimestamps { FirstTimestamp = Interlocked.Read(ref _receivedFirst), LatestTimestamp = Interlocked.Read(ref _receivedLatest) },
+        PauseTimestamps = new PartitionEventTimestamps { FirstTimestamp = _pauseFirst, LatestTimestamp = _pauseLatest },
+        ReadonlyTimestamps = new PartitionEventTimestamps { FirstTimestamp = _readonlyFirst, LatestTimestamp = _readonlyLatest },
+    };
+
+    /// <summary>Opens the log and starts the writer loop and timers. Caller holds the broker's metadata lock.</summary>
+    public void Open(BrokerContext context, long leaderEpoch)
+    {
+        if (_runtime is not null)
+        {
+            return;
+        }
+
+        var log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles), _logger);
+        if (leaderEpoch > log.LastLeaderEpoch)
+        {
+            log.NewLeaderEpoch(leaderEpoch);
+        }
+
+        // RF=1: everything in the local log is committed. A crash between append and HW checkpoint must not hide acked messages.
+        if (log.HighWatermark < log.NewestOffset)
+        {
+            log.SetHighWatermark(log.NewestOffset);
+        }
+
+        Volatile.Write(ref _lastTimestamp, 0);
+        Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
+        var runtime = new PartitionRuntime(log, Channel.CreateBounded<PublishItem>(new BoundedChannelOptions(QueueCapacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        }));
+        runtime.Writer = Task.Run(() => WriteLoopAsync(runtime, context), CancellationToken.None);
+        StartTimers(runtime);
+        _runtime = runtime;
+    }
+
+    /// <summary>Stops taking messages, writes what is queued, closes (or deletes) the log. Caller holds the metadata lock.</summary>
+    public async Task CloseAsync(PartitionCloseReason reason)
+    {
+        var runtime = _runtime;
+        if (runtime is null)
+        {
+            if (reason == PartitionCloseReason.Deleted && System.IO.Directory.Exists(Directory))
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+
+            return;
+        }
+
+        _runtime = null;
+        runtime.Reason = reason;
+        runtime.Queue.Writer.TryComplete();
+        runtime.Timers.ForEach(t => t.Dispose());
+        await runtime.Writer.ConfigureAwait(false);
+        _closedHighWatermark = runtime.Log.HighWatermark;
+        _closedNewestOffset = runtime.Log.NewestOffset;
+        if (reason == PartitionCloseReason.Deleted)
+        {
+            runtime.Log.Delete();
+        }
+        else
+        {
+            runtime.Log.Dispose();
+        }
+    }
+
+    /// <summary>Marks paused (timestamps) without touching the log; the broker closes it.</summary>
+    public void MarkPaused(bool paused, long nowNs)
+    {
+        _paused = paused;
+        if (paused)
+        {
+            if (_pauseFirst == 0)
+            {
+                _pauseFirst = nowNs;
+            }
+
+            _pauseLatest = nowNs;
+        }
+    }
+
+    public void MarkReadonly(bool value, long nowNs)
+    {
+        _readonly = value;
+        if (value)
+        {
+            if (_readonlyFirst == 0)
+            {
+                _readonlyFirst = nowNs;
+            }
+
+            _readonlyLatest = nowNs;
+        }
+
+        CancellationTokenSource old;
+        lock (_stateLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            old = _stateChanged;
+            _stateChanged = new CancellationTokenSource();
+        }
+
+        old.Cancel();
+        old.Dispose();
+    }
+
+    /// <summary>Releases the readonly-change signal; the log is closed by <see cref="CloseAsync"/>.</summary>
+    public void Dispose()
+    {
+        lock (_stateLock)
+        {
+            _disposed = true;
+            _stateChanged.Dispose();
+        }
+    }
+
+    public void AddSubscriber() => Interlocked.Increment(ref _subscribers);
+
+    public void RemoveSubscriber() => Interlocked.Decrement(ref _subscribers);
+
+    /// <summary>
+    /// Queues a message for the writer loop. Returns false when the partition is not open (paused or
+    /// closing): the caller resumes it and tries again. Refuses oversized messages with Ack{TOO_LARGE}.
+    /// </summary>
+    public ValueTask<bool> EnqueueAsync(PublishItem item, long maxPayloadBytes, CancellationToken cancellationToken)
+    {
+        var runtime = _runtime;
+        if (runtime is null)
+        {
+            return new ValueTask<bool>(false);
+        }
+
+        if (item.PayloadSize > maxPayloadBytes)
+        {
+            // Quirk 14 (kept): error acks go out whatever the ack policy.
+            item.Receiver?.OnAck(item, ErrorAck(item, Ack.Types.Error.TooLarge));
+            return new ValueTask<bool>(true);
+        }
+
+        Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
+        return runtime.Queue.Writer.TryWrite(item) ? new ValueTask<bool>(true) : EnqueueSlowAsync(runtime, item, cancellationToken);
+    }
+
+    private static async ValueTask<bool> EnqueueSlowAsync(PartitionRuntime runtime, PublishItem item, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await runtime.Queue.Writer.WriteAsync(item, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (ChannelClosedException)
+        {
+            return false;
+        }
+    }
+
+    public Ack ErrorAck(PublishItem item, Ack.Types.Error error) => new()
+    {
+        Stream = Stream.Name,
+        PartitionSubject = Subject,
+        MsgSubject = item.Subject,
+        AckInbox = item.AckInbox,
+        CorrelationId = item.CorrelationId,
+        AckPolicy = item.AckPolicy,
+        AckError = error,
+    };
+
+    private async Task WriteLoopAsync(PartitionRuntime runtime, BrokerContext context)
+    {
+        var max = Stream.Settings.OptimisticConcurrencyControl ? 1 : Math.Max(1, context.Options.Batch.MaxMessages);
+        var items = new PublishItem[max];
+        var records = new LogRecord[max];
+        var reader = runtime.Queue.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            var n = 0;
+            while (n < max && reader.TryRead(out var item))
+            {
+                items[n++] = item;
+            }
+
+            try
+            {
+                await AppendAsync(runtime.Log, items, records, n).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                LogAppendFailed(_logger, ex, Stream.Name, Id);
+                for (var i = 0; i < n; i++)
+                {
+                    items[i].Receiver?.OnAck(items[i], ErrorAck(items[i], Ack.Types.Error.Unknown));
+                }
+            }
+
+            Array.Clear(items, 0, n);
+            Array.Clear(records, 0, n);
+        }
+    }
+
+    private async ValueTask AppendAsync(CommitLog log, PublishItem[] items, LogRecord[] records, int n)
+    {
+        // One timestamp per batch, never going backwards: timestamp lookups need a non-decreasing log.
+        var now = Math.Max(NowNanoseconds(), Volatile.Read(ref _lastTimestamp));
+        Volatile.Write(ref _lastTimestamp, now);
+        var epoch = Math.Max(0, log.LastLeaderEpoch);
+        for (var i = 0; i < n; i++)
+        {
+            var item = items[i];
+            records[i] = new LogRecord { Timestamp = now, LeaderEpoch = epoch, Key = item.Key, Value = item.Value, Headers = item.Headers };
+        }
+
+        if (n == 1 && items[0].ExpectedOffset != -1 && Stream.Settings.OptimisticConcurrencyControl)
+        {
+            long offset;
+            try
+            {
+                offset = await log.AppendAsync(records.AsMemory(0, 1), items[0].ExpectedOffset).ConfigureAwait(false);
+            }
+            catch (IncorrectOffsetException)
+            {
+                items[0].Receiver?.OnAck(items[0], ErrorAck(items[0], Ack.Types.Error.IncorrectOffset));
+                return;
+            }
+
+            Commit(log, items, 1, offset, now);
+            return;
+        }
+
+        var first = await log.AppendAsync(records.AsMemory(0, n)).ConfigureAwait(false);
+        Commit(log, items, n, first, now);
+    }
+
+    private void Commit(CommitLog log, PublishItem[] items, int n, long first, long timestamp)
+    {
+        // RF=1 fast path (as Liftbridge): the leader's write commits, HW = the batch's last offset.
+        log.SetHighWatermark(first + n - 1);
+        if (Interlocked.Read(ref _receivedFirst) == 0)
+        {
+            Interlocked.Exchange(ref _receivedFirst, timestamp);
+        }
+
+        Interlocked.Exchange(ref _receivedLatest, timestamp);
+        var commit = NowNanoseconds();
+        for (var i = 0; i < n; i++)
+        {
+            var item = items[i];
+            if (item.Receiver is null || item.AckPolicy == AckPolicy.None)
+            {
+                continue;
+            }
+
+            item.Receiver.OnAck(item, new Ack
+            {
+                Stream = Stream.Name,
+                PartitionSubject = Subject, // quirk 5 (fixed): the partition's own subject
+                MsgSubject = item.Subject,
+                Offset = first + i,
+                AckInbox = item.AckInbox,
+                CorrelationId = item.CorrelationId,
+                AckPolicy = item.AckPolicy,
+                ReceptionTimestamp = timestamp,
+                CommitTimestamp = commit,
+            });
+        }
+    }
+
+    private void StartTimers(PartitionRuntime runtime)
+    {
+        var settings = Stream.Settings;
+        if (settings.CleanerInterval > TimeSpan.Zero)
+        {
+            runtime.Timers.Add(new Timer(_ => Clean(runtime), null, settings.CleanerInterval, settings.CleanerInterval));
+        }
+
+        if (settings.AutoPauseTime > TimeSpan.Zero)
+        {
+            // Check at half the pause time so a partition pauses at most ~1.5x autoPauseTime after its last message.
+            var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, settings.AutoPauseTime.Ticks / 2));
+            runtime.Timers.Add(new Timer(_ => CheckAutoPause(runtime), null, period, period));
+        }
+    }
+
+    private void Clean(PartitionRuntime runtime)
+    {
+        if (!runtime.CleanerGate.Wait(0))
+        {
+            return; // the previous run is still going
+        }
+
+        try
+        {
+            runtime.Log.EnforceRetention();
+            if (Stream.Settings.CompactEnabled)
+            {
+                runtime.Log.Compact();
+            }
+        }
+        catch (CommitLogException) when (_runtime != runtime)
+        {
+            // Closed under the cleaner (pause, delete, stop): nothing to clean.
+        }
+        catch (Exception ex)
+        {
+            LogCleanerFailed(_logger, ex, Stream.Name, Id);
+        }
+        finally
+        {
+            runtime.CleanerGate.Release();
+        }
+    }
+
+    private void CheckAutoPause(PartitionRuntime runtime)
+    {
+        var settings = Stream.Settings;
+        if (_runtime != runtime || runtime.AutoPausing)
+        {
+            return;
+        }
+
+        var idle = Environment.TickCount64 - Interlocked.Read(ref _lastActivityTicks);
+        if (idle < settings.AutoPauseTime.TotalMilliseconds)
+        {
+            return;
+        }
+
+        if (settings.AutoPauseDisableIfSubscribers && Subscribers > 0)
+        {
+            return;
+        }
+
+        runtime.AutoPausing = true;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await _autoPause(this).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                LogAutoPauseFailed(_logger, ex, Stream.Name, Id);
+            }
+            finally
+            {
+                runtime.AutoPausing = false;
+            }
+        });
+    }
+
+    public static long NowNanoseconds() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Append to {Stream}/{Partition} failed; the batch was refused")]
+    private static partial void LogAppendFailed(ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Cleaner of {Stream}/{Partition} failed; it runs again next interval")]
+    private static partial void LogCleanerFailed(ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
+    private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);
+}
+
+/// <summary>What exists only while a partition is open: the log, the queue, the writer loop, the timers.</summary>
+internal sealed class PartitionRuntime(CommitLog log, Channel<PublishItem> queue)
+{
+    public CommitLog Log { get; } = log;
+
+    public Channel<PublishItem> Queue { get; } = queue;
+
+    public Task Writer { get; set; } = Task.CompletedTask;
+
+    public List<Timer> Timers { get; } = [];
+
+    public SemaphoreSlim CleanerGate { get; } = new(1, 1);
+
+    public volatile bool AutoPausing;
+
+    /// <summary>Set before the log closes; readers that see the log close read it to pick their status.</summary>
+    public PartitionCloseReason? Reason { get; set; }
+}

@@ -1,0 +1,287 @@
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Storage.Log;
+
+namespace Sluice.Server.Streams;
+
+/// <summary>
+/// One subscriber reading one partition: resolves the start and stop offsets (Liftbridge §3.9),
+/// sends the handshake frame, then streams committed records (≤ HW) as <see cref="Message"/>s,
+/// waiting for new data without polling. Ends by returning (reverse reached offset 0) or throwing
+/// a <see cref="BrokerException"/> that names the terminal status.
+/// </summary>
+internal sealed class Subscription
+{
+    /// <summary>Bytes per read: big enough to amortise the read, small enough to keep a slow subscriber's memory modest.</summary>
+    private const int ReadChunkBytes = 256 * 1024;
+
+    private readonly Broker _broker;
+    private readonly SubscribeRequest _request;
+
+    public Subscription(Broker broker, SubscribeRequest request)
+    {
+        _broker = broker;
+        _request = request;
+    }
+
+    /// <summary>Validates and resolves, sends the handshake, then streams until an end or cancellation.</summary>
+    public async Task RunAsync(Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    {
+        var request = _request;
+        if (request.Consumer is { } consumer && consumer.ConsumerId.Length == 0)
+        {
+            throw new InvalidRequestException("Consumer id cannot be empty when group id is provided");
+        }
+
+        if (!_broker.TryGetStream(request.Stream, out var stream) || !stream.TryGetPartition(request.Partition, out var partition))
+        {
+            throw new NotFoundException("No such partition");
+        }
+
+        if (request.StartPosition is < StartPosition.NewOnly or > StartPosition.Timestamp)
+        {
+            throw new InvalidRequestException($"Unknown StartPosition {(int)request.StartPosition}");
+        }
+
+        if (request.StopPosition is < StopPosition.StopOnCancel or > StopPosition.StopTimestamp)
+        {
+            throw new InvalidRequestException($"Unknown StopPosition {(int)request.StopPosition}");
+        }
+
+        if (partition.IsPaused)
+        {
+            if (!request.Resume)
+            {
+                throw new PreconditionFailedException("Partition is paused; subscribe with resume=true to resume it");
+            }
+
+            try
+            {
+                await _broker.ResumeAsync(partition, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BrokerException ex)
+            {
+                throw new BrokerInternalException($"Failed to resume stream: {ex.Message}", ex);
+            }
+        }
+
+        var runtime = partition.Runtime ?? throw Ended(partition, null);
+        var log = runtime.Log;
+        partition.AddSubscriber();
+        try
+        {
+            if (request.Reverse)
+            {
+                await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
+                await ReverseAsync(partition, log, send, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            long start;
+            long stop;
+            try
+            {
+                start = StartOffset(log);
+                stop = StopOffset(partition, log);
+            }
+            catch (ObjectDisposedException)
+            {
+                throw Ended(partition, runtime);
+            }
+            catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
+            {
+                throw Ended(partition, runtime);
+            }
+
+            if (stop >= 0 && stop < start)
+            {
+                throw new InvalidRequestException($"Stop offset is before start offset: {stop} < {start}");
+            }
+
+            await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
+            await ForwardAsync(partition, runtime, start, stop, send, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            partition.RemoveSubscriber();
+        }
+    }
+
+    private long StartOffset(CommitLog log)
+    {
+        var hw = log.HighWatermark;
+        long start = _request.StartPosition switch
+        {
+            StartPosition.Offset => _request.StartOffset > hw ? hw + 1 : _request.StartOffset, // quirk 7 (kept)
+            StartPosition.Earliest => log.OldestOffset,
+            StartPosition.Latest => log.NewestOffset,
+            StartPosition.Timestamp => log.EarliestOffsetAfterTimestamp(_request.StartTimestamp),
+            _ => log.NewestOffset + 1,
+        };
+        return Math.Max(0, start);
+    }
+
+    private long StopOffset(Partition partition, CommitLog log)
+    {
+        switch (_request.StopPosition)
+        {
+            case StopPosition.StopOffset:
+                return _request.StopOffset;
+            case StopPosition.StopLatest:
+                return log.NewestOffset >= 0 ? log.NewestOffset : throw new SubscriptionExhaustedException("Stream is empty");
+            case StopPosition.StopTimestamp:
+                try
+                {
+                    return log.LatestOffsetBeforeTimestamp(_request.StopTimestamp);
+                }
+                catch (OffsetNotFoundException ex)
+                {
+                    throw new BrokerInternalException($"Failed to create stream reader: {ex.Message}", ex);
+                }
+
+            default:
+                // A readonly partition never grows: stop at its end (Liftbridge: stopOffset = NewestOffset).
+                return partition.IsReadonly && log.NewestOffset >= 0 ? log.NewestOffset : -1;
+        }
+    }
+
+    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    {
+        var log = runtime.Log;
+        var reader = log.CreateReader(start, committed: true);
+        while (true)
+        {
+            if (partition.IsReadonly && reader.NextOffset > log.HighWatermark)
+            {
+                throw new SubscriptionExhaustedException("End of readonly partition");
+            }
+
+            RecordBatch batch;
+            var stateChanged = partition.StateChanged;
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stateChanged))
+            {
+                try
+                {
+                    batch = await reader.ReadAsync(ReadChunkBytes, linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && stateChanged.IsCancellationRequested)
+                {
+                    if (partition.Runtime != runtime)
+                    {
+                        throw Ended(partition, runtime);
+                    }
+
+                    continue; // readonly changed: re-check the end
+                }
+                catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
+                {
+                    throw Ended(partition, runtime);
+                }
+                catch (ObjectDisposedException)
+                {
+                    throw Ended(partition, runtime);
+                }
+            }
+
+            using (batch)
+            {
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    var record = batch[i];
+                    if (stop >= 0 && record.Offset > stop)
+                    {
+                        throw new SubscriptionExhaustedException("Stop offset reached");
+                    }
+
+                    await send(ToMessage(partition, record)).ConfigureAwait(false);
+                    if (record.Offset == stop)
+                    {
+                        throw new SubscriptionExhaustedException("Stop offset reached");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Quirk 8 (fixed): a reverse subscription walks from the HW down to offset 0 and ends with OK.</summary>
+    private static async Task ReverseAsync(Partition partition, CommitLog log, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    {
+        var next = log.HighWatermark;
+        while (next >= 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            RecordBatch batch;
+            try
+            {
+                batch = log.ReadReverse(next, ReadChunkBytes);
+            }
+            catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
+            {
+                throw Ended(partition, partition.Runtime);
+            }
+
+            using (batch)
+            {
+                if (batch.IsEmpty)
+                {
+                    return;
+                }
+
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    await send(ToMessage(partition, batch[i])).ConfigureAwait(false);
+                }
+
+                next = batch.NextOffset;
+            }
+        }
+    }
+
+    private static BrokerException Ended(Partition partition, PartitionRuntime? runtime) => runtime?.Reason switch
+    {
+        PartitionCloseReason.Deleted => new PartitionDeletedException("Stream has been deleted"),
+        PartitionCloseReason.Paused => new PartitionPausedException("Partition has been paused"),
+        PartitionCloseReason.Stopping => new BrokerInternalException("Server is shutting down"),
+        _ when partition.IsPaused => new PartitionPausedException("Partition has been paused"),
+        _ => new BrokerInternalException("The partition's log is closed"),
+    };
+
+    private static Message ToMessage(Partition partition, in LogRecord record)
+    {
+        var message = new Message
+        {
+            Offset = record.Offset,
+            Timestamp = record.Timestamp,
+            Stream = partition.Stream.Name,
+            Partition = partition.Id,
+        };
+        if (record.Key is { } key)
+        {
+            message.Key = ByteString.CopyFrom(key.Span);
+        }
+
+        if (record.Value is { } value)
+        {
+            message.Value = ByteString.CopyFrom(value.Span);
+        }
+
+        if (record.Headers is { } headers)
+        {
+            foreach (var header in headers)
+            {
+                var bytes = ByteString.CopyFrom(header.Value.Span);
+                message.Headers[header.Name] = bytes; // quirk 6 (kept): "subject" and "reply" are visible
+                if (header.Name == PublishItem.SubjectHeader)
+                {
+                    message.Subject = bytes.ToStringUtf8();
+                }
+                else if (header.Name == PublishItem.ReplyHeader)
+                {
+                    message.ReplySubject = bytes.ToStringUtf8();
+                }
+            }
+        }
+
+        return message;
+    }
+}

@@ -1,0 +1,702 @@
+// Failure policy: an I/O error during an append throws to the appender and publishes nothing
+// (the next append rewrites the same bytes). A failed fsync closes the log, because the kernel
+// may have dropped the dirty pages and a later fsync could falsely succeed: every later call
+// throws CommitLogClosedException naming the cause, and the owner reopens the log. Recovery on
+// open (Segment.Open) keeps every complete record, truncates a torn tail of the newest segment,
+// rebuilds missing or damaged indexes and reports damage anywhere else as CorruptLogException.
+using System.Buffers;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Storage.Log.Checkpoints;
+using Sluice.Storage.Log.Index;
+using Sluice.Storage.Log.Records;
+using Sluice.Storage.Log.Segments;
+
+namespace Sluice.Storage.Log;
+
+/// <summary>
+/// The commit log of one partition: a directory of segments (<c>%020d.log</c> with
+/// <c>.index</c> and <c>.timeindex</c>), a high-watermark checkpoint and a leader-epoch cache.
+/// Offsets are assigned densely from 0 and never reused. One append runs at a time (appends are
+/// serialised internally); reads, waits and timestamp lookups run concurrently with appends.
+/// </summary>
+public sealed partial class CommitLog : IDisposable
+{
+    private const string HighWatermarkFileName = "high-watermark";
+    private const ushort HighWatermarkKind = 1;
+    private const int StateOpen = 0;
+    private const int StateClosed = 1;
+    private const int StateDeleted = 2;
+
+    // Batches are capped so that a segment (at most 1 GiB) plus one batch stays within int positions.
+    private const long MaxBatchBytes = 512L * 1024 * 1024;
+
+    private readonly Lock _writeLock = new();
+    private readonly Lock _maintenanceLock = new();
+    private readonly Lock _syncGate = new();
+    private readonly ChangeSignal _signal = new();
+    private readonly ILogger _logger;
+    private readonly LeaderEpochCache _epochs;
+    private readonly ITimer? _fsyncTimer;
+    private Segment[] _segments;
+    private long _nextOffset;
+    private long _highWatermark = -1;
+    private int _state;
+    private Exception? _closeCause;
+    private long _writeTicket;
+    private long _syncedTicket;
+    private TaskCompletionSource? _syncInFlight;
+    private long _fsyncs;
+    private int _dirty;
+
+    private CommitLog(string directory, CommitLogOptions options, ILogger logger)
+    {
+        Directory = directory;
+        Options = options;
+        _logger = logger;
+        _epochs = new LeaderEpochCache(directory, options.Durability == DurabilityPolicy.Always);
+        _segments = Recover();
+        var active = _segments[^1];
+        _nextOffset = active.RecordCount > 0 ? active.LastOffset + 1 : active.BaseOffset;
+        if (active.RecordCount > 0)
+        {
+            active.FirstWriteTicks = NowTicks;
+        }
+
+        LoadCheckpoints();
+        if (options.Durability == DurabilityPolicy.Interval)
+        {
+            _fsyncTimer = options.TimeProvider.CreateTimer(_ => SyncIfDirty(), null, options.FsyncInterval, options.FsyncInterval);
+        }
+    }
+
+    /// <summary>Opens the log in <paramref name="directory"/>, creating it if needed and recovering it after a crash.</summary>
+    /// <exception cref="CorruptLogException">A sealed segment, or the middle of the newest one, is damaged.</exception>
+    public static CommitLog Open(string directory, CommitLogOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        options ??= CommitLogOptions.Default;
+        options.Validate();
+        System.IO.Directory.CreateDirectory(directory);
+        return new CommitLog(Path.GetFullPath(directory), options, logger ?? NullLogger.Instance);
+    }
+
+    /// <summary>The log's directory.</summary>
+    public string Directory { get; }
+
+    /// <summary>The options the log was opened with.</summary>
+    public CommitLogOptions Options { get; }
+
+    /// <summary>Offset of the oldest record held, or -1 when the log holds no record.</summary>
+    public long OldestOffset
+    {
+        get
+        {
+            foreach (var segment in Volatile.Read(ref _segments))
+            {
+                var first = segment.FirstOffset;
+                if (first >= 0)
+                {
+                    return first;
+                }
+            }
+
+            return -1;
+        }
+    }
+
+    /// <summary>Offset of the newest record ever appended (kept after retention empties the log), or -1 when none.</summary>
+    public long NewestOffset => Volatile.Read(ref _nextOffset) - 1;
+
+    /// <summary>The offset the next appended record gets.</summary>
+    public long NextOffset => Volatile.Read(ref _nextOffset);
+
+    /// <summary>Offset of the last committed record (Liftbridge's HW), -1 when none. Set by the partition's owner.</summary>
+    public long HighWatermark => Volatile.Read(ref _highWatermark);
+
+    /// <summary>Number of segments.</summary>
+    public int SegmentCount => Volatile.Read(ref _segments).Length;
+
+    /// <summary>Bytes of all segment files.</summary>
+    public long SizeInBytes => Volatile.Read(ref _segments).Sum(s => s.Size);
+
+    /// <summary>fsync calls made for appends so far (group commit makes this lower than the append count).</summary>
+    public long FsyncCount => Interlocked.Read(ref _fsyncs);
+
+    private long NowTicks => Options.TimeProvider.GetUtcNow().UtcTicks;
+
+    internal Segment[] Segments => Volatile.Read(ref _segments);
+
+    private Segment[] Recover()
+    {
+        var names = new List<(long Base, string Path)>();
+        var indexes = new List<string>();
+        foreach (var path in System.IO.Directory.EnumerateFiles(Directory))
+        {
+            var name = Path.GetFileName(path);
+            if (name.EndsWith(".tmp", StringComparison.Ordinal) || name.EndsWith(".cleaned", StringComparison.Ordinal))
+            {
+                File.Delete(path); // an interrupted checkpoint, index or compaction: the original is intact
+            }
+            else if (SegmentName().IsMatch(name))
+            {
+                names.Add((long.Parse(name.AsSpan(0, 20)), path));
+            }
+            else if (name.EndsWith(IndexFiles.OffsetExtension, StringComparison.Ordinal) || name.EndsWith(IndexFiles.TimeExtension, StringComparison.Ordinal))
+            {
+                indexes.Add(path);
+            }
+        }
+
+        names.Sort((a, b) => a.Base.CompareTo(b.Base));
+        var segmentPaths = names.Select(n => n.Path).ToHashSet();
+        foreach (var path in indexes)
+        {
+            if (!segmentPaths.Contains(Path.ChangeExtension(path, Segment.Extension)))
+            {
+                File.Delete(path); // orphan of a deleted segment
+            }
+        }
+
+        if (names.Count == 0)
+        {
+            return [CreateSegment(0)];
+        }
+
+        var segments = new Segment[names.Count];
+        for (var i = 0; i < names.Count; i++)
+        {
+            segments[i] = Segment.Open(names[i].Path, names[i].Base, Options.FileHandles, Options.IndexIntervalBytes, i == names.Count - 1, _logger);
+            if (i > 0 && segments[i - 1].LastOffset >= segments[i].BaseOffset)
+            {
+                throw new CorruptLogException(segments[i - 1].Path, segments[i - 1].Size, segments[i - 1].LastOffset, $"its records overlap the next segment, which starts at {segments[i].BaseOffset}");
+            }
+        }
+
+        return segments;
+    }
+
+    [GeneratedRegex(@"^\d{20}\.log$")]
+    private static partial Regex SegmentName();
+
+    private void LoadCheckpoints()
+    {
+        try
+        {
+            var payload = CheckpointFile.Read(Path.Combine(Directory, HighWatermarkFileName), HighWatermarkKind);
+            if (payload is { Length: 8 })
+            {
+                _highWatermark = Math.Clamp(BitConverter.ToInt64(payload), -1, _nextOffset - 1);
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            // The HW only ever under-reports safely: the owner re-derives it from the ISR.
+            _logger.LogWarning(e, "Ignoring a damaged high-watermark checkpoint in {Directory}", Directory);
+        }
+
+        try
+        {
+            _epochs.Load();
+        }
+        catch (InvalidDataException e)
+        {
+            _logger.LogWarning(e, "Ignoring a damaged leader-epoch checkpoint in {Directory}; the next election rebuilds it", Directory);
+        }
+
+        _epochs.ClearLatest(_nextOffset);
+        _epochs.ClearEarliest(_segments[0].BaseOffset);
+    }
+
+    private Segment CreateSegment(long baseOffset) =>
+        Segment.Create(Directory, baseOffset, Options.FileHandles, Options.IndexIntervalBytes, Options.Durability == DurabilityPolicy.Always);
+
+    /// <summary>
+    /// Appends records (their <see cref="LogRecord.Offset"/> is ignored) and returns the offset of the first.
+    /// With <paramref name="expectedNextOffset"/> other than -1, the append happens only if the first
+    /// record would get exactly that offset, checked atomically with the append.
+    /// Under <see cref="DurabilityPolicy.Always"/> it returns after the records are fsynced.
+    /// </summary>
+    /// <exception cref="IncorrectOffsetException">The expected offset does not match.</exception>
+    public long Append(ReadOnlySpan<LogRecord> records, long expectedNextOffset = -1)
+    {
+        var first = Write(records, expectedNextOffset, replicated: false, out var ticket);
+        WaitDurable(ticket);
+        return first;
+    }
+
+    /// <summary>Async form of <see cref="Append"/>; cancellation is honoured only before the records are written.</summary>
+    public ValueTask<long> AppendAsync(ReadOnlyMemory<LogRecord> records, long expectedNextOffset = -1, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var first = Write(records.Span, expectedNextOffset, replicated: false, out var ticket);
+        return ticket == 0 || Options.Durability != DurabilityPolicy.Always
+            ? new ValueTask<long>(first)
+            : AwaitDurable(first, ticket);
+    }
+
+    /// <summary>
+    /// Replication path: appends records with the offsets they carry (assigned by the leader).
+    /// Records at or below <see cref="NewestOffset"/> are skipped, as in NATS Streaming's
+    /// <c>MsgStore.Store</c>; the rest must have strictly increasing offsets (gaps are allowed:
+    /// a compacted leader ships sparse offsets). Returns <see cref="NewestOffset"/> afterwards.
+    /// </summary>
+    public long AppendReplicated(ReadOnlySpan<LogRecord> records)
+    {
+        Write(records, -1, replicated: true, out var ticket);
+        WaitDurable(ticket);
+        return NewestOffset;
+    }
+
+    /// <summary>Async form of <see cref="AppendReplicated"/>.</summary>
+    public async ValueTask<long> AppendReplicatedAsync(ReadOnlyMemory<LogRecord> records, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        Write(records.Span, -1, replicated: true, out var ticket);
+        await GroupSyncAsync(ticket).ConfigureAwait(false);
+        return NewestOffset;
+    }
+
+    private async ValueTask<long> AwaitDurable(long first, long ticket)
+    {
+        await GroupSyncAsync(ticket).ConfigureAwait(false);
+        return first;
+    }
+
+    private void WaitDurable(long ticket)
+    {
+        if (ticket != 0 && Options.Durability == DurabilityPolicy.Always)
+        {
+            GroupSyncAsync(ticket).AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    private long Write(ReadOnlySpan<LogRecord> records, long expectedNextOffset, bool replicated, out long ticket)
+    {
+        if (records.IsEmpty)
+        {
+            throw new ArgumentException("Cannot append an empty batch.", nameof(records));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(expectedNextOffset, -1);
+        ticket = 0;
+        var sizes = ArrayPool<int>.Shared.Rent(records.Length);
+        try
+        {
+            long total = 0;
+            for (var i = 0; i < records.Length; i++)
+            {
+                var size = RecordFormat.SizeOf(records[i]);
+                if (size > Options.MaxRecordBytes)
+                {
+                    throw new ArgumentException($"Record {i} of the batch encodes to {size} bytes, above MaxRecordBytes ({Options.MaxRecordBytes}).", nameof(records));
+                }
+
+                sizes[i] = size;
+                total += size;
+            }
+
+            if (total > MaxBatchBytes)
+            {
+                throw new ArgumentException($"The batch encodes to {total} bytes, above the {MaxBatchBytes}-byte limit; split it.", nameof(records));
+            }
+
+            lock (_writeLock)
+            {
+                ThrowIfNotOpen();
+                var next = _nextOffset;
+                var skip = 0;
+                if (replicated)
+                {
+                    while (skip < records.Length && records[skip].Offset < next)
+                    {
+                        total -= sizes[skip];
+                        skip++;
+                    }
+
+                    if (skip == records.Length)
+                    {
+                        return next;
+                    }
+
+                    for (var i = skip + 1; i < records.Length; i++)
+                    {
+                        if (records[i].Offset <= records[i - 1].Offset)
+                        {
+                            throw new ArgumentException($"Replicated offsets must increase: {records[i].Offset} follows {records[i - 1].Offset}.", nameof(records));
+                        }
+                    }
+                }
+                else if (expectedNextOffset != -1 && expectedNextOffset != next)
+                {
+                    throw new IncorrectOffsetException(expectedNextOffset, next);
+                }
+
+                return WriteLocked(records[skip..], sizes.AsSpan(skip, records.Length - skip), (int)total, replicated, out ticket);
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(sizes);
+        }
+    }
+
+    private long WriteLocked(ReadOnlySpan<LogRecord> records, ReadOnlySpan<int> sizes, int total, bool replicated, out long ticket)
+    {
+        var next = _nextOffset;
+        MaybeRoll(next);
+        var firstOffset = replicated ? records[0].Offset : next;
+
+        // Epochs are recorded before the bytes: a failed write then leaves at most an entry past the end, which recovery clears.
+        for (var i = 0; i < records.Length; i++)
+        {
+            if (records[i].LeaderEpoch > _epochs.LastEpoch)
+            {
+                _epochs.Assign(records[i].LeaderEpoch, replicated ? records[i].Offset : next + i);
+            }
+        }
+
+        var active = _segments[^1];
+        var buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var p = 0;
+            for (var i = 0; i < records.Length; i++)
+            {
+                p += RecordFormat.Write(buffer.AsSpan(p), records[i], replicated ? records[i].Offset : next + i, sizes[i]);
+            }
+
+            var basePosition = active.Size;
+            active.Write(buffer.AsSpan(0, total), sync: false);
+            p = 0;
+            var offset = firstOffset;
+            for (var i = 0; i < records.Length; i++)
+            {
+                offset = replicated ? records[i].Offset : next + i;
+                active.OnAppended((int)(basePosition + p), sizes[i], offset, records[i].Timestamp);
+                p += sizes[i];
+            }
+
+            active.PublishSize(basePosition + total);
+            if (active.FirstWriteTicks == 0)
+            {
+                active.FirstWriteTicks = NowTicks;
+            }
+
+            Volatile.Write(ref _nextOffset, offset + 1);
+            ticket = Interlocked.Increment(ref _writeTicket);
+            Volatile.Write(ref _dirty, 1);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        _signal.Pulse();
+        return firstOffset;
+    }
+
+    private void MaybeRoll(long next, bool ageOnly = false)
+    {
+        var active = _segments[^1];
+        if (active.RecordCount == 0)
+        {
+            return;
+        }
+
+        var full = !ageOnly && active.Size - Segment.HeaderSize >= Options.SegmentMaxBytes;
+        var old = Options.SegmentMaxAge > TimeSpan.Zero && active.FirstWriteTicks != 0 && NowTicks - active.FirstWriteTicks >= Options.SegmentMaxAge.Ticks;
+        if (full || old)
+        {
+            Roll(next);
+        }
+    }
+
+    /// <summary>Seals the active segment and starts a new one at <paramref name="baseOffset"/> (write lock held).</summary>
+    private void Roll(long baseOffset)
+    {
+        var active = _segments[^1];
+        if (Options.Durability != DurabilityPolicy.Never)
+        {
+            SyncSegment(active);
+        }
+
+        active.SaveIndex(_logger);
+        var segment = CreateSegment(baseOffset);
+        Volatile.Write(ref _segments, [.. _segments, segment]);
+    }
+
+    private void SyncSegment(Segment segment)
+    {
+        try
+        {
+            segment.Sync();
+            Interlocked.Increment(ref _fsyncs);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            CloseAfterFailure(e);
+            throw;
+        }
+    }
+
+    /// <summary>Group commit: the first waiter fsyncs everything written so far; later waiters share that fsync or start the next.</summary>
+    private async ValueTask GroupSyncAsync(long ticket)
+    {
+        if (ticket == 0 || Options.Durability != DurabilityPolicy.Always)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            TaskCompletionSource? lead = null;
+            Task? follow = null;
+            long target = 0;
+            lock (_syncGate)
+            {
+                if (_syncedTicket >= ticket)
+                {
+                    return;
+                }
+
+                ThrowIfNotOpen();
+                if (_syncInFlight is null)
+                {
+                    lead = _syncInFlight = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    target = Interlocked.Read(ref _writeTicket);
+                }
+                else
+                {
+                    follow = _syncInFlight.Task;
+                }
+            }
+
+            if (lead is null)
+            {
+                await follow!.ConfigureAwait(false);
+                continue;
+            }
+
+            try
+            {
+                // A roll fsyncs the segment it seals, so syncing the current active one covers every ticket up to target.
+                SyncSegment(Volatile.Read(ref _segments)[^1]);
+            }
+            catch (Exception e)
+            {
+                lock (_syncGate)
+                {
+                    _syncInFlight = null;
+                }
+
+                lead.SetException(new CommitLogClosedException(Directory, e));
+                throw;
+            }
+
+            lock (_syncGate)
+            {
+                _syncedTicket = Math.Max(_syncedTicket, target);
+                _syncInFlight = null;
+            }
+
+            lead.SetResult();
+        }
+    }
+
+    private void SyncIfDirty()
+    {
+        if (Volatile.Read(ref _state) != StateOpen || Interlocked.Exchange(ref _dirty, 0) == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            SyncSegment(Volatile.Read(ref _segments)[^1]);
+        }
+        catch (Exception e) when (Volatile.Read(ref _state) != StateOpen || e is Files.FileRetiredException)
+        {
+            // The log closed under the timer; Dispose synced what it had.
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Interval fsync of {Directory} failed; the log is closed", Directory);
+        }
+    }
+
+    /// <summary>Sets the high watermark (-1 ..= <see cref="NewestOffset"/>), persists it atomically and wakes committed readers.</summary>
+    public void SetHighWatermark(long highWatermark)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(highWatermark, -1);
+        lock (_writeLock)
+        {
+            ThrowIfNotOpen();
+            if (highWatermark > _nextOffset - 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(highWatermark), highWatermark, $"The high watermark cannot pass the newest offset ({_nextOffset - 1}).");
+            }
+
+            if (highWatermark == _highWatermark)
+            {
+                return;
+            }
+
+            PersistHighWatermark(highWatermark);
+        }
+
+        _signal.Pulse();
+    }
+
+    private void PersistHighWatermark(long highWatermark)
+    {
+        CheckpointFile.Write(Path.Combine(Directory, HighWatermarkFileName), HighWatermarkKind, BitConverter.GetBytes(highWatermark), Options.Durability == DurabilityPolicy.Always);
+        Volatile.Write(ref _highWatermark, highWatermark);
+    }
+
+    /// <summary>The newest leader epoch recorded, or -1.</summary>
+    public long LastLeaderEpoch
+    {
+        get
+        {
+            lock (_writeLock)
+            {
+                return _epochs.LastEpoch;
+            }
+        }
+    }
+
+    /// <summary>The leader-epoch cache as (epoch, start offset) pairs, oldest first.</summary>
+    public IReadOnlyList<(long Epoch, long StartOffset)> LeaderEpochs
+    {
+        get
+        {
+            lock (_writeLock)
+            {
+                return [.. _epochs.Entries];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Records that this broker leads from <paramref name="epoch"/>: assigns (epoch, <see cref="NewestOffset"/>)
+    /// as Liftbridge does. Ignored when the epoch is not newer than the last one.
+    /// </summary>
+    public void NewLeaderEpoch(long epoch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(epoch);
+        lock (_writeLock)
+        {
+            ThrowIfNotOpen();
+            if (!_epochs.Assign(epoch, _nextOffset - 1))
+            {
+                _logger.LogWarning("Ignoring leader epoch {Epoch} in {Directory}: the last epoch is {Last}", epoch, Directory, _epochs.LastEpoch);
+            }
+        }
+    }
+
+    /// <summary>Start offset of the first epoch above <paramref name="epoch"/>, or <see cref="NewestOffset"/> when there is none.</summary>
+    public long LastOffsetForLeaderEpoch(long epoch)
+    {
+        lock (_writeLock)
+        {
+            ThrowIfNotOpen();
+            return _epochs.LastOffsetFor(epoch, _nextOffset - 1);
+        }
+    }
+
+    private void ThrowIfNotOpen()
+    {
+        switch (Volatile.Read(ref _state))
+        {
+            case StateClosed:
+                throw new CommitLogClosedException(Directory, _closeCause);
+            case StateDeleted:
+                throw new CommitLogDeletedException(Directory);
+        }
+    }
+
+    private void CloseAfterFailure(Exception cause)
+    {
+        _closeCause = cause;
+        if (Interlocked.CompareExchange(ref _state, StateClosed, StateOpen) != StateOpen)
+        {
+            return;
+        }
+
+        _logger.LogError(cause, "Closing the commit log in {Directory} after an I/O failure", Directory);
+        _fsyncTimer?.Dispose();
+        foreach (var segment in Volatile.Read(ref _segments))
+        {
+            segment.File.Retire();
+        }
+
+        _signal.Pulse();
+    }
+
+    /// <summary>Closes the log: saves indexes, syncs (unless the policy is Never) and releases its files. Idempotent.</summary>
+    public void Dispose()
+    {
+        lock (_maintenanceLock)
+        {
+            lock (_writeLock)
+            {
+                if (Volatile.Read(ref _state) != StateOpen)
+                {
+                    return;
+                }
+
+                _fsyncTimer?.Dispose();
+                var segments = _segments;
+                try
+                {
+                    if (Options.Durability != DurabilityPolicy.Never)
+                    {
+                        segments[^1].Sync();
+                    }
+                }
+                catch (IOException e)
+                {
+                    _logger.LogError(e, "Final fsync of {Directory} failed", Directory);
+                }
+
+                foreach (var segment in segments)
+                {
+                    segment.SaveIndex(_logger);
+                    segment.File.Retire();
+                }
+
+                Volatile.Write(ref _state, StateClosed);
+            }
+        }
+
+        _signal.Pulse();
+    }
+
+    /// <summary>Closes the log and deletes its directory. Later calls on this instance throw <see cref="CommitLogDeletedException"/>.</summary>
+    public void Delete()
+    {
+        lock (_maintenanceLock)
+        {
+            lock (_writeLock)
+            {
+                if (Volatile.Read(ref _state) == StateDeleted)
+                {
+                    return;
+                }
+
+                _fsyncTimer?.Dispose();
+                foreach (var segment in _segments)
+                {
+                    segment.File.Retire();
+                }
+
+                Volatile.Write(ref _state, StateDeleted);
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+        }
+
+        _signal.Pulse();
+    }
+}

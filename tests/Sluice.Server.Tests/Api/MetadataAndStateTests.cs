@@ -1,0 +1,186 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Health;
+using static Sluice.Server.Tests.BrokerHarness;
+
+namespace Sluice.Server.Tests.Api;
+
+public sealed class MetadataAndStateTests
+{
+    [Fact]
+    public async Task Behaviour29_FetchMetadata_advertises_the_configured_host_and_the_bound_port()
+    {
+        await using var h = await StartAsync(o => o with { Host = "localhost" });
+        var metadata = await h.MetadataAsync();
+        var broker = Assert.Single(metadata.Brokers);
+        Assert.Equal("localhost", broker.Host);
+        Assert.Equal(h.Server.Port, broker.Port);
+        Assert.Equal(h.Server.ServerId, broker.Id);
+    }
+
+    [Fact]
+    public async Task FetchMetadata_for_unknown_streams_reports_UNKNOWN_STREAM()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        var metadata = await h.MetadataAsync("foo", "nope");
+        Assert.Equal(2, metadata.StreamMetadata.Count);
+        Assert.Equal(StreamMetadata.Types.Error.Ok, metadata.StreamMetadata[0].Error);
+        Assert.Equal(("nope", StreamMetadata.Types.Error.UnknownStream), (metadata.StreamMetadata[1].Name, metadata.StreamMetadata[1].Error));
+    }
+
+    [Fact]
+    public async Task Behaviour30_partition_metadata_not_found_and_message_timestamps()
+    {
+        await using var h = await StartAsync();
+        await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PartitionMetadataAsync("foo"));
+        await h.CreateStreamAsync("foo", "foo");
+        await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PartitionMetadataAsync("foo", 1));
+        var before = await h.PartitionMetadataAsync("foo");
+        Assert.Equal((0L, 0L), (before.MessagesReceivedTimestamps.FirstTimestamp, before.MessagesReceivedTimestamps.LatestTimestamp));
+
+        await h.PublishAsync("foo", "1");
+        var first = await h.PartitionMetadataAsync("foo");
+        Assert.NotEqual(0, first.MessagesReceivedTimestamps.FirstTimestamp);
+        Assert.Equal(first.MessagesReceivedTimestamps.FirstTimestamp, first.MessagesReceivedTimestamps.LatestTimestamp);
+
+        await h.PublishAsync("foo", "2");
+        var second = await h.PartitionMetadataAsync("foo");
+        Assert.Equal(first.MessagesReceivedTimestamps.FirstTimestamp, second.MessagesReceivedTimestamps.FirstTimestamp);
+        Assert.True(second.MessagesReceivedTimestamps.LatestTimestamp > first.MessagesReceivedTimestamps.LatestTimestamp);
+        Assert.Equal(1, second.HighWatermark);
+        Assert.Equal(1, second.NewestOffset);
+    }
+
+    [Fact]
+    public async Task Behaviour30_pause_and_readonly_timestamps_keep_first_and_move_latest()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.PauseAsync("foo");
+        var p1 = (await h.PartitionMetadataAsync("foo")).PauseTimestamps;
+        Assert.NotEqual(0, p1.FirstTimestamp);
+        Assert.Equal(p1.FirstTimestamp, p1.LatestTimestamp);
+        await h.PauseAsync("foo");
+        var p2 = (await h.PartitionMetadataAsync("foo")).PauseTimestamps;
+        Assert.Equal(p1.FirstTimestamp, p2.FirstTimestamp);
+        Assert.True(p2.LatestTimestamp > p1.LatestTimestamp);
+
+        await h.SetReadonlyAsync("foo", true);
+        var r1 = (await h.PartitionMetadataAsync("foo")).ReadonlyTimestamps;
+        Assert.NotEqual(0, r1.FirstTimestamp);
+        await h.SetReadonlyAsync("foo", true);
+        var r2 = (await h.PartitionMetadataAsync("foo")).ReadonlyTimestamps;
+        Assert.Equal(r1.FirstTimestamp, r2.FirstTimestamp);
+        Assert.True(r2.LatestTimestamp > r1.LatestTimestamp);
+    }
+
+    [Fact]
+    public async Task Behaviour31_pause_all_partitions_then_publish_resumes_only_that_partition()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo", partitions: 2);
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PauseAsync("bar"));
+        Assert.Equal("stream does not exist", ex.Detail);
+        await h.PauseAsync("foo");
+        await h.PauseAsync("foo");
+        var metadata = await h.MetadataAsync("foo");
+        Assert.All(metadata.StreamMetadata[0].Partitions.Values, p => Assert.True(p.Paused));
+        Assert.Equal((0, 0), (metadata.Brokers[0].PartitionCount, metadata.Brokers[0].LeaderCount));
+
+        Assert.NotNull(await h.PublishAsync("foo", "x", partition: 0));
+        Assert.False((await h.PartitionMetadataAsync("foo", 0)).Paused);
+        Assert.True((await h.PartitionMetadataAsync("foo", 1)).Paused);
+        await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "foo", StartPosition = StartPosition.Earliest });
+        Assert.Equal("x", (await ReadAsync(sub, 1))[0].Value.ToStringUtf8());
+    }
+
+    [Fact]
+    public async Task Behaviour32_pause_missing_partition_is_NotFound_and_resumeAll_resumes_every_partition()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo", partitions: 2);
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PauseAsync("foo", false, 99));
+        Assert.Equal("partition does not exist", ex.Detail);
+        await h.PauseAsync("foo", true, 0, 1);
+        await h.PublishAsync("foo", "x", partition: 1);
+        Assert.False((await h.PartitionMetadataAsync("foo", 0)).Paused);
+        Assert.False((await h.PartitionMetadataAsync("foo", 1)).Paused);
+    }
+
+    [Fact]
+    public async Task Pause_closes_the_partition_log_and_keeps_its_offsets()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.PublishManyAsync("foo", 3);
+        await h.PauseAsync("foo");
+        Assert.True(h.Server.Broker.TryGetStream("foo", out var stream));
+        Assert.Null(stream.Partitions[0].Log);
+        var metadata = await h.PartitionMetadataAsync("foo");
+        Assert.Equal((2L, 2L, true), (metadata.HighWatermark, metadata.NewestOffset, metadata.Paused));
+        Assert.Equal(3, (await h.PublishAsync("foo", "after"))!.Offset);
+    }
+
+    [Fact]
+    public async Task Behaviour33_readonly_partitions_refuse_publishes()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo", partitions: 2);
+        await h.SetReadonlyAsync("foo", true);
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.FailedPrecondition, () => h.PublishAsync("foo", "x", partition: 0));
+        Assert.Equal("readonly partition: 0", ex.Detail);
+        await ThrowsGrpcAsync(GrpcStatusCode.FailedPrecondition, () => h.PublishAsync("foo", "x", partition: 1));
+
+        await h.SetReadonlyAsync("foo", false);
+        await h.SetReadonlyAsync("foo", true, 0);
+        await h.SetReadonlyAsync("foo", true, 0);
+        await ThrowsGrpcAsync(GrpcStatusCode.FailedPrecondition, () => h.PublishAsync("foo", "x", partition: 0));
+        Assert.NotNull(await h.PublishAsync("foo", "x", partition: 1));
+        Assert.True((await h.PartitionMetadataAsync("foo", 0)).Readonly);
+
+        await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.SetReadonlyAsync("missing", true));
+        var missing = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.SetReadonlyAsync("foo", true, 99));
+        Assert.Equal("partition does not exist", missing.Detail);
+    }
+
+    [Fact]
+    public async Task Health_reports_SERVING_for_the_server_and_proto_API()
+    {
+        await using var h = await StartAsync();
+        foreach (var service in new[] { "", "proto.API" })
+        {
+            var response = await h.Channel.UnaryAsync("/grpc.health.v1.Health/Check", new HealthCheckRequest { Service = service }, HealthCheckResponse.Parser, CallTimeout);
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, response.Status);
+        }
+    }
+
+    [Fact]
+    public async Task Auto_pause_pauses_an_idle_partition_and_publishing_resumes_it()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo", configure: r => r.AutoPauseTime = new NullableInt64 { Value = 100 });
+        await h.PublishAsync("foo", "x");
+        await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("foo")).Paused, "the idle partition auto-paused");
+        Assert.NotNull(await h.PublishAsync("foo", "y"));
+        Assert.False((await h.PartitionMetadataAsync("foo")).Paused);
+    }
+
+    [Fact]
+    public async Task Auto_pause_is_disabled_by_subscribers_when_asked()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("watched", "w", configure: r =>
+        {
+            r.AutoPauseTime = new NullableInt64 { Value = 50 };
+            r.AutoPauseDisableIfSubscribers = new NullableBool { Value = true };
+        });
+        await h.CreateStreamAsync("control", "c", configure: r => r.AutoPauseTime = new NullableInt64 { Value = 50 });
+        await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "watched", Resume = true });
+        await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("control")).Paused, "the control stream auto-paused");
+        await h.PublishAsync("control", "wake");
+        await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("control")).Paused, "the control stream auto-paused again");
+        // A whole idle period passed while the subscriber was there: without it, the watched stream would have paused too.
+        Assert.False((await h.PartitionMetadataAsync("watched")).Paused);
+    }
+}

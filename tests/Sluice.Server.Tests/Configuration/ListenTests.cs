@@ -1,0 +1,30 @@
+using Sluice.Server.Configuration;
+
+namespace Sluice.Server.Tests.Configuration;
+
+public class ListenTests
+{
+    [Theory]
+    [InlineData("port: 9000", "0.0.0.0:9000", "localhost:9000")]
+    [InlineData("host: 10.0.0.5\nport: 9000", "10.0.0.5:9000", "10.0.0.5:9000")]
+    [InlineData("listen: 127.0.0.1:7000\nhost: 10.0.0.5\nport: 9000", "127.0.0.1:7000", "10.0.0.5:9000")]
+    [InlineData("listen: 127.0.0.1:7000\nport: 9000", "127.0.0.1:7000", "127.0.0.1:7000")]
+    [InlineData("listen: \"[::1]:7000\"", "[::1]:7000", "[::1]:7000")]
+    [InlineData("listen: 7000", "0.0.0.0:7000", "0.0.0.0:7000")]
+    [InlineData("listen: \":7000\"", "0.0.0.0:7000", "0.0.0.0:7000")]
+    [InlineData("port: 0", "0.0.0.0:0", "localhost:0")]
+    public void Listen_beats_host_and_port_which_beat_all_interfaces(string yaml, string bind, string advertised)
+    {
+        var options = Load.Options(yaml);
+        Assert.Equal(bind, options.ListenEndpoint.ToString());
+        Assert.Equal(advertised, options.AdvertisedAddress.ToString());
+    }
+
+    [Fact]
+    public void The_host_flag_sets_the_bind_and_advertised_host()
+    {
+        var options = Load.With(flags: new ConfigFlags { Host = "127.0.0.1", Port = 0 }).Options;
+        Assert.Equal(new HostPort("127.0.0.1", 0), options.ListenEndpoint);
+        Assert.Equal(new HostPort("127.0.0.1", 0), options.AdvertisedAddress);
+    }
+}
