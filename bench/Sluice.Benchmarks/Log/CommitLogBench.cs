@@ -10,7 +10,7 @@ public static class CommitLogBench
     private static readonly byte[] Value = Enumerable.Range(0, ValueSize).Select(i => (byte)i).ToArray();
 
     private static LogRecord[] Batch(int size) =>
-        Enumerable.Range(0, size).Select(_ => new LogRecord { Timestamp = DateTime.UtcNow.Ticks * 100, Value = Value }).ToArray();
+        Enumerable.Range(0, size).Select(_ => new LogRecord { Timestamp = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100, Value = Value }).ToArray();
 
     private static string TempDir()
     {
