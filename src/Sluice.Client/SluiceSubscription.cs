@@ -212,6 +212,10 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
             {
                 return null; // the stop position was reached
             }
+            catch (GrpcException ex) when (_options.Reverse && ex.StatusCode == GrpcStatusCode.Unknown && ex.Detail == "EOF")
+            {
+                return null; // Liftbridge ends a reverse subscription at offset 0 with Unknown "EOF"; Sluice with OK
+            }
             catch (GrpcException ex)
             {
                 throw SluiceErrors.FromStatus(ex, RpcKind.SubscribeStream);
