@@ -97,12 +97,14 @@ wait_port() { # pid port name
 
 nats_port="$(free_port)"
 sluice_port="$(free_port)"
-mkdir -p "$work/js" "$work/sluice" "$work/results"
+mkdir -p "$work/js" "$work/sluice" "$work/run" "$work/results"
 printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
 
 "$NATS_SERVER" -js -sd "$work/js" -p "$nats_port" -a 127.0.0.1 >"$work/nats.log" 2>&1 &
 nats_pid=$!
-"$sluice" serve --port "$sluice_port" --host 127.0.0.1 --data-dir "$work/sluice" -c "$work/sluice.yaml" --level warn >"$work/sluice.log" 2>&1 &
+# The server runs from an empty directory beside (not above) its data dir: ASP.NET Core's config
+# file watcher covers the working directory recursively, and would otherwise see every log write.
+(cd "$work/run" && exec "$sluice" serve --port "$sluice_port" --host 127.0.0.1 --data-dir "$work/sluice" -c "$work/sluice.yaml" --level warn) >"$work/sluice.log" 2>&1 &
 sluice_pid=$!
 wait_port "$nats_pid" "$nats_port" nats
 wait_port "$sluice_pid" "$sluice_port" sluice

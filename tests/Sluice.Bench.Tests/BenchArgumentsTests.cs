@@ -89,6 +89,8 @@ public class BenchArgumentsTests
     [InlineData("--create-stream applies to producer mode only", new[] { "consumer", "--create-stream" })]
     [InlineData("--partition applies to consumer mode only", new[] { "producer", "--partition", "1" })]
     [InlineData("a JetStream stream name cannot contain", new[] { "producer", "-t", "jetstream", "--stream", "a.b" })]
+    [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "-t", "jetstream" })]
+    [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "-s", "127.0.0.1:9292" })]
     public void Bad_command_lines_say_what_is_wrong(string expected, string[] args)
     {
         Assert.Contains(expected, Error(args), StringComparison.Ordinal);

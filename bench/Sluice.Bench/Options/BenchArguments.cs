@@ -32,6 +32,8 @@ public static class BenchArguments
               --timeout SECONDS           fail the run after this long (default 600)
               --server-pid PID            measure this server's CPU time and memory around the timed part
               --seed N                    seed of the random payloads (default 1)
+              --in-process                start a Sluice server in this process (temp dir, free port) and
+                                          report allocations and GCs of client and server together
           -h, --help
         """;
 
@@ -149,6 +151,10 @@ public static class BenchArguments
                 case "--server-pid":
                     options = options with { ServerPid = (int)Integer(Value(), arg, min: 1, max: int.MaxValue) };
                     break;
+                case "--in-process":
+                    NoValue();
+                    options = options with { InProcess = true };
+                    break;
                 case "--seed":
                     options = options with { Seed = (int)Integer(Value(), arg, min: int.MinValue, max: int.MaxValue) };
                     break;
@@ -178,6 +184,11 @@ public static class BenchArguments
         else if (o.Partition != 0)
         {
             throw new BenchUsageException("--partition applies to consumer mode only (producers spread over --partitions)");
+        }
+
+        if (o.InProcess && (o.Target != BenchTarget.Sluice || o.Servers.Count > 0 || o.ServerPid != 0))
+        {
+            throw new BenchUsageException("--in-process runs a Sluice server here: it excludes --target jetstream, --servers and --server-pid");
         }
 
         if (o.Messages < o.Concurrent)

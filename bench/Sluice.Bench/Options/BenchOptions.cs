@@ -94,6 +94,9 @@ public sealed record BenchOptions
     /// <summary>A server process whose CPU time and memory are measured around the timed part (0: none).</summary>
     public int ServerPid { get; init; }
 
+    /// <summary>Starts a Sluice server inside this process (temp data dir, free port) instead of connecting to one.</summary>
+    public bool InProcess { get; init; }
+
     /// <summary>Seed of the random payloads, so both targets get the same bytes.</summary>
     public int Seed { get; init; } = 1;
 

@@ -81,7 +81,8 @@ public sealed record BenchReport
         var shape = o.Mode == BenchMode.Producer
             ? string.Create(c, $"producer: {o.Concurrent} publisher(s), pub-batch {o.PubBatch}, ack {o.AckPolicy.ToString().ToLowerInvariant()}, {o.MessageSize} B, {o.Partitions} partition(s)")
             : string.Create(c, $"consumer: partition {o.Partition} from the start, {o.MessageSize} B expected");
-        text.AppendLine(c, $"target      {Target(o.Target)} ({string.Join(",", o.ServersOrDefault)}), stream {o.Stream}");
+        var where = o.InProcess ? "in-process server" : string.Join(",", o.ServersOrDefault);
+        text.AppendLine(c, $"target      {Target(o.Target)} ({where}), stream {o.Stream}");
         text.AppendLine(c, $"mode        {shape}");
         text.AppendLine(c, $"messages    {Messages:N0} (errors {Errors:N0})");
         text.AppendLine(c, $"duration    {DurationSeconds:F3} s");
@@ -96,7 +97,7 @@ public sealed record BenchReport
             text.AppendLine(c, $"server      cpu {ServerCpuMicrosecondsPerMessage:F2} µs/msg ({cpu:F2} s), peak rss {ServerPeakRssKb / 1024.0:F1} MiB");
         }
 
-        text.AppendLine(c, $"client      cpu {ClientCpuMicrosecondsPerMessage:F2} µs/msg, alloc {ClientAllocatedBytesPerMessage:F0} B/msg, gc {ClientGen0}/{ClientGen1}/{ClientGen2}");
+        text.AppendLine(c, $"{(o.InProcess ? "process" : "client"),-11} cpu {ClientCpuMicrosecondsPerMessage:F2} µs/msg, alloc {ClientAllocatedBytesPerMessage:F0} B/msg, gc {ClientGen0}/{ClientGen1}/{ClientGen2}");
         if (StealPercent is { } steal)
         {
             text.AppendLine(c, $"steal       {steal:F2} %");
@@ -127,6 +128,7 @@ public sealed record BenchReport
             json.WriteNumber("concurrent", o.Concurrent);
             json.WriteNumber("partitions", o.Partitions);
             json.WriteString("ack_policy", o.AckPolicy.ToString().ToLowerInvariant());
+            json.WriteBoolean("in_process", o.InProcess);
             if (StreamCreated is { } created)
             {
                 json.WriteBoolean("stream_created", created);

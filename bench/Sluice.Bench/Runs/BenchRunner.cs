@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Sluice.Bench.Options;
 using Sluice.Bench.Reports;
 using Sluice.Bench.Targets;
+using Sluice.Server.Configuration;
+using Sluice.Server.Hosting;
 
 namespace Sluice.Bench.Runs;
 
@@ -22,6 +24,11 @@ public static class BenchRunner
         deadline.CancelAfter(options.Timeout);
         try
         {
+            if (options.InProcess)
+            {
+                return await RunInProcessAsync(options, deadline.Token).ConfigureAwait(false);
+            }
+
             await using var target = CreateTarget(options);
             await target.ConnectAsync(deadline.Token).ConfigureAwait(false);
             var report = options.Mode == BenchMode.Producer
@@ -37,6 +44,44 @@ public static class BenchRunner
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw new TimeoutException($"the run did not finish within {options.Timeout.TotalSeconds:F0} s (--timeout)");
+        }
+    }
+
+    /// <summary>
+    /// Starts a Sluice server in this process on a free loopback port with a temporary data dir
+    /// (durability never), runs the benchmark against it and removes it. A consumer run first fills
+    /// the stream with its messages (pub-batch 100, not measured).
+    /// </summary>
+    private static async Task<BenchReport> RunInProcessAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), $"sluice-bench-{Guid.NewGuid():N}");
+        try
+        {
+            var serverOptions = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dataDir };
+            await using var server = await SluiceServer.StartAsync(serverOptions, ct: cancellationToken).ConfigureAwait(false);
+            var local = options with { InProcess = false, Servers = [$"127.0.0.1:{server.Port}"] };
+            if (local.Mode == BenchMode.Consumer)
+            {
+                var fill = local with { Mode = BenchMode.Producer, CreateStream = true, DeleteStream = false, PubBatch = 100, Partitions = Math.Max(local.Partitions, local.Partition + 1), Partition = 0 };
+                var filled = await RunAsync(fill, cancellationToken).ConfigureAwait(false);
+                if (filled.Errors > 0)
+                {
+                    throw new InvalidOperationException($"filling the in-process stream failed: {filled.FirstError}");
+                }
+            }
+
+            var report = await RunAsync(local, cancellationToken).ConfigureAwait(false);
+            return report with { Options = options };
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dataDir, recursive: true);
+            }
+            catch (DirectoryNotFoundException)
+            {
+            }
         }
     }
 
