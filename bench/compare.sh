@@ -186,7 +186,7 @@ def summary(results, rows):
         cpus = "-" if js_cpu is None or sl_cpu is None else f"{js_cpu:.1f} / {sl_cpu:.1f}"
         steal_max = max(d.get("steal_percent") or 0 for d in js + sl)
         retried = sum(d["_retried"] for d in js + sl)
-        runs = " / ".join(f"{d['msgs_per_sec'] / 1000:.0f}k" for d in js) + " vs " + " / ".join(f"{d['msgs_per_sec'] / 1000:.0f}k" for d in sl)
+        runs = " / ".join(f"{d['msgs_per_sec']:,.0f}" for d in js) + " vs " + " / ".join(f"{d['msgs_per_sec']:,.0f}" for d in sl)
         note = f" ({retried} repeated for steal)" if retried else ""
         print(f"| {NAMES[row]} | {js[0]['messages']:,} | {js_rate:,.0f} | {sl_rate:,.0f} | **{sl_rate / js_rate:.2f}x** | {latency} "
               f"| {cpus} | {rss(js):.0f} / {rss(sl):.0f} | {steal_max:.1f} | {runs}{note} |")
