@@ -8,7 +8,8 @@ namespace Sluice.Client;
 
 /// <summary>
 /// An active subscription to a stream partition. Enumerate it (once) with <c>await foreach</c> or
-/// <see cref="ReadAllAsync"/>; dispose it to end it. When its broker goes away (UNAVAILABLE) it
+/// <see cref="ReadAllAsync"/>; dispose it to end it. When its broker goes away (UNAVAILABLE, or
+/// INTERNAL as servers answer when shutting down) it
 /// re-establishes itself, on the current leader, from the offset after the last message it
 /// delivered, so nothing delivered is repeated and nothing is skipped; it gives up after
 /// <see cref="SluiceClientOptions.ResubscribeWaitTime"/>.
@@ -204,8 +205,11 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
 
                 return null; // the server ended the stream with OK
             }
-            catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.Unavailable && !_cts.IsCancellationRequested)
+            catch (GrpcException ex) when (ex.StatusCode is GrpcStatusCode.Unavailable or GrpcStatusCode.Internal && !_cts.IsCancellationRequested)
             {
+                // UNAVAILABLE: the connection broke. INTERNAL: Liftbridge and Sluice end subscriptions
+                // with it when the server shuts down gracefully (go-liftbridge only retries UNAVAILABLE,
+                // so it gives up on a clean restart; a persistent INTERNAL still fails after the wait time).
                 await ResubscribeAsync(ex).ConfigureAwait(false);
             }
             catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.ResourceExhausted && _options.StopPosition != StopPosition.OnCancel)

@@ -159,7 +159,7 @@ internal static class ClientThroughput
             .AddUnary<FetchMetadataRequest, FetchMetadataResponse>("proto.API", "FetchMetadata", FetchMetadataRequest.Parser, (_, _) =>
             {
                 var response = new FetchMetadataResponse();
-                response.Brokers.Add(new Broker { Id = "b0", Host = "127.0.0.1", Port = server!.Port });
+                response.Brokers.Add(new Sluice.Protocol.Api.Broker { Id = "b0", Host = "127.0.0.1", Port = server!.Port });
                 var stream = new StreamMetadata { Name = Stream, Subject = Stream };
                 stream.Partitions[0] = new PartitionMetadata { Id = 0, Leader = "b0", Replicas = { "b0" }, Isr = { "b0" } };
                 response.StreamMetadata.Add(stream);
