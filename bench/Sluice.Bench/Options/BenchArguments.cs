@@ -1,0 +1,244 @@
+using System.Globalization;
+
+namespace Sluice.Bench.Options;
+
+/// <summary>The command line was wrong; the message says what to change.</summary>
+public sealed class BenchUsageException(string message) : Exception(message);
+
+/// <summary>
+/// Parses the command line. The flags follow Liftbridge's bench/producer and bench/consumer
+/// (same long names, short aliases and defaults), plus <c>--target</c> to pick the system.
+/// </summary>
+public static class BenchArguments
+{
+    public const string Usage = """
+        usage: sluice-bench <producer|consumer> [flags]
+
+          -t, --target sluice|jetstream   system under test (default sluice)
+          -s, --servers a,b               servers (default 127.0.0.1:9292, or nats://127.0.0.1:4222 for jetstream)
+              --stream NAME               stream name (default bench-stream)
+              --subject SUBJECT           subject the stream records (default bench-subject)
+          -n, --messages N                messages to publish or read (default 100000)
+              --message-size, --ms N      payload bytes (default 256)
+              --pub-batch, --pb N         1 = synchronous publish per message; N > 1 = N publishes in flight
+                                          per publisher (sliding window) (default 1)
+          -c, --concurrent N              publishers, one connection each (default 1)
+          -p, --partitions N              partitions; messages go round-robin (default 1)
+              --partition N               partition consumer mode reads (default 0)
+              --ack-policy none|leader|all  (default leader)
+              --create-stream             create the stream first (an existing one is kept)
+              --delete-stream             delete the stream at the end
+          -o, --output text|json          (default text)
+              --timeout SECONDS           fail the run after this long (default 600)
+              --server-pid PID            measure this server's CPU time and memory around the timed part
+              --seed N                    seed of the random payloads (default 1)
+              --in-process                start a Sluice server in this process (temp dir, free port) and
+                                          report allocations and GCs of client and server together
+          -h, --help
+        """;
+
+    /// <summary>Parses <paramref name="args"/>; null means help was asked for.</summary>
+    /// <exception cref="BenchUsageException">An unknown flag, a missing or malformed value, or an invalid combination.</exception>
+    public static BenchOptions? Parse(IReadOnlyList<string> args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Count == 0)
+        {
+            throw new BenchUsageException("missing mode: producer or consumer");
+        }
+
+        if (args[0] is "-h" or "--help" or "help")
+        {
+            return null;
+        }
+
+        var options = BenchOptions.Default with
+        {
+            Mode = args[0] switch
+            {
+                "producer" => BenchMode.Producer,
+                "consumer" => BenchMode.Consumer,
+                _ => throw new BenchUsageException($"unknown mode '{args[0]}': expected producer or consumer"),
+            },
+        };
+
+        for (var i = 1; i < args.Count; i++)
+        {
+            var arg = args[i];
+            string? inline = null;
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                inline = arg[(eq + 1)..];
+                arg = arg[..eq];
+            }
+
+            string Value()
+            {
+                if (inline is not null)
+                {
+                    return inline;
+                }
+
+                if (i + 1 >= args.Count)
+                {
+                    throw new BenchUsageException($"{arg} needs a value");
+                }
+
+                return args[++i];
+            }
+
+            void NoValue()
+            {
+                if (inline is not null)
+                {
+                    throw new BenchUsageException($"{arg} takes no value");
+                }
+            }
+
+            switch (arg)
+            {
+                case "-h" or "--help":
+                    return null;
+                case "-t" or "--target":
+                    options = options with { Target = Enum(Value(), arg, ("sluice", BenchTarget.Sluice), ("liftbridge", BenchTarget.Sluice), ("jetstream", BenchTarget.JetStream)) };
+                    break;
+                case "-s" or "--servers":
+                    var servers = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    options = options with { Servers = servers.Length > 0 ? servers : throw new BenchUsageException($"{arg} needs at least one server") };
+                    break;
+                case "--stream":
+                    options = options with { Stream = Name(Value(), arg) };
+                    break;
+                case "--subject":
+                    options = options with { Subject = Name(Value(), arg) };
+                    break;
+                case "-n" or "--messages" or "--expected":
+                    options = options with { Messages = Integer(Value(), arg, min: 1, max: 100_000_000) };
+                    break;
+                case "--ms" or "--message-size":
+                    options = options with { MessageSize = (int)Integer(Value(), arg, min: 0, max: 64 * 1024 * 1024) };
+                    break;
+                case "--pb" or "--pub-batch":
+                    options = options with { PubBatch = (int)Integer(Value(), arg, min: 1, max: 1_000_000) };
+                    break;
+                case "-c" or "--concurrent":
+                    options = options with { Concurrent = (int)Integer(Value(), arg, min: 1, max: 10_000) };
+                    break;
+                case "-p" or "--partitions":
+                    options = options with { Partitions = (int)Integer(Value(), arg, min: 1, max: 10_000) };
+                    break;
+                case "--partition":
+                    options = options with { Partition = (int)Integer(Value(), arg, min: 0, max: 10_000) };
+                    break;
+                case "--ack-policy":
+                    options = options with { AckPolicy = Enum(Value(), arg, ("none", BenchAckPolicy.None), ("leader", BenchAckPolicy.Leader), ("all", BenchAckPolicy.All)) };
+                    break;
+                case "--create-stream":
+                    NoValue();
+                    options = options with { CreateStream = true };
+                    break;
+                case "--delete-stream":
+                    NoValue();
+                    options = options with { DeleteStream = true };
+                    break;
+                case "-o" or "--output":
+                    options = options with { Output = Enum(Value(), arg, ("text", BenchOutput.Text), ("json", BenchOutput.Json)) };
+                    break;
+                case "--timeout":
+                    options = options with { Timeout = TimeSpan.FromSeconds(Integer(Value(), arg, min: 1, max: 86_400)) };
+                    break;
+                case "--server-pid":
+                    options = options with { ServerPid = (int)Integer(Value(), arg, min: 1, max: int.MaxValue) };
+                    break;
+                case "--in-process":
+                    NoValue();
+                    options = options with { InProcess = true };
+                    break;
+                case "--seed":
+                    options = options with { Seed = (int)Integer(Value(), arg, min: int.MinValue, max: int.MaxValue) };
+                    break;
+                default:
+                    throw new BenchUsageException($"unknown flag '{args[i]}'");
+            }
+        }
+
+        Validate(options);
+        return options;
+    }
+
+    private static void Validate(BenchOptions o)
+    {
+        if (o.Mode == BenchMode.Consumer)
+        {
+            if (o.Concurrent != 1 || o.PubBatch != 1)
+            {
+                throw new BenchUsageException("--concurrent and --pub-batch apply to producer mode only");
+            }
+
+            if (o.CreateStream)
+            {
+                throw new BenchUsageException("--create-stream applies to producer mode only (a consumer reads an existing stream)");
+            }
+        }
+        else if (o.Partition != 0)
+        {
+            throw new BenchUsageException("--partition applies to consumer mode only (producers spread over --partitions)");
+        }
+
+        if (o.InProcess && (o.Target != BenchTarget.Sluice || o.Servers.Count > 0 || o.ServerPid != 0))
+        {
+            throw new BenchUsageException("--in-process runs a Sluice server here: it excludes --target jetstream, --servers and --server-pid");
+        }
+
+        if (o.Messages < o.Concurrent)
+        {
+            throw new BenchUsageException($"--messages ({o.Messages}) must be at least --concurrent ({o.Concurrent})");
+        }
+
+        if (o.Target == BenchTarget.JetStream && (o.Stream.Contains('.', StringComparison.Ordinal) || o.Stream.Contains('*', StringComparison.Ordinal) || o.Stream.Contains('>', StringComparison.Ordinal)))
+        {
+            throw new BenchUsageException($"a JetStream stream name cannot contain '.', '*' or '>': '{o.Stream}'");
+        }
+    }
+
+    private static long Integer(string text, string flag, long min, long max = long.MaxValue)
+    {
+        if (!long.TryParse(text.Replace("_", string.Empty, StringComparison.Ordinal), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+        {
+            throw new BenchUsageException($"{flag}: '{text}' is not a whole number");
+        }
+
+        if (value < min || value > max)
+        {
+            throw new BenchUsageException(max == long.MaxValue
+                ? $"{flag}: {value} is below the minimum {min}"
+                : $"{flag}: {value} is outside {min}..{max}");
+        }
+
+        return value;
+    }
+
+    private static T Enum<T>(string text, string flag, params (string Name, T Value)[] choices)
+    {
+        foreach (var (name, value) in choices)
+        {
+            if (string.Equals(name, text, StringComparison.OrdinalIgnoreCase))
+            {
+                return value;
+            }
+        }
+
+        throw new BenchUsageException($"{flag}: '{text}' is not one of {string.Join(", ", choices.Select(c => c.Name))}");
+    }
+
+    private static string Name(string text, string flag)
+    {
+        if (string.IsNullOrWhiteSpace(text) || text.Any(char.IsWhiteSpace))
+        {
+            throw new BenchUsageException($"{flag}: '{text}' must be non-empty and contain no spaces");
+        }
+
+        return text;
+    }
+}

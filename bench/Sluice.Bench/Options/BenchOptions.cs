@@ -1,0 +1,105 @@
+namespace Sluice.Bench.Options;
+
+/// <summary>What the tool does: publish a workload, or read one back.</summary>
+public enum BenchMode
+{
+    /// <summary>Publish <see cref="BenchOptions.Messages"/> messages and measure throughput and ack latency.</summary>
+    Producer,
+
+    /// <summary>Read <see cref="BenchOptions.Messages"/> messages from the start of a partition and measure throughput.</summary>
+    Consumer,
+}
+
+/// <summary>The system under test.</summary>
+public enum BenchTarget
+{
+    /// <summary>A Sluice (or Liftbridge) server through <c>Sluice.Client</c>.</summary>
+    Sluice,
+
+    /// <summary>A NATS server with JetStream through <c>Sluice.Nats</c>.</summary>
+    JetStream,
+}
+
+/// <summary>Which acknowledgement a publish waits for (Liftbridge's ack policies).</summary>
+public enum BenchAckPolicy
+{
+    /// <summary>No ack: publishes are fire-and-forget and no latency is recorded.</summary>
+    None,
+
+    /// <summary>The partition leader has stored the message (JetStream: the PubAck).</summary>
+    Leader,
+
+    /// <summary>Every in-sync replica has stored the message (JetStream with one replica: the PubAck).</summary>
+    All,
+}
+
+/// <summary>How the report is printed.</summary>
+public enum BenchOutput
+{
+    /// <summary>Human-readable lines.</summary>
+    Text,
+
+    /// <summary>One JSON object.</summary>
+    Json,
+}
+
+/// <summary>Everything one run of the tool needs; <see cref="BenchArguments.Parse"/> builds it from the command line.</summary>
+public sealed record BenchOptions
+{
+    /// <summary>Liftbridge's default listen address.</summary>
+    public const string DefaultSluiceServer = "127.0.0.1:9292";
+
+    /// <summary>nats-server's default listen address.</summary>
+    public const string DefaultNatsServer = "nats://127.0.0.1:4222";
+
+    public static BenchOptions Default { get; } = new();
+
+    public BenchMode Mode { get; init; } = BenchMode.Producer;
+
+    public BenchTarget Target { get; init; } = BenchTarget.Sluice;
+
+    /// <summary>Servers to connect to; empty means the target's default (<see cref="ServersOrDefault"/>).</summary>
+    public IReadOnlyList<string> Servers { get; init; } = [];
+
+    public string Stream { get; init; } = "bench-stream";
+
+    public string Subject { get; init; } = "bench-subject";
+
+    public long Messages { get; init; } = 100_000;
+
+    public int MessageSize { get; init; } = 256;
+
+    /// <summary>1: one synchronous publish per message. More: that many publishes in flight per publisher (a sliding window).</summary>
+    public int PubBatch { get; init; } = 1;
+
+    /// <summary>Publishers, each with its own connection.</summary>
+    public int Concurrent { get; init; } = 1;
+
+    public int Partitions { get; init; } = 1;
+
+    /// <summary>The partition consumer mode reads.</summary>
+    public int Partition { get; init; }
+
+    public BenchAckPolicy AckPolicy { get; init; } = BenchAckPolicy.Leader;
+
+    public bool CreateStream { get; init; }
+
+    public bool DeleteStream { get; init; }
+
+    public BenchOutput Output { get; init; } = BenchOutput.Text;
+
+    /// <summary>The whole run fails if it has not finished by then (a lost ack would otherwise hang it).</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>A server process whose CPU time and memory are measured around the timed part (0: none).</summary>
+    public int ServerPid { get; init; }
+
+    /// <summary>Starts a Sluice server inside this process (temp data dir, free port) instead of connecting to one.</summary>
+    public bool InProcess { get; init; }
+
+    /// <summary>Seed of the random payloads, so both targets get the same bytes.</summary>
+    public int Seed { get; init; } = 1;
+
+    public IReadOnlyList<string> ServersOrDefault =>
+        Servers.Count > 0 ? Servers : [Target == BenchTarget.JetStream ? DefaultNatsServer : DefaultSluiceServer];
+}

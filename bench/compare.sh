@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Sluice vs NATS JetStream, side by side, with one tool (sluice-bench) and the same payloads.
+#
+# Starts nats-server with JetStream (file storage) and `sluice serve` (Release, storage.durability
+# never: JetStream does not fsync per message either) on 127.0.0.1 with free ports and fresh temp
+# data dirs, warms both up, then runs every row RUNS times per system, alternating which system goes
+# first, and prints medians, the Sluice/JetStream ratio, each server's CPU time per message and its
+# peak memory. A run during which hypervisor steal exceeded MAX_STEAL % is repeated (up to 3 tries).
+# Everything started is stopped by PID on exit, error or Ctrl-C.
+#
+# usage: bench/compare.sh [--quick] [--rows ABCDE] [--runs N] [--no-build] [--out FILE]
+#   --quick      small rows (A 20k, B/C 100k, D 50k, E 100k messages) for a smoke run
+#   --rows       which rows to run (default ABCDE)
+#   --out FILE   also write the summary (markdown) to FILE
+# Row sizes (messages) and knobs can be set in the environment:
+#   ROW_A=200000 ROW_B=1000000 ROW_C=1000000 ROW_D=500000 ROW_E=1000000
+#   RUNS=3 MESSAGE_SIZE=256 MAX_STEAL=3 NATS_SERVER=/usr/sbin/nats-server
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+rows="ABCDE"
+build=1
+out=""
+quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --rows) rows="$2"; shift ;;
+    --runs) RUNS="$2"; shift ;;
+    --no-build) build=0 ;;
+    --out) out="$2"; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$quick" -eq 1 ]; then
+  : "${ROW_A:=20000}" "${ROW_B:=100000}" "${ROW_C:=100000}" "${ROW_D:=50000}" "${ROW_E:=100000}"
+fi
+ROW_A="${ROW_A:-200000}"
+ROW_B="${ROW_B:-1000000}"
+ROW_C="${ROW_C:-1000000}"
+ROW_D="${ROW_D:-500000}"
+ROW_E="${ROW_E:-1000000}"
+RUNS="${RUNS:-3}"
+MESSAGE_SIZE="${MESSAGE_SIZE:-256}"
+MAX_STEAL="${MAX_STEAL:-3}"
+NATS_SERVER="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
+RUN_TIMEOUT=1800
+
+[ -x "$NATS_SERVER" ] || { echo "compare.sh: nats-server not found (apt-get install -y nats-server, or set NATS_SERVER)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "compare.sh: python3 is needed for the summary" >&2; exit 1; }
+
+if [ "$build" -eq 1 ]; then
+  echo "building Release (sluice, sluice-bench)..." >&2
+  dotnet build "$repo/src/Sluice.Cli" -c Release -nologo -clp:ErrorsOnly >&2
+  dotnet build "$repo/bench/Sluice.Bench" -c Release -nologo -clp:ErrorsOnly >&2
+fi
+sluice="$repo/src/Sluice.Cli/bin/Release/net10.0/sluice"
+bench="$repo/bench/Sluice.Bench/bin/Release/net10.0/sluice-bench"
+[ -x "$sluice" ] && [ -x "$bench" ] || { echo "compare.sh: build first (missing $sluice or $bench)" >&2; exit 1; }
+
+work="$(mktemp -d -t sluice-compare-XXXXXX)"
+nats_pid=""
+sluice_pid=""
+
+stop_pid() {
+  local pid="$1"
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  stop_pid "$sluice_pid"
+  stop_pid "$nats_pid"
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { # pid port name
+  for _ in $(seq 1 300); do
+    kill -0 "$1" 2>/dev/null || { echo "compare.sh: $3 exited during startup:" >&2; cat "$work/$3.log" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "compare.sh: $3 did not listen on 127.0.0.1:$2 within 30 s" >&2; exit 1
+}
+
+nats_port="$(free_port)"
+sluice_port="$(free_port)"
+mkdir -p "$work/js" "$work/sluice" "$work/run" "$work/results"
+printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
+
+"$NATS_SERVER" -js -sd "$work/js" -p "$nats_port" -a 127.0.0.1 >"$work/nats.log" 2>&1 &
+nats_pid=$!
+# The server runs from an empty directory beside (not above) its data dir: ASP.NET Core's config
+# file watcher covers the working directory recursively, and would otherwise see every log write.
+(cd "$work/run" && exec "$sluice" serve --port "$sluice_port" --host 127.0.0.1 --data-dir "$work/sluice" -c "$work/sluice.yaml" --level warn) >"$work/sluice.log" 2>&1 &
+sluice_pid=$!
+wait_port "$nats_pid" "$nats_port" nats
+wait_port "$sluice_pid" "$sluice_port" sluice
+
+nats_version="$("$NATS_SERVER" --version 2>&1 | head -1)"
+sluice_version="$("$sluice" --version 2>&1 | head -1 || true)"
+sluice_commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dotnet_version="$(dotnet --version)"
+echo "nats-server: $nats_version (pid $nats_pid, port $nats_port); sluice: $sluice_version @ $sluice_commit (pid $sluice_pid, port $sluice_port); .NET SDK $dotnet_version" >&2
+echo "load: $(uptime)" >&2
+
+# bench <system> <args...>: one run of the tool against a system, JSON on stdout.
+bench() {
+  local system="$1"; shift
+  if [ "$system" = jetstream ]; then
+    "$bench" "$@" --target jetstream --servers "nats://127.0.0.1:$nats_port" --server-pid "$nats_pid" \
+      --ms "$MESSAGE_SIZE" --timeout "$RUN_TIMEOUT" --output json
+  else
+    "$bench" "$@" --target sluice --servers "127.0.0.1:$sluice_port" --server-pid "$sluice_pid" \
+      --ms "$MESSAGE_SIZE" --timeout "$RUN_TIMEOUT" --output json
+  fi
+}
+
+cat >"$work/report.py" <<'PY'
+import glob, json, os, statistics, sys
+
+def load_file(path):
+    with open(path) as f:
+        return json.load(f)
+
+def steal(path, limit):
+    """Exit 0 when the run's steal is within the limit."""
+    d = load_file(path)
+    value = d.get("steal_percent") or 0
+    print(f"{value:.2f}")
+    sys.exit(0 if value <= float(limit) else 1)
+
+def line(path, row, run):
+    d = load_file(path)
+    lat = d["latency_us"] or {}
+    print(f"  row {row} run {run} {d['target']:9} {d['msgs_per_sec']:>11,.0f} msgs/s  p99 {lat.get('p99', '-')} us  "
+          f"server cpu {d['server']['cpu_us_per_msg']:.2f} us/msg  rss {d['server']['peak_rss_kb'] / 1024:.0f} MiB  "
+          f"client cpu {d['client']['cpu_us_per_msg']:.2f} us/msg  steal {d['steal_percent'] or 0:.2f}%")
+
+NAMES = {
+    "A": "A: 1 publisher, synchronous",
+    "B": "B: 1 publisher, 100 in flight",
+    "C": "C: 4 publishers, 100 in flight each",
+    "D": "D: 64 publishers, synchronous",
+    "E": "E: consume from the start",
+}
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+def summary(results, rows):
+    def load(row, system):
+        out = []
+        for path in sorted(glob.glob(os.path.join(results, f"{row}-{system}-*.json"))):
+            d = load_file(path)
+            d["_retried"] = os.path.exists(path + ".retried")
+            out.append(d)
+        return out
+    p99 = lambda ds: median([(d["latency_us"] or {}).get("p99") for d in ds])
+    cpu = lambda ds: median([d["server"].get("cpu_us_per_msg") for d in ds])
+    rss = lambda ds: max(d["server"].get("peak_rss_kb", 0) for d in ds) / 1024
+    print("| row | messages | JetStream msgs/s | Sluice msgs/s | Sluice/JetStream | p99 ms JS / Sluice | server CPU µs/msg JS / Sluice | peak RSS MiB JS / Sluice | steal % max | runs (msgs/s) JS vs Sluice |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        js, sl = load(row, "jetstream"), load(row, "sluice")
+        if not js or not sl:
+            continue
+        js_rate = median([d["msgs_per_sec"] for d in js])
+        sl_rate = median([d["msgs_per_sec"] for d in sl])
+        js_p99, sl_p99 = p99(js), p99(sl)
+        latency = "-" if js_p99 is None or sl_p99 is None else f"{js_p99 / 1000:.2f} / {sl_p99 / 1000:.2f}"
+        js_cpu, sl_cpu = cpu(js), cpu(sl)
+        cpus = "-" if js_cpu is None or sl_cpu is None else f"{js_cpu:.1f} / {sl_cpu:.1f}"
+        steal_max = max(d.get("steal_percent") or 0 for d in js + sl)
+        retried = sum(d["_retried"] for d in js + sl)
+        runs = " / ".join(f"{d['msgs_per_sec']:,.0f}" for d in js) + " vs " + " / ".join(f"{d['msgs_per_sec']:,.0f}" for d in sl)
+        note = f" ({retried} repeated for steal)" if retried else ""
+        print(f"| {NAMES[row]} | {js[0]['messages']:,} | {js_rate:,.0f} | {sl_rate:,.0f} | **{sl_rate / js_rate:.2f}x** | {latency} "
+              f"| {cpus} | {rss(js):.0f} / {rss(sl):.0f} | {steal_max:.1f} | {runs}{note} |")
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"steal": steal, "line": line, "summary": summary}[command](*args)
+PY
+
+# measure <row> <run> <system> <args...>: runs until steal stays under MAX_STEAL (3 tries), keeps the last.
+measure() {
+  local row="$1" run="$2" system="$3"; shift 3
+  local file="$work/results/$row-$system-$run.json" try steal
+  for try in 1 2 3; do
+    if ! bench "$system" "$@" >"$file" 2>"$work/err.txt"; then
+      echo "compare.sh: row $row run $run on $system failed:" >&2
+      cat "$work/err.txt" "$file" >&2
+      exit 1
+    fi
+    if steal="$(python3 "$work/report.py" steal "$file" "$MAX_STEAL")"; then
+      break
+    fi
+    echo "  row $row run $run $system: steal ${steal}% > ${MAX_STEAL}%, repeating (try $try)" >&2
+    echo "$try" >"$file.retried"
+  done
+  python3 "$work/report.py" line "$file" "$row" "$run" >&2
+}
+
+# order <run>: alternate which system goes first.
+order() { if [ $(($1 % 2)) -eq 1 ]; then echo "jetstream sluice"; else echo "sluice jetstream"; fi; }
+
+echo "warming up both servers (not measured)..." >&2
+for system in jetstream sluice; do
+  bench "$system" producer --stream warmup --subject warmup --create-stream --delete-stream -n 20000 --pb 100 >/dev/null
+  bench "$system" producer --stream warmup --subject warmup --create-stream -n 3000 >/dev/null
+  bench "$system" consumer --stream warmup --subject warmup -n 3000 --delete-stream >/dev/null
+done
+
+producer_row() { # row messages concurrent pub-batch
+  local row="$1" n="$2" c="$3" pb="$4" run system
+  echo "row $row: $c publisher(s), pub-batch $pb, $n messages of $MESSAGE_SIZE B" >&2
+  for run in $(seq 1 "$RUNS"); do
+    for system in $(order "$run"); do
+      measure "$row" "$run" "$system" producer --stream "bench-$row" --subject "bench-$row" --create-stream --delete-stream \
+        -n "$n" -c "$c" --pb "$pb" --ack-policy leader
+    done
+  done
+}
+
+for row in $(echo "$rows" | grep -o .); do
+  case "$row" in
+    A) producer_row A "$ROW_A" 1 1 ;;
+    B) producer_row B "$ROW_B" 1 100 ;;
+    C) producer_row C "$ROW_C" 4 100 ;;
+    D) producer_row D "$ROW_D" 64 1 ;;
+    E)
+      echo "row E: consume $ROW_E messages from the start (filling each stream first, not measured)" >&2
+      for system in jetstream sluice; do
+        bench "$system" producer --stream bench-E --subject bench-E --create-stream -n "$ROW_E" --pb 100 >/dev/null
+      done
+      for run in $(seq 1 "$RUNS"); do
+        for system in $(order "$run"); do
+          measure E "$run" "$system" consumer --stream bench-E --subject bench-E -n "$ROW_E"
+        done
+      done
+      for system in jetstream sluice; do
+        bench "$system" consumer --stream bench-E --subject bench-E -n 1 --delete-stream >/dev/null
+      done
+      ;;
+    *) echo "compare.sh: unknown row '$row'" >&2; exit 2 ;;
+  esac
+done
+
+summary="$(python3 "$work/report.py" summary "$work/results" "$rows")"
+echo
+echo "$summary"
+echo
+echo "nats-server $nats_version; sluice $sluice_version @ $sluice_commit; .NET SDK $dotnet_version; $(nproc) cores; load after: $(uptime | sed 's/.*load average/load average/')"
+if [ -n "$out" ]; then
+  { echo "$summary"; echo; echo "nats-server $nats_version; sluice @ $sluice_commit; $(nproc) cores; $(date -u +%F)"; } >"$out"
+fi
