@@ -55,7 +55,14 @@ public sealed partial class GrpcServer : IAsyncDisposable
             throw new InvalidOperationException("The server is already started.");
         }
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Sluice.Server" });
+        // Sluice reads no appsettings.json: pin the content root to the binaries and turn off config reload,
+        // or ASP.NET's file watcher walks the working directory (often the data dir's parent) on every checkpoint rename.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "Sluice.Server",
+            ContentRootPath = AppContext.BaseDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Services.AddSingleton(_loggerFactory);
         builder.WebHost.ConfigureKestrel(ConfigureKestrel);
         var app = builder.Build();

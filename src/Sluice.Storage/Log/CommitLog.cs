@@ -42,6 +42,8 @@ public sealed partial class CommitLog : IDisposable
     private Segment[] _segments;
     private long _nextOffset;
     private long _highWatermark = -1;
+    private long _checkpointedHighWatermark = -1;
+    private ITimer? _highWatermarkTimer;
     private int _state;
     private Exception? _closeCause;
     private long _writeTicket;
@@ -187,7 +189,8 @@ public sealed partial class CommitLog : IDisposable
             var payload = CheckpointFile.Read(Path.Combine(Directory, HighWatermarkFileName), HighWatermarkKind);
             if (payload is { Length: 8 })
             {
-                _highWatermark = Math.Clamp(BitConverter.ToInt64(payload), -1, _nextOffset - 1);
+                _checkpointedHighWatermark = BitConverter.ToInt64(payload);
+                _highWatermark = Math.Clamp(_checkpointedHighWatermark, -1, _nextOffset - 1);
             }
         }
         catch (InvalidDataException e)
@@ -526,7 +529,10 @@ public sealed partial class CommitLog : IDisposable
         }
     }
 
-    /// <summary>Sets the high watermark (-1 ..= <see cref="NewestOffset"/>), persists it atomically and wakes committed readers.</summary>
+    /// <summary>
+    /// Sets the high watermark (-1 ..= <see cref="NewestOffset"/>) and wakes committed readers. The value is
+    /// checkpointed atomically within <see cref="CommitLogOptions.HighWatermarkCheckpointInterval"/> and on close.
+    /// </summary>
     public void SetHighWatermark(long highWatermark)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(highWatermark, -1);
@@ -543,7 +549,16 @@ public sealed partial class CommitLog : IDisposable
                 return;
             }
 
-            PersistHighWatermark(highWatermark);
+            if (Options.HighWatermarkCheckpointInterval == TimeSpan.Zero)
+            {
+                PersistHighWatermark(highWatermark);
+            }
+            else
+            {
+                Volatile.Write(ref _highWatermark, highWatermark);
+                // One one-shot timer per dirty period: idle partitions (thousands of them) hold no timer.
+                _highWatermarkTimer ??= Options.TimeProvider.CreateTimer(_ => CheckpointHighWatermark(), null, Options.HighWatermarkCheckpointInterval, Timeout.InfiniteTimeSpan);
+            }
         }
 
         _signal.Pulse();
@@ -553,6 +568,37 @@ public sealed partial class CommitLog : IDisposable
     {
         CheckpointFile.Write(Path.Combine(Directory, HighWatermarkFileName), HighWatermarkKind, BitConverter.GetBytes(highWatermark), Options.Durability == DurabilityPolicy.Always);
         Volatile.Write(ref _highWatermark, highWatermark);
+        _checkpointedHighWatermark = highWatermark;
+    }
+
+    // Called under the write lock: writes the in-memory HW if it moved since the last checkpoint.
+    private void FlushHighWatermarkCheckpoint()
+    {
+        _highWatermarkTimer?.Dispose();
+        _highWatermarkTimer = null;
+        if (_highWatermark != _checkpointedHighWatermark)
+        {
+            PersistHighWatermark(_highWatermark);
+        }
+    }
+
+    private void CheckpointHighWatermark()
+    {
+        try
+        {
+            lock (_writeLock)
+            {
+                if (Volatile.Read(ref _state) == StateOpen)
+                {
+                    FlushHighWatermarkCheckpoint();
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The HW in memory stays right; the next change schedules another try, and close retries.
+            _logger.LogError(e, "Checkpointing the high watermark of {Directory} failed", Directory);
+        }
     }
 
     /// <summary>The newest leader epoch recorded, or -1.</summary>
@@ -627,6 +673,7 @@ public sealed partial class CommitLog : IDisposable
 
         _logger.LogError(cause, "Closing the commit log in {Directory} after an I/O failure", Directory);
         _fsyncTimer?.Dispose();
+        _highWatermarkTimer?.Dispose();
         foreach (var segment in Volatile.Read(ref _segments))
         {
             segment.File.Retire();
@@ -655,10 +702,12 @@ public sealed partial class CommitLog : IDisposable
                     {
                         segments[^1].Sync();
                     }
+
+                    FlushHighWatermarkCheckpoint();
                 }
                 catch (IOException e)
                 {
-                    _logger.LogError(e, "Final fsync of {Directory} failed", Directory);
+                    _logger.LogError(e, "Final fsync or high-watermark checkpoint of {Directory} failed", Directory);
                 }
 
                 foreach (var segment in segments)
@@ -687,6 +736,7 @@ public sealed partial class CommitLog : IDisposable
                 }
 
                 _fsyncTimer?.Dispose();
+                _highWatermarkTimer?.Dispose();
                 foreach (var segment in _segments)
                 {
                     segment.File.Retire();
