@@ -251,12 +251,12 @@ internal static class PubCommand
                 await session.Client.PublishAsync(stream, value, (ack, error) => Complete(new Outcome(index, target, ack, error)), messageOptions, session.Interrupted)
                     .ConfigureAwait(false);
             }
-            catch (Exception e) when (e is SluiceException or OperationCanceledException)
+            catch (Exception e)
             {
                 Complete(new Outcome(index, target, null, e)); // never queued: no ack will come
-                if (e is OperationCanceledException)
+                if (e is not SluiceException)
                 {
-                    throw;
+                    throw; // interrupted, or a bug: stop reading input
                 }
             }
         }

@@ -15,23 +15,30 @@ internal sealed class CommandOutput
     private const int RedirectedWidth = 4096;
 
     private readonly TextWriter _out;
+    private readonly Lazy<IAnsiConsole> _ansi;
 
     public CommandOutput(OutputFormat format, TextWriter? writer = null)
     {
         Format = format;
         _out = writer ?? Console.Out;
         IsTerminal = writer is null && !Console.IsOutputRedirected;
-        Ansi = AnsiConsole.Create(new AnsiConsoleSettings
+        // Spectre.Console is loaded only by commands that draw tables or progress: JSON and line output start faster.
+        _ansi = new Lazy<IAnsiConsole>(() =>
         {
-            Ansi = IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = IsTerminal ? InteractionSupport.Yes : InteractionSupport.No,
-            Out = new AnsiConsoleOutput(_out),
+            var console = AnsiConsole.Create(new AnsiConsoleSettings
+            {
+                Ansi = IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
+                ColorSystem = IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+                Interactive = IsTerminal ? InteractionSupport.Yes : InteractionSupport.No,
+                Out = new AnsiConsoleOutput(_out),
+            });
+            if (!IsTerminal)
+            {
+                console.Profile.Width = RedirectedWidth;
+            }
+
+            return console;
         });
-        if (!IsTerminal)
-        {
-            Ansi.Profile.Width = RedirectedWidth;
-        }
     }
 
     public OutputFormat Format { get; }
@@ -41,7 +48,7 @@ internal sealed class CommandOutput
     /// <summary>True when stdout is a terminal a person is watching (progress displays make sense).</summary>
     public bool IsTerminal { get; }
 
-    public IAnsiConsole Ansi { get; }
+    public IAnsiConsole Ansi => _ansi.Value;
 
     public void WriteLine(string line) => _out.WriteLine(line);
 
