@@ -37,7 +37,7 @@ public class ServeTests
         Assert.Contains(sluice.Stdout, l => l.Contains("server id: " + serverId, StringComparison.Ordinal));
 
         // The served broker answers the CLI's own data commands.
-        var port = int.Parse(Regex.Match(await sluice.WaitForLineAsync("(port "), @"\(port (\d+)\)").Groups[1].Value);
+        var port = int.Parse(Regex.Match(await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:"), @"127\.0\.0\.1:(\d+)").Groups[1].Value);
         var servers = $"127.0.0.1:{port}";
         var (createCode, create) = await SluiceProcess.RunAsync("stream", "create", "launched", "--subject", "launched", "-s", servers);
         await using (create)
@@ -85,7 +85,7 @@ public class ServeTests
         {
             Assert.Equal(1, code);
             var line = Assert.Single(sluice.Stderr);
-            Assert.Contains($"Cannot start the server on 127.0.0.1:{port}: Address already in use", line);
+            Assert.Contains($"Cannot listen on 127.0.0.1:{port}: Address already in use", line);
         }
     }
 }
