@@ -3,7 +3,7 @@ using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;
 
-// `quick`, `log`, `metadata`, `grpc` and `broker` are Stopwatch harnesses (seconds, not minutes);
+// `quick`, `log`, `metadata`, `grpc`, `nats` and `broker` are Stopwatch harnesses (seconds, not minutes);
 // anything else goes to BenchmarkDotNet.
 switch (args.FirstOrDefault())
 {
@@ -18,26 +18,11 @@ switch (args.FirstOrDefault())
         return 0;
     case "grpc":
         return await GrpcTransportBenchmark.RunAsync(args[1..]);
+    case "nats":
+        return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
     case "broker":
         return await BrokerBenchmark.RunAsync(args[1..]);
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
 }
-<<<<<<< HEAD
-=======
-
-if (args.Length > 0 && args[0] == "nats")
-{
-    return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
-}
-
-if (args is ["metadata", ..])
-{
-    await Sluice.Benchmarks.Metadata.MetadataBench.RunAsync(args[1..]);
-    return 0;
-}
-
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
-return 0;
->>>>>>> main
