@@ -3,7 +3,7 @@ using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;
 
-// `quick`, `log`, `metadata`, `grpc`, `nats` and `broker` are Stopwatch harnesses (seconds, not minutes);
+// `quick`, `log`, `metadata`, `grpc`, `nats`, `broker` and `nats-broker` are Stopwatch harnesses (seconds, not minutes);
 // anything else goes to BenchmarkDotNet.
 switch (args.FirstOrDefault())
 {
@@ -22,6 +22,8 @@ switch (args.FirstOrDefault())
         return await Sluice.Benchmarks.Nats.NatsThroughput.RunAsync(args[1..]);
     case "broker":
         return await BrokerBenchmark.RunAsync(args[1..]);
+    case "nats-broker":
+        return await Sluice.Benchmarks.NatsBroker.NatsBrokerBenchmark.RunAsync(args[1..]);
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;

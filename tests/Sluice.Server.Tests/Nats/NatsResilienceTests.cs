@@ -1,0 +1,55 @@
+using System.Text;
+using Sluice.Nats;
+using Sluice.Protocol.Api;
+using static Sluice.Server.Tests.BrokerHarness;
+
+namespace Sluice.Server.Tests.Nats;
+
+public sealed class NatsResilienceTests
+{
+    private static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s);
+
+    [Fact]
+    public async Task Capture_resumes_after_nats_server_is_killed_and_restarted_on_the_same_port()
+    {
+        await using var h = await NatsBrokerHarness.StartAsync();
+        await h.CreateStreamAsync("rc", "rc");
+        await h.PublishAsync("rc", Utf8("before"));
+        await h.WaitForNewestOffsetAsync("rc", 0);
+
+        await h.Nats.KillAsync();
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.State == NatsConnectionState.Reconnecting), "the broker to notice the loss");
+        await h.Nats.RestartAsync();
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.State == NatsConnectionState.Connected), "the broker to reconnect", TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => Task.FromResult(h.Client.State == NatsConnectionState.Connected), "the publisher to reconnect", TimeSpan.FromSeconds(20));
+        await h.SyncBrokerAsync(); // the re-sent SUBs are processed
+
+        await h.PublishAsync("rc", Utf8("after"));
+        Assert.Equal(["before", "after"], (await h.ReadAllAsync("rc", 2)).Select(m => m.Value.ToStringUtf8()));
+    }
+
+    [Fact]
+    public async Task Behaviour39_a_NATS_fed_partition_auto_pauses_after_silence_unless_it_has_subscribers_and_that_disables_it()
+    {
+        await using var h = await NatsBrokerHarness.StartAsync(o => o with { Streams = o.Streams with { AutoPauseTime = TimeSpan.FromMilliseconds(100) } });
+        await h.CreateStreamAsync("idle", "idle");
+        await h.CreateStreamAsync("watched", "watched", configure: r => r.AutoPauseDisableIfSubscribers = new NullableBool { Value = true });
+        await using var subscriber = await h.Broker.SubscribeAsync(new SubscribeRequest { Stream = "watched" });
+
+        for (var i = 0; i < 5; i++)
+        {
+            await h.PublishAsync("idle", Utf8("m" + i));
+            await h.PublishAsync("watched", Utf8("m" + i));
+        }
+
+        await ReadAsync(subscriber, 5);
+        await WaitUntilAsync(async () => (await h.Broker.PartitionMetadataAsync("idle")).Paused, "the idle NATS-fed partition to auto-pause");
+        var idle = await h.Broker.PartitionMetadataAsync("idle");
+        Assert.Equal(4, idle.NewestOffset);
+
+        // The idle one paused, so the watched one has been silent for longer than the pause time too.
+        var pausedAt = DateTime.UtcNow;
+        await WaitUntilAsync(() => Task.FromResult(DateTime.UtcNow - pausedAt > TimeSpan.FromMilliseconds(300)), "three more pause periods");
+        Assert.False((await h.Broker.PartitionMetadataAsync("watched")).Paused, "a partition with a subscriber auto-paused despite autoPauseDisableIfSubscribers");
+    }
+}
