@@ -25,9 +25,9 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
 
     public NatsAttachment Attachment => Broker.Server.Broker.Context.Nats ?? throw new InvalidOperationException("the broker is not attached to NATS");
 
-    public static async Task<NatsBrokerHarness> StartAsync(Func<ServerOptions, ServerOptions>? configure = null)
+    public static async Task<NatsBrokerHarness> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, NatsServerProcessOptions? natsOptions = null)
     {
-        var nats = await NatsServerProcess.StartAsync();
+        var nats = await NatsServerProcess.StartAsync(natsOptions);
         BrokerHarness? broker = null;
         try
         {
@@ -39,6 +39,8 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
             var client = await NatsConnection.ConnectAsync(NatsOptions.Default with
             {
                 Servers = [nats.Url],
+                User = natsOptions?.User,
+                Password = natsOptions?.Password,
                 ReconnectWait = TimeSpan.FromMilliseconds(100),
                 ReconnectWaitMax = TimeSpan.FromMilliseconds(500),
                 MaxReconnectAttempts = -1,

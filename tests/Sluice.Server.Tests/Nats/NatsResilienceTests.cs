@@ -1,6 +1,10 @@
 using System.Text;
 using Sluice.Nats;
 using Sluice.Protocol.Api;
+using Sluice.Server.Configuration;
+using Sluice.Server.Hosting;
+using Sluice.Server.Nats;
+using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Nats;
@@ -51,5 +55,38 @@ public sealed class NatsResilienceTests
         var pausedAt = DateTime.UtcNow;
         await WaitUntilAsync(() => Task.FromResult(DateTime.UtcNow - pausedAt > TimeSpan.FromMilliseconds(300)), "three more pause periods");
         Assert.False((await h.Broker.PartitionMetadataAsync("watched")).Paused, "a partition with a subscriber auto-paused despite autoPauseDisableIfSubscribers");
+    }
+
+    [Fact]
+    public async Task Nats_user_and_password_are_used_and_wrong_credentials_fail_startup_clearly()
+    {
+        var auth = new NatsServerProcessOptions { User = "sluice", Password = "s3cret" };
+        await using (var h = await NatsBrokerHarness.StartAsync(o => o with { Nats = o.Nats with { User = "sluice", Password = "s3cret" } }, auth))
+        {
+            await h.CreateStreamAsync("auth", "auth");
+            await h.PublishAsync("auth", Utf8("with credentials"));
+            await h.WaitForNewestOffsetAsync("auth", 0);
+
+            using var dir = new TempDirectory("sluice-nats-auth");
+            var wrong = ServerOptions.Default with
+            {
+                Host = "127.0.0.1",
+                Port = 0,
+                DataDir = dir.Path,
+                Nats = NatsConnectionSettings.Default with { Servers = [h.Nats.Url], User = "sluice", Password = "wrong" },
+            };
+            var ex = await Assert.ThrowsAsync<NatsAttachmentException>(async () => await SluiceServer.StartAsync(wrong));
+            Assert.Contains(h.Nats.Url, ex.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Without_NATS_configured_the_broker_has_no_NATS_link()
+    {
+        await using var h = await StartAsync();
+        Assert.Null(h.Server.Broker.Context.Nats);
+        await h.CreateStreamAsync("local", "local");
+        var ack = await h.PublishAsync("local", "in-process");
+        Assert.Equal(0, ack!.Offset);
     }
 }
