@@ -35,8 +35,8 @@ public class ServeTests
         var serverId = (await File.ReadAllTextAsync(Path.Combine(data, "server-id"))).Trim();
         Assert.Contains(sluice.Stdout, l => l.Contains("server id: " + serverId, StringComparison.Ordinal));
 
-        // The placeholder answers like a gRPC server that has no such method yet.
-        var port = int.Parse(listening[(listening.LastIndexOf(':') + 1)..].Split(' ')[0]);
+        // The real API answers FetchMetadata.
+        var port = int.Parse(new string(listening[(listening.IndexOf("127.0.0.1:", StringComparison.Ordinal) + 10)..].TakeWhile(char.IsAsciiDigit).ToArray()));
         using var http = new HttpClient();
         using var request = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{port}/proto.API/FetchMetadata")
         {
@@ -44,8 +44,10 @@ public class ServeTests
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = new ByteArrayContent([0, 0, 0, 0, 0]),
         };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
         using var response = await http.SendAsync(request);
-        Assert.Equal("12", Assert.Single(response.Headers.GetValues("grpc-status")));
+        Assert.NotEmpty(await response.Content.ReadAsByteArrayAsync());
+        Assert.Equal("0", Assert.Single(response.TrailingHeaders.GetValues("grpc-status")));
 
         await sluice.TerminateAsync();
         Assert.Equal(0, await sluice.WaitForExitAsync());
@@ -79,7 +81,7 @@ public class ServeTests
         {
             Assert.Equal(1, code);
             var line = Assert.Single(sluice.Stderr);
-            Assert.Contains($"Cannot listen on 127.0.0.1:{port}", line);
+            Assert.Contains($"Cannot start the server on 127.0.0.1:{port}", line);
         }
     }
 }
