@@ -81,7 +81,7 @@ public class ServeTests
         {
             Assert.Equal(1, code);
             var line = Assert.Single(sluice.Stderr);
-            Assert.Contains($"Cannot start the server on 127.0.0.1:{port}", line);
+            Assert.Contains($"Cannot listen on 127.0.0.1:{port}", line);
         }
     }
 }

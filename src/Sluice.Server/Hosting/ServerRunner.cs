@@ -34,7 +34,12 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}", e.Message);
             return 1;
         }
-        catch (Exception e) when (e is IOException or CryptographicException or ArgumentException or SocketException or UnauthorizedAccessException or InvalidDataException)
+        catch (Exception e) when (IsBindFailure(e))
+        {
+            logger.LogError("Cannot listen on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or CryptographicException or ArgumentException or UnauthorizedAccessException or InvalidDataException)
         {
             logger.LogError("Cannot start the server on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);
             return 1;
@@ -48,7 +53,8 @@ public static class ServerRunner
                 advertised = advertised with { Port = server.Port };
             }
 
-            logger.LogInformation("listening on {Endpoint} (port {Port}){Tls}, server id {ServerId}", endpoint, server.Port, options.Tls.Enabled ? " (TLS)" : "", server.ServerId);
+            logger.LogInformation("serving proto.API on {Address}{Tls}", endpoint with { Port = server.Port }, options.Tls.Enabled ? " (TLS)" : "");
+            logger.LogInformation("server id {ServerId}, data in {DataDir}", server.ServerId, options.DataDir);
             logger.LogInformation("advertising {Address} to clients", advertised);
             try
             {
@@ -63,5 +69,19 @@ public static class ServerRunner
 
         logger.LogInformation("stopped");
         return 0;
+    }
+
+    /// <summary>Kestrel reports a taken or forbidden address as AddressInUseException (an IOException) or a SocketException.</summary>
+    private static bool IsBindFailure(Exception e)
+    {
+        for (Exception? current = e; current is not null; current = current.InnerException)
+        {
+            if (current is SocketException || current.GetType().Name == "AddressInUseException")
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

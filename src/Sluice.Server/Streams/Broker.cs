@@ -310,7 +310,7 @@ internal sealed partial class Broker : IAsyncDisposable
         await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
         try
         {
-            if (_stopped || partition.IsPaused || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            if (_stopped || partition.IsPaused || !partition.ShouldAutoPause() || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
             {
                 return;
             }

@@ -454,19 +454,12 @@ internal sealed partial class Partition : IDisposable
 
     private void CheckAutoPause(PartitionRuntime runtime)
     {
-        var settings = Stream.Settings;
         if (_runtime != runtime || runtime.AutoPausing)
         {
             return;
         }
 
-        var idle = Environment.TickCount64 - Interlocked.Read(ref _lastActivityTicks);
-        if (idle < settings.AutoPauseTime.TotalMilliseconds)
-        {
-            return;
-        }
-
-        if (settings.AutoPauseDisableIfSubscribers && Subscribers > 0)
+        if (!ShouldAutoPause())
         {
             return;
         }
@@ -487,6 +480,20 @@ internal sealed partial class Partition : IDisposable
                 runtime.AutoPausing = false;
             }
         });
+    }
+
+    /// <summary>Idle for autoPauseTime and, if the stream asks, without subscribers. Checked again under the broker's lock before pausing.</summary>
+    public bool ShouldAutoPause()
+    {
+        var settings = Stream.Settings;
+        if (settings.AutoPauseTime <= TimeSpan.Zero || _runtime is null)
+        {
+            return false;
+        }
+
+        var idle = Environment.TickCount64 - Interlocked.Read(ref _lastActivityTicks);
+        return idle >= settings.AutoPauseTime.TotalMilliseconds
+            && !(settings.AutoPauseDisableIfSubscribers && Subscribers > 0);
     }
 
     public static long NowNanoseconds() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;

@@ -48,6 +48,21 @@ internal sealed class Subscription
             throw new InvalidRequestException($"Unknown StopPosition {(int)request.StopPosition}");
         }
 
+        // Counted from here on, so auto-pause (disable-if-subscribers) sees this subscriber while it resolves.
+        partition.AddSubscriber();
+        try
+        {
+            await RunAsync(partition, send, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            partition.RemoveSubscriber();
+        }
+    }
+
+    private async Task RunAsync(Partition partition, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    {
+        var request = _request;
         if (partition.IsPaused)
         {
             if (!request.Resume)
@@ -67,44 +82,36 @@ internal sealed class Subscription
 
         var runtime = partition.Runtime ?? throw Ended(partition, null);
         var log = runtime.Log;
-        partition.AddSubscriber();
+        if (request.Reverse)
+        {
+            await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
+            await ReverseAsync(partition, log, send, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        long start;
+        long stop;
         try
         {
-            if (request.Reverse)
-            {
-                await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
-                await ReverseAsync(partition, log, send, cancellationToken).ConfigureAwait(false);
-                return;
-            }
-
-            long start;
-            long stop;
-            try
-            {
-                start = StartOffset(log);
-                stop = StopOffset(partition, log);
-            }
-            catch (ObjectDisposedException)
-            {
-                throw Ended(partition, runtime);
-            }
-            catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
-            {
-                throw Ended(partition, runtime);
-            }
-
-            if (stop >= 0 && stop < start)
-            {
-                throw new InvalidRequestException($"Stop offset is before start offset: {stop} < {start}");
-            }
-
-            await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
-            await ForwardAsync(partition, runtime, start, stop, send, cancellationToken).ConfigureAwait(false);
+            start = StartOffset(log);
+            stop = StopOffset(partition, log);
         }
-        finally
+        catch (ObjectDisposedException)
         {
-            partition.RemoveSubscriber();
+            throw Ended(partition, runtime);
         }
+        catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
+        {
+            throw Ended(partition, runtime);
+        }
+
+        if (stop >= 0 && stop < start)
+        {
+            throw new InvalidRequestException($"Stop offset is before start offset: {stop} < {start}");
+        }
+
+        await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
+        await ForwardAsync(partition, runtime, start, stop, send, cancellationToken).ConfigureAwait(false);
     }
 
     private long StartOffset(CommitLog log)

@@ -172,10 +172,10 @@ public sealed class MetadataAndStateTests
         await using var h = await StartAsync();
         await h.CreateStreamAsync("watched", "w", configure: r =>
         {
-            r.AutoPauseTime = new NullableInt64 { Value = 50 };
+            r.AutoPauseTime = new NullableInt64 { Value = 150 };
             r.AutoPauseDisableIfSubscribers = new NullableBool { Value = true };
         });
-        await h.CreateStreamAsync("control", "c", configure: r => r.AutoPauseTime = new NullableInt64 { Value = 50 });
+        await h.CreateStreamAsync("control", "c", configure: r => r.AutoPauseTime = new NullableInt64 { Value = 150 });
         await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "watched", Resume = true });
         await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("control")).Paused, "the control stream auto-paused");
         await h.PublishAsync("control", "wake");

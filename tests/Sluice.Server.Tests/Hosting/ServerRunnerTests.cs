@@ -1,41 +1,40 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
+using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Hosting;
 
 public class ServerRunnerTests
 {
     [Fact]
-    public async Task Serves_the_API_on_the_bound_port_and_stops_on_cancellation()
+    public async Task Serves_the_broker_on_the_bound_port_and_stops_on_cancellation()
     {
+        using var dir = new TempDirectory("sluice-runner");
         var sink = new LineSink();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(sink));
         using var stop = new CancellationTokenSource();
-        var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0 };
+        var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path };
         var run = ServerRunner.RunAsync(options, loggers, stop.Token);
 
-        var line = await sink.WaitForAsync("listening on 127.0.0.1:", TimeSpan.FromSeconds(30));
-        var port = int.Parse(new string(line[(line.IndexOf("127.0.0.1:", StringComparison.Ordinal) + 10)..].TakeWhile(char.IsAsciiDigit).ToArray()));
+        var line = await sink.WaitForAsync("serving proto.API on 127.0.0.1:", TimeSpan.FromSeconds(30));
+        var port = int.Parse(line[(line.LastIndexOf(':') + 1)..].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
 
-        using var http = new HttpClient();
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{port}/proto.API/FetchMetadata")
+        using (var channel = new GrpcChannel(new Uri($"http://127.0.0.1:{port}")))
         {
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact, // h2c with prior knowledge, as gRPC clients do
-            Content = new ByteArrayContent([0, 0, 0, 0, 0]),
-        };
-        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
-        using var response = await http.SendAsync(request);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("application/grpc", response.Content.Headers.ContentType?.MediaType);
-        Assert.NotEmpty(await response.Content.ReadAsByteArrayAsync()); // the real API answers with metadata
-        Assert.Equal("0", Assert.Single(response.TrailingHeaders.GetValues("grpc-status")));
+            await channel.UnaryAsync("/proto.API/CreateStream", new CreateStreamRequest { Name = "s", Subject = "s" }, CreateStreamResponse.Parser, TimeSpan.FromSeconds(10));
+            var metadata = await channel.UnaryAsync("/proto.API/FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, TimeSpan.FromSeconds(10));
+            Assert.Equal(port, Assert.Single(metadata.Brokers).Port);
+            Assert.Equal("s", Assert.Single(metadata.StreamMetadata).Name);
+        }
 
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(Directory.Exists(Path.Combine(dir.Path, "streams", "s", "0")));
     }
 
     [Fact]
@@ -47,11 +46,12 @@ public class ServerRunnerTests
         var sink = new LineSink();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(sink));
 
-        var code = await ServerRunner.RunAsync(ServerOptions.Default with { Host = "127.0.0.1", Port = port }, loggers, CancellationToken.None)
+        using var dir = new TempDirectory("sluice-runner");
+        var code = await ServerRunner.RunAsync(ServerOptions.Default with { Host = "127.0.0.1", Port = port, DataDir = dir.Path }, loggers, CancellationToken.None)
             .WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Equal(1, code);
-        Assert.Contains(sink.Lines, l => l.Contains($"Cannot start the server on 127.0.0.1:{port}", StringComparison.Ordinal));
+        Assert.Contains(sink.Lines, l => l.Contains($"Cannot listen on 127.0.0.1:{port}", StringComparison.Ordinal));
     }
 
     private sealed class LineSink : ILoggerProvider, ILogger
