@@ -23,6 +23,8 @@ switch (args.FirstOrDefault())
         return await BrokerBenchmark.RunAsync(args[1..]);
     case "client":
         return await Sluice.Benchmarks.Client.ClientThroughput.RunAsync(args[1..]);
+    case "nats-broker":
+        return await Sluice.Benchmarks.NatsBroker.NatsBrokerBenchmark.RunAsync(args[1..]);
     default:
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;

@@ -15,11 +15,11 @@ internal sealed class ServeFlags
     public Option<string> Namespace { get; } = Flag<string>("namespace",
         $"Cluster namespace (default: {ClusteringOptions.DefaultNamespace})", "ns");
     public Option<string[]> NatsServers { get; } = Flag<string[]>("nats-servers",
-        "Connect to NATS at ADDR[,ADDR] (repeatable; accepted, NATS support arrives later)", "n");
+        "Attach to NATS at ADDR[,ADDR] (repeatable): streams capture what NATS publishers send to their subjects", "n");
     public Option<bool> EmbeddedNats { get; } = Flag<bool>("embedded-nats",
-        "Run a NATS server embedded in this process (accepted and ignored: Sluice does not embed NATS)", "e");
+        "Run nats-server (from PATH) as a child process on 127.0.0.1 and attach to it", "e");
     public Option<string> EmbeddedNatsConfig { get; } = Flag<string>("embedded-nats-config",
-        "Configuration file for the embedded NATS server (accepted and ignored)", "nc");
+        "Configuration file for the embedded nats-server (implies --embedded-nats)", "nc");
     public Option<string> DataDir { get; } = Flag<string>("data-dir",
         $"Store data in this directory (default: {ServerOptions.DefaultDataDir})", "d");
     public Option<int> Port { get; } = Flag<int>("port", $"Port to bind to; 0 picks a free one (default: {ServerOptions.DefaultPort})", "p");

@@ -152,7 +152,9 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var partition = CheckPublish(request);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var waiter = waitForAck ? new AckWaiter() : null;
-        await broker.PublishAsync(partition, NewItem(request, partition, waiter), context.CancellationToken).ConfigureAwait(false);
+        var item = NewItem(request, partition, waiter);
+        await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
+        await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
         if (waiter is null)
         {
             return new PublishResponse(); // fire and forget, as Liftbridge without a deadline or with AckPolicy NONE
@@ -168,6 +170,10 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             _ => throw new BrokerInternalException("internal error"),
         };
     }
+
+    /// <summary>NATS hook: with NATS configured, the other streams on the subject and plain NATS subscribers get the message too (docs/nats.md).</summary>
+    private ValueTask ForwardToNatsAsync(Partition partition, PublishItem item, PublishRequest request, CancellationToken cancellationToken) =>
+        broker.Context.Nats is { } nats ? nats.ForwardAsync(broker, partition, item, request, cancellationToken) : ValueTask.CompletedTask;
 
     /// <summary>Publish's checks after the empty-stream one: stream, partition, readonly, OCC with NONE.</summary>
     private Partition CheckPublish(PublishRequest request)
@@ -242,7 +248,9 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
             try
             {
-                await broker.PublishAsync(partition, NewItem(request, partition, session), context.CancellationToken).ConfigureAwait(false);
+                var item = NewItem(request, partition, session);
+                await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
+                await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
             }
             catch (BrokerException ex)
             {
@@ -285,6 +293,9 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             };
             await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
         }
+
+        // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.
+        broker.Context.Nats?.PublishCopy(request);
 
         if (first is null)
         {

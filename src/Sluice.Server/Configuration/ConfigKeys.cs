@@ -17,7 +17,6 @@ internal static class ConfigKeys
 {
     private const string NoRaft = "Sluice runs a single node and has no Raft; clustering arrives in a later release";
     private const string NoReplication = "replication between brokers arrives with clustering";
-    private const string NoNats = "NATS attachment arrives in a later release; the server runs without NATS";
     private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
     private const string NoGroups = "consumer groups arrive in a later release";
     private const string NoTelemetry = "Sluice never sends telemetry";
@@ -33,7 +32,7 @@ internal static class ConfigKeys
         Key("logging.level", (o, v) => o with { Logging = o.Logging with { Level = v.LogLevel() } }),
         Key("logging.recovery", (o, v) => o with { Logging = o.Logging with { Recovery = v.Bool() } }),
         Key("logging.raft", (o, v) => o with { Logging = o.Logging with { Raft = v.Bool() } }, NoRaft),
-        Key("logging.nats", (o, v) => o with { Logging = o.Logging with { Nats = v.Bool() } }, NoNats),
+        Key("logging.nats", (o, v) => o with { Logging = o.Logging with { Nats = v.Bool() } }),
 
         Key("batch.max.messages", (o, v) => o with { Batch = o.Batch with { MaxMessages = v.Int(1) } }),
         Key("batch.max.time", (o, v) => o with { Batch = o.Batch with { MaxTime = v.Duration() } }),
@@ -46,16 +45,14 @@ internal static class ConfigKeys
         Key("tls.client.authz.model", (o, v) => o with { Tls = o.Tls with { ClientAuthzModel = v.String() } }, NoAuthz),
         Key("tls.client.authz.policy", (o, v) => o with { Tls = o.Tls with { ClientAuthzPolicy = v.String() } }, NoAuthz),
 
-        Key("nats.servers", (o, v) => o with { Nats = o.Nats with { Servers = v.List() } }, NoNats),
-        Key("nats.user", (o, v) => o with { Nats = o.Nats with { User = v.String() } }, NoNats),
-        Key("nats.password", (o, v) => o with { Nats = o.Nats with { Password = v.String() } }, NoNats),
-        Key("nats.tls.cert", (o, v) => o with { Nats = o.Nats with { TlsCert = v.String() } }, NoNats),
-        Key("nats.tls.key", (o, v) => o with { Nats = o.Nats with { TlsKey = v.String() } }, NoNats),
-        Key("nats.tls.ca", (o, v) => o with { Nats = o.Nats with { TlsCa = v.String() } }, NoNats),
-        Key("nats.embedded", (o, v) => o with { Nats = o.Nats with { Embedded = o.Nats.Embedded || v.Bool() } },
-            "Sluice does not embed a NATS server; run nats-server beside it"),
-        Key("nats.embedded.config", (o, v) => o with { Nats = o.Nats with { Embedded = true, EmbeddedConfig = v.String() } },
-            "Sluice does not embed a NATS server; run nats-server beside it"),
+        Key("nats.servers", (o, v) => o with { Nats = o.Nats with { Servers = v.List() } }),
+        Key("nats.user", (o, v) => o with { Nats = o.Nats with { User = v.String() } }),
+        Key("nats.password", (o, v) => o with { Nats = o.Nats with { Password = v.String() } }),
+        Key("nats.tls.cert", (o, v) => o with { Nats = o.Nats with { TlsCert = v.String() } }),
+        Key("nats.tls.key", (o, v) => o with { Nats = o.Nats with { TlsKey = v.String() } }),
+        Key("nats.tls.ca", (o, v) => o with { Nats = o.Nats with { TlsCa = v.String() } }),
+        Key("nats.embedded", (o, v) => o with { Nats = o.Nats with { Embedded = o.Nats.Embedded || v.Bool() } }),
+        Key("nats.embedded.config", (o, v) => o with { Nats = o.Nats with { Embedded = true, EmbeddedConfig = v.String() } }),
 
         Key("streams.retention.max.bytes", (o, v) => o with { Streams = o.Streams with { RetentionMaxBytes = v.Long(0, long.MaxValue) } }),
         Key("streams.retention.max.messages", (o, v) => o with { Streams = o.Streams with { RetentionMaxMessages = v.Long(0, long.MaxValue) } }),

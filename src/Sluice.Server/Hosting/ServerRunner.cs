@@ -29,6 +29,11 @@ public static class ServerRunner
         {
             return 0;
         }
+        catch (Nats.NatsAttachmentException e)
+        {
+            logger.LogError("Cannot start the server: {Reason}", e.Message);
+            return 1;
+        }
         catch (Exception e) when (IsBindFailure(e))
         {
             logger.LogError("Cannot listen on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);

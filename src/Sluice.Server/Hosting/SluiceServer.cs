@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Server.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
+using Sluice.Server.Nats;
 using Sluice.Server.Streams;
 using Sluice.Storage.Metadata;
 using Sluice.Storage.Metadata.Embedded;
@@ -65,9 +66,12 @@ public sealed class SluiceServer : IAsyncDisposable
         var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
         Broker? broker = null;
         GrpcServer? grpc = null;
+        NatsAttachment? nats = null;
         try
         {
-            broker = await Broker.OpenAsync(new BrokerContext(options, serverId), store, loggers, ct).ConfigureAwait(false);
+            // NATS hook: attach before the streams load, so every partition that opens subscribes.
+            nats = NatsAttachment.IsConfigured(options) ? await NatsAttachment.StartAsync(options, serverId, loggers, ct).ConfigureAwait(false) : null;
+            broker = await Broker.OpenAsync(new BrokerContext(options, serverId) { Nats = nats }, store, loggers, ct).ConfigureAwait(false);
             var registry = new GrpcMethodRegistry();
             SluiceServer? server = null;
             new ApiService(broker, () => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server!.Port : options.AdvertisedAddress.Port)).Register(registry);
@@ -88,6 +92,11 @@ public sealed class SluiceServer : IAsyncDisposable
             if (broker is not null)
             {
                 await broker.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (nats is not null)
+            {
+                await nats.DisposeAsync().ConfigureAwait(false);
             }
 
             await store.DisposeAsync().ConfigureAwait(false);
@@ -131,6 +140,11 @@ public sealed class SluiceServer : IAsyncDisposable
         _grpc.Health.SetStatus(string.Empty, ServingStatus.NotServing);
         _grpc.Health.SetStatus(ApiService.ServiceName, ServingStatus.NotServing);
         await Broker.DisposeAsync().ConfigureAwait(false);
+        if (Broker.Context.Nats is { } nats)
+        {
+            await nats.DisposeAsync().ConfigureAwait(false); // after the partitions unsubscribed; stops an embedded nats-server
+        }
+
         await _grpc.DisposeAsync().ConfigureAwait(false);
         await _store.DisposeAsync().ConfigureAwait(false);
         _logger.LogInformation("Sluice server {ServerId} stopped", ServerId);

@@ -15,6 +15,9 @@ internal sealed class BrokerContext(ServerOptions options, string serverId)
     public FileHandleBudget FileHandles { get; } = new(Math.Max(16, options.Storage.MaxOpenFiles));
 
     public string StreamsDirectory { get; } = Path.Combine(Path.GetFullPath(options.DataDir), "streams");
+
+    /// <summary>The NATS link when NATS is configured: open partitions subscribe through it. Null runs everything in-process.</summary>
+    public Nats.NatsAttachment? Nats { get; init; }
 }
 
 /// <summary>A stream: a name, a subject, settings and its partitions (ids 0..N-1).</summary>

@@ -164,6 +164,7 @@ internal sealed partial class Partition : IDisposable
         runtime.Writer = Task.Run(() => WriteLoopAsync(runtime, context), CancellationToken.None);
         StartTimers(runtime);
         _runtime = runtime;
+        runtime.Feed = context.Nats?.Attach(this); // NATS hook: the leader subscribes to its subject while open
     }
 
     /// <summary>Stops taking messages, writes what is queued, closes (or deletes) the log. Caller holds the metadata lock.</summary>
@@ -182,6 +183,11 @@ internal sealed partial class Partition : IDisposable
 
         _runtime = null;
         runtime.Reason = reason;
+        if (runtime.Feed is { } feed)
+        {
+            await feed.DisposeAsync().ConfigureAwait(false); // NATS hook: unsubscribe; messages published while closed are lost, as Liftbridge
+        }
+
         runtime.Queue.Writer.TryComplete();
         runtime.Timers.ForEach(t => t.Dispose());
         await runtime.Writer.ConfigureAwait(false);
@@ -516,6 +522,9 @@ internal sealed class PartitionRuntime(CommitLog log, Channel<PublishItem> queue
     public SemaphoreSlim CleanerGate { get; } = new(1, 1);
 
     public volatile bool AutoPausing;
+
+    /// <summary>The NATS subscription feeding this partition while open, when NATS is configured.</summary>
+    public Nats.PartitionFeed? Feed { get; set; }
 
     /// <summary>Set before the log closes; readers that see the log close read it to pick their status.</summary>
     public PartitionCloseReason? Reason { get; set; }

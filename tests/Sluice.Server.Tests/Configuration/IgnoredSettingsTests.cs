@@ -22,7 +22,7 @@ public class IgnoredSettingsTests
 
         var keys = loaded.IgnoredSettings.Select(s => s.Key).ToList();
         Assert.Equal(
-            ["tls.client.authz.enabled", "nats.embedded.config", "clustering.raft.bootstrap.seed", "clustering.replica.max.lag.time",
+            ["tls.client.authz.enabled", "clustering.raft.bootstrap.seed", "clustering.replica.max.lag.time",
              "groups.consumer.timeout", "telemetry.enabled"],
             keys);
         var seed = loaded.IgnoredSettings.Single(s => s.Key == "clustering.raft.bootstrap.seed");
@@ -34,6 +34,15 @@ public class IgnoredSettingsTests
     [Fact]
     public void Honoured_keys_are_not_reported() =>
         Assert.Empty(Load.Yaml("port: 1\nlogging.level: debug\nstreams.retention.max.age: 1h\nstorage.durability: always").IgnoredSettings);
+
+    [Fact]
+    public void Nats_keys_are_honoured_now()
+    {
+        var loaded = Load.Yaml("nats.servers: nats://127.0.0.1:4222\nnats.user: u\nnats.password: p\nnats.embedded.config: nats.conf\nlogging.nats: true");
+        Assert.Empty(loaded.IgnoredSettings);
+        Assert.True(loaded.Options.Nats.Embedded);
+        Assert.Equal("nats.conf", loaded.Options.Nats.EmbeddedConfig);
+    }
 
     [Fact]
     public void An_ignored_key_with_a_bad_value_does_not_stop_startup()
