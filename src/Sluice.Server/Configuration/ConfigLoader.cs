@@ -352,9 +352,11 @@ public static class ConfigLoader
                 + "to 1s to avoid rolling segments constantly, as Liftbridge does");
         }
 
-        if (options.Streams.Encryption && string.IsNullOrEmpty(Lookup(environment, "LIFTBRIDGE_ENCRYPTION_KEY")))
+        if (options.Streams.Encryption
+            && string.IsNullOrEmpty(Lookup(environment, "SLUICE_ENCRYPTION_KEY"))
+            && string.IsNullOrEmpty(Lookup(environment, "LIFTBRIDGE_ENCRYPTION_KEY")))
         {
-            warnings.Add("Configuration setting \"streams.encryption\" is true but LIFTBRIDGE_ENCRYPTION_KEY is not set; "
+            warnings.Add("Configuration setting \"streams.encryption\" is true but neither SLUICE_ENCRYPTION_KEY nor LIFTBRIDGE_ENCRYPTION_KEY is set; "
                 + "encrypted streams cannot be written until it is");
         }
     }

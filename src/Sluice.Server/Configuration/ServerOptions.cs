@@ -41,6 +41,13 @@ public sealed record ServerOptions
     public StorageOptions Storage { get; init; } = StorageOptions.Default;
     public TelemetryOptions Telemetry { get; init; } = TelemetryOptions.Default;
 
+    /// <summary>
+    /// Where the broker reads the encryption master key, once at start. Null = the process environment
+    /// (<c>SLUICE_ENCRYPTION_KEY</c>, else <c>LIFTBRIDGE_ENCRYPTION_KEY</c>); tests supply their own. A delegate
+    /// so the key never shows up when the options are printed.
+    /// </summary>
+    public Func<string?>? EncryptionKeySource { get; init; }
+
     /// <summary>Where to bind: `listen` &gt; `host:port` &gt; `0.0.0.0:port` (Liftbridge's GetListenAddress).</summary>
     public HostPort ListenEndpoint =>
         Listen is { } listen ? listen
@@ -182,7 +189,7 @@ public sealed record StreamDefaults
     /// <summary>`streams.concurrency.control`: optimistic concurrency control on every stream.</summary>
     public bool ConcurrencyControl { get; init; }
 
-    /// <summary>`streams.encryption`: encrypt values at rest (needs LIFTBRIDGE_ENCRYPTION_KEY).</summary>
+    /// <summary>`streams.encryption`: encrypt values at rest (needs SLUICE_ENCRYPTION_KEY or LIFTBRIDGE_ENCRYPTION_KEY).</summary>
     public bool Encryption { get; init; }
 
     /// <summary>

@@ -171,10 +171,14 @@ internal sealed partial class Broker : IAsyncDisposable
             throw new InvalidRequestException($"Invalid partitions {request.Partitions}");
         }
 
-        if (request.Encryption?.Value ?? Options.Streams.Encryption)
+        // Internal streams (cursors, activity) hold no user values and must start without a key.
+        var encrypted = !internalStream && (request.Encryption?.Value ?? Options.Streams.Encryption);
+        if (encrypted)
         {
-            throw new PreconditionFailedException("Failed on preconditions for stream's encryption handler: encryption at rest is not supported by this server yet");
+            Context.CreateCipher().Dispose(); // validates the master key
         }
+
+        request.Encryption = new NullableBool { Value = encrypted }; // persisted: a later default change does not flip the stream
 
         const int clusterSize = 1;
         if (request.ReplicationFactor == -1)

@@ -1,23 +1,44 @@
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Internal;
 using Sluice.Server.Configuration;
+using Sluice.Server.Encryption;
 using Sluice.Storage.Log.Files;
 
 namespace Sluice.Server.Streams;
 
-/// <summary>What every part of the broker shares: options, identity, the file-handle budget.</summary>
-internal sealed class BrokerContext(ServerOptions options, string serverId)
+/// <summary>What every part of the broker shares: options, identity, the file-handle budget, the encryption master key.</summary>
+internal sealed class BrokerContext
 {
-    public ServerOptions Options { get; } = options;
+    public BrokerContext(ServerOptions options, string serverId)
+    {
+        Options = options;
+        ServerId = serverId;
+        FileHandles = new FileHandleBudget(Math.Max(16, options.Storage.MaxOpenFiles));
+        StreamsDirectory = Path.Combine(Path.GetFullPath(options.DataDir), "streams");
+        EncryptionKey = MasterKey.Parse(MasterKey.Read(options.EncryptionKeySource), out var error);
+        EncryptionKeyError = error;
+    }
 
-    public string ServerId { get; } = serverId;
+    public ServerOptions Options { get; }
 
-    public FileHandleBudget FileHandles { get; } = new(Math.Max(16, options.Storage.MaxOpenFiles));
+    public string ServerId { get; }
 
-    public string StreamsDirectory { get; } = Path.Combine(Path.GetFullPath(options.DataDir), "streams");
+    public FileHandleBudget FileHandles { get; }
+
+    public string StreamsDirectory { get; }
 
     /// <summary>The NATS link when NATS is configured: open partitions subscribe through it. Null runs everything in-process.</summary>
     public Nats.NatsAttachment? Nats { get; init; }
+
+    /// <summary>The encryption master key read at start, or null; then <see cref="EncryptionKeyError"/> says why.</summary>
+    public byte[]? EncryptionKey { get; }
+
+    public string? EncryptionKeyError { get; }
+
+    /// <summary>A partition's value cipher; throws <see cref="PreconditionFailedException"/> without a usable key.</summary>
+    public ValueCipher CreateCipher() => EncryptionKey is { } key
+        ? new ValueCipher(key)
+        : throw new PreconditionFailedException($"Failed on preconditions for stream's encryption handler: {EncryptionKeyError}");
 }
 
 /// <summary>A stream: a name, a subject, settings and its partitions (ids 0..N-1).</summary>

@@ -2,10 +2,12 @@
 // message of that batch with Ack{UNKNOWN} and leaves the HW where it was; the partition keeps
 // running and the next batch tries again. Nothing is acked before it is appended and committed.
 // On restart the log recovers its torn tail (CommitLog.Open) and the HW checkpoint is capped at it.
+using System.Security.Cryptography;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Internal;
+using Sluice.Server.Encryption;
 using Sluice.Storage.Log;
 
 namespace Sluice.Server.Streams;
@@ -45,6 +47,8 @@ internal sealed partial class Partition : IDisposable
     private int _subscribers;
     private bool _disposed;
     private long _lastActivityTicks;
+    private ValueCipher? _cipher;
+    private string? _cipherError;
 
     public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger)
     {
@@ -139,6 +143,20 @@ internal sealed partial class Partition : IDisposable
         if (_runtime is not null)
         {
             return;
+        }
+
+        if (Stream.Settings.Encryption && _cipher is null)
+        {
+            try
+            {
+                _cipher = context.CreateCipher();
+            }
+            catch (PreconditionFailedException ex)
+            {
+                // The stream stays readable for metadata; publishes get Ack{ENCRYPTION}, subscribers Internal.
+                _cipherError = ex.Message;
+                LogNoCipher(_logger, Stream.Name, Id, ex.Message);
+            }
         }
 
         var log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles), _logger);
@@ -254,6 +272,7 @@ internal sealed partial class Partition : IDisposable
         {
             _disposed = true;
             _stateChanged.Dispose();
+            _cipher?.Dispose();
         }
     }
 
@@ -331,7 +350,10 @@ internal sealed partial class Partition : IDisposable
                 LogAppendFailed(_logger, ex, Stream.Name, Id);
                 for (var i = 0; i < n; i++)
                 {
-                    items[i].Receiver?.OnAck(items[i], ErrorAck(items[i], Ack.Types.Error.Unknown));
+                    if (items[i] is { } failed) // null: refused before the append (encryption)
+                    {
+                        failed.Receiver?.OnAck(failed, ErrorAck(failed, Ack.Types.Error.Unknown));
+                    }
                 }
             }
 
@@ -346,10 +368,31 @@ internal sealed partial class Partition : IDisposable
         var now = Math.Max(NowNanoseconds(), Volatile.Read(ref _lastTimestamp));
         Volatile.Write(ref _lastTimestamp, now);
         var epoch = Math.Max(0, log.LastLeaderEpoch);
+        var kept = 0;
         for (var i = 0; i < n; i++)
         {
             var item = items[i];
-            records[i] = new LogRecord { Timestamp = now, LeaderEpoch = epoch, Key = item.Key, Value = item.Value, Headers = item.Headers };
+            var value = item.Value;
+            items[i] = null!;
+            if (Stream.Settings.Encryption && value is { } plaintext)
+            {
+                if (!TrySeal(plaintext, out var sealedValue))
+                {
+                    item.Receiver?.OnAck(item, ErrorAck(item, Ack.Types.Error.Encryption));
+                    continue;
+                }
+
+                value = sealedValue;
+            }
+
+            items[kept] = item;
+            records[kept++] = new LogRecord { Timestamp = now, LeaderEpoch = epoch, Key = item.Key, Value = value, Headers = item.Headers };
+        }
+
+        n = kept;
+        if (n == 0)
+        {
+            return;
         }
 
         if (n == 1 && items[0].ExpectedOffset != -1 && Stream.Settings.OptimisticConcurrencyControl)
@@ -371,6 +414,52 @@ internal sealed partial class Partition : IDisposable
 
         var first = await log.AppendAsync(records.AsMemory(0, n)).ConfigureAwait(false);
         Commit(log, items, n, first, now);
+    }
+
+    private bool TrySeal(ReadOnlyMemory<byte> plaintext, out ReadOnlyMemory<byte> sealedValue)
+    {
+        sealedValue = default;
+        if (_cipher is not { } cipher)
+        {
+            return false;
+        }
+
+        try
+        {
+            sealedValue = cipher.Seal(plaintext.Span);
+            return true;
+        }
+        catch (Exception ex) when (ex is CryptographicException or ObjectDisposedException)
+        {
+            LogSealFailed(_logger, ex, Stream.Name, Id);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The value a reader sees: decrypted on an encrypted stream. A value that cannot be decrypted ends the
+    /// reader with <see cref="BrokerInternalException"/> (Internal).
+    /// </summary>
+    public ReadOnlyMemory<byte>? OpenValue(in LogRecord record)
+    {
+        if (!Stream.Settings.Encryption || record.Value is not { } value)
+        {
+            return record.Value;
+        }
+
+        if (_cipher is not { } cipher)
+        {
+            throw new BrokerInternalException($"failed to decrypt message value at offset {record.Offset}: {_cipherError}");
+        }
+
+        try
+        {
+            return cipher.Open(value.Span);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ObjectDisposedException)
+        {
+            throw new BrokerInternalException($"failed to decrypt message value at offset {record.Offset}: {ex.Message}", ex);
+        }
     }
 
     private void Commit(CommitLog log, PublishItem[] items, int n, long first, long timestamp)
@@ -503,6 +592,12 @@ internal sealed partial class Partition : IDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Cleaner of {Stream}/{Partition} failed; it runs again next interval")]
     private static partial void LogCleanerFailed(ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Encrypting a value for {Stream}/{Partition} failed; the message was refused with Ack{{ENCRYPTION}}")]
+    private static partial void LogSealFailed(ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Encrypted stream {Stream}/{Partition} has no usable key: {Reason}")]
+    private static partial void LogNoCipher(ILogger logger, string stream, int partition, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
     private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);

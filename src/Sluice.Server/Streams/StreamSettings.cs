@@ -34,6 +34,9 @@ internal sealed record StreamSettings
 
     public int MinIsr { get; init; }
 
+    /// <summary>Values are encrypted at rest. Decided at creation and persisted in the request (never from today's default).</summary>
+    public bool Encryption { get; init; }
+
     public static StreamSettings Resolve(CreateStreamRequest request, ServerOptions server)
     {
         var d = server.Streams;
@@ -57,6 +60,7 @@ internal sealed record StreamSettings
             AutoPauseDisableIfSubscribers = request.AutoPauseDisableIfSubscribers?.Value ?? d.AutoPauseDisableIfSubscribers,
             OptimisticConcurrencyControl = request.OptimisticConcurrencyControl?.Value ?? d.ConcurrencyControl,
             MinIsr = request.MinIsr?.Value ?? server.Clustering.MinInsyncReplicas,
+            Encryption = request.Encryption?.Value ?? false,
         };
     }
 

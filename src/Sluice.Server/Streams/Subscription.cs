@@ -267,9 +267,11 @@ internal sealed class Subscription
             message.Key = ByteString.CopyFrom(key.Span);
         }
 
-        if (record.Value is { } value)
+        if (partition.OpenValue(record) is { } value)
         {
-            message.Value = ByteString.CopyFrom(value.Span);
+            message.Value = partition.Stream.Settings.Encryption
+                ? UnsafeByteOperations.UnsafeWrap(value) // a fresh array from the cipher: no second copy
+                : ByteString.CopyFrom(value.Span);
         }
 
         if (record.Headers is { } headers)

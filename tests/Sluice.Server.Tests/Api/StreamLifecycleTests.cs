@@ -126,11 +126,11 @@ public sealed class StreamLifecycleTests
     }
 
     [Fact]
-    public async Task Behaviour28_encryption_is_refused_with_FailedPrecondition()
+    public async Task Encryption_without_a_master_key_is_refused_with_FailedPrecondition()
     {
-        await using var h = await StartAsync();
+        await using var h = await StartAsync(o => o with { EncryptionKeySource = () => null });
         var ex = await ThrowsGrpcAsync(GrpcStatusCode.FailedPrecondition, () => h.CreateStreamAsync("s", "foo", configure: r => r.Encryption = new NullableBool { Value = true }));
-        Assert.Contains("encryption at rest is not supported", ex.Detail, StringComparison.Ordinal);
+        Assert.Contains("SLUICE_ENCRYPTION_KEY is not set", ex.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
