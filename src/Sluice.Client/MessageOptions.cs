@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using Sluice.Client.Internal;
+using Sluice.Protocol.Hashing;
 
 namespace Sluice.Client;
 

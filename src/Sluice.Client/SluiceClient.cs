@@ -6,6 +6,7 @@ using Sluice.Client.Grpc;
 using Sluice.Client.Internal;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Hashing;
 
 namespace Sluice.Client;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Google.Protobuf;
+using Sluice.Protocol.Hashing;
 using Sluice.Protocol.Internal;
 
 namespace Sluice.Server.Streams;
@@ -26,7 +27,7 @@ internal sealed class CursorStore(Broker broker, int partitions)
     public static string Key(string cursorId, string stream, int partition) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{cursorId},{stream},{partition}");
 
-    public int PartitionFor(string key) => (int)(Crc32Ieee.Compute(Encoding.UTF8.GetBytes(key)) % (uint)partitions);
+    public int PartitionFor(string key) => (int)(Crc32Ieee.Compute(key) % (uint)partitions);
 
     public async Task SetAsync(string cursorId, string stream, int partition, long offset, CancellationToken cancellationToken)
     {

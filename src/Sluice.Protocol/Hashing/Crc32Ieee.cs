@@ -1,14 +1,15 @@
-namespace Sluice.Client.Internal;
+namespace Sluice.Protocol.Hashing;
 
 /// <summary>
 /// CRC-32 with the IEEE 802.3 polynomial (reflected 0xEDB88320), the checksum Go's
 /// <c>crc32.ChecksumIEEE</c> computes. Liftbridge uses it to partition by key and to place cursors,
-/// so the client must produce the very same numbers.
+/// so the client and the server must both produce the very same numbers: one implementation serves both.
 /// </summary>
-internal static class Crc32Ieee
+public static class Crc32Ieee
 {
     private static readonly uint[] Table = CreateTable();
 
+    /// <summary>The CRC of <paramref name="data"/>.</summary>
     public static uint Compute(ReadOnlySpan<byte> data)
     {
         var crc = 0xFFFFFFFFu;
