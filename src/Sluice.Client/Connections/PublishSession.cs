@@ -51,6 +51,9 @@ internal sealed class PublishSession : IAsyncDisposable
             throw new SessionBrokenException(failure);
         }
 
+        // Nothing else in flight: a synchronous publisher, which gains from sending on this thread.
+        // Otherwise a pipelining one, whose requests are better left to one writer that batches them.
+        var lone = _pending.IsEmpty;
         if (pending is not null && !_pending.TryAdd(pending.CorrelationId, pending))
         {
             throw new ArgumentException($"a message with correlation id '{pending.CorrelationId}' is already waiting for its ack", nameof(request));
@@ -58,7 +61,7 @@ internal sealed class PublishSession : IAsyncDisposable
 
         try
         {
-            await _call.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+            await _call.WriteAsync(request, inline: lone, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

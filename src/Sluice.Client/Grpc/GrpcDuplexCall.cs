@@ -1,124 +1,185 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Net;
-using System.Threading.Channels;
 using Google.Protobuf;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Client.Grpc;
 
 /// <summary>
-/// A bidirectional call. Requests are queued by <see cref="WriteAsync"/> and a single pump frames
-/// them into the HTTP/2 request stream, writing ~32 KB at a time and flushing only when the queue
-/// is empty: a flush per message costs 8-10x in throughput. Responses are read as in a
-/// server-streaming call; reading and writing can run concurrently.
+/// A bidirectional call. There is no pump task: a writer that finds the request stream free frames
+/// every queued request into the HTTP/2 request stream on its own thread (~32 KB per write) and
+/// flushes once when the queue is empty; writers that find it busy only queue, and the busy one
+/// sends their requests too. This saves a thread hop per request (a context switch each on a
+/// 2-core machine) and still batches under load: a flush per message costs 8-10x in throughput.
+/// Responses are read as in a server-streaming call; reading and writing can run concurrently.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim's wait handle is never created, so it holds nothing to dispose.")]
 internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TResponse>
     where TRequest : class, IMessage<TRequest>
     where TResponse : class, IMessage<TResponse>
 {
     private const int WriteChunk = 32 * 1024;   // matches the server's flush threshold; measured sweet spot
-    private const int QueueCapacity = 1024;     // bounded: a slow server pushes back on the writer
+    private const int QueueCapacity = 1024;     // above this a writer waits for the stream: a slow server pushes back
 
     private readonly DuplexContent _content;
     private readonly GrpcChannelOptions _options;
-    private readonly Channel<TRequest> _outgoing;
-    private Task? _pump;
+    private readonly ConcurrentQueue<TRequest> _outgoing = new();
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly ArrayBufferWriter<byte> _buffer = new(2 * WriteChunk);
+    private Stream? _stream;
+    private int _queued;
+    private volatile bool _completed;
+    private volatile Exception? _failure;
 
     internal GrpcDuplexCall(DuplexContent content, MessageParser<TResponse> parser, GrpcChannelOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
         : base(parser, options, timeout, cancellationToken)
     {
         _content = content;
         _options = options;
-        _outgoing = Channel.CreateBounded<TRequest>(new BoundedChannelOptions(QueueCapacity)
-        {
-            SingleReader = true,
-            SingleWriter = false,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
     }
 
-    /// <summary>Queues a request. Do not change it afterwards: it is serialized later, by the pump.</summary>
-    public ValueTask WriteAsync(TRequest message, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Sends a request: on this thread when the stream is free, else by the writer holding it.
+    /// Do not change the request afterwards: it may be serialized later.
+    /// </summary>
+    public ValueTask WriteAsync(TRequest message, CancellationToken cancellationToken = default) => WriteAsync(message, inline: true, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="WriteAsync(TRequest, CancellationToken)"/>; with <paramref name="inline"/>
+    /// false a free stream is written by a thread-pool work item instead of this thread, so that a
+    /// caller about to write more (pipelining) queues them all first and they go out in one write.
+    /// </summary>
+    public ValueTask WriteAsync(TRequest message, bool inline, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
-        _pump ??= Task.Run(PumpAsync, CancellationToken.None);
-        return _outgoing.Writer.TryWrite(message) ? default : WriteSlowAsync(message, cancellationToken);
+        ThrowIfFailed();
+        if (_completed)
+        {
+            throw new InvalidOperationException("The request stream is already complete.");
+        }
+
+        _outgoing.Enqueue(message);
+        if (Interlocked.Increment(ref _queued) > QueueCapacity)
+        {
+            return WaitAndDrainAsync(cancellationToken);
+        }
+
+        if (!_gate.Wait(0, CancellationToken.None))
+        {
+            return default; // the current writer sends it
+        }
+
+        if (!inline)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static call => _ = ObserveAsync(call.DrainAsync()), this, preferLocal: false);
+            return default;
+        }
+
+        var drain = DrainAsync();
+        if (drain.IsCompleted)
+        {
+            drain.GetAwaiter().GetResult(); // a failure here belongs to this caller
+            return default;
+        }
+
+        // Blocked on the server (flow control) or still waiting for the request stream: the caller
+        // goes on; a failure is kept in _failure and reported by the next write.
+        _ = ObserveAsync(drain);
+        return default;
     }
 
     /// <summary>Sends every queued request, then ends the request stream (half-close).</summary>
-    public Task CompleteRequestsAsync()
+    public async Task CompleteRequestsAsync()
     {
-        _pump ??= Task.Run(PumpAsync, CancellationToken.None);
-        _outgoing.Writer.TryComplete();
-        return _pump;
+        _completed = true;
+        ThrowIfFailed();
+        await _gate.WaitAsync(CallCancellation.Token).ConfigureAwait(false);
+        await DrainAsync(keepGate: true).ConfigureAwait(false);
+        _content.Complete(); // END_STREAM; the gate stays taken: nothing more is sent
     }
 
-    protected override async ValueTask OnDisposeAsync()
+    protected override ValueTask OnDisposeAsync()
     {
-        _outgoing.Writer.TryComplete();
+        _completed = true;
         _content.Fail(new OperationCanceledException("The call was disposed."));
-        if (_pump is not null)
-        {
-            try
-            {
-                await _pump.ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // Disposal cancels the pump; its error was already given to any writer.
-            }
-        }
+        return ValueTask.CompletedTask;
     }
 
-    private async ValueTask WriteSlowAsync(TRequest message, CancellationToken cancellationToken)
+    private void ThrowIfFailed()
     {
-        try
+        if (_failure is { } failure)
         {
-            await _outgoing.Writer.WriteAsync(message, cancellationToken).ConfigureAwait(false);
-        }
-        catch (ChannelClosedException ex)
-        {
-            throw ex.InnerException ?? new InvalidOperationException("The request stream is already complete.", ex);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
     }
 
-    private async Task PumpAsync()
+    private async ValueTask WaitAndDrainAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await DrainAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Runs holding the gate and releases it (unless <paramref name="keepGate"/>). Sends the queue, then flushes.</summary>
+    private async ValueTask DrainAsync(bool keepGate = false)
     {
         var token = CallCancellation.Token;
-        var buffer = new ArrayBufferWriter<byte>(2 * WriteChunk);
         try
         {
-            var stream = await GetRequestStreamAsync(token).ConfigureAwait(false);
-            var reader = _outgoing.Reader;
-            while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
+            while (true)
             {
-                while (reader.TryRead(out var message))
+                var stream = _stream ??= await GetRequestStreamAsync(token).ConfigureAwait(false);
+                while (_outgoing.TryDequeue(out var message))
                 {
-                    WriteFrame(buffer, message);
-                    if (buffer.WrittenCount >= WriteChunk)
+                    Interlocked.Decrement(ref _queued);
+                    WriteFrame(_buffer, message);
+                    if (_buffer.WrittenCount >= WriteChunk)
                     {
-                        await stream.WriteAsync(buffer.WrittenMemory, token).ConfigureAwait(false);
-                        buffer.ResetWrittenCount();
+                        await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
+                        _buffer.ResetWrittenCount();
                     }
                 }
 
-                if (buffer.WrittenCount > 0)
+                if (_buffer.WrittenCount > 0)
                 {
-                    await stream.WriteAsync(buffer.WrittenMemory, token).ConfigureAwait(false);
-                    buffer.ResetWrittenCount();
+                    await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
+                    _buffer.ResetWrittenCount();
+                    await stream.FlushAsync(token).ConfigureAwait(false);
                 }
 
-                await stream.FlushAsync(token).ConfigureAwait(false);
-            }
+                if (keepGate)
+                {
+                    return;
+                }
 
-            _content.Complete(); // END_STREAM
+                _gate.Release();
+
+                // A request queued after the last TryDequeue by a writer that found the gate taken
+                // would otherwise wait for the next writer: take the gate back and send it.
+                if (_outgoing.IsEmpty || !_gate.Wait(0, CancellationToken.None))
+                {
+                    return;
+                }
+            }
         }
         catch (Exception ex)
         {
             var mapped = MapException(ex);
-            _outgoing.Writer.TryComplete(mapped);
+            _failure ??= mapped;
             _content.Fail(mapped);
-            throw mapped;
+            throw mapped; // the gate stays taken: nothing more can be sent on this call
+        }
+    }
+
+    private static async Task ObserveAsync(ValueTask drain)
+    {
+        try
+        {
+            await drain.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Kept in _failure; the next write or CompleteRequestsAsync reports it.
         }
     }
 

@@ -82,7 +82,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var token = context.CancellationToken;
         try
         {
-            await new Subscription(broker, request).RunAsync(m => responses.WriteAsync(m, token), token).ConfigureAwait(false);
+            await new Subscription(broker, request).RunAsync((m, flush) => responses.WriteAsync(m, flush, token), () => responses.FlushAsync(token), token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
@@ -216,9 +216,45 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
     private async Task PublishAsyncAsync(IAsyncEnumerable<PublishRequest> requests, GrpcStreamWriter<PublishResponse> responses, GrpcCallContext context)
     {
-        await using var session = new PublishAsyncSession(responses, context.CancellationToken);
-        await foreach (var request in requests.ConfigureAwait(false))
+        var session = new PublishAsyncSession(responses, context.CancellationToken);
+        var requestReader = requests.GetAsyncEnumerator(context.CancellationToken);
+        var reading = true; // a MoveNextAsync is outstanding: the reader cannot be disposed then
+        try
         {
+            await PublishEachAsync(session, requestReader, () => reading = false, () => reading = true, context).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (!reading)
+            {
+                await requestReader.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        // The client half-closed: give in-flight acks up to 5 s (Liftbridge's asyncAckTimeout).
+        await session.DrainAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+    }
+
+    private async Task PublishEachAsync(PublishAsyncSession session, IAsyncEnumerator<PublishRequest> requestReader, Action readDone, Action readStarted, GrpcCallContext context)
+    {
+        var next = requestReader.MoveNextAsync();
+        while (true)
+        {
+            var hasRequest = await next.ConfigureAwait(false);
+            readDone();
+            if (!hasRequest)
+            {
+                return;
+            }
+
+            var request = requestReader.Current;
+
+            // Start reading the next request now: if it is already buffered, this one is part of a
+            // burst and goes to the partition's writer loop, which appends the burst as one batch;
+            // a lone request (a synchronous publisher) is appended on this thread instead.
+            next = requestReader.MoveNextAsync();
+            readStarted();
+            var moreComing = next.IsCompleted;
             Partition partition;
             try
             {
@@ -249,7 +285,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             try
             {
                 var item = NewItem(request, partition, session);
-                await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
+                await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
                 await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
             }
             catch (BrokerException ex)
@@ -263,9 +299,6 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
                 session.SendError(request.CorrelationId, code, ex.Message);
             }
         }
-
-        // The client half-closed: give in-flight acks up to 5 s (Liftbridge's asyncAckTimeout).
-        await session.DrainAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
     }
 
     private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context)

@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Sluice.Protocol.Api;
 using Sluice.Server.Grpc;
 using Sluice.Server.Streams;
@@ -8,13 +7,12 @@ namespace Sluice.Server.Api;
 /// <summary>
 /// One PublishAsync stream: receives acks from partition writer loops (any thread), turns them
 /// into responses correlated by correlationId, and counts in-flight publishes so a half-close can
-/// wait for them. Responses go through a queue so writer loops never wait on a slow client.
+/// wait for them. Responses are posted to the stream writer, which sends them on the calling thread
+/// when the stream is free and queues them otherwise, so writer loops never wait on a slow client.
 /// </summary>
-internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
+internal sealed class PublishAsyncSession : IAckReceiver
 {
     private readonly GrpcStreamWriter<PublishResponse> _responses;
-    private readonly Channel<PublishResponse> _queue = Channel.CreateUnbounded<PublishResponse>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _pump;
     private readonly CancellationToken _callToken;
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _inFlight;
@@ -24,7 +22,6 @@ internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
     {
         _responses = responses;
         _callToken = callToken;
-        _pump = Task.Run(PumpAsync, CancellationToken.None);
     }
 
     public void Begin() => Interlocked.Increment(ref _inFlight);
@@ -32,7 +29,7 @@ internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
     public void Abandon() => Done();
 
     public void SendError(string correlationId, PublishAsyncError.Types.Code code, string message) =>
-        _queue.Writer.TryWrite(new PublishResponse
+        _responses.Post(new PublishResponse
         {
             CorrelationId = correlationId,
             Ack = new Ack(), // kept empty for old clients, as Liftbridge does
@@ -44,7 +41,7 @@ internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
         switch (ack.AckError)
         {
             case Ack.Types.Error.Ok:
-                _queue.Writer.TryWrite(new PublishResponse { CorrelationId = ack.CorrelationId, Ack = ack });
+                _responses.Post(new PublishResponse { CorrelationId = ack.CorrelationId, Ack = ack }, flush: false);
                 break;
             case Ack.Types.Error.IncorrectOffset:
                 SendError(item.CorrelationId, PublishAsyncError.Types.Code.IncorrectOffset, "incorrect expected offset");
@@ -65,6 +62,8 @@ internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
             Done();
         }
     }
+
+    public void FlushAcks() => _responses.PostFlush();
 
     private void Done()
     {
@@ -90,32 +89,6 @@ internal sealed class PublishAsyncSession : IAckReceiver, IAsyncDisposable
         catch (TimeoutException)
         {
             // Liftbridge ends the stream after the timeout too; the client's own ack timers report the rest.
-        }
-    }
-
-    private async Task PumpAsync()
-    {
-        var reader = _queue.Reader;
-        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
-        {
-            while (reader.TryRead(out var response))
-            {
-                await _responses.WriteAsync(response, _callToken).ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>Stops taking responses and waits until the queued ones are handed to the stream writer.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        _queue.Writer.TryComplete();
-        try
-        {
-            await _pump.ConfigureAwait(false);
-        }
-        catch (Exception) when (_callToken.IsCancellationRequested)
-        {
-            // The call ended (client gone or server stopping): nobody reads the rest.
         }
     }
 }

@@ -422,10 +422,10 @@ internal sealed partial class Broker : IAsyncDisposable
     /// Hands a message to a partition, resuming the partition first if it is paused. Completes when
     /// the message is queued (the ack, if any, comes through <see cref="PublishItem.Receiver"/>).
     /// </summary>
-    public async ValueTask PublishAsync(Partition partition, PublishItem item, CancellationToken cancellationToken)
+    public async ValueTask PublishAsync(Partition partition, PublishItem item, CancellationToken cancellationToken, bool moreComing = false)
     {
         var max = Options.Clustering.ReplicationMaxBytes;
-        while (!await partition.EnqueueAsync(item, max, cancellationToken).ConfigureAwait(false))
+        while (!await partition.EnqueueAsync(item, max, cancellationToken, moreComing).ConfigureAwait(false))
         {
             ThrowIfStopped();
             if (!partition.IsPaused)

@@ -3,10 +3,19 @@ using Sluice.Storage.Log;
 
 namespace Sluice.Server.Streams;
 
-/// <summary>Told when a published message is committed (or refused). Called on the partition's writer loop: return quickly.</summary>
+/// <summary>
+/// Told when a published message is committed (or refused). Called on whichever thread appends
+/// (the partition's writer loop, or a publisher appending inline): return quickly.
+/// </summary>
 internal interface IAckReceiver
 {
+    /// <summary>One message's ack; it may be held back until <see cref="FlushAcks"/>.</summary>
     void OnAck(PublishItem item, Ack ack);
+
+    /// <summary>The end of an append batch: send the acks held back so far.</summary>
+    void FlushAcks()
+    {
+    }
 }
 
 /// <summary>

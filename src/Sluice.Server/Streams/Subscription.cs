@@ -24,8 +24,13 @@ internal sealed class Subscription
         _request = request;
     }
 
-    /// <summary>Validates and resolves, sends the handshake, then streams until an end or cancellation.</summary>
-    public async Task RunAsync(Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    /// <summary>
+    /// Validates and resolves, sends the handshake, then streams until an end or cancellation.
+    /// <paramref name="send"/> takes a message and whether to flush; it must have serialized the
+    /// message when its task completes, because record bytes are lent to the message, not copied.
+    /// <paramref name="flush"/> pushes out what earlier non-flushing sends buffered.
+    /// </summary>
+    public async Task RunAsync(Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var request = _request;
         if (request.Consumer is { } consumer && consumer.ConsumerId.Length == 0)
@@ -52,7 +57,7 @@ internal sealed class Subscription
         partition.AddSubscriber();
         try
         {
-            await RunAsync(partition, send, cancellationToken).ConfigureAwait(false);
+            await RunAsync(partition, send, flush, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -60,7 +65,7 @@ internal sealed class Subscription
         }
     }
 
-    private async Task RunAsync(Partition partition, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    private async Task RunAsync(Partition partition, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var request = _request;
         if (partition.IsPaused)
@@ -84,8 +89,8 @@ internal sealed class Subscription
         var log = runtime.Log;
         if (request.Reverse)
         {
-            await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
-            await ReverseAsync(partition, log, send, cancellationToken).ConfigureAwait(false);
+            await send(new Message(), true).ConfigureAwait(false); // quirk 15: the handshake frame
+            await ReverseAsync(partition, log, send, flush, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -110,8 +115,8 @@ internal sealed class Subscription
             throw new InvalidRequestException($"Stop offset is before start offset: {stop} < {start}");
         }
 
-        await send(new Message()).ConfigureAwait(false); // quirk 15: the handshake frame
-        await ForwardAsync(partition, runtime, start, stop, send, cancellationToken).ConfigureAwait(false);
+        await send(new Message(), true).ConfigureAwait(false); // quirk 15: the handshake frame
+        await ForwardAsync(partition, runtime, start, stop, send, flush, cancellationToken).ConfigureAwait(false);
     }
 
     private long StartOffset(CommitLog log)
@@ -152,7 +157,7 @@ internal sealed class Subscription
         }
     }
 
-    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var log = runtime.Log;
         var reader = log.CreateReader(start, committed: true);
@@ -200,18 +205,20 @@ internal sealed class Subscription
                         throw new SubscriptionExhaustedException("Stop offset reached");
                     }
 
-                    await send(ToMessage(partition, record)).ConfigureAwait(false);
+                    await send(ToMessage(partition, record), false).ConfigureAwait(false);
                     if (record.Offset == stop)
                     {
                         throw new SubscriptionExhaustedException("Stop offset reached");
                     }
                 }
             }
+
+            await flush().ConfigureAwait(false); // one flush per read batch, before waiting for more
         }
     }
 
     /// <summary>Quirk 8 (fixed): a reverse subscription walks from the HW down to offset 0 and ends with OK.</summary>
-    private static async Task ReverseAsync(Partition partition, CommitLog log, Func<Message, ValueTask> send, CancellationToken cancellationToken)
+    private static async Task ReverseAsync(Partition partition, CommitLog log, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var next = log.HighWatermark;
         while (next >= 0)
@@ -236,9 +243,10 @@ internal sealed class Subscription
 
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    await send(ToMessage(partition, batch[i])).ConfigureAwait(false);
+                    await send(ToMessage(partition, batch[i]), false).ConfigureAwait(false);
                 }
 
+                await flush().ConfigureAwait(false);
                 next = batch.NextOffset;
             }
         }
@@ -262,23 +270,22 @@ internal sealed class Subscription
             Stream = partition.Stream.Name,
             Partition = partition.Id,
         };
+        // The bytes are lent, not copied: the message is serialized before the batch is returned (see RunAsync).
         if (record.Key is { } key)
         {
-            message.Key = ByteString.CopyFrom(key.Span);
+            message.Key = UnsafeByteOperations.UnsafeWrap(key);
         }
 
         if (partition.OpenValue(record) is { } value)
         {
-            message.Value = partition.Stream.Settings.Encryption
-                ? UnsafeByteOperations.UnsafeWrap(value) // a fresh array from the cipher: no second copy
-                : ByteString.CopyFrom(value.Span);
+            message.Value = UnsafeByteOperations.UnsafeWrap(value); // encrypted: a fresh array from the cipher
         }
 
         if (record.Headers is { } headers)
         {
             foreach (var header in headers)
             {
-                var bytes = ByteString.CopyFrom(header.Value.Span);
+                var bytes = UnsafeByteOperations.UnsafeWrap(header.Value);
                 message.Headers[header.Name] = bytes; // quirk 6 (kept): "subject" and "reply" are visible
                 if (header.Name == PublishItem.SubjectHeader)
                 {
