@@ -1,45 +1,6 @@
-using Sluice.Server.Configuration;
-using Sluice.Server.Hosting;
-using Sluice.TestKit;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;
-
-/// <summary>A real Sluice server in-process (port 0, temp data directory), restartable on the same port.</summary>
-internal sealed class RealServer : IAsyncDisposable
-{
-    private readonly TempDirectory _dir = new("sluice-client");
-    private ServerOptions _options = null!;
-
-    public SluiceServer Server { get; private set; } = null!;
-
-    public string Address => $"127.0.0.1:{Server.Port}";
-
-    public static async Task<RealServer> StartAsync()
-    {
-        var server = new RealServer();
-        server._options = ServerOptions.Default with
-        {
-            Host = "127.0.0.1",
-            Port = 0,
-            DataDir = server._dir.Path,
-            Cursors = CursorsOptions.Default with { Partitions = 3 },
-        };
-        server.Server = await SluiceServer.StartAsync(server._options);
-        server._options = server._options with { Port = server.Server.Port }; // a restart keeps the address
-        return server;
-    }
-
-    public Task StopAsync() => Server.DisposeAsync().AsTask();
-
-    public async Task RestartAsync() => Server = await SluiceServer.StartAsync(_options);
-
-    public async ValueTask DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        _dir.Dispose();
-    }
-}
 
 /// <summary>The client against the real in-process Sluice broker.</summary>
 public sealed class RealServerTests

@@ -169,7 +169,8 @@ public sealed class SubscribeTests
         await client.CreateStreamAsync("foo", "foo");
         cluster.Append("foo", 0, "x");
         await client.PauseStreamAsync("foo");
-        await Assert.ThrowsAsync<NoSuchPartitionException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
+        var refused = await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
+        Assert.Equal(Sluice.Protocol.Grpc.GrpcStatusCode.FailedPrecondition, refused.StatusCode);
         var message = (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1))[0];
         Assert.Equal("x", message.GetValueAsString());
         Assert.False((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);

@@ -1,7 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
 using Sluice.Client.Tests.Fakes;
@@ -18,7 +15,7 @@ public sealed class TlsAndLoggingTests
     public async Task Tls_with_a_ca_file_or_a_validation_callback_connects_and_without_trust_fails()
     {
         using var dir = new TempDirectory("sluice-tls");
-        var (certPath, keyPath) = CreateSelfSignedCertificate(dir);
+        var (certPath, keyPath) = TestCertificate.CreateSelfSigned(dir);
         await using var cluster = await FakeCluster.StartAsync(tls: new GrpcServerTlsOptions { CertificatePemPath = certPath, KeyPemPath = keyPath });
         var options = FastOptions with { MaxConnectionsPerBroker = 3, KeepAliveTime = TimeSpan.FromSeconds(5), ConnectTimeout = TimeSpan.FromSeconds(3) };
 
@@ -60,22 +57,6 @@ public sealed class TlsAndLoggingTests
         await client.PublishAsync("foo", Bytes("x"));
         Assert.Single(await read);
         Assert.Contains(provider.Messages, m => m.StartsWith("Information Connected to 1 broker(s)", StringComparison.Ordinal));
-    }
-
-    private static (string Cert, string Key) CreateSelfSignedCertificate(TempDirectory dir)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(san.Build());
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        var certPath = dir.Sub("cert.pem");
-        var keyPath = dir.Sub("key.pem");
-        File.WriteAllText(certPath, certificate.ExportCertificatePem());
-        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
-        return (certPath, keyPath);
     }
 
     private sealed class CapturingLoggerProvider : ILoggerProvider

@@ -309,8 +309,8 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         }
 
         var targets = broker.MatchSubject(request.Subject);
-        var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None && targets.Count > 0;
-        var first = waitForAck ? new AckWaiter() : null;
+        var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
+        var first = waitForAck && targets.Count > 0 ? new AckWaiter() : null;
         foreach (var partition in targets)
         {
             var item = new PublishItem
@@ -332,7 +332,15 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
         if (first is null)
         {
-            return new PublishToSubjectResponse(); // nothing to wait for: no deadline, NONE, or no stream on that subject
+            if (waitForAck)
+            {
+                // No stream here stores it, so no ack will come: wait out the caller's deadline as Liftbridge does
+                // (DEADLINE_EXCEEDED, which clients report as an ack timeout) instead of answering "no ack" as if
+                // the caller had asked for none. Acks of other servers on NATS are not awaited.
+                await Task.Delay(Timeout.Infinite, context.CancellationToken).ConfigureAwait(false);
+            }
+
+            return new PublishToSubjectResponse(); // nothing to wait for: no deadline, or NONE
         }
 
         var ack = await first.Task.WaitAsync(context.CancellationToken).ConfigureAwait(false);

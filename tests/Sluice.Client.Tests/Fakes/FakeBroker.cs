@@ -297,7 +297,8 @@ internal sealed class FakeBroker(FakeCluster cluster, string id)
             {
                 if (!r.Resume)
                 {
-                    throw new GrpcException(GrpcStatusCode.NotFound, "No such partition");
+                    // As the real broker (docs/broker.md): a paused partition has no running leader.
+                    throw new GrpcException(GrpcStatusCode.FailedPrecondition, "Partition is paused; subscribe with resume=true to resume it");
                 }
 
                 partition.Paused = false;

@@ -265,10 +265,18 @@ public sealed class PublishTests
     }
 
     [Fact]
-    public async Task PublishToSubject_with_no_matching_stream_returns_an_empty_response()
+    public async Task PublishToSubject_with_no_matching_stream_times_out_unless_no_ack_is_wanted()
     {
         await using var h = await StartAsync();
-        var response = await h.CallAsync("PublishToSubject", new PublishToSubjectRequest { Subject = "nobody.listens", Value = ByteString.CopyFromUtf8("x") }, PublishToSubjectResponse.Parser);
-        Assert.Null(response.Ack);
+        var request = new PublishToSubjectRequest { Subject = "nobody.listens", Value = ByteString.CopyFromUtf8("x") };
+
+        // With a deadline and an ack policy, no ack ever comes: DEADLINE_EXCEEDED, as Liftbridge.
+        await ThrowsGrpcAsync(GrpcStatusCode.DeadlineExceeded, () => h.CallAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, TimeSpan.FromMilliseconds(300)));
+
+        // Without a deadline, or with AckPolicy NONE, it is fire-and-forget: an empty response at once.
+        Assert.Null((await h.Channel.UnaryAsync("/proto.API/PublishToSubject", request, PublishToSubjectResponse.Parser, timeout: null)).Ack);
+        var none = request.Clone();
+        none.AckPolicy = AckPolicy.None;
+        Assert.Null((await h.CallAsync("PublishToSubject", none, PublishToSubjectResponse.Parser)).Ack);
     }
 }
