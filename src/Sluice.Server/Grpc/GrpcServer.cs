@@ -65,6 +65,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         });
         builder.Services.AddSingleton(_loggerFactory);
         builder.WebHost.ConfigureKestrel(ConfigureKestrel);
+        builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = _options.InlineIo);
         var app = builder.Build();
         app.Run(HandleCallAsync);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
