@@ -1,0 +1,132 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using static Sluice.Client.Tests.TestHelpers;
+
+namespace Sluice.Client.Tests;
+
+/// <summary>
+/// The broker's hand-offs under concurrency, against the real server: acks posted by several
+/// partitions onto one PublishAsync stream, inline appends racing the write loop, and record
+/// bytes lent to outgoing messages (a buffer reused too early would corrupt values).
+/// </summary>
+public sealed class RealServerConcurrencyTests
+{
+    [Fact]
+    public async Task Concurrent_pipelined_and_synchronous_publishers_get_every_ack_with_dense_offsets()
+    {
+        const int Partitions = 4;
+        const int PipelinedPerPartition = 1500;
+        const int SynchronousPerPartition = 100;
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("c", "c", StreamOptions.Default with { Partitions = Partitions });
+
+        var offsets = new ConcurrentDictionary<(int Partition, long Offset), string>();
+        var errors = new ConcurrentQueue<Exception>();
+        var acked = 0;
+        var allAcked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        const int Pipelined = Partitions * PipelinedPerPartition;
+
+        // One client, so every publisher shares one PublishAsync stream: the acks of four partition
+        // writers interleave on it while synchronous publishers append inline next to the bursts.
+        var pipelined = Enumerable.Range(0, Partitions).Select(p => Task.Run(async () =>
+        {
+            for (var i = 0; i < PipelinedPerPartition; i++)
+            {
+                var value = $"p{p}-{i}";
+                await client.PublishAsync("c", Bytes(value), (ack, error) =>
+                {
+                    if (error is not null)
+                    {
+                        errors.Enqueue(error);
+                    }
+                    else if (!offsets.TryAdd((p, ack!.Offset), value))
+                    {
+                        errors.Enqueue(new InvalidOperationException($"offset {ack.Offset} acked twice"));
+                    }
+
+                    if (Interlocked.Increment(ref acked) == Pipelined)
+                    {
+                        allAcked.TrySetResult();
+                    }
+                }, new MessageOptions { Partition = p });
+            }
+        })).ToList();
+        var synchronous = Enumerable.Range(0, Partitions).Select(p => Task.Run(async () =>
+        {
+            for (var i = 0; i < SynchronousPerPartition; i++)
+            {
+                var value = $"s{p}-{i}";
+                var ack = await client.PublishAsync("c", Bytes(value), new MessageOptions { Partition = p });
+                Assert.True(offsets.TryAdd((p, ack!.Offset), value), $"offset {ack.Offset} of partition {p} acked twice");
+            }
+        })).ToList();
+
+        await Task.WhenAll(pipelined.Concat(synchronous)).WaitAsync(WaitLimit);
+        await allAcked.Task.WaitAsync(WaitLimit);
+        Assert.Empty(errors);
+
+        for (var p = 0; p < Partitions; p++)
+        {
+            var count = PipelinedPerPartition + SynchronousPerPartition;
+            var acks = offsets.Keys.Where(k => k.Partition == p).Select(k => k.Offset).Order().ToList();
+            Assert.Equal(Enumerable.Range(0, count).Select(i => (long)i), acks); // dense: no gap, no duplicate
+
+            // What was acked at an offset is what is stored there.
+            var stored = await client.SubscribeAsync("c", SubscribeOptions.Default.StartAtEarliest() with { Partition = p }).TakeAsync(count);
+            Assert.All(stored, m => Assert.Equal(offsets[(p, m.Offset)], Text(m.Value)));
+
+            // Each publisher's own messages keep their order within the partition.
+            foreach (var prefix in new[] { $"p{p}-", $"s{p}-" })
+            {
+                var sequence = stored.Select(m => Text(m.Value)).Where(v => v.StartsWith(prefix, StringComparison.Ordinal))
+                    .Select(v => int.Parse(v[prefix.Length..], System.Globalization.CultureInfo.InvariantCulture)).ToList();
+                Assert.Equal(Enumerable.Range(0, sequence.Count), sequence);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Subscribers_receive_every_value_intact_across_read_batches_and_segments()
+    {
+        const int Count = 3000;
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+
+        // Small segments: reads cross segment files; sizes up to 3 KB: read batches end mid-stream.
+        await client.CreateStreamAsync("v", "v", StreamOptions.Default with { SegmentMaxBytes = 256 * 1024 });
+        var random = new Random(42);
+        var values = Enumerable.Range(0, Count).Select(_ =>
+        {
+            var value = new byte[random.Next(1, 3000)];
+            random.NextBytes(value);
+            return value;
+        }).ToArray();
+        var keys = Enumerable.Range(0, Count).Select(i => Bytes($"key-{i}")).ToArray();
+
+        // A live subscriber (caught up, flushed per batch as messages arrive) and, afterwards, a
+        // reader from the start (large read batches, flushed at the threshold).
+        var live = client.SubscribeAsync("v", SubscribeOptions.Default.StartAtEarliest()).TakeAsync(Count);
+        var pending = new List<Task>();
+        for (var i = 0; i < Count; i++)
+        {
+            var headers = new Dictionary<string, ReadOnlyMemory<byte>> { ["h"] = SHA256.HashData(values[i]) };
+            pending.Add(client.PublishAsync("v", values[i], new MessageOptions { Key = keys[i], Headers = headers }));
+        }
+
+        await Task.WhenAll(pending).WaitAsync(WaitLimit);
+        var replay = await client.SubscribeAsync("v", SubscribeOptions.Default.StartAtEarliest()).TakeAsync(Count);
+        foreach (var received in new[] { await live.WaitAsync(WaitLimit), replay })
+        {
+            Assert.Equal(Count, received.Count);
+            for (var i = 0; i < Count; i++)
+            {
+                var message = received[i];
+                Assert.Equal(i, message.Offset);
+                Assert.True(values[i].AsSpan().SequenceEqual(message.Value.Span), $"value at offset {i} differs");
+                Assert.Equal($"key-{i}", Text(message.Key));
+                Assert.Equal(SHA256.HashData(values[i]), message.Headers["h"].ToArray());
+            }
+        }
+    }
+}
