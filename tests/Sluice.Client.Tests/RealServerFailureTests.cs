@@ -15,7 +15,7 @@ public sealed class RealServerFailureTests
     {
         await using var proxy = TcpProxy.Start();
         await using var server = await RealServer.StartBehindAsync(proxy);
-        await using var client = await SluiceClient.ConnectAsync([proxy.Address], FastOptions with { AckWaitTime = TimeSpan.FromMilliseconds(200) });
+        await using var client = await SluiceClient.ConnectAsync([proxy.Address], FastOptions with { AckWaitTime = TimeSpan.FromSeconds(1) }); // long enough for a loaded CI machine, short for a test
         await client.CreateStreamAsync("foo", "foo");
         Assert.Equal(0, (await client.PublishAsync("foo", Bytes("before")))!.Offset); // the publish stream is open
 
