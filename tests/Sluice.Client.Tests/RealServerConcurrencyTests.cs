@@ -130,3 +130,44 @@ public sealed class RealServerConcurrencyTests
         }
     }
 }
+
+/// <summary>The duplex call's shared writer when the connection dies under many queued requests.</summary>
+public sealed class DuplexWriterFailureTests
+{
+    [Fact]
+    public async Task Writers_queued_behind_a_failed_write_get_the_failure_instead_of_waiting_forever()
+    {
+        await using var server = await RealServer.StartAsync();
+        using var channel = new Sluice.Client.Grpc.GrpcChannel(new Uri($"http://{server.Address}"));
+        await channel.UnaryAsync("/proto.API/CreateStream", new Protocol.Api.CreateStreamRequest { Name = "w", Subject = "w" }, Protocol.Api.CreateStreamResponse.Parser, WaitLimit);
+        await using var call = channel.DuplexStreaming<Protocol.Api.PublishRequest, Protocol.Api.PublishResponse>("/proto.API/PublishAsync", Protocol.Api.PublishResponse.Parser);
+
+        // Four writers far faster than the server: the queue fills past its capacity, so most of them
+        // wait for the stream. Stopping the server fails the write in progress; every writer must end.
+        var value = Google.Protobuf.ByteString.CopyFrom(new byte[512]);
+        var written = 0;
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; ; i++)
+            {
+                await call.WriteAsync(new Protocol.Api.PublishRequest { Stream = "w", CorrelationId = $"{w}-{i}", Value = value });
+                Interlocked.Increment(ref written);
+            }
+        })).ToList();
+        var reader = Task.Run(async () =>
+        {
+            while (await call.MoveNextAsync())
+            {
+            }
+        });
+
+        await WaitUntilAsync(() => Volatile.Read(ref written) > 20_000, "the writers to get going");
+        await server.StopAsync();
+        foreach (var task in writers.Append(reader))
+        {
+            var error = await Record.ExceptionAsync(() => task.WaitAsync(WaitLimit));
+            Assert.True(task.IsCompleted, $"a writer or the reader still waits after {WaitLimit}");
+            Assert.NotNull(error); // the connection's failure
+        }
+    }
+}

@@ -126,6 +126,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
         var token = CallCancellation.Token;
         try
         {
+            ThrowIfFailed(); // a writer that waited for the gate while the previous holder failed
             while (true)
             {
                 var stream = _stream ??= await GetRequestStreamAsync(token).ConfigureAwait(false);
@@ -164,10 +165,11 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
         }
         catch (Exception ex)
         {
-            var mapped = MapException(ex);
+            var mapped = _failure ?? MapException(ex);
             _failure ??= mapped;
             _content.Fail(mapped);
-            throw mapped; // the gate stays taken: nothing more can be sent on this call
+            _gate.Release(); // writers waiting for the stream get the failure instead of waiting forever
+            throw mapped;
         }
     }
 

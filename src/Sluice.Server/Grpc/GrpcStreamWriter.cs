@@ -153,6 +153,7 @@ public sealed class GrpcStreamWriter<T>
     {
         try
         {
+            ThrowIfFailed(); // a writer that waited for the gate while the previous holder failed
             while (true)
             {
                 while (_queue.TryDequeue(out var message))
