@@ -30,7 +30,8 @@ dotnet format Sluice.slnx --verify-no-changes --no-restore
 
 results=$(mktemp -d)
 set +e
-dotnet test Sluice.slnx -c Release --no-build -nologo --logger "trx" --results-directory "$results" 2>&1 | tee "$results/console.log"
+# A test that hangs is killed after 5 minutes of silence and named in the output (instead of CI waiting forever).
+dotnet test Sluice.slnx -c Release --no-build -nologo --logger "trx" --results-directory "$results" --blame-hang-timeout 5m --blame-hang-dump-type none 2>&1 | tee "$results/console.log"
 status=${PIPESTATUS[0]}
 set -e
 
