@@ -87,6 +87,42 @@ public sealed class RealServerConcurrencyTests
     }
 
     [Fact]
+    public async Task Every_round_of_pipelined_publishes_gets_its_last_ack_promptly()
+    {
+        // One publisher queueing 1,000 messages with the callback form and then waiting for the last
+        // ack, 30 times. An ack left unflushed in the server's response buffer shows up here as a
+        // round that only ends when its ack timer fires (the ack wait is raised well above it).
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions with { AckWaitTime = TimeSpan.FromMinutes(1) });
+        await client.CreateStreamAsync("r", "r");
+        var value = new byte[64];
+        for (var round = 0; round < 30; round++)
+        {
+            var remaining = 1000;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            AckHandler onAck = (_, error) =>
+            {
+                if (error is not null)
+                {
+                    done.TrySetException(error);
+                }
+                else if (Interlocked.Decrement(ref remaining) == 0)
+                {
+                    done.TrySetResult();
+                }
+            };
+            for (var i = 0; i < 1000; i++)
+            {
+                await client.PublishAsync("r", value, onAck);
+            }
+
+            var finished = await Task.WhenAny(done.Task, Task.Delay(WaitLimit));
+            Assert.True(finished == done.Task, $"round {round}: {Volatile.Read(ref remaining)} acks still missing after {WaitLimit}");
+            await done.Task;
+        }
+    }
+
+    [Fact]
     public async Task Subscribers_receive_every_value_intact_across_read_batches_and_segments()
     {
         const int Count = 3000;

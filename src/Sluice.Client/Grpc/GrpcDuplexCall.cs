@@ -130,10 +130,12 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
             while (true)
             {
                 var stream = _stream ??= await GetRequestStreamAsync(token).ConfigureAwait(false);
+                var wrote = false;
                 while (_outgoing.TryDequeue(out var message))
                 {
                     Interlocked.Decrement(ref _queued);
                     WriteFrame(_buffer, message);
+                    wrote = true;
                     if (_buffer.WrittenCount >= WriteChunk)
                     {
                         await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
@@ -145,7 +147,11 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
                 {
                     await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
                     _buffer.ResetWrittenCount();
-                    await stream.FlushAsync(token).ConfigureAwait(false);
+                }
+
+                if (wrote)
+                {
+                    await stream.FlushAsync(token).ConfigureAwait(false); // also after a pass that ended on a full chunk
                 }
 
                 if (keepGate)

@@ -26,7 +26,12 @@ public sealed class GrpcStreamWriter<T>
     private readonly ConcurrentQueue<T> _queue = new();
     private readonly SemaphoreSlim _gate = new(1, 1);
     private int _unflushed;
-    private volatile bool _flushRequested;
+    // Flush requests are counted, not flagged: a drain pass reads the count before it takes messages,
+    // so every request counted then has its message in that pass, and one that comes later is seen
+    // as a count the pass did not flush. (A flag cleared by the drainer could swallow a request whose
+    // message was still queued, leaving that message unflushed.)
+    private long _flushRequests;
+    private long _flushedUpTo;
     private bool _started;
     private volatile bool _completed;
     private volatile Exception? _failure;
@@ -57,7 +62,7 @@ public sealed class GrpcStreamWriter<T>
         Enqueue(message);
         if (flush)
         {
-            _flushRequested = true;
+            Interlocked.Increment(ref _flushRequests);
         }
 
         return _gate.Wait(0, CancellationToken.None) ? DrainAsync() : WaitAndDrainAsync(cancellationToken);
@@ -67,7 +72,7 @@ public sealed class GrpcStreamWriter<T>
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfFailed();
-        _flushRequested = true;
+        Interlocked.Increment(ref _flushRequests);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }
@@ -90,7 +95,7 @@ public sealed class GrpcStreamWriter<T>
         _queue.Enqueue(message);
         if (flush)
         {
-            _flushRequested = true;
+            Interlocked.Increment(ref _flushRequests);
         }
 
         TryDrain();
@@ -100,7 +105,7 @@ public sealed class GrpcStreamWriter<T>
     /// <summary>Flushes what non-flushing posts left buffered: now if the stream is free, else by its current writer.</summary>
     internal void PostFlush()
     {
-        _flushRequested = true;
+        Interlocked.Increment(ref _flushRequests);
         TryDrain();
     }
 
@@ -121,7 +126,7 @@ public sealed class GrpcStreamWriter<T>
     {
         _completed = true;
         ThrowIfFailed();
-        _flushRequested = true;
+        Interlocked.Increment(ref _flushRequests);
         await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }
@@ -156,6 +161,7 @@ public sealed class GrpcStreamWriter<T>
             ThrowIfFailed(); // a writer that waited for the gate while the previous holder failed
             while (true)
             {
+                var requested = Interlocked.Read(ref _flushRequests); // before taking messages: see the field
                 while (_queue.TryDequeue(out var message))
                 {
                     if (!_started)
@@ -171,9 +177,9 @@ public sealed class GrpcStreamWriter<T>
                     }
                 }
 
-                if (_flushRequested)
+                if (requested != _flushedUpTo)
                 {
-                    _flushRequested = false;
+                    _flushedUpTo = requested;
                     if (_unflushed > 0)
                     {
                         await FlushPipeAsync().ConfigureAwait(false);
@@ -184,7 +190,7 @@ public sealed class GrpcStreamWriter<T>
 
                 // A message or flush request that came after the checks above, from a caller that
                 // found the gate taken, would otherwise wait for the next writer: take it back.
-                if ((_queue.IsEmpty && !_flushRequested) || !_gate.Wait(0, CancellationToken.None))
+                if ((_queue.IsEmpty && Interlocked.Read(ref _flushRequests) == _flushedUpTo) || !_gate.Wait(0, CancellationToken.None))
                 {
                     return;
                 }
