@@ -123,6 +123,25 @@ public sealed class RealServerConcurrencyTests
     }
 
     [Fact]
+    public async Task Messages_larger_than_the_clients_write_chunk_are_sent_and_acked()
+    {
+        // A request of 32 KB or more fills the client's write chunk by itself: the pass that writes it
+        // must still flush, or the request waits in HttpClient's buffer until something else is sent.
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions with { AckWaitTime = TimeSpan.FromSeconds(5) });
+        await client.CreateStreamAsync("big", "big");
+        var value = new byte[40 * 1024];
+        for (var i = 0; i < 10; i++)
+        {
+            value[0] = (byte)i;
+            Assert.Equal(i, (await client.PublishAsync("big", value))!.Offset);
+        }
+
+        var pending = Enumerable.Range(0, 10).Select(_ => client.PublishAsync("big", value)).ToList();
+        Assert.Equal(Enumerable.Range(10, 10).Select(i => (long)i), (await Task.WhenAll(pending).WaitAsync(WaitLimit)).Select(a => a!.Offset).Order());
+    }
+
+    [Fact]
     public async Task Subscribers_receive_every_value_intact_across_read_batches_and_segments()
     {
         const int Count = 3000;
