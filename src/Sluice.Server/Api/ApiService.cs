@@ -218,10 +218,25 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     {
         var session = new PublishAsyncSession(responses, context.CancellationToken);
         var requestReader = requests.GetAsyncEnumerator(context.CancellationToken);
-        var reading = true; // a MoveNextAsync is outstanding: the reader cannot be disposed then
+        var reading = false; // a MoveNextAsync is outstanding: the reader cannot be disposed then
         try
         {
-            await PublishEachAsync(session, requestReader, () => reading = false, () => reading = true, context).ConfigureAwait(false);
+            var next = requestReader.MoveNextAsync();
+            reading = true;
+            while (await next.ConfigureAwait(false))
+            {
+                reading = false;
+                var request = requestReader.Current;
+
+                // Start reading the next request now: if it is already buffered, this one is part of a
+                // burst and goes to the partition's writer loop, which appends the burst as one batch;
+                // a lone request (a synchronous publisher) is appended on this thread instead.
+                next = requestReader.MoveNextAsync();
+                reading = true;
+                await PublishOneAsync(session, request, moreComing: next.IsCompleted, context).ConfigureAwait(false);
+            }
+
+            reading = false;
         }
         finally
         {
@@ -235,69 +250,51 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         await session.DrainAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
     }
 
-    private async Task PublishEachAsync(PublishAsyncSession session, IAsyncEnumerator<PublishRequest> requestReader, Action readDone, Action readStarted, GrpcCallContext context)
+    /// <summary>One PublishAsync request: refusals become async errors on the stream, the ack comes through the session.</summary>
+    private async Task PublishOneAsync(PublishAsyncSession session, PublishRequest request, bool moreComing, GrpcCallContext context)
     {
-        var next = requestReader.MoveNextAsync();
-        while (true)
+        Partition partition;
+        try
         {
-            var hasRequest = await next.ConfigureAwait(false);
-            readDone();
-            if (!hasRequest)
-            {
-                return;
-            }
+            partition = CheckPublish(request); // before the empty-stream check, as Liftbridge: "" gives NOT_FOUND
+        }
+        catch (NotFoundException ex)
+        {
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.NotFound, ex.Message);
+            return;
+        }
+        catch (PreconditionFailedException ex)
+        {
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.Readonly, ex.Message);
+            return;
+        }
+        catch (InvalidRequestException ex)
+        {
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, ex.Message);
+            return;
+        }
 
-            var request = requestReader.Current;
+        var tracked = request.AckPolicy != AckPolicy.None;
+        if (tracked)
+        {
+            session.Begin();
+        }
 
-            // Start reading the next request now: if it is already buffered, this one is part of a
-            // burst and goes to the partition's writer loop, which appends the burst as one batch;
-            // a lone request (a synchronous publisher) is appended on this thread instead.
-            next = requestReader.MoveNextAsync();
-            readStarted();
-            var moreComing = next.IsCompleted;
-            Partition partition;
-            try
-            {
-                partition = CheckPublish(request); // before the empty-stream check, as Liftbridge: "" gives NOT_FOUND
-            }
-            catch (NotFoundException ex)
-            {
-                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.NotFound, ex.Message);
-                continue;
-            }
-            catch (PreconditionFailedException ex)
-            {
-                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.Readonly, ex.Message);
-                continue;
-            }
-            catch (InvalidRequestException ex)
-            {
-                session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, ex.Message);
-                continue;
-            }
-
-            var tracked = request.AckPolicy != AckPolicy.None;
+        try
+        {
+            var item = NewItem(request, partition, session);
+            await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
+            await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (BrokerException ex)
+        {
             if (tracked)
             {
-                session.Begin();
+                session.Abandon();
             }
 
-            try
-            {
-                var item = NewItem(request, partition, session);
-                await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
-                await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
-            }
-            catch (BrokerException ex)
-            {
-                if (tracked)
-                {
-                    session.Abandon();
-                }
-
-                var code = ex is NotFoundException ? PublishAsyncError.Types.Code.NotFound : PublishAsyncError.Types.Code.Internal;
-                session.SendError(request.CorrelationId, code, ex.Message);
-            }
+            var code = ex is NotFoundException ? PublishAsyncError.Types.Code.NotFound : PublishAsyncError.Types.Code.Internal;
+            session.SendError(request.CorrelationId, code, ex.Message);
         }
     }
 
