@@ -118,7 +118,7 @@ public static class BenchRunner
 
             await Task.WhenAll(runs).ConfigureAwait(false);
             clock.Stop();
-            var (serverCpu, serverPeak, steal) = probe.Stop();
+            var server = probe.Stop();
             var used = ClientSnapshot.Take() - client;
 
             var histogram = new Histograms.LatencyHistogram();
@@ -129,24 +129,11 @@ public static class BenchRunner
 
             var errors = workers.Sum(w => w.Errors);
             var delivered = options.Messages - errors;
-            return new BenchReport
+            return Measured(options, clock, server, used, delivered, errors, delivered * options.MessageSize) with
             {
-                Options = options,
-                Messages = delivered,
-                Errors = errors,
-                Bytes = delivered * options.MessageSize,
-                DurationSeconds = clock.Elapsed.TotalSeconds,
                 Latency = LatencySummary.From(histogram),
                 FirstError = workers.Select(w => w.FirstError).FirstOrDefault(e => e is not null)?.Message,
                 StreamCreated = created,
-                ServerCpuSeconds = serverCpu,
-                ServerPeakRssKb = serverPeak,
-                StealPercent = steal,
-                ClientCpuSeconds = used.CpuSeconds,
-                ClientAllocatedBytes = used.AllocatedBytes,
-                ClientGen0 = used.Gen0,
-                ClientGen1 = used.Gen1,
-                ClientGen2 = used.Gen2,
             };
         }
         finally
@@ -175,24 +162,8 @@ public static class BenchRunner
                 },
                 cancellationToken).ConfigureAwait(false);
             clock.Stop();
-            var (serverCpu, serverPeak, steal) = probe!.Stop();
-            var used = ClientSnapshot.Take() - client;
-            return new BenchReport
-            {
-                Options = options,
-                Messages = options.Messages,
-                Errors = 0,
-                Bytes = bytes,
-                DurationSeconds = clock.Elapsed.TotalSeconds,
-                ServerCpuSeconds = serverCpu,
-                ServerPeakRssKb = serverPeak,
-                StealPercent = steal,
-                ClientCpuSeconds = used.CpuSeconds,
-                ClientAllocatedBytes = used.AllocatedBytes,
-                ClientGen0 = used.Gen0,
-                ClientGen1 = used.Gen1,
-                ClientGen2 = used.Gen2,
-            };
+            var server = probe!.Stop();
+            return Measured(options, clock, server, ClientSnapshot.Take() - client, options.Messages, errors: 0, bytes);
         }
         finally
         {
@@ -201,6 +172,28 @@ public static class BenchRunner
     }
 
     /// <summary>This process's CPU time, allocations and collections at one moment.</summary>
+    /// <summary>A report of the counts, the timed part's duration, the server's CPU, peak RSS and steal, and the client's usage.</summary>
+    private static BenchReport Measured(BenchOptions options, Stopwatch clock, (double? CpuSeconds, long? PeakRssKb, double? StealPercent) server, ClientSnapshot used, long messages, long errors, long bytes)
+    {
+        var (serverCpu, serverPeak, steal) = server;
+        return new BenchReport
+        {
+            Options = options,
+            Messages = messages,
+            Errors = errors,
+            Bytes = bytes,
+            DurationSeconds = clock.Elapsed.TotalSeconds,
+            ServerCpuSeconds = serverCpu,
+            ServerPeakRssKb = serverPeak,
+            StealPercent = steal,
+            ClientCpuSeconds = used.CpuSeconds,
+            ClientAllocatedBytes = used.AllocatedBytes,
+            ClientGen0 = used.Gen0,
+            ClientGen1 = used.Gen1,
+            ClientGen2 = used.Gen2,
+        };
+    }
+
     private readonly record struct ClientSnapshot(double CpuSeconds, long AllocatedBytes, int Gen0, int Gen1, int Gen2)
     {
         public static ClientSnapshot Take()
