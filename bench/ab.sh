@@ -11,7 +11,7 @@
 #   MODE=consumer bench/ab.sh . new -n 200000           # fill a stream, then time consuming it
 #   SERVER_ENV=DOTNET_GCgen0size=0x400000 bench/ab.sh . gen0 -n 60000 --pub-batch 1 -c 64
 set -u
-repo=$1; label=$2; shift 2
+repo=$(cd "$1" && pwd); label=$2; shift 2
 RUNS=${RUNS:-5}
 d=$(mktemp -d); mkdir -p $d/data $d/run; printf 'storage:\n  durability: never\n' > $d/s.yaml
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

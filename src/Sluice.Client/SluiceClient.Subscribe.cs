@@ -99,7 +99,7 @@ public sealed partial class SluiceClient
     /// handshake frame. Retries UNAVAILABLE and FAILED_PRECONDITION (leader moved) after a metadata
     /// refresh, as go-liftbridge does.
     /// </summary>
-    internal async Task<(GrpcStreamingCall<Message>? Call, Message? First)> OpenSubscriptionAsync(string stream, SubscribeOptions options, CancellationToken cancellationToken)
+    internal async Task<(GrpcStreamingCall<SluiceMessage>? Call, SluiceMessage? First)> OpenSubscriptionAsync(string stream, SubscribeOptions options, CancellationToken cancellationToken)
     {
         var request = new SubscribeRequest
         {
@@ -136,7 +136,7 @@ public sealed partial class SluiceClient
                 continue;
             }
 
-            var call = GetConnection(address).Channel.ServerStreaming("/proto.API/Subscribe", request, Message.Parser, null, cancellationToken);
+            var call = GetConnection(address).Channel.ServerStreaming<SubscribeRequest, SluiceMessage>("/proto.API/Subscribe", request, SluiceMessage.Decode, null, cancellationToken);
             try
             {
                 if (!await call.MoveNextAsync().ConfigureAwait(false))
@@ -146,7 +146,7 @@ public sealed partial class SluiceClient
                 }
 
                 var first = call.Current;
-                return (call, IsHandshake(first) ? null : first);
+                return (call, first.IsHandshake ? null : first);
             }
             catch (GrpcException ex) when (ex.StatusCode is GrpcStatusCode.Unavailable or GrpcStatusCode.FailedPrecondition)
             {
@@ -168,12 +168,6 @@ public sealed partial class SluiceClient
 
         throw last is GrpcException grpc ? SluiceErrors.FromStatus(grpc, RpcKind.SubscribeOpen) : last!;
     }
-
-    /// <summary>
-    /// Liftbridge starts every subscription with an empty Message; real messages always name their
-    /// stream. A server that sends no handshake loses nothing: its first frame is kept.
-    /// </summary>
-    private static bool IsHandshake(Message message) => message.Stream.Length == 0 && message.Offset == 0 && message.Value.IsEmpty;
 
     private string? ReplicaAddress(string stream, int partition, out SluiceException? error)
     {

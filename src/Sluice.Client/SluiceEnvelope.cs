@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Sluice.Protocol.Envelopes;
+using Sluice.Protocol.Wire;
 using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client;
@@ -65,11 +66,15 @@ public static class SluiceEnvelope
     {
         try
         {
-            return new SluiceMessage(Envelope.DecodePublish(data));
+            return new SluiceMessage(WireMessage.Parse(Envelope.DecodePayload(data, EnvelopeType.Publish).ToArray()));
         }
         catch (EnvelopeException ex)
         {
             throw new InvalidEnvelopeException(ex.Message, ex);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new InvalidEnvelopeException($"invalid envelope payload: {ex.Message}", ex);
         }
     }
 }

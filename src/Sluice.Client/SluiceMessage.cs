@@ -1,4 +1,5 @@
-using Google.Protobuf;
+using System.Buffers;
+using Sluice.Protocol.Wire;
 using Sluice.Client.Internal;
 using Api = Sluice.Protocol.Api;
 
@@ -6,72 +7,70 @@ namespace Sluice.Client;
 
 /// <summary>
 /// A message read from a stream partition (or decoded from an envelope). Key, value and header
-/// values are views of the received bytes, not copies.
+/// values are views of the received bytes, not copies; strings and headers are decoded on first use.
 /// </summary>
 public sealed class SluiceMessage
 {
-    private readonly Api.Message _message;
+    private readonly WireMessage _wire;
+    private string? _stream;
+    private string? _subject;
+    private string? _replySubject;
+    private string? _ackInbox;
+    private string? _correlationId;
     private IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? _headers;
 
-    internal SluiceMessage(Api.Message message) => _message = message;
+    internal SluiceMessage(WireMessage wire) => _wire = wire;
 
     /// <summary>The message's offset in its partition.</summary>
-    public long Offset => _message.Offset;
+    public long Offset => _wire.Offset;
 
     /// <summary>The message key (empty when none).</summary>
-    public ReadOnlyMemory<byte> Key => _message.Key.Memory;
+    public ReadOnlyMemory<byte> Key => _wire.Key;
 
     /// <summary>The message value.</summary>
-    public ReadOnlyMemory<byte> Value => _message.Value.Memory;
+    public ReadOnlyMemory<byte> Value => _wire.Value;
 
     /// <summary>When the server received the message.</summary>
-    public DateTimeOffset Timestamp => Timestamps.FromUnixNanoseconds(_message.Timestamp);
+    public DateTimeOffset Timestamp => Timestamps.FromUnixNanoseconds(_wire.Timestamp);
 
     /// <summary>When the server received the message, in nanoseconds since the Unix epoch (full precision).</summary>
-    public long TimestampUnixNanoseconds => _message.Timestamp;
+    public long TimestampUnixNanoseconds => _wire.Timestamp;
 
     /// <summary>The stream the message belongs to.</summary>
-    public string Stream => _message.Stream;
+    public string Stream => _stream ??= _wire.GetStream();
 
     /// <summary>The partition the message belongs to.</summary>
-    public int Partition => _message.Partition;
+    public int Partition => _wire.Partition;
 
     /// <summary>The NATS subject the message was received on.</summary>
-    public string Subject => _message.Subject;
+    public string Subject => _subject ??= _wire.GetSubject();
 
     /// <summary>The NATS reply subject of the message, if any.</summary>
-    public string ReplySubject => _message.ReplySubject;
+    public string ReplySubject => _replySubject ??= _wire.GetReplySubject();
 
     /// <summary>The ack inbox (set on messages decoded from an envelope; the server does not store it).</summary>
-    public string AckInbox => _message.AckInbox;
+    public string AckInbox => _ackInbox ??= _wire.GetAckInbox();
 
     /// <summary>The correlation id (set on messages decoded from an envelope; the server does not store it).</summary>
-    public string CorrelationId => _message.CorrelationId;
+    public string CorrelationId => _correlationId ??= _wire.GetCorrelationId();
 
     /// <summary>The ack policy (set on messages decoded from an envelope).</summary>
-    public AckPolicy AckPolicy => (AckPolicy)(int)_message.AckPolicy;
+    public AckPolicy AckPolicy => (AckPolicy)_wire.AckPolicy;
 
     /// <summary>The message headers; servers add "subject" and "reply" to what the publisher set.</summary>
-    public IReadOnlyDictionary<string, ReadOnlyMemory<byte>> Headers => _headers ??= CopyHeaders(_message.Headers);
+    public IReadOnlyDictionary<string, ReadOnlyMemory<byte>> Headers => _headers ??= _wire.GetHeaders();
 
     /// <summary>The value decoded as UTF-8.</summary>
-    public string GetValueAsString() => _message.Value.ToStringUtf8();
+    public string GetValueAsString() => System.Text.Encoding.UTF8.GetString(_wire.Value.Span);
 
     /// <inheritdoc/>
     public override string ToString() => $"{Stream}[{Partition}]@{Offset} ({Value.Length} bytes)";
 
-    internal Api.Message Proto => _message;
+    /// <summary>Whether this is the empty message Liftbridge starts every subscription with (real messages always name their stream).</summary>
+    internal bool IsHandshake => Offset == 0 && _wire.ValueIsEmpty && Stream.Length == 0;
 
-    private static Dictionary<string, ReadOnlyMemory<byte>> CopyHeaders(Google.Protobuf.Collections.MapField<string, ByteString> headers)
-    {
-        var result = new Dictionary<string, ReadOnlyMemory<byte>>(headers.Count, StringComparer.Ordinal);
-        foreach (var (name, value) in headers)
-        {
-            result[name] = value.Memory;
-        }
-
-        return result;
-    }
+    /// <summary>Reads a gRPC payload (one proto.Message) into a message that owns a copy of the bytes.</summary>
+    internal static SluiceMessage Decode(ReadOnlySequence<byte> payload) => new(WireMessage.Parse(payload.ToArray()));
 }
 
 /// <summary>An acknowledgement that a message was stored in a stream partition.</summary>

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using Sluice.Client.Grpc;
 using Sluice.Client.Internal;
-using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Client;
@@ -26,8 +25,8 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
     private readonly SubscribeOptions _options;
     private readonly CancellationTokenSource _cts;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private GrpcStreamingCall<Message>? _call;
-    private Message? _pendingFirst;
+    private GrpcStreamingCall<SluiceMessage>? _call;
+    private SluiceMessage? _pendingFirst;
     private long _lastOffset = -1;
     private int _reading;
     private int _disposed;
@@ -77,7 +76,7 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
         using var registration = cancellationToken.Register(static s => ((SluiceSubscription)s!).Cancel(), this);
         while (true)
         {
-            Message? next;
+            SluiceMessage? next;
             try
             {
                 next = await NextAsync().ConfigureAwait(false);
@@ -106,7 +105,7 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
             }
 
             Volatile.Write(ref _lastOffset, next.Offset);
-            yield return new SluiceMessage(next);
+            yield return next;
         }
     }
 
@@ -181,7 +180,7 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
     }
 
     /// <summary>The next message, or null at the end of the subscription.</summary>
-    private async ValueTask<Message?> NextAsync()
+    private async ValueTask<SluiceMessage?> NextAsync()
     {
         while (true)
         {

@@ -76,12 +76,18 @@ internal sealed class GrpcChannel : IDisposable
     public GrpcStreamingCall<TResponse> ServerStreaming<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
+        => ServerStreaming(method, request, (GrpcDecoder<TResponse>)parser.ParseFrom, timeout, cancellationToken);
+
+    /// <summary>A server-streaming call whose responses <paramref name="decode"/> reads (e.g. without building protobuf objects).</summary>
+    public GrpcStreamingCall<TResponse> ServerStreaming<TRequest, TResponse>(string method, TRequest request, GrpcDecoder<TResponse> decode, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(request);
         var frame = GrpcRequestFraming.Frame(request, Options);
         var content = new ByteArrayContent(frame);
         content.Headers.ContentType = GrpcRequestFraming.ContentType;
-        var call = new GrpcStreamingCall<TResponse>(parser, Options, timeout, cancellationToken);
+        var call = new GrpcStreamingCall<TResponse>(decode, Options, timeout, cancellationToken);
         call.Start(NextClient(), CreateRequest(method, content, timeout));
         return call;
     }
@@ -90,9 +96,15 @@ internal sealed class GrpcChannel : IDisposable
     public GrpcDuplexCall<TRequest, TResponse> DuplexStreaming<TRequest, TResponse>(string method, MessageParser<TResponse> parser, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
+        => DuplexStreaming<TRequest, TResponse>(method, (GrpcDecoder<TResponse>)parser.ParseFrom, timeout, cancellationToken);
+
+    /// <summary>A bidirectional call whose responses <paramref name="decode"/> reads.</summary>
+    public GrpcDuplexCall<TRequest, TResponse> DuplexStreaming<TRequest, TResponse>(string method, GrpcDecoder<TResponse> decode, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class
     {
         var content = new DuplexContent();
-        var call = new GrpcDuplexCall<TRequest, TResponse>(content, parser, Options, timeout, cancellationToken);
+        var call = new GrpcDuplexCall<TRequest, TResponse>(content, decode, Options, timeout, cancellationToken);
         call.Start(NextClient(), CreateRequest(method, content, timeout));
         return call;
     }

@@ -17,7 +17,7 @@ namespace Sluice.Client.Grpc;
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim's wait handle is never created, so it holds nothing to dispose.")]
 internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TResponse>
     where TRequest : class, IMessage<TRequest>
-    where TResponse : class, IMessage<TResponse>
+    where TResponse : class
 {
     private const int WriteChunk = 32 * 1024;   // matches the server's flush threshold; measured sweet spot
     private const int QueueCapacity = 1024;     // above this a writer waits for the stream: a slow server pushes back
@@ -32,8 +32,8 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
     private volatile bool _completed;
     private volatile Exception? _failure;
 
-    internal GrpcDuplexCall(DuplexContent content, MessageParser<TResponse> parser, GrpcChannelOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
-        : base(parser, options, timeout, cancellationToken)
+    internal GrpcDuplexCall(DuplexContent content, GrpcDecoder<TResponse> decode, GrpcChannelOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
+        : base(decode, options, timeout, cancellationToken)
     {
         _content = content;
         _options = options;

@@ -2,7 +2,6 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Client.Grpc;
@@ -13,9 +12,9 @@ namespace Sluice.Client.Grpc;
 /// Disposing an unfinished call cancels it (the server sees RST_STREAM CANCEL).
 /// </summary>
 internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
-    where TResponse : class, IMessage<TResponse>
+    where TResponse : class
 {
-    private readonly MessageParser<TResponse> _parser;
+    private readonly GrpcDecoder<TResponse> _decode;
     private readonly GrpcChannelOptions _options;
     private readonly CancellationToken _callerToken;
     private readonly CancellationTokenSource? _deadline;
@@ -28,9 +27,9 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
     private bool _cancelledLocally;
     private bool _disposed;
 
-    internal GrpcStreamingCall(MessageParser<TResponse> parser, GrpcChannelOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
+    internal GrpcStreamingCall(GrpcDecoder<TResponse> decode, GrpcChannelOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
     {
-        _parser = parser;
+        _decode = decode;
         _options = options;
         _callerToken = cancellationToken;
         if (timeout is { } t)
@@ -232,7 +231,7 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
         string? encoding = _response.Headers.NonValidated.TryGetValues("grpc-encoding", out var e) ? e.ToString() : null;
         _body = await _response.Content.ReadAsStreamAsync(CallCancellation.Token).ConfigureAwait(false);
         var pipe = PipeReader.Create(_body, new StreamPipeReaderOptions(bufferSize: 64 * 1024)); // 64 KB reads: many messages per read on a fast stream
-        _reader = new GrpcMessageReader<TResponse>(pipe, _parser, _options.MaxReceiveMessageSize, encoding);
+        _reader = new GrpcMessageReader<TResponse>(pipe, _decode, _options.MaxReceiveMessageSize, encoding);
 
         // Once the headers are in, cancelling a read does not reliably reset the HTTP/2 stream;
         // disposing the body does (RST_STREAM CANCEL), so the server's handler learns of it at once.

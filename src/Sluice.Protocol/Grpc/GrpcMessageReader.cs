@@ -5,22 +5,29 @@ using Google.Protobuf;
 namespace Sluice.Protocol.Grpc;
 
 /// <summary>
+/// Turns one gRPC message's payload into a value. Throws <see cref="InvalidProtocolBufferException"/>
+/// or <see cref="InvalidDataException"/> for bytes that are not a valid message. A protobuf type's
+/// decoder is its parser's <c>ParseFrom</c>, e.g. <c>Ack.Parser.ParseFrom</c>.
+/// </summary>
+public delegate T GrpcDecoder<out T>(ReadOnlySequence<byte> payload);
+
+/// <summary>
 /// Reads length-prefixed protobuf messages from a pipe (a request body on the server, a response
 /// body on the client). Several messages that arrive in one read are parsed without another read.
 /// </summary>
 public sealed class GrpcMessageReader<T>
-    where T : class, IMessage<T>
+    where T : class
 {
     private readonly PipeReader _reader;
-    private readonly MessageParser<T> _parser;
+    private readonly GrpcDecoder<T> _decode;
     private readonly int _maxMessageSize;
     private readonly bool _gzip;
 
     /// <summary>Reads from <paramref name="reader"/>; <paramref name="encoding"/> is the peer's <c>grpc-encoding</c> (null/"identity" or "gzip").</summary>
-    public GrpcMessageReader(PipeReader reader, MessageParser<T> parser, int maxMessageSize, string? encoding)
+    public GrpcMessageReader(PipeReader reader, GrpcDecoder<T> decode, int maxMessageSize, string? encoding)
     {
         _reader = reader;
-        _parser = parser;
+        _decode = decode;
         _maxMessageSize = maxMessageSize;
         _gzip = string.Equals(encoding, GrpcCompression.Gzip, StringComparison.Ordinal);
     }
@@ -86,7 +93,7 @@ public sealed class GrpcMessageReader<T>
         {
             if (!compressed)
             {
-                return _parser.ParseFrom(payload);
+                return _decode(payload);
             }
 
             if (!_gzip)
@@ -96,9 +103,9 @@ public sealed class GrpcMessageReader<T>
                     "Received a compressed message but no supported grpc-encoding was declared");
             }
 
-            return _parser.ParseFrom(GrpcCompression.Decompress(payload, _maxMessageSize));
+            return _decode(new ReadOnlySequence<byte>(GrpcCompression.Decompress(payload, _maxMessageSize)));
         }
-        catch (InvalidProtocolBufferException ex)
+        catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidDataException)
         {
             throw new GrpcException(GrpcStatusCode.Internal, $"Failed to parse {typeof(T).Name}: {ex.Message}", ex);
         }

@@ -18,7 +18,7 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
 
     public GrpcMessageReader<T> CreateRequestReader<T>(MessageParser<T> parser)
         where T : class, IMessage<T>
-        => new(http.Request.BodyReader, parser, options.MaxReceiveMessageSize, requestEncoding);
+        => new(http.Request.BodyReader, parser.ParseFrom, options.MaxReceiveMessageSize, requestEncoding);
 
     /// <summary>Unary and server-streaming requests: exactly one message, then end of stream.</summary>
     public async ValueTask<T> ReadSingleRequestAsync<T>(MessageParser<T> parser)

@@ -84,7 +84,7 @@ public class GrpcFrameTests
         var pipe = new System.IO.Pipelines.Pipe();
         pipe.Writer.Write(Frame(compressed, compressed: true));
         pipe.Writer.Complete();
-        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser, 1 << 20, "gzip");
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser.ParseFrom, 1 << 20, "gzip");
         Assert.Equal(message, await reader.ReadAsync(default));
     }
 
@@ -103,7 +103,7 @@ public class GrpcFrameTests
         var frame = Frame(new byte[100]);
         await pipe.Writer.WriteAsync(frame.AsMemory(0, 50));
         await pipe.Writer.CompleteAsync();
-        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser, 1 << 20, null);
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser.ParseFrom, 1 << 20, null);
         var ex = await Assert.ThrowsAsync<GrpcException>(() => reader.ReadAsync(default).AsTask());
         Assert.Equal(GrpcStatusCode.Internal, ex.StatusCode);
     }

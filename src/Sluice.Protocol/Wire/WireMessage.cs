@@ -1,0 +1,364 @@
+using System.Text;
+using Sluice.Protocol.Api;
+
+namespace Sluice.Protocol.Wire;
+
+/// <summary>
+/// A <c>proto.Message</c> read straight from its wire bytes, for the subscription hot path: one pass
+/// checks the encoding and records where each field is; bytes fields are views of the buffer and
+/// strings and headers are decoded only when asked for. Parsing a subscription message this way
+/// allocates nothing besides the buffer, where the protobuf object costs a map, its two header
+/// entries and five strings per message.
+/// Semantics follow protobuf (and Google.Protobuf): fields in any order, the last occurrence of a
+/// scalar wins, map entries accumulate with the last value of a key winning, unknown fields and
+/// known fields with an unexpected wire type are skipped, and truncated or malformed input is an
+/// error (<see cref="InvalidDataException"/>).
+/// </summary>
+public readonly struct WireMessage
+{
+    // Tags (field number << 3 | wire type) of proto.Message's fields.
+    private const uint OffsetTag = 1 << 3;
+    private const uint KeyTag = (2 << 3) | 2;
+    private const uint ValueTag = (3 << 3) | 2;
+    private const uint TimestampTag = 4 << 3;
+    private const uint StreamTag = (5 << 3) | 2;
+    private const uint PartitionTag = 6 << 3;
+    private const uint SubjectTag = (7 << 3) | 2;
+    private const uint ReplySubjectTag = (8 << 3) | 2;
+    private const uint HeadersTag = (9 << 3) | 2;
+    private const uint AckInboxTag = (10 << 3) | 2;
+    private const uint CorrelationIdTag = (11 << 3) | 2;
+    private const uint AckPolicyTag = 12 << 3;
+
+    // Map entry fields: key = 1 (string), value = 2 (bytes).
+    private const uint EntryKeyTag = (1 << 3) | 2;
+    private const uint EntryValueTag = (2 << 3) | 2;
+
+    private readonly byte[] _buffer;
+    private readonly int _start;
+    private readonly int _length;
+    private readonly Segment _key;
+    private readonly Segment _value;
+    private readonly Segment _stream;
+    private readonly Segment _subject;
+    private readonly Segment _replySubject;
+    private readonly Segment _ackInbox;
+    private readonly Segment _correlationId;
+
+    private WireMessage(byte[] buffer, int start, int length)
+    {
+        _buffer = buffer;
+        _start = start;
+        _length = length;
+        var data = new ReadOnlySpan<byte>(buffer, start, length);
+        var position = 0;
+        while (position < data.Length)
+        {
+            var tag = ReadTag(data, ref position);
+            switch (tag)
+            {
+                case OffsetTag:
+                    Offset = (long)ReadVarint(data, ref position);
+                    break;
+                case TimestampTag:
+                    Timestamp = (long)ReadVarint(data, ref position);
+                    break;
+                case PartitionTag:
+                    Partition = (int)ReadVarint(data, ref position);
+                    break;
+                case AckPolicyTag:
+                    AckPolicy = (int)ReadVarint(data, ref position);
+                    break;
+                case KeyTag:
+                    _key = ReadSegment(data, ref position);
+                    break;
+                case ValueTag:
+                    _value = ReadSegment(data, ref position);
+                    break;
+                case StreamTag:
+                    _stream = ReadSegment(data, ref position);
+                    break;
+                case SubjectTag:
+                    _subject = ReadSegment(data, ref position);
+                    break;
+                case ReplySubjectTag:
+                    _replySubject = ReadSegment(data, ref position);
+                    break;
+                case AckInboxTag:
+                    _ackInbox = ReadSegment(data, ref position);
+                    break;
+                case CorrelationIdTag:
+                    _correlationId = ReadSegment(data, ref position);
+                    break;
+                case HeadersTag:
+                    var entry = ReadSegment(data, ref position);
+                    CheckEntry(data.Slice(entry.Start, entry.Length));
+                    HeaderEntries++;
+                    break;
+                default:
+                    Skip(data, ref position, tag);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The message's offset in its partition.</summary>
+    public long Offset { get; }
+
+    /// <summary>When the server received the message (Unix nanoseconds).</summary>
+    public long Timestamp { get; }
+
+    /// <summary>The partition the message belongs to.</summary>
+    public int Partition { get; }
+
+    /// <summary>The ack policy (an <see cref="Api.AckPolicy"/> value; unknown values are kept as they are).</summary>
+    public int AckPolicy { get; }
+
+    /// <summary>How many header map entries the message carries (a key sent twice counts twice).</summary>
+    public int HeaderEntries { get; }
+
+    /// <summary>The key: a view of the buffer.</summary>
+    public ReadOnlyMemory<byte> Key => Memory(_key);
+
+    /// <summary>The value: a view of the buffer.</summary>
+    public ReadOnlyMemory<byte> Value => Memory(_value);
+
+    /// <summary>Whether the message has no value bytes.</summary>
+    public bool ValueIsEmpty => _value.Length == 0;
+
+    /// <summary>
+    /// Reads a message from <paramref name="buffer"/>, which the result keeps and views: do not change it afterwards.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The bytes are not a well-formed message.</exception>
+    public static WireMessage Parse(byte[] buffer) => Parse(buffer, 0, buffer?.Length ?? 0);
+
+    /// <inheritdoc cref="Parse(byte[])"/>
+    public static WireMessage Parse(byte[] buffer, int start, int length)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, buffer.Length - start);
+        return new WireMessage(buffer, start, length);
+    }
+
+    /// <summary>The stream name (decoded on every call: cache it).</summary>
+    public string GetStream() => Text(_stream);
+
+    /// <summary>The NATS subject.</summary>
+    public string GetSubject() => Text(_subject);
+
+    /// <summary>The NATS reply subject.</summary>
+    public string GetReplySubject() => Text(_replySubject);
+
+    /// <summary>The ack inbox.</summary>
+    public string GetAckInbox() => Text(_ackInbox);
+
+    /// <summary>The correlation id.</summary>
+    public string GetCorrelationId() => Text(_correlationId);
+
+    /// <summary>The headers, names decoded and values viewing the buffer; the last value of a repeated name wins.</summary>
+    public Dictionary<string, ReadOnlyMemory<byte>> GetHeaders()
+    {
+        var headers = new Dictionary<string, ReadOnlyMemory<byte>>(HeaderEntries, StringComparer.Ordinal);
+        if (HeaderEntries == 0)
+        {
+            return headers;
+        }
+
+        var data = new ReadOnlySpan<byte>(_buffer, _start, _length);
+        var position = 0;
+        while (position < data.Length)
+        {
+            var tag = ReadTag(data, ref position);
+            if (tag != HeadersTag)
+            {
+                Skip(data, ref position, tag);
+                continue;
+            }
+
+            var entry = ReadSegment(data, ref position);
+            var name = default(Segment);
+            var value = default(Segment);
+            var entryData = data.Slice(entry.Start, entry.Length);
+            var at = 0;
+            while (at < entryData.Length)
+            {
+                var entryTag = ReadTag(entryData, ref at);
+                if (entryTag == EntryKeyTag)
+                {
+                    name = ReadSegment(entryData, ref at).Offset(entry.Start);
+                }
+                else if (entryTag == EntryValueTag)
+                {
+                    value = ReadSegment(entryData, ref at).Offset(entry.Start);
+                }
+                else
+                {
+                    Skip(entryData, ref at, entryTag, inEntry: true);
+                }
+            }
+
+            headers[Text(name)] = Memory(value);
+        }
+
+        return headers;
+    }
+
+    /// <summary>The same message as a protobuf object (parses the bytes again).</summary>
+    public Message ToMessage() => Message.Parser.ParseFrom(_buffer, _start, _length);
+
+    private ReadOnlyMemory<byte> Memory(Segment segment) =>
+        segment.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_buffer, _start + segment.Start, segment.Length);
+
+    private string Text(Segment segment) =>
+        segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, _start + segment.Start, segment.Length);
+
+    private static void CheckEntry(ReadOnlySpan<byte> entry)
+    {
+        var position = 0;
+        while (position < entry.Length)
+        {
+            var tag = ReadTag(entry, ref position);
+            if (tag is EntryKeyTag or EntryValueTag)
+            {
+                ReadSegment(entry, ref position);
+            }
+            else
+            {
+                Skip(entry, ref position, tag, inEntry: true);
+            }
+        }
+    }
+
+    private static uint ReadTag(ReadOnlySpan<byte> data, ref int position)
+    {
+        var raw = ReadVarint(data, ref position);
+        var tag = (uint)raw;
+        if (tag >> 3 == 0)
+        {
+            throw new InvalidDataException("Protocol message contained an invalid tag (zero).");
+        }
+
+        return tag;
+    }
+
+    /// <summary>A base-128 varint of up to 10 bytes; bits beyond 64 are dropped, as protobuf does.</summary>
+    private static ulong ReadVarint(ReadOnlySpan<byte> data, ref int position)
+    {
+        ulong result = 0;
+        for (var shift = 0; shift < 70; shift += 7)
+        {
+            if (position >= data.Length)
+            {
+                throw Truncated();
+            }
+
+            var b = data[position++];
+            result |= (ulong)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return result;
+            }
+        }
+
+        throw new InvalidDataException("Protocol message contained a malformed varint (more than 10 bytes).");
+    }
+
+    private static Segment ReadSegment(ReadOnlySpan<byte> data, ref int position)
+    {
+        var length = (int)(uint)ReadVarint(data, ref position);
+        if (length < 0)
+        {
+            throw new InvalidDataException("Protocol message contained a negative length.");
+        }
+
+        if (length > data.Length - position)
+        {
+            throw Truncated();
+        }
+
+        var segment = new Segment(position, length);
+        position += length;
+        return segment;
+    }
+
+    /// <summary>
+    /// Skips the field whose tag was just read. Inside a map entry (<paramref name="inEntry"/>)
+    /// Google.Protobuf skips nothing for the invalid wire types 6 and 7 instead of failing; so does this.
+    /// </summary>
+    private static void Skip(ReadOnlySpan<byte> data, ref int position, uint tag, bool inEntry = false, int depth = 0)
+    {
+        switch (tag & 7)
+        {
+            case 0:
+                ReadVarint(data, ref position);
+                break;
+            case 1:
+                Advance(data, ref position, 8);
+                break;
+            case 2:
+                ReadSegment(data, ref position);
+                break;
+            case 5:
+                Advance(data, ref position, 4);
+                break;
+            case 3:
+                if (depth >= 100)
+                {
+                    throw new InvalidDataException("Protocol message had too many levels of nesting.");
+                }
+
+                var end = (tag & ~7u) | 4;
+                while (true)
+                {
+                    if (position >= data.Length)
+                    {
+                        throw Truncated();
+                    }
+
+                    var inner = ReadTag(data, ref position);
+                    if (inner == end)
+                    {
+                        return;
+                    }
+
+                    if ((inner & 7) == 4)
+                    {
+                        throw new InvalidDataException("Protocol message contained a mismatched end-group tag.");
+                    }
+
+                    Skip(data, ref position, inner, inEntry, depth + 1);
+                }
+
+            case 4:
+                throw new InvalidDataException("Protocol message contained an end-group tag without a start-group tag.");
+            default:
+                if (!inEntry)
+                {
+                    throw new InvalidDataException($"Protocol message contained a tag with an invalid wire type ({tag & 7}).");
+                }
+
+                break;
+        }
+    }
+
+    private static void Advance(ReadOnlySpan<byte> data, ref int position, int count)
+    {
+        if (count > data.Length - position)
+        {
+            throw Truncated();
+        }
+
+        position += count;
+    }
+
+    private static InvalidDataException Truncated() =>
+        new("While parsing a protocol message, the input ended unexpectedly in the middle of a field.");
+
+    /// <summary>Where a length-delimited field's bytes are, relative to the message start.</summary>
+    private readonly record struct Segment(int Start, int Length)
+    {
+        public Segment Offset(int by) => new(Start + by, Length);
+    }
+}
