@@ -1,6 +1,6 @@
 using System.Buffers;
-using Sluice.Protocol.Wire;
 using Sluice.Client.Internal;
+using Sluice.Protocol.Wire;
 using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client;
