@@ -23,7 +23,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             .AddUnary<DeleteStreamRequest, DeleteStreamResponse>(ServiceName, "DeleteStream", DeleteStreamRequest.Parser, (r, c) => Run(c, () => DeleteStreamAsync(r, c)))
             .AddUnary<PauseStreamRequest, PauseStreamResponse>(ServiceName, "PauseStream", PauseStreamRequest.Parser, (r, c) => Run(c, () => PauseStreamAsync(r, c)))
             .AddUnary<SetStreamReadonlyRequest, SetStreamReadonlyResponse>(ServiceName, "SetStreamReadonly", SetStreamReadonlyRequest.Parser, (r, c) => Run(c, () => SetStreamReadonlyAsync(r, c)))
-            .AddServerStreaming<SubscribeRequest, Message>(ServiceName, "Subscribe", SubscribeRequest.Parser, SubscribeAsync)
+            .AddServerStreaming<SubscribeRequest, RecordMessage>(ServiceName, "Subscribe", SubscribeRequest.Parser, SubscribeAsync)
             .AddUnary<FetchMetadataRequest, FetchMetadataResponse>(ServiceName, "FetchMetadata", FetchMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchMetadata(r))))
             .AddUnary<FetchPartitionMetadataRequest, FetchPartitionMetadataResponse>(ServiceName, "FetchPartitionMetadata", FetchPartitionMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchPartitionMetadata(r))))
             .AddUnary<PublishRequest, PublishResponse>(ServiceName, "Publish", PublishRequest.Parser, (r, c) => Run(c, () => PublishAsync(r, c)))
@@ -77,7 +77,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         return new SetStreamReadonlyResponse();
     }
 
-    private async Task SubscribeAsync(SubscribeRequest request, GrpcStreamWriter<Message> responses, GrpcCallContext context)
+    private async Task SubscribeAsync(SubscribeRequest request, GrpcStreamWriter<RecordMessage> responses, GrpcCallContext context)
     {
         var token = context.CancellationToken;
         try

@@ -7,13 +7,13 @@ namespace Sluice.Server.Grpc;
 /// <summary>Handles a unary call. Throw <see cref="GrpcException"/> to fail it with a chosen status.</summary>
 public delegate ValueTask<TResponse> UnaryHandler<TRequest, TResponse>(TRequest request, GrpcCallContext context);
 
-/// <summary>Handles a server-streaming call; the call ends (status OK) when the task completes.</summary>
+/// <summary>Handles a server-streaming call; the call ends (status OK) when the task completes. Responses are protobuf messages or <see cref="IGrpcEncodable"/>s.</summary>
 public delegate Task ServerStreamingHandler<TRequest, TResponse>(TRequest request, GrpcStreamWriter<TResponse> responses, GrpcCallContext context)
-    where TResponse : class, IMessage<TResponse>;
+    where TResponse : class;
 
 /// <summary>Handles a bidirectional call; <paramref name="requests"/> ends when the client half-closes.</summary>
 public delegate Task DuplexStreamingHandler<TRequest, TResponse>(IAsyncEnumerable<TRequest> requests, GrpcStreamWriter<TResponse> responses, GrpcCallContext context)
-    where TResponse : class, IMessage<TResponse>;
+    where TResponse : class;
 
 /// <summary>Maps "/package.Service/Method" paths to typed handlers. Fill it before starting the server.</summary>
 public sealed class GrpcMethodRegistry
@@ -30,12 +30,12 @@ public sealed class GrpcMethodRegistry
 
     public GrpcMethodRegistry AddServerStreaming<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, ServerStreamingHandler<TRequest, TResponse> handler)
         where TRequest : class, IMessage<TRequest>
-        where TResponse : class, IMessage<TResponse>
+        where TResponse : class
         => Add(new ServerStreamingMethod<TRequest, TResponse>(service, method, parser, handler));
 
     public GrpcMethodRegistry AddDuplexStreaming<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, DuplexStreamingHandler<TRequest, TResponse> handler)
         where TRequest : class, IMessage<TRequest>
-        where TResponse : class, IMessage<TResponse>
+        where TResponse : class
         => Add(new DuplexStreamingMethod<TRequest, TResponse>(service, method, parser, handler));
 
     internal bool TryGet(string path, out GrpcMethod method) => _methods.TryGetValue(path, out method!);
@@ -84,7 +84,7 @@ internal sealed class UnaryMethod<TRequest, TResponse>(string service, string me
 internal sealed class ServerStreamingMethod<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, ServerStreamingHandler<TRequest, TResponse> handler)
     : GrpcMethod(service, method)
     where TRequest : class, IMessage<TRequest>
-    where TResponse : class, IMessage<TResponse>
+    where TResponse : class
 {
     public override async Task InvokeAsync(GrpcServerCall call)
     {
@@ -97,7 +97,7 @@ internal sealed class ServerStreamingMethod<TRequest, TResponse>(string service,
 internal sealed class DuplexStreamingMethod<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, DuplexStreamingHandler<TRequest, TResponse> handler)
     : GrpcMethod(service, method)
     where TRequest : class, IMessage<TRequest>
-    where TResponse : class, IMessage<TResponse>
+    where TResponse : class
 {
     public override async Task InvokeAsync(GrpcServerCall call)
     {

@@ -289,8 +289,25 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>Serializes one framed message straight into the pipe (no intermediate buffer); returns its size.</summary>
-    internal static int WriteMessage<T>(PipeWriter writer, T message, int maxSendSize)
-        where T : IMessage<T>
+    /// <summary>Frames a response: a protobuf message, or an <see cref="IGrpcEncodable"/> that writes its own bytes.</summary>
+    internal static int WriteResponse<T>(PipeWriter writer, T message, int maxSendSize)
+        where T : class
+    {
+        if (message is not IGrpcEncodable encodable)
+        {
+            return WriteMessage(writer, (IMessage)message, maxSendSize);
+        }
+
+        var size = encodable.CalculateSize();
+        GrpcFrame.CheckSendSize(size, maxSendSize);
+        var span = writer.GetSpan(GrpcFrame.HeaderSize + size);
+        GrpcFrame.WriteHeader(span, compressed: false, size);
+        encodable.WriteTo(span.Slice(GrpcFrame.HeaderSize, size));
+        writer.Advance(GrpcFrame.HeaderSize + size);
+        return GrpcFrame.HeaderSize + size;
+    }
+
+    internal static int WriteMessage(PipeWriter writer, IMessage message, int maxSendSize)
     {
         var size = message.CalculateSize();
         GrpcFrame.CheckSendSize(size, maxSendSize);

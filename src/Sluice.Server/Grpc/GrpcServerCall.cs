@@ -44,7 +44,7 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
     }
 
     public GrpcStreamWriter<T> CreateStreamWriter<T>()
-        where T : class, IMessage<T>
+        where T : class
         => new(http.Response.BodyWriter, options.MaxSendMessageSize, () => HasWrittenMessages = true, Context.CancellationToken);
 
     /// <summary>
@@ -52,7 +52,7 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
     /// gets them, then the status). The handler's error wins over a writer error it caused.
     /// </summary>
     public static async Task RunStreamingAsync<T>(GrpcStreamWriter<T> writer, Func<Task> handler)
-        where T : class, IMessage<T>
+        where T : class
     {
         Exception? handlerError = null;
         try

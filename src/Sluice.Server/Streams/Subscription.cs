@@ -1,4 +1,4 @@
-using Google.Protobuf;
+using System.Text;
 using Sluice.Protocol.Api;
 using Sluice.Storage.Log;
 
@@ -6,7 +6,7 @@ namespace Sluice.Server.Streams;
 
 /// <summary>
 /// One subscriber reading one partition: resolves the start and stop offsets (Liftbridge §3.9),
-/// sends the handshake frame, then streams committed records (≤ HW) as <see cref="Message"/>s,
+/// sends the handshake frame, then streams committed records (≤ HW) as proto.Messages (<see cref="RecordMessage"/>),
 /// waiting for new data without polling. Ends by returning (reverse reached offset 0) or throwing
 /// a <see cref="BrokerException"/> that names the terminal status.
 /// </summary>
@@ -30,7 +30,7 @@ internal sealed class Subscription
     /// message when its task completes, because record bytes are lent to the message, not copied.
     /// <paramref name="flush"/> pushes out what earlier non-flushing sends buffered.
     /// </summary>
-    public async Task RunAsync(Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
+    public async Task RunAsync(Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var request = _request;
         if (request.Consumer is { } consumer && consumer.ConsumerId.Length == 0)
@@ -65,7 +65,7 @@ internal sealed class Subscription
         }
     }
 
-    private async Task RunAsync(Partition partition, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
+    private async Task RunAsync(Partition partition, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var request = _request;
         if (partition.IsPaused)
@@ -89,7 +89,7 @@ internal sealed class Subscription
         var log = runtime.Log;
         if (request.Reverse)
         {
-            await send(new Message(), true).ConfigureAwait(false); // quirk 15: the handshake frame
+            await send(RecordMessage.Handshake, true).ConfigureAwait(false); // quirk 15: the handshake frame
             await ReverseAsync(partition, log, send, flush, cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -115,7 +115,7 @@ internal sealed class Subscription
             throw new InvalidRequestException($"Stop offset is before start offset: {stop} < {start}");
         }
 
-        await send(new Message(), true).ConfigureAwait(false); // quirk 15: the handshake frame
+        await send(RecordMessage.Handshake, true).ConfigureAwait(false); // quirk 15: the handshake frame
         await ForwardAsync(partition, runtime, start, stop, send, flush, cancellationToken).ConfigureAwait(false);
     }
 
@@ -157,8 +157,9 @@ internal sealed class Subscription
         }
     }
 
-    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
+    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
+        var streamName = Encoding.UTF8.GetBytes(partition.Stream.Name);
         var log = runtime.Log;
         var reader = log.CreateReader(start, committed: true);
         while (true)
@@ -205,7 +206,7 @@ internal sealed class Subscription
                         throw new SubscriptionExhaustedException("Stop offset reached");
                     }
 
-                    await send(ToMessage(partition, record), false).ConfigureAwait(false);
+                    await send(ToMessage(partition, streamName, record), false).ConfigureAwait(false);
                     if (record.Offset == stop)
                     {
                         throw new SubscriptionExhaustedException("Stop offset reached");
@@ -218,8 +219,9 @@ internal sealed class Subscription
     }
 
     /// <summary>Quirk 8 (fixed): a reverse subscription walks from the HW down to offset 0 and ends with OK.</summary>
-    private static async Task ReverseAsync(Partition partition, CommitLog log, Func<Message, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
+    private static async Task ReverseAsync(Partition partition, CommitLog log, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
+        var streamName = Encoding.UTF8.GetBytes(partition.Stream.Name);
         var next = log.HighWatermark;
         while (next >= 0)
         {
@@ -243,7 +245,7 @@ internal sealed class Subscription
 
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    await send(ToMessage(partition, batch[i]), false).ConfigureAwait(false);
+                    await send(ToMessage(partition, streamName, batch[i]), false).ConfigureAwait(false);
                 }
 
                 await flush().ConfigureAwait(false);
@@ -261,43 +263,6 @@ internal sealed class Subscription
         _ => new BrokerInternalException("The partition's log is closed"),
     };
 
-    private static Message ToMessage(Partition partition, in LogRecord record)
-    {
-        var message = new Message
-        {
-            Offset = record.Offset,
-            Timestamp = record.Timestamp,
-            Stream = partition.Stream.Name,
-            Partition = partition.Id,
-        };
-        // The bytes are lent, not copied: the message is serialized before the batch is returned (see RunAsync).
-        if (record.Key is { } key)
-        {
-            message.Key = UnsafeByteOperations.UnsafeWrap(key);
-        }
-
-        if (partition.OpenValue(record) is { } value)
-        {
-            message.Value = UnsafeByteOperations.UnsafeWrap(value); // encrypted: a fresh array from the cipher
-        }
-
-        if (record.Headers is { } headers)
-        {
-            foreach (var header in headers)
-            {
-                var bytes = UnsafeByteOperations.UnsafeWrap(header.Value);
-                message.Headers[header.Name] = bytes; // quirk 6 (kept): "subject" and "reply" are visible
-                if (header.Name == PublishItem.SubjectHeader)
-                {
-                    message.Subject = bytes.ToStringUtf8();
-                }
-                else if (header.Name == PublishItem.ReplyHeader)
-                {
-                    message.ReplySubject = bytes.ToStringUtf8();
-                }
-            }
-        }
-
-        return message;
-    }
+    private static RecordMessage ToMessage(Partition partition, byte[] streamName, in LogRecord record) =>
+        new(streamName, partition.Id, record, partition.OpenValue(record)); // encrypted: a fresh array from the cipher
 }

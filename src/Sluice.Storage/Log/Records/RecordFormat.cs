@@ -208,6 +208,15 @@ internal static class RecordFormat
         return p == record.Length;
     }
 
+    /// <summary>
+    /// A header name as a string. The names the broker puts on every record ("subject", "reply")
+    /// are shared instances instead of two new strings per record read.
+    /// </summary>
+    private static string HeaderName(ReadOnlySpan<byte> utf8) =>
+        utf8.SequenceEqual("subject"u8) ? "subject"
+        : utf8.SequenceEqual("reply"u8) ? "reply"
+        : Encoding.UTF8.GetString(utf8);
+
     /// <summary>Builds a <see cref="LogRecord"/> whose bytes point into <paramref name="record"/> (already checked by <see cref="TryParse"/>).</summary>
     public static LogRecord Decode(ReadOnlyMemory<byte> record)
     {
@@ -224,7 +233,7 @@ internal static class RecordFormat
             for (var i = 0; i < count; i++)
             {
                 int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(span[p..]);
-                var name = Encoding.UTF8.GetString(span.Slice(p + 2, nameLength));
+                var name = HeaderName(span.Slice(p + 2, nameLength));
                 p += 2 + nameLength;
                 var n = BinaryPrimitives.ReadInt32LittleEndian(span[p..]);
                 array[i] = new RecordHeader(name, record.Slice(p + 4, n));
