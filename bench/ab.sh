@@ -10,6 +10,7 @@
 #   bench/ab.sh . new -n 30000 --pub-batch 1
 #   MODE=consumer bench/ab.sh . new -n 200000           # fill a stream, then time consuming it
 #   SERVER_ENV=DOTNET_GCgen0size=0x400000 bench/ab.sh . gen0 -n 60000 --pub-batch 1 -c 64
+#   WARM=300000 bench/ab.sh . new -n 600000 --pub-batch 100   # a longer warm-up (two runs of WARM messages; default 20000)
 set -u
 repo=$(cd "$1" && pwd); label=$2; shift 2
 RUNS=${RUNS:-5}
@@ -25,8 +26,8 @@ if [ "$MODE" = consumer ]; then
   $B consumer --target sluice --servers 127.0.0.1:$port --stream e --subject e "$@" --ms 256 >/dev/null 2>&1
   set -- --stream e --subject e "$@"
 else
-$B producer --target sluice --servers 127.0.0.1:$port --create-stream -n 20000 "$@" --ms 256 >/dev/null 2>&1
-$B producer --target sluice --servers 127.0.0.1:$port -n 20000 "$@" --ms 256 >/dev/null 2>&1
+$B producer --target sluice --servers 127.0.0.1:$port --create-stream -n ${WARM:-20000} "$@" --ms 256 >/dev/null 2>&1
+$B producer --target sluice --servers 127.0.0.1:$port -n ${WARM:-20000} "$@" --ms 256 >/dev/null 2>&1
 fi
 ctx() { cat /proc/$pid/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s+=$2} END {print s}'; }
 for r in $(seq $RUNS); do

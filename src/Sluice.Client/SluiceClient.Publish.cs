@@ -11,6 +11,8 @@ public sealed partial class SluiceClient
     private const int SendAttempts = 5;         // go-liftbridge retries a send 5 times when the stream is gone
     private const int PartitionerLookups = 5;   // go-liftbridge: up to 5 metadata refreshes for a partitioner
 
+    private Action<Exception>? _onAckHandlerError;
+
     /// <summary>
     /// Publishes a message to a stream partition and returns its ack (null with
     /// <see cref="AckPolicy.None"/>). Messages are pipelined over one long-lived PublishAsync stream
@@ -33,11 +35,11 @@ public sealed partial class SluiceClient
         var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
         {
-            await SendAsync(request, pendingFactory: null, cancellationToken).ConfigureAwait(false);
+            await SendAsync(request, wantAck: false, onAck: null, cancellationToken).ConfigureAwait(false);
             return null;
         }
 
-        var (session, pending) = await SendAsync(request, () => PendingAck.ForTask(request.CorrelationId, Options.AckWaitTime), cancellationToken).ConfigureAwait(false);
+        var (session, pending) = await SendAsync(request, wantAck: true, onAck: null, cancellationToken).ConfigureAwait(false);
         if (!cancellationToken.CanBeCanceled)
         {
             return await pending!.Task.ConfigureAwait(false);
@@ -72,10 +74,7 @@ public sealed partial class SluiceClient
         options.Validate();
         ThrowIfDisposed();
         var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
-        Func<PendingAck>? factory = request.AckPolicy == Protocol.Api.AckPolicy.None
-            ? null
-            : () => PendingAck.ForCallback(request.CorrelationId, Options.AckWaitTime, onAck, ex => _logger.LogError(ex, "An ack handler threw"));
-        await SendAsync(request, factory, cancellationToken).ConfigureAwait(false);
+        await SendAsync(request, wantAck: request.AckPolicy != Protocol.Api.AckPolicy.None, onAck, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -108,8 +107,12 @@ public sealed partial class SluiceClient
         return response.Ack is null ? null : new SluiceAck(response.Ack);
     }
 
-    /// <summary>Sends on the session of the broker for the request's partition, reopening a broken session (go-liftbridge retries 5 times).</summary>
-    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishRequest request, Func<PendingAck>? pendingFactory, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends on the session of the broker for the request's partition, reopening a broken session
+    /// (go-liftbridge retries 5 times). With <paramref name="wantAck"/> the result's pending ack
+    /// completes a task, or calls <paramref name="onAck"/> when given.
+    /// </summary>
+    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishRequest request, bool wantAck, AckHandler? onAck, CancellationToken cancellationToken)
     {
         Exception? last = null;
         for (var attempt = 0; attempt < SendAttempts; attempt++)
@@ -120,7 +123,10 @@ public sealed partial class SluiceClient
             }
 
             var session = GetConnection(PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
-            var pending = pendingFactory?.Invoke();
+            // A new one per attempt: a failed attempt's may already be completed by its broken session.
+            var pending = !wantAck ? null
+                : onAck is null ? PendingAck.ForTask(request.CorrelationId, Options.AckWaitTime)
+                : PendingAck.ForCallback(request.CorrelationId, Options.AckWaitTime, onAck, _onAckHandlerError ??= LogAckHandlerError);
             try
             {
                 await session.SendAsync(request, pending, cancellationToken).ConfigureAwait(false);
@@ -228,6 +234,8 @@ public sealed partial class SluiceClient
 
         return partition;
     }
+
+    private void LogAckHandlerError(Exception ex) => _logger.LogError(ex, "An ack handler threw");
 
     private static void AddHeaders(Google.Protobuf.Collections.MapField<string, ByteString> target, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? headers)
     {

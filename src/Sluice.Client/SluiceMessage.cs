@@ -76,37 +76,44 @@ public sealed class SluiceMessage
 /// <summary>An acknowledgement that a message was stored in a stream partition.</summary>
 public sealed class SluiceAck
 {
-    private readonly Api.Ack _ack;
+    private readonly WirePublishResponse? _response;
+    private Api.Ack? _parsed;
 
-    internal SluiceAck(Api.Ack ack) => _ack = ack;
+    internal SluiceAck(Api.Ack ack) => _parsed = ack;
+
+    /// <summary>An ack still in its wire bytes: parsed when a property is first read.</summary>
+    internal SluiceAck(WirePublishResponse response) => _response = response;
 
     /// <summary>The stream the message was stored in.</summary>
-    public string Stream => _ack.Stream;
+    public string Stream => Ack.Stream;
 
     /// <summary>The NATS subject of the stream (the base subject, not the partition's).</summary>
-    public string PartitionSubject => _ack.PartitionSubject;
+    public string PartitionSubject => Ack.PartitionSubject;
 
     /// <summary>The NATS subject the message was published to.</summary>
-    public string MessageSubject => _ack.MsgSubject;
+    public string MessageSubject => Ack.MsgSubject;
 
     /// <summary>The offset the message got.</summary>
-    public long Offset => _ack.Offset;
+    public long Offset => Ack.Offset;
 
     /// <summary>The ack inbox the ack was (also) sent to.</summary>
-    public string AckInbox => _ack.AckInbox;
+    public string AckInbox => Ack.AckInbox;
 
     /// <summary>The message's correlation id.</summary>
-    public string CorrelationId => _ack.CorrelationId;
+    public string CorrelationId => Ack.CorrelationId;
 
     /// <summary>The message's ack policy.</summary>
-    public AckPolicy AckPolicy => (AckPolicy)(int)_ack.AckPolicy;
+    public AckPolicy AckPolicy => (AckPolicy)(int)Ack.AckPolicy;
 
     /// <summary>When the server received the message.</summary>
-    public DateTimeOffset ReceptionTimestamp => Timestamps.FromUnixNanoseconds(_ack.ReceptionTimestamp);
+    public DateTimeOffset ReceptionTimestamp => Timestamps.FromUnixNanoseconds(Ack.ReceptionTimestamp);
 
     /// <summary>When the message was committed (the ack was sent).</summary>
-    public DateTimeOffset CommitTimestamp => Timestamps.FromUnixNanoseconds(_ack.CommitTimestamp);
+    public DateTimeOffset CommitTimestamp => Timestamps.FromUnixNanoseconds(Ack.CommitTimestamp);
 
     /// <inheritdoc/>
     public override string ToString() => $"ack {Stream}@{Offset} ({CorrelationId})";
+
+    // Two threads reading at once may both parse; they get equal acks, and one is kept.
+    private Api.Ack Ack => _parsed ??= _response!.ParseAck()!;
 }

@@ -1,10 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
 using Sluice.Client.Internal;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Wire;
 
 namespace Sluice.Client.Connections;
 
@@ -19,8 +21,9 @@ internal sealed class PublishSession : IAsyncDisposable
 {
     private const string Method = "/proto.API/PublishAsync";
 
-    private readonly GrpcDuplexCall<PublishRequest, PublishResponse> _call;
+    private readonly GrpcDuplexCall<PublishRequest, WirePublishResponse> _call;
     private readonly ConcurrentDictionary<string, PendingAck> _pending = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, PendingAck>.AlternateLookup<ReadOnlySpan<char>> _pendingByChars;
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
     private readonly string _address;
@@ -32,7 +35,8 @@ internal sealed class PublishSession : IAsyncDisposable
     {
         _address = address;
         _logger = logger;
-        _call = channel.DuplexStreaming<PublishRequest, PublishResponse>(Method, PublishResponse.Parser, timeout: null, _stop.Token);
+        _pendingByChars = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
+        _call = channel.DuplexStreaming<PublishRequest, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, _stop.Token);
         _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
         _timeouts = Task.Run(() => ScanTimeoutsAsync(ackWaitTime), CancellationToken.None);
     }
@@ -152,6 +156,34 @@ internal sealed class PublishSession : IAsyncDisposable
         {
             Fail(failure ?? new BrokerUnavailableException($"the publish stream to {_address} ended"));
         }
+    }
+
+    private void Dispatch(WirePublishResponse response)
+    {
+        if (!response.IsSimple)
+        {
+            Dispatch(response.ToResponse());
+            return;
+        }
+
+        // The common case: find the waiting message without building the ack or its strings.
+        var id = response.CorrelationId;
+        PendingAck? pending;
+        if (id.Length <= 256)
+        {
+            Span<char> chars = stackalloc char[id.Length];
+            var count = Encoding.UTF8.GetChars(id, chars);
+            if (count == 0 || !_pendingByChars.TryRemove(chars[..count], out _, out pending))
+            {
+                return; // timed out or cancelled already, or an ack of AckPolicy NONE
+            }
+        }
+        else if (!_pending.TryRemove(Encoding.UTF8.GetString(id), out pending))
+        {
+            return;
+        }
+
+        pending.Complete(response.HasAck ? new SluiceAck(response) : null, null);
     }
 
     private void Dispatch(PublishResponse response)

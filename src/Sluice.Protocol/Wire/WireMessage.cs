@@ -54,20 +54,20 @@ public readonly struct WireMessage
         var position = 0;
         while (position < data.Length)
         {
-            var tag = ReadTag(data, ref position);
+            var tag = ProtoWire.ReadTag(data, ref position);
             switch (tag)
             {
                 case OffsetTag:
-                    Offset = (long)ReadVarint(data, ref position);
+                    Offset = (long)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case TimestampTag:
-                    Timestamp = (long)ReadVarint(data, ref position);
+                    Timestamp = (long)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case PartitionTag:
-                    Partition = (int)ReadVarint(data, ref position);
+                    Partition = (int)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case AckPolicyTag:
-                    AckPolicy = (int)ReadVarint(data, ref position);
+                    AckPolicy = (int)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case KeyTag:
                     _key = ReadSegment(data, ref position);
@@ -96,7 +96,7 @@ public readonly struct WireMessage
                     HeaderEntries++;
                     break;
                 default:
-                    Skip(data, ref position, tag);
+                    ProtoWire.Skip(data, ref position, tag);
                     break;
             }
         }
@@ -170,10 +170,10 @@ public readonly struct WireMessage
         var position = 0;
         while (position < data.Length)
         {
-            var tag = ReadTag(data, ref position);
+            var tag = ProtoWire.ReadTag(data, ref position);
             if (tag != HeadersTag)
             {
-                Skip(data, ref position, tag);
+                ProtoWire.Skip(data, ref position, tag);
                 continue;
             }
 
@@ -184,7 +184,7 @@ public readonly struct WireMessage
             var at = 0;
             while (at < entryData.Length)
             {
-                var entryTag = ReadTag(entryData, ref at);
+                var entryTag = ProtoWire.ReadTag(entryData, ref at);
                 if (entryTag == EntryKeyTag)
                 {
                     name = ReadSegment(entryData, ref at).Offset(entry.Start);
@@ -195,7 +195,7 @@ public readonly struct WireMessage
                 }
                 else
                 {
-                    Skip(entryData, ref at, entryTag, inEntry: true);
+                    ProtoWire.Skip(entryData, ref at, entryTag, inEntry: true);
                 }
             }
 
@@ -219,142 +219,23 @@ public readonly struct WireMessage
         var position = 0;
         while (position < entry.Length)
         {
-            var tag = ReadTag(entry, ref position);
+            var tag = ProtoWire.ReadTag(entry, ref position);
             if (tag is EntryKeyTag or EntryValueTag)
             {
                 ReadSegment(entry, ref position);
             }
             else
             {
-                Skip(entry, ref position, tag, inEntry: true);
+                ProtoWire.Skip(entry, ref position, tag, inEntry: true);
             }
         }
-    }
-
-    private static uint ReadTag(ReadOnlySpan<byte> data, ref int position)
-    {
-        var raw = ReadVarint(data, ref position);
-        var tag = (uint)raw;
-        if (tag >> 3 == 0)
-        {
-            throw new InvalidDataException("Protocol message contained an invalid tag (zero).");
-        }
-
-        return tag;
-    }
-
-    /// <summary>A base-128 varint of up to 10 bytes; bits beyond 64 are dropped, as protobuf does.</summary>
-    private static ulong ReadVarint(ReadOnlySpan<byte> data, ref int position)
-    {
-        ulong result = 0;
-        for (var shift = 0; shift < 70; shift += 7)
-        {
-            if (position >= data.Length)
-            {
-                throw Truncated();
-            }
-
-            var b = data[position++];
-            result |= (ulong)(b & 0x7F) << shift;
-            if (b < 0x80)
-            {
-                return result;
-            }
-        }
-
-        throw new InvalidDataException("Protocol message contained a malformed varint (more than 10 bytes).");
     }
 
     private static Segment ReadSegment(ReadOnlySpan<byte> data, ref int position)
     {
-        var length = (int)(uint)ReadVarint(data, ref position);
-        if (length < 0)
-        {
-            throw new InvalidDataException("Protocol message contained a negative length.");
-        }
-
-        if (length > data.Length - position)
-        {
-            throw Truncated();
-        }
-
-        var segment = new Segment(position, length);
-        position += length;
-        return segment;
+        var (start, length) = ProtoWire.ReadLengthDelimited(data, ref position);
+        return new Segment(start, length);
     }
-
-    /// <summary>
-    /// Skips the field whose tag was just read. Inside a map entry (<paramref name="inEntry"/>)
-    /// Google.Protobuf skips nothing for the invalid wire types 6 and 7 instead of failing; so does this.
-    /// </summary>
-    private static void Skip(ReadOnlySpan<byte> data, ref int position, uint tag, bool inEntry = false, int depth = 0)
-    {
-        switch (tag & 7)
-        {
-            case 0:
-                ReadVarint(data, ref position);
-                break;
-            case 1:
-                Advance(data, ref position, 8);
-                break;
-            case 2:
-                ReadSegment(data, ref position);
-                break;
-            case 5:
-                Advance(data, ref position, 4);
-                break;
-            case 3:
-                if (depth >= 100)
-                {
-                    throw new InvalidDataException("Protocol message had too many levels of nesting.");
-                }
-
-                var end = (tag & ~7u) | 4;
-                while (true)
-                {
-                    if (position >= data.Length)
-                    {
-                        throw Truncated();
-                    }
-
-                    var inner = ReadTag(data, ref position);
-                    if (inner == end)
-                    {
-                        return;
-                    }
-
-                    if ((inner & 7) == 4)
-                    {
-                        throw new InvalidDataException("Protocol message contained a mismatched end-group tag.");
-                    }
-
-                    Skip(data, ref position, inner, inEntry, depth + 1);
-                }
-
-            case 4:
-                throw new InvalidDataException("Protocol message contained an end-group tag without a start-group tag.");
-            default:
-                if (!inEntry)
-                {
-                    throw new InvalidDataException($"Protocol message contained a tag with an invalid wire type ({tag & 7}).");
-                }
-
-                break;
-        }
-    }
-
-    private static void Advance(ReadOnlySpan<byte> data, ref int position, int count)
-    {
-        if (count > data.Length - position)
-        {
-            throw Truncated();
-        }
-
-        position += count;
-    }
-
-    private static InvalidDataException Truncated() =>
-        new("While parsing a protocol message, the input ended unexpectedly in the middle of a field.");
 
     /// <summary>Where a length-delimited field's bytes are, relative to the message start.</summary>
     private readonly record struct Segment(int Start, int Length)
