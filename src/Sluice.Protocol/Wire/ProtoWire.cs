@@ -6,6 +6,16 @@ namespace Sluice.Protocol.Wire;
 /// </summary>
 public static class ProtoWire
 {
+    /// <summary>Checks that <paramref name="message"/> is a well-formed encoding of some message (every field skipped).</summary>
+    public static void CheckMessage(ReadOnlySpan<byte> message)
+    {
+        var position = 0;
+        while (position < message.Length)
+        {
+            Skip(message, ref position, ReadTag(message, ref position));
+        }
+    }
+
     /// <summary>Reads a field tag; field number 0 is an error.</summary>
     public static uint ReadTag(ReadOnlySpan<byte> data, ref int position)
     {

@@ -40,7 +40,8 @@ public sealed class WirePublishResponse
                     ScanAck(data.Slice(_ack.Start, _ack.Length), _ack.Start, ref _ackCorrelationId);
                     break;
                 case AsyncErrorTag:
-                    ProtoWire.ReadLengthDelimited(data, ref position);
+                    var (start, length) = ProtoWire.ReadLengthDelimited(data, ref position);
+                    ProtoWire.CheckMessage(data.Slice(start, length));
                     _asyncError = true;
                     break;
                 case CorrelationIdTag:
