@@ -112,7 +112,7 @@ public sealed partial class SluiceClient
     /// (go-liftbridge retries 5 times). With <paramref name="wantAck"/> the result's pending ack
     /// completes a task, or calls <paramref name="onAck"/> when given.
     /// </summary>
-    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishRequest request, bool wantAck, AckHandler? onAck, CancellationToken cancellationToken)
+    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishFrame request, bool wantAck, AckHandler? onAck, CancellationToken cancellationToken)
     {
         Exception? last = null;
         for (var attempt = 0; attempt < SendAttempts; attempt++)
@@ -184,7 +184,7 @@ public sealed partial class SluiceClient
         return x;
     }
 
-    private async ValueTask<PublishRequest> CreatePublishRequestAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
+    private async ValueTask<PublishFrame> CreatePublishRequestAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
     {
         var partition = options.Partition ?? 0;
         if (options.Partition is null && options.Partitioner is { } partitioner)
@@ -192,19 +192,16 @@ public sealed partial class SluiceClient
             partition = await ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken).ConfigureAwait(false);
         }
 
-        var request = new PublishRequest
-        {
-            Stream = stream,
-            Partition = partition,
-            Key = options.Key.IsEmpty ? ByteString.Empty : ByteString.CopyFrom(options.Key.Span),
-            Value = ByteString.CopyFrom(value.Span),
-            AckInbox = options.AckInbox ?? string.Empty,
-            CorrelationId = string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
-            AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
-            ExpectedOffset = options.ExpectedOffset,
-        };
-        AddHeaders(request.Headers, options.Headers);
-        return request;
+        return new PublishFrame(
+            stream,
+            partition,
+            options.Key.Span,
+            value.Span,
+            options.Headers,
+            options.AckInbox ?? string.Empty,
+            string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
+            (Protocol.Api.AckPolicy)(int)options.AckPolicy,
+            options.ExpectedOffset);
     }
 
     private async ValueTask<int> ResolvePartitionAsync(string stream, IPartitioner partitioner, ReadOnlyMemory<byte> key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)

@@ -21,7 +21,7 @@ internal sealed class PublishSession : IAsyncDisposable
 {
     private const string Method = "/proto.API/PublishAsync";
 
-    private readonly GrpcDuplexCall<PublishRequest, WirePublishResponse> _call;
+    private readonly GrpcDuplexCall<PublishFrame, WirePublishResponse> _call;
     private readonly ConcurrentDictionary<string, PendingAck> _pending = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, PendingAck>.AlternateLookup<ReadOnlySpan<char>> _pendingByChars;
     private readonly CancellationTokenSource _stop = new();
@@ -36,7 +36,7 @@ internal sealed class PublishSession : IAsyncDisposable
         _address = address;
         _logger = logger;
         _pendingByChars = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
-        _call = channel.DuplexStreaming<PublishRequest, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, _stop.Token);
+        _call = channel.DuplexStreaming<PublishFrame, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, _stop.Token);
         _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
         _timeouts = Task.Run(() => ScanTimeoutsAsync(ackWaitTime), CancellationToken.None);
     }
@@ -48,7 +48,7 @@ internal sealed class PublishSession : IAsyncDisposable
     public int PendingCount => _pending.Count;
 
     /// <summary>Queues <paramref name="request"/>; <paramref name="pending"/> (null for AckPolicy NONE) receives its outcome.</summary>
-    public async ValueTask SendAsync(PublishRequest request, PendingAck? pending, CancellationToken cancellationToken)
+    public async ValueTask SendAsync(PublishFrame request, PendingAck? pending, CancellationToken cancellationToken)
     {
         if (_failure is { } failure)
         {

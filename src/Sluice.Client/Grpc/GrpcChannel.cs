@@ -100,7 +100,7 @@ internal sealed class GrpcChannel : IDisposable
 
     /// <summary>A bidirectional call whose responses <paramref name="decode"/> reads.</summary>
     public GrpcDuplexCall<TRequest, TResponse> DuplexStreaming<TRequest, TResponse>(string method, GrpcDecoder<TResponse> decode, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
-        where TRequest : class, IMessage<TRequest>
+        where TRequest : class
         where TResponse : class
     {
         var content = new DuplexContent();
@@ -211,14 +211,27 @@ internal static class GrpcRequestFraming
 {
     public static readonly MediaTypeHeaderValue ContentType = new("application/grpc");
 
+    /// <summary>Frames a protobuf message or an <see cref="IGrpcEncodable"/>.</summary>
     public static byte[] Frame<T>(T message, GrpcChannelOptions options)
-        where T : IMessage<T>
+        where T : class
     {
-        var size = message.CalculateSize();
+        var encodable = message as IGrpcEncodable;
+        var protobuf = encodable is null ? (IMessage)message : null;
+        var size = encodable?.CalculateSize() ?? protobuf!.CalculateSize();
         GrpcFrame.CheckSendSize(size, options.MaxSendMessageSize);
         if (options.CompressRequests)
         {
-            var compressed = GrpcCompression.Compress(message.ToByteArray());
+            var bytes = new byte[size];
+            if (encodable is not null)
+            {
+                encodable.WriteTo(bytes);
+            }
+            else
+            {
+                protobuf!.WriteTo(bytes);
+            }
+
+            var compressed = GrpcCompression.Compress(bytes);
             var framed = new byte[GrpcFrame.HeaderSize + compressed.Length];
             GrpcFrame.WriteHeader(framed, compressed: true, compressed.Length);
             compressed.CopyTo(framed.AsSpan(GrpcFrame.HeaderSize));
@@ -227,7 +240,15 @@ internal static class GrpcRequestFraming
 
         var frame = new byte[GrpcFrame.HeaderSize + size];
         GrpcFrame.WriteHeader(frame, compressed: false, size);
-        message.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
+        if (encodable is not null)
+        {
+            encodable.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
+        }
+        else
+        {
+            protobuf!.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
+        }
+
         return frame;
     }
 }

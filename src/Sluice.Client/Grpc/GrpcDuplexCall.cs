@@ -16,7 +16,7 @@ namespace Sluice.Client.Grpc;
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim's wait handle is never created, so it holds nothing to dispose.")]
 internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TResponse>
-    where TRequest : class, IMessage<TRequest>
+    where TRequest : class
     where TResponse : class
 {
     private const int WriteChunk = 32 * 1024;   // matches the server's flush threshold; measured sweet spot
@@ -211,16 +211,27 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
     {
         if (_options.CompressRequests)
         {
-            var framed = GrpcRequestFraming.Frame(message, _options);
-            buffer.Write(framed);
+            buffer.Write(GrpcRequestFraming.Frame(message, _options));
             return;
         }
 
-        var size = message.CalculateSize();
+        if (message is IGrpcEncodable encodable)
+        {
+            var length = encodable.CalculateSize();
+            GrpcFrame.CheckSendSize(length, _options.MaxSendMessageSize);
+            var span = buffer.GetSpan(GrpcFrame.HeaderSize + length);
+            GrpcFrame.WriteHeader(span, compressed: false, length);
+            encodable.WriteTo(span.Slice(GrpcFrame.HeaderSize, length));
+            buffer.Advance(GrpcFrame.HeaderSize + length);
+            return;
+        }
+
+        var protobuf = (IMessage)message;
+        var size = protobuf.CalculateSize();
         GrpcFrame.CheckSendSize(size, _options.MaxSendMessageSize);
         GrpcFrame.WriteHeader(buffer.GetSpan(GrpcFrame.HeaderSize), compressed: false, size);
         buffer.Advance(GrpcFrame.HeaderSize);
-        message.WriteTo(buffer);
+        protobuf.WriteTo(buffer);
     }
 }
 

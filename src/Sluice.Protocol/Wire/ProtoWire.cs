@@ -1,11 +1,76 @@
+using System.Numerics;
+using System.Text;
+
 namespace Sluice.Protocol.Wire;
 
 /// <summary>
-/// Protobuf wire-format primitives for the hand-written readers of hot messages (<see cref="WireMessage"/>,
-/// <see cref="WirePublishResponse"/>). Errors are <see cref="InvalidDataException"/>s whose texts say what was wrong.
+/// Protobuf wire-format primitives for the hand-written readers and writers of hot messages
+/// (<see cref="WireMessage"/>, <see cref="WirePublishResponse"/>, the server's subscription frames,
+/// the client's publish frames). Read errors are <see cref="InvalidDataException"/>s whose texts
+/// say what was wrong. Writers leave out default values, as protobuf encoders do.
 /// </summary>
 public static class ProtoWire
 {
+    /// <summary>Bytes of a base-128 varint (negative int32/int64 values are 10).</summary>
+    public static int VarintSize(ulong value) => value == 0 ? 1 : ((63 - BitOperations.LeadingZeroCount(value)) / 7) + 1;
+
+    /// <summary>Size of a varint field (tag of one byte) holding <paramref name="value"/>; 0 for the default 0.</summary>
+    public static int VarintFieldSize(long value) => value == 0 ? 0 : 1 + VarintSize((ulong)value);
+
+    /// <summary>Size of a bytes or string field (tag of one byte) of <paramref name="length"/> bytes; 0 when empty.</summary>
+    public static int BytesFieldSize(int length) => length == 0 ? 0 : LengthDelimitedSize(length);
+
+    /// <summary>Size of a length-delimited field (tag of one byte) written even when empty, as map entries are.</summary>
+    public static int LengthDelimitedSize(int length) => 1 + VarintSize((uint)length) + length;
+
+    public static void WriteVarint(Span<byte> destination, ref int position, ulong value)
+    {
+        while (value >= 0x80)
+        {
+            destination[position++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+
+        destination[position++] = (byte)value;
+    }
+
+    /// <summary>A varint field (field numbers 1-15); nothing for the default 0.</summary>
+    public static void WriteVarintField(Span<byte> destination, ref int position, int field, long value)
+    {
+        if (value != 0)
+        {
+            destination[position++] = (byte)(field << 3);
+            WriteVarint(destination, ref position, (ulong)value);
+        }
+    }
+
+    /// <summary>A bytes field (field numbers 1-15); nothing when empty unless <paramref name="always"/>.</summary>
+    public static void WriteBytesField(Span<byte> destination, ref int position, int field, ReadOnlySpan<byte> bytes, bool always = false)
+    {
+        if (bytes.IsEmpty && !always)
+        {
+            return;
+        }
+
+        destination[position++] = (byte)((field << 3) | 2);
+        WriteVarint(destination, ref position, (uint)bytes.Length);
+        bytes.CopyTo(destination[position..]);
+        position += bytes.Length;
+    }
+
+    /// <summary>A string field (field numbers 1-15) of <paramref name="utf8Length"/> bytes, encoded straight into <paramref name="destination"/>.</summary>
+    public static void WriteStringField(Span<byte> destination, ref int position, int field, string text, int utf8Length, bool always = false)
+    {
+        if (utf8Length == 0 && !always)
+        {
+            return;
+        }
+
+        destination[position++] = (byte)((field << 3) | 2);
+        WriteVarint(destination, ref position, (uint)utf8Length);
+        position += Encoding.UTF8.GetBytes(text, destination[position..]);
+    }
+
     /// <summary>Checks that <paramref name="message"/> is a well-formed encoding of some message (every field skipped).</summary>
     public static void CheckMessage(ReadOnlySpan<byte> message)
     {

@@ -1,6 +1,7 @@
 using System.Text;
-using Sluice.Server.Grpc;
+using Sluice.Protocol.Grpc;
 using Sluice.Storage.Log;
+using static Sluice.Protocol.Wire.ProtoWire;
 
 namespace Sluice.Server.Streams;
 
@@ -162,33 +163,5 @@ internal sealed class RecordMessage : IGrpcEncodable
         var name = KnownName(header.Name)?.Length ?? Encoding.UTF8.GetByteCount(header.Name);
         var value = header.Value.Length;
         return 1 + VarintSize((uint)name) + name + 1 + VarintSize((uint)value) + value;
-    }
-
-    private static int BytesFieldSize(int length) => length == 0 ? 0 : 1 + VarintSize((uint)length) + length;
-
-    private static void WriteBytesField(Span<byte> destination, ref int p, int field, ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.IsEmpty)
-        {
-            return;
-        }
-
-        destination[p++] = (byte)((field << 3) | 2);
-        WriteVarint(destination, ref p, (uint)bytes.Length);
-        bytes.CopyTo(destination[p..]);
-        p += bytes.Length;
-    }
-
-    private static int VarintSize(ulong value) => value == 0 ? 1 : ((63 - System.Numerics.BitOperations.LeadingZeroCount(value)) / 7) + 1;
-
-    private static void WriteVarint(Span<byte> destination, ref int p, ulong value)
-    {
-        while (value >= 0x80)
-        {
-            destination[p++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        destination[p++] = (byte)value;
     }
 }
