@@ -31,7 +31,7 @@ internal sealed class PublishFrame : IGrpcEncodable
         {
             foreach (var (name, headerValue) in headers)
             {
-                size += LengthDelimitedSize(EntrySize(name, headerValue.Length));
+                size += LengthDelimitedSize(MapEntrySize(Encoding.UTF8.GetByteCount(name), headerValue.Length));
             }
         }
 
@@ -46,10 +46,7 @@ internal sealed class PublishFrame : IGrpcEncodable
         {
             foreach (var (name, headerValue) in headers)
             {
-                destination[p++] = (5 << 3) | 2;
-                WriteVarint(destination, ref p, (uint)EntrySize(name, headerValue.Length));
-                WriteStringField(destination, ref p, 1, name, Encoding.UTF8.GetByteCount(name), always: true);
-                WriteBytesField(destination, ref p, 2, headerValue.Span, always: true);
+                WriteMapEntry(destination, ref p, 5, name, Encoding.UTF8.GetByteCount(name), headerValue.Span);
             }
         }
 
@@ -77,7 +74,4 @@ internal sealed class PublishFrame : IGrpcEncodable
 
     /// <summary>The request as a protobuf object (parses the bytes).</summary>
     public Api.PublishRequest ToRequest() => Api.PublishRequest.Parser.ParseFrom(_bytes);
-
-    private static int EntrySize(string name, int valueLength) =>
-        LengthDelimitedSize(Encoding.UTF8.GetByteCount(name)) + LengthDelimitedSize(valueLength);
 }

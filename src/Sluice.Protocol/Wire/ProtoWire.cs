@@ -58,6 +58,18 @@ public static class ProtoWire
         position += bytes.Length;
     }
 
+    /// <summary>Size of a <c>map&lt;string, bytes&gt;</c> entry's body (key and value are always written).</summary>
+    public static int MapEntrySize(int nameUtf8Length, int valueLength) => LengthDelimitedSize(nameUtf8Length) + LengthDelimitedSize(valueLength);
+
+    /// <summary>One entry of a <c>map&lt;string, bytes&gt;</c> field (field numbers 1-15).</summary>
+    public static void WriteMapEntry(Span<byte> destination, ref int position, int field, string name, int nameUtf8Length, ReadOnlySpan<byte> value)
+    {
+        destination[position++] = (byte)((field << 3) | 2);
+        WriteVarint(destination, ref position, (uint)MapEntrySize(nameUtf8Length, value.Length));
+        WriteStringField(destination, ref position, 1, name, nameUtf8Length, always: true);
+        WriteBytesField(destination, ref position, 2, value, always: true);
+    }
+
     /// <summary>A string field (field numbers 1-15) of <paramref name="utf8Length"/> bytes, encoded straight into <paramref name="destination"/>.</summary>
     public static void WriteStringField(Span<byte> destination, ref int position, int field, string text, int utf8Length, bool always = false)
     {
@@ -71,13 +83,16 @@ public static class ProtoWire
         position += Encoding.UTF8.GetBytes(text, destination[position..]);
     }
 
-    /// <summary>Checks that <paramref name="message"/> is a well-formed encoding of some message (every field skipped).</summary>
-    public static void CheckMessage(ReadOnlySpan<byte> message)
+    /// <summary>
+    /// Checks that <paramref name="message"/> is a well-formed encoding of some message (every field
+    /// skipped); <paramref name="inEntry"/> as for <see cref="Skip"/>.
+    /// </summary>
+    public static void CheckMessage(ReadOnlySpan<byte> message, bool inEntry = false)
     {
         var position = 0;
         while (position < message.Length)
         {
-            Skip(message, ref position, ReadTag(message, ref position));
+            Skip(message, ref position, ReadTag(message, ref position), inEntry);
         }
     }
 

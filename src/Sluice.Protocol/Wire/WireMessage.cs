@@ -92,7 +92,7 @@ public readonly struct WireMessage
                     break;
                 case HeadersTag:
                     var entry = ReadSegment(data, ref position);
-                    CheckEntry(data.Slice(entry.Start, entry.Length));
+                    ProtoWire.CheckMessage(data.Slice(entry.Start, entry.Length), inEntry: true);
                     HeaderEntries++;
                     break;
                 default:
@@ -213,23 +213,6 @@ public readonly struct WireMessage
 
     private string Text(Segment segment) =>
         segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, _start + segment.Start, segment.Length);
-
-    private static void CheckEntry(ReadOnlySpan<byte> entry)
-    {
-        var position = 0;
-        while (position < entry.Length)
-        {
-            var tag = ProtoWire.ReadTag(entry, ref position);
-            if (tag is EntryKeyTag or EntryValueTag)
-            {
-                ReadSegment(entry, ref position);
-            }
-            else
-            {
-                ProtoWire.Skip(entry, ref position, tag, inEntry: true);
-            }
-        }
-    }
 
     private static Segment ReadSegment(ReadOnlySpan<byte> data, ref int position)
     {

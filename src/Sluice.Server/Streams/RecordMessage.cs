@@ -14,9 +14,6 @@ namespace Sluice.Server.Streams;
 /// </summary>
 internal sealed class RecordMessage : IGrpcEncodable
 {
-    private static readonly byte[] SubjectName = Encoding.UTF8.GetBytes(PublishItem.SubjectHeader);
-    private static readonly byte[] ReplyName = Encoding.UTF8.GetBytes(PublishItem.ReplyHeader);
-
     private readonly long _offset;
     private readonly long _timestamp;
     private readonly int _partition;
@@ -64,31 +61,12 @@ internal sealed class RecordMessage : IGrpcEncodable
             return _size;
         }
 
-        var size = 0;
-        if (_offset != 0)
-        {
-            size += 1 + VarintSize((ulong)_offset);
-        }
-
-        size += BytesFieldSize(_key.Length);
-        size += BytesFieldSize(_value.Length);
-        if (_timestamp != 0)
-        {
-            size += 1 + VarintSize((ulong)_timestamp);
-        }
-
-        size += BytesFieldSize(_stream.Length);
-        if (_partition != 0)
-        {
-            size += 1 + VarintSize((ulong)(long)_partition);
-        }
-
-        size += BytesFieldSize(_subject.Length);
-        size += BytesFieldSize(_replySubject.Length);
+        var size = VarintFieldSize(_offset) + BytesFieldSize(_key.Length) + BytesFieldSize(_value.Length)
+            + VarintFieldSize(_timestamp) + BytesFieldSize(_stream.Length) + VarintFieldSize(_partition)
+            + BytesFieldSize(_subject.Length) + BytesFieldSize(_replySubject.Length);
         foreach (var header in _headers)
         {
-            var entry = EntrySize(header);
-            size += 1 + VarintSize((uint)entry) + entry;
+            size += LengthDelimitedSize(MapEntrySize(Encoding.UTF8.GetByteCount(header.Name), header.Value.Length));
         }
 
         _size = size;
@@ -98,70 +76,22 @@ internal sealed class RecordMessage : IGrpcEncodable
     public void WriteTo(Span<byte> destination)
     {
         var p = 0;
-        if (_offset != 0)
-        {
-            destination[p++] = 1 << 3;
-            WriteVarint(destination, ref p, (ulong)_offset);
-        }
-
+        WriteVarintField(destination, ref p, 1, _offset);
         WriteBytesField(destination, ref p, 2, _key.Span);
         WriteBytesField(destination, ref p, 3, _value.Span);
-        if (_timestamp != 0)
-        {
-            destination[p++] = 4 << 3;
-            WriteVarint(destination, ref p, (ulong)_timestamp);
-        }
-
+        WriteVarintField(destination, ref p, 4, _timestamp);
         WriteBytesField(destination, ref p, 5, _stream);
-        if (_partition != 0)
-        {
-            destination[p++] = 6 << 3;
-            WriteVarint(destination, ref p, (ulong)(long)_partition);
-        }
-
+        WriteVarintField(destination, ref p, 6, _partition);
         WriteBytesField(destination, ref p, 7, _subject.Span);
         WriteBytesField(destination, ref p, 8, _replySubject.Span);
         foreach (var header in _headers)
         {
-            destination[p++] = (9 << 3) | 2;
-            WriteVarint(destination, ref p, (uint)EntrySize(header));
-            destination[p++] = (1 << 3) | 2; // the entry's key: the header name
-            var name = KnownName(header.Name);
-            if (name is not null)
-            {
-                WriteVarint(destination, ref p, (uint)name.Length);
-                name.CopyTo(destination[p..]);
-                p += name.Length;
-            }
-            else
-            {
-                WriteVarint(destination, ref p, (uint)Encoding.UTF8.GetByteCount(header.Name));
-                p += Encoding.UTF8.GetBytes(header.Name, destination[p..]);
-            }
-
-            destination[p++] = (2 << 3) | 2; // the entry's value, written even when empty
-            WriteVarint(destination, ref p, (uint)header.Value.Length);
-            header.Value.Span.CopyTo(destination[p..]);
-            p += header.Value.Length;
+            WriteMapEntry(destination, ref p, 9, header.Name, Encoding.UTF8.GetByteCount(header.Name), header.Value.Span);
         }
 
         if (p != CalculateSize())
         {
             throw new InvalidOperationException($"RecordMessage wrote {p} bytes, expected {CalculateSize()}");
         }
-    }
-
-    private static byte[]? KnownName(string name) => name switch
-    {
-        PublishItem.SubjectHeader => SubjectName,
-        PublishItem.ReplyHeader => ReplyName,
-        _ => null,
-    };
-
-    private static int EntrySize(in RecordHeader header)
-    {
-        var name = KnownName(header.Name)?.Length ?? Encoding.UTF8.GetByteCount(header.Name);
-        var value = header.Value.Length;
-        return 1 + VarintSize((uint)name) + name + 1 + VarintSize((uint)value) + value;
     }
 }
