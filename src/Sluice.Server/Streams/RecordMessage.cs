@@ -42,11 +42,11 @@ internal sealed class RecordMessage : IGrpcEncodable
         {
             if (header.Name == PublishItem.SubjectHeader)
             {
-                _subject = header.Value;
+                _subject = AsText(header.Value);
             }
             else if (header.Name == PublishItem.ReplyHeader)
             {
-                _replySubject = header.Value;
+                _replySubject = AsText(header.Value);
             }
         }
     }
@@ -94,4 +94,12 @@ internal sealed class RecordMessage : IGrpcEncodable
             throw new InvalidOperationException($"RecordMessage wrote {p} bytes, expected {CalculateSize()}");
         }
     }
+
+    /// <summary>
+    /// Header bytes for a proto3 string field, which must be valid UTF-8 (Go's protobuf refuses the
+    /// whole message otherwise). The broker always stores valid UTF-8 here; anything else gets
+    /// U+FFFD for its bad bytes, as decoding it to a string would.
+    /// </summary>
+    private static ReadOnlyMemory<byte> AsText(ReadOnlyMemory<byte> bytes) =>
+        System.Text.Unicode.Utf8.IsValid(bytes.Span) ? bytes : Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(bytes.Span));
 }

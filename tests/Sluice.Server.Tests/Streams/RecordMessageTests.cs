@@ -61,6 +61,39 @@ public class RecordMessageTests
         Assert.Equal("plain", message.Value.ToStringUtf8());
     }
 
+    [Fact]
+    public void A_subject_header_that_is_not_UTF8_still_gives_valid_string_fields()
+    {
+        byte[] bad = [(byte)'a', 0xFF, (byte)'b'];
+        var record = new LogRecord { Offset = 1, Headers = [new RecordHeader(PublishItem.SubjectHeader, bad), new RecordHeader(PublishItem.ReplyHeader, bad)] };
+
+        var encoded = Encode(new RecordMessage("s"u8.ToArray(), 0, record, null));
+        var message = Message.Parser.ParseFrom(encoded);
+
+        Assert.Equal("a\uFFFDb", message.Subject);
+        Assert.Equal("a\uFFFDb", message.ReplySubject);
+        Assert.Equal(bad, message.Headers[PublishItem.SubjectHeader].ToByteArray()); // the header keeps its bytes
+        Assert.True(System.Text.Unicode.Utf8.IsValid(ProtoStringBytes(encoded, 7)));
+    }
+
+    /// <summary>The raw bytes of the first string field <paramref name="field"/> in an encoded message.</summary>
+    private static byte[] ProtoStringBytes(byte[] encoded, int field)
+    {
+        var input = new CodedInputStream(encoded);
+        uint tag;
+        while ((tag = input.ReadTag()) != 0)
+        {
+            if (WireFormat.GetTagFieldNumber(tag) == field)
+            {
+                return input.ReadBytes().ToByteArray();
+            }
+
+            input.SkipLastField();
+        }
+
+        throw new InvalidOperationException($"no field {field}");
+    }
+
     private static byte[] Encode(RecordMessage message)
     {
         var bytes = new byte[message.CalculateSize()];
