@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Net;
 using Google.Protobuf;
 using Sluice.Protocol.Grpc;
@@ -14,7 +13,6 @@ namespace Sluice.Client.Grpc;
 /// 2-core machine) and still batches under load: a flush per message costs 8-10x in throughput.
 /// Responses are read as in a server-streaming call; reading and writing can run concurrently.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim's wait handle is never created, so it holds nothing to dispose.")]
 internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TResponse>
     where TRequest : class
     where TResponse : class
@@ -24,11 +22,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
 
     private readonly DuplexContent _content;
     private readonly GrpcChannelOptions _options;
-    private readonly ConcurrentQueue<TRequest> _outgoing = new();
-    private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly ArrayBufferWriter<byte> _buffer = new(2 * WriteChunk);
-    private Stream? _stream;
-    private int _queued;
+    private readonly RequestWriter _requests;
     private volatile bool _completed;
     private volatile Exception? _failure;
 
@@ -37,6 +31,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
     {
         _content = content;
         _options = options;
+        _requests = new RequestWriter(this);
     }
 
     /// <summary>
@@ -59,34 +54,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
             throw new InvalidOperationException("The request stream is already complete.");
         }
 
-        _outgoing.Enqueue(message);
-        if (Interlocked.Increment(ref _queued) > QueueCapacity)
-        {
-            return WaitAndDrainAsync(cancellationToken);
-        }
-
-        if (!_gate.Wait(0, CancellationToken.None))
-        {
-            return default; // the current writer sends it
-        }
-
-        if (!inline)
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(static call => _ = ObserveAsync(call.DrainAsync()), this, preferLocal: false);
-            return default;
-        }
-
-        var drain = DrainAsync();
-        if (drain.IsCompleted)
-        {
-            drain.GetAwaiter().GetResult(); // a failure here belongs to this caller
-            return default;
-        }
-
-        // Blocked on the server (flow control) or still waiting for the request stream: the caller
-        // goes on; a failure is kept in _failure and reported by the next write.
-        _ = ObserveAsync(drain);
-        return default;
+        return _requests.WriteAsync(message, inline, cancellationToken);
     }
 
     /// <summary>Sends every queued request, then ends the request stream (half-close).</summary>
@@ -94,9 +62,8 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
     {
         _completed = true;
         ThrowIfFailed();
-        await _gate.WaitAsync(CallCancellation.Token).ConfigureAwait(false);
-        await DrainAsync(keepGate: true).ConfigureAwait(false);
-        _content.Complete(); // END_STREAM; the gate stays taken: nothing more is sent
+        await _requests.FlushAndKeepAsync(CallCancellation.Token).ConfigureAwait(false);
+        _content.Complete(); // END_STREAM; the writer role stays taken: nothing more is sent
     }
 
     protected override ValueTask OnDisposeAsync()
@@ -111,83 +78,6 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
         if (_failure is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        }
-    }
-
-    private async ValueTask WaitAndDrainAsync(CancellationToken cancellationToken)
-    {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        await DrainAsync().ConfigureAwait(false);
-    }
-
-    /// <summary>Runs holding the gate and releases it (unless <paramref name="keepGate"/>). Sends the queue, then flushes.</summary>
-    private async ValueTask DrainAsync(bool keepGate = false)
-    {
-        var token = CallCancellation.Token;
-        try
-        {
-            ThrowIfFailed(); // a writer that waited for the gate while the previous holder failed
-            while (true)
-            {
-                var stream = _stream ??= await GetRequestStreamAsync(token).ConfigureAwait(false);
-                var wrote = false;
-                while (_outgoing.TryDequeue(out var message))
-                {
-                    Interlocked.Decrement(ref _queued);
-                    WriteFrame(_buffer, message);
-                    wrote = true;
-                    if (_buffer.WrittenCount >= WriteChunk)
-                    {
-                        await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
-                        _buffer.ResetWrittenCount();
-                    }
-                }
-
-                if (_buffer.WrittenCount > 0)
-                {
-                    await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
-                    _buffer.ResetWrittenCount();
-                }
-
-                if (wrote)
-                {
-                    await stream.FlushAsync(token).ConfigureAwait(false); // also after a pass that ended on a full chunk
-                }
-
-                if (keepGate)
-                {
-                    return;
-                }
-
-                _gate.Release();
-
-                // A request queued after the last TryDequeue by a writer that found the gate taken
-                // would otherwise wait for the next writer: take the gate back and send it.
-                if (_outgoing.IsEmpty || !_gate.Wait(0, CancellationToken.None))
-                {
-                    return;
-                }
-            }
-        }
-        catch (Exception ex)
-        {
-            var mapped = _failure ?? MapException(ex);
-            _failure ??= mapped;
-            _content.Fail(mapped);
-            _gate.Release(); // writers waiting for the stream get the failure instead of waiting forever
-            throw mapped;
-        }
-    }
-
-    private static async Task ObserveAsync(ValueTask drain)
-    {
-        try
-        {
-            await drain.ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // Kept in _failure; the next write or CompleteRequestsAsync reports it.
         }
     }
 
@@ -232,6 +122,97 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
         GrpcFrame.WriteHeader(buffer.GetSpan(GrpcFrame.HeaderSize), compressed: false, size);
         buffer.Advance(GrpcFrame.HeaderSize);
         protobuf.WriteTo(buffer);
+    }
+
+    /// <summary>The request side: frames queued requests into HttpClient's request stream (~32 KB per write), one writer at a time.</summary>
+    private sealed class RequestWriter(GrpcDuplexCall<TRequest, TResponse> call) : SingleWriter<TRequest>
+    {
+        private readonly ArrayBufferWriter<byte> _buffer = new(2 * WriteChunk);
+        private Stream? _stream;
+        private int _queued;
+
+        public ValueTask WriteAsync(TRequest message, bool inline, CancellationToken cancellationToken)
+        {
+            Queue.Enqueue(message);
+            if (Interlocked.Increment(ref _queued) > QueueCapacity)
+            {
+                return WaitAndDrainAsync(cancellationToken);
+            }
+
+            if (!TryEnter())
+            {
+                return default; // the current writer sends it
+            }
+
+            if (!inline)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static writer => _ = ObserveAsync(writer.DrainAsync()), this, preferLocal: false);
+                return default;
+            }
+
+            var drain = DrainAsync();
+            if (drain.IsCompleted)
+            {
+                drain.GetAwaiter().GetResult(); // a failure here belongs to this caller
+                return default;
+            }
+
+            // Blocked on the server (flow control) or still waiting for the request stream: the caller
+            // goes on; a failure is kept in _failure and reported by the next write.
+            _ = ObserveAsync(drain);
+            return default;
+        }
+
+        /// <summary>Sends everything queued and keeps the writer role, so nothing can follow.</summary>
+        public async Task FlushAndKeepAsync(CancellationToken cancellationToken)
+        {
+            await EnterAsync(cancellationToken).ConfigureAwait(false);
+            await DrainAsync(keepRole: true).ConfigureAwait(false);
+        }
+
+        protected override async ValueTask WritePassAsync()
+        {
+            call.ThrowIfFailed(); // a writer that waited for the role while the previous holder failed
+            var token = call.CallCancellation.Token;
+            var stream = _stream ??= await call.GetRequestStreamAsync(token).ConfigureAwait(false);
+            var wrote = false;
+            while (Queue.TryDequeue(out var message))
+            {
+                Interlocked.Decrement(ref _queued);
+                call.WriteFrame(_buffer, message);
+                wrote = true;
+                if (_buffer.WrittenCount >= WriteChunk)
+                {
+                    await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
+                    _buffer.ResetWrittenCount();
+                }
+            }
+
+            if (_buffer.WrittenCount > 0)
+            {
+                await stream.WriteAsync(_buffer.WrittenMemory, token).ConfigureAwait(false);
+                _buffer.ResetWrittenCount();
+            }
+
+            if (wrote)
+            {
+                await stream.FlushAsync(token).ConfigureAwait(false); // also after a pass that ended on a full chunk
+            }
+        }
+
+        protected override Exception OnFailed(Exception exception)
+        {
+            var mapped = call._failure ?? call.MapException(exception);
+            call._failure ??= mapped;
+            call._content.Fail(mapped);
+            return mapped;
+        }
+
+        private async ValueTask WaitAndDrainAsync(CancellationToken cancellationToken)
+        {
+            await EnterAsync(cancellationToken).ConfigureAwait(false);
+            await DrainAsync().ConfigureAwait(false);
+        }
     }
 }
 

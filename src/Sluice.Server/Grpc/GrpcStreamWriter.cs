@@ -1,5 +1,5 @@
-using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using Sluice.Protocol.Grpc;
 
 namespace Sluice.Server.Grpc;
 
@@ -11,8 +11,7 @@ namespace Sluice.Server.Grpc;
 /// machine is most of the price of a synchronous publish, so this type avoids them; and a flush per
 /// message costs about 10x in throughput, so a busy stream still flushes in batches.
 /// </summary>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SemaphoreSlim's wait handle is never created, so it holds nothing to dispose.")]
-public sealed class GrpcStreamWriter<T>
+public sealed class GrpcStreamWriter<T> : SingleWriter<T>
     where T : class
 {
     /// <summary>~32 KB per flush: measured ~1.1-1.5 M msgs/s vs ~0.5 M with a flush per message.</summary>
@@ -22,8 +21,6 @@ public sealed class GrpcStreamWriter<T>
     private readonly int _maxSendSize;
     private readonly CancellationToken _callToken;
     private readonly Action _onFirstMessage;
-    private readonly ConcurrentQueue<T> _queue = new();
-    private readonly SemaphoreSlim _gate = new(1, 1);
     private int _unflushed;
     // Flush requests are counted, not flagged: a drain pass reads the count before it takes messages,
     // so every request counted then has its message in that pass, and one that comes later is seen
@@ -64,7 +61,7 @@ public sealed class GrpcStreamWriter<T>
             Interlocked.Increment(ref _flushRequests);
         }
 
-        return _gate.Wait(0, CancellationToken.None) ? DrainAsync() : WaitAndDrainAsync(cancellationToken);
+        return TryEnter() ? DrainAsync() : WaitAndDrainAsync(cancellationToken);
     }
 
     /// <summary>Flushes whatever earlier non-flushing writes left in the response buffer.</summary>
@@ -72,7 +69,7 @@ public sealed class GrpcStreamWriter<T>
     {
         ThrowIfFailed();
         Interlocked.Increment(ref _flushRequests);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EnterAsync(cancellationToken).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }
 
@@ -91,7 +88,7 @@ public sealed class GrpcStreamWriter<T>
             return false;
         }
 
-        _queue.Enqueue(message);
+        Queue.Enqueue(message);
         if (flush)
         {
             Interlocked.Increment(ref _flushRequests);
@@ -110,7 +107,7 @@ public sealed class GrpcStreamWriter<T>
 
     private void TryDrain()
     {
-        if (_gate.Wait(0, CancellationToken.None))
+        if (TryEnter())
         {
             var drain = DrainAsync();
             if (!drain.IsCompletedSuccessfully)
@@ -126,7 +123,7 @@ public sealed class GrpcStreamWriter<T>
         _completed = true;
         ThrowIfFailed();
         Interlocked.Increment(ref _flushRequests);
-        await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        await EnterAsync(CancellationToken.None).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }
 
@@ -139,68 +136,52 @@ public sealed class GrpcStreamWriter<T>
             throw new InvalidOperationException("The response stream is already complete.");
         }
 
-        _queue.Enqueue(message);
+        Queue.Enqueue(message);
     }
 
     /// <summary>Another caller holds the stream: wait for it, so the message is serialized before this returns.</summary>
     private async ValueTask WaitAndDrainAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EnterAsync(cancellationToken).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// Runs holding the gate; releases it. Writes the queue, flushes if anyone asked since the
-    /// last flush, and re-takes the gate for messages or flush requests that came meanwhile.
-    /// </summary>
-    private async ValueTask DrainAsync()
+    protected override bool HasWork => !Queue.IsEmpty || Interlocked.Read(ref _flushRequests) != _flushedUpTo;
+
+    /// <summary>Writes the queue, then flushes if anyone asked since the last flush.</summary>
+    protected override async ValueTask WritePassAsync()
     {
-        try
+        ThrowIfFailed(); // a writer that waited for the role while the previous holder failed
+        var requested = Interlocked.Read(ref _flushRequests); // before taking messages: see the field
+        while (Queue.TryDequeue(out var message))
         {
-            ThrowIfFailed(); // a writer that waited for the gate while the previous holder failed
-            while (true)
+            if (!_started)
             {
-                var requested = Interlocked.Read(ref _flushRequests); // before taking messages: see the field
-                while (_queue.TryDequeue(out var message))
-                {
-                    if (!_started)
-                    {
-                        _started = true;
-                        _onFirstMessage();
-                    }
+                _started = true;
+                _onFirstMessage();
+            }
 
-                    _unflushed += GrpcServer.WriteResponse(_writer, message, _maxSendSize);
-                    if (_unflushed >= FlushThreshold)
-                    {
-                        await FlushPipeAsync().ConfigureAwait(false);
-                    }
-                }
-
-                if (requested != _flushedUpTo)
-                {
-                    _flushedUpTo = requested;
-                    if (_unflushed > 0)
-                    {
-                        await FlushPipeAsync().ConfigureAwait(false);
-                    }
-                }
-
-                _gate.Release();
-
-                // A message or flush request that came after the checks above, from a caller that
-                // found the gate taken, would otherwise wait for the next writer: take it back.
-                if ((_queue.IsEmpty && Interlocked.Read(ref _flushRequests) == _flushedUpTo) || !_gate.Wait(0, CancellationToken.None))
-                {
-                    return;
-                }
+            _unflushed += GrpcServer.WriteResponse(_writer, message, _maxSendSize);
+            if (_unflushed >= FlushThreshold)
+            {
+                await FlushPipeAsync().ConfigureAwait(false);
             }
         }
-        catch (Exception ex)
+
+        if (requested != _flushedUpTo)
         {
-            _failure ??= ex;
-            _gate.Release();
-            throw;
+            _flushedUpTo = requested;
+            if (_unflushed > 0)
+            {
+                await FlushPipeAsync().ConfigureAwait(false);
+            }
         }
+    }
+
+    protected override Exception OnFailed(Exception exception)
+    {
+        _failure ??= exception;
+        return exception;
     }
 
     private async ValueTask FlushPipeAsync()
@@ -218,18 +199,6 @@ public sealed class GrpcStreamWriter<T>
         if (_failure is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        }
-    }
-
-    private static async Task ObserveAsync(ValueTask drain)
-    {
-        try
-        {
-            await drain.ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // Kept in _failure by DrainAsync; CompleteAsync and later writes report it.
         }
     }
 }
