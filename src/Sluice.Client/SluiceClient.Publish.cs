@@ -32,7 +32,7 @@ public sealed partial class SluiceClient
         options ??= MessageOptions.Default;
         options.Validate();
         ThrowIfDisposed();
-        var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
         {
             await SendAsync(request, wantAck: false, onAck: null, cancellationToken).ConfigureAwait(false);
@@ -73,7 +73,7 @@ public sealed partial class SluiceClient
         options ??= MessageOptions.Default;
         options.Validate();
         ThrowIfDisposed();
-        var request = await CreatePublishRequestAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
         await SendAsync(request, wantAck: request.AckPolicy != Protocol.Api.AckPolicy.None, onAck, cancellationToken).ConfigureAwait(false);
     }
 
@@ -184,7 +184,7 @@ public sealed partial class SluiceClient
         return x;
     }
 
-    private async ValueTask<PublishFrame> CreatePublishRequestAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
+    private async ValueTask<PublishFrame> CreatePublishFrameAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
     {
         var partition = options.Partition ?? 0;
         if (options.Partition is null && options.Partitioner is { } partitioner)

@@ -211,44 +211,21 @@ internal static class GrpcRequestFraming
 {
     public static readonly MediaTypeHeaderValue ContentType = new("application/grpc");
 
-    /// <summary>Frames a protobuf message or an <see cref="IGrpcEncodable"/>.</summary>
+    /// <summary>Frames a protobuf message or an <see cref="IGrpcEncodable"/>, gzip-compressed when the options say so.</summary>
     public static byte[] Frame<T>(T message, GrpcChannelOptions options)
         where T : class
     {
-        var encodable = message as IGrpcEncodable;
-        var protobuf = encodable is null ? (IMessage)message : null;
-        var size = encodable?.CalculateSize() ?? protobuf!.CalculateSize();
-        GrpcFrame.CheckSendSize(size, options.MaxSendMessageSize);
-        if (options.CompressRequests)
+        if (!options.CompressRequests)
         {
-            var bytes = new byte[size];
-            if (encodable is not null)
-            {
-                encodable.WriteTo(bytes);
-            }
-            else
-            {
-                protobuf!.WriteTo(bytes);
-            }
-
-            var compressed = GrpcCompression.Compress(bytes);
-            var framed = new byte[GrpcFrame.HeaderSize + compressed.Length];
-            GrpcFrame.WriteHeader(framed, compressed: true, compressed.Length);
-            compressed.CopyTo(framed.AsSpan(GrpcFrame.HeaderSize));
-            return framed;
+            return GrpcFrame.ToFrame(message, options.MaxSendMessageSize);
         }
 
-        var frame = new byte[GrpcFrame.HeaderSize + size];
-        GrpcFrame.WriteHeader(frame, compressed: false, size);
-        if (encodable is not null)
-        {
-            encodable.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
-        }
-        else
-        {
-            protobuf!.WriteTo(frame.AsSpan(GrpcFrame.HeaderSize));
-        }
-
-        return frame;
+        var payload = GrpcFrame.Serialize(message);
+        GrpcFrame.CheckSendSize(payload.Length, options.MaxSendMessageSize);
+        var compressed = GrpcCompression.Compress(payload);
+        var framed = new byte[GrpcFrame.HeaderSize + compressed.Length];
+        GrpcFrame.WriteHeader(framed, compressed: true, compressed.Length);
+        compressed.CopyTo(framed.AsSpan(GrpcFrame.HeaderSize));
+        return framed;
     }
 }

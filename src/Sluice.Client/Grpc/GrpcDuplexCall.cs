@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net;
-using Google.Protobuf;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Client.Grpc;
@@ -102,26 +101,11 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
         if (_options.CompressRequests)
         {
             buffer.Write(GrpcRequestFraming.Frame(message, _options));
-            return;
         }
-
-        if (message is IGrpcEncodable encodable)
+        else
         {
-            var length = encodable.CalculateSize();
-            GrpcFrame.CheckSendSize(length, _options.MaxSendMessageSize);
-            var span = buffer.GetSpan(GrpcFrame.HeaderSize + length);
-            GrpcFrame.WriteHeader(span, compressed: false, length);
-            encodable.WriteTo(span.Slice(GrpcFrame.HeaderSize, length));
-            buffer.Advance(GrpcFrame.HeaderSize + length);
-            return;
+            GrpcFrame.WriteMessage(buffer, message, _options.MaxSendMessageSize);
         }
-
-        var protobuf = (IMessage)message;
-        var size = protobuf.CalculateSize();
-        GrpcFrame.CheckSendSize(size, _options.MaxSendMessageSize);
-        GrpcFrame.WriteHeader(buffer.GetSpan(GrpcFrame.HeaderSize), compressed: false, size);
-        buffer.Advance(GrpcFrame.HeaderSize);
-        protobuf.WriteTo(buffer);
     }
 
     /// <summary>The request side: frames queued requests into HttpClient's request stream (~32 KB per write), one writer at a time.</summary>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using Google.Protobuf;
 
 namespace Sluice.Protocol.Grpc;
 
@@ -61,6 +62,71 @@ public static class GrpcFrame
         buffer = buffer.Slice(payload.End);
         return true;
     }
+
+    /// <summary>
+    /// Frames one uncompressed message straight into <paramref name="output"/> and returns the bytes
+    /// written. <paramref name="message"/> is a protobuf message or an <see cref="IGrpcEncodable"/>.
+    /// </summary>
+    public static int WriteMessage(IBufferWriter<byte> output, object message, int maxMessageSize)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        var size = PayloadSize(message);
+        CheckSendSize(size, maxMessageSize);
+        if (message is IGrpcEncodable encodable)
+        {
+            var span = output.GetSpan(HeaderSize + size);
+            WriteHeader(span, compressed: false, size);
+            encodable.WriteTo(span.Slice(HeaderSize, size));
+            output.Advance(HeaderSize + size);
+        }
+        else
+        {
+            WriteHeader(output.GetSpan(HeaderSize), compressed: false, size);
+            output.Advance(HeaderSize);
+            ((IMessage)message).WriteTo(output);
+        }
+
+        return HeaderSize + size;
+    }
+
+    /// <summary>One uncompressed frame of a protobuf message or an <see cref="IGrpcEncodable"/>, in an array of its exact size.</summary>
+    public static byte[] ToFrame(object message, int maxMessageSize)
+    {
+        var size = PayloadSize(message);
+        CheckSendSize(size, maxMessageSize);
+        var frame = new byte[HeaderSize + size];
+        WriteHeader(frame, compressed: false, size);
+        WritePayload(message, frame.AsSpan(HeaderSize));
+        return frame;
+    }
+
+    /// <summary>The payload bytes of a protobuf message or an <see cref="IGrpcEncodable"/>, unframed (to be compressed).</summary>
+    public static byte[] Serialize(object message)
+    {
+        var bytes = new byte[PayloadSize(message)];
+        WritePayload(message, bytes);
+        return bytes;
+    }
+
+    private static void WritePayload(object message, Span<byte> destination)
+    {
+        if (message is IGrpcEncodable encodable)
+        {
+            encodable.WriteTo(destination);
+        }
+        else
+        {
+            ((IMessage)message).WriteTo(destination);
+        }
+    }
+
+    private static int PayloadSize(object message) => message switch
+    {
+        IGrpcEncodable encodable => encodable.CalculateSize(),
+        IMessage protobuf => protobuf.CalculateSize(),
+        null => throw new ArgumentNullException(nameof(message)),
+        _ => throw new ArgumentException($"{message.GetType().Name} is neither a protobuf message nor an IGrpcEncodable", nameof(message)),
+    };
 
     /// <summary>Checks a message about to be sent against the peer's limit.</summary>
     public static void CheckSendSize(int size, int maxMessageSize)

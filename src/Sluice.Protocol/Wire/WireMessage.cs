@@ -37,13 +37,13 @@ public readonly struct WireMessage
     private readonly byte[] _buffer;
     private readonly int _start;
     private readonly int _length;
-    private readonly Segment _key;
-    private readonly Segment _value;
-    private readonly Segment _stream;
-    private readonly Segment _subject;
-    private readonly Segment _replySubject;
-    private readonly Segment _ackInbox;
-    private readonly Segment _correlationId;
+    private readonly (int Start, int Length) _key;
+    private readonly (int Start, int Length) _value;
+    private readonly (int Start, int Length) _stream;
+    private readonly (int Start, int Length) _subject;
+    private readonly (int Start, int Length) _replySubject;
+    private readonly (int Start, int Length) _ackInbox;
+    private readonly (int Start, int Length) _correlationId;
 
     private WireMessage(byte[] buffer, int start, int length)
     {
@@ -70,28 +70,28 @@ public readonly struct WireMessage
                     AckPolicy = (int)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case KeyTag:
-                    _key = ReadSegment(data, ref position);
+                    _key = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case ValueTag:
-                    _value = ReadSegment(data, ref position);
+                    _value = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case StreamTag:
-                    _stream = ReadSegment(data, ref position);
+                    _stream = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case SubjectTag:
-                    _subject = ReadSegment(data, ref position);
+                    _subject = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case ReplySubjectTag:
-                    _replySubject = ReadSegment(data, ref position);
+                    _replySubject = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case AckInboxTag:
-                    _ackInbox = ReadSegment(data, ref position);
+                    _ackInbox = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case CorrelationIdTag:
-                    _correlationId = ReadSegment(data, ref position);
+                    _correlationId = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case HeadersTag:
-                    var entry = ReadSegment(data, ref position);
+                    var entry = ProtoWire.ReadLengthDelimited(data, ref position);
                     ProtoWire.CheckMessage(data.Slice(entry.Start, entry.Length), inEntry: true);
                     HeaderEntries++;
                     break;
@@ -177,9 +177,9 @@ public readonly struct WireMessage
                 continue;
             }
 
-            var entry = ReadSegment(data, ref position);
-            var name = default(Segment);
-            var value = default(Segment);
+            var entry = ProtoWire.ReadLengthDelimited(data, ref position);
+            (int Start, int Length) name = default;
+            (int Start, int Length) value = default;
             var entryData = data.Slice(entry.Start, entry.Length);
             var at = 0;
             while (at < entryData.Length)
@@ -187,11 +187,11 @@ public readonly struct WireMessage
                 var entryTag = ProtoWire.ReadTag(entryData, ref at);
                 if (entryTag == EntryKeyTag)
                 {
-                    name = ReadSegment(entryData, ref at).Offset(entry.Start);
+                    name = Within(entry, ProtoWire.ReadLengthDelimited(entryData, ref at));
                 }
                 else if (entryTag == EntryValueTag)
                 {
-                    value = ReadSegment(entryData, ref at).Offset(entry.Start);
+                    value = Within(entry, ProtoWire.ReadLengthDelimited(entryData, ref at));
                 }
                 else
                 {
@@ -208,21 +208,13 @@ public readonly struct WireMessage
     /// <summary>The same message as a protobuf object (parses the bytes again).</summary>
     public Message ToMessage() => Message.Parser.ParseFrom(_buffer, _start, _length);
 
-    private ReadOnlyMemory<byte> Memory(Segment segment) =>
+    private ReadOnlyMemory<byte> Memory((int Start, int Length) segment) =>
         segment.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_buffer, _start + segment.Start, segment.Length);
 
-    private string Text(Segment segment) =>
+    private string Text((int Start, int Length) segment) =>
         segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, _start + segment.Start, segment.Length);
 
-    private static Segment ReadSegment(ReadOnlySpan<byte> data, ref int position)
-    {
-        var (start, length) = ProtoWire.ReadLengthDelimited(data, ref position);
-        return new Segment(start, length);
-    }
-
-    /// <summary>Where a length-delimited field's bytes are, relative to the message start.</summary>
-    private readonly record struct Segment(int Start, int Length)
-    {
-        public Segment Offset(int by) => new(Start + by, Length);
-    }
+    /// <summary>A field of a map entry, relative to the message start instead of the entry's.</summary>
+    private static (int Start, int Length) Within((int Start, int Length) entry, (int Start, int Length) field) =>
+        (entry.Start + field.Start, field.Length);
 }

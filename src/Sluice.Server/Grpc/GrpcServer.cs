@@ -1,8 +1,5 @@
-using System.Buffers;
-using System.IO.Pipelines;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -286,36 +283,6 @@ public sealed partial class GrpcServer : IAsyncDisposable
                 response.Headers["grpc-message"] = encoded;
             }
         }
-    }
-
-    /// <summary>Serializes one framed message straight into the pipe (no intermediate buffer); returns its size.</summary>
-    /// <summary>Frames a response: a protobuf message, or an <see cref="IGrpcEncodable"/> that writes its own bytes.</summary>
-    internal static int WriteResponse<T>(PipeWriter writer, T message, int maxSendSize)
-        where T : class
-    {
-        if (message is not IGrpcEncodable encodable)
-        {
-            return WriteMessage(writer, (IMessage)message, maxSendSize);
-        }
-
-        var size = encodable.CalculateSize();
-        GrpcFrame.CheckSendSize(size, maxSendSize);
-        var span = writer.GetSpan(GrpcFrame.HeaderSize + size);
-        GrpcFrame.WriteHeader(span, compressed: false, size);
-        encodable.WriteTo(span.Slice(GrpcFrame.HeaderSize, size));
-        writer.Advance(GrpcFrame.HeaderSize + size);
-        return GrpcFrame.HeaderSize + size;
-    }
-
-    internal static int WriteMessage(PipeWriter writer, IMessage message, int maxSendSize)
-    {
-        var size = message.CalculateSize();
-        GrpcFrame.CheckSendSize(size, maxSendSize);
-        var header = writer.GetSpan(GrpcFrame.HeaderSize);
-        GrpcFrame.WriteHeader(header, compressed: false, size);
-        writer.Advance(GrpcFrame.HeaderSize);
-        message.WriteTo((IBufferWriter<byte>)writer);
-        return GrpcFrame.HeaderSize + size;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "gRPC server listening on {Address} (TLS: {Tls})")]

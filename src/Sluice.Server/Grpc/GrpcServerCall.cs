@@ -39,7 +39,7 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
         where T : class, IMessage<T>
     {
         ArgumentNullException.ThrowIfNull(response, "the handler's response");
-        GrpcServer.WriteMessage(http.Response.BodyWriter, response, options.MaxSendMessageSize);
+        GrpcFrame.WriteMessage(http.Response.BodyWriter, response, options.MaxSendMessageSize);
         HasWrittenMessages = true;
     }
 

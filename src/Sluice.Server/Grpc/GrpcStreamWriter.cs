@@ -161,7 +161,7 @@ public sealed class GrpcStreamWriter<T> : SingleWriter<T>
                 _onFirstMessage();
             }
 
-            _unflushed += GrpcServer.WriteResponse(_writer, message, _maxSendSize);
+            _unflushed += GrpcFrame.WriteMessage(_writer, message, _maxSendSize);
             if (_unflushed >= FlushThreshold)
             {
                 await FlushPipeAsync().ConfigureAwait(false);
