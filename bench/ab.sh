@@ -11,6 +11,7 @@
 #   MODE=consumer bench/ab.sh . new -n 200000           # fill a stream, then time consuming it
 #   SERVER_ENV=DOTNET_GCgen0size=0x400000 bench/ab.sh . gen0 -n 60000 --pub-batch 1 -c 64
 #   WARM=300000 bench/ab.sh . new -n 600000 --pub-batch 100   # a longer warm-up (two runs of WARM messages; default 20000)
+#   CLIENT_ENV=DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 bench/ab.sh . inl -n 40000 --pub-batch 1   # environment of the timed client
 set -u
 repo=$(cd "$1" && pwd); label=$2; shift 2
 RUNS=${RUNS:-5}
@@ -32,7 +33,7 @@ fi
 ctx() { cat /proc/$pid/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s+=$2} END {print s}'; }
 for r in $(seq $RUNS); do
   c0=$(ctx)
-  /usr/bin/time -f "%w %c" -o $d/time $B $MODE --target sluice --servers 127.0.0.1:$port "$@" --ms 256 --server-pid $pid --output json 2>/dev/null > $d/out.json
+  /usr/bin/time -f "%w %c" -o $d/time env ${CLIENT_ENV:-X_NONE=1} $B $MODE --target sluice --servers 127.0.0.1:$port "$@" --ms 256 --server-pid $pid --output json 2>/dev/null > $d/out.json
   c1=$(ctx)
   python3 - $d/out.json $d/time $c0 $c1 <<'PY' >> $d/lines
 import json,sys

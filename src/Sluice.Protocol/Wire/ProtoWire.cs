@@ -96,6 +96,62 @@ public static class ProtoWire
         }
     }
 
+    /// <summary>
+    /// Reads the <c>map&lt;string, bytes&gt;</c> field with tag <paramref name="mapTag"/> from a message
+    /// already checked by its reader: names decoded, values viewing <paramref name="buffer"/>. As
+    /// protobuf: a missing key or value is empty, and the last value of a repeated name wins (in
+    /// the name's first position).
+    /// </summary>
+    public static Dictionary<string, ReadOnlyMemory<byte>> ReadStringBytesMap(byte[] buffer, int start, int length, uint mapTag, int entries)
+    {
+        const uint EntryKeyTag = (1 << 3) | 2;
+        const uint EntryValueTag = (2 << 3) | 2;
+        var map = new Dictionary<string, ReadOnlyMemory<byte>>(entries, StringComparer.Ordinal);
+        if (entries == 0)
+        {
+            return map;
+        }
+
+        var data = new ReadOnlySpan<byte>(buffer, start, length);
+        var position = 0;
+        while (position < data.Length)
+        {
+            var tag = ReadTag(data, ref position);
+            if (tag != mapTag)
+            {
+                Skip(data, ref position, tag);
+                continue;
+            }
+
+            var entry = ReadLengthDelimited(data, ref position);
+            var entryData = data.Slice(entry.Start, entry.Length);
+            (int Start, int Length) name = default;
+            (int Start, int Length) value = default;
+            var at = 0;
+            while (at < entryData.Length)
+            {
+                var entryTag = ReadTag(entryData, ref at);
+                if (entryTag == EntryKeyTag)
+                {
+                    name = ReadLengthDelimited(entryData, ref at);
+                }
+                else if (entryTag == EntryValueTag)
+                {
+                    value = ReadLengthDelimited(entryData, ref at);
+                }
+                else
+                {
+                    Skip(entryData, ref at, entryTag, inEntry: true);
+                }
+            }
+
+            var key = name.Length == 0 ? string.Empty : System.Text.Encoding.UTF8.GetString(buffer, start + entry.Start + name.Start, name.Length);
+            map[key] = value.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(buffer, start + entry.Start + value.Start, value.Length);
+        }
+
+        return map;
+    }
+
     /// <summary>Reads a field tag; field number 0 is an error.</summary>
     public static uint ReadTag(ReadOnlySpan<byte> data, ref int position)
     {

@@ -30,10 +30,6 @@ public readonly struct WireMessage
     private const uint CorrelationIdTag = (11 << 3) | 2;
     private const uint AckPolicyTag = 12 << 3;
 
-    // Map entry fields: key = 1 (string), value = 2 (bytes).
-    private const uint EntryKeyTag = (1 << 3) | 2;
-    private const uint EntryValueTag = (2 << 3) | 2;
-
     private readonly byte[] _buffer;
     private readonly int _start;
     private readonly int _length;
@@ -158,52 +154,8 @@ public readonly struct WireMessage
     public string GetCorrelationId() => Text(_correlationId);
 
     /// <summary>The headers, names decoded and values viewing the buffer; the last value of a repeated name wins.</summary>
-    public Dictionary<string, ReadOnlyMemory<byte>> GetHeaders()
-    {
-        var headers = new Dictionary<string, ReadOnlyMemory<byte>>(HeaderEntries, StringComparer.Ordinal);
-        if (HeaderEntries == 0)
-        {
-            return headers;
-        }
-
-        var data = new ReadOnlySpan<byte>(_buffer, _start, _length);
-        var position = 0;
-        while (position < data.Length)
-        {
-            var tag = ProtoWire.ReadTag(data, ref position);
-            if (tag != HeadersTag)
-            {
-                ProtoWire.Skip(data, ref position, tag);
-                continue;
-            }
-
-            var entry = ProtoWire.ReadLengthDelimited(data, ref position);
-            (int Start, int Length) name = default;
-            (int Start, int Length) value = default;
-            var entryData = data.Slice(entry.Start, entry.Length);
-            var at = 0;
-            while (at < entryData.Length)
-            {
-                var entryTag = ProtoWire.ReadTag(entryData, ref at);
-                if (entryTag == EntryKeyTag)
-                {
-                    name = Within(entry, ProtoWire.ReadLengthDelimited(entryData, ref at));
-                }
-                else if (entryTag == EntryValueTag)
-                {
-                    value = Within(entry, ProtoWire.ReadLengthDelimited(entryData, ref at));
-                }
-                else
-                {
-                    ProtoWire.Skip(entryData, ref at, entryTag, inEntry: true);
-                }
-            }
-
-            headers[Text(name)] = Memory(value);
-        }
-
-        return headers;
-    }
+    public Dictionary<string, ReadOnlyMemory<byte>> GetHeaders() =>
+        ProtoWire.ReadStringBytesMap(_buffer, _start, _length, HeadersTag, HeaderEntries);
 
     /// <summary>The same message as a protobuf object (parses the bytes again).</summary>
     public Message ToMessage() => Message.Parser.ParseFrom(_buffer, _start, _length);
@@ -213,8 +165,4 @@ public readonly struct WireMessage
 
     private string Text((int Start, int Length) segment) =>
         segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, _start + segment.Start, segment.Length);
-
-    /// <summary>A field of a map entry, relative to the message start instead of the entry's.</summary>
-    private static (int Start, int Length) Within((int Start, int Length) entry, (int Start, int Length) field) =>
-        (entry.Start + field.Start, field.Length);
 }

@@ -1,5 +1,6 @@
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Wire;
 using Sluice.Server.Grpc;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
@@ -26,8 +27,8 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             .AddServerStreaming<SubscribeRequest, RecordMessage>(ServiceName, "Subscribe", SubscribeRequest.Parser, SubscribeAsync)
             .AddUnary<FetchMetadataRequest, FetchMetadataResponse>(ServiceName, "FetchMetadata", FetchMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchMetadata(r))))
             .AddUnary<FetchPartitionMetadataRequest, FetchPartitionMetadataResponse>(ServiceName, "FetchPartitionMetadata", FetchPartitionMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchPartitionMetadata(r))))
-            .AddUnary<PublishRequest, PublishResponse>(ServiceName, "Publish", PublishRequest.Parser, (r, c) => Run(c, () => PublishAsync(r, c)))
-            .AddDuplexStreaming<PublishRequest, PublishResponse>(ServiceName, "PublishAsync", PublishRequest.Parser, PublishAsyncAsync)
+            .AddUnary<WirePublishRequest, PublishResponse>(ServiceName, "Publish", WirePublishRequest.Decode, (r, c) => Run(c, () => PublishAsync(r, c)))
+            .AddDuplexStreaming<WirePublishRequest, object>(ServiceName, "PublishAsync", WirePublishRequest.Decode, PublishAsyncAsync)
             .AddUnary<PublishToSubjectRequest, PublishToSubjectResponse>(ServiceName, "PublishToSubject", PublishToSubjectRequest.Parser, (r, c) => Run(c, () => PublishToSubjectAsync(r, c)))
             .AddUnary<SetCursorRequest, SetCursorResponse>(ServiceName, "SetCursor", SetCursorRequest.Parser, (r, c) => Run(c, () => SetCursorAsync(r, c)))
             .AddUnary<FetchCursorRequest, FetchCursorResponse>(ServiceName, "FetchCursor", FetchCursorRequest.Parser, (r, c) => Run(c, () => FetchCursorAsync(r, c)))
@@ -142,7 +143,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
     // ---------------------------------------------------------------- publishing
 
-    private async Task<PublishResponse> PublishAsync(PublishRequest request, GrpcCallContext context)
+    private async Task<PublishResponse> PublishAsync(WirePublishRequest request, GrpcCallContext context)
     {
         if (request.Stream.Length == 0)
         {
@@ -172,11 +173,11 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     }
 
     /// <summary>NATS hook: with NATS configured, the other streams on the subject and plain NATS subscribers get the message too (docs/nats.md).</summary>
-    private ValueTask ForwardToNatsAsync(Partition partition, PublishItem item, PublishRequest request, CancellationToken cancellationToken) =>
+    private ValueTask ForwardToNatsAsync(Partition partition, PublishItem item, WirePublishRequest request, CancellationToken cancellationToken) =>
         broker.Context.Nats is { } nats ? nats.ForwardAsync(broker, partition, item, request, cancellationToken) : ValueTask.CompletedTask;
 
     /// <summary>Publish's checks after the empty-stream one: stream, partition, readonly, OCC with NONE.</summary>
-    private Partition CheckPublish(PublishRequest request)
+    private Partition CheckPublish(WirePublishRequest request)
     {
         if (!broker.TryGetStream(request.Stream, out var stream))
         {
@@ -201,20 +202,20 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         return partition;
     }
 
-    internal static PublishItem NewItem(PublishRequest request, Partition partition, IAckReceiver? receiver) => new()
+    internal static PublishItem NewItem(WirePublishRequest request, Partition partition, IAckReceiver? receiver) => new()
     {
-        Key = request.Key.IsEmpty ? null : request.Key.Memory,
-        Value = request.Value.IsEmpty ? null : request.Value.Memory,
-        Headers = PublishItem.BuildHeaders(request.Headers, partition.Subject, string.Empty),
+        Key = request.Key.IsEmpty ? null : request.Key,
+        Value = request.Value.IsEmpty ? null : request.Value,
+        Headers = PublishItem.BuildHeaders(request.HeaderEntries == 0 ? null : request.GetHeaders(), partition.SubjectUtf8, ReadOnlyMemory<byte>.Empty),
         Subject = partition.Subject,
         AckInbox = request.AckInbox,
-        CorrelationId = request.CorrelationId,
+        CorrelationIdUtf8 = request.CorrelationIdUtf8,
         AckPolicy = request.AckPolicy,
         ExpectedOffset = request.ExpectedOffset, // quirk 3 (kept): 0 is a real expectation, only -1 means any
         Receiver = receiver,
     };
 
-    private async Task PublishAsyncAsync(IAsyncEnumerable<PublishRequest> requests, GrpcStreamWriter<PublishResponse> responses, GrpcCallContext context)
+    private async Task PublishAsyncAsync(IAsyncEnumerable<WirePublishRequest> requests, GrpcStreamWriter<object> responses, GrpcCallContext context)
     {
         var session = new PublishAsyncSession(responses, context.CancellationToken);
         var requestReader = requests.GetAsyncEnumerator(context.CancellationToken);
@@ -251,7 +252,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     }
 
     /// <summary>One PublishAsync request: refusals become async errors on the stream, the ack comes through the session.</summary>
-    private async Task PublishOneAsync(PublishAsyncSession session, PublishRequest request, bool moreComing, GrpcCallContext context)
+    private async Task PublishOneAsync(PublishAsyncSession session, WirePublishRequest request, bool moreComing, GrpcCallContext context)
     {
         Partition partition;
         try

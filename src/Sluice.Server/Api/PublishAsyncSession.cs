@@ -7,18 +7,19 @@ namespace Sluice.Server.Api;
 /// <summary>
 /// One PublishAsync stream: receives acks from partition writer loops (any thread), turns them
 /// into responses correlated by correlationId, and counts in-flight publishes so a half-close can
-/// wait for them. Responses are posted to the stream writer, which sends them on the calling thread
+/// wait for them. Committed messages are acked with <see cref="PublishAckFrame"/>s encoded straight
+/// from the commit; refusals are PublishResponse objects with an async error. Responses are posted to the stream writer, which sends them on the calling thread
 /// when the stream is free and queues them otherwise, so writer loops never wait on a slow client.
 /// </summary>
 internal sealed class PublishAsyncSession : IAckReceiver
 {
-    private readonly GrpcStreamWriter<PublishResponse> _responses;
+    private readonly GrpcStreamWriter<object> _responses;
     private readonly CancellationToken _callToken;
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _inFlight;
     private volatile bool _closing;
 
-    public PublishAsyncSession(GrpcStreamWriter<PublishResponse> responses, CancellationToken callToken)
+    public PublishAsyncSession(GrpcStreamWriter<object> responses, CancellationToken callToken)
     {
         _responses = responses;
         _callToken = callToken;
@@ -35,6 +36,12 @@ internal sealed class PublishAsyncSession : IAckReceiver
             Ack = new Ack(), // kept empty for old clients, as Liftbridge does
             AsyncError = new PublishAsyncError { Code = code, Message = message },
         });
+
+    public void OnCommitted(PublishItem item, in CommitInfo commit)
+    {
+        _responses.Post(new PublishAckFrame(item, commit), flush: false);
+        Done(); // committed items reach a receiver only with an ack policy other than NONE
+    }
 
     public void OnAck(PublishItem item, Ack ack)
     {

@@ -26,17 +26,29 @@ public sealed class GrpcMethodRegistry
     public GrpcMethodRegistry AddUnary<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, UnaryHandler<TRequest, TResponse> handler)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
-        => Add(new UnaryMethod<TRequest, TResponse>(service, method, parser, handler));
+        => AddUnary<TRequest, TResponse>(service, method, parser.ParseFrom, handler);
+
+    /// <summary>A unary method whose requests are read by <paramref name="decode"/> (e.g. a hand-written codec).</summary>
+    public GrpcMethodRegistry AddUnary<TRequest, TResponse>(string service, string method, GrpcDecoder<TRequest> decode, UnaryHandler<TRequest, TResponse> handler)
+        where TRequest : class
+        where TResponse : class, IMessage<TResponse>
+        => Add(new UnaryMethod<TRequest, TResponse>(service, method, decode, handler));
 
     public GrpcMethodRegistry AddServerStreaming<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, ServerStreamingHandler<TRequest, TResponse> handler)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class
-        => Add(new ServerStreamingMethod<TRequest, TResponse>(service, method, parser, handler));
+        => Add(new ServerStreamingMethod<TRequest, TResponse>(service, method, parser.ParseFrom, handler));
 
     public GrpcMethodRegistry AddDuplexStreaming<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, DuplexStreamingHandler<TRequest, TResponse> handler)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class
-        => Add(new DuplexStreamingMethod<TRequest, TResponse>(service, method, parser, handler));
+        => AddDuplexStreaming<TRequest, TResponse>(service, method, parser.ParseFrom, handler);
+
+    /// <summary>A bidirectional method whose requests are read by <paramref name="decode"/> (e.g. a hand-written codec).</summary>
+    public GrpcMethodRegistry AddDuplexStreaming<TRequest, TResponse>(string service, string method, GrpcDecoder<TRequest> decode, DuplexStreamingHandler<TRequest, TResponse> handler)
+        where TRequest : class
+        where TResponse : class
+        => Add(new DuplexStreamingMethod<TRequest, TResponse>(service, method, decode, handler));
 
     internal bool TryGet(string path, out GrpcMethod method) => _methods.TryGetValue(path, out method!);
 
@@ -68,40 +80,40 @@ internal abstract class GrpcMethod(string service, string method)
     }
 }
 
-internal sealed class UnaryMethod<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, UnaryHandler<TRequest, TResponse> handler)
+internal sealed class UnaryMethod<TRequest, TResponse>(string service, string method, GrpcDecoder<TRequest> decode, UnaryHandler<TRequest, TResponse> handler)
     : GrpcMethod(service, method)
-    where TRequest : class, IMessage<TRequest>
+    where TRequest : class
     where TResponse : class, IMessage<TResponse>
 {
     public override async Task InvokeAsync(GrpcServerCall call)
     {
-        var request = await call.ReadSingleRequestAsync(parser).ConfigureAwait(false);
+        var request = await call.ReadSingleRequestAsync(decode).ConfigureAwait(false);
         var response = await handler(request, call.Context).ConfigureAwait(false);
         call.WriteSingleResponse(response);
     }
 }
 
-internal sealed class ServerStreamingMethod<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, ServerStreamingHandler<TRequest, TResponse> handler)
+internal sealed class ServerStreamingMethod<TRequest, TResponse>(string service, string method, GrpcDecoder<TRequest> decode, ServerStreamingHandler<TRequest, TResponse> handler)
     : GrpcMethod(service, method)
-    where TRequest : class, IMessage<TRequest>
+    where TRequest : class
     where TResponse : class
 {
     public override async Task InvokeAsync(GrpcServerCall call)
     {
-        var request = await call.ReadSingleRequestAsync(parser).ConfigureAwait(false);
+        var request = await call.ReadSingleRequestAsync(decode).ConfigureAwait(false);
         var writer = call.CreateStreamWriter<TResponse>();
         await GrpcServerCall.RunStreamingAsync(writer, () => handler(request, writer, call.Context)).ConfigureAwait(false);
     }
 }
 
-internal sealed class DuplexStreamingMethod<TRequest, TResponse>(string service, string method, MessageParser<TRequest> parser, DuplexStreamingHandler<TRequest, TResponse> handler)
+internal sealed class DuplexStreamingMethod<TRequest, TResponse>(string service, string method, GrpcDecoder<TRequest> decode, DuplexStreamingHandler<TRequest, TResponse> handler)
     : GrpcMethod(service, method)
-    where TRequest : class, IMessage<TRequest>
+    where TRequest : class
     where TResponse : class
 {
     public override async Task InvokeAsync(GrpcServerCall call)
     {
-        var reader = call.CreateRequestReader(parser);
+        var reader = call.CreateRequestReader(decode);
         var writer = call.CreateStreamWriter<TResponse>();
         await GrpcServerCall.RunStreamingAsync(writer, () => handler(ReadAllAsync(reader, call.Context.CancellationToken), writer, call.Context)).ConfigureAwait(false);
     }

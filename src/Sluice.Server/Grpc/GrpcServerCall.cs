@@ -16,15 +16,15 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
     /// </summary>
     public bool HasWrittenMessages { get; private set; }
 
-    public GrpcMessageReader<T> CreateRequestReader<T>(MessageParser<T> parser)
-        where T : class, IMessage<T>
-        => new(http.Request.BodyReader, parser.ParseFrom, options.MaxReceiveMessageSize, requestEncoding);
+    public GrpcMessageReader<T> CreateRequestReader<T>(GrpcDecoder<T> decode)
+        where T : class
+        => new(http.Request.BodyReader, decode, options.MaxReceiveMessageSize, requestEncoding);
 
     /// <summary>Unary and server-streaming requests: exactly one message, then end of stream.</summary>
-    public async ValueTask<T> ReadSingleRequestAsync<T>(MessageParser<T> parser)
-        where T : class, IMessage<T>
+    public async ValueTask<T> ReadSingleRequestAsync<T>(GrpcDecoder<T> decode)
+        where T : class
     {
-        var reader = CreateRequestReader(parser);
+        var reader = CreateRequestReader(decode);
         var request = await reader.ReadAsync(Context.CancellationToken).ConfigureAwait(false)
             ?? throw new GrpcException(GrpcStatusCode.Internal, "The request ended without a message");
         if (await reader.ReadAsync(Context.CancellationToken).ConfigureAwait(false) is not null)

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Nats;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
+using Sluice.Protocol.Wire;
 using Sluice.Server.Configuration;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
@@ -211,7 +212,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     /// its own group), then puts it on NATS for everyone else. The outcome matches Liftbridge publishing the
     /// envelope on NATS; the target's ack still goes straight to the gRPC caller, once.
     /// </summary>
-    public async ValueTask ForwardAsync(Broker broker, Partition target, PublishItem item, PublishRequest request, CancellationToken cancellationToken)
+    public async ValueTask ForwardAsync(Broker broker, Partition target, PublishItem item, WirePublishRequest request, CancellationToken cancellationToken)
     {
         var subject = target.Subject;
         if (subject.AsSpan().IndexOfAny("*>") >= 0)
@@ -245,7 +246,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
             }
         }
 
-        Publish(subject, NatsIngest.ToEnvelope(request, subject));
+        Publish(subject, NatsIngest.ToEnvelope(request.ToRequest(), subject));
     }
 
     /// <summary>PublishToSubject: the envelope goes on NATS for every subscriber this server does not serve itself.</summary>

@@ -55,6 +55,8 @@ internal sealed partial class Partition : IDisposable
         Stream = stream;
         Id = id;
         Subject = Subjects.ForPartition(stream.Subject, id);
+        SubjectUtf8 = System.Text.Encoding.UTF8.GetBytes(Subject);
+        StreamNameUtf8 = System.Text.Encoding.UTF8.GetBytes(stream.Name);
         Directory = directory;
         _autoPause = autoPause;
         _logger = logger;
@@ -77,6 +79,12 @@ internal sealed partial class Partition : IDisposable
 
     /// <summary>The subject this partition takes messages from: the stream subject, or "subject.N" for N &gt; 0.</summary>
     public string Subject { get; }
+
+    /// <summary><see cref="Subject"/> as UTF-8, encoded once for acks and the stored "subject" header. Do not change it.</summary>
+    public byte[] SubjectUtf8 { get; }
+
+    /// <summary>The stream's name as UTF-8, encoded once for acks. Do not change it.</summary>
+    public byte[] StreamNameUtf8 { get; }
 
     public string Directory { get; }
 
@@ -554,20 +562,23 @@ internal sealed partial class Partition : IDisposable
                 continue;
             }
 
-            item.Receiver.OnAck(item, new Ack
-            {
-                Stream = Stream.Name,
-                PartitionSubject = Subject, // quirk 5 (fixed): the partition's own subject
-                MsgSubject = item.Subject,
-                Offset = first + i,
-                AckInbox = item.AckInbox,
-                CorrelationId = item.CorrelationId,
-                AckPolicy = item.AckPolicy,
-                ReceptionTimestamp = timestamp,
-                CommitTimestamp = commit,
-            });
+            item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
         }
     }
+
+    /// <summary>The ack of a committed message, as a protobuf object.</summary>
+    internal Ack NewAck(PublishItem item, in CommitInfo commit) => new()
+    {
+        Stream = Stream.Name,
+        PartitionSubject = Subject, // quirk 5 (fixed): the partition's own subject
+        MsgSubject = item.Subject,
+        Offset = commit.Offset,
+        AckInbox = item.AckInbox,
+        CorrelationId = item.CorrelationId,
+        AckPolicy = item.AckPolicy,
+        ReceptionTimestamp = commit.ReceptionTimestamp,
+        CommitTimestamp = commit.CommitTimestamp,
+    };
 
     private void StartTimers(PartitionRuntime runtime)
     {

@@ -12,11 +12,17 @@ internal interface IAckReceiver
     /// <summary>One message's ack; it may be held back until <see cref="FlushAcks"/>.</summary>
     void OnAck(PublishItem item, Ack ack);
 
+    /// <summary>A message was committed. By default its ack is built and passed to <see cref="OnAck"/>; a receiver that encodes acks itself can skip the object.</summary>
+    void OnCommitted(PublishItem item, in CommitInfo commit) => OnAck(item, commit.Partition.NewAck(item, commit));
+
     /// <summary>The end of an append batch: send the acks held back so far.</summary>
     void FlushAcks()
     {
     }
 }
+
+/// <summary>Where and when a message was committed: what its ack reports besides the message's own fields.</summary>
+internal readonly record struct CommitInfo(Partition Partition, long Offset, long ReceptionTimestamp, long CommitTimestamp);
 
 /// <summary>
 /// One message on its way into a partition. Every ingest path builds these (gRPC Publish,
@@ -25,6 +31,9 @@ internal interface IAckReceiver
 /// </summary>
 internal sealed class PublishItem
 {
+    private string? _correlationId;
+    private ReadOnlyMemory<byte> _correlationIdUtf8;
+
     public ReadOnlyMemory<byte>? Key { get; init; }
 
     public ReadOnlyMemory<byte>? Value { get; init; }
@@ -37,7 +46,19 @@ internal sealed class PublishItem
 
     public string AckInbox { get; init; } = string.Empty;
 
-    public string CorrelationId { get; init; } = string.Empty;
+    /// <summary>The correlation id (decoded on first use when the item was made from <see cref="CorrelationIdUtf8"/>).</summary>
+    public string CorrelationId
+    {
+        get => _correlationId ??= System.Text.Encoding.UTF8.GetString(_correlationIdUtf8.Span);
+        init => _correlationId = value;
+    }
+
+    /// <summary>The correlation id as valid UTF-8, for acks that echo it (encoded on first use when the item was made from <see cref="CorrelationId"/>).</summary>
+    public ReadOnlyMemory<byte> CorrelationIdUtf8
+    {
+        get => _correlationIdUtf8.IsEmpty && !string.IsNullOrEmpty(_correlationId) ? _correlationIdUtf8 = System.Text.Encoding.UTF8.GetBytes(_correlationId) : _correlationIdUtf8;
+        init => _correlationIdUtf8 = value;
+    }
 
     public AckPolicy AckPolicy { get; init; }
 
@@ -68,35 +89,29 @@ internal sealed class PublishItem
     /// Builds the stored headers: the user's, with "subject" and "reply" set by the server, overwriting
     /// user headers of those names (as Liftbridge does).
     /// </summary>
-    public static RecordHeader[] BuildHeaders(IDictionary<string, Google.Protobuf.ByteString>? user, string subject, string reply)
+    public static RecordHeader[] BuildHeaders(IDictionary<string, Google.Protobuf.ByteString>? user, string subject, string reply) =>
+        BuildHeaders(user?.Select(h => KeyValuePair.Create(h.Key, h.Value.Memory)), System.Text.Encoding.UTF8.GetBytes(subject), System.Text.Encoding.UTF8.GetBytes(reply));
+
+    /// <inheritdoc cref="BuildHeaders(IDictionary{string, Google.Protobuf.ByteString}?, string, string)"/>
+    /// <remarks>The subject and reply bytes are stored as they are (shared, not copied): do not change them.</remarks>
+    public static RecordHeader[] BuildHeaders(IEnumerable<KeyValuePair<string, ReadOnlyMemory<byte>>>? user, ReadOnlyMemory<byte> subjectUtf8, ReadOnlyMemory<byte> replyUtf8)
     {
-        var count = 2;
-        if (user is not null)
+        if (user is null)
         {
-            foreach (var name in user.Keys)
+            return [new RecordHeader(SubjectHeader, subjectUtf8), new RecordHeader(ReplyHeader, replyUtf8)];
+        }
+
+        var headers = new List<RecordHeader>();
+        foreach (var (name, value) in user)
+        {
+            if (name is not SubjectHeader and not ReplyHeader)
             {
-                if (name is not SubjectHeader and not ReplyHeader)
-                {
-                    count++;
-                }
+                headers.Add(new RecordHeader(name, value));
             }
         }
 
-        var headers = new RecordHeader[count];
-        var i = 0;
-        if (user is not null)
-        {
-            foreach (var (name, value) in user)
-            {
-                if (name is not SubjectHeader and not ReplyHeader)
-                {
-                    headers[i++] = new RecordHeader(name, value.Memory);
-                }
-            }
-        }
-
-        headers[i++] = new RecordHeader(SubjectHeader, System.Text.Encoding.UTF8.GetBytes(subject));
-        headers[i] = new RecordHeader(ReplyHeader, System.Text.Encoding.UTF8.GetBytes(reply));
-        return headers;
+        headers.Add(new RecordHeader(SubjectHeader, subjectUtf8));
+        headers.Add(new RecordHeader(ReplyHeader, replyUtf8));
+        return headers.ToArray();
     }
 }

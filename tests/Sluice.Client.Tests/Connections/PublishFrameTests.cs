@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Sluice.Client.Connections;
+using Sluice.TestKit;
 using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client.Tests.Connections;
@@ -13,12 +14,12 @@ public class PublishFrameTests
         var random = new Random(17);
         for (var round = 0; round < 2000; round++)
         {
-            var key = Bytes(random, random.Next(3) == 0 ? 0 : 40);
-            var value = Bytes(random, random.Next(2) == 0 ? 300 : 70_000);
+            var key = RandomData.Bytes(random, random.Next(3) == 0 ? 0 : 40);
+            var value = RandomData.Bytes(random, random.Next(2) == 0 ? 300 : 70_000);
             Dictionary<string, ReadOnlyMemory<byte>>? headers = random.Next(3) == 0 ? null : [];
             for (var i = random.Next(4); i > 0 && headers is not null; i--)
             {
-                headers["h-é-" + random.Next(100)] = Bytes(random, random.Next(2) == 0 ? 0 : 30);
+                headers["h-é-" + random.Next(100)] = RandomData.Bytes(random, random.Next(2) == 0 ? 0 : 30);
             }
 
             var stream = random.Next(5) == 0 ? string.Empty : "stream→" + random.Next(100);
@@ -63,12 +64,5 @@ public class PublishFrameTests
         "XXXXX"u8.CopyTo(value);
 
         Assert.Equal("first", frame.ToRequest().Value.ToStringUtf8());
-    }
-
-    private static byte[] Bytes(Random random, int maxLength)
-    {
-        var bytes = new byte[maxLength == 0 ? 0 : random.Next(maxLength + 1)];
-        random.NextBytes(bytes);
-        return bytes;
     }
 }

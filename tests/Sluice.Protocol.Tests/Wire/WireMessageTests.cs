@@ -3,6 +3,7 @@ using FsCheck.Fluent;
 using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Wire;
+using Sluice.TestKit;
 
 namespace Sluice.Protocol.Tests.Wire;
 
@@ -12,6 +13,11 @@ namespace Sluice.Protocol.Tests.Wire;
 /// </summary>
 public class WireMessageTests
 {
+    // proto.Message: fields 1-12; these are length-delimited, and offset (1) is a varint.
+    private const int KnownFields = 12;
+    private const int VarintField = 1;
+    private static readonly int[] LengthDelimitedFields = [2, 3, 5, 7, 8, 9, 10, 11];
+
     [Fact]
     public void Random_messages_read_the_same_as_with_GoogleProtobuf()
     {
@@ -19,38 +25,9 @@ public class WireMessageTests
     }
 
     [Fact]
-    public void Every_truncation_fails_exactly_when_GoogleProtobuf_fails()
+    public void Truncated_and_damaged_messages_fail_exactly_when_GoogleProtobuf_fails()
     {
-        var random = new Random(7);
-        for (var round = 0; round < 200; round++)
-        {
-            var bytes = RandomEncoding(random);
-            for (var cut = 0; cut < bytes.Length; cut++)
-            {
-                Check(bytes[..cut]);
-            }
-        }
-    }
-
-    [Fact]
-    public void Flipped_bytes_fail_exactly_when_GoogleProtobuf_fails()
-    {
-        var random = new Random(11);
-        for (var round = 0; round < 3000; round++)
-        {
-            var bytes = RandomEncoding(random);
-            if (bytes.Length == 0)
-            {
-                continue;
-            }
-
-            for (var flips = random.Next(1, 4); flips > 0; flips--)
-            {
-                bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
-            }
-
-            Check(bytes);
-        }
+        WireFuzz.TruncateAndDamage(RandomEncoding, bytes => Check(bytes), seed: 7, truncationRounds: 200, damageRounds: 3000);
     }
 
     [Theory]
@@ -153,18 +130,18 @@ public class WireMessageTests
             Offset = random.Next(3) == 0 ? random.NextInt64(long.MinValue, long.MaxValue) : random.Next(1000),
             Timestamp = random.NextInt64(),
             Partition = random.Next(3) == 0 ? -random.Next(1, 5) : random.Next(100),
-            Stream = RandomText(random),
-            Subject = RandomText(random),
-            ReplySubject = RandomText(random),
-            AckInbox = RandomText(random),
-            CorrelationId = RandomText(random),
+            Stream = RandomData.Text(random),
+            Subject = RandomData.Text(random),
+            ReplySubject = RandomData.Text(random),
+            AckInbox = RandomData.Text(random),
+            CorrelationId = RandomData.Text(random),
             AckPolicy = (AckPolicy)random.Next(4),
-            Key = ByteString.CopyFrom(RandomBytes(random, random.Next(3) == 0 ? 0 : 20)),
-            Value = ByteString.CopyFrom(RandomBytes(random, random.Next(3) == 0 ? 0 : 300)),
+            Key = ByteString.CopyFrom(RandomData.Bytes(random, random.Next(3) == 0 ? 0 : 20)),
+            Value = ByteString.CopyFrom(RandomData.Bytes(random, random.Next(3) == 0 ? 0 : 300)),
         };
         for (var i = random.Next(4); i > 0; i--)
         {
-            message.Headers[RandomText(random)] = ByteString.CopyFrom(RandomBytes(random, 10));
+            message.Headers[RandomData.Text(random)] = ByteString.CopyFrom(RandomData.Bytes(random, 10));
         }
 
         using var output = new MemoryStream();
@@ -173,7 +150,7 @@ public class WireMessageTests
         {
             if (random.Next(2) == 0)
             {
-                WriteUnknownField(coded, random);
+                WireFuzz.WriteUnknownField(coded, random, KnownFields, LengthDelimitedFields, VarintField);
             }
 
             message.WriteTo(coded);
@@ -181,66 +158,11 @@ public class WireMessageTests
 
         if (random.Next(2) == 0)
         {
-            WriteUnknownField(coded, random);
+            WireFuzz.WriteUnknownField(coded, random, KnownFields, LengthDelimitedFields, VarintField);
         }
 
         coded.Flush();
         return output.ToArray();
     }
 
-    private static void WriteUnknownField(CodedOutputStream coded, Random random)
-    {
-        // Unknown field numbers, and known numbers with the wrong wire type (both are skipped).
-        var field = random.Next(2) == 0 ? random.Next(13, 2000) : random.Next(1, 13);
-        switch (random.Next(5))
-        {
-            case 0:
-                coded.WriteTag(field, WireFormat.WireType.Varint);
-                coded.WriteUInt64((ulong)random.NextInt64());
-                break;
-            case 1:
-                coded.WriteTag(field, WireFormat.WireType.Fixed64);
-                coded.WriteFixed64((ulong)random.NextInt64());
-                break;
-            case 2:
-                coded.WriteTag(field, WireFormat.WireType.Fixed32);
-                coded.WriteFixed32((uint)random.Next());
-                break;
-            case 3:
-                coded.WriteTag(field, WireFormat.WireType.StartGroup);
-                coded.WriteTag(field + 1, WireFormat.WireType.Varint);
-                coded.WriteUInt64(5);
-                coded.WriteTag(field, WireFormat.WireType.EndGroup);
-                break;
-            default:
-                if (field is 2 or 3 or 5 or 7 or 8 or 9 or 10 or 11)
-                {
-                    field = 1; // a length-delimited field 1 (offset is a varint): skipped
-                }
-
-                coded.WriteTag(field, WireFormat.WireType.LengthDelimited);
-                coded.WriteBytes(ByteString.CopyFrom(RandomBytes(random, 12)));
-                break;
-        }
-    }
-
-    private static string RandomText(Random random)
-    {
-        const string alphabet = "abcXYZ._-é→";
-        var length = random.Next(3) == 0 ? 0 : random.Next(1, 12);
-        var builder = new System.Text.StringBuilder();
-        for (var i = 0; i < length; i++)
-        {
-            builder.Append(alphabet[random.Next(alphabet.Length)]);
-        }
-
-        return builder.ToString();
-    }
-
-    private static byte[] RandomBytes(Random random, int maxLength)
-    {
-        var bytes = new byte[maxLength == 0 ? 0 : random.Next(maxLength + 1)];
-        random.NextBytes(bytes);
-        return bytes;
-    }
 }

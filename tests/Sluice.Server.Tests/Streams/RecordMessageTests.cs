@@ -3,6 +3,7 @@ using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Server.Streams;
 using Sluice.Storage.Log;
+using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Streams;
 
@@ -20,7 +21,7 @@ public class RecordMessageTests
             var headers = new List<RecordHeader>();
             for (var i = random.Next(4); i > 0; i--)
             {
-                headers.Add(new RecordHeader("h→" + random.Next(1_000_000), Bytes(random, 40)));
+                headers.Add(new RecordHeader("h→" + random.Next(1_000_000), RandomData.Bytes(random, 40)));
             }
 
             if (random.Next(3) > 0)
@@ -33,8 +34,8 @@ public class RecordMessageTests
             {
                 Offset = random.Next(5) == 0 ? 0 : random.NextInt64(long.MinValue, long.MaxValue),
                 Timestamp = random.Next(5) == 0 ? 0 : random.NextInt64(),
-                Key = random.Next(3) == 0 ? null : Bytes(random, 30),
-                Value = random.Next(5) == 0 ? null : Bytes(random, random.Next(2) == 0 ? 20 : 20_000),
+                Key = random.Next(3) == 0 ? null : RandomData.Bytes(random, 30),
+                Value = random.Next(5) == 0 ? null : RandomData.Bytes(random, random.Next(2) == 0 ? 20 : 20_000),
                 Headers = headers,
             };
 
@@ -127,12 +128,5 @@ public class RecordMessageTests
         }
 
         return message;
-    }
-
-    private static byte[] Bytes(Random random, int maxLength)
-    {
-        var bytes = new byte[random.Next(maxLength + 1)];
-        random.NextBytes(bytes);
-        return bytes;
     }
 }
