@@ -25,6 +25,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
 
     private readonly string[] _seeds;
     private readonly Dictionary<string, BrokerConnection> _connections = new(StringComparer.Ordinal);
+    private volatile BrokerConnection? _lastConnection;
     private readonly Lock _gate = new();
     private readonly GrpcChannelOptions _channelOptions;
     private readonly CancellationTokenSource _closing = new();
@@ -33,7 +34,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
     private volatile string[] _addresses;
     private Task<SluiceMetadata>? _refresh;
     private readonly bool _useTls;
-    private bool _disposed;
+    private volatile bool _disposed;
 
     /// <summary>
     /// Creates a client without contacting any broker; the first call connects. Use
@@ -286,6 +287,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
             _disposed = true;
             connections = [.. _connections.Values];
             _connections.Clear();
+            _lastConnection = null;
         }
 
         await _closing.CancelAsync().ConfigureAwait(false);
@@ -306,6 +308,12 @@ public sealed partial class SluiceClient : IAsyncDisposable
     /// <summary>The connection to <paramref name="address"/> ("host:port"), created on first use.</summary>
     internal BrokerConnection GetConnection(string address)
     {
+        // Publishes to one broker ask for the same connection each time: skip the lock for it.
+        if (_lastConnection is { } last && string.Equals(last.Address, address, StringComparison.Ordinal) && !_disposed)
+        {
+            return last;
+        }
+
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -315,6 +323,8 @@ public sealed partial class SluiceClient : IAsyncDisposable
                 _connections[address] = connection;
                 _logger.LogDebug("Opened a connection to {Address}", address);
             }
+
+            _lastConnection = connection;
 
             return connection;
         }

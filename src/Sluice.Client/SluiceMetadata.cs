@@ -83,11 +83,29 @@ public sealed record BrokerInfo
     /// <summary>The broker id.</summary>
     public required string Id { get; init; }
 
+    private string? _address;
+
     /// <summary>The host clients connect to.</summary>
-    public required string Host { get; init; }
+    public required string Host
+    {
+        get;
+        init
+        {
+            field = value;
+            _address = null;
+        }
+    }
 
     /// <summary>The port clients connect to.</summary>
-    public required int Port { get; init; }
+    public required int Port
+    {
+        get;
+        init
+        {
+            field = value;
+            _address = null;
+        }
+    }
 
     /// <summary>Partitions this broker holds a replica of.</summary>
     public int PartitionCount { get; init; }
@@ -95,8 +113,8 @@ public sealed record BrokerInfo
     /// <summary>Partitions this broker leads.</summary>
     public int LeaderCount { get; init; }
 
-    /// <summary>"host:port" ("[v6]:port" for IPv6 literals).</summary>
-    public string Address => Host.Contains(':', StringComparison.Ordinal) && !Host.StartsWith('[') ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
+    /// <summary>"host:port" ("[v6]:port" for IPv6 literals). Made once: every publish looks up its broker by it.</summary>
+    public string Address => _address ??= Host.Contains(':', StringComparison.Ordinal) && !Host.StartsWith('[') ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
 
     internal static BrokerInfo FromProto(Api.Broker broker) => new()
     {

@@ -45,6 +45,18 @@ public sealed class LocalTests
     }
 
     [Fact]
+    public void A_broker_address_follows_host_and_port_through_copies()
+    {
+        var broker = new BrokerInfo { Id = "b", Host = "10.0.0.1", Port = 9292 };
+        Assert.Equal("10.0.0.1:9292", broker.Address);
+        Assert.Same(broker.Address, broker.Address);
+
+        Assert.Equal("10.0.0.1:9393", (broker with { Port = 9393 }).Address);
+        Assert.Equal("[::1]:9292", (broker with { Host = "::1" }).Address);
+        Assert.Equal("10.0.0.1:9292", broker.Address);
+    }
+
+    [Fact]
     public void Nuids_are_22_base62_characters_and_unique()
     {
         var ids = Enumerable.Range(0, 10_000).Select(_ => Nuid.Next()).ToArray();
