@@ -8,8 +8,9 @@ namespace Sluice.Server.Api;
 /// One PublishAsync stream: receives acks from partition writer loops (any thread), turns them
 /// into responses correlated by correlationId, and counts in-flight publishes so a half-close can
 /// wait for them. Committed messages are acked with <see cref="PublishAckFrame"/>s encoded straight
-/// from the commit; refusals are PublishResponse objects with an async error. Responses are posted to the stream writer, which sends them on the calling thread
-/// when the stream is free and queues them otherwise, so writer loops never wait on a slow client.
+/// from the commit; refusals are PublishResponse objects with an async error. Responses are posted
+/// to the stream writer, which sends them on the calling thread when the stream is free and queues
+/// them otherwise, so writer loops never wait on a slow client.
 /// </summary>
 internal sealed class PublishAsyncSession : IAckReceiver
 {
