@@ -153,9 +153,10 @@ public sealed partial class SluiceClient
     /// </summary>
     private string PublishAddress(string stream, int partition, int attempt)
     {
-        if (attempt == 0 && LeaderAddress(stream, partition, out _) is { } leader)
+        // The leader when the cached metadata knows it (looked up without building LeaderAddress's error).
+        if (attempt == 0 && _metadata.GetStream(stream)?.GetPartition(partition)?.Leader is { } leader)
         {
-            return leader;
+            return leader.Address;
         }
 
         var addresses = _addresses;
