@@ -3,18 +3,47 @@ using Sluice.TestKit;
 
 namespace Sluice.Protocol.Tests.Wire;
 
+/// <summary>Which of a message type's fields 1..<paramref name="KnownFields"/> are length-delimited, and one that is a varint.</summary>
+internal sealed record WireShape(int KnownFields, int[] LengthDelimitedFields, int VarintField);
+
 /// <summary>Noise the wire-reader tests mix into valid encodings.</summary>
 internal static class WireFuzz
 {
     /// <summary>
-    /// Writes a field the reader must skip or read exactly as protobuf does: an unknown field number,
-    /// or a known one (1..<paramref name="knownFields"/>) with any wire type. A length-delimited
-    /// value aimed at a known length-delimited field goes to <paramref name="varintField"/> instead,
-    /// where it has the wrong wire type and is skipped.
+    /// <paramref name="message"/> encoded once or twice in a row (a reader must merge the copies as
+    /// protobuf does), with fields from <see cref="WriteUnknownField"/> sometimes before each copy and after the last.
     /// </summary>
-    public static void WriteUnknownField(CodedOutputStream coded, Random random, int knownFields, int[] lengthDelimitedFields, int varintField)
+    public static byte[] EncodeWithNoise(IMessage message, Random random, WireShape shape)
     {
-        var field = random.Next(2) == 0 ? random.Next(knownFields + 1, 2000) : random.Next(1, knownFields + 1);
+        using var output = new MemoryStream();
+        var coded = new CodedOutputStream(output);
+        for (var part = random.Next(1, 3); part > 0; part--)
+        {
+            if (random.Next(2) == 0)
+            {
+                WriteUnknownField(coded, random, shape);
+            }
+
+            message.WriteTo(coded);
+        }
+
+        if (random.Next(2) == 0)
+        {
+            WriteUnknownField(coded, random, shape);
+        }
+
+        coded.Flush();
+        return output.ToArray();
+    }
+
+    /// <summary>
+    /// Writes a field the reader must skip or read exactly as protobuf does: an unknown field number,
+    /// or a known one with any wire type. A length-delimited value aimed at a known length-delimited
+    /// field goes to the shape's varint field instead, where it has the wrong wire type and is skipped.
+    /// </summary>
+    public static void WriteUnknownField(CodedOutputStream coded, Random random, WireShape shape)
+    {
+        var field = random.Next(2) == 0 ? random.Next(shape.KnownFields + 1, 2000) : random.Next(1, shape.KnownFields + 1);
         switch (random.Next(5))
         {
             case 0:
@@ -36,9 +65,9 @@ internal static class WireFuzz
                 coded.WriteTag(field, WireFormat.WireType.EndGroup);
                 break;
             default:
-                if (lengthDelimitedFields.Contains(field))
+                if (shape.LengthDelimitedFields.Contains(field))
                 {
-                    field = varintField;
+                    field = shape.VarintField;
                 }
 
                 coded.WriteTag(field, WireFormat.WireType.LengthDelimited);
