@@ -76,6 +76,26 @@ internal static class WireFuzz
         }
     }
 
+    /// <summary>
+    /// Google.Protobuf and a wire reader agree on <paramref name="bytes"/>: both refuse them (the reader
+    /// with <see cref="InvalidDataException"/>), or both read them and <paramref name="compare"/> passes.
+    /// </summary>
+    public static void Agree<TExpected, TWire>(byte[] bytes, Func<byte[], TExpected> google, Func<byte[], TWire> wire, Action<TExpected, TWire> compare)
+    {
+        TExpected expected;
+        try
+        {
+            expected = google(bytes);
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            Assert.Throws<InvalidDataException>(() => wire(bytes));
+            return;
+        }
+
+        compare(expected, wire(bytes));
+    }
+
     /// <summary>Each encoding, cut at every length, then with 1-3 random bytes changed, given to <paramref name="check"/>.</summary>
     public static void TruncateAndDamage(Func<Random, byte[]> encode, Action<byte[]> check, int seed, int truncationRounds, int damageRounds)
     {

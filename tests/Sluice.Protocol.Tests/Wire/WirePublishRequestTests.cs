@@ -89,18 +89,12 @@ public class WirePublishRequestTests
 
     private static bool Check(byte[] bytes)
     {
-        PublishRequest expected;
-        try
-        {
-            expected = PublishRequest.Parser.ParseFrom(bytes);
-        }
-        catch (InvalidProtocolBufferException)
-        {
-            Assert.Throws<InvalidDataException>(() => WirePublishRequest.Parse(bytes));
-            return true;
-        }
+        WireFuzz.Agree(bytes, PublishRequest.Parser.ParseFrom, WirePublishRequest.Parse, Compare);
+        return true;
+    }
 
-        var wire = WirePublishRequest.Parse(bytes);
+    private static void Compare(PublishRequest expected, WirePublishRequest wire)
+    {
         Assert.Equal(expected.Stream, wire.Stream);
         Assert.Equal(expected.Partition, wire.Partition);
         Assert.Equal(expected.AckPolicy, wire.AckPolicy);
@@ -116,8 +110,6 @@ public class WirePublishRequestTests
         {
             Assert.Equal(value.ToByteArray(), headers[name].ToArray());
         }
-
-        return true;
     }
 
     /// <summary>A random PublishRequest, sometimes with unknown fields, repeated fields or odd wire types mixed in.</summary>
