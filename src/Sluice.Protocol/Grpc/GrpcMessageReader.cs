@@ -13,15 +13,24 @@ public delegate T GrpcDecoder<out T>(ReadOnlySequence<byte> payload);
 
 /// <summary>
 /// Reads length-prefixed protobuf messages from a pipe (a request body on the server, a response
-/// body on the client). Several messages that arrive in one read are parsed without another read.
+/// body on the client). Every whole message a read brought is parsed at once (up to
+/// <see cref="MaxReadAhead"/>) and handed out from a queue without touching the pipe again: a
+/// busy stream costs one pipe read and one advance per batch instead of per message. A message
+/// that fails to parse is reported after the good ones before it, as if read one by one.
 /// </summary>
 public sealed class GrpcMessageReader<T>
     where T : class
 {
+    /// <summary>At most this many parsed messages wait in the queue.</summary>
+    public const int MaxReadAhead = 256;
+
     private readonly PipeReader _reader;
     private readonly GrpcDecoder<T> _decode;
     private readonly int _maxMessageSize;
     private readonly bool _gzip;
+    private readonly Queue<T> _ready = new();
+    private Exception? _failure;
+    private bool _ended;
 
     /// <summary>Reads from <paramref name="reader"/>; <paramref name="encoding"/> is the peer's <c>grpc-encoding</c> (null/"identity" or "gzip").</summary>
     public GrpcMessageReader(PipeReader reader, GrpcDecoder<T> decode, int maxMessageSize, string? encoding)
@@ -36,29 +45,57 @@ public sealed class GrpcMessageReader<T>
     /// The next message, or null at a clean end of stream. A stream that ends inside a message
     /// is an INTERNAL error (the gRPC spec's answer to a truncated message).
     /// </summary>
-    public async ValueTask<T?> ReadAsync(CancellationToken cancellationToken)
+    public ValueTask<T?> ReadAsync(CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<T?>(cancellationToken);
+        }
+
+        if (_ready.TryDequeue(out var message))
+        {
+            return new ValueTask<T?>(message);
+        }
+
+        if (_failure is { } failure)
+        {
+            _failure = null;
+            return ValueTask.FromException<T?>(failure);
+        }
+
+        return _ended ? new ValueTask<T?>((T?)null) : ReadMoreAsync(cancellationToken);
+    }
+
+    private async ValueTask<T?> ReadMoreAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
-            T? message = null;
+            var consumed = buffer.Start; // just past the last message parsed
             try
             {
-                if (GrpcFrame.TryRead(ref buffer, _maxMessageSize, out var compressed, out var payload))
+                while (_ready.Count < MaxReadAhead && GrpcFrame.TryRead(ref buffer, _maxMessageSize, out var compressed, out var payload))
                 {
-                    message = Parse(compressed, payload);
+                    _ready.Enqueue(Parse(compressed, payload));
+                    consumed = buffer.Start;
                 }
             }
-            catch
+            catch (Exception ex)
             {
-                _reader.AdvanceTo(result.Buffer.Start);
-                throw;
+                _reader.AdvanceTo(consumed);
+                if (_ready.Count == 0)
+                {
+                    throw;
+                }
+
+                _failure = ex; // reported after the good messages before it
+                return _ready.Dequeue();
             }
 
-            if (message is not null)
+            if (_ready.TryDequeue(out var message))
             {
-                _reader.AdvanceTo(buffer.Start);
+                _reader.AdvanceTo(consumed);
                 return message;
             }
 
@@ -74,6 +111,7 @@ public sealed class GrpcMessageReader<T>
                 _reader.AdvanceTo(buffer.End);
                 if (left == 0)
                 {
+                    _ended = true;
                     return null;
                 }
 

@@ -107,4 +107,59 @@ public class GrpcFrameTests
         var ex = await Assert.ThrowsAsync<GrpcException>(() => reader.ReadAsync(default).AsTask());
         Assert.Equal(GrpcStatusCode.Internal, ex.StatusCode);
     }
+
+    [Fact]
+    public async Task Messages_of_one_read_come_out_in_order_beyond_the_read_ahead_limit_and_then_the_end()
+    {
+        var count = GrpcMessageReader<PublishRequest>.MaxReadAhead * 2 + 7;
+        var pipe = new System.IO.Pipelines.Pipe();
+        for (var i = 0; i < count; i++)
+        {
+            pipe.Writer.Write(Frame(new PublishRequest { Partition = i }.ToByteArray()));
+        }
+
+        await pipe.Writer.CompleteAsync();
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser.ParseFrom, 1 << 20, null);
+
+        for (var i = 0; i < count; i++)
+        {
+            Assert.Equal(i, (await reader.ReadAsync(default))!.Partition);
+        }
+
+        Assert.Null(await reader.ReadAsync(default));
+        Assert.Null(await reader.ReadAsync(default));
+    }
+
+    [Fact]
+    public async Task A_bad_message_is_reported_after_the_good_ones_that_came_with_it()
+    {
+        var pipe = new System.IO.Pipelines.Pipe();
+        pipe.Writer.Write(Frame(new PublishRequest { Stream = "a" }.ToByteArray()));
+        pipe.Writer.Write(Frame(new PublishRequest { Stream = "b" }.ToByteArray()));
+        pipe.Writer.Write(Frame([0x1A, 0x05, 0x01])); // stream says 5 bytes, 1 follows
+        pipe.Writer.Write(Frame(new PublishRequest { Stream = "c" }.ToByteArray()));
+        await pipe.Writer.FlushAsync();
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser.ParseFrom, 1 << 20, null);
+
+        Assert.Equal("a", (await reader.ReadAsync(default))!.Stream);
+        Assert.Equal("b", (await reader.ReadAsync(default))!.Stream);
+        var ex = await Assert.ThrowsAsync<GrpcException>(() => reader.ReadAsync(default).AsTask());
+        Assert.Equal(GrpcStatusCode.Internal, ex.StatusCode);
+        Assert.Contains("Failed to parse PublishRequest", ex.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_cancelled_read_is_cancelled_even_with_messages_waiting()
+    {
+        var pipe = new System.IO.Pipelines.Pipe();
+        pipe.Writer.Write(Frame(new PublishRequest { Stream = "a" }.ToByteArray()));
+        pipe.Writer.Write(Frame(new PublishRequest { Stream = "b" }.ToByteArray()));
+        await pipe.Writer.FlushAsync();
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, PublishRequest.Parser.ParseFrom, 1 << 20, null);
+        Assert.Equal("a", (await reader.ReadAsync(default))!.Stream);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => reader.ReadAsync(new CancellationToken(canceled: true)).AsTask());
+
+        Assert.Equal("b", (await reader.ReadAsync(default))!.Stream);
+    }
 }
