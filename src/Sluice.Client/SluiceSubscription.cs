@@ -180,7 +180,25 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
     }
 
     /// <summary>The next message, or null at the end of the subscription.</summary>
-    private async ValueTask<SluiceMessage?> NextAsync()
+    private ValueTask<SluiceMessage?> NextAsync()
+    {
+        if (_pendingFirst is not null || _call is not { } call)
+        {
+            return NextSlowAsync(move: null);
+        }
+
+        // A message the call has already read ahead: no async state machine for it.
+        var move = call.MoveNextAsync();
+        if (!move.IsCompletedSuccessfully)
+        {
+            return NextSlowAsync(move);
+        }
+
+        return move.Result ? new ValueTask<SluiceMessage?>(call.Current) : NextSlowAsync(new ValueTask<bool>(false));
+    }
+
+    /// <param name="move">The current call's MoveNextAsync, already started, or null to start one.</param>
+    private async ValueTask<SluiceMessage?> NextSlowAsync(ValueTask<bool>? move)
     {
         while (true)
         {
@@ -197,7 +215,10 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
 
             try
             {
-                if (await call.MoveNextAsync().ConfigureAwait(false))
+                var started = move;
+                move = null; // used once, even when it fails: after a resubscribe the new call is read
+                var moved = started is { } pending ? await pending.ConfigureAwait(false) : await call.MoveNextAsync().ConfigureAwait(false);
+                if (moved)
                 {
                     return call.Current;
                 }

@@ -56,22 +56,56 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
     /// Reads the next message: true with <see cref="Current"/> set, false at the end of an OK stream.
     /// Throws <see cref="GrpcException"/> for a non-OK status or a transport failure.
     /// </summary>
-    public async ValueTask<bool> MoveNextAsync()
+    public ValueTask<bool> MoveNextAsync()
     {
         if (_finished)
         {
-            return false;
+            return new ValueTask<bool>(false);
         }
 
+        if (_reader is not { } reader)
+        {
+            return MoveNextSlowAsync(read: null);
+        }
+
+        // A message already read ahead: no async state machine for it.
+        var read = reader.ReadAsync(CallCancellation.Token);
+        if (!read.IsCompletedSuccessfully)
+        {
+            return MoveNextSlowAsync(read);
+        }
+
+        var message = read.Result;
+        if (message is null)
+        {
+            return MoveNextSlowAsync(new ValueTask<TResponse?>((TResponse?)null));
+        }
+
+        Current = message;
+        return new ValueTask<bool>(true);
+    }
+
+    /// <summary>Reads the headers first when needed, then waits for <paramref name="read"/> (or a new read when null).</summary>
+    private async ValueTask<bool> MoveNextSlowAsync(ValueTask<TResponse?>? read)
+    {
         try
         {
-            if (_reader is null && !await ReadHeadersAsync().ConfigureAwait(false))
+            TResponse? message;
+            if (read is { } pending)
             {
-                _finished = true;
-                return false;
+                message = await pending.ConfigureAwait(false);
+            }
+            else
+            {
+                if (_reader is null && !await ReadHeadersAsync().ConfigureAwait(false))
+                {
+                    _finished = true;
+                    return false;
+                }
+
+                message = await _reader!.ReadAsync(CallCancellation.Token).ConfigureAwait(false);
             }
 
-            var message = await _reader!.ReadAsync(CallCancellation.Token).ConfigureAwait(false);
             if (message is not null)
             {
                 Current = message;
