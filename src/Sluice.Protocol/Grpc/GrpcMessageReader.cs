@@ -14,15 +14,20 @@ public delegate T GrpcDecoder<out T>(ReadOnlySequence<byte> payload);
 /// <summary>
 /// Reads length-prefixed protobuf messages from a pipe (a request body on the server, a response
 /// body on the client). Every whole message a read brought is parsed at once (up to
-/// <see cref="MaxReadAhead"/>) and handed out from a queue without touching the pipe again: a
-/// busy stream costs one pipe read and one advance per batch instead of per message. A message
-/// that fails to parse is reported after the good ones before it, as if read one by one.
+/// <see cref="MaxReadAhead"/> messages and about <see cref="MaxReadAheadBytes"/>, so a slow reader
+/// of large messages does not take much more from the peer than one message at a time would) and
+/// handed out from a queue without touching the pipe again: a busy stream costs one pipe read and
+/// one advance per batch instead of per message. A message that fails to parse is reported after
+/// the good ones before it, as if read one by one.
 /// </summary>
 public sealed class GrpcMessageReader<T>
     where T : class
 {
     /// <summary>At most this many parsed messages wait in the queue.</summary>
     public const int MaxReadAhead = 256;
+
+    /// <summary>Parsing ahead stops once the messages parsed in one go reach this many payload bytes.</summary>
+    public const int MaxReadAheadBytes = 64 * 1024;
 
     private readonly PipeReader _reader;
     private readonly GrpcDecoder<T> _decode;
@@ -73,12 +78,15 @@ public sealed class GrpcMessageReader<T>
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
             var consumed = buffer.Start; // just past the last message parsed
+            long parsedBytes = 0;
             try
             {
-                while (_ready.Count < MaxReadAhead && GrpcFrame.TryRead(ref buffer, _maxMessageSize, out var compressed, out var payload))
+                while (_ready.Count < MaxReadAhead && parsedBytes < MaxReadAheadBytes
+                    && GrpcFrame.TryRead(ref buffer, _maxMessageSize, out var compressed, out var payload))
                 {
                     _ready.Enqueue(Parse(compressed, payload));
                     consumed = buffer.Start;
+                    parsedBytes += payload.Length;
                 }
             }
             catch (Exception ex)

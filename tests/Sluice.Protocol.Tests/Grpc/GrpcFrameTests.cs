@@ -131,6 +131,30 @@ public class GrpcFrameTests
     }
 
     [Fact]
+    public async Task Large_messages_are_not_parsed_far_ahead_of_the_reader()
+    {
+        var pipe = new System.IO.Pipelines.Pipe(new System.IO.Pipelines.PipeOptions(pauseWriterThreshold: 0));
+        var value = ByteString.CopyFrom(new byte[40 * 1024]);
+        for (var i = 0; i < 10; i++)
+        {
+            pipe.Writer.Write(Frame(new PublishRequest { Partition = i, Value = value }.ToByteArray()));
+        }
+
+        await pipe.Writer.FlushAsync();
+        var parsed = 0;
+        var reader = new GrpcMessageReader<PublishRequest>(pipe.Reader, payload => { parsed++; return PublishRequest.Parser.ParseFrom(payload); }, 1 << 20, null);
+
+        Assert.Equal(0, (await reader.ReadAsync(default))!.Partition);
+
+        // 64 KB of 40 KB messages: two parsed in the first go, not all ten.
+        Assert.Equal(2, parsed);
+        for (var i = 1; i < 10; i++)
+        {
+            Assert.Equal(i, (await reader.ReadAsync(default))!.Partition);
+        }
+    }
+
+    [Fact]
     public async Task A_bad_message_is_reported_after_the_good_ones_that_came_with_it()
     {
         var pipe = new System.IO.Pipelines.Pipe();
