@@ -29,6 +29,9 @@ public sealed class GrpcMessageReader<T>
     /// <summary>Parsing ahead stops once the messages parsed in one go reach this many payload bytes.</summary>
     public const int MaxReadAheadBytes = 64 * 1024;
 
+    // The name errors give: the wire readers (WirePublishRequest, ...) read the proto message named without the prefix.
+    private static readonly string MessageName = typeof(T).Name.StartsWith("Wire", StringComparison.Ordinal) && typeof(T).Name.Length > 4 ? typeof(T).Name[4..] : typeof(T).Name;
+
     private readonly PipeReader _reader;
     private readonly GrpcDecoder<T> _decode;
     private readonly int _maxMessageSize;
@@ -153,7 +156,7 @@ public sealed class GrpcMessageReader<T>
         }
         catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidDataException)
         {
-            throw new GrpcException(GrpcStatusCode.Internal, $"Failed to parse {typeof(T).Name}: {ex.Message}", ex);
+            throw new GrpcException(GrpcStatusCode.Internal, $"Failed to parse {MessageName}: {ex.Message}", ex);
         }
     }
 }

@@ -186,4 +186,18 @@ public class GrpcFrameTests
 
         Assert.Equal("b", (await reader.ReadAsync(default))!.Stream);
     }
+
+    [Fact]
+    public async Task A_wire_reader_failure_names_the_protobuf_message()
+    {
+        var pipe = new System.IO.Pipelines.Pipe();
+        pipe.Writer.Write(Frame([0x1A, 0x05, 0x01]));
+        await pipe.Writer.CompleteAsync();
+        var reader = new GrpcMessageReader<Sluice.Protocol.Wire.WirePublishRequest>(pipe.Reader, Sluice.Protocol.Wire.WirePublishRequest.Decode, 1 << 20, null);
+
+        var ex = await Assert.ThrowsAsync<GrpcException>(() => reader.ReadAsync(default).AsTask());
+
+        Assert.Equal(GrpcStatusCode.Internal, ex.StatusCode);
+        Assert.StartsWith("Failed to parse PublishRequest: ", ex.Detail, StringComparison.Ordinal);
+    }
 }
