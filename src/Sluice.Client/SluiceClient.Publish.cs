@@ -153,10 +153,9 @@ public sealed partial class SluiceClient
     /// </summary>
     private string PublishAddress(string stream, int partition, int attempt)
     {
-        // The leader when the cached metadata knows it (looked up without building LeaderAddress's error).
-        if (attempt == 0 && _metadata.GetStream(stream)?.GetPartition(partition)?.Leader is { } leader)
+        if (attempt == 0 && LeaderAddress(stream, partition) is { } leader)
         {
-            return leader.Address;
+            return leader;
         }
 
         var addresses = _addresses;

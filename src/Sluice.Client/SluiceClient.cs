@@ -424,33 +424,23 @@ public sealed partial class SluiceClient : IAsyncDisposable
         throw last is GrpcException grpc ? SluiceErrors.FromStatus(grpc, RpcKind.Other) : last!;
     }
 
+    /// <summary>"host:port" of the leader of a partition in the cached metadata, or null (publishes ask this for every message: it builds nothing).</summary>
+    internal string? LeaderAddress(string stream, int partition) => LeaderAddress(_metadata, stream, partition);
+
     /// <summary>"host:port" of the leader of a partition in the cached metadata, or null with the reason.</summary>
     internal string? LeaderAddress(string stream, int partition, out SluiceException? error)
     {
-        error = null;
         var metadata = _metadata;
-        var info = metadata.GetStream(stream);
-        if (info is null)
-        {
-            error = new NoSuchStreamException($"{SluiceErrors.NoSuchStream}: no known stream '{stream}'");
-            return null;
-        }
-
-        var partitionInfo = info.GetPartition(partition);
-        if (partitionInfo is null)
-        {
-            error = new NoSuchPartitionException($"{SluiceErrors.NoSuchPartition}: no known partition {partition} of stream '{stream}'");
-            return null;
-        }
-
-        if (partitionInfo.Leader is not { } leader)
-        {
-            error = new BrokerUnavailableException($"no known leader for partition {partition} of stream '{stream}'");
-            return null;
-        }
-
-        return leader.Address;
+        var address = LeaderAddress(metadata, stream, partition);
+        error = address is not null ? null
+            : metadata.GetStream(stream) is not { } info ? new NoSuchStreamException($"{SluiceErrors.NoSuchStream}: no known stream '{stream}'")
+            : info.GetPartition(partition) is null ? new NoSuchPartitionException($"{SluiceErrors.NoSuchPartition}: no known partition {partition} of stream '{stream}'")
+            : new BrokerUnavailableException($"no known leader for partition {partition} of stream '{stream}'");
+        return address;
     }
+
+    private static string? LeaderAddress(SluiceMetadata metadata, string stream, int partition) =>
+        metadata.GetStream(stream)?.GetPartition(partition)?.Leader?.Address;
 
     /// <summary>Refreshes the metadata, keeping the old one if no broker answers (the caller's retry decides).</summary>
     internal async Task TryRefreshMetadataAsync(CancellationToken cancellationToken)

@@ -152,6 +152,22 @@ public static class ProtoWire
         return map;
     }
 
+    /// <summary>A field read by <see cref="ReadLengthDelimited"/> from a message at <paramref name="start"/> of <paramref name="buffer"/>, as a view of the buffer.</summary>
+    public static ReadOnlyMemory<byte> View(byte[] buffer, int start, (int Start, int Length) field) =>
+        field.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(buffer, start + field.Start, field.Length);
+
+    /// <summary>The same field decoded as a string; bytes that are not UTF-8 become U+FFFD, as Google.Protobuf reads them.</summary>
+    public static string Text(byte[] buffer, int start, (int Start, int Length) field) =>
+        field.Length == 0 ? string.Empty : Encoding.UTF8.GetString(buffer, start + field.Start, field.Length);
+
+    /// <summary>
+    /// Bytes for a proto3 string field, which must be valid UTF-8 (Go's protobuf refuses the whole
+    /// message otherwise): <paramref name="bytes"/> themselves when valid, else their decoded text
+    /// (bad bytes as U+FFFD) encoded again.
+    /// </summary>
+    public static ReadOnlyMemory<byte> AsValidUtf8(ReadOnlyMemory<byte> bytes) =>
+        System.Text.Unicode.Utf8.IsValid(bytes.Span) ? bytes : Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(bytes.Span));
+
     /// <summary>Reads a field tag; field number 0 is an error.</summary>
     public static uint ReadTag(ReadOnlySpan<byte> data, ref int position)
     {
@@ -278,5 +294,4 @@ public static class ProtoWire
 
     private static InvalidDataException Truncated() =>
         new("While parsing a protocol message, the input ended unexpectedly in the middle of a field.");
-
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using Sluice.Protocol.Api;
 
 namespace Sluice.Protocol.Wire;
@@ -160,9 +159,7 @@ public readonly struct WireMessage
     /// <summary>The same message as a protobuf object (parses the bytes again).</summary>
     public Message ToMessage() => Message.Parser.ParseFrom(_buffer, _start, _length);
 
-    private ReadOnlyMemory<byte> Memory((int Start, int Length) segment) =>
-        segment.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_buffer, _start + segment.Start, segment.Length);
+    private ReadOnlyMemory<byte> Memory((int Start, int Length) segment) => ProtoWire.View(_buffer, _start, segment);
 
-    private string Text((int Start, int Length) segment) =>
-        segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, _start + segment.Start, segment.Length);
+    private string Text((int Start, int Length) segment) => ProtoWire.Text(_buffer, _start, segment);
 }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text;
 using Sluice.Protocol.Api;
 
 namespace Sluice.Protocol.Wire;
@@ -115,14 +114,7 @@ public sealed class WirePublishRequest
     /// otherwise those of <see cref="CorrelationId"/>, whose bad bytes decoded to U+FFFD (a peer
     /// such as Go's protobuf refuses a string field that is not valid UTF-8).
     /// </summary>
-    public ReadOnlyMemory<byte> CorrelationIdUtf8
-    {
-        get
-        {
-            var raw = Memory(_correlationId);
-            return System.Text.Unicode.Utf8.IsValid(raw.Span) ? raw : Encoding.UTF8.GetBytes(CorrelationId);
-        }
-    }
+    public ReadOnlyMemory<byte> CorrelationIdUtf8 => ProtoWire.AsValidUtf8(Memory(_correlationId));
 
     /// <summary>Reads a request from a gRPC message payload (copied into the request's own buffer).</summary>
     /// <exception cref="InvalidDataException">The bytes are not a well-formed message.</exception>
@@ -143,9 +135,7 @@ public sealed class WirePublishRequest
     /// <summary>The same request as a protobuf object (parses the bytes again).</summary>
     public PublishRequest ToRequest() => PublishRequest.Parser.ParseFrom(_buffer);
 
-    private ReadOnlyMemory<byte> Memory((int Start, int Length) segment) =>
-        segment.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_buffer, segment.Start, segment.Length);
+    private ReadOnlyMemory<byte> Memory((int Start, int Length) segment) => ProtoWire.View(_buffer, 0, segment);
 
-    private string Text((int Start, int Length) segment) =>
-        segment.Length == 0 ? string.Empty : Encoding.UTF8.GetString(_buffer, segment.Start, segment.Length);
+    private string Text((int Start, int Length) segment) => ProtoWire.Text(_buffer, 0, segment);
 }

@@ -7,8 +7,9 @@ namespace Sluice.Server.Api;
 
 /// <summary>
 /// The <c>proto.PublishResponse</c> for a committed message, encoded straight from the commit: the
-/// stream name and partition subject are the partition's cached UTF-8 and the correlation id is
-/// echoed as the bytes it came in, so a PublishAsync ack builds no Ack, PublishResponse or string.
+/// stream name and partition subject are encoded once by the stream and the partition, and the
+/// correlation id is echoed as the bytes it came in, so a PublishAsync ack builds no Ack,
+/// PublishResponse or string.
 /// Carries the same fields as the Ack the other paths build (<see cref="Partition.NewAck"/>), in
 /// field-number order with defaults left out, as protobuf encoders do.
 /// </summary>
@@ -29,7 +30,7 @@ internal sealed class PublishAckFrame : IGrpcEncodable
         _ackInboxLength = System.Text.Encoding.UTF8.GetByteCount(item.AckInbox);
         _msgSubjectLength = SharesPartitionSubject ? commit.Partition.SubjectUtf8.Length : System.Text.Encoding.UTF8.GetByteCount(item.Subject);
         var partition = commit.Partition;
-        _ackSize = BytesFieldSize(partition.StreamNameUtf8.Length) + BytesFieldSize(partition.SubjectUtf8.Length)
+        _ackSize = BytesFieldSize(partition.Stream.NameUtf8.Length) + BytesFieldSize(partition.SubjectUtf8.Length)
             + BytesFieldSize(_msgSubjectLength) + VarintFieldSize(commit.Offset) + BytesFieldSize(_ackInboxLength)
             + BytesFieldSize(_correlationId.Length) + VarintFieldSize((int)item.AckPolicy)
             + VarintFieldSize(commit.ReceptionTimestamp) + VarintFieldSize(commit.CommitTimestamp);
@@ -46,7 +47,7 @@ internal sealed class PublishAckFrame : IGrpcEncodable
         var p = 0;
         destination[p++] = (1 << 3) | 2;
         WriteVarint(destination, ref p, (uint)_ackSize);
-        WriteBytesField(destination, ref p, 1, partition.StreamNameUtf8);
+        WriteBytesField(destination, ref p, 1, partition.Stream.NameUtf8);
         WriteBytesField(destination, ref p, 2, partition.SubjectUtf8);
         if (SharesPartitionSubject)
         {

@@ -44,13 +44,11 @@ internal sealed class PublishAsyncSession : IAckReceiver
         Done(); // committed items reach a receiver only with an ack policy other than NONE
     }
 
+    /// <summary>A refused message (committed ones come through <see cref="OnCommitted"/>): an async error on the stream.</summary>
     public void OnAck(PublishItem item, Ack ack)
     {
         switch (ack.AckError)
         {
-            case Ack.Types.Error.Ok:
-                _responses.Post(new PublishResponse { CorrelationId = ack.CorrelationId, Ack = ack }, flush: false);
-                break;
             case Ack.Types.Error.IncorrectOffset:
                 SendError(item.CorrelationId, PublishAsyncError.Types.Code.IncorrectOffset, "incorrect expected offset");
                 break;

@@ -49,11 +49,15 @@ internal sealed class MessageStream
         Record = record;
         Epoch = epoch;
         Settings = settings;
+        NameUtf8 = System.Text.Encoding.UTF8.GetBytes(record.Request.Name);
     }
 
     public StreamRecord Record { get; }
 
     public string Name => Record.Request.Name;
+
+    /// <summary><see cref="Name"/> as UTF-8, encoded once for acks and subscriptions. Do not change it.</summary>
+    public byte[] NameUtf8 { get; }
 
     public string Subject => Record.Request.Subject;
 

@@ -56,7 +56,6 @@ internal sealed partial class Partition : IDisposable
         Id = id;
         Subject = Subjects.ForPartition(stream.Subject, id);
         SubjectUtf8 = System.Text.Encoding.UTF8.GetBytes(Subject);
-        StreamNameUtf8 = System.Text.Encoding.UTF8.GetBytes(stream.Name);
         Directory = directory;
         _autoPause = autoPause;
         _logger = logger;
@@ -82,9 +81,6 @@ internal sealed partial class Partition : IDisposable
 
     /// <summary><see cref="Subject"/> as UTF-8, encoded once for acks and the stored "subject" header. Do not change it.</summary>
     public byte[] SubjectUtf8 { get; }
-
-    /// <summary>The stream's name as UTF-8, encoded once for acks. Do not change it.</summary>
-    public byte[] StreamNameUtf8 { get; }
 
     public string Directory { get; }
 

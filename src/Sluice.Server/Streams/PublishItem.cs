@@ -90,28 +90,36 @@ internal sealed class PublishItem
     /// user headers of those names (as Liftbridge does).
     /// </summary>
     public static RecordHeader[] BuildHeaders(IDictionary<string, Google.Protobuf.ByteString>? user, string subject, string reply) =>
-        BuildHeaders(user?.Select(h => KeyValuePair.Create(h.Key, h.Value.Memory)), System.Text.Encoding.UTF8.GetBytes(subject), System.Text.Encoding.UTF8.GetBytes(reply));
+        BuildHeaders(user, static value => value.Memory, System.Text.Encoding.UTF8.GetBytes(subject), System.Text.Encoding.UTF8.GetBytes(reply));
 
     /// <inheritdoc cref="BuildHeaders(IDictionary{string, Google.Protobuf.ByteString}?, string, string)"/>
     /// <remarks>The subject and reply bytes are stored as they are (shared, not copied): do not change them.</remarks>
-    public static RecordHeader[] BuildHeaders(IEnumerable<KeyValuePair<string, ReadOnlyMemory<byte>>>? user, ReadOnlyMemory<byte> subjectUtf8, ReadOnlyMemory<byte> replyUtf8)
-    {
-        if (user is null)
-        {
-            return [new RecordHeader(SubjectHeader, subjectUtf8), new RecordHeader(ReplyHeader, replyUtf8)];
-        }
+    public static RecordHeader[] BuildHeaders(IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? user, ReadOnlyMemory<byte> subjectUtf8, ReadOnlyMemory<byte> replyUtf8) =>
+        BuildHeaders(user, static value => value, subjectUtf8, replyUtf8);
 
-        var headers = new List<RecordHeader>();
-        foreach (var (name, value) in user)
+    private static RecordHeader[] BuildHeaders<TValue>(IEnumerable<KeyValuePair<string, TValue>>? user, Func<TValue, ReadOnlyMemory<byte>> bytes, ReadOnlyMemory<byte> subjectUtf8, ReadOnlyMemory<byte> replyUtf8)
+    {
+        var count = 2;
+        foreach (var (name, _) in user ?? [])
         {
             if (name is not SubjectHeader and not ReplyHeader)
             {
-                headers.Add(new RecordHeader(name, value));
+                count++;
             }
         }
 
-        headers.Add(new RecordHeader(SubjectHeader, subjectUtf8));
-        headers.Add(new RecordHeader(ReplyHeader, replyUtf8));
-        return headers.ToArray();
+        var headers = new RecordHeader[count];
+        var i = 0;
+        foreach (var (name, value) in user ?? [])
+        {
+            if (name is not SubjectHeader and not ReplyHeader)
+            {
+                headers[i++] = new RecordHeader(name, bytes(value));
+            }
+        }
+
+        headers[i++] = new RecordHeader(SubjectHeader, subjectUtf8);
+        headers[i] = new RecordHeader(ReplyHeader, replyUtf8);
+        return headers;
     }
 }

@@ -9,7 +9,8 @@ namespace Sluice.Server.Streams;
 /// A log record sent to a subscriber as a <c>proto.Message</c>, encoded straight from the record:
 /// no protobuf object, header map or strings per message. Fields go out in field-number order and
 /// default values are left out, as protobuf encoders do. Headers are sent as stored (quirk 6:
-/// "subject" and "reply" included), and those two also fill Message.subject and replySubject.
+/// "subject" and "reply" included), and those two also fill Message.subject and replySubject
+/// (made valid UTF-8 by <see cref="Protocol.Wire.ProtoWire.AsValidUtf8"/>).
 /// The record's bytes are lent, not copied: write the frame before its read batch is returned.
 /// </summary>
 internal sealed class RecordMessage : IGrpcEncodable
@@ -42,11 +43,11 @@ internal sealed class RecordMessage : IGrpcEncodable
         {
             if (header.Name == PublishItem.SubjectHeader)
             {
-                _subject = AsText(header.Value);
+                _subject = AsValidUtf8(header.Value);
             }
             else if (header.Name == PublishItem.ReplyHeader)
             {
-                _replySubject = AsText(header.Value);
+                _replySubject = AsValidUtf8(header.Value);
             }
         }
     }
@@ -94,12 +95,4 @@ internal sealed class RecordMessage : IGrpcEncodable
             throw new InvalidOperationException($"RecordMessage wrote {p} bytes, expected {CalculateSize()}");
         }
     }
-
-    /// <summary>
-    /// Header bytes for a proto3 string field, which must be valid UTF-8 (Go's protobuf refuses the
-    /// whole message otherwise). The broker always stores valid UTF-8 here; anything else gets
-    /// U+FFFD for its bad bytes, as decoding it to a string would.
-    /// </summary>
-    private static ReadOnlyMemory<byte> AsText(ReadOnlyMemory<byte> bytes) =>
-        System.Text.Unicode.Utf8.IsValid(bytes.Span) ? bytes : Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(bytes.Span));
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using Sluice.Protocol.Api;
 using Sluice.Storage.Log;
 
@@ -159,7 +158,7 @@ internal sealed class Subscription
 
     private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
-        var streamName = Encoding.UTF8.GetBytes(partition.Stream.Name);
+        var streamName = partition.Stream.NameUtf8;
         var log = runtime.Log;
         var reader = log.CreateReader(start, committed: true);
         while (true)
@@ -221,7 +220,7 @@ internal sealed class Subscription
     /// <summary>Quirk 8 (fixed): a reverse subscription walks from the HW down to offset 0 and ends with OK.</summary>
     private static async Task ReverseAsync(Partition partition, CommitLog log, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
-        var streamName = Encoding.UTF8.GetBytes(partition.Stream.Name);
+        var streamName = partition.Stream.NameUtf8;
         var next = log.HighWatermark;
         while (next >= 0)
         {
