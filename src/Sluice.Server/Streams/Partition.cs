@@ -187,7 +187,9 @@ internal sealed partial class Partition : IDisposable
         {
             // With durability "always" an append waits for its fsync: publishers then share one
             // group fsync through the loop rather than each holding the gate through their own.
-            InlineAppends = log.Options.Durability != DurabilityPolicy.Always,
+            // With batch.max.time every message goes through the loop, which waits to fill batches.
+            InlineAppends = log.Options.Durability != DurabilityPolicy.Always && context.Options.Batch.MaxTime <= TimeSpan.Zero,
+            BatchWait = batch > 1 ? context.Options.Batch.MaxTime : TimeSpan.Zero,
         };
         runtime.Writer = Task.Run(() => WriteLoopAsync(runtime), CancellationToken.None);
         StartTimers(runtime);
@@ -377,6 +379,7 @@ internal sealed partial class Partition : IDisposable
     private async Task WriteLoopAsync(PartitionRuntime runtime)
     {
         var max = runtime.Items.Length;
+        var wait = runtime.BatchWait;
         var reader = runtime.Queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
@@ -384,9 +387,26 @@ internal sealed partial class Partition : IDisposable
             try
             {
                 var n = 0;
-                while (n < max && reader.TryRead(out var item))
+                while (n < max)
                 {
-                    runtime.Items[n++] = item;
+                    if (reader.TryRead(out var item))
+                    {
+                        runtime.Items[n++] = item;
+                        continue;
+                    }
+
+                    // batch.max.time (Liftbridge's leader loop): the queue ran dry before the batch
+                    // filled, so give publishers that long to add more, then append what came.
+                    if (wait <= TimeSpan.Zero || n == 0 || runtime.Closing)
+                    {
+                        break;
+                    }
+
+                    await Task.Delay(wait).ConfigureAwait(false);
+                    if (reader.Count == 0)
+                    {
+                        break;
+                    }
                 }
 
                 if (n > 0)
@@ -695,6 +715,9 @@ internal sealed class PartitionRuntime(CommitLog log, Channel<PublishItem> queue
 
     /// <summary>Whether publishers may append on their own thread when the loop is idle.</summary>
     public bool InlineAppends { get; init; }
+
+    /// <summary>`batch.max.time`: how long the loop waits for more messages when the queue runs dry before a batch is full (zero: no wait).</summary>
+    public TimeSpan BatchWait { get; init; }
 
     /// <summary>Set when the partition starts closing: inline appends stop, queued ones still drain.</summary>
     public volatile bool Closing;
