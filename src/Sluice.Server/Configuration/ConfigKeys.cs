@@ -17,6 +17,9 @@ internal static class ConfigKeys
 {
     private const string NoRaft = "Sluice runs a single node and has no Raft; clustering arrives in a later release";
     private const string NoReplication = "replication between brokers arrives with clustering";
+    private const string NoBrokerList = "a single server has no list of other brokers to cache; it matters with clustering";
+    private const string NoRaftLog = "a single server has no Raft log to replay at startup";
+    private const string OneCompactionThread = "Sluice compacts each partition on one thread, which any limit allows";
     private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
     private const string NoGroups = "consumer groups arrive in a later release";
     private const string NoTelemetry = "Sluice never sends telemetry";
@@ -27,10 +30,10 @@ internal static class ConfigKeys
         Key("host", (o, v) => o with { Host = v.String().Trim() }),
         Key("port", (o, v) => o with { Port = v.Int(0, 65535, "a port number from 0 to 65535") }),
         Key("data.dir", (o, v) => o with { DataDir = NonEmpty(v, "a directory path") }),
-        Key("metadata.cache.max.age", (o, v) => o with { Metadata = o.Metadata with { CacheMaxAge = v.Duration() } }),
+        Key("metadata.cache.max.age", (o, v) => o with { Metadata = o.Metadata with { CacheMaxAge = v.Duration() } }, NoBrokerList),
 
         Key("logging.level", (o, v) => o with { Logging = o.Logging with { Level = v.LogLevel() } }),
-        Key("logging.recovery", (o, v) => o with { Logging = o.Logging with { Recovery = v.Bool() } }),
+        Key("logging.recovery", (o, v) => o with { Logging = o.Logging with { Recovery = v.Bool() } }, NoRaftLog),
         Key("logging.raft", (o, v) => o with { Logging = o.Logging with { Raft = v.Bool() } }, NoRaft),
         Key("logging.nats", (o, v) => o with { Logging = o.Logging with { Nats = v.Bool() } }),
 
@@ -61,7 +64,7 @@ internal static class ConfigKeys
         Key("streams.segment.max.bytes", (o, v) => o with { Streams = o.Streams with { SegmentMaxBytes = v.Long(1, long.MaxValue) } }),
         Key("streams.segment.max.age", (o, v) => o with { Streams = o.Streams with { SegmentMaxAge = v.Duration() } }),
         Key("streams.compact.enabled", (o, v) => o with { Streams = o.Streams with { CompactEnabled = v.Bool() } }),
-        Key("streams.compact.max.goroutines", (o, v) => o with { Streams = o.Streams with { CompactMaxGoroutines = v.Int(1) } }),
+        Key("streams.compact.max.goroutines", (o, v) => o with { Streams = o.Streams with { CompactMaxGoroutines = v.Int(1) } }, OneCompactionThread),
         Key("streams.auto.pause.time", (o, v) => o with { Streams = o.Streams with { AutoPauseTime = v.Duration() } }),
         Key("streams.auto.pause.disable.if.subscribers", (o, v) => o with { Streams = o.Streams with { AutoPauseDisableIfSubscribers = v.Bool() } }),
         Key("streams.concurrency.control", (o, v) => o with { Streams = o.Streams with { ConcurrencyControl = v.Bool() } }),
@@ -80,7 +83,7 @@ internal static class ConfigKeys
         Key("clustering.replica.max.idle.wait", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxIdleWait = v.Duration() } }, NoReplication),
         Key("clustering.replica.fetch.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaFetchTimeout = v.Duration() } }, NoReplication),
         Key("clustering.min.insync.replicas", (o, v) => o with { Clustering = o.Clustering with { MinInsyncReplicas = v.Int(1) } }),
-        Key("clustering.replication.max.bytes", (o, v) => o with { Clustering = o.Clustering with { ReplicationMaxBytes = v.Long(1, long.MaxValue) } }, NoReplication),
+        Key("clustering.replication.max.bytes", (o, v) => o with { Clustering = o.Clustering with { ReplicationMaxBytes = v.Long(1, long.MaxValue) } }),
 
         Key("activity.stream.enabled", (o, v) => o with { Activity = o.Activity with { Enabled = v.Bool() } }),
         Key("activity.stream.publish.timeout", (o, v) => o with { Activity = o.Activity with { PublishTimeout = Positive(v) } }),

@@ -352,6 +352,20 @@ public static class ConfigLoader
                 + "to 1s to avoid rolling segments constantly, as Liftbridge does");
         }
 
+        // One server: it is the whole cluster and the only member of every ISR.
+        if (options.Cursors.ReplicationFactor > 1)
+        {
+            warnings.Add($"Configuration setting \"cursors.stream.replication.factor\" = {options.Cursors.ReplicationFactor} is larger than the "
+                + "cluster (this single server): the cursors stream is created with a replication factor of 1");
+        }
+
+        if (options.Clustering.MinInsyncReplicas > 1)
+        {
+            warnings.Add($"Configuration setting \"clustering.min.insync.replicas\" = {options.Clustering.MinInsyncReplicas}: a single server's ISR is "
+                + "itself, so messages published with AckPolicy ALL are neither committed nor acked (as in Liftbridge when the ISR is below "
+                + "the minimum); AckPolicy LEADER and NONE are unaffected");
+        }
+
         if (options.Streams.Encryption
             && string.IsNullOrEmpty(Lookup(environment, "SLUICE_ENCRYPTION_KEY"))
             && string.IsNullOrEmpty(Lookup(environment, "LIFTBRIDGE_ENCRYPTION_KEY")))

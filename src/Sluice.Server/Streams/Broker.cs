@@ -20,7 +20,7 @@ internal sealed partial class Broker : IAsyncDisposable
     public const string ActivityStreamName = "__activity";
     public const string CursorsStreamName = "__cursors";
 
-    /// <summary>Liftbridge's timeout for the server's own publishes (cursors, activity).</summary>
+    /// <summary>Liftbridge's timeout for the server's own cursor publishes (activity events use `activity.stream.publish.timeout`).</summary>
     private static readonly TimeSpan InternalPublishTimeout = TimeSpan.FromSeconds(5);
 
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -96,7 +96,7 @@ internal sealed partial class Broker : IAsyncDisposable
                 Name = CursorsStreamName,
                 Subject = Options.Clustering.Namespace + ".cursors",
                 Partitions = Options.Cursors.Partitions,
-                ReplicationFactor = -1,
+                ReplicationFactor = Math.Min(Options.Cursors.ReplicationFactor, 1), // -1 (all) or 1: one server is the whole cluster (a warning at startup says so)
                 CompactEnabled = new NullableBool { Value = true },
                 AutoPauseTime = new NullableInt64 { Value = (long)Options.Cursors.AutoPauseTime.TotalMilliseconds },
                 AutoPauseDisableIfSubscribers = new NullableBool { Value = true },
@@ -452,38 +452,45 @@ internal sealed partial class Broker : IAsyncDisposable
     }
 
     /// <summary>Publishes from inside a metadata operation (the lock is held): resumes without taking the lock.</summary>
-    private async Task<Ack> PublishInternalLockedAsync(Partition partition, byte[]? key, byte[] value, CancellationToken cancellationToken)
+    /// <summary>Publishes an activity event with `activity.stream.publish.ack.policy` and `.timeout`; null without an ack (policy none).</summary>
+    private async Task<Ack?> PublishActivityLockedAsync(Partition partition, byte[] value, CancellationToken cancellationToken)
     {
         if (partition.IsPaused)
         {
             await ResumeLockedAsync(partition).ConfigureAwait(false);
         }
 
+        var policy = Options.Activity.PublishAckPolicy switch
+        {
+            PublishAckPolicy.None => AckPolicy.None,
+            PublishAckPolicy.Leader => AckPolicy.Leader,
+            _ => AckPolicy.All,
+        };
         var receiver = new AckWaiter();
-        var item = NewInternalItem(partition, key, value, receiver);
+        var item = NewInternalItem(partition, null, value, receiver, policy);
         if (!await partition.EnqueueAsync(item, long.MaxValue, cancellationToken).ConfigureAwait(false))
         {
             throw new BrokerInternalException($"partition {partition.Id} of stream {partition.Stream.Name} is not open");
         }
 
-        return await receiver.Task.WaitAsync(InternalPublishTimeout, cancellationToken).ConfigureAwait(false);
+        return policy == AckPolicy.None ? null : await receiver.Task.WaitAsync(Options.Activity.PublishTimeout, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Publishes a server record (cursor) and waits for its ack.</summary>
     public async Task<Ack> PublishInternalAsync(Partition partition, byte[]? key, byte[] value, CancellationToken cancellationToken)
     {
         var receiver = new AckWaiter();
-        await PublishAsync(partition, NewInternalItem(partition, key, value, receiver), cancellationToken).ConfigureAwait(false);
+        await PublishAsync(partition, NewInternalItem(partition, key, value, receiver, AckPolicy.All), cancellationToken).ConfigureAwait(false);
         return await receiver.Task.WaitAsync(InternalPublishTimeout, cancellationToken).ConfigureAwait(false);
     }
 
-    private static PublishItem NewInternalItem(Partition partition, byte[]? key, byte[] value, IAckReceiver receiver) => new()
+    private static PublishItem NewInternalItem(Partition partition, byte[]? key, byte[] value, IAckReceiver receiver, AckPolicy policy) => new()
     {
         Key = key,
         Value = value,
         Headers = PublishItem.BuildHeaders(null, partition.Subject, string.Empty),
         Subject = partition.Subject,
-        AckPolicy = AckPolicy.All,
+        AckPolicy = policy,
         Receiver = receiver,
     };
 
@@ -525,7 +532,7 @@ internal sealed partial class Broker : IAsyncDisposable
         activity.Id = (ulong)revision;
         try
         {
-            await PublishInternalLockedAsync(stream.Partitions[0], null, activity.ToByteArray(), _stopping.Token).ConfigureAwait(false);
+            await PublishActivityLockedAsync(stream.Partitions[0], activity.ToByteArray(), _stopping.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is TimeoutException or BrokerException or CommitLogException)
         {

@@ -30,6 +30,9 @@ internal sealed partial class Partition : IDisposable
     /// <summary>Bounded so fast publishers wait for the writer instead of growing memory.</summary>
     private const int QueueCapacity = 16 * 1024;
 
+    /// <summary>In-sync replicas: a single server is the only replica of its partitions.</summary>
+    private const int IsrSize = 1;
+
     private readonly ILogger _logger;
     private readonly Func<Partition, Task> _autoPause;
     private readonly Lock _stateLock = new();
@@ -47,6 +50,7 @@ internal sealed partial class Partition : IDisposable
     private int _subscribers;
     private bool _disposed;
     private long _lastActivityTicks;
+    private long _minIsrLoggedAt = long.MinValue / 2;
     private ValueCipher? _cipher;
     private string? _cipherError;
 
@@ -562,7 +566,24 @@ internal sealed partial class Partition : IDisposable
     private void Commit(CommitLog log, PublishItem[] items, int n, long first, long timestamp)
     {
         // RF=1 fast path (as Liftbridge): the leader's write commits, HW = the batch's last offset.
-        log.SetHighWatermark(first + n - 1);
+        // A batch with an ALL message needs an ISR of min.insync.replicas, and this server's ISR is
+        // itself: below that minimum nothing commits, the HW stays, ALL acks are not sent and only
+        // LEADER acks are (Liftbridge's commit loop).
+        var belowMinIsr = Stream.Settings.MinIsr > IsrSize && HasAckPolicyAll(items, n);
+        if (belowMinIsr)
+        {
+            var now = Environment.TickCount64;
+            if (now - Interlocked.Read(ref _minIsrLoggedAt) >= 10_000) // at most every 10 s: this can be every batch
+            {
+                Interlocked.Exchange(ref _minIsrLoggedAt, now);
+                LogBelowMinIsr(_logger, Stream.Name, Id, IsrSize, Stream.Settings.MinIsr);
+            }
+        }
+        else
+        {
+            log.SetHighWatermark(first + n - 1);
+        }
+
         if (Interlocked.Read(ref _receivedFirst) == 0)
         {
             Interlocked.Exchange(ref _receivedFirst, timestamp);
@@ -573,13 +594,26 @@ internal sealed partial class Partition : IDisposable
         for (var i = 0; i < n; i++)
         {
             var item = items[i];
-            if (item.Receiver is null || item.AckPolicy == AckPolicy.None)
+            if (item.Receiver is null || item.AckPolicy == AckPolicy.None || (belowMinIsr && item.AckPolicy == AckPolicy.All))
             {
                 continue;
             }
 
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
         }
+    }
+
+    private static bool HasAckPolicyAll(PublishItem[] items, int n)
+    {
+        for (var i = 0; i < n; i++)
+        {
+            if (items[i].AckPolicy == AckPolicy.All)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>The ack of a committed message, as a protobuf object.</summary>
@@ -698,6 +732,9 @@ internal sealed partial class Partition : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Encrypted stream {Stream}/{Partition} has no usable key: {Reason}")]
     private static partial void LogNoCipher(ILogger logger, string stream, int partition, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unable to commit messages of {Stream}/{Partition}: ISR size ({IsrSize}) below minimum ({MinIsr}); acks of policy ALL are not sent")]
+    private static partial void LogBelowMinIsr(ILogger logger, string stream, int partition, int isrSize, int minIsr);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
     private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);

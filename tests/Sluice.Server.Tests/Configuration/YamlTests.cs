@@ -140,6 +140,13 @@ public class YamlTests
         Assert.Equal(TimeSpan.FromSeconds(30), o.Groups.ConsumerTimeout);
         Assert.Contains(loaded.IgnoredSettings, s => s.Key == "clustering.raft.bootstrap.seed");
         Assert.Contains(loaded.IgnoredSettings, s => s.Key == "telemetry.enabled");
+        // Keys one server cannot act on are reported, not silently kept.
+        Assert.Contains(loaded.IgnoredSettings, s => s.Key == "metadata.cache.max.age");
+        Assert.Contains(loaded.IgnoredSettings, s => s.Key == "logging.recovery");
+        Assert.Contains(loaded.IgnoredSettings, s => s.Key == "streams.compact.max.goroutines");
+        Assert.DoesNotContain(loaded.IgnoredSettings, s => s.Key == "clustering.replication.max.bytes");
+        Assert.Contains(loaded.Warnings, w => w.Contains("cursors.stream.replication.factor\" = 3", StringComparison.Ordinal));
+        Assert.Contains(loaded.Warnings, w => w.Contains("clustering.min.insync.replicas\" = 2", StringComparison.Ordinal));
     }
 
     [Fact]

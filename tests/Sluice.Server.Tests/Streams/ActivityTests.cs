@@ -33,4 +33,35 @@ public sealed class ActivityTests
             Assert.True(events[i].Id > events[i - 1].Id, "event ids increase");
         }
     }
+
+    [Fact]
+    public async Task With_ack_policy_none_events_are_written_without_waiting_for_an_ack()
+    {
+        // An ack that never comes (min ISR 2 on one server) would hold each operation for the 30 s timeout.
+        await using var h = await StartAsync(o => o with
+        {
+            Activity = o.Activity with { Enabled = true, PublishAckPolicy = Sluice.Server.Configuration.PublishAckPolicy.None, PublishTimeout = TimeSpan.FromSeconds(30) },
+            Clustering = o.Clustering with { MinInsyncReplicas = 2 },
+        });
+        await h.CreateStreamAsync("foo", "foo");
+
+        await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "__activity", StartPosition = StartPosition.Earliest });
+        var created = ActivityStreamEvent.Parser.ParseFrom((await ReadAsync(sub, 2))[1].Value);
+        Assert.Equal(("foo", ActivityStreamOp.CreateStream), (created.CreateStreamOp.Stream, created.Op));
+    }
+
+    [Fact]
+    public async Task An_event_whose_ack_does_not_come_gives_up_after_the_publish_timeout()
+    {
+        // Min ISR 2 on one server: AckPolicy ALL messages are never committed, so the event's ack never comes.
+        await using var h = await StartAsync(o => o with
+        {
+            Activity = o.Activity with { Enabled = true, PublishTimeout = TimeSpan.FromMilliseconds(200) },
+            Clustering = o.Clustering with { MinInsyncReplicas = 2 },
+        });
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await h.CreateStreamAsync("foo", "foo");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(150), TimeSpan.FromSeconds(3)); // not the old fixed 5 s
+    }
 }
