@@ -36,8 +36,9 @@ public sealed record MessageOptions
     public AckPolicy AckPolicy { get; init; } = AckPolicy.Leader;
 
     /// <summary>
-    /// NATS subject the server also sends the ack to. Used by <see cref="SluiceEnvelope"/> and
-    /// PublishToSubject; PublishAsync streams ignore it (the server overwrites it). Default null.
+    /// NATS subject the ack is published to by a server that takes the message from NATS: used by
+    /// <see cref="SluiceEnvelope"/> and PublishToSubject. On PublishAsync it is only echoed in the
+    /// ack the stream returns. Default null.
     /// </summary>
     public string? AckInbox { get; init; }
 

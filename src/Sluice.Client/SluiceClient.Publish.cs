@@ -92,6 +92,12 @@ public sealed partial class SluiceClient
         ArgumentException.ThrowIfNullOrEmpty(subject);
         options ??= MessageOptions.Default;
         options.Validate();
+        if (options.ExpectedOffset != -1)
+        {
+            // PublishToSubjectRequest has no expected offset: dropping it would lose the caller's concurrency check.
+            throw new ArgumentException("ExpectedOffset needs a partition: publish to the stream with PublishAsync instead of to a subject", nameof(options));
+        }
+
         ThrowIfDisposed();
         var request = new PublishToSubjectRequest
         {

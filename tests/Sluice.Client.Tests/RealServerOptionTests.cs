@@ -83,6 +83,8 @@ public sealed class RealServerOptionTests
         Assert.True(await reader.MoveNextAsync());
         Assert.Equal((1L, "unacked"), (reader.Current.Offset, reader.Current.GetValueAsString())); // stored once, though it also went out on NATS
         await Assert.ThrowsAsync<AckTimeoutException>(() => client.PublishToSubjectAsync("nobody.listens", Bytes("x")));
+        var occ = await Assert.ThrowsAsync<ArgumentException>(() => client.PublishToSubjectAsync("orders", Bytes("x"), new MessageOptions { ExpectedOffset = 3 }));
+        Assert.Contains("ExpectedOffset", occ.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -81,6 +81,11 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     private async Task SubscribeAsync(SubscribeRequest request, GrpcStreamWriter<RecordMessage> responses, GrpcCallContext context)
     {
         var token = context.CancellationToken;
+        if (request.Consumer is { ConsumerId.Length: > 0 })
+        {
+            throw Unimplemented(); // a group member's subscription: reading as a plain subscriber would hand it every partition's messages
+        }
+
         try
         {
             await new Subscription(broker, request).RunAsync((m, flush) => responses.WriteAsync(m, flush, token), () => responses.FlushAsync(token), token).ConfigureAwait(false);
