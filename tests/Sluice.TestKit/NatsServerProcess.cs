@@ -28,6 +28,14 @@ public sealed record NatsServerProcessOptions
 
     /// <summary>Further command-line arguments (e.g. <c>--tls --tlscert f --tlskey k</c>).</summary>
     public IReadOnlyList<string> ExtraArgs { get; init; } = [];
+
+    /// <summary>
+    /// Clients connect through a <see cref="TcpProxy"/> that keeps its port, and a restart runs the
+    /// server on a new free port behind it. A test that kills and restarts the server needs this: the
+    /// killed server's port can be taken by another test's server meanwhile, and its clients would
+    /// reconnect to that one. Not with <see cref="Port"/>.
+    /// </summary>
+    public bool StableAddress { get; init; }
 }
 
 /// <summary>
@@ -40,16 +48,22 @@ public sealed class NatsServerProcess : IAsyncDisposable
     private readonly NatsServerProcessOptions _options;
     private readonly TempDirectory _dir = new("nats");
     private readonly StringBuilder _log = new();
+    private readonly TcpProxy? _proxy;
     private Process? _process;
+    private int _serverPort;
 
     private NatsServerProcess(NatsServerProcessOptions options, int port)
     {
         _options = options;
-        Port = port;
+        _serverPort = port;
+        if (options.StableAddress)
+        {
+            _proxy = TcpProxy.Start();
+        }
     }
 
-    /// <summary>The port the server listens on.</summary>
-    public int Port { get; }
+    /// <summary>The port clients connect to: the server's, or with <see cref="NatsServerProcessOptions.StableAddress"/> the proxy's.</summary>
+    public int Port => _proxy?.Port ?? _serverPort;
 
     /// <summary><c>nats://127.0.0.1:port</c>.</summary>
     public string Url => $"nats://127.0.0.1:{Port}";
@@ -96,6 +110,11 @@ public sealed class NatsServerProcess : IAsyncDisposable
     public static async Task<NatsServerProcess> StartAsync(NatsServerProcessOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new NatsServerProcessOptions();
+        if (options.StableAddress && options.Port is not null)
+        {
+            throw new ArgumentException("StableAddress picks the server's ports itself; do not set Port as well", nameof(options));
+        }
+
         var server = new NatsServerProcess(options, options.Port ?? FreePort());
         try
         {
@@ -119,6 +138,11 @@ public sealed class NatsServerProcess : IAsyncDisposable
             return;
         }
 
+        if (_proxy is not null)
+        {
+            _proxy.Target = null; // reconnects are reset until a server runs again
+        }
+
         try
         {
             if (!process.HasExited)
@@ -131,15 +155,24 @@ public sealed class NatsServerProcess : IAsyncDisposable
         finally
         {
             process.Dispose();
+            _proxy?.DropConnections(); // the clients see the connection break, as with the server itself
         }
     }
 
-    /// <summary>Starts the server again on the same port with the same settings (and the same JetStream store).</summary>
+    /// <summary>
+    /// Starts the server again with the same settings (and the same JetStream store): on the same port,
+    /// or with <see cref="NatsServerProcessOptions.StableAddress"/> on a new one behind the same proxy.
+    /// </summary>
     public Task RestartAsync(CancellationToken cancellationToken = default)
     {
         if (_process is not null)
         {
             throw new InvalidOperationException("The server is still running; kill it first.");
+        }
+
+        if (_proxy is not null)
+        {
+            _serverPort = FreePort();
         }
 
         return StartProcessAsync(cancellationToken);
@@ -149,6 +182,11 @@ public sealed class NatsServerProcess : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await KillAsync().ConfigureAwait(false);
+        if (_proxy is not null)
+        {
+            await _proxy.DisposeAsync().ConfigureAwait(false);
+        }
+
         _dir.Dispose();
     }
 
@@ -167,7 +205,7 @@ public sealed class NatsServerProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { "-a", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        foreach (var arg in new[] { "-a", "127.0.0.1", "-p", _serverPort.ToString(System.Globalization.CultureInfo.InvariantCulture) })
         {
             info.ArgumentList.Add(arg);
         }
@@ -214,6 +252,10 @@ public sealed class NatsServerProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         _process = process;
         await WaitReadyAsync(process, cancellationToken).ConfigureAwait(false);
+        if (_proxy is not null)
+        {
+            _proxy.Target = new IPEndPoint(IPAddress.Loopback, _serverPort);
+        }
     }
 
     private async Task WaitReadyAsync(Process process, CancellationToken cancellationToken)
@@ -224,13 +266,13 @@ public sealed class NatsServerProcess : IAsyncDisposable
             cancellationToken.ThrowIfCancellationRequested();
             if (process.HasExited)
             {
-                throw new InvalidOperationException($"nats-server exited with code {process.ExitCode} before accepting connections on port {Port}:\n{Log}");
+                throw new InvalidOperationException($"nats-server exited with code {process.ExitCode} before accepting connections on port {_serverPort}:\n{Log}");
             }
 
             try
             {
                 using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, Port, cancellationToken).ConfigureAwait(false);
+                await client.ConnectAsync(IPAddress.Loopback, _serverPort, cancellationToken).ConfigureAwait(false);
                 var buffer = new byte[5];
                 using var stream = client.GetStream();
                 var read = 0;
@@ -257,7 +299,7 @@ public sealed class NatsServerProcess : IAsyncDisposable
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new InvalidOperationException($"nats-server did not accept connections on 127.0.0.1:{Port} within 15 s:\n{Log}");
+                throw new InvalidOperationException($"nats-server did not accept connections on 127.0.0.1:{_serverPort} within 15 s:\n{Log}");
             }
 
             // Polling interval while the server starts; readiness is the condition, this is only the retry pace.

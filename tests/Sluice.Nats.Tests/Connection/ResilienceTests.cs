@@ -10,7 +10,7 @@ public class ResilienceTests
     [Fact]
     public async Task Server_killed_and_restarted_the_client_reconnects_resubscribes_and_delivers_the_buffered_messages()
     {
-        await using var server = await NatsServerProcess.StartAsync();
+        await using var server = await NatsServerProcess.StartAsync(new NatsServerProcessOptions { StableAddress = true });
         await using var nats = await NatsConnection.ConnectAsync(Wait.Options(server.Url));
         var disconnected = new TaskCompletionSource();
         var reconnected = new TaskCompletionSource();

@@ -14,9 +14,9 @@ public sealed class NatsResilienceTests
     private static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s);
 
     [Fact]
-    public async Task Capture_resumes_after_nats_server_is_killed_and_restarted_on_the_same_port()
+    public async Task Capture_resumes_after_nats_server_is_killed_and_restarted_at_the_same_address()
     {
-        await using var h = await NatsBrokerHarness.StartAsync();
+        await using var h = await NatsBrokerHarness.StartAsync(natsOptions: new NatsServerProcessOptions { StableAddress = true });
         await h.CreateStreamAsync("rc", "rc");
         await h.PublishAsync("rc", Utf8("before"));
         await h.WaitForNewestOffsetAsync("rc", 0);
