@@ -35,24 +35,25 @@ public sealed partial class SluiceClient
         var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
         {
-            await SendAsync(request, wantAck: false, onAck: null, cancellationToken).ConfigureAwait(false);
+            await SendAsync(request, default(NoAcks), cancellationToken).ConfigureAwait(false);
             return null;
         }
 
-        var (session, pending) = await SendAsync(request, wantAck: true, onAck: null, cancellationToken).ConfigureAwait(false);
+        var (session, sent) = await SendAsync(request, default(TaskAcks), cancellationToken).ConfigureAwait(false);
+        var pending = (TaskPendingAck)sent!;
         if (!cancellationToken.CanBeCanceled)
         {
-            return await pending!.Task.ConfigureAwait(false);
+            return await pending.Task.ConfigureAwait(false);
         }
 
         using var registration = cancellationToken.Register(() =>
         {
-            if (session.Forget(pending!.CorrelationId))
+            if (session.Forget(pending.CorrelationId))
             {
                 pending.Complete(null, new OperationCanceledException(cancellationToken));
             }
         });
-        return await pending!.Task.ConfigureAwait(false);
+        return await pending.Task.ConfigureAwait(false);
     }
 
     /// <summary>
@@ -66,15 +67,40 @@ public sealed partial class SluiceClient
     /// <param name="onAck">Called once per message, on an I/O thread: keep it short and do not block.</param>
     /// <param name="options">Key, headers, ack policy, partition...; null means <see cref="MessageOptions.Default"/>.</param>
     /// <param name="cancellationToken">Cancels queueing (not the wait for the ack).</param>
-    public async ValueTask PublishAsync(string stream, ReadOnlyMemory<byte> value, AckHandler onAck, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    public ValueTask PublishAsync(string stream, ReadOnlyMemory<byte> value, AckHandler onAck, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(onAck);
+        return PublishAsync(stream, value, InvokeAckHandler, onAck, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// The callback form with a state argument, for publishers of many messages: a static
+    /// <paramref name="onAck"/> gets each message's <paramref name="state"/> back, so no closure is
+    /// allocated per publish. Otherwise as
+    /// <see cref="PublishAsync(string, ReadOnlyMemory{byte}, AckHandler, MessageOptions?, CancellationToken)"/>.
+    /// </summary>
+    /// <typeparam name="TState">The type of the state.</typeparam>
+    /// <param name="stream">The stream name.</param>
+    /// <param name="value">The message value (copied).</param>
+    /// <param name="onAck">Called once per message, on an I/O thread: keep it short and do not block.</param>
+    /// <param name="state">Passed to <paramref name="onAck"/>.</param>
+    /// <param name="options">Key, headers, ack policy, partition...; null means <see cref="MessageOptions.Default"/>.</param>
+    /// <param name="cancellationToken">Cancels queueing (not the wait for the ack).</param>
+    public ValueTask PublishAsync<TState>(string stream, ReadOnlyMemory<byte> value, AckHandler<TState> onAck, TState state, MessageOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(onAck);
         options ??= MessageOptions.Default;
         options.Validate();
         ThrowIfDisposed();
-        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
-        await SendAsync(request, wantAck: request.AckPolicy != Protocol.Api.AckPolicy.None, onAck, cancellationToken).ConfigureAwait(false);
+        if (options.Partition is null && options.Partitioner is not null)
+        {
+            return PublishPartitionedAsync(stream, value, onAck, state, options, cancellationToken);
+        }
+
+        // The common case runs without an async state machine of its own: the frame is built here,
+        // and the send usually completes synchronously (queued on the broker's PublishAsync stream).
+        return SendWithCallbackAsync(CreatePublishFrame(stream, options.Partition ?? 0, value, options), onAck, state, cancellationToken);
     }
 
     /// <summary>
@@ -113,12 +139,35 @@ public sealed partial class SluiceClient
         return response.Ack is null ? null : new SluiceAck(response.Ack);
     }
 
+    private async ValueTask PublishPartitionedAsync<TState>(string stream, ReadOnlyMemory<byte> value, AckHandler<TState> onAck, TState state, MessageOptions options, CancellationToken cancellationToken)
+    {
+        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        await SendWithCallbackAsync(request, onAck, state, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask SendWithCallbackAsync<TState>(PublishFrame request, AckHandler<TState> onAck, TState state, CancellationToken cancellationToken)
+    {
+        var send = request.AckPolicy == Protocol.Api.AckPolicy.None
+            ? SendAsync(request, default(NoAcks), cancellationToken)
+            : SendAsync(request, new CallbackAcks<TState>(onAck, state, _onAckHandlerError ??= LogAckHandlerError), cancellationToken);
+        if (send.IsCompletedSuccessfully)
+        {
+            _ = send.Result;
+            return default;
+        }
+
+        return AwaitSend(send);
+
+        static async ValueTask AwaitSend(ValueTask<(PublishSession Session, PendingAck? Pending)> send) => await send.ConfigureAwait(false);
+    }
+
     /// <summary>
     /// Sends on the session of the broker for the request's partition, reopening a broken session
-    /// (go-liftbridge retries 5 times). With <paramref name="wantAck"/> the result's pending ack
-    /// completes a task, or calls <paramref name="onAck"/> when given.
+    /// (go-liftbridge retries 5 times). <paramref name="acks"/> makes what waits for the ack (nothing
+    /// for AckPolicy NONE), a new one per attempt.
     /// </summary>
-    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync(PublishFrame request, bool wantAck, AckHandler? onAck, CancellationToken cancellationToken)
+    private async ValueTask<(PublishSession Session, PendingAck? Pending)> SendAsync<TAcks>(PublishFrame request, TAcks acks, CancellationToken cancellationToken)
+        where TAcks : struct, IPendingAcks
     {
         Exception? last = null;
         for (var attempt = 0; attempt < SendAttempts; attempt++)
@@ -130,9 +179,7 @@ public sealed partial class SluiceClient
 
             var session = GetConnection(PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
             // A new one per attempt: a failed attempt's may already be completed by its broken session.
-            var pending = !wantAck ? null
-                : onAck is null ? PendingAck.ForTask(request.CorrelationId, Options.AckWaitTime)
-                : PendingAck.ForCallback(request.CorrelationId, Options.AckWaitTime, onAck, _onAckHandlerError ??= LogAckHandlerError);
+            var pending = acks.Create(request.CorrelationId, Options.AckWaitTime);
             try
             {
                 await session.SendAsync(request, pending, cancellationToken).ConfigureAwait(false);
@@ -198,7 +245,11 @@ public sealed partial class SluiceClient
             partition = await ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken).ConfigureAwait(false);
         }
 
-        return new PublishFrame(
+        return CreatePublishFrame(stream, partition, value, options);
+    }
+
+    private static PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options) =>
+        new(
             stream,
             partition,
             options.Key.Span,
@@ -208,7 +259,6 @@ public sealed partial class SluiceClient
             string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
             (Protocol.Api.AckPolicy)(int)options.AckPolicy,
             options.ExpectedOffset);
-    }
 
     private async ValueTask<int> ResolvePartitionAsync(string stream, IPartitioner partitioner, ReadOnlyMemory<byte> key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
     {
@@ -239,6 +289,30 @@ public sealed partial class SluiceClient
     }
 
     private void LogAckHandlerError(Exception ex) => _logger.LogError(ex, "An ack handler threw");
+
+    private static readonly AckHandler<AckHandler> InvokeAckHandler = static (ack, error, handler) => handler(ack, error);
+
+    /// <summary>Makes what waits for a message's ack; a struct, so a send allocates only the waiter itself.</summary>
+    private interface IPendingAcks
+    {
+        PendingAck? Create(string correlationId, TimeSpan timeout);
+    }
+
+    /// <summary>AckPolicy NONE: nothing waits.</summary>
+    private readonly struct NoAcks : IPendingAcks
+    {
+        public PendingAck? Create(string correlationId, TimeSpan timeout) => null;
+    }
+
+    private readonly struct TaskAcks : IPendingAcks
+    {
+        public PendingAck? Create(string correlationId, TimeSpan timeout) => new TaskPendingAck(correlationId, timeout);
+    }
+
+    private readonly struct CallbackAcks<TState>(AckHandler<TState> handler, TState state, Action<Exception> onHandlerError) : IPendingAcks
+    {
+        public PendingAck? Create(string correlationId, TimeSpan timeout) => new CallbackPendingAck<TState>(correlationId, timeout, handler, state, onHandlerError);
+    }
 
     private static void AddHeaders(Google.Protobuf.Collections.MapField<string, ByteString> target, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? headers)
     {

@@ -73,6 +73,42 @@ public sealed class PublishTests
     }
 
     [Fact]
+    public async Task Callback_form_with_state_passes_each_message_its_own_state()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = await ConnectAsync(cluster);
+        await client.CreateStreamAsync("foo", "foo", StreamOptions.Default with { Partitions = 2 });
+        const int count = 300;
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<int, SluiceAck?>();
+        var done = new TaskCompletionSource();
+        AckHandler<(int Index, int Partition)> onAck = (ack, error, state) =>
+        {
+            // Sent in order over one stream, message i is offset i / 2 of partition i % 2: the state matches its own message.
+            if (error is null && ack!.Offset == state.Index / 2 && state.Partition == state.Index % 2 && seen.TryAdd(state.Index, ack) && seen.Count == count)
+            {
+                done.TrySetResult();
+            }
+        };
+        for (var i = 0; i < count; i++)
+        {
+            await client.PublishAsync("foo", Bytes("m" + i), onAck, (i, i % 2), new MessageOptions { Partition = i % 2 });
+        }
+
+        await done.Task.WaitAsync(WaitLimit);
+        Assert.Equal(Enumerable.Range(0, count), seen.Keys.Order());
+
+        // AckPolicy NONE: the handler is never called; a missing stream reaches it as an error with the state.
+        var calls = 0;
+        await client.PublishAsync("foo", Bytes("x"), (_, _, _) => Interlocked.Increment(ref calls), 0, new MessageOptions { AckPolicy = AckPolicy.None });
+        var failed = new TaskCompletionSource<(Exception? Error, string State)>();
+        await client.PublishAsync("missing", Bytes("a"), (_, error, state) => failed.TrySetResult((error, state)), "s1");
+        var (missingError, missingState) = await failed.Task.WaitAsync(WaitLimit);
+        Assert.IsType<NoSuchPartitionException>(missingError);
+        Assert.Equal("s1", missingState);
+        Assert.Equal(0, Volatile.Read(ref calls));
+    }
+
+    [Fact]
     public async Task Publish_to_a_missing_stream_or_partition_is_NoSuchPartition()
     {
         await using var cluster = await FakeCluster.StartAsync();

@@ -94,13 +94,16 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
         public Task PublishAndWaitAsync(BenchMessage message, CancellationToken cancellationToken) =>
             client.PublishAsync(options.Stream, message.Value, Options(message), cancellationToken);
 
+        // The state form: one static handler, no closure per message.
         public ValueTask PublishAsync(BenchMessage message, IAckSink sink, long state, CancellationToken cancellationToken) =>
-            client.PublishAsync(options.Stream, message.Value, (_, error) => sink.OnAck(state, error), Options(message), cancellationToken);
+            client.PublishAsync(options.Stream, message.Value, OnAck, (sink, state), Options(message), cancellationToken);
 
         // With ack policy none the Liftbridge protocol confirms nothing, so the run ends when the client has the last message.
         public Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
         public ValueTask DisposeAsync() => client.DisposeAsync();
+
+        private static readonly AckHandler<(IAckSink Sink, long State)> OnAck = static (_, error, s) => s.Sink.OnAck(s.State, error);
 
         private MessageOptions Options(BenchMessage message) => new()
         {

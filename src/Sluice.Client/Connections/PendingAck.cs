@@ -1,80 +1,84 @@
-using System.Diagnostics;
-
 namespace Sluice.Client.Connections;
 
 /// <summary>
 /// A message waiting for its ack. Completes exactly once, from whichever comes first: the ack
 /// dispatcher, the timeout scan, the caller's cancellation, or the session failing.
 /// </summary>
-internal sealed class PendingAck
+internal abstract class PendingAck
 {
-    private readonly TaskCompletionSource<SluiceAck?>? _completion;
-    private readonly AckHandler? _handler;
-    private readonly Action<Exception>? _onHandlerError;
     private int _done;
 
-    private PendingAck(string correlationId, long deadline, TaskCompletionSource<SluiceAck?>? completion, AckHandler? handler, Action<Exception>? onHandlerError)
+    protected PendingAck(string correlationId, TimeSpan timeout)
     {
         CorrelationId = correlationId;
-        Deadline = deadline;
-        _completion = completion;
-        _handler = handler;
-        _onHandlerError = onHandlerError;
+        Deadline = DeadlineAfter(timeout);
     }
 
     public string CorrelationId { get; }
 
-    /// <summary><see cref="Stopwatch.GetTimestamp"/> after which the ack is late.</summary>
+    /// <summary><see cref="Environment.TickCount64"/> after which the ack is late.</summary>
     public long Deadline { get; }
 
     public bool IsCompleted => Volatile.Read(ref _done) != 0;
 
-    public Task<SluiceAck?> Task => _completion?.Task ?? throw new InvalidOperationException("A callback ack has no task.");
-
-    public static PendingAck ForTask(string correlationId, TimeSpan timeout) =>
-        new(correlationId, DeadlineAfter(timeout), new TaskCompletionSource<SluiceAck?>(TaskCreationOptions.RunContinuationsAsynchronously), null, null);
-
-    public static PendingAck ForCallback(string correlationId, TimeSpan timeout, AckHandler handler, Action<Exception> onHandlerError) =>
-        new(correlationId, DeadlineAfter(timeout), null, handler, onHandlerError);
+    /// <summary>The clock of <see cref="Deadline"/>: milliseconds, and cheaper to read than a Stopwatch.</summary>
+    public static long Now => Environment.TickCount64;
 
     public void Complete(SluiceAck? ack, Exception? error)
     {
-        if (Interlocked.Exchange(ref _done, 1) != 0)
+        if (Interlocked.Exchange(ref _done, 1) == 0)
         {
-            return;
-        }
-
-        if (_completion is not null)
-        {
-            if (error is null)
-            {
-                _completion.TrySetResult(ack);
-            }
-            else if (error is OperationCanceledException oce)
-            {
-                _completion.TrySetCanceled(oce.CancellationToken);
-            }
-            else
-            {
-                _completion.TrySetException(error);
-            }
-
-            return;
-        }
-
-        try
-        {
-            _handler!(ack, error);
-        }
-        catch (Exception ex)
-        {
-            _onHandlerError!(ex); // a throwing user callback must not stop the ack dispatcher
+            OnCompleted(ack, error);
         }
     }
 
+    protected abstract void OnCompleted(SluiceAck? ack, Exception? error);
+
     private static long DeadlineAfter(TimeSpan timeout)
     {
-        var ticks = (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        return Stopwatch.GetTimestamp() + Math.Max(ticks, 0);
+        // Rounded up, so a wait is never shorter than asked; a wait beyond ~290 million years never ends.
+        var milliseconds = Math.Ceiling(Math.Max(timeout.TotalMilliseconds, 0));
+        return milliseconds >= long.MaxValue / 2 ? long.MaxValue : Now + (long)milliseconds;
+    }
+}
+
+/// <summary>An awaited publish: the ack completes a task.</summary>
+internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : PendingAck(correlationId, timeout)
+{
+    private readonly TaskCompletionSource<SluiceAck?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task<SluiceAck?> Task => _completion.Task;
+
+    protected override void OnCompleted(SluiceAck? ack, Exception? error)
+    {
+        if (error is null)
+        {
+            _completion.TrySetResult(ack);
+        }
+        else if (error is OperationCanceledException oce)
+        {
+            _completion.TrySetCanceled(oce.CancellationToken);
+        }
+        else
+        {
+            _completion.TrySetException(error);
+        }
+    }
+}
+
+/// <summary>A publish with a callback, and the caller's state for it (no closure to allocate).</summary>
+internal sealed class CallbackPendingAck<TState>(string correlationId, TimeSpan timeout, AckHandler<TState> handler, TState state, Action<Exception> onHandlerError)
+    : PendingAck(correlationId, timeout)
+{
+    protected override void OnCompleted(SluiceAck? ack, Exception? error)
+    {
+        try
+        {
+            handler(ack, error, state);
+        }
+        catch (Exception ex)
+        {
+            onHandlerError(ex); // a throwing user callback must not stop the ack dispatcher
+        }
     }
 }

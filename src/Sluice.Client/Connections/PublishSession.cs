@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
@@ -22,8 +20,11 @@ internal sealed class PublishSession : IAsyncDisposable
     private const string Method = "/proto.API/PublishAsync";
 
     private readonly GrpcDuplexCall<PublishFrame, WirePublishResponse> _call;
-    private readonly ConcurrentDictionary<string, PendingAck> _pending = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, PendingAck>.AlternateLookup<ReadOnlySpan<char>> _pendingByChars;
+    // Guarded by _pendingLock. A plain dictionary under a lock costs no node per message, and
+    // publishers and the ack reader hold the lock only for one add or remove.
+    private readonly Dictionary<string, PendingAck> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PendingAck>.AlternateLookup<ReadOnlySpan<char>> _pendingByChars;
+    private readonly Lock _pendingLock = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
     private readonly string _address;
@@ -45,7 +46,16 @@ internal sealed class PublishSession : IAsyncDisposable
     public bool IsBroken => _failure is not null;
 
     /// <summary>Messages sent and not yet acked.</summary>
-    public int PendingCount => _pending.Count;
+    public int PendingCount
+    {
+        get
+        {
+            lock (_pendingLock)
+            {
+                return _pending.Count;
+            }
+        }
+    }
 
     /// <summary>Queues <paramref name="request"/>; <paramref name="pending"/> (null for AckPolicy NONE) receives its outcome.</summary>
     public async ValueTask SendAsync(PublishFrame request, PendingAck? pending, CancellationToken cancellationToken)
@@ -57,10 +67,14 @@ internal sealed class PublishSession : IAsyncDisposable
 
         // Nothing else in flight: a synchronous publisher, which gains from sending on this thread.
         // Otherwise a pipelining one, whose requests are better left to one writer that batches them.
-        var lone = _pending.IsEmpty;
-        if (pending is not null && !_pending.TryAdd(pending.CorrelationId, pending))
+        bool lone;
+        lock (_pendingLock)
         {
-            throw new ArgumentException($"a message with correlation id '{pending.CorrelationId}' is already waiting for its ack", nameof(request));
+            lone = _pending.Count == 0;
+            if (pending is not null && !_pending.TryAdd(pending.CorrelationId, pending))
+            {
+                throw new ArgumentException($"a message with correlation id '{pending.CorrelationId}' is already waiting for its ack", nameof(request));
+            }
         }
 
         try
@@ -71,7 +85,7 @@ internal sealed class PublishSession : IAsyncDisposable
         {
             if (pending is not null)
             {
-                _pending.TryRemove(pending.CorrelationId, out _);
+                Forget(pending.CorrelationId);
             }
 
             throw new SessionBrokenException(_failure ?? ex);
@@ -80,26 +94,32 @@ internal sealed class PublishSession : IAsyncDisposable
         {
             if (pending is not null)
             {
-                _pending.TryRemove(pending.CorrelationId, out _);
+                Forget(pending.CorrelationId);
             }
 
             throw;
         }
 
         // The stream may have broken between the check and the write; then nobody would complete pending.
-        if (_failure is not null && pending is not null && _pending.TryRemove(pending.CorrelationId, out _))
+        if (_failure is not null && pending is not null && Forget(pending.CorrelationId))
         {
             throw new SessionBrokenException(_failure);
         }
     }
 
     /// <summary>Stops waiting for <paramref name="correlationId"/> (its caller gave up).</summary>
-    public bool Forget(string correlationId) => _pending.TryRemove(correlationId, out _);
+    public bool Forget(string correlationId)
+    {
+        lock (_pendingLock)
+        {
+            return _pending.Remove(correlationId);
+        }
+    }
 
     /// <summary>Half-closes the stream, lets in-flight acks arrive for up to <paramref name="drainTimeout"/>, then closes it.</summary>
     public async ValueTask CloseAsync(TimeSpan drainTimeout)
     {
-        if (_failure is null && !_pending.IsEmpty)
+        if (_failure is null && PendingCount > 0)
         {
             try
             {
@@ -158,6 +178,14 @@ internal sealed class PublishSession : IAsyncDisposable
         }
     }
 
+    private bool TryTake(string correlationId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out PendingAck? pending)
+    {
+        lock (_pendingLock)
+        {
+            return _pending.Remove(correlationId, out pending);
+        }
+    }
+
     private void Dispatch(WirePublishResponse response)
     {
         if (!response.IsSimple)
@@ -173,12 +201,20 @@ internal sealed class PublishSession : IAsyncDisposable
         {
             Span<char> chars = stackalloc char[id.Length];
             var count = Encoding.UTF8.GetChars(id, chars);
-            if (count == 0 || !_pendingByChars.TryRemove(chars[..count], out _, out pending))
+            if (count == 0)
             {
-                return; // timed out or cancelled already, or an ack of AckPolicy NONE
+                return; // an ack of AckPolicy NONE
+            }
+
+            lock (_pendingLock)
+            {
+                if (!_pendingByChars.Remove(chars[..count], out _, out pending))
+                {
+                    return; // timed out or cancelled already
+                }
             }
         }
-        else if (!_pending.TryRemove(Encoding.UTF8.GetString(id), out pending))
+        else if (!TryTake(Encoding.UTF8.GetString(id), out pending))
         {
             return;
         }
@@ -192,7 +228,7 @@ internal sealed class PublishSession : IAsyncDisposable
         var correlationId = error is not null || string.IsNullOrEmpty(response.Ack?.CorrelationId)
             ? response.CorrelationId
             : response.Ack!.CorrelationId;
-        if (string.IsNullOrEmpty(correlationId) || !_pending.TryRemove(correlationId, out var pending))
+        if (string.IsNullOrEmpty(correlationId) || !TryTake(correlationId, out var pending))
         {
             return; // timed out or cancelled already, or an ack of AckPolicy NONE
         }
@@ -216,19 +252,23 @@ internal sealed class PublishSession : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
             {
-                if (_pending.IsEmpty)
+                List<PendingAck>? late = null;
+                var now = PendingAck.Now;
+                lock (_pendingLock)
                 {
-                    continue;
+                    foreach (var pending in _pending.Values)
+                    {
+                        if (pending.Deadline <= now)
+                        {
+                            (late ??= []).Add(pending);
+                        }
+                    }
+
+                    late?.ForEach(pending => _pending.Remove(pending.CorrelationId));
                 }
 
-                var now = Stopwatch.GetTimestamp();
-                foreach (var (correlationId, pending) in _pending)
-                {
-                    if (pending.Deadline <= now && _pending.TryRemove(correlationId, out _))
-                    {
-                        pending.Complete(null, new AckTimeoutException(SluiceErrors.AckTimeout));
-                    }
-                }
+                // Completed outside the lock: a callback may publish again.
+                late?.ForEach(pending => pending.Complete(null, new AckTimeoutException(SluiceErrors.AckTimeout)));
             }
         }
         catch (OperationCanceledException)
@@ -240,12 +280,16 @@ internal sealed class PublishSession : IAsyncDisposable
     private void Fail(Exception failure)
     {
         _failure ??= failure;
-        foreach (var correlationId in _pending.Keys)
+        PendingAck[] waiting;
+        lock (_pendingLock)
         {
-            if (_pending.TryRemove(correlationId, out var pending))
-            {
-                pending.Complete(null, failure);
-            }
+            waiting = [.. _pending.Values];
+            _pending.Clear();
+        }
+
+        foreach (var pending in waiting)
+        {
+            pending.Complete(null, failure);
         }
     }
 }
