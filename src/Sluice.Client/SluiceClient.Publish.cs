@@ -46,13 +46,8 @@ public sealed partial class SluiceClient
             return await pending.Task.ConfigureAwait(false);
         }
 
-        using var registration = cancellationToken.Register(() =>
-        {
-            if (session.Forget(pending.CorrelationId))
-            {
-                pending.Complete(null, new OperationCanceledException(cancellationToken));
-            }
-        });
+        pending.Session = session;
+        using var registration = cancellationToken.Register(StopWaiting, pending); // static: no closure per publish
         return await pending.Task.ConfigureAwait(false);
     }
 
@@ -291,6 +286,15 @@ public sealed partial class SluiceClient
     private void LogAckHandlerError(Exception ex) => _logger.LogError(ex, "An ack handler threw");
 
     private static readonly AckHandler<AckHandler> InvokeAckHandler = static (ack, error, handler) => handler(ack, error);
+
+    private static readonly Action<object?, CancellationToken> StopWaiting = static (state, token) =>
+    {
+        var pending = (TaskPendingAck)state!;
+        if (pending.Session!.Forget(pending.CorrelationId))
+        {
+            pending.Complete(null, new OperationCanceledException(token));
+        }
+    };
 
     /// <summary>Makes what waits for a message's ack; a struct, so a send allocates only the waiter itself.</summary>
     private interface IPendingAcks

@@ -49,6 +49,9 @@ internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : P
 
     public Task<SluiceAck?> Task => _completion.Task;
 
+    /// <summary>Where it was sent: a cancelled caller stops waiting there.</summary>
+    public PublishSession? Session { get; set; }
+
     protected override void OnCompleted(SluiceAck? ack, Exception? error)
     {
         if (error is null)
