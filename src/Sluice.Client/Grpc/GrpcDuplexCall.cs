@@ -154,6 +154,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
             await DrainAsync(keepRole: true).ConfigureAwait(false);
         }
 
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: reuse the state machine box
         protected override async ValueTask WritePassAsync()
         {
             call.ThrowIfFailed(); // a writer that waited for the role while the previous holder failed

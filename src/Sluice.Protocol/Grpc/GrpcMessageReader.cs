@@ -74,6 +74,7 @@ public sealed class GrpcMessageReader<T>
         return _ended ? new ValueTask<T?>((T?)null) : ReadMoreAsync(cancellationToken);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // awaited once per message: reuse the state machine box
     private async ValueTask<T?> ReadMoreAsync(CancellationToken cancellationToken)
     {
         while (true)
