@@ -19,8 +19,6 @@ internal abstract class PendingAck
     /// <summary><see cref="Environment.TickCount64"/> after which the ack is late.</summary>
     public long Deadline { get; }
 
-    public bool IsCompleted => Volatile.Read(ref _done) != 0;
-
     /// <summary>The clock of <see cref="Deadline"/>: milliseconds, and cheaper to read than a Stopwatch.</summary>
     public static long Now => Environment.TickCount64;
 

@@ -108,13 +108,7 @@ internal sealed class PublishSession : IAsyncDisposable
     }
 
     /// <summary>Stops waiting for <paramref name="correlationId"/> (its caller gave up).</summary>
-    public bool Forget(string correlationId)
-    {
-        lock (_pendingLock)
-        {
-            return _pending.Remove(correlationId);
-        }
-    }
+    public bool Forget(string correlationId) => TryTake(correlationId, out _);
 
     /// <summary>Half-closes the stream, lets in-flight acks arrive for up to <paramref name="drainTimeout"/>, then closes it.</summary>
     public async ValueTask CloseAsync(TimeSpan drainTimeout)
@@ -256,19 +250,24 @@ internal sealed class PublishSession : IAsyncDisposable
                 var now = PendingAck.Now;
                 lock (_pendingLock)
                 {
-                    foreach (var pending in _pending.Values)
+                    foreach (var (correlationId, pending) in _pending)
                     {
                         if (pending.Deadline <= now)
                         {
+                            _pending.Remove(correlationId); // allowed while enumerating a Dictionary
                             (late ??= []).Add(pending);
                         }
                     }
-
-                    late?.ForEach(pending => _pending.Remove(pending.CorrelationId));
                 }
 
                 // Completed outside the lock: a callback may publish again.
-                late?.ForEach(pending => pending.Complete(null, new AckTimeoutException(SluiceErrors.AckTimeout)));
+                if (late is not null)
+                {
+                    foreach (var pending in late)
+                    {
+                        pending.Complete(null, new AckTimeoutException(SluiceErrors.AckTimeout));
+                    }
+                }
             }
         }
         catch (OperationCanceledException)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Runtime.CompilerServices;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Client.Grpc;
@@ -154,7 +155,7 @@ internal sealed class GrpcDuplexCall<TRequest, TResponse> : GrpcStreamingCall<TR
             await DrainAsync(keepRole: true).ConfigureAwait(false);
         }
 
-        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: reuse the state machine box
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: the box is reused
         protected override async ValueTask WritePassAsync()
         {
             call.ThrowIfFailed(); // a writer that waited for the role while the previous holder failed

@@ -86,7 +86,7 @@ internal class GrpcStreamingCall<TResponse> : IAsyncDisposable
     }
 
     /// <summary>Reads the headers first when needed, then waits for <paramref name="read"/> (or a new read when null).</summary>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // awaited once per message: reuse the state machine box
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // awaited once per message: the box is reused
     private async ValueTask<bool> MoveNextSlowAsync(ValueTask<TResponse?>? read)
     {
         try

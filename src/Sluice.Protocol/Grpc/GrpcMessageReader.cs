@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Google.Protobuf;
 
 namespace Sluice.Protocol.Grpc;
@@ -74,7 +75,7 @@ public sealed class GrpcMessageReader<T>
         return _ended ? new ValueTask<T?>((T?)null) : ReadMoreAsync(cancellationToken);
     }
 
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // awaited once per message: reuse the state machine box
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // awaited once per message: the box is reused
     private async ValueTask<T?> ReadMoreAsync(CancellationToken cancellationToken)
     {
         while (true)

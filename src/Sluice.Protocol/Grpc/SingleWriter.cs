@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 
 namespace Sluice.Protocol.Grpc;
 
@@ -40,7 +41,7 @@ public abstract class SingleWriter<T>
     /// found it taken, which would otherwise wait for the next writer. On failure the role is released
     /// too, so writers waiting for it get the failure instead of waiting forever.
     /// </summary>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: reuse the state machine box
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: the box is reused
     protected async ValueTask DrainAsync(bool keepRole = false)
     {
         try

@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Server.Grpc;
@@ -149,7 +150,7 @@ public sealed class GrpcStreamWriter<T> : SingleWriter<T>
     protected override bool HasWork => !Queue.IsEmpty || Interlocked.Read(ref _flushRequests) != _flushedUpTo;
 
     /// <summary>Writes the queue, then flushes if anyone asked since the last flush.</summary>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: reuse the state machine box
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // awaited once per message: the box is reused
     protected override async ValueTask WritePassAsync()
     {
         ThrowIfFailed(); // a writer that waited for the role while the previous holder failed

@@ -451,8 +451,10 @@ internal sealed partial class Broker : IAsyncDisposable
         }
     }
 
-    /// <summary>Publishes from inside a metadata operation (the lock is held): resumes without taking the lock.</summary>
-    /// <summary>Publishes an activity event with `activity.stream.publish.ack.policy` and `.timeout`; null without an ack (policy none).</summary>
+    /// <summary>
+    /// Publishes an activity event with `activity.stream.publish.ack.policy` and `.timeout`; null without an
+    /// ack (policy none). Runs inside a metadata operation (the lock is held), so it resumes without taking the lock.
+    /// </summary>
     private async Task<Ack?> PublishActivityLockedAsync(Partition partition, byte[] value, CancellationToken cancellationToken)
     {
         if (partition.IsPaused)

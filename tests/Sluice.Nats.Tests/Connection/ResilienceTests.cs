@@ -43,13 +43,11 @@ public class ResilienceTests
     [Fact]
     public async Task Publishing_beyond_the_reconnect_buffer_while_disconnected_fails_clearly()
     {
-        // Through a proxy that keeps its port: a killed server's port can be taken by another test's
-        // nats-server, and the client would reconnect to that one. The proxy refuses every reconnect.
-        await using var server = await NatsServerProcess.StartAsync();
-        await using var proxy = TcpProxy.Start(new IPEndPoint(IPAddress.Loopback, server.Port));
-        await using var nats = await NatsConnection.ConnectAsync(Wait.Options($"nats://{proxy.Address}") with { ReconnectBufferSize = 4096 });
-        proxy.Target = null; // new connections are reset
-        proxy.DropConnections();
+        // A stable address: the killed server's port cannot be taken by another test's nats-server,
+        // and every reconnect is refused until a restart (which never comes).
+        await using var server = await NatsServerProcess.StartAsync(new NatsServerProcessOptions { StableAddress = true });
+        await using var nats = await NatsConnection.ConnectAsync(Wait.Options(server.Url) with { ReconnectBufferSize = 4096 });
+        await server.KillAsync();
         await Wait.UntilAsync(() => nats.State == NatsConnectionState.Reconnecting, "the client notices the server is gone");
         var accepted = 0;
         var ex = await Assert.ThrowsAsync<NatsReconnectBufferFullException>(async () =>
