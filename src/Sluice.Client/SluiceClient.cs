@@ -528,6 +528,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
             KeepAlivePingDelay = options.KeepAliveTime,
             ConnectTimeout = options.ConnectTimeout,
             Tls = tls,
+            Transport = options.Transport,
         };
     }
 

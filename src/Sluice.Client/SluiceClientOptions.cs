@@ -40,6 +40,13 @@ public sealed record SluiceClientOptions
     public GrpcClientTlsOptions? Tls { get; init; }
 
     /// <summary>
+    /// Which HTTP/2 implementation carries the calls: <see cref="GrpcTransport.Native"/> (the client's own,
+    /// fewer thread hops per message; the default) or <see cref="GrpcTransport.HttpClient"/>
+    /// (.NET's SocketsHttpHandler).
+    /// </summary>
+    public GrpcTransport Transport { get; init; } = GrpcTransport.Native;
+
+    /// <summary>
     /// How long a subscription whose broker went away keeps trying to re-establish itself before
     /// it fails with the last error. Default 30 s.
     /// </summary>

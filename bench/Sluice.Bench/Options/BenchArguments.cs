@@ -26,6 +26,7 @@ public static class BenchArguments
           -p, --partitions N              partitions; messages go round-robin (default 1)
               --partition N               partition consumer mode reads (default 0)
               --ack-policy none|leader|all  (default leader)
+              --transport native|httpclient   HTTP/2 under Sluice's client (default native)
               --create-stream             create the stream first (an existing one is kept)
               --delete-stream             delete the stream at the end
           -o, --output text|json          (default text)
@@ -133,6 +134,9 @@ public static class BenchArguments
                     break;
                 case "--ack-policy":
                     options = options with { AckPolicy = Enum(Value(), arg, ("none", BenchAckPolicy.None), ("leader", BenchAckPolicy.Leader), ("all", BenchAckPolicy.All)) };
+                    break;
+                case "--transport":
+                    options = options with { Transport = Enum(Value(), arg, ("native", Sluice.Client.Grpc.GrpcTransport.Native), ("httpclient", Sluice.Client.Grpc.GrpcTransport.HttpClient)) };
                     break;
                 case "--create-stream":
                     NoValue();

@@ -58,6 +58,9 @@ public sealed record BenchOptions
 
     public BenchTarget Target { get; init; } = BenchTarget.Sluice;
 
+    /// <summary>The HTTP/2 implementation under Sluice's client (ignored for JetStream).</summary>
+    public Sluice.Client.Grpc.GrpcTransport Transport { get; init; } = Sluice.Client.Grpc.GrpcTransport.Native;
+
     /// <summary>Servers to connect to; empty means the target's default (<see cref="ServersOrDefault"/>).</summary>
     public IReadOnlyList<string> Servers { get; init; } = [];
 

@@ -85,6 +85,7 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
     {
         // A sync run of a million messages on a loaded 2-core box can see multi-second stalls; the run timeout is the real limit.
         AckWaitTime = options.Timeout,
+        Transport = options.Transport,
     };
 
     private sealed class SluicePublisher(SluiceClient client, BenchOptions options) : IBenchPublisher

@@ -37,7 +37,7 @@ internal sealed class PublishSession : IAsyncDisposable
         _address = address;
         _logger = logger;
         _pendingByChars = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
-        _call = channel.DuplexStreaming<PublishFrame, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, _stop.Token);
+        _call = channel.DuplexStreaming<PublishFrame, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, inlineResponses: true, _stop.Token);
         _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
         _timeouts = Task.Run(() => ScanTimeoutsAsync(ackWaitTime), CancellationToken.None);
     }

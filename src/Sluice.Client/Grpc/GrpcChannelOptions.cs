@@ -42,8 +42,25 @@ public sealed record GrpcChannelOptions
     /// <summary>gzip every request message (<c>grpc-encoding: gzip</c>). Default false.</summary>
     public bool CompressRequests { get; init; }
 
+    /// <summary>Which HTTP/2 implementation carries the calls. Default <see cref="GrpcTransport.Native"/>.</summary>
+    public GrpcTransport Transport { get; init; } = GrpcTransport.Native;
+
     /// <summary>TLS settings for https:// addresses; ignored for http:// (h2c). Default null (system trust, no client certificate).</summary>
     public GrpcClientTlsOptions? Tls { get; init; }
+}
+
+/// <summary>The HTTP/2 implementation under the client's gRPC calls.</summary>
+public enum GrpcTransport
+{
+    /// <summary>
+    /// The client's own HTTP/2 connection: a caller's message goes to the socket on the caller's thread and
+    /// one reader thread per connection hands responses on, about one thread hop per message instead of
+    /// several. h2c and TLS (ALPN h2), flow control, HPACK, keepalive PINGs and GOAWAY are supported.
+    /// </summary>
+    Native = 0,
+
+    /// <summary>.NET's HttpClient with SocketsHttpHandler.</summary>
+    HttpClient = 1,
 }
 
 /// <summary>TLS settings of the client (for https:// addresses).</summary>

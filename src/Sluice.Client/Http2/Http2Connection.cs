@@ -1,0 +1,1075 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Sluice.Client.Grpc;
+
+namespace Sluice.Client.Http2;
+
+/// <summary>
+/// One client HTTP/2 connection (RFC 9113), h2c with prior knowledge or TLS with ALPN "h2".
+/// <para>
+/// Why it exists: HttpClient's HTTP/2 connection hands every write, flush and read to its own loops
+/// and completes each asynchronously, which costs several thread hops per request message. On a
+/// 2-core machine that is most of the price of a synchronous publish (docs/benchmarks.md). Here a
+/// caller's write goes to the socket on the caller's thread, and one dedicated thread per connection
+/// reads frames from a blocking socket and hands them to the streams, whose waiters resume on the
+/// thread pool (one hop), as HttpClient's do.
+/// </para>
+/// <para>
+/// Writes are serialized by <see cref="_writeLock"/>; frames that the reader must send (SETTINGS
+/// and PING acknowledgements, window updates, resets) are queued in <see cref="_control"/> and sent
+/// by whoever holds or next takes the write lock, so the reader never waits for a writer.
+/// </para>
+/// </summary>
+internal sealed class Http2Connection : IDisposable
+{
+    /// <summary>Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE): a fast subscription never waits on updates.</summary>
+    public const int StreamReceiveWindow = 4 << 20;
+
+    private const int ConnectionReceiveWindow = 16 << 20;
+    private const int MaxHeaderListSize = 64 << 10;
+    private const int ReadBufferSize = 64 << 10;
+
+    private readonly Stream _transport;
+    private readonly string _scheme;
+    private readonly string _authority;
+    private readonly GrpcChannelOptions _options;
+    private readonly HpackDecoder _decoder = new(maxHeaderListSize: MaxHeaderListSize);
+    private readonly Dictionary<int, Http2Stream> _streams = [];
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly ArrayBufferWriter<byte> _output = new(64 * 1024);
+    private readonly ArrayBufferWriter<byte> _control = new(256);
+    private readonly TaskCompletionSource _settingsReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<KeyValuePair<string, string>> _headerFields = [];
+    private readonly ArrayBufferWriter<byte> _headerBlock = new(4096);
+    private readonly Timer? _keepAlive;
+    private int _reserved;
+    private int _nextStreamId = 1;
+    private long _sendWindow = Http2Frame.DefaultWindowSize;
+    private int _peerInitialWindow = Http2Frame.DefaultWindowSize;
+    private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
+    private long _peerMaxConcurrentStreams = uint.MaxValue;
+    private long _connectionReceived;
+    private TaskCompletionSource? _capacityChanged;
+    private bool _goingAway;
+    private Exception? _failure;
+    private int _continuationStream;
+    private byte _continuationFlags;
+    private long _lastFrameTicks = Environment.TickCount64;
+    private long _pingSentTicks;
+
+    private Http2Connection(Stream transport, Uri address, GrpcChannelOptions options)
+    {
+        _transport = transport;
+        _scheme = address.Scheme;
+        _authority = address.IsDefaultPort ? address.IdnHost : $"{address.IdnHost}:{address.Port}";
+        _options = options;
+        if (options.KeepAlivePingDelay > TimeSpan.Zero && options.KeepAlivePingDelay != Timeout.InfiniteTimeSpan)
+        {
+            var period = TimeSpan.FromTicks(Math.Clamp(Math.Min(options.KeepAlivePingDelay.Ticks, options.KeepAlivePingTimeout.Ticks) / 4, TimeSpan.TicksPerMillisecond * 50, TimeSpan.TicksPerSecond * 5));
+            _keepAlive = new Timer(static state => ((Http2Connection)state!).OnKeepAliveTick(), this, period, period);
+        }
+    }
+
+    /// <summary>The lock that guards this connection's and its streams' state.</summary>
+    public Lock Sync { get; } = new();
+
+    /// <summary>False once the connection failed, was closed or is going away: it takes no new streams.</summary>
+    public bool IsUsable
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _failure is null && !_goingAway;
+            }
+        }
+    }
+
+    /// <summary>Connects, exchanges prefaces and waits for the server's first SETTINGS.</summary>
+    public static async Task<Http2Connection> ConnectAsync(Uri address, GrpcChannelOptions options, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        try
+        {
+            var addresses = await Dns.GetHostAddressesAsync(address.IdnHost, timeout.Token).ConfigureAwait(false);
+            var transport = await Task.Run(() => ConnectBlocking(addresses, address, options.Tls, timeout.Token), CancellationToken.None).ConfigureAwait(false);
+            var connection = new Http2Connection(transport, address, options);
+            await connection.StartAsync(timeout.Token).ConfigureAwait(false);
+            return connection;
+        }
+        catch (Exception ex) when (ex is not HttpRequestException)
+        {
+            if (ex is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            var reason = timeout.IsCancellationRequested ? $"timed out after {options.ConnectTimeout.TotalMilliseconds:0} ms" : ex.Message;
+            throw new HttpRequestException(HttpRequestError.ConnectionError, $"Connecting to {address.Authority} failed: {reason}", ex);
+        }
+    }
+
+    /// <summary>
+    /// Connects (and runs the TLS handshake) with blocking calls only. On Linux a .NET socket that
+    /// ever ran an asynchronous operation turns non-blocking for good, and its synchronous calls then
+    /// go through the runtime's epoll thread: two more thread hops per read. The token closes the socket.
+    /// </summary>
+    private static Stream ConnectBlocking(IPAddress[] addresses, Uri address, GrpcClientTlsOptions? tls, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var abort = cancellationToken.Register(socket.Dispose);
+        Stream? transport = null;
+        try
+        {
+            socket.Connect(addresses, address.Port);
+            transport = new NetworkStream(socket, ownsSocket: true);
+            if (address.Scheme == Uri.UriSchemeHttps)
+            {
+                transport = Authenticate(transport, address, tls);
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            return transport;
+        }
+        catch
+        {
+            if (transport is not null)
+            {
+                transport.Dispose();
+            }
+            else
+            {
+                socket.Dispose();
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            throw;
+        }
+    }
+
+    /// <summary>Reserves room for one more stream; false when the server's concurrency limit is reached or the connection is unusable.</summary>
+    public bool TryReserveStream()
+    {
+        lock (Sync)
+        {
+            if (_failure is not null || _goingAway || _reserved >= _peerMaxConcurrentStreams || _nextStreamId > int.MaxValue - (2 * _reserved) - 2)
+            {
+                return false;
+            }
+
+            _reserved++;
+            return true;
+        }
+    }
+
+    /// <summary>Completes when a stream closes or the connection changes state, so a waiting caller can try again.</summary>
+    public Task CapacityChanged()
+    {
+        lock (Sync)
+        {
+            return (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
+
+    /// <summary>Sends a request's HEADERS on a stream reserved with <see cref="TryReserveStream"/>, and starts its body.</summary>
+    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var stream = new Http2Stream(this, request);
+        var endStream = request.Content is null;
+        ArrayBufferWriter<byte> block;
+        try
+        {
+            block = EncodeHeaders(request);
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            ReleaseReservation();
+            throw;
+        }
+
+        try
+        {
+            lock (Sync)
+            {
+                if (_failure is { } failure)
+                {
+                    _reserved--;
+                    throw new HttpRequestException(HttpRequestError.ConnectionError, $"The HTTP/2 connection failed: {failure.Message}", failure);
+                }
+
+                stream.Id = _nextStreamId;
+                stream.SendWindow = _peerInitialWindow;
+                _nextStreamId += 2;
+                _streams.Add(stream.Id, stream);
+            }
+
+            Http2Frame.WriteHeaders(_output, stream.Id, block.WrittenSpan, endStream, _peerMaxFrameSize);
+            FlushLocked();
+        }
+        finally
+        {
+            ReleaseWriter();
+        }
+
+        if (endStream)
+        {
+            stream.OnEndStreamWritten();
+        }
+        else
+        {
+            _ = stream.SendContentAsync(request.Content!, cancellationToken);
+        }
+
+        return await stream.ResponseAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Gives back a reservation that did not become a stream.</summary>
+    public void ReleaseReservation()
+    {
+        TaskCompletionSource? signal;
+        lock (Sync)
+        {
+            _reserved--;
+            signal = _capacityChanged;
+            _capacityChanged = null;
+        }
+
+        signal?.TrySetResult();
+    }
+
+    /// <summary>
+    /// Sends <paramref name="data"/> as DATA frames on <paramref name="stream"/>, waiting for flow-control
+    /// credit when there is none; with <paramref name="endStream"/> the last frame ends the request.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // once per request write: the box is reused
+    public async ValueTask WriteDataAsync(Http2Stream stream, ReadOnlyMemory<byte> data, bool endStream, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            int take;
+            Task? wait = null;
+            lock (Sync)
+            {
+                ThrowIfFailed();
+                stream.ThrowIfCannotSend();
+                take = (int)Math.Min(Math.Min(_sendWindow, stream.SendWindow), data.Length);
+                if (take <= 0 && !data.IsEmpty)
+                {
+                    wait = (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                }
+                else
+                {
+                    _sendWindow -= take;
+                    stream.SendWindow -= take;
+                }
+            }
+
+            if (wait is not null)
+            {
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var last = take == data.Length;
+            await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                lock (Sync)
+                {
+                    stream.ThrowIfCannotSend(); // reset meanwhile: no frame may follow RST_STREAM
+                }
+
+                var chunk = data[..take];
+                do
+                {
+                    var length = Math.Min(chunk.Length, _peerMaxFrameSize);
+                    var flags = last && endStream && length == chunk.Length ? Http2Frame.EndStream : (byte)0;
+                    Http2Frame.Write(_output, FrameType.Data, flags, stream.Id, chunk.Span[..length]);
+                    chunk = chunk[length..];
+                }
+                while (!chunk.IsEmpty);
+                FlushLocked();
+            }
+            finally
+            {
+                ReleaseWriter();
+            }
+
+            if (last)
+            {
+                if (endStream)
+                {
+                    stream.OnEndStreamWritten();
+                }
+
+                return;
+            }
+
+            data = data[take..];
+        }
+    }
+
+    /// <summary>Returns <paramref name="increment"/> bytes of receive credit to the server for a stream.</summary>
+    public void SendWindowUpdate(int streamId, int increment) => QueueControl(output => Http2Frame.WriteWindowUpdate(output, streamId, increment));
+
+    /// <summary>Resets a stream from this side.</summary>
+    public void SendReset(int streamId, Http2ErrorCode code) => QueueControl(output => Http2Frame.WriteRstStream(output, streamId, code));
+
+    /// <summary>A stream ended or was reset: forget it and free its slot.</summary>
+    public void OnStreamClosed(Http2Stream stream)
+    {
+        TaskCompletionSource? signal;
+        bool closeNow;
+        lock (Sync)
+        {
+            if (stream.Id == 0 || !_streams.Remove(stream.Id))
+            {
+                return;
+            }
+
+            _reserved--;
+            signal = _capacityChanged;
+            _capacityChanged = null;
+            closeNow = _goingAway && _streams.Count == 0 && _failure is null;
+        }
+
+        signal?.TrySetResult();
+        if (closeNow)
+        {
+            Abort(new IOException("The server closed the connection (GOAWAY) and its last stream ended."));
+        }
+    }
+
+    /// <summary>Closes the connection: GOAWAY, then the socket; open streams fail.</summary>
+    public void Dispose()
+    {
+        QueueControl(output => Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.NoError));
+        Abort(new IOException("The HTTP/2 connection was closed by the client."));
+    }
+
+    private static SslStream Authenticate(Stream transport, Uri address, GrpcClientTlsOptions? tls)
+    {
+        var ssl = new SslStream(transport, leaveInnerStreamOpen: false);
+        var options = new SslClientAuthenticationOptions
+        {
+            TargetHost = tls?.TargetHost ?? address.IdnHost,
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+            ClientCertificates = tls?.ClientCertificate is { } certificate ? [certificate] : null,
+            RemoteCertificateValidationCallback = tls?.ServerCertificateValidation
+                ?? (tls?.TrustedCertificateAuthorities is { } roots ? (_, cert, _, errors) => GrpcChannel.ChainsTo(roots, cert, errors) : null),
+        };
+        ssl.AuthenticateAsClient(options);
+        if (ssl.NegotiatedApplicationProtocol != SslApplicationProtocol.Http2)
+        {
+            ssl.Dispose();
+            throw new HttpRequestException($"The server at {address.Authority} did not agree to HTTP/2 in the TLS handshake (ALPN h2).");
+        }
+
+        return ssl;
+    }
+
+    private async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _output.Write(Http2Frame.Preface);
+        Http2Frame.WriteSettings(_output,
+        [
+            (Http2Frame.SettingsEnablePush, 0),
+            (Http2Frame.SettingsInitialWindowSize, StreamReceiveWindow),
+            (Http2Frame.SettingsMaxHeaderListSize, MaxHeaderListSize),
+        ]);
+        Http2Frame.WriteWindowUpdate(_output, 0, ConnectionReceiveWindow - Http2Frame.DefaultWindowSize);
+        _transport.Write(_output.WrittenSpan);
+        _output.ResetWrittenCount();
+        var reader = new Thread(static state => ((Http2Connection)state!).ReadLoop())
+        {
+            IsBackground = true,
+            Name = $"sluice h2 {_authority}",
+        };
+        reader.Start(this);
+        try
+        {
+            await _settingsReceived.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Abort(new IOException("The connection was abandoned before the server's SETTINGS arrived."));
+            throw;
+        }
+    }
+
+    private ArrayBufferWriter<byte> EncodeHeaders(HttpRequestMessage request)
+    {
+        var uri = request.RequestUri ?? throw new InvalidOperationException("The request has no URI.");
+        var block = new ArrayBufferWriter<byte>(256);
+        HpackEncoder.Encode(block, ":method", request.Method.Method);
+        HpackEncoder.Encode(block, ":scheme", _scheme);
+        HpackEncoder.Encode(block, ":authority", _authority);
+        HpackEncoder.Encode(block, ":path", uri.PathAndQuery);
+        foreach (var header in request.Headers.NonValidated)
+        {
+            AddHeader(block, header.Key, header.Value);
+        }
+
+        if (request.Content is { } content)
+        {
+            foreach (var header in content.Headers.NonValidated)
+            {
+                if (!header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+                {
+                    AddHeader(block, header.Key, header.Value);
+                }
+            }
+        }
+
+        return block;
+    }
+
+    private static void AddHeader(ArrayBufferWriter<byte> block, string name, HeaderStringValues values)
+    {
+        var lower = name.ToLowerInvariant();
+        if (lower is "host" or "connection" or "keep-alive" or "proxy-connection" or "transfer-encoding" or "upgrade")
+        {
+            return; // connection-specific: not allowed in HTTP/2 (RFC 9113 section 8.2.2)
+        }
+
+        foreach (var value in values)
+        {
+            HpackEncoder.Encode(block, lower, value);
+        }
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_failure is { } failure)
+        {
+            throw failure as IOException ?? new IOException(failure.Message, failure);
+        }
+    }
+
+    /// <summary>
+    /// Sends <see cref="_output"/> plus queued control frames; the caller holds the write lock. The
+    /// socket is blocking (see <see cref="ConnectBlocking"/>): on loopback or with room in the socket
+    /// buffer this returns at once; when the server stops reading, it holds this one writer, and other
+    /// writers wait for the write lock without a thread.
+    /// </summary>
+    private void FlushLocked()
+    {
+        lock (_control)
+        {
+            if (_control.WrittenCount > 0)
+            {
+                _output.Write(_control.WrittenSpan);
+                _control.ResetWrittenCount();
+            }
+        }
+
+        try
+        {
+            _transport.Write(_output.WrittenSpan);
+        }
+        catch (Exception ex)
+        {
+            Abort(ex);
+            throw new IOException($"Writing to the HTTP/2 connection failed: {ex.Message}", ex);
+        }
+        finally
+        {
+            _output.ResetWrittenCount();
+        }
+    }
+
+    /// <summary>Releases the write lock, then sends control frames queued meanwhile if nobody else took it.</summary>
+    private void ReleaseWriter()
+    {
+        while (true)
+        {
+            _writeLock.Release();
+            lock (_control)
+            {
+                if (_control.WrittenCount == 0)
+                {
+                    return;
+                }
+            }
+
+            if (!_writeLock.Wait(0, CancellationToken.None))
+            {
+                return; // the holder sends them
+            }
+
+            SendControlLocked();
+        }
+    }
+
+    private void QueueControl(Action<ArrayBufferWriter<byte>> write)
+    {
+        lock (_control)
+        {
+            write(_control);
+        }
+
+        if (_writeLock.Wait(0, CancellationToken.None))
+        {
+            SendControlLocked();
+            ReleaseWriter();
+        }
+    }
+
+    /// <summary>Sends the queued control frames synchronously; the caller holds the write lock.</summary>
+    private void SendControlLocked()
+    {
+        lock (_control)
+        {
+            _output.Write(_control.WrittenSpan);
+            _control.ResetWrittenCount();
+        }
+
+        if (_output.WrittenCount == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _transport.Write(_output.WrittenSpan);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
+        {
+            Abort(ex);
+        }
+        finally
+        {
+            _output.ResetWrittenCount();
+        }
+    }
+
+    private void OnKeepAliveTick()
+    {
+        var now = Environment.TickCount64;
+        bool send;
+        lock (Sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            if (_pingSentTicks != 0)
+            {
+                if (now - _pingSentTicks >= (long)_options.KeepAlivePingTimeout.TotalMilliseconds)
+                {
+                    send = false;
+                }
+                else
+                {
+                    return;
+                }
+            }
+            else if (now - Volatile.Read(ref _lastFrameTicks) >= (long)_options.KeepAlivePingDelay.TotalMilliseconds)
+            {
+                _pingSentTicks = now;
+                send = true;
+            }
+            else
+            {
+                return;
+            }
+        }
+
+        if (send)
+        {
+            QueueControl(output => Http2Frame.WritePing(output, now, ack: false));
+        }
+        else
+        {
+            Abort(new IOException($"The server did not answer a keepalive PING within {_options.KeepAlivePingTimeout.TotalMilliseconds:0} ms."));
+        }
+    }
+
+    /// <summary>Fails the connection and every stream on it, and closes the socket. The first reason wins.</summary>
+    private void Abort(Exception reason)
+    {
+        Http2Stream[] streams;
+        TaskCompletionSource? signal;
+        lock (Sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            _failure = reason as IOException ?? new IOException($"The HTTP/2 connection failed: {reason.Message}", reason);
+            streams = [.. _streams.Values];
+            signal = _capacityChanged;
+            _capacityChanged = null;
+        }
+
+        _keepAlive?.Dispose();
+        signal?.TrySetResult();
+        _settingsReceived.TrySetException(_failure);
+        foreach (var stream in streams)
+        {
+            stream.Fail(_failure);
+        }
+
+        // Send what is queued (a GOAWAY) if no writer holds the lock, then close.
+        if (_writeLock.Wait(0, CancellationToken.None))
+        {
+            SendControlLocked();
+            _writeLock.Release();
+        }
+
+        _transport.Dispose();
+    }
+
+    private void ReadLoop()
+    {
+        var buffer = new byte[ReadBufferSize];
+        int start = 0, end = 0;
+        try
+        {
+            while (true)
+            {
+                while (end - start < Http2Frame.HeaderSize)
+                {
+                    Fill(buffer, ref start, ref end);
+                }
+
+                var header = buffer.AsSpan(start, Http2Frame.HeaderSize);
+                var length = (header[0] << 16) | (header[1] << 8) | header[2];
+                if (length > Http2Frame.DefaultMaxFrameSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, $"a {length}-byte frame is larger than the {Http2Frame.DefaultMaxFrameSize} bytes this client allows");
+                }
+
+                while (end - start < Http2Frame.HeaderSize + length)
+                {
+                    Fill(buffer, ref start, ref end);
+                }
+
+                header = buffer.AsSpan(start, Http2Frame.HeaderSize);
+                var type = (FrameType)header[3];
+                var flags = header[4];
+                var streamId = BinaryPrimitives.ReadInt32BigEndian(header[5..]) & int.MaxValue;
+                var payload = buffer.AsSpan(start + Http2Frame.HeaderSize, length);
+                start += Http2Frame.HeaderSize + length;
+                Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
+                OnFrame(type, flags, streamId, payload);
+            }
+        }
+        catch (Http2ConnectionException ex)
+        {
+            QueueControl(output => Http2Frame.WriteGoAway(output, 0, ex.Code));
+            Abort(new IOException($"HTTP/2 protocol error from the server ({ex.Code}): {ex.Message}", ex));
+        }
+        catch (HpackException ex)
+        {
+            QueueControl(output => Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.CompressionError));
+            Abort(new IOException($"The server sent headers this client cannot decode: {ex.Message}", ex));
+        }
+        catch (Exception ex)
+        {
+            Abort(ex is IOException or SocketException or ObjectDisposedException
+                ? new IOException($"The HTTP/2 connection closed: {ex.Message}", ex)
+                : new IOException($"The HTTP/2 connection failed: {ex.Message}", ex));
+        }
+    }
+
+    /// <summary>Reads more bytes into <paramref name="buffer"/>, moving unread bytes to the front first when needed.</summary>
+    private void Fill(byte[] buffer, ref int start, ref int end)
+    {
+        if (start > 0 && (buffer.Length - end < Http2Frame.HeaderSize + Http2Frame.DefaultMaxFrameSize))
+        {
+            buffer.AsSpan(start, end - start).CopyTo(buffer);
+            end -= start;
+            start = 0;
+        }
+
+        var read = _transport.Read(buffer, end, buffer.Length - end);
+        if (read == 0)
+        {
+            throw new IOException("The server closed the connection.");
+        }
+
+        end += read;
+    }
+
+    private void OnFrame(FrameType type, byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (_continuationStream != 0 && type != FrameType.Continuation)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a {type} frame arrived inside a header block");
+        }
+
+        switch (type)
+        {
+            case FrameType.Data:
+                OnData(flags, streamId, payload);
+                break;
+            case FrameType.Headers:
+                OnHeaders(flags, streamId, payload);
+                break;
+            case FrameType.Continuation:
+                OnContinuation(flags, streamId, payload);
+                break;
+            case FrameType.RstStream:
+                OnRstStream(streamId, payload);
+                break;
+            case FrameType.Settings:
+                OnSettings(flags, streamId, payload);
+                break;
+            case FrameType.Ping:
+                OnPing(flags, streamId, payload);
+                break;
+            case FrameType.GoAway:
+                OnGoAway(streamId, payload);
+                break;
+            case FrameType.WindowUpdate:
+                OnWindowUpdate(streamId, payload);
+                break;
+            case FrameType.Priority:
+                if (streamId == 0 || payload.Length != 5)
+                {
+                    throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PRIORITY frame");
+                }
+
+                break;
+            case FrameType.PushPromise:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "PUSH_PROMISE although this client disabled push");
+            default:
+                break; // unknown frame types are ignored (RFC 9113 section 4.1)
+        }
+    }
+
+    private void OnData(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "DATA on stream 0");
+        }
+
+        var flowLength = payload.Length;
+        var data = RemovePadding(flags, payload);
+        _connectionReceived += flowLength;
+        if (_connectionReceived > ConnectionReceiveWindow)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the server sent more than the connection's flow-control window");
+        }
+
+        if (_connectionReceived >= ConnectionReceiveWindow / 2)
+        {
+            var increment = (int)_connectionReceived;
+            _connectionReceived = 0;
+            SendWindowUpdate(0, increment); // each stream's own window bounds what it buffers
+        }
+
+        if (FindStream(streamId) is { } stream)
+        {
+            try
+            {
+                stream.OnData(data, flowLength, (flags & Http2Frame.EndStream) != 0);
+            }
+            catch (Http2StreamException ex)
+            {
+                stream.Reset(ex.Code, new IOException($"HTTP/2 stream error from the server ({ex.Code}): {ex.Message}", ex));
+            }
+        }
+    }
+
+    private void OnHeaders(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "HEADERS on stream 0");
+        }
+
+        var fragment = RemovePadding(flags, payload);
+        if ((flags & Http2Frame.PriorityFlag) != 0)
+        {
+            if (fragment.Length < 5)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "HEADERS too short for its priority fields");
+            }
+
+            fragment = fragment[5..];
+        }
+
+        _headerBlock.ResetWrittenCount();
+        _headerBlock.Write(fragment);
+        if ((flags & Http2Frame.EndHeaders) == 0)
+        {
+            _continuationStream = streamId;
+            _continuationFlags = flags;
+            return;
+        }
+
+        OnHeaderBlock(streamId, (flags & Http2Frame.EndStream) != 0);
+    }
+
+    private void OnContinuation(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (_continuationStream == 0 || streamId != _continuationStream)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "CONTINUATION without a header block in progress on that stream");
+        }
+
+        if (_headerBlock.WrittenCount + payload.Length > MaxHeaderListSize * 2)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, "header block too large");
+        }
+
+        _headerBlock.Write(payload);
+        if ((flags & Http2Frame.EndHeaders) != 0)
+        {
+            _continuationStream = 0;
+            OnHeaderBlock(streamId, (_continuationFlags & Http2Frame.EndStream) != 0);
+        }
+    }
+
+    private void OnHeaderBlock(int streamId, bool endStream)
+    {
+        _headerFields.Clear();
+        _decoder.Decode(_headerBlock.WrittenSpan, _headerFields); // always: the decoder's table must follow the server's
+        if (FindStream(streamId) is { } stream)
+        {
+            try
+            {
+                stream.OnHeaders(_headerFields, endStream);
+            }
+            catch (Http2StreamException ex)
+            {
+                stream.Reset(ex.Code, new IOException($"HTTP/2 stream error from the server ({ex.Code}): {ex.Message}", ex));
+            }
+        }
+    }
+
+    private void OnRstStream(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0 || payload.Length != 4)
+        {
+            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed RST_STREAM frame");
+        }
+
+        var code = BinaryPrimitives.ReadUInt32BigEndian(payload);
+        if (FindStream(streamId) is { } stream)
+        {
+            stream.Fail(new HttpProtocolException(code, $"The server reset the stream ({(Http2ErrorCode)code}).", null));
+        }
+    }
+
+    private void OnSettings(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS on a stream");
+        }
+
+        if ((flags & Http2Frame.Ack) != 0)
+        {
+            if (!payload.IsEmpty)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS acknowledgement with a payload");
+            }
+
+            return;
+        }
+
+        if (payload.Length % 6 != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS payload is not a multiple of 6 bytes");
+        }
+
+        TaskCompletionSource? signal = null;
+        lock (Sync)
+        {
+            for (var i = 0; i < payload.Length; i += 6)
+            {
+                var id = BinaryPrimitives.ReadUInt16BigEndian(payload[i..]);
+                var value = BinaryPrimitives.ReadUInt32BigEndian(payload[(i + 2)..]);
+                switch (id)
+                {
+                    case Http2Frame.SettingsMaxConcurrentStreams:
+                        _peerMaxConcurrentStreams = value;
+                        break;
+                    case Http2Frame.SettingsInitialWindowSize:
+                        if (value > Http2Frame.MaxWindowSize)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} is above 2^31-1");
+                        }
+
+                        var delta = (int)value - _peerInitialWindow;
+                        _peerInitialWindow = (int)value;
+                        foreach (var stream in _streams.Values)
+                        {
+                            stream.SendWindow += delta;
+                        }
+
+                        break;
+                    case Http2Frame.SettingsMaxFrameSize:
+                        if (value is < Http2Frame.DefaultMaxFrameSize or > 16_777_215)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range");
+                        }
+
+                        _peerMaxFrameSize = (int)value;
+                        break;
+                    default:
+                        break; // header table size (our encoder never indexes), push, header list size, unknown ids
+                }
+            }
+
+            signal = _capacityChanged;
+            _capacityChanged = null;
+        }
+
+        QueueControl(static output => Http2Frame.Write(output, FrameType.Settings, Http2Frame.Ack, 0, []));
+        signal?.TrySetResult();
+        _settingsReceived.TrySetResult();
+    }
+
+    private void OnPing(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length != 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PING frame");
+        }
+
+        var data = BinaryPrimitives.ReadInt64BigEndian(payload);
+        if ((flags & Http2Frame.Ack) != 0)
+        {
+            lock (Sync)
+            {
+                _pingSentTicks = 0;
+            }
+
+            return;
+        }
+
+        QueueControl(output => Http2Frame.WritePing(output, data, ack: true));
+    }
+
+    private void OnGoAway(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length < 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed GOAWAY frame");
+        }
+
+        var lastStreamId = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload[4..]);
+        var debug = System.Text.Encoding.UTF8.GetString(payload[8..]);
+        List<Http2Stream> refused = [];
+        TaskCompletionSource? signal;
+        bool closeNow;
+        lock (Sync)
+        {
+            _goingAway = true;
+            foreach (var stream in _streams.Values)
+            {
+                if (stream.Id > lastStreamId)
+                {
+                    refused.Add(stream);
+                }
+            }
+
+            signal = _capacityChanged;
+            _capacityChanged = null;
+            closeNow = _streams.Count == refused.Count;
+        }
+
+        var reason = $"The server is closing the connection (GOAWAY {code}{(debug.Length > 0 ? ": " + debug : string.Empty)}).";
+        foreach (var stream in refused)
+        {
+            // Not processed by the server (RFC 9113 section 6.8): the caller may retry elsewhere.
+            stream.Fail(new HttpRequestException(HttpRequestError.ConnectionError, reason, null));
+        }
+
+        signal?.TrySetResult();
+        if (closeNow)
+        {
+            Abort(new IOException(reason));
+        }
+    }
+
+    private void OnWindowUpdate(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length != 4)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "WINDOW_UPDATE payload is not 4 bytes");
+        }
+
+        var increment = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+        TaskCompletionSource? signal;
+        Http2Stream? broken = null;
+        lock (Sync)
+        {
+            if (streamId == 0)
+            {
+                if (increment == 0)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "WINDOW_UPDATE with increment 0 on the connection");
+                }
+
+                _sendWindow += increment;
+                if (_sendWindow > Http2Frame.MaxWindowSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the connection's send window went above 2^31-1");
+                }
+            }
+            else if (_streams.TryGetValue(streamId, out var stream))
+            {
+                stream.SendWindow += increment;
+                if (increment == 0 || stream.SendWindow > Http2Frame.MaxWindowSize)
+                {
+                    broken = stream;
+                }
+            }
+
+            signal = _capacityChanged;
+            _capacityChanged = null;
+        }
+
+        broken?.Reset(Http2ErrorCode.FlowControlError, new IOException("The server sent an invalid WINDOW_UPDATE for the stream."));
+        signal?.TrySetResult();
+    }
+
+    private Http2Stream? FindStream(int streamId)
+    {
+        lock (Sync)
+        {
+            if (_streams.TryGetValue(streamId, out var stream))
+            {
+                return stream;
+            }
+
+            if (streamId >= _nextStreamId || (streamId & 1) == 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a frame for stream {streamId}, which this client never opened");
+            }
+
+            return null; // a stream this client already closed or reset: late frames are dropped
+        }
+    }
+
+    private static ReadOnlySpan<byte> RemovePadding(byte flags, ReadOnlySpan<byte> payload)
+    {
+        if ((flags & Http2Frame.Padded) == 0)
+        {
+            return payload;
+        }
+
+        if (payload.IsEmpty || payload[0] >= payload.Length)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "padding longer than the frame");
+        }
+
+        return payload[1..^payload[0]];
+    }
+}

@@ -1,0 +1,113 @@
+using Sluice.Client.Grpc;
+
+namespace Sluice.Client.Http2;
+
+/// <summary>
+/// An <see cref="HttpMessageHandler"/> that sends HTTP/2 requests to one server over this client's own
+/// <see cref="Http2Connection"/>s. It opens a connection on first use, puts each request on a usable
+/// connection with room under the server's concurrent-stream limit, and opens another when all are
+/// full (if <see cref="GrpcChannelOptions.EnableMultipleHttp2Connections"/>) or waits for room.
+/// A connection that failed or received GOAWAY takes no new requests; the next request connects anew.
+/// </summary>
+internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : HttpMessageHandler
+{
+    private readonly Lock _sync = new();
+    private readonly List<Http2Connection> _connections = [];
+    private Task<Http2Connection>? _connecting;
+    private bool _disposed;
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.RequestUri is not { } uri || uri.Scheme != address.Scheme || uri.IdnHost != address.IdnHost || uri.Port != address.Port)
+        {
+            throw new ArgumentException($"This handler sends only to {address.GetLeftPart(UriPartial.Authority)}, not to {request.RequestUri}.", nameof(request));
+        }
+
+        var connection = await ReserveAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Http2Connection[] connections;
+            lock (_sync)
+            {
+                _disposed = true;
+                connections = [.. _connections];
+                _connections.Clear();
+            }
+
+            foreach (var connection in connections)
+            {
+                connection.Dispose();
+            }
+        }
+
+        base.Dispose(disposing);
+    }
+
+    /// <summary>A connection with a stream reserved for the caller.</summary>
+    private async ValueTask<Http2Connection> ReserveAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_sync)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                _connections.RemoveAll(static c => !c.IsUsable);
+                foreach (var connection in _connections)
+                {
+                    if (connection.TryReserveStream())
+                    {
+                        return connection;
+                    }
+                }
+
+                if (_connections.Count == 0 || options.EnableMultipleHttp2Connections || _connecting is not null)
+                {
+                    wait = _connecting ??= ConnectAsync();
+                }
+                else
+                {
+                    wait = _connections[0].CapacityChanged();
+                }
+            }
+
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<Http2Connection> ConnectAsync()
+    {
+        await Task.Yield(); // run outside the caller's lock
+        try
+        {
+            var connection = await Http2Connection.ConnectAsync(address, options, CancellationToken.None).ConfigureAwait(false);
+            lock (_sync)
+            {
+                _connecting = null;
+                if (!_disposed)
+                {
+                    _connections.Add(connection);
+                    return connection;
+                }
+            }
+
+            connection.Dispose();
+            throw new ObjectDisposedException(nameof(Http2Handler));
+        }
+        catch
+        {
+            lock (_sync)
+            {
+                _connecting = null;
+            }
+
+            throw;
+        }
+    }
+}
