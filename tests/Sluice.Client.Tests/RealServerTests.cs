@@ -1,3 +1,4 @@
+using Sluice.Client.Grpc;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;
@@ -5,11 +6,13 @@ namespace Sluice.Client.Tests;
 /// <summary>The client against the real in-process Sluice broker.</summary>
 public sealed class RealServerTests
 {
-    [Fact]
-    public async Task Admin_calls_and_their_errors()
+    [Theory]
+    [InlineData(GrpcTransport.Native)]
+    [InlineData(GrpcTransport.HttpClient)]
+    public async Task Admin_calls_and_their_errors(GrpcTransport transport)
     {
         await using var server = await RealServer.StartAsync();
-        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions with { Transport = transport });
         await client.CreateStreamAsync("foo", "foo", StreamOptions.Default with
         {
             Partitions = 2,
@@ -40,11 +43,13 @@ public sealed class RealServerTests
         await Assert.ThrowsAsync<NoSuchStreamException>(() => client.DeleteStreamAsync("foo"));
     }
 
-    [Fact]
-    public async Task Publish_and_subscribe_with_positions_keys_and_headers()
+    [Theory]
+    [InlineData(GrpcTransport.Native)]
+    [InlineData(GrpcTransport.HttpClient)]
+    public async Task Publish_and_subscribe_with_positions_keys_and_headers(GrpcTransport transport)
     {
         await using var server = await RealServer.StartAsync();
-        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions with { Transport = transport });
         await client.CreateStreamAsync("foo", "foo");
 
         await using var live = await client.SubscribeCoreAsync("foo"); // new only

@@ -11,13 +11,15 @@ namespace Sluice.Client.Tests;
 /// <summary>The TLS options, connection options and logging.</summary>
 public sealed class TlsAndLoggingTests
 {
-    [Fact]
-    public async Task Tls_with_a_ca_file_or_a_validation_callback_connects_and_without_trust_fails()
+    [Theory]
+    [InlineData(GrpcTransport.Native)]
+    [InlineData(GrpcTransport.HttpClient)]
+    public async Task Tls_with_a_ca_file_or_a_validation_callback_connects_and_without_trust_fails(GrpcTransport transport)
     {
         using var dir = new TempDirectory("sluice-tls");
         var (certPath, keyPath) = TestCertificate.CreateSelfSigned(dir);
         await using var cluster = await FakeCluster.StartAsync(tls: new GrpcServerTlsOptions { CertificatePemPath = certPath, KeyPemPath = keyPath });
-        var options = FastOptions with { MaxConnectionsPerBroker = 3, KeepAliveTime = TimeSpan.FromSeconds(5), ConnectTimeout = TimeSpan.FromSeconds(3) };
+        var options = FastOptions with { MaxConnectionsPerBroker = 3, KeepAliveTime = TimeSpan.FromSeconds(5), ConnectTimeout = TimeSpan.FromSeconds(3), Transport = transport };
 
         await using (var client = await SluiceClient.ConnectAsync(cluster.Addresses, options with { TlsCertificateFile = certPath }))
         {
