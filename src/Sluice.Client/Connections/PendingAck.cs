@@ -4,7 +4,7 @@ namespace Sluice.Client.Connections;
 /// A message waiting for its ack. Completes exactly once, from whichever comes first: the ack
 /// dispatcher, the timeout scan, the caller's cancellation, or the session failing.
 /// </summary>
-internal abstract class PendingAck
+internal abstract class PendingAck : Http2.IDeferredCompletion
 {
     private int _done;
 
@@ -22,15 +22,36 @@ internal abstract class PendingAck
     /// <summary>The clock of <see cref="Deadline"/>: milliseconds, and cheaper to read than a Stopwatch.</summary>
     public static long Now => Environment.TickCount64;
 
+    /// <summary>
+    /// Completes the message. On a native connection's reader thread (an ack as it is read) the caller's
+    /// continuation or callback runs there, after the frames in hand; anywhere else a task's
+    /// continuation goes to the thread pool and a callback runs at once.
+    /// </summary>
     public void Complete(SluiceAck? ack, Exception? error)
     {
-        if (Interlocked.Exchange(ref _done, 1) == 0)
+        if (Interlocked.Exchange(ref _done, 1) != 0)
         {
-            OnCompleted(ack, error);
+            return;
+        }
+
+        Ack = ack;
+        Error = error;
+        if (!Http2.Http2Connection.TryDefer(this))
+        {
+            OnCompleted(ack, error, onReader: false);
         }
     }
 
-    protected abstract void OnCompleted(SluiceAck? ack, Exception? error);
+    /// <summary>The outcome given to <see cref="Complete"/>.</summary>
+    protected SluiceAck? Ack { get; private set; }
+
+    /// <summary>The error given to <see cref="Complete"/>.</summary>
+    protected Exception? Error { get; private set; }
+
+    void Http2.IDeferredCompletion.Run() => OnCompleted(Ack, Error, onReader: true);
+
+    /// <summary>Delivers the outcome; <paramref name="onReader"/> when running deferred on a reader thread.</summary>
+    protected abstract void OnCompleted(SluiceAck? ack, Exception? error, bool onReader);
 
     private static long DeadlineAfter(TimeSpan timeout)
     {
@@ -43,14 +64,28 @@ internal abstract class PendingAck
 /// <summary>An awaited publish: the ack completes a task.</summary>
 internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : PendingAck(correlationId, timeout)
 {
-    private readonly TaskCompletionSource<SluiceAck?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Continuations run where the task completes: inline only on a reader thread (see Complete); elsewhere
+    // the completion itself is queued to the thread pool, so no other code runs user continuations.
+    private readonly TaskCompletionSource<SluiceAck?> _completion = new(TaskCreationOptions.None);
 
     public Task<SluiceAck?> Task => _completion.Task;
 
     /// <summary>Where it was sent: a cancelled caller stops waiting there.</summary>
     public PublishSession? Session { get; set; }
 
-    protected override void OnCompleted(SluiceAck? ack, Exception? error)
+    protected override void OnCompleted(SluiceAck? ack, Exception? error, bool onReader)
+    {
+        if (onReader)
+        {
+            Set(ack, error);
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static self => self.Set(self.Ack, self.Error), this, preferLocal: true);
+        }
+    }
+
+    private void Set(SluiceAck? ack, Exception? error)
     {
         if (error is null)
         {
@@ -71,7 +106,7 @@ internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : P
 internal sealed class CallbackPendingAck<TState>(string correlationId, TimeSpan timeout, AckHandler<TState> handler, TState state, Action<Exception> onHandlerError)
     : PendingAck(correlationId, timeout)
 {
-    protected override void OnCompleted(SluiceAck? ack, Exception? error)
+    protected override void OnCompleted(SluiceAck? ack, Exception? error, bool onReader)
     {
         try
         {

@@ -186,6 +186,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     /// </summary>
     public void OnData(ReadOnlySpan<byte> data, int flowLength, bool endStream)
     {
+        var completed = -1;
         lock (Sync)
         {
             if (_failure is not null)
@@ -211,16 +212,21 @@ internal sealed class Http2Stream : IValueTaskSource<int>
                 data[..direct].CopyTo(_readTarget.Span);
                 data = data[direct..];
                 Append(data);
-                CompleteReadLocked(direct);
+                completed = EndReadLocked(direct);
             }
             else
             {
                 Append(data);
                 if (_readPending && _bufferEnd > _bufferStart)
                 {
-                    CompleteReadLocked(TakeLocked(_readTarget.Span));
+                    completed = EndReadLocked(TakeLocked(_readTarget.Span));
                 }
             }
+        }
+
+        if (completed >= 0)
+        {
+            _read.SetResult(completed); // outside the lock: the reader's continuation may run here
         }
 
         if (endStream)
@@ -232,6 +238,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     /// <summary>The peer reset the stream, or the connection failed: every waiter gets <paramref name="failure"/>.</summary>
     public void Fail(Exception failure)
     {
+        var failRead = false;
         lock (Sync)
         {
             if (_failure is not null || (_endReceived && _endSent))
@@ -247,9 +254,15 @@ internal sealed class Http2Stream : IValueTaskSource<int>
                 ReturnBufferLocked();
                 if (_readPending)
                 {
-                    FailReadLocked(failure);
+                    EndReadLocked(0);
+                    failRead = true;
                 }
             }
+        }
+
+        if (failRead)
+        {
+            _read.SetException(failure as IOException ?? new IOException(failure.Message, failure));
         }
 
         _responseReady.TrySetException(failure);
@@ -390,6 +403,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     private void OnEndReceived()
     {
         bool closed;
+        var completed = false;
         lock (Sync)
         {
             if (_failure is not null || _endReceived)
@@ -402,8 +416,14 @@ internal sealed class Http2Stream : IValueTaskSource<int>
             closed = _endSent;
             if (_readPending && _bufferEnd == _bufferStart)
             {
-                CompleteReadLocked(0);
+                EndReadLocked(0);
+                completed = true;
             }
+        }
+
+        if (completed)
+        {
+            _read.SetResult(0);
         }
 
         if (closed)
@@ -490,18 +510,12 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         return increment;
     }
 
-    private void CompleteReadLocked(int count)
+    /// <summary>Ends the pending read's state; the caller completes <see cref="_read"/> after leaving the lock.</summary>
+    private int EndReadLocked(int count)
     {
         _readPending = false;
         _readTarget = default;
-        _read.SetResult(count);
-    }
-
-    private void FailReadLocked(Exception failure)
-    {
-        _readPending = false;
-        _readTarget = default;
-        _read.SetException(failure as IOException ?? new IOException(failure.Message, failure));
+        return count;
     }
 
     private void ReturnBufferLocked()

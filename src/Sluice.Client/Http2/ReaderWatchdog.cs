@@ -1,0 +1,72 @@
+namespace Sluice.Client.Http2;
+
+/// <summary>Work that a connection's reader thread runs after the frames in hand (see <see cref="Http2Connection.TryDefer"/>).</summary>
+internal interface IDeferredCompletion
+{
+    /// <summary>Runs the completion; must not throw.</summary>
+    void Run();
+}
+
+/// <summary>
+/// One background thread for the whole process that checks, every <see cref="Period"/>, whether a
+/// deferred completion has held a connection's reader thread for longer than <see cref="StuckAfter"/>,
+/// and if so has a new reader take over (<see cref="Http2Connection.TakeOverIfStuck"/>). It runs only
+/// while native connections exist.
+/// </summary>
+internal static class ReaderWatchdog
+{
+    /// <summary>How long user code may hold a reader thread before another reader takes over.</summary>
+    public static readonly TimeSpan StuckAfter = TimeSpan.FromMilliseconds(50);
+
+    private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(25);
+    private static readonly Lock Sync = new();
+    private static readonly List<Http2Connection> Connections = [];
+    private static Thread? s_thread;
+
+    public static void Register(Http2Connection connection)
+    {
+        lock (Sync)
+        {
+            Connections.Add(connection);
+            if (s_thread is null)
+            {
+                s_thread = new Thread(Run) { IsBackground = true, Name = "sluice h2 watchdog" };
+                s_thread.Start();
+            }
+        }
+    }
+
+    public static void Unregister(Http2Connection connection)
+    {
+        lock (Sync)
+        {
+            Connections.Remove(connection);
+        }
+    }
+
+    private static void Run()
+    {
+        var snapshot = new List<Http2Connection>();
+        while (true)
+        {
+            Thread.Sleep(Period);
+            lock (Sync)
+            {
+                if (Connections.Count == 0)
+                {
+                    s_thread = null; // the next Register starts a new one
+                    return;
+                }
+
+                snapshot.Clear();
+                snapshot.AddRange(Connections);
+            }
+
+            var now = Environment.TickCount64;
+            foreach (var connection in snapshot)
+            {
+                connection.TakeOverIfStuck(now);
+            }
+        }
+    }
+}
