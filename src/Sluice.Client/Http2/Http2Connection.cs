@@ -35,10 +35,10 @@ internal sealed class Http2Connection : IDisposable
     private const int ReadBufferSize = 64 << 10;
 
     [ThreadStatic]
-    private static Http2Connection? t_reader;
+    private static Http2Connection? _threadReader;
 
     [ThreadStatic]
-    private static int t_readerGeneration;
+    private static int _threadReaderGeneration;
 
     private readonly Stream _transport;
     private readonly string _scheme;
@@ -650,14 +650,14 @@ internal sealed class Http2Connection : IDisposable
     /// </summary>
     public static bool TryDefer(IDeferredCompletion completion)
     {
-        if (t_reader is not { } connection)
+        if (_threadReader is not { } connection)
         {
             return false;
         }
 
         lock (connection._readerSync)
         {
-            if (connection._readerGeneration != t_readerGeneration || connection._failure is not null)
+            if (connection._readerGeneration != _threadReaderGeneration || connection._failure is not null)
             {
                 return false;
             }
@@ -706,8 +706,8 @@ internal sealed class Http2Connection : IDisposable
 
     private void ReadLoop(int generation)
     {
-        t_reader = this;
-        t_readerGeneration = generation;
+        _threadReader = this;
+        _threadReaderGeneration = generation;
         try
         {
             while (true)
@@ -744,7 +744,7 @@ internal sealed class Http2Connection : IDisposable
         }
         finally
         {
-            t_reader = null;
+            _threadReader = null;
         }
 
         // The connection failed: completions queued before it (acks that did arrive) still run.

@@ -21,17 +21,17 @@ internal static class ReaderWatchdog
     private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(25);
     private static readonly Lock Sync = new();
     private static readonly List<Http2Connection> Connections = [];
-    private static Thread? s_thread;
+    private static Thread? _thread;
 
     public static void Register(Http2Connection connection)
     {
         lock (Sync)
         {
             Connections.Add(connection);
-            if (s_thread is null)
+            if (_thread is null)
             {
-                s_thread = new Thread(Run) { IsBackground = true, Name = "sluice h2 watchdog" };
-                s_thread.Start();
+                _thread = new Thread(Run) { IsBackground = true, Name = "sluice h2 watchdog" };
+                _thread.Start();
             }
         }
     }
@@ -54,7 +54,7 @@ internal static class ReaderWatchdog
             {
                 if (Connections.Count == 0)
                 {
-                    s_thread = null; // the next Register starts a new one
+                    _thread = null; // the next Register starts a new one
                     return;
                 }
 
