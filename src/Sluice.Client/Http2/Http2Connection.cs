@@ -105,6 +105,18 @@ internal sealed class Http2Connection : IDisposable
         }
     }
 
+    /// <summary>True once the connection failed or was closed.</summary>
+    public bool IsClosed
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _failure is not null;
+            }
+        }
+    }
+
     /// <summary>Connects, exchanges prefaces and waits for the server's first SETTINGS.</summary>
     public static async Task<Http2Connection> ConnectAsync(Uri address, GrpcChannelOptions options, CancellationToken cancellationToken)
     {
@@ -192,8 +204,12 @@ internal sealed class Http2Connection : IDisposable
         }
     }
 
-    /// <summary>Sends a request's HEADERS on a stream reserved with <see cref="TryReserveStream"/>, and starts its body.</summary>
-    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a request's HEADERS on a stream reserved with <see cref="TryReserveStream"/>, and starts its
+    /// body. Null when the connection started going away (GOAWAY) before the request could be sent: the
+    /// request is untouched and may go on another connection.
+    /// </summary>
+    public async Task<HttpResponseMessage?> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var stream = new Http2Stream(this, request);
         var endStream = request.Content is null;
@@ -209,6 +225,7 @@ internal sealed class Http2Connection : IDisposable
             throw;
         }
 
+        var goingAway = false;
         try
         {
             lock (Sync)
@@ -219,6 +236,20 @@ internal sealed class Http2Connection : IDisposable
                     throw new HttpRequestException(HttpRequestError.ConnectionError, $"The HTTP/2 connection failed: {failure.Message}", failure);
                 }
 
+                if (_goingAway)
+                {
+                    _reserved--; // no stream may open after GOAWAY (RFC 9113 section 6.8)
+                    goingAway = true;
+                }
+            }
+
+            if (goingAway)
+            {
+                return null;
+            }
+
+            lock (Sync)
+            {
                 stream.Id = _nextStreamId;
                 stream.SendWindow = _peerInitialWindow;
                 _nextStreamId += 2;
@@ -274,7 +305,9 @@ internal sealed class Http2Connection : IDisposable
             {
                 ThrowIfFailed();
                 stream.ThrowIfCannotSend();
-                take = (int)Math.Min(Math.Min(_sendWindow, stream.SendWindow), data.Length);
+                // A window can be negative after the server lowers SETTINGS_INITIAL_WINDOW_SIZE; an empty
+                // END_STREAM frame needs no credit (RFC 9113 section 6.9.1).
+                take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), data.Length));
                 if (take <= 0 && !data.IsEmpty)
                 {
                     wait = (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
@@ -1139,6 +1172,7 @@ internal sealed class Http2Connection : IDisposable
         var increment = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
         TaskCompletionSource? signal;
         Http2Stream? broken = null;
+        var brokenCode = Http2ErrorCode.FlowControlError;
         lock (Sync)
         {
             if (streamId == 0)
@@ -1157,7 +1191,12 @@ internal sealed class Http2Connection : IDisposable
             else if (_streams.TryGetValue(streamId, out var stream))
             {
                 stream.SendWindow += increment;
-                if (increment == 0 || stream.SendWindow > Http2Frame.MaxWindowSize)
+                if (increment == 0)
+                {
+                    broken = stream;
+                    brokenCode = Http2ErrorCode.ProtocolError;
+                }
+                else if (stream.SendWindow > Http2Frame.MaxWindowSize)
                 {
                     broken = stream;
                 }
@@ -1167,7 +1206,7 @@ internal sealed class Http2Connection : IDisposable
             _capacityChanged = null;
         }
 
-        broken?.Reset(Http2ErrorCode.FlowControlError, new IOException("The server sent an invalid WINDOW_UPDATE for the stream."));
+        broken?.Reset(brokenCode, new IOException("The server sent an invalid WINDOW_UPDATE for the stream."));
         signal?.TrySetResult();
     }
 

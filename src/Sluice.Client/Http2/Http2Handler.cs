@@ -13,6 +13,7 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
 {
     private readonly Lock _sync = new();
     private readonly List<Http2Connection> _connections = [];
+    private readonly List<Http2Connection> _draining = [];
     private Task<Http2Connection>? _connecting;
     private bool _disposed;
 
@@ -24,8 +25,16 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
             throw new ArgumentException($"This handler sends only to {address.GetLeftPart(UriPartial.Authority)}, not to {request.RequestUri}.", nameof(request));
         }
 
-        var connection = await ReserveAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var connection = await ReserveAsync(cancellationToken).ConfigureAwait(false);
+            if (await connection.SendAsync(request, cancellationToken).ConfigureAwait(false) is { } response)
+            {
+                return response;
+            }
+
+            // The connection received GOAWAY before this request went out: try another one.
+        }
     }
 
     protected override void Dispose(bool disposing)
@@ -36,8 +45,9 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
             lock (_sync)
             {
                 _disposed = true;
-                connections = [.. _connections];
+                connections = [.. _connections, .. _draining];
                 _connections.Clear();
+                _draining.Clear();
             }
 
             foreach (var connection in connections)
@@ -58,7 +68,16 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
             lock (_sync)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                _connections.RemoveAll(static c => !c.IsUsable);
+                for (var i = _connections.Count - 1; i >= 0; i--)
+                {
+                    if (!_connections[i].IsUsable)
+                    {
+                        _draining.Add(_connections[i]); // after GOAWAY its last streams finish; Dispose closes it if they do not
+                        _connections.RemoveAt(i);
+                    }
+                }
+
+                _draining.RemoveAll(static c => c.IsClosed);
                 foreach (var connection in _connections)
                 {
                     if (connection.TryReserveStream())
