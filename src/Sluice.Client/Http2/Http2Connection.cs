@@ -225,11 +225,11 @@ internal sealed class Http2Connection : IDisposable
             throw;
         }
 
-        var goingAway = false;
         try
         {
             lock (Sync)
             {
+                // One block: an Abort or a GOAWAY either sees this stream or is seen here (RFC 9113 section 6.8).
                 if (_failure is { } failure)
                 {
                     _reserved--;
@@ -238,18 +238,10 @@ internal sealed class Http2Connection : IDisposable
 
                 if (_goingAway)
                 {
-                    _reserved--; // no stream may open after GOAWAY (RFC 9113 section 6.8)
-                    goingAway = true;
+                    _reserved--;
+                    return null; // the request is untouched: it may go on another connection
                 }
-            }
 
-            if (goingAway)
-            {
-                return null;
-            }
-
-            lock (Sync)
-            {
                 stream.Id = _nextStreamId;
                 stream.SendWindow = _peerInitialWindow;
                 _nextStreamId += 2;
@@ -329,10 +321,7 @@ internal sealed class Http2Connection : IDisposable
             await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                lock (Sync)
-                {
-                    stream.ThrowIfCannotSend(); // reset meanwhile: no frame may follow RST_STREAM
-                }
+                RefundIfReset(stream, take); // reset meanwhile: no frame may follow RST_STREAM
 
                 var chunk = data[..take];
                 do
@@ -362,6 +351,32 @@ internal sealed class Http2Connection : IDisposable
 
             data = data[take..];
         }
+    }
+
+    /// <summary>
+    /// Throws if <paramref name="stream"/> was reset after it took <paramref name="credit"/> from the
+    /// connection's send window, giving that credit back first: the server never sees those bytes, so it
+    /// never returns them, and the connection's window would otherwise shrink for good.
+    /// </summary>
+    private void RefundIfReset(Http2Stream stream, int credit)
+    {
+        TaskCompletionSource? signal;
+        Exception failure;
+        lock (Sync)
+        {
+            if (stream.Failure is null)
+            {
+                return;
+            }
+
+            failure = stream.Failure;
+            _sendWindow += credit;
+            signal = _capacityChanged;
+            _capacityChanged = null;
+        }
+
+        signal?.TrySetResult();
+        throw failure as IOException ?? new IOException(failure.Message, failure);
     }
 
     /// <summary>Returns <paramref name="increment"/> bytes of receive credit to the server for a stream.</summary>
@@ -433,12 +448,12 @@ internal sealed class Http2Connection : IDisposable
             (Http2Frame.SettingsMaxHeaderListSize, MaxHeaderListSize),
         ]);
         Http2Frame.WriteWindowUpdate(_output, 0, ConnectionReceiveWindow - Http2Frame.DefaultWindowSize);
-        _transport.Write(_output.WrittenSpan);
-        _output.ResetWrittenCount();
-        StartReader(0);
-        ReaderWatchdog.Register(this);
+        ReaderWatchdog.Register(this); // before the reader, whose failure unregisters it
         try
         {
+            _transport.Write(_output.WrittenSpan);
+            _output.ResetWrittenCount();
+            StartReader(0);
             await _settingsReceived.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -559,6 +574,20 @@ internal sealed class Http2Connection : IDisposable
             write(_control);
         }
 
+        if (_threadReader == this)
+        {
+            // The reader must never block on the socket's send buffer (a server that waits for us to
+            // read before it reads would deadlock with it): a pool thread sends the frame.
+            ThreadPool.UnsafeQueueUserWorkItem(static connection => connection.TrySendControl(), this, preferLocal: false);
+            return;
+        }
+
+        TrySendControl();
+    }
+
+    /// <summary>Sends queued control frames now if no writer holds the lock (the holder sends them otherwise).</summary>
+    private void TrySendControl()
+    {
         if (_writeLock.Wait(0, CancellationToken.None))
         {
             SendControlLocked();
@@ -584,9 +613,9 @@ internal sealed class Http2Connection : IDisposable
         {
             _transport.Write(_output.WrittenSpan);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
+        catch (Exception ex)
         {
-            Abort(ex);
+            Abort(ex); // on a timer or reader thread nothing may escape
         }
         finally
         {
@@ -806,7 +835,15 @@ internal sealed class Http2Connection : IDisposable
                 _userCodeSince = Environment.TickCount64;
             }
 
-            completion.Run();
+            try
+            {
+                completion.Run();
+            }
+            catch (Exception ex)
+            {
+                // Completions catch their own errors; one that still throws must not stop the reader.
+                System.Diagnostics.Trace.TraceError($"Sluice HTTP/2: a deferred completion threw: {ex}");
+            }
         }
     }
 
@@ -1073,6 +1110,10 @@ internal sealed class Http2Connection : IDisposable
                         foreach (var stream in _streams.Values)
                         {
                             stream.SendWindow += delta;
+                            if (stream.SendWindow > Http2Frame.MaxWindowSize)
+                            {
+                                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} takes stream {stream.Id}'s window above 2^31-1");
+                            }
                         }
 
                         break;

@@ -66,6 +66,16 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         if (cancellationToken.CanBeCanceled)
         {
             _callCancellation = cancellationToken.UnsafeRegister(static (state, token) => ((Http2Stream)state!).Cancel(token), this);
+            bool closed;
+            lock (Sync)
+            {
+                closed = IsClosed;
+            }
+
+            if (closed)
+            {
+                _callCancellation.Dispose(); // closed before the registration: nothing else disposes it
+            }
         }
 
         return _responseReady.Task;
@@ -140,7 +150,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
             };
             foreach (var (name, value) in headers)
             {
-                if (name[0] != ':')
+                if (!name.StartsWith(':'))
                 {
                     AddHeader(response, name, value);
                 }
@@ -169,7 +179,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         var trailers = _response!.TrailingHeaders;
         foreach (var (name, value) in headers)
         {
-            if (name[0] == ':')
+            if (name.StartsWith(':'))
             {
                 throw new Http2StreamException(Http2ErrorCode.ProtocolError, $"pseudo-header '{name}' in trailers");
             }
