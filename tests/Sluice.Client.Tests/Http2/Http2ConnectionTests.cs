@@ -681,6 +681,54 @@ public sealed class Http2ConnectionTests
     /// section 6.8): the server ignores it, and the request would wait forever.
     /// </summary>
     [Fact]
+    public async Task Connection_credit_taken_by_a_stream_reset_before_it_writes_is_given_back()
+    {
+        const int Small = 30_000;
+        await using var server = new ScriptedH2Server(receiveBufferSize: 64 * 1024);
+        using var client = Client(server);
+        var big = Pattern(8 << 20); // more than the client's socket send buffer and the server's receive buffer
+        var taskA = client.SendAsync(Request(server, "/svc/A", big), CancellationToken.None);
+        var connection = await server.AcceptAndHandshakeAsync((Http2Frame.SettingsInitialWindowSize, int.MaxValue));
+        await connection.ReadHeadersAsync(1);
+
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var taskB = client.SendAsync(Request(server, "/svc/B", new ScriptedContent(async body =>
+        {
+            await release.Task;
+            await body.WriteAsync(Pattern(Small)); // takes connection credit, then waits for the write lock
+        })), CancellationToken.None);
+        await connection.ReadHeadersAsync(3);
+
+        var received = 0;
+        while (received < 65_535) // the connection's initial window; then A waits for credit
+        {
+            received += (await connection.WaitForFrameAsync(f => f.Type == FrameType.Data, what: "DATA within the connection window")).Payload.Length;
+        }
+
+        // Exactly enough credit for the rest of A, B's body, and 10 bytes more.
+        connection.PauseReading();
+        await connection.SendWindowUpdateAsync(0, big.Length - 65_535 + Small + 10);
+        await WaitUntilAsync(() => connection.Available >= 32 * 1024, "A's body piling up in the server's socket while A holds the write lock");
+        release.TrySetResult();
+        await Task.Delay(100); // B takes its credit and queues for the write lock; nothing signals that it has
+        await connection.SendRstStreamAsync(3, Http2ErrorCode.Cancel);
+        await Assert.ThrowsAnyAsync<Exception>(() => taskB.WaitAsync(Timeout)); // the client has taken the reset
+        connection.ResumeReading();
+
+        received += (await connection.ReadBodyAsync(1)).Length;
+        Assert.Equal(big.Length, received);
+        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        using var responseA = await taskA.WaitAsync(Timeout);
+
+        // B never sent its bytes, so its credit must be back: C needs all of it plus the 10 spare bytes.
+        var taskC = client.SendAsync(Request(server, "/svc/C", Pattern(Small + 10)), CancellationToken.None);
+        await connection.ReadHeadersAsync(5);
+        Assert.Equal(Small + 10, (await connection.ReadBodyAsync(5)).Length);
+        await connection.SendHeadersAsync(5, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        using var responseC = await taskC.WaitAsync(Timeout);
+    }
+
+    [Fact]
     public async Task Request_that_reserved_a_stream_before_goaway_does_not_open_it_after_goaway()
     {
         await using var server = new ScriptedH2Server(receiveBufferSize: 64 * 1024);
