@@ -105,6 +105,18 @@ internal sealed class Http2Connection : IDisposable
         }
     }
 
+    /// <summary>False while the server's SETTINGS_MAX_CONCURRENT_STREAMS is 0.</summary>
+    public bool AllowsStreams
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _peerMaxConcurrentStreams > 0;
+            }
+        }
+    }
+
     /// <summary>True once the connection failed or was closed.</summary>
     public bool IsClosed
     {

@@ -86,13 +86,16 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
                     }
                 }
 
-                if (_connections.Count == 0 || options.EnableMultipleHttp2Connections || _connecting is not null)
+                // A server that allows no streams at all (SETTINGS_MAX_CONCURRENT_STREAMS 0) would have every
+                // new connection refuse too: wait for it to raise the limit instead of connecting in a loop.
+                var closedToStreams = _connections.Find(static c => !c.AllowsStreams);
+                if (closedToStreams is null && (_connections.Count == 0 || options.EnableMultipleHttp2Connections || _connecting is not null))
                 {
                     wait = _connecting ??= ConnectAsync();
                 }
                 else
                 {
-                    wait = _connections[0].CapacityChanged();
+                    wait = (closedToStreams ?? _connections[0]).CapacityChanged();
                 }
             }
 

@@ -800,6 +800,23 @@ public sealed class Http2ConnectionTests
     }
 
     [Fact]
+    public async Task A_server_allowing_no_streams_is_waited_for_not_reconnected_to_in_a_loop()
+    {
+        await using var server = new ScriptedH2Server();
+        using var client = Client(server, GrpcChannelOptions.Default with { EnableMultipleHttp2Connections = true });
+        var task = client.SendAsync(Request(server, "/svc/A", [1]), CancellationToken.None);
+        var connection = await server.AcceptAndHandshakeAsync((Http2Frame.SettingsMaxConcurrentStreams, 0));
+
+        Assert.False(await server.AcceptsWithinAsync(Quiet), "the client opened another connection to a server that allows no streams");
+        Assert.False(await connection.SeesWithinAsync(f => f.Type == FrameType.Headers, TimeSpan.FromMilliseconds(50)), "HEADERS beyond the server's limit");
+
+        await connection.SendSettingsAsync((Http2Frame.SettingsMaxConcurrentStreams, 1));
+        Assert.Equal("/svc/A", (await connection.ReadHeadersAsync(1))[":path"]);
+        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        using var response = await task.WaitAsync(Timeout);
+    }
+
+    [Fact]
     public async Task Concurrency_limit_queues_the_request_on_the_same_connection_when_multiple_connections_are_disabled()
     {
         await using var server = new ScriptedH2Server();
