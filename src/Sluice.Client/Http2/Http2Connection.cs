@@ -81,7 +81,8 @@ internal sealed class Http2Connection : IDisposable
     {
         _transport = transport;
         _scheme = address.Scheme;
-        _authority = address.IsDefaultPort ? address.IdnHost : $"{address.IdnHost}:{address.Port}";
+        var host = address.HostNameType == UriHostNameType.IPv6 ? $"[{address.IdnHost}]" : address.IdnHost; // IdnHost drops IPv6 brackets
+        _authority = address.IsDefaultPort ? host : $"{host}:{address.Port}";
         _options = options;
         if (options.KeepAlivePingDelay > TimeSpan.Zero && options.KeepAlivePingDelay != Timeout.InfiniteTimeSpan)
         {
