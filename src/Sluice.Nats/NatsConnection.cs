@@ -615,13 +615,15 @@ public sealed class NatsConnection : IAsyncDisposable
                 return;
             }
 
+            // The writer learns of it before anyone can see the state Reconnecting: a publish made after
+            // that must count against the reconnect buffer (its waiters complete asynchronously).
+            _writer.OnDisconnected(error ?? new NatsConnectionException("Connection lost."));
             _transport = null;
             _state = NatsConnectionState.Reconnecting;
         }
 
         _logger.LogWarning(error, "Disconnected from {Server}; reconnecting", transport.Address);
         transport.Dispose();
-        _writer.OnDisconnected(error ?? new NatsConnectionException("Connection lost."));
         Raise(Disconnected, new NatsConnectionEventArgs(NatsConnectionState.Reconnecting, transport.Address.ToString(), error));
         _ = Task.Run(ReconnectLoopAsync, CancellationToken.None);
     }
