@@ -598,6 +598,19 @@ internal sealed class Http2Connection : IDisposable
         TrySendControl();
     }
 
+    /// <summary>
+    /// Queues a GOAWAY for the <see cref="Abort"/> that follows, which sends it if no writer holds the
+    /// lock. Not through <see cref="QueueControl"/>: from the reader it would hand the frame to a pool
+    /// thread, which could then hold the lock while Abort closes the socket under it.
+    /// </summary>
+    private void QueueGoAwayForAbort(Http2ErrorCode code)
+    {
+        lock (_control)
+        {
+            Http2Frame.WriteGoAway(_control, 0, code);
+        }
+    }
+
     /// <summary>Sends queued control frames now if no writer holds the lock (the holder sends them otherwise).</summary>
     private void TrySendControl()
     {
@@ -803,12 +816,12 @@ internal sealed class Http2Connection : IDisposable
         }
         catch (Http2ConnectionException ex)
         {
-            QueueControl(output => Http2Frame.WriteGoAway(output, 0, ex.Code));
+            QueueGoAwayForAbort(ex.Code);
             Abort(new IOException($"HTTP/2 protocol error from the server ({ex.Code}): {ex.Message}", ex));
         }
         catch (HpackException ex)
         {
-            QueueControl(output => Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.CompressionError));
+            QueueGoAwayForAbort(Http2ErrorCode.CompressionError);
             Abort(new IOException($"The server sent headers this client cannot decode: {ex.Message}", ex));
         }
         catch (Exception ex)

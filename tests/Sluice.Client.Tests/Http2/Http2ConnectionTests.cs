@@ -51,7 +51,7 @@ public sealed class Http2ConnectionTests
         var headers = await connection.ReadHeadersAsync();
         Assert.Equal(1, headers.StreamId);
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var response = await responseTask.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -265,7 +265,7 @@ public sealed class Http2ConnectionTests
         var second = client.SendAsync(Request(server, Method, [2]), CancellationToken.None);
         var headers = await connection.ReadHeadersAsync();
         Assert.Equal(3, headers.StreamId);
-        await connection.SendHeadersAsync(3, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(3);
         using var response2 = await second.WaitAsync(Timeout);
         Assert.Equal(["0"], response2.Headers.GetValues("grpc-status"));
         Assert.Equal(1, server.AcceptedCount);
@@ -353,7 +353,7 @@ public sealed class Http2ConnectionTests
         received.AddRange(await connection.ReadBodyAsync(1));
         Assert.Equal(requestBody, received);
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var response = await responseTask.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -383,7 +383,7 @@ public sealed class Http2ConnectionTests
             Assert.Contains(frames, length => length > 16_384); // the larger limit is used
         }
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var response = await responseTask.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -423,7 +423,7 @@ public sealed class Http2ConnectionTests
             received.AddRange(await connection.ReadBodyAsync(1));
             Assert.Equal(requestBody, received);
 
-            await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+            await connection.SendOkAsync(1);
             using var response = await responseTask.WaitAsync(Timeout);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.DoesNotContain(connection.History, f => f.Type == FrameType.RstStream);
@@ -470,7 +470,7 @@ public sealed class Http2ConnectionTests
             Assert.True(last.EndStream);
             Assert.Empty(last.Payload);
 
-            await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+            await connection.SendOkAsync(1);
             using var response = await responseTask.WaitAsync(Timeout);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
@@ -567,7 +567,7 @@ public sealed class Http2ConnectionTests
         await connection.SendAsync(FrameType.Ping, Http2Frame.Ack, 0, payload);
         Assert.False(await connection.SeesWithinAsync(f => f.Type == FrameType.Ping, Quiet));
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var response = await responseTask.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -669,7 +669,7 @@ public sealed class Http2ConnectionTests
         var third = await connection2.ReadHeadersAsync();
         Assert.Equal(1, third.StreamId);
         Assert.Equal("/svc/C", third[":path"]);
-        await connection2.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection2.SendOkAsync(1);
         using var responseC = await taskC.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, responseC.StatusCode);
         Assert.Equal(2, server.AcceptedCount);
@@ -717,14 +717,14 @@ public sealed class Http2ConnectionTests
 
         received += (await connection.ReadBodyAsync(1)).Length;
         Assert.Equal(big.Length, received);
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var responseA = await taskA.WaitAsync(Timeout);
 
         // B never sent its bytes, so its credit must be back: C needs all of it plus the 10 spare bytes.
         var taskC = client.SendAsync(Request(server, "/svc/C", Pattern(Small + 10)), CancellationToken.None);
         await connection.ReadHeadersAsync(5);
         Assert.Equal(Small + 10, (await connection.ReadBodyAsync(5)).Length);
-        await connection.SendHeadersAsync(5, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(5);
         using var responseC = await taskC.WaitAsync(Timeout);
     }
 
@@ -757,7 +757,7 @@ public sealed class Http2ConnectionTests
         Assert.Equal(big.Length, received);
         Assert.False(await connection.SeesWithinAsync(f => f.Type == FrameType.Headers && f.StreamId > 1, Quiet), "the client opened a stream after GOAWAY");
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var responseA = await taskA.WaitAsync(Timeout);
         // B either failed as not processed, or went to a new connection.
         var accept = server.AcceptAsync();
@@ -770,7 +770,7 @@ public sealed class Http2ConnectionTests
             var connection2 = await accept;
             await connection2.HandshakeAsync();
             Assert.Equal("/svc/B", (await connection2.ReadHeadersAsync(1))[":path"]);
-            await connection2.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+            await connection2.SendOkAsync(1);
             using var responseB = await taskB.WaitAsync(Timeout);
         }
     }
@@ -793,8 +793,8 @@ public sealed class Http2ConnectionTests
         Assert.Equal(1, headersB.StreamId);
         Assert.DoesNotContain(connection1.History, f => f.Type == FrameType.Headers && f.StreamId != 1);
 
-        await connection1.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
-        await connection2.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection1.SendOkAsync(1);
+        await connection2.SendOkAsync(1);
         using var responseA = await taskA.WaitAsync(Timeout);
         using var responseB = await taskB.WaitAsync(Timeout);
     }
@@ -812,7 +812,7 @@ public sealed class Http2ConnectionTests
 
         await connection.SendSettingsAsync((Http2Frame.SettingsMaxConcurrentStreams, 1));
         Assert.Equal("/svc/A", (await connection.ReadHeadersAsync(1))[":path"]);
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var response = await task.WaitAsync(Timeout);
     }
 
@@ -830,12 +830,12 @@ public sealed class Http2ConnectionTests
         Assert.False(await connection.SeesWithinAsync(f => f.Type == FrameType.Headers, Quiet), "the second request did not wait for room");
         Assert.False(await server.AcceptsWithinAsync(TimeSpan.FromMilliseconds(50)), "a second connection was opened");
 
-        await connection.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(1);
         using var responseA = await taskA.WaitAsync(Timeout);
         var headersB = await connection.ReadHeadersAsync();
         Assert.Equal("/svc/B", headersB[":path"]);
         Assert.Equal(3, headersB.StreamId);
-        await connection.SendHeadersAsync(3, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection.SendOkAsync(3);
         using var responseB = await taskB.WaitAsync(Timeout);
         Assert.Equal(1, server.AcceptedCount);
     }
@@ -955,7 +955,7 @@ public sealed class Http2ConnectionTests
         var taskC = client.SendAsync(Request(server, "/svc/C", [3]), CancellationToken.None);
         var connection2 = await server.AcceptAndHandshakeAsync();
         Assert.Equal(1, (await connection2.ReadHeadersAsync()).StreamId);
-        await connection2.SendHeadersAsync(1, endStream: true, (":status", "200"), ("grpc-status", "0"));
+        await connection2.SendOkAsync(1);
         using var responseC = await taskC.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, responseC.StatusCode);
     }

@@ -384,6 +384,9 @@ internal sealed class ScriptedH2Connection : IAsyncDisposable
         return SendHeaderBlockAsync(streamId, block.WrittenSpan, endStream);
     }
 
+    /// <summary>Ends a stream with a trailers-only OK response (:status 200, grpc-status 0).</summary>
+    public Task SendOkAsync(int streamId) => SendHeadersAsync(streamId, endStream: true, (":status", "200"), ("grpc-status", "0"));
+
     /// <summary>Sends a prepared header block in one HEADERS frame.</summary>
     public Task SendHeaderBlockAsync(int streamId, ReadOnlySpan<byte> block, bool endStream) =>
         SendAsync(FrameType.Headers, (byte)(Http2Frame.EndHeaders | (endStream ? Http2Frame.EndStream : 0)), streamId, block);
