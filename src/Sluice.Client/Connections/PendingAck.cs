@@ -38,7 +38,7 @@ internal abstract class PendingAck : Http2.IDeferredCompletion
         Error = error;
         if (!Http2.Http2Connection.TryDefer(this))
         {
-            OnCompleted(ack, error, onReader: false);
+            OnCompleted(onReader: false);
         }
     }
 
@@ -48,10 +48,10 @@ internal abstract class PendingAck : Http2.IDeferredCompletion
     /// <summary>The error given to <see cref="Complete"/>.</summary>
     protected Exception? Error { get; private set; }
 
-    void Http2.IDeferredCompletion.Run() => OnCompleted(Ack, Error, onReader: true);
+    void Http2.IDeferredCompletion.Run() => OnCompleted(onReader: true);
 
-    /// <summary>Delivers the outcome; <paramref name="onReader"/> when running deferred on a reader thread.</summary>
-    protected abstract void OnCompleted(SluiceAck? ack, Exception? error, bool onReader);
+    /// <summary>Delivers <see cref="Ack"/> or <see cref="Error"/>; <paramref name="onReader"/> when running deferred on a reader thread.</summary>
+    protected abstract void OnCompleted(bool onReader);
 
     private static long DeadlineAfter(TimeSpan timeout)
     {
@@ -73,31 +73,31 @@ internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : P
     /// <summary>Where it was sent: a cancelled caller stops waiting there.</summary>
     public PublishSession? Session { get; set; }
 
-    protected override void OnCompleted(SluiceAck? ack, Exception? error, bool onReader)
+    protected override void OnCompleted(bool onReader)
     {
         if (onReader)
         {
-            Set(ack, error);
+            Set();
         }
         else
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static self => self.Set(self.Ack, self.Error), this, preferLocal: true);
+            ThreadPool.UnsafeQueueUserWorkItem(static self => self.Set(), this, preferLocal: true);
         }
     }
 
-    private void Set(SluiceAck? ack, Exception? error)
+    private void Set()
     {
-        if (error is null)
+        if (Error is null)
         {
-            _completion.TrySetResult(ack);
+            _completion.TrySetResult(Ack);
         }
-        else if (error is OperationCanceledException oce)
+        else if (Error is OperationCanceledException oce)
         {
             _completion.TrySetCanceled(oce.CancellationToken);
         }
         else
         {
-            _completion.TrySetException(error);
+            _completion.TrySetException(Error);
         }
     }
 }
@@ -106,11 +106,11 @@ internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : P
 internal sealed class CallbackPendingAck<TState>(string correlationId, TimeSpan timeout, AckHandler<TState> handler, TState state, Action<Exception> onHandlerError)
     : PendingAck(correlationId, timeout)
 {
-    protected override void OnCompleted(SluiceAck? ack, Exception? error, bool onReader)
+    protected override void OnCompleted(bool onReader)
     {
         try
         {
-            handler(ack, error, state);
+            handler(Ack, Error, state);
         }
         catch (Exception ex)
         {

@@ -16,8 +16,9 @@ namespace Sluice.Client.Http2;
 /// and completes each asynchronously, which costs several thread hops per request message. On a
 /// 2-core machine that is most of the price of a synchronous publish (docs/benchmarks.md). Here a
 /// caller's write goes to the socket on the caller's thread, and one dedicated thread per connection
-/// reads frames from a blocking socket and hands them to the streams, whose waiters resume on the
-/// thread pool (one hop), as HttpClient's do.
+/// reads frames from a blocking socket and hands them to the streams. Their waiters resume on the
+/// thread pool, as HttpClient's do, except the publish session's ack reader and the acks it completes,
+/// which run on the reader thread (see <see cref="TryDefer"/>).
 /// </para>
 /// <para>
 /// Writes are serialized by <see cref="_writeLock"/>; frames that the reader must send (SETTINGS
@@ -179,15 +180,7 @@ internal sealed class Http2Connection : IDisposable
         }
         catch
         {
-            if (transport is not null)
-            {
-                transport.Dispose();
-            }
-            else
-            {
-                socket.Dispose();
-            }
-
+            ((IDisposable?)transport ?? socket).Dispose(); // the transport owns the socket
             cancellationToken.ThrowIfCancellationRequested();
             throw;
         }
@@ -213,8 +206,20 @@ internal sealed class Http2Connection : IDisposable
     {
         lock (Sync)
         {
-            return (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            return CapacityChangedLocked();
         }
+    }
+
+    /// <summary>The task <see cref="CapacityChanged"/> returns; the caller holds <see cref="Sync"/>.</summary>
+    private Task CapacityChangedLocked() =>
+        (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    /// <summary>Takes the capacity signal for the caller to complete after leaving <see cref="Sync"/>.</summary>
+    private TaskCompletionSource? TakeCapacitySignalLocked()
+    {
+        var signal = _capacityChanged;
+        _capacityChanged = null;
+        return signal;
     }
 
     /// <summary>
@@ -288,8 +293,7 @@ internal sealed class Http2Connection : IDisposable
         lock (Sync)
         {
             _reserved--;
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
         }
 
         signal?.TrySetResult();
@@ -315,7 +319,7 @@ internal sealed class Http2Connection : IDisposable
                 take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), data.Length));
                 if (take <= 0 && !data.IsEmpty)
                 {
-                    wait = (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                    wait = CapacityChangedLocked();
                 }
                 else
                 {
@@ -384,13 +388,15 @@ internal sealed class Http2Connection : IDisposable
 
             failure = stream.Failure;
             _sendWindow += credit;
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
         }
 
         signal?.TrySetResult();
-        throw failure as IOException ?? new IOException(failure.Message, failure);
+        throw AsIOException(failure);
     }
+
+    /// <summary>A failure as the <see cref="IOException"/> that stream and connection callers see.</summary>
+    public static IOException AsIOException(Exception failure) => failure as IOException ?? new IOException(failure.Message, failure);
 
     /// <summary>Returns <paramref name="increment"/> bytes of receive credit to the server for a stream.</summary>
     public void SendWindowUpdate(int streamId, int increment) => QueueControl(output => Http2Frame.WriteWindowUpdate(output, streamId, increment));
@@ -411,8 +417,7 @@ internal sealed class Http2Connection : IDisposable
             }
 
             _reserved--;
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
             closeNow = _goingAway && _streams.Count == 0 && _failure is null;
         }
 
@@ -426,8 +431,7 @@ internal sealed class Http2Connection : IDisposable
     /// <summary>Closes the connection: GOAWAY, then the socket; open streams fail.</summary>
     public void Dispose()
     {
-        QueueControl(output => Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.NoError));
-        Abort(new IOException("The HTTP/2 connection was closed by the client."));
+        Abort(new IOException("The HTTP/2 connection was closed by the client."), Http2ErrorCode.NoError);
     }
 
     private static SslStream Authenticate(Stream transport, Uri address, GrpcClientTlsOptions? tls)
@@ -521,7 +525,7 @@ internal sealed class Http2Connection : IDisposable
     {
         if (_failure is { } failure)
         {
-            throw failure as IOException ?? new IOException(failure.Message, failure);
+            throw AsIOException(failure);
         }
     }
 
@@ -529,27 +533,39 @@ internal sealed class Http2Connection : IDisposable
     /// Sends <see cref="_output"/> plus queued control frames; the caller holds the write lock. The
     /// socket is blocking (see <see cref="ConnectBlocking"/>): on loopback or with room in the socket
     /// buffer this returns at once; when the server stops reading, it holds this one writer, and other
-    /// writers wait for the write lock without a thread.
+    /// writers wait for the write lock without a thread. A failed write aborts the connection and throws.
     /// </summary>
     private void FlushLocked()
     {
+        if (TryFlushLocked() is { } error)
+        {
+            throw new IOException($"Writing to the HTTP/2 connection failed: {error.Message}", error);
+        }
+    }
+
+    /// <summary>Like <see cref="FlushLocked"/>, but returns the failure (the connection is then aborted) instead of throwing.</summary>
+    private Exception? TryFlushLocked()
+    {
         lock (_control)
         {
-            if (_control.WrittenCount > 0)
-            {
-                _output.Write(_control.WrittenSpan);
-                _control.ResetWrittenCount();
-            }
+            _output.Write(_control.WrittenSpan);
+            _control.ResetWrittenCount();
+        }
+
+        if (_output.WrittenCount == 0)
+        {
+            return null;
         }
 
         try
         {
             _transport.Write(_output.WrittenSpan);
+            return null;
         }
         catch (Exception ex)
         {
-            Abort(ex);
-            throw new IOException($"Writing to the HTTP/2 connection failed: {ex.Message}", ex);
+            Abort(ex); // on a timer or reader thread nothing may escape
+            return ex;
         }
         finally
         {
@@ -576,7 +592,7 @@ internal sealed class Http2Connection : IDisposable
                 return; // the holder sends them
             }
 
-            SendControlLocked();
+            TryFlushLocked();
         }
     }
 
@@ -598,54 +614,13 @@ internal sealed class Http2Connection : IDisposable
         TrySendControl();
     }
 
-    /// <summary>
-    /// Queues a GOAWAY for the <see cref="Abort"/> that follows, which sends it if no writer holds the
-    /// lock. Not through <see cref="QueueControl"/>: from the reader it would hand the frame to a pool
-    /// thread, which could then hold the lock while Abort closes the socket under it.
-    /// </summary>
-    private void QueueGoAwayForAbort(Http2ErrorCode code)
-    {
-        lock (_control)
-        {
-            Http2Frame.WriteGoAway(_control, 0, code);
-        }
-    }
-
     /// <summary>Sends queued control frames now if no writer holds the lock (the holder sends them otherwise).</summary>
     private void TrySendControl()
     {
         if (_writeLock.Wait(0, CancellationToken.None))
         {
-            SendControlLocked();
+            TryFlushLocked();
             ReleaseWriter();
-        }
-    }
-
-    /// <summary>Sends the queued control frames synchronously; the caller holds the write lock.</summary>
-    private void SendControlLocked()
-    {
-        lock (_control)
-        {
-            _output.Write(_control.WrittenSpan);
-            _control.ResetWrittenCount();
-        }
-
-        if (_output.WrittenCount == 0)
-        {
-            return;
-        }
-
-        try
-        {
-            _transport.Write(_output.WrittenSpan);
-        }
-        catch (Exception ex)
-        {
-            Abort(ex); // on a timer or reader thread nothing may escape
-        }
-        finally
-        {
-            _output.ResetWrittenCount();
         }
     }
 
@@ -692,8 +667,11 @@ internal sealed class Http2Connection : IDisposable
         }
     }
 
-    /// <summary>Fails the connection and every stream on it, and closes the socket. The first reason wins.</summary>
-    private void Abort(Exception reason)
+    /// <summary>
+    /// Fails the connection and every stream on it, and closes the socket; with <paramref name="goAway"/>
+    /// it first sends GOAWAY with that code if no writer holds the lock. The first reason wins.
+    /// </summary>
+    private void Abort(Exception reason, Http2ErrorCode? goAway = null)
     {
         Http2Stream[] streams;
         TaskCompletionSource? signal;
@@ -706,8 +684,7 @@ internal sealed class Http2Connection : IDisposable
 
             _failure = reason as IOException ?? new IOException($"The HTTP/2 connection failed: {reason.Message}", reason);
             streams = [.. _streams.Values];
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
         }
 
         _keepAlive?.Dispose();
@@ -719,10 +696,20 @@ internal sealed class Http2Connection : IDisposable
             stream.Fail(_failure);
         }
 
-        // Send what is queued (a GOAWAY) if no writer holds the lock, then close.
+        // Send what is queued (and the GOAWAY) if no writer holds the lock, then close. The GOAWAY is not
+        // sent through QueueControl: from the reader that hands it to a pool thread, which could then
+        // hold the lock while the socket closes under it.
+        if (goAway is { } code)
+        {
+            lock (_control)
+            {
+                Http2Frame.WriteGoAway(_control, 0, code);
+            }
+        }
+
         if (_writeLock.Wait(0, CancellationToken.None))
         {
-            SendControlLocked();
+            TryFlushLocked();
             _writeLock.Release();
         }
 
@@ -816,13 +803,11 @@ internal sealed class Http2Connection : IDisposable
         }
         catch (Http2ConnectionException ex)
         {
-            QueueGoAwayForAbort(ex.Code);
-            Abort(new IOException($"HTTP/2 protocol error from the server ({ex.Code}): {ex.Message}", ex));
+            Abort(new IOException($"HTTP/2 protocol error from the server ({ex.Code}): {ex.Message}", ex), ex.Code);
         }
         catch (HpackException ex)
         {
-            QueueGoAwayForAbort(Http2ErrorCode.CompressionError);
-            Abort(new IOException($"The server sent headers this client cannot decode: {ex.Message}", ex));
+            Abort(new IOException($"The server sent headers this client cannot decode: {ex.Message}", ex), Http2ErrorCode.CompressionError);
         }
         catch (Exception ex)
         {
@@ -1005,7 +990,7 @@ internal sealed class Http2Connection : IDisposable
             }
             catch (Http2StreamException ex)
             {
-                stream.Reset(ex.Code, new IOException($"HTTP/2 stream error from the server ({ex.Code}): {ex.Message}", ex));
+                ResetForStreamError(stream, ex);
             }
         }
     }
@@ -1072,7 +1057,7 @@ internal sealed class Http2Connection : IDisposable
             }
             catch (Http2StreamException ex)
             {
-                stream.Reset(ex.Code, new IOException($"HTTP/2 stream error from the server ({ex.Code}): {ex.Message}", ex));
+                ResetForStreamError(stream, ex);
             }
         }
     }
@@ -1156,8 +1141,7 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
         }
 
         QueueControl(static output => Http2Frame.Write(output, FrameType.Settings, Http2Frame.Ack, 0, []));
@@ -1210,8 +1194,7 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
             closeNow = _streams.Count == refused.Count;
         }
 
@@ -1269,13 +1252,15 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = _capacityChanged;
-            _capacityChanged = null;
+            signal = TakeCapacitySignalLocked();
         }
 
         broken?.Reset(brokenCode, new IOException("The server sent an invalid WINDOW_UPDATE for the stream."));
         signal?.TrySetResult();
     }
+
+    private static void ResetForStreamError(Http2Stream stream, Http2StreamException error) =>
+        stream.Reset(error.Code, new IOException($"HTTP/2 stream error from the server ({error.Code}): {error.Message}", error));
 
     private Http2Stream? FindStream(int streamId)
     {

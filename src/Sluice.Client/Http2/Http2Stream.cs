@@ -100,7 +100,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     {
         if (_failure is { } failure)
         {
-            throw failure as IOException ?? new IOException(failure.Message, failure);
+            throw Http2Connection.AsIOException(failure);
         }
 
         if (_endSent)
@@ -251,7 +251,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         var failRead = false;
         lock (Sync)
         {
-            if (_failure is not null || (_endReceived && _endSent))
+            if (IsClosed)
             {
                 return;
             }
@@ -272,12 +272,11 @@ internal sealed class Http2Stream : IValueTaskSource<int>
 
         if (failRead)
         {
-            _read.SetException(failure as IOException ?? new IOException(failure.Message, failure));
+            _read.SetException(Http2Connection.AsIOException(failure));
         }
 
         _responseReady.TrySetException(failure);
-        _connection.OnStreamClosed(this);
-        DisposeRegistrations();
+        OnClosed();
     }
 
     /// <summary>Resets the stream from this side (RST_STREAM <paramref name="code"/>) unless it has already closed.</summary>
@@ -286,7 +285,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         bool send;
         lock (Sync)
         {
-            send = _failure is null && !(_endReceived && _endSent) && Id != 0;
+            send = !IsClosed && Id != 0;
         }
 
         Fail(failure);
@@ -323,7 +322,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
             }
             else if (_failure is { } failure)
             {
-                return ValueTask.FromException<int>(failure as IOException ?? new IOException(failure.Message, failure));
+                return ValueTask.FromException<int>(Http2Connection.AsIOException(failure));
             }
             else
             {
@@ -438,8 +437,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
 
         if (closed)
         {
-            _connection.OnStreamClosed(this);
-            DisposeRegistrations();
+            OnClosed();
         }
     }
 
@@ -455,12 +453,16 @@ internal sealed class Http2Stream : IValueTaskSource<int>
 
         if (closed)
         {
-            _connection.OnStreamClosed(this);
-            DisposeRegistrations();
+            OnClosed();
         }
     }
 
-    private void DisposeRegistrations() => _callCancellation.Dispose();
+    /// <summary>The stream is over: the connection forgets it, and the call's cancellation is released.</summary>
+    private void OnClosed()
+    {
+        _connection.OnStreamClosed(this);
+        _callCancellation.Dispose();
+    }
 
     private void Append(ReadOnlySpan<byte> data)
     {
