@@ -136,6 +136,9 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
                 }
                 : NatsTlsOptions.Default,
             Echo = false, // API publishes are stored directly; echo would store them twice
+            // A server starting beside others (or on a busy host) may take more than a client's 2 s for
+            // the INFO/CONNECT/PONG handshake; a refused connection still fails at once.
+            ConnectTimeout = TimeSpan.FromSeconds(5),
             MaxReconnectAttempts = -1, // a broker keeps trying for as long as it runs
             ReconnectWait = TimeSpan.FromMilliseconds(250),
             ReconnectWaitMax = TimeSpan.FromSeconds(2),

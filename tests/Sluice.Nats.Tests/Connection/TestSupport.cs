@@ -21,6 +21,7 @@ internal static class Wait
     public static NatsOptions Options(string url) => NatsOptions.Default with
     {
         Servers = [url],
+        ConnectTimeout = TimeSpan.FromSeconds(10), // the machine is shared; tests that time connects out set their own
         ReconnectWait = TimeSpan.FromMilliseconds(50),
         ReconnectWaitMax = TimeSpan.FromMilliseconds(250),
         ReconnectJitter = TimeSpan.FromMilliseconds(20),

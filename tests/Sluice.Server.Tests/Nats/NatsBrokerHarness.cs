@@ -41,6 +41,7 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
                 Servers = [nats.Url],
                 User = natsOptions?.User,
                 Password = natsOptions?.Password,
+                ConnectTimeout = TimeSpan.FromSeconds(10), // the machine is shared; tests here are not about connect timeouts
                 ReconnectWait = TimeSpan.FromMilliseconds(100),
                 ReconnectWaitMax = TimeSpan.FromMilliseconds(500),
                 MaxReconnectAttempts = -1,
