@@ -6,6 +6,7 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Http2;
 
 namespace Sluice.Client.Http2;
 

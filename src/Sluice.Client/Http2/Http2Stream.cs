@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Threading.Tasks.Sources;
+using Sluice.Protocol.Http2;
 
 namespace Sluice.Client.Http2;
 

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Sluice.Client.Http2;
+namespace Sluice.Protocol.Http2;
 
 /// <summary>HTTP/2 frame types (RFC 9113 section 6).</summary>
 internal enum FrameType : byte
@@ -37,7 +37,7 @@ internal enum Http2ErrorCode : uint
     Http11Required = 0xd,
 }
 
-/// <summary>Frame flags, header layout and the writers of each frame the client sends.</summary>
+/// <summary>Frame flags, header layout and writers for the frames Sluice's client and server send.</summary>
 internal static class Http2Frame
 {
     public const int HeaderSize = 9;

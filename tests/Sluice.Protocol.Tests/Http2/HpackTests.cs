@@ -2,9 +2,9 @@ using System.Buffers;
 using System.Text;
 using FsCheck;
 using FsCheck.Fluent;
-using Sluice.Client.Http2;
+using Sluice.Protocol.Http2;
 
-namespace Sluice.Client.Tests.Http2;
+namespace Sluice.Protocol.Tests.Http2;
 
 /// <summary>HPACK (RFC 7541): the Appendix C examples, the Huffman code, malformed input and our request encoder.</summary>
 public sealed class HpackTests

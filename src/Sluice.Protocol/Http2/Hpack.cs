@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text;
 
-namespace Sluice.Client.Http2;
+namespace Sluice.Protocol.Http2;
 
 /// <summary>
 /// HPACK (RFC 7541) encoder for request headers. It never uses the dynamic table, so it keeps no state and the
