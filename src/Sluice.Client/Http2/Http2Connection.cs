@@ -969,7 +969,7 @@ internal sealed class Http2Connection : IDisposable
         }
 
         var flowLength = payload.Length;
-        var data = RemovePadding(flags, payload);
+        var data = Http2Frame.RemovePadding(flags, payload);
         _connectionReceived += flowLength;
         if (_connectionReceived > ConnectionReceiveWindow)
         {
@@ -1003,7 +1003,7 @@ internal sealed class Http2Connection : IDisposable
             throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "HEADERS on stream 0");
         }
 
-        var fragment = RemovePadding(flags, payload);
+        var fragment = Http2Frame.RemovePadding(flags, payload);
         if ((flags & Http2Frame.PriorityFlag) != 0)
         {
             if (fragment.Length < 5)
@@ -1279,20 +1279,5 @@ internal sealed class Http2Connection : IDisposable
 
             return null; // a stream this client already closed or reset: late frames are dropped
         }
-    }
-
-    private static ReadOnlySpan<byte> RemovePadding(byte flags, ReadOnlySpan<byte> payload)
-    {
-        if ((flags & Http2Frame.Padded) == 0)
-        {
-            return payload;
-        }
-
-        if (payload.IsEmpty || payload[0] >= payload.Length)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "padding longer than the frame");
-        }
-
-        return payload[1..^payload[0]];
     }
 }

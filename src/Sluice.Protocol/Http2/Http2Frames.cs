@@ -127,6 +127,23 @@ internal static class Http2Frame
         Write(output, FrameType.Ping, ack ? Ack : (byte)0, 0, payload);
     }
 
+    /// <summary>The payload of a DATA or HEADERS frame without its padding (when the PADDED flag is set).</summary>
+    /// <exception cref="Http2ConnectionException">The padding is longer than the frame (PROTOCOL_ERROR).</exception>
+    public static ReadOnlySpan<byte> RemovePadding(byte flags, ReadOnlySpan<byte> payload)
+    {
+        if ((flags & Padded) == 0)
+        {
+            return payload;
+        }
+
+        if (payload.IsEmpty || payload[0] >= payload.Length)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "padding longer than the frame");
+        }
+
+        return payload[1..^payload[0]];
+    }
+
     /// <summary>
     /// Appends a header block as one HEADERS frame and as many CONTINUATION frames as
     /// <paramref name="maxFrameSize"/> needs.

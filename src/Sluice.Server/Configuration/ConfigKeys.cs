@@ -101,6 +101,7 @@ internal static class ConfigKeys
 
         Key("storage.durability", (o, v) => o with { Storage = o.Storage with { Durability = v.Enum<DurabilityMode>() } }),
         Key("storage.fsync.interval", (o, v) => o with { Storage = o.Storage with { FsyncInterval = Positive(v) } }),
+        Key("grpc.transport", (o, v) => o with { GrpcTransport = v.Enum<Grpc.GrpcServerTransport>() }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
     ];
 

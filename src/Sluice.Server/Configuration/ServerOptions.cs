@@ -41,6 +41,9 @@ public sealed record ServerOptions
     public StorageOptions Storage { get; init; } = StorageOptions.Default;
     public TelemetryOptions Telemetry { get; init; } = TelemetryOptions.Default;
 
+    /// <summary>`grpc.transport`: whose HTTP/2 serves the gRPC API, Kestrel's or the server's own (Sluice only).</summary>
+    public Grpc.GrpcServerTransport GrpcTransport { get; init; } = Grpc.GrpcServerTransport.Native;
+
     /// <summary>
     /// Where the broker reads the encryption master key, once at start. Null = the process environment
     /// (<c>SLUICE_ENCRYPTION_KEY</c>, else <c>LIFTBRIDGE_ENCRYPTION_KEY</c>); tests supply their own. A delegate

@@ -1,16 +1,15 @@
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Http;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>What a handler knows about the call it serves.</summary>
 public sealed class GrpcCallContext
 {
-    private readonly HttpContext _http;
+    private readonly IGrpcExchange _exchange;
 
-    internal GrpcCallContext(HttpContext http, string method, DateTime? deadline, CancellationToken cancellationToken)
+    internal GrpcCallContext(IGrpcExchange exchange, string method, DateTime? deadline, CancellationToken cancellationToken)
     {
-        _http = http;
+        _exchange = exchange;
         Method = method;
         Deadline = deadline;
         CancellationToken = cancellationToken;
@@ -25,11 +24,12 @@ public sealed class GrpcCallContext
     /// <summary>Cancelled when the client cancels or disconnects, the deadline passes, or the server stops.</summary>
     public CancellationToken CancellationToken { get; }
 
-    public IHeaderDictionary RequestHeaders => _http.Request.Headers;
+    /// <summary>A request header's value (several joined by ", "), or null.</summary>
+    public string? RequestHeader(string name) => _exchange.RequestHeader(name);
 
     /// <summary>The verified client certificate under mutual TLS (the authorization identity).</summary>
-    public X509Certificate2? ClientCertificate => _http.Connection.ClientCertificate;
+    public X509Certificate2? ClientCertificate => _exchange.ClientCertificate;
 
     /// <summary>"ip:port" of the client.</summary>
-    public string Peer => $"{_http.Connection.RemoteIpAddress}:{_http.Connection.RemotePort}";
+    public string Peer => _exchange.Peer;
 }

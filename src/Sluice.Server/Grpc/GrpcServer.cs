@@ -11,12 +11,14 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Protocol.Grpc;
+using Sluice.Server.Http2;
 using ServingStatus = Sluice.Protocol.Health.HealthCheckResponse.Types.ServingStatus;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>
-/// A small gRPC server on Kestrel (HTTP/2; h2c, or TLS). The gRPC .NET packages cannot be restored
+/// A small gRPC server (HTTP/2; h2c, or TLS) on the server's own HTTP/2 connection
+/// (<see cref="GrpcServerTransport.Native"/>) or on Kestrel. The gRPC .NET packages cannot be restored
 /// here, so framing, status trailers, deadlines and compression are done by hand in this folder.
 /// </summary>
 public sealed partial class GrpcServer : IAsyncDisposable
@@ -27,6 +29,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
+    private Http2Listener? _native;
 
     public GrpcServer(GrpcServerOptions options, GrpcMethodRegistry methods, ILoggerFactory? loggerFactory = null)
     {
@@ -47,10 +50,34 @@ public sealed partial class GrpcServer : IAsyncDisposable
     /// <summary>Binds and starts serving. Marks "" and every registered service SERVING.</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
-        if (_app is not null)
+        if (_app is not null || _native is not null)
         {
             throw new InvalidOperationException("The server is already started.");
         }
+
+        string address;
+        if (_options.Transport == GrpcServerTransport.Native)
+        {
+            _native = Http2Listener.Start(_options, HandleCallAsync, _loggerFactory);
+            Port = _native.Port;
+            address = _native.Address;
+        }
+        else
+        {
+            address = await StartKestrelAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        Health.SetStatus(string.Empty, ServingStatus.Serving);
+        foreach (var service in _methods.ServiceNames)
+        {
+            Health.SetStatus(service, ServingStatus.Serving);
+        }
+
+        LogStarted(_logger, address, _options.Tls is not null, _options.Transport);
+    }
+
+    private async Task<string> StartKestrelAsync(CancellationToken cancellationToken)
+    {
 
         // Sluice reads no appsettings.json: pin the content root to the binaries and turn off config reload,
         // or ASP.NET's file watcher walks the working directory (often the data dir's parent) on every checkpoint rename.
@@ -64,19 +91,13 @@ public sealed partial class GrpcServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(ConfigureKestrel);
         builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = _options.InlineIo);
         var app = builder.Build();
-        app.Run(HandleCallAsync);
+        app.Run(http => HandleCallAsync(new KestrelExchange(http)));
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         _app = app;
 
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         Port = new Uri(address).Port;
-        Health.SetStatus(string.Empty, ServingStatus.Serving);
-        foreach (var service in _methods.ServiceNames)
-        {
-            Health.SetStatus(service, ServingStatus.Serving);
-        }
-
-        LogStarted(_logger, address, _options.Tls is not null);
+        return address;
     }
 
     /// <summary>
@@ -86,7 +107,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         Health.SetAllNotServing();
-        if (_app is null)
+        if (_app is null && _native is null)
         {
             return;
         }
@@ -94,7 +115,14 @@ public sealed partial class GrpcServer : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.ShutdownTimeout);
-        await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+        if (_native is not null)
+        {
+            await _native.StopAsync(timeout.Token).ConfigureAwait(false);
+        }
+        else
+        {
+            await _app!.StopAsync(timeout.Token).ConfigureAwait(false);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -105,6 +133,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
             await _app.DisposeAsync().ConfigureAwait(false);
             _app = null;
         }
+
+        _native?.Dispose();
+        _native = null;
 
         _stopping.Dispose();
     }
@@ -171,48 +202,46 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>One gRPC call, from request headers to the status.</summary>
-    private async Task HandleCallAsync(HttpContext http)
+    private async Task HandleCallAsync(IGrpcExchange exchange)
     {
-        var request = http.Request;
-        var response = http.Response;
-        var path = request.Path.Value ?? string.Empty;
-        if (!HttpMethods.IsPost(request.Method))
+        var path = exchange.Path;
+        if (!HttpMethods.IsPost(exchange.Method))
         {
-            response.StatusCode = StatusCodes.Status405MethodNotAllowed;
+            exchange.SetStatusCode(StatusCodes.Status405MethodNotAllowed);
             return;
         }
 
-        if (request.ContentType is not { } contentType || !contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        if (exchange.ContentType is not { } contentType || !contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
         {
             // The gRPC spec's answer to a non-gRPC request: HTTP 415, plus a gRPC status for gRPC-aware peers.
-            response.StatusCode = StatusCodes.Status415UnsupportedMediaType;
-            response.Headers["grpc-status"] = ((int)GrpcStatusCode.Internal).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            response.Headers["grpc-message"] = GrpcStatusMessage.Encode($"Content-Type '{request.ContentType}' is not supported; expected application/grpc");
+            exchange.SetStatusCode(StatusCodes.Status415UnsupportedMediaType);
+            exchange.SetResponseHeader("grpc-status", ((int)GrpcStatusCode.Internal).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            exchange.SetResponseHeader("grpc-message", GrpcStatusMessage.Encode($"Content-Type '{exchange.ContentType}' is not supported; expected application/grpc"));
             return;
         }
 
-        response.ContentType = "application/grpc";
-        response.Headers["grpc-accept-encoding"] = GrpcCompression.AcceptEncoding;
+        exchange.SetResponseHeader("content-type", "application/grpc");
+        exchange.SetResponseHeader("grpc-accept-encoding", GrpcCompression.AcceptEncoding);
 
         if (!_methods.TryGet(path, out var method))
         {
-            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
+            WriteStatus(exchange, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
             return;
         }
 
-        string? encoding = request.Headers["grpc-encoding"];
+        var encoding = exchange.RequestHeader("grpc-encoding");
         if (encoding is not null && encoding != GrpcCompression.Identity && encoding != GrpcCompression.Gzip)
         {
-            WriteStatus(response, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
+            WriteStatus(exchange, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
             return;
         }
 
         TimeSpan? timeout = null;
-        if (request.Headers["grpc-timeout"] is { Count: > 0 } timeoutHeader)
+        if (exchange.RequestHeader("grpc-timeout") is { } timeoutHeader)
         {
-            if (!GrpcTimeout.TryParse(timeoutHeader.ToString(), out var parsed))
+            if (!GrpcTimeout.TryParse(timeoutHeader, out var parsed))
             {
-                WriteStatus(response, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
+                WriteStatus(exchange, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
                 return;
             }
 
@@ -220,42 +249,42 @@ public sealed partial class GrpcServer : IAsyncDisposable
         }
 
         using var deadline = new CancellationTokenSource();
-        using var callCancel = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted, _stopping.Token, deadline.Token);
+        using var callCancel = CancellationTokenSource.CreateLinkedTokenSource(exchange.Aborted, _stopping.Token, deadline.Token);
         if (timeout is { } t)
         {
             deadline.CancelAfter(t);
         }
 
-        var context = new GrpcCallContext(http, path, timeout is null ? null : DateTime.UtcNow + timeout.Value, callCancel.Token);
-        var call = new GrpcServerCall(http, context, _options, encoding);
+        var context = new GrpcCallContext(exchange, path, timeout is null ? null : DateTime.UtcNow + timeout.Value, callCancel.Token);
+        var call = new GrpcServerCall(exchange, context, _options, encoding);
         try
         {
             await method.InvokeAsync(call).ConfigureAwait(false);
-            WriteStatus(response, call, GrpcStatusCode.OK, null);
+            WriteStatus(exchange, call, GrpcStatusCode.OK, null);
         }
         catch (GrpcException ex)
         {
-            WriteStatus(response, call, ex.StatusCode, ex.Detail);
+            WriteStatus(exchange, call, ex.StatusCode, ex.Detail);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException && callCancel.IsCancellationRequested)
         {
-            if (http.RequestAborted.IsCancellationRequested)
+            if (exchange.Aborted.IsCancellationRequested)
             {
                 LogClientGone(_logger, path);    // nobody left to tell
             }
             else if (deadline.IsCancellationRequested)
             {
-                WriteStatus(response, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
+                WriteStatus(exchange, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
             }
             else
             {
-                WriteStatus(response, call, GrpcStatusCode.Unavailable, "the server is shutting down");
+                WriteStatus(exchange, call, GrpcStatusCode.Unavailable, "the server is shutting down");
             }
         }
         catch (Exception ex)
         {
             LogHandlerFailed(_logger, ex, path);
-            WriteStatus(response, call, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
+            WriteStatus(exchange, call, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
         }
     }
 
@@ -263,30 +292,30 @@ public sealed partial class GrpcServer : IAsyncDisposable
     /// Before any message, the status goes in the response headers ("trailers-only", one HEADERS
     /// frame with END_STREAM); after one, in the trailers.
     /// </summary>
-    private static void WriteStatus(HttpResponse response, GrpcServerCall? call, GrpcStatusCode code, string? message)
+    private static void WriteStatus(IGrpcExchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
     {
         var status = ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var encoded = GrpcStatusMessage.Encode(message);
-        if (response.HasStarted || call?.HasWrittenMessages == true)
+        if (exchange.ResponseStarted || call?.HasWrittenMessages == true)
         {
-            response.AppendTrailer("grpc-status", status);
+            exchange.AppendTrailer("grpc-status", status);
             if (encoded.Length > 0)
             {
-                response.AppendTrailer("grpc-message", encoded);
+                exchange.AppendTrailer("grpc-message", encoded);
             }
         }
         else
         {
-            response.Headers["grpc-status"] = status;
+            exchange.SetResponseHeader("grpc-status", status);
             if (encoded.Length > 0)
             {
-                response.Headers["grpc-message"] = encoded;
+                exchange.SetResponseHeader("grpc-message", encoded);
             }
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "gRPC server listening on {Address} (TLS: {Tls})")]
-    private static partial void LogStarted(ILogger logger, string address, bool tls);
+    [LoggerMessage(Level = LogLevel.Information, Message = "gRPC server listening on {Address} (TLS: {Tls}, HTTP/2: {Transport})")]
+    private static partial void LogStarted(ILogger logger, string address, bool tls, GrpcServerTransport transport);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "gRPC call {Path} ended: the client cancelled or disconnected")]
     private static partial void LogClientGone(ILogger logger, string path);

@@ -1,24 +1,23 @@
 using System.Runtime.ExceptionServices;
 using Google.Protobuf;
-using Microsoft.AspNetCore.Http;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>The per-call plumbing the method adapters use: request reading, response writing.</summary>
-internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, GrpcServerOptions options, string? requestEncoding)
+internal sealed class GrpcServerCall(IGrpcExchange exchange, GrpcCallContext context, GrpcServerOptions options, string? requestEncoding)
 {
     public GrpcCallContext Context { get; } = context;
 
     /// <summary>
-    /// Set once a message is in the response pipe. Kestrel's HasStarted stays false until a flush,
+    /// Set once a message is in the response pipe. The response counts as started only after a flush,
     /// and a status put in the headers then would turn a real response into a trailers-only one.
     /// </summary>
     public bool HasWrittenMessages { get; private set; }
 
     public GrpcMessageReader<T> CreateRequestReader<T>(GrpcDecoder<T> decode)
         where T : class
-        => new(http.Request.BodyReader, decode, options.MaxReceiveMessageSize, requestEncoding);
+        => new(exchange.RequestBody, decode, options.MaxReceiveMessageSize, requestEncoding);
 
     /// <summary>Unary and server-streaming requests: exactly one message, then end of stream.</summary>
     public async ValueTask<T> ReadSingleRequestAsync<T>(GrpcDecoder<T> decode)
@@ -39,13 +38,13 @@ internal sealed class GrpcServerCall(HttpContext http, GrpcCallContext context, 
         where T : class, IMessage<T>
     {
         ArgumentNullException.ThrowIfNull(response, "the handler's response");
-        GrpcFrame.WriteMessage(http.Response.BodyWriter, response, options.MaxSendMessageSize);
+        GrpcFrame.WriteMessage(exchange.ResponseBody, response, options.MaxSendMessageSize);
         HasWrittenMessages = true;
     }
 
     public GrpcStreamWriter<T> CreateStreamWriter<T>()
         where T : class
-        => new(http.Response.BodyWriter, options.MaxSendMessageSize, () => HasWrittenMessages = true, Context.CancellationToken);
+        => new(exchange.ResponseBody, options.MaxSendMessageSize, () => HasWrittenMessages = true, Context.CancellationToken);
 
     /// <summary>
     /// Runs a streaming handler, then drains its queued responses, even when it failed (the client

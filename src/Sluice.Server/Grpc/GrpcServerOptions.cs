@@ -30,11 +30,30 @@ public sealed record GrpcServerOptions
     /// the thread pool (Kestrel's UnsafePreferInlineScheduling). Safe here because no handler
     /// blocks: appends without fsync are short, and everything that waits awaits. Measured on 2
     /// cores: +4-13 % publish throughput, fewer context switches. Turn off if a handler ever blocks.
+    /// With <see cref="GrpcServerTransport.Native"/>, a handler waiting for request messages resumes on
+    /// the connection's reader thread when this is on, and on the thread pool when it is off.
     /// </summary>
     public bool InlineIo { get; init; } = true;
 
+    /// <summary>Whose HTTP/2 serves the calls. Default <see cref="GrpcServerTransport.Kestrel"/>.</summary>
+    public GrpcServerTransport Transport { get; init; } = GrpcServerTransport.Native;
+
     /// <summary>TLS; null (the default) serves h2c (HTTP/2 without TLS, prior knowledge).</summary>
     public GrpcServerTlsOptions? Tls { get; init; }
+}
+
+/// <summary>The HTTP/2 implementation under the gRPC server.</summary>
+public enum GrpcServerTransport
+{
+    /// <summary>ASP.NET Core's Kestrel.</summary>
+    Kestrel,
+
+    /// <summary>
+    /// The server's own HTTP/2 connection (<c>Sluice.Server.Http2</c>): one reader thread per
+    /// connection, and responses written on the thread that produces them, without the thread-pool
+    /// hops Kestrel makes between the socket, the HTTP/2 layer and the handler.
+    /// </summary>
+    Native,
 }
 
 /// <summary>TLS for the gRPC endpoint, from PEM files.</summary>

@@ -114,6 +114,7 @@ public sealed class SluiceServer : IAsyncDisposable
         {
             Host = host,
             Port = listen.Port,
+            Transport = options.GrpcTransport,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions
                 {

@@ -103,7 +103,7 @@ public sealed class TestApiServer : IAsyncDisposable
                 Stream = request.Stream,
                 Offset = request.Value.Length,
                 CorrelationId = request.CorrelationId,
-                MsgSubject = context.RequestHeaders["grpc-encoding"].ToString(),
+                MsgSubject = context.RequestHeader("grpc-encoding") ?? string.Empty,
             },
         });
 

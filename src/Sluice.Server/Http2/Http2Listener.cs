@@ -1,0 +1,322 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Sluice.Server.Grpc;
+
+namespace Sluice.Server.Http2;
+
+/// <summary>
+/// Accepts HTTP/2 connections for the gRPC server (<see cref="GrpcServerTransport.Native"/>): one
+/// <see cref="Http2ServerConnection"/> per client, each with its reader thread. Calls start on the
+/// thread pool. Also sends keepalive PINGs on quiet connections and shuts connections down with GOAWAY.
+/// </summary>
+internal sealed partial class Http2Listener : IDisposable
+{
+    /// <summary>A connection is pinged after this long without a frame from its client.</summary>
+    internal static readonly TimeSpan KeepAliveDelay = TimeSpan.FromSeconds(60);
+
+    /// <summary>...and closed when the PING is not answered within this long.</summary>
+    internal static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);
+
+    private readonly Func<IGrpcExchange, Task> _handler;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
+    private readonly List<Socket> _sockets = [];
+    private readonly HashSet<Http2ServerConnection> _connections = [];
+    private readonly Lock _sync = new();
+    private readonly Timer _keepAlive;
+    private bool _stopped;
+
+    private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    {
+        _handler = handler;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<Http2Listener>();
+        MaxConcurrentStreams = options.MaxStreamsPerConnection;
+        InlineRequestReads = options.InlineIo;
+        Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
+        _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>The bound port.</summary>
+    public int Port { get; private set; }
+
+    /// <summary>"http://ip:port" (or https), as logged.</summary>
+    public string Address { get; private set; } = string.Empty;
+
+    /// <summary>Our SETTINGS_MAX_CONCURRENT_STREAMS; more open streams are refused.</summary>
+    public int MaxConcurrentStreams { get; }
+
+    /// <summary>Request body reads resume on the reader thread (see <see cref="GrpcServerOptions.InlineIo"/>).</summary>
+    public bool InlineRequestReads { get; }
+
+    /// <summary>TLS for every connection, or null for h2c.</summary>
+    public SslServerAuthenticationOptions? Tls { get; }
+
+    /// <summary>
+    /// Unsent output one connection may queue before it is closed: a client that stopped reading its
+    /// socket. Response DATA is bounded by the client's flow-control windows well below this.
+    /// </summary>
+    public long MaxPendingOutputBytes { get; } = 64L << 20;
+
+    /// <summary>Binds and starts accepting.</summary>
+    /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
+    public static Http2Listener Start(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    {
+        var listener = new Http2Listener(options, handler, loggers);
+        try
+        {
+            listener.Bind(options.Host, options.Port);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        foreach (var socket in listener._sockets)
+        {
+            _ = listener.AcceptLoopAsync(socket);
+        }
+
+        return listener;
+    }
+
+    /// <summary>Starts a call on the thread pool (never on the reader thread, which must go on reading).</summary>
+    public void StartCall(Http2ServerStream stream) =>
+        ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Stream.RunAsync(state.Handler), (Stream: stream, Handler: _handler), preferLocal: false);
+
+    public void OnConnectionClosed(Http2ServerConnection connection)
+    {
+        lock (_sync)
+        {
+            _connections.Remove(connection);
+        }
+    }
+
+    /// <summary>
+    /// Stops accepting, sends GOAWAY on every connection and waits until their streams end (the
+    /// server cancels its calls first) or <paramref name="cancellationToken"/> fires; then closes the rest.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        Http2ServerConnection[] connections;
+        lock (_sync)
+        {
+            _stopped = true;
+            connections = [.. _connections];
+        }
+
+        CloseSockets();
+        foreach (var connection in connections)
+        {
+            connection.BeginShutdown();
+        }
+
+        try
+        {
+            while (true)
+            {
+                lock (_sync)
+                {
+                    if (_connections.Count == 0)
+                    {
+                        return;
+                    }
+                }
+
+                // Polling while calls finish: the wait is bounded by the caller's token.
+                await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            AbortAll(new IOException("The server stopped before the connection's calls ended."));
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_sync)
+        {
+            _stopped = true;
+        }
+
+        _keepAlive.Dispose();
+        CloseSockets();
+        AbortAll(new IOException("The server stopped."));
+    }
+
+    private void AbortAll(Exception reason)
+    {
+        Http2ServerConnection[] connections;
+        lock (_sync)
+        {
+            connections = [.. _connections];
+        }
+
+        foreach (var connection in connections)
+        {
+            connection.Abort(reason);
+        }
+    }
+
+    private void CloseSockets()
+    {
+        foreach (var socket in _sockets)
+        {
+            socket.Dispose();
+        }
+    }
+
+    private void Bind(string host, int port)
+    {
+        IPAddress[] addresses;
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            addresses = [IPAddress.Loopback, IPAddress.IPv6Loopback];
+        }
+        else if (IPAddress.TryParse(host, out var ip))
+        {
+            addresses = [ip];
+        }
+        else
+        {
+            addresses = [Dns.GetHostAddresses(host)[0]];
+        }
+
+        foreach (var address in addresses)
+        {
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (address.Equals(IPAddress.IPv6Any))
+                {
+                    socket.DualMode = true; // "::" serves IPv4 clients too, as Kestrel's does
+                }
+
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                socket.Bind(new IPEndPoint(address, port == 0 && _sockets.Count > 0 ? Port : port));
+                socket.Listen(512);
+            }
+            catch (SocketException) when (_sockets.Count > 0 && address.Equals(IPAddress.IPv6Loopback))
+            {
+                socket.Dispose(); // no IPv6 loopback here: "localhost" is served on 127.0.0.1 alone
+                continue;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            _sockets.Add(socket);
+            if (_sockets.Count == 1)
+            {
+                var bound = (IPEndPoint)socket.LocalEndPoint!;
+                Port = bound.Port;
+                var shown = bound.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{bound.Address}]" : bound.Address.ToString();
+                Address = $"{(Tls is null ? "http" : "https")}://{shown}:{bound.Port}";
+            }
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        while (true)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            {
+                return; // stopped
+            }
+
+            socket.NoDelay = true;
+            var connection = new Http2ServerConnection(this, socket, _loggers.CreateLogger<Http2ServerConnection>());
+            lock (_sync)
+            {
+                if (_stopped)
+                {
+                    socket.Dispose();
+                    continue;
+                }
+
+                _connections.Add(connection);
+            }
+
+            LogAccepted(_logger, connection.Peer);
+            connection.Start();
+        }
+    }
+
+    private void OnKeepAliveTick()
+    {
+        Http2ServerConnection[] connections;
+        lock (_sync)
+        {
+            connections = [.. _connections];
+        }
+
+        var now = Environment.TickCount64;
+        foreach (var connection in connections)
+        {
+            connection.OnKeepAliveTick(now, KeepAliveDelay, KeepAliveTimeout);
+        }
+    }
+
+    private static SslServerAuthenticationOptions CreateTlsOptions(GrpcServerTlsOptions tls)
+    {
+        var certificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath);
+        var chain = new X509Certificate2Collection();
+        chain.ImportFromPemFile(tls.CertificatePemPath);
+        var intermediates = new X509Certificate2Collection();
+        foreach (var cert in chain.Skip(1))
+        {
+            intermediates.Add(cert);
+        }
+
+        X509Certificate2Collection? roots = null;
+        if (tls.ClientCaPemPath is { } caPath)
+        {
+            roots = [];
+            roots.ImportFromPemFile(caPath);
+        }
+
+        return new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = SslStreamCertificateContext.Create(certificate, intermediates, offline: true),
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+            ClientCertificateRequired = tls.RequireClientCertificate,
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+            {
+                if (certificate is null)
+                {
+                    return !tls.RequireClientCertificate;
+                }
+
+                if (roots is null)
+                {
+                    return errors == SslPolicyErrors.None;
+                }
+
+                using var chain = new X509Chain();
+                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                return chain.Build(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
+            },
+        };
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
+    private static partial void LogAccepted(ILogger logger, string peer);
+}

@@ -1,0 +1,1048 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Http2;
+
+namespace Sluice.Server.Http2;
+
+/// <summary>
+/// One accepted HTTP/2 connection (RFC 9113), h2c with prior knowledge or TLS with ALPN "h2".
+/// <para>
+/// Why it exists: Kestrel moves every request body read, response flush and socket write through
+/// pipes whose loops run on the thread pool, which costs five to six context switches per
+/// synchronous publish; on a 2-core machine that is most of its price (docs/benchmarks.md). Here one
+/// dedicated thread per connection reads frames and hands them to the streams. A request body's
+/// reader resumes on that thread (with <see cref="Grpc.GrpcServerOptions.InlineIo"/>), so a publish
+/// is decoded, appended and acked there, and a response is written to the socket on the thread that
+/// produces it. Socket writes never wait (<see cref="ServerSocketStream"/>), so any thread may write,
+/// the reader included.
+/// </para>
+/// <para>
+/// Locks: <see cref="_sync"/> guards the stream table, windows and state; <see cref="_writeLock"/>
+/// orders frames on the wire. A writer reserves window under the first and writes under the second;
+/// nobody takes <see cref="_sync"/> while holding <see cref="_writeLock"/> except to check a reset.
+/// </para>
+/// </summary>
+internal sealed partial class Http2ServerConnection : IDisposable
+{
+    /// <summary>Each stream's receive window (our SETTINGS_INITIAL_WINDOW_SIZE).</summary>
+    internal const int StreamReceiveWindow = 2 << 20;
+
+    /// <summary>The connection's receive window, raised from the default 64 KiB right after the preface.</summary>
+    internal const int ConnectionReceiveWindow = 4 << 20;
+
+    private const int MaxHeaderListSize = 64 << 10;
+    private const int ReadBufferSize = 64 << 10;
+    private const int HandshakeTimeoutMilliseconds = 10_000;
+
+    private readonly Http2Listener _listener;
+    private readonly Socket _socket;
+    private readonly ServerSocketStream _socketStream;
+    private readonly ILogger _logger;
+    private readonly Lock _sync = new();
+    private readonly Lock _writeLock = new();
+    private readonly ArrayBufferWriter<byte> _output = new(16 * 1024);
+    private readonly ArrayBufferWriter<byte> _headerOut = new(512); // a response header block being encoded, under _writeLock
+    private readonly Dictionary<int, Http2ServerStream> _streams = [];
+    private readonly HpackDecoder _decoder = new(maxHeaderListSize: MaxHeaderListSize);
+    private readonly List<KeyValuePair<string, string>> _headerFields = [];
+    private readonly ArrayBufferWriter<byte> _headerBlock = new(4096);
+    private readonly byte[] _readBuffer = new byte[ReadBufferSize];
+    private Stream _transport;
+    private int _readStart;
+    private int _readEnd;
+    private int _lastStreamId;
+    private long _sendWindow = Http2Frame.DefaultWindowSize;
+    private int _peerInitialWindow = Http2Frame.DefaultWindowSize;
+    private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
+    private long _connectionReceived;
+    private TaskCompletionSource? _capacityChanged;
+    private int _continuationStream;
+    private byte _continuationFlags;
+    private int _goAwayLastStreamId = int.MaxValue;
+    private bool _clientGoingAway;
+    private Exception? _failure;
+    private long _lastFrameTicks = Environment.TickCount64;
+    private long _pingSentTicks;
+    private X509Certificate2? _clientCertificate;
+
+    public Http2ServerConnection(Http2Listener listener, Socket socket, ILogger logger)
+    {
+        _listener = listener;
+        _socket = socket;
+        _logger = logger;
+        _socketStream = new ServerSocketStream(socket, listener.MaxPendingOutputBytes);
+        _transport = _socketStream;
+        Peer = socket.RemoteEndPoint?.ToString() ?? "unknown";
+    }
+
+    /// <summary>"ip:port" of the client.</summary>
+    public string Peer { get; }
+
+    /// <summary>The verified client certificate under mutual TLS.</summary>
+    public X509Certificate2? ClientCertificate => _clientCertificate;
+
+    internal Http2Listener Listener => _listener;
+
+    /// <summary>Streams with a request or response still open.</summary>
+    public int OpenStreams
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _streams.Count;
+            }
+        }
+    }
+
+    /// <summary>Starts the connection's reader thread: TLS handshake, preface, then frames until the connection ends.</summary>
+    public void Start()
+    {
+        var thread = new Thread(ReadLoop) { IsBackground = true, Name = "sluice-h2 " + Peer };
+        thread.Start();
+    }
+
+    /// <summary>Stops taking new streams (GOAWAY NO_ERROR); running ones go on, and the connection closes after the last.</summary>
+    public void BeginShutdown()
+    {
+        bool closeNow;
+        int last;
+        lock (_sync)
+        {
+            if (_goAwayLastStreamId != int.MaxValue || _failure is not null)
+            {
+                return;
+            }
+
+            last = _goAwayLastStreamId = _lastStreamId;
+            closeNow = _streams.Count == 0;
+        }
+
+        WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.NoError));
+        if (closeNow)
+        {
+            Abort(new IOException("The server is shutting down."), graceful: true);
+        }
+    }
+
+    /// <summary>Closes the connection at once (see <see cref="Abort"/>).</summary>
+    public void Dispose() => Abort(new IOException("The connection was closed by the server."));
+
+    /// <summary>Closes the connection: open streams are aborted and the socket is closed.</summary>
+    public void Abort(Exception reason, bool graceful = false)
+    {
+        List<Http2ServerStream> streams;
+        TaskCompletionSource? signal;
+        lock (_sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            _failure = reason;
+            streams = [.. _streams.Values];
+            _streams.Clear();
+            signal = TakeCapacitySignalLocked();
+        }
+
+        signal?.TrySetResult();
+        foreach (var stream in streams)
+        {
+            stream.OnAborted(reason);
+        }
+
+        if (graceful)
+        {
+            _ = _socketStream.CloseGracefullyAsync(); // lets a last GOAWAY reach the client
+        }
+        else
+        {
+            _socketStream.Abort();
+        }
+
+        _listener.OnConnectionClosed(this);
+    }
+
+    /// <summary>Sends a PING when the connection has been quiet for the keepalive time; aborts it when a PING goes unanswered.</summary>
+    public void OnKeepAliveTick(long now, TimeSpan delay, TimeSpan timeout)
+    {
+        bool send;
+        lock (_sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            if (_pingSentTicks != 0)
+            {
+                if (now - _pingSentTicks > (long)timeout.TotalMilliseconds)
+                {
+                    send = false;
+                }
+                else
+                {
+                    return;
+                }
+            }
+            else if (now - Volatile.Read(ref _lastFrameTicks) >= (long)delay.TotalMilliseconds)
+            {
+                _pingSentTicks = now;
+                send = true;
+            }
+            else
+            {
+                return;
+            }
+        }
+
+        if (send)
+        {
+            WriteControl(output => Http2Frame.WritePing(output, now, ack: false));
+        }
+        else
+        {
+            Abort(new IOException($"The client did not answer a keepalive PING within {timeout.TotalSeconds:0} s."));
+        }
+    }
+
+    // ---------------------------------------------------------------- sending (any thread)
+
+    /// <summary>
+    /// Sends <paramref name="stream"/>'s buffered response bytes as DATA (with its HEADERS first if they
+    /// are not out yet), waiting for flow-control credit when there is none. With
+    /// <paramref name="complete"/> the trailers follow and end the stream. Returns false when the
+    /// stream or the connection is gone (the bytes are dropped).
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // once per response flush: the box is reused
+    public async ValueTask<bool> SendAsync(Http2ServerStream stream, bool complete, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var body = stream.Body;
+            int take;
+            Task? wait = null;
+            lock (_sync)
+            {
+                if (_failure is not null || stream.IsReset)
+                {
+                    return false;
+                }
+
+                take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), body.Length));
+                if (take == 0 && body.Length > 0)
+                {
+                    wait = CapacityChangedLocked();
+                }
+                else
+                {
+                    _sendWindow -= take;
+                    stream.SendWindow -= take;
+                }
+            }
+
+            if (wait is not null)
+            {
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var last = take == body.Length;
+            var ended = false;
+            lock (_writeLock)
+            {
+                if (stream.IsReset)
+                {
+                    lock (_sync)
+                    {
+                        _sendWindow += take; // the client never sees these bytes, so it never returns the credit
+                    }
+
+                    return false;
+                }
+
+                if (!stream.HeadersSent && (take > 0 || !complete))
+                {
+                    _headerOut.ResetWrittenCount();
+                    stream.WriteResponseHeaders(_headerOut);
+                    WriteHeaderBlock(stream.Id, endStream: false);
+                    stream.HeadersSent = true;
+                }
+
+                var chunk = body[..take];
+                while (!chunk.IsEmpty)
+                {
+                    var length = Math.Min(chunk.Length, _peerMaxFrameSize);
+                    Http2Frame.Write(_output, FrameType.Data, 0, stream.Id, chunk.Span[..length]);
+                    chunk = chunk[length..];
+                }
+
+                if (complete && last)
+                {
+                    _headerOut.ResetWrittenCount();
+                    if (!stream.HeadersSent)
+                    {
+                        stream.WriteResponseHeaders(_headerOut); // trailers-only: one HEADERS frame with both
+                        stream.HeadersSent = true;
+                    }
+
+                    stream.WriteTrailers(_headerOut);
+                    WriteHeaderBlock(stream.Id, endStream: true);
+
+                    if (!stream.RequestEnded)
+                    {
+                        // The call is over: tell the client to stop sending (RFC 9113 section 8.1).
+                        Http2Frame.WriteRstStream(_output, stream.Id, Http2ErrorCode.NoError);
+                    }
+
+                    ended = true;
+                }
+
+                FlushLocked();
+            }
+
+            stream.ConsumeBody(take);
+            if (ended)
+            {
+                OnResponseEnded(stream);
+                return true;
+            }
+
+            if (last)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Resets a stream from the server side.</summary>
+    public void ResetStream(Http2ServerStream stream, Http2ErrorCode code)
+    {
+        WriteControl(output => Http2Frame.WriteRstStream(output, stream.Id, code));
+        CloseStream(stream);
+    }
+
+    /// <summary>The handler consumed <paramref name="bytes"/> of a request body: returns that credit to the client.</summary>
+    public void OnBodyConsumed(Http2ServerStream stream, int bytes)
+    {
+        int increment;
+        lock (_sync)
+        {
+            if (stream.RequestEnded || stream.IsReset || _failure is not null)
+            {
+                return;
+            }
+
+            stream.ReceiveCredit += bytes;
+            if (stream.ReceiveCredit < StreamReceiveWindow / 4)
+            {
+                return;
+            }
+
+            increment = stream.ReceiveCredit;
+            stream.ReceiveCredit = 0;
+            stream.ReceiveWindow += increment;
+        }
+
+        WriteControl(output => Http2Frame.WriteWindowUpdate(output, stream.Id, increment));
+    }
+
+    private void OnResponseEnded(Http2ServerStream stream)
+    {
+        lock (_sync)
+        {
+            stream.ResponseEnded = true;
+        }
+
+        CloseStream(stream);
+    }
+
+    /// <summary>Forgets a finished or reset stream; the last one of a connection shutting down closes it.</summary>
+    private void CloseStream(Http2ServerStream stream)
+    {
+        bool closeNow;
+        lock (_sync)
+        {
+            if (!_streams.Remove(stream.Id))
+            {
+                return;
+            }
+
+            closeNow = _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
+        }
+
+        if (closeNow)
+        {
+            Abort(new IOException("The connection closed after its last stream."), graceful: true);
+        }
+    }
+
+    /// <summary>Frames <see cref="_headerOut"/> as HEADERS (and CONTINUATION); the caller holds <see cref="_writeLock"/>.</summary>
+    private void WriteHeaderBlock(int streamId, bool endStream) =>
+        Http2Frame.WriteHeaders(_output, streamId, _headerOut.WrittenSpan, endStream, _peerMaxFrameSize);
+
+    /// <summary>Writes one control frame now; writes never wait, so the reader thread may call this too.</summary>
+    private void WriteControl(Action<ArrayBufferWriter<byte>> write)
+    {
+        lock (_writeLock)
+        {
+            write(_output);
+            FlushLocked();
+        }
+    }
+
+    /// <summary>Hands <see cref="_output"/> to the socket; the caller holds <see cref="_writeLock"/>. A failure aborts the connection.</summary>
+    private void FlushLocked()
+    {
+        if (_output.WrittenCount == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _transport.Write(_output.WrittenSpan);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Abort takes _sync, never _writeLock: safe to call here.
+            ThreadPool.UnsafeQueueUserWorkItem(static state => state.Connection.Abort(state.Error), (Connection: this, Error: ex), preferLocal: false);
+        }
+        finally
+        {
+            _output.ResetWrittenCount();
+        }
+    }
+
+    private Task CapacityChangedLocked() =>
+        (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    private TaskCompletionSource? TakeCapacitySignalLocked()
+    {
+        var signal = _capacityChanged;
+        _capacityChanged = null;
+        return signal;
+    }
+
+    // ---------------------------------------------------------------- reading (the reader thread)
+
+    private void ReadLoop()
+    {
+        try
+        {
+            _socketStream.ReadTimeoutMilliseconds = HandshakeTimeoutMilliseconds;
+            if (_listener.Tls is { } tls)
+            {
+                var ssl = new SslStream(_socketStream, leaveInnerStreamOpen: false);
+                ssl.AuthenticateAsServer(tls);
+                _clientCertificate = ssl.RemoteCertificate as X509Certificate2 ?? (ssl.RemoteCertificate is { } c ? new X509Certificate2(c) : null);
+                _transport = ssl;
+            }
+
+            ReadPreface();
+            WriteControl(output =>
+            {
+                Http2Frame.WriteSettings(output,
+                [
+                    (Http2Frame.SettingsMaxConcurrentStreams, (uint)_listener.MaxConcurrentStreams),
+                    (Http2Frame.SettingsInitialWindowSize, StreamReceiveWindow),
+                    (Http2Frame.SettingsMaxHeaderListSize, MaxHeaderListSize),
+                    (Http2Frame.SettingsEnablePush, 0),
+                ]);
+                Http2Frame.WriteWindowUpdate(output, 0, ConnectionReceiveWindow - Http2Frame.DefaultWindowSize);
+            });
+            _socketStream.ReadTimeoutMilliseconds = -1; // from here the keepalive PINGs find a dead client
+
+            var first = true;
+            while (true)
+            {
+                while (TryReadFrame(out var type, out var flags, out var streamId, out var payload))
+                {
+                    Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
+                    if (first && (type != FrameType.Settings || (flags & Http2Frame.Ack) != 0))
+                    {
+                        throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "the client preface must end with a SETTINGS frame");
+                    }
+
+                    first = false;
+                    OnFrame(type, flags, streamId, payload.Span);
+                }
+
+                Fill();
+            }
+        }
+        catch (Http2ConnectionException ex)
+        {
+            LogProtocolError(_logger, Peer, ex.Code, ex.Message);
+            int last;
+            lock (_sync)
+            {
+                last = _lastStreamId;
+            }
+
+            WriteControl(output => Http2Frame.WriteGoAway(output, last, ex.Code));
+            Abort(new IOException($"HTTP/2 protocol error ({ex.Code}): {ex.Message}", ex), graceful: true);
+        }
+        catch (HpackException ex)
+        {
+            LogProtocolError(_logger, Peer, Http2ErrorCode.CompressionError, ex.Message);
+            int last;
+            lock (_sync)
+            {
+                last = _lastStreamId;
+            }
+
+            WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.CompressionError));
+            Abort(new IOException($"HTTP/2 header compression error: {ex.Message}", ex), graceful: true);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or InvalidOperationException)
+        {
+            LogConnectionEnded(_logger, Peer, ex.Message);
+            Abort(ex as IOException ?? new IOException(ex.Message, ex));
+        }
+        catch (Exception ex)
+        {
+            LogReaderFailed(_logger, ex, Peer);
+            Abort(new IOException($"The HTTP/2 connection failed: {ex.Message}", ex));
+        }
+    }
+
+    private void ReadPreface()
+    {
+        var preface = Http2Frame.Preface;
+        while (_readEnd < preface.Length)
+        {
+            var read = _transport.Read(_readBuffer, _readEnd, _readBuffer.Length - _readEnd);
+            if (read == 0)
+            {
+                throw new IOException("The client closed the connection before the HTTP/2 preface.");
+            }
+
+            _readEnd += read;
+            var have = Math.Min(_readEnd, preface.Length);
+            if (!_readBuffer.AsSpan(0, have).SequenceEqual(preface[..have]))
+            {
+                throw new Http2ConnectionException(
+                    Http2ErrorCode.ProtocolError,
+                    "not an HTTP/2 connection preface: this endpoint speaks gRPC over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)");
+            }
+        }
+
+        _readStart = preface.Length;
+    }
+
+    /// <summary>The next whole frame in the read buffer, if there is one. The payload stays valid until the next read.</summary>
+    private bool TryReadFrame(out FrameType type, out byte flags, out int streamId, out ReadOnlyMemory<byte> payload)
+    {
+        type = default;
+        flags = 0;
+        streamId = 0;
+        payload = default;
+        if (_readEnd - _readStart < Http2Frame.HeaderSize)
+        {
+            return false;
+        }
+
+        var header = _readBuffer.AsSpan(_readStart, Http2Frame.HeaderSize);
+        var length = (header[0] << 16) | (header[1] << 8) | header[2];
+        if (length > Http2Frame.DefaultMaxFrameSize)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, $"a {length}-byte frame is larger than the {Http2Frame.DefaultMaxFrameSize} bytes this server allows");
+        }
+
+        if (_readEnd - _readStart < Http2Frame.HeaderSize + length)
+        {
+            return false;
+        }
+
+        type = (FrameType)header[3];
+        flags = header[4];
+        streamId = BinaryPrimitives.ReadInt32BigEndian(header[5..]) & int.MaxValue;
+        payload = _readBuffer.AsMemory(_readStart + Http2Frame.HeaderSize, length);
+        _readStart += Http2Frame.HeaderSize + length;
+        return true;
+    }
+
+    /// <summary>Reads more bytes (waiting), moving unread bytes to the front first when the tail has no room for a frame.</summary>
+    private void Fill()
+    {
+        if (_readStart == _readEnd)
+        {
+            _readStart = _readEnd = 0;
+        }
+        else if (_readBuffer.Length - _readEnd < Http2Frame.HeaderSize + Http2Frame.DefaultMaxFrameSize)
+        {
+            _readBuffer.AsSpan(_readStart, _readEnd - _readStart).CopyTo(_readBuffer);
+            _readEnd -= _readStart;
+            _readStart = 0;
+        }
+
+        var read = _transport.Read(_readBuffer, _readEnd, _readBuffer.Length - _readEnd);
+        if (read == 0)
+        {
+            throw new IOException("The client closed the connection.");
+        }
+
+        _readEnd += read;
+    }
+
+    private void OnFrame(FrameType type, byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (_continuationStream != 0 && type != FrameType.Continuation)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a {type} frame arrived inside a header block");
+        }
+
+        switch (type)
+        {
+            case FrameType.Data:
+                OnData(flags, streamId, payload);
+                break;
+            case FrameType.Headers:
+                OnHeaders(flags, streamId, payload);
+                break;
+            case FrameType.Continuation:
+                OnContinuation(flags, streamId, payload);
+                break;
+            case FrameType.RstStream:
+                OnRstStream(streamId, payload);
+                break;
+            case FrameType.Settings:
+                OnSettings(flags, streamId, payload);
+                break;
+            case FrameType.Ping:
+                OnPing(flags, streamId, payload);
+                break;
+            case FrameType.GoAway:
+                OnGoAway(streamId, payload);
+                break;
+            case FrameType.WindowUpdate:
+                OnWindowUpdate(streamId, payload);
+                break;
+            case FrameType.Priority:
+                if (streamId == 0 || payload.Length != 5)
+                {
+                    throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PRIORITY frame");
+                }
+
+                break;
+            case FrameType.PushPromise:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "PUSH_PROMISE from a client");
+            default:
+                break; // unknown frame types are ignored (RFC 9113 section 4.1)
+        }
+    }
+
+    private void OnData(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "DATA on stream 0");
+        }
+
+        var flowLength = payload.Length;
+        var data = Http2Frame.RemovePadding(flags, payload);
+        var endStream = (flags & Http2Frame.EndStream) != 0;
+        var connectionIncrement = 0;
+        Http2ServerStream? stream;
+        Http2ServerStream? halfClosed = null;
+        lock (_sync)
+        {
+            _connectionReceived += flowLength;
+            if (_connectionReceived > ConnectionReceiveWindow)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the client sent more than the connection's flow-control window");
+            }
+
+            if (_connectionReceived >= ConnectionReceiveWindow / 2)
+            {
+                // Each stream's own window bounds what it buffers; the connection's is returned on receipt.
+                connectionIncrement = (int)_connectionReceived;
+                _connectionReceived = 0;
+            }
+
+            stream = FindStreamLocked(streamId, "DATA");
+            if (stream is not null)
+            {
+                if (stream.RequestEnded)
+                {
+                    halfClosed = stream; // a stream error (RFC 9113 section 5.1), handled outside the lock
+                    stream = null;
+                }
+                else
+                {
+                    stream.ReceiveWindow -= flowLength;
+                    if (stream.ReceiveWindow < 0)
+                    {
+                        throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"the client sent more than stream {streamId}'s flow-control window");
+                    }
+
+                    // Padding is never consumed by the handler: its credit goes back with the next update.
+                    stream.ReceiveCredit += flowLength - data.Length;
+                    if (endStream)
+                    {
+                        stream.RequestEnded = true;
+                    }
+                }
+            }
+        }
+
+        if (halfClosed is not null)
+        {
+            ResetStream(halfClosed, Http2ErrorCode.StreamClosed);
+            halfClosed.OnAborted(new IOException($"The client sent DATA on stream {streamId} after ending its request."));
+        }
+
+        if (connectionIncrement > 0)
+        {
+            WriteControl(output => Http2Frame.WriteWindowUpdate(output, 0, connectionIncrement));
+        }
+
+        stream?.OnRequestData(data, endStream); // may run the handler inline: no lock held
+    }
+
+    private void OnHeaders(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "HEADERS on stream 0");
+        }
+
+        var fragment = Http2Frame.RemovePadding(flags, payload);
+        if ((flags & Http2Frame.PriorityFlag) != 0)
+        {
+            if (fragment.Length < 5)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "HEADERS too short for its priority fields");
+            }
+
+            fragment = fragment[5..];
+        }
+
+        _headerBlock.ResetWrittenCount();
+        _headerBlock.Write(fragment);
+        if ((flags & Http2Frame.EndHeaders) == 0)
+        {
+            _continuationStream = streamId;
+            _continuationFlags = flags;
+            return;
+        }
+
+        OnHeaderBlock(streamId, (flags & Http2Frame.EndStream) != 0);
+    }
+
+    private void OnContinuation(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (_continuationStream == 0 || streamId != _continuationStream)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "CONTINUATION without a header block in progress on that stream");
+        }
+
+        if (_headerBlock.WrittenCount + payload.Length > MaxHeaderListSize * 2)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, "header block too large");
+        }
+
+        _headerBlock.Write(payload);
+        if ((flags & Http2Frame.EndHeaders) != 0)
+        {
+            _continuationStream = 0;
+            OnHeaderBlock(streamId, (_continuationFlags & Http2Frame.EndStream) != 0);
+        }
+    }
+
+    private void OnHeaderBlock(int streamId, bool endStream)
+    {
+        _headerFields.Clear();
+        _decoder.Decode(_headerBlock.WrittenSpan, _headerFields); // always: the decoder's table must follow the client's
+
+        Http2ServerStream? stream;
+        string? refusal = null;
+        var refusalCode = Http2ErrorCode.RefusedStream;
+        lock (_sync)
+        {
+            if (_streams.TryGetValue(streamId, out var existing))
+            {
+                // Request trailers: they must end the request.
+                if (existing.RequestEnded || !endStream)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a second header block on stream {streamId} that does not end its request");
+                }
+
+                existing.RequestEnded = true;
+                stream = existing;
+            }
+            else
+            {
+                if ((streamId & 1) == 0 || streamId <= _lastStreamId)
+                {
+                    throw new Http2ConnectionException(
+                        (streamId & 1) == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.StreamClosed,
+                        $"HEADERS for stream {streamId}, which a client may not open now (last opened: {_lastStreamId})");
+                }
+
+                _lastStreamId = streamId;
+                stream = null;
+                if (streamId > _goAwayLastStreamId || _clientGoingAway)
+                {
+                    refusal = "the server is shutting down";
+                }
+                else if (_streams.Count >= _listener.MaxConcurrentStreams)
+                {
+                    refusal = $"more than {_listener.MaxConcurrentStreams} concurrent streams";
+                }
+                else if (Http2ServerStream.ValidateRequestHeaders(_headerFields) is { } malformed)
+                {
+                    refusal = malformed;
+                    refusalCode = Http2ErrorCode.ProtocolError;
+                }
+                else
+                {
+                    stream = new Http2ServerStream(this, streamId, _headerFields, _peerInitialWindow, StreamReceiveWindow, endStream);
+                    _streams.Add(streamId, stream);
+                }
+            }
+        }
+
+        if (refusal is not null)
+        {
+            LogStreamRefused(_logger, Peer, streamId, refusal);
+            WriteControl(output => Http2Frame.WriteRstStream(output, streamId, refusalCode));
+            return;
+        }
+
+        if (stream!.Started)
+        {
+            stream.OnRequestData([], endStream: true);
+        }
+        else
+        {
+            stream.Started = true;
+            _listener.StartCall(stream);
+        }
+    }
+
+    private void OnRstStream(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0 || payload.Length != 4)
+        {
+            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed RST_STREAM frame");
+        }
+
+        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload);
+        Http2ServerStream? stream;
+        lock (_sync)
+        {
+            stream = FindStreamLocked(streamId, "RST_STREAM");
+        }
+
+        if (stream is not null)
+        {
+            CloseStream(stream);
+            stream.OnAborted(new IOException($"The client reset the stream ({code})."));
+        }
+    }
+
+    private void OnSettings(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS on a stream");
+        }
+
+        if ((flags & Http2Frame.Ack) != 0)
+        {
+            if (!payload.IsEmpty)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS acknowledgement with a payload");
+            }
+
+            return;
+        }
+
+        if (payload.Length % 6 != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS payload is not a multiple of 6 bytes");
+        }
+
+        TaskCompletionSource? signal;
+        lock (_sync)
+        {
+            for (var i = 0; i < payload.Length; i += 6)
+            {
+                var id = BinaryPrimitives.ReadUInt16BigEndian(payload[i..]);
+                var value = BinaryPrimitives.ReadUInt32BigEndian(payload[(i + 2)..]);
+                switch (id)
+                {
+                    case Http2Frame.SettingsEnablePush:
+                        if (value > 1)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_ENABLE_PUSH {value} is not 0 or 1");
+                        }
+
+                        break;
+                    case Http2Frame.SettingsInitialWindowSize:
+                        if (value > Http2Frame.MaxWindowSize)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} is above 2^31-1");
+                        }
+
+                        var delta = (int)value - _peerInitialWindow;
+                        _peerInitialWindow = (int)value;
+                        foreach (var stream in _streams.Values)
+                        {
+                            stream.SendWindow += delta;
+                            if (stream.SendWindow > Http2Frame.MaxWindowSize)
+                            {
+                                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} takes stream {stream.Id}'s window above 2^31-1");
+                            }
+                        }
+
+                        break;
+                    case Http2Frame.SettingsMaxFrameSize:
+                        if (value is < Http2Frame.DefaultMaxFrameSize or > 16_777_215)
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range");
+                        }
+
+                        _peerMaxFrameSize = (int)value;
+                        break;
+                    default:
+                        break; // header table size (our encoder never indexes), concurrent streams (we never push), header list size, unknown ids
+                }
+            }
+
+            signal = TakeCapacitySignalLocked();
+        }
+
+        WriteControl(static output => Http2Frame.Write(output, FrameType.Settings, Http2Frame.Ack, 0, []));
+        signal?.TrySetResult();
+    }
+
+    private void OnPing(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length != 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PING frame");
+        }
+
+        var data = BinaryPrimitives.ReadInt64BigEndian(payload);
+        if ((flags & Http2Frame.Ack) != 0)
+        {
+            lock (_sync)
+            {
+                _pingSentTicks = 0;
+            }
+
+            return;
+        }
+
+        WriteControl(output => Http2Frame.WritePing(output, data, ack: true));
+    }
+
+    private void OnGoAway(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length < 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed GOAWAY frame");
+        }
+
+        bool closeNow;
+        lock (_sync)
+        {
+            _clientGoingAway = true;
+            closeNow = _streams.Count == 0;
+        }
+
+        if (closeNow)
+        {
+            Abort(new IOException("The client closed the connection (GOAWAY)."), graceful: true);
+        }
+    }
+
+    private void OnWindowUpdate(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length != 4)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "WINDOW_UPDATE payload is not 4 bytes");
+        }
+
+        var increment = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+        TaskCompletionSource? signal;
+        Http2ServerStream? broken = null;
+        var brokenCode = Http2ErrorCode.FlowControlError;
+        lock (_sync)
+        {
+            if (streamId == 0)
+            {
+                if (increment == 0)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "WINDOW_UPDATE with increment 0 on the connection");
+                }
+
+                _sendWindow += increment;
+                if (_sendWindow > Http2Frame.MaxWindowSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the connection's send window went above 2^31-1");
+                }
+            }
+            else if (FindStreamLocked(streamId, "WINDOW_UPDATE") is { } stream)
+            {
+                stream.SendWindow += increment;
+                if (increment == 0)
+                {
+                    broken = stream;
+                    brokenCode = Http2ErrorCode.ProtocolError;
+                }
+                else if (stream.SendWindow > Http2Frame.MaxWindowSize)
+                {
+                    broken = stream;
+                }
+            }
+
+            signal = TakeCapacitySignalLocked();
+        }
+
+        if (broken is not null)
+        {
+            ResetStream(broken, brokenCode);
+            broken.OnAborted(new IOException($"The client sent an invalid WINDOW_UPDATE for the stream ({brokenCode})."));
+        }
+
+        signal?.TrySetResult();
+    }
+
+    /// <summary>The open stream, or null for one already closed; a stream never opened is a connection error.</summary>
+    private Http2ServerStream? FindStreamLocked(int streamId, string frame)
+    {
+        if (_streams.TryGetValue(streamId, out var stream))
+        {
+            return stream;
+        }
+
+        if (streamId > _lastStreamId)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"{frame} for stream {streamId}, which the client never opened");
+        }
+
+        return null; // closed or reset: frames in flight are dropped
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection from {Peer} ended: {Reason}")]
+    private static partial void LogConnectionEnded(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "HTTP/2 protocol error from {Peer} ({Code}): {Reason}; the connection is closed")]
+    private static partial void LogProtocolError(ILogger logger, string peer, Http2ErrorCode code, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 stream {StreamId} from {Peer} refused: {Reason}")]
+    private static partial void LogStreamRefused(ILogger logger, string peer, int streamId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "HTTP/2 connection reader for {Peer} failed")]
+    private static partial void LogReaderFailed(ILogger logger, Exception exception, string peer);
+}

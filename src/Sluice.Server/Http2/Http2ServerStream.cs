@@ -1,0 +1,497 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Security.Cryptography.X509Certificates;
+using Sluice.Protocol.Http2;
+using Sluice.Server.Grpc;
+
+namespace Sluice.Server.Http2;
+
+/// <summary>
+/// One request stream on an <see cref="Http2ServerConnection"/> and the exchange the gRPC layer
+/// serves on it. The request body arrives through a pipe the reader thread fills; the response body
+/// is buffered until a flush, when the connection frames and sends it on the flushing thread.
+/// State fields marked "under the connection's lock" are read and written only holding it.
+/// </summary>
+internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
+{
+    private static readonly string[] ConnectionSpecific = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
+
+    private readonly Http2ServerConnection _connection;
+    private readonly List<KeyValuePair<string, string>> _requestHeaders;
+    private readonly Pipe _body;
+    private readonly CancellationTokenSource _aborted = new();
+    private readonly List<KeyValuePair<string, string>> _responseHeaders = [];
+    private readonly List<KeyValuePair<string, string>> _trailers = [];
+    private int _statusCode = 200;
+    private volatile bool _reset;
+
+    public Http2ServerStream(Http2ServerConnection connection, int id, List<KeyValuePair<string, string>> requestHeaders, int sendWindow, int receiveWindow, bool requestEnded)
+    {
+        _connection = connection;
+        Id = id;
+        SendWindow = sendWindow;
+        ReceiveWindow = receiveWindow;
+        RequestEnded = requestEnded;
+        _requestHeaders = [];
+        foreach (var header in requestHeaders)
+        {
+            switch (header.Key)
+            {
+                case ":method":
+                    Method = header.Value;
+                    break;
+                case ":path":
+                    Path = header.Value;
+                    break;
+                case ":scheme" or ":authority":
+                    break;
+                default:
+                    _requestHeaders.Add(header);
+                    break;
+            }
+        }
+
+        ContentType = RequestHeader("content-type");
+        var inline = connection.Listener.InlineRequestReads;
+        _body = new Pipe(new PipeOptions(
+            readerScheduler: inline ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: 0, // flow control bounds what a client may send ahead
+            resumeWriterThreshold: 0,
+            useSynchronizationContext: false));
+        RequestBody = new RequestBodyReader(this, _body.Reader);
+        ResponseBody = new ResponseBodyWriter(this);
+        if (requestEnded)
+        {
+            _body.Writer.Complete();
+        }
+    }
+
+    public int Id { get; }
+
+    /// <summary>Flow-control credit for response DATA (under the connection's lock).</summary>
+    public long SendWindow { get; set; }
+
+    /// <summary>What the client may still send before our next WINDOW_UPDATE (under the connection's lock).</summary>
+    public int ReceiveWindow { get; set; }
+
+    /// <summary>Consumed request bytes not yet returned to the client (under the connection's lock).</summary>
+    public int ReceiveCredit { get; set; }
+
+    /// <summary>The client ended its request (under the connection's lock).</summary>
+    public bool RequestEnded { get; set; }
+
+    /// <summary>Our END_STREAM is sent (under the connection's lock).</summary>
+    public bool ResponseEnded { get; set; }
+
+    /// <summary>The response HEADERS are sent (under the connection's write lock).</summary>
+    public bool HeadersSent { get; set; }
+
+    /// <summary>The handler was started (reader thread only).</summary>
+    public bool Started { get; set; }
+
+    /// <summary>Reset by either side, or the connection ended: nothing more may be sent.</summary>
+    public bool IsReset => _reset;
+
+    public string Method { get; } = string.Empty;
+
+    public string Path { get; } = string.Empty;
+
+    public string? ContentType { get; }
+
+    public PipeReader RequestBody { get; }
+
+    public PipeWriter ResponseBody { get; }
+
+    public bool ResponseStarted => HeadersSent;
+
+    public CancellationToken Aborted => _aborted.Token;
+
+    public X509Certificate2? ClientCertificate => _connection.ClientCertificate;
+
+    public string Peer => _connection.Peer;
+
+    internal Http2ServerConnection Connection => _connection;
+
+    /// <summary>The buffered response bytes not yet sent.</summary>
+    internal ReadOnlyMemory<byte> Body => ((ResponseBodyWriter)ResponseBody).Buffered;
+
+    /// <summary>
+    /// Why a request's header list is malformed (RFC 9113 section 8.3), or null when it is fine.
+    /// Such a stream is reset with PROTOCOL_ERROR.
+    /// </summary>
+    public static string? ValidateRequestHeaders(List<KeyValuePair<string, string>> headers)
+    {
+        bool method = false, scheme = false, path = false, authority = false, regular = false;
+        foreach (var (name, value) in headers)
+        {
+            if (name.Length > 0 && name[0] == ':')
+            {
+                if (regular)
+                {
+                    return $"pseudo-header {name} after a regular header";
+                }
+
+                ref var seen = ref method;
+                switch (name)
+                {
+                    case ":method":
+                        break;
+                    case ":scheme":
+                        seen = ref scheme;
+                        break;
+                    case ":path":
+                        seen = ref path;
+                        if (value.Length == 0)
+                        {
+                            return "empty :path";
+                        }
+
+                        break;
+                    case ":authority":
+                        seen = ref authority;
+                        break;
+                    default:
+                        return $"unknown pseudo-header {name}";
+                }
+
+                if (seen)
+                {
+                    return $"pseudo-header {name} twice";
+                }
+
+                seen = true;
+                continue;
+            }
+
+            regular = true;
+            foreach (var c in name)
+            {
+                if (c is >= 'A' and <= 'Z')
+                {
+                    return $"upper-case header name {name}";
+                }
+            }
+
+            if (Array.IndexOf(ConnectionSpecific, name) >= 0 || (name == "te" && value != "trailers"))
+            {
+                return $"connection-specific header {name}";
+            }
+        }
+
+        return method && scheme && path ? null : "a request needs :method, :scheme and :path";
+    }
+
+    public string? RequestHeader(string name)
+    {
+        string? found = null;
+        foreach (var (key, value) in _requestHeaders)
+        {
+            if (string.Equals(key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                found = found is null ? value : found + ", " + value;
+            }
+        }
+
+        return found;
+    }
+
+    public void SetStatusCode(int statusCode)
+    {
+        ThrowIfStarted();
+        _statusCode = statusCode;
+    }
+
+    public void SetResponseHeader(string name, string value)
+    {
+        ThrowIfStarted();
+        name = name.ToLowerInvariant();
+        _responseHeaders.RemoveAll(h => h.Key == name);
+        _responseHeaders.Add(new(name, value));
+    }
+
+    public void AppendTrailer(string name, string value) => _trailers.Add(new(name.ToLowerInvariant(), value));
+
+    /// <summary>Runs the call, then sends what is left of the response and its trailers.</summary>
+    public async Task RunAsync(Func<IGrpcExchange, Task> handler)
+    {
+        try
+        {
+            await handler(this).ConfigureAwait(false);
+            await _connection.SendAsync(this, complete: true, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception) when (_reset)
+        {
+            // The client reset the stream or the connection ended: nobody to answer.
+        }
+        catch (Exception)
+        {
+            if (!_reset)
+            {
+                _connection.ResetStream(this, Http2ErrorCode.InternalError);
+            }
+        }
+        finally
+        {
+            Dispose();
+        }
+    }
+
+    /// <summary>Returns the response buffer and the abort token's resources; the call is over.</summary>
+    public void Dispose()
+    {
+        ((ResponseBodyWriter)ResponseBody).Release();
+        _aborted.Dispose();
+    }
+
+    /// <summary>Request bytes from the reader thread; with <paramref name="endStream"/> the request ends after them.</summary>
+    public void OnRequestData(ReadOnlySpan<byte> data, bool endStream)
+    {
+        try
+        {
+            if (!data.IsEmpty)
+            {
+                _body.Writer.Write(data);
+            }
+
+            if (endStream)
+            {
+                _body.Writer.Complete(); // may resume the handler inline
+            }
+            else if (!data.IsEmpty)
+            {
+                // Never waits (no pause threshold), so this completes here; it may resume the handler inline.
+                var flush = _body.Writer.FlushAsync();
+                if (!flush.IsCompleted)
+                {
+                    throw new InvalidOperationException("A request body pipe waited on a flush; it is built never to.");
+                }
+
+                flush.GetAwaiter().GetResult();
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // The stream was aborted on another thread meanwhile: the bytes have nowhere to go.
+        }
+    }
+
+    /// <summary>The client reset the stream, or the connection ended: the handler's reads fail and its token is cancelled.</summary>
+    public void OnAborted(Exception reason)
+    {
+        if (_reset)
+        {
+            return;
+        }
+
+        _reset = true;
+        try
+        {
+            _body.Writer.Complete(reason);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already completed.
+        }
+
+        try
+        {
+            _aborted.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The call already ended.
+        }
+    }
+
+    /// <summary>Drops <paramref name="count"/> sent bytes from the response buffer.</summary>
+    internal void ConsumeBody(int count) => ((ResponseBodyWriter)ResponseBody).Consume(count);
+
+    /// <summary>The response HEADERS block (status and headers).</summary>
+    internal void WriteResponseHeaders(IBufferWriter<byte> block)
+    {
+        HpackEncoder.Encode(block, ":status", _statusCode.ToString(CultureInfo.InvariantCulture));
+        foreach (var (name, value) in _responseHeaders)
+        {
+            HpackEncoder.Encode(block, name, value);
+        }
+    }
+
+    /// <summary>The trailers block.</summary>
+    internal void WriteTrailers(IBufferWriter<byte> block)
+    {
+        foreach (var (name, value) in _trailers)
+        {
+            HpackEncoder.Encode(block, name, value);
+        }
+    }
+
+    private void ThrowIfStarted()
+    {
+        if (HeadersSent)
+        {
+            throw new InvalidOperationException("The response headers are already sent.");
+        }
+    }
+
+    /// <summary>The request body: a pipe the reader thread fills; consumption returns flow-control credit to the client.</summary>
+    private sealed class RequestBodyReader(Http2ServerStream stream, PipeReader inner) : PipeReader
+    {
+        private ReadOnlySequence<byte> _last;
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            var read = inner.ReadAsync(cancellationToken);
+            if (read.IsCompletedSuccessfully)
+            {
+                var result = read.Result;
+                _last = result.Buffer;
+                return new ValueTask<ReadResult>(result);
+            }
+
+            return Remember(read);
+        }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            if (inner.TryRead(out result))
+            {
+                _last = result.Buffer;
+                return true;
+            }
+
+            return false;
+        }
+
+        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            var bytes = _last.Slice(_last.Start, consumed).Length;
+            _last = default;
+            inner.AdvanceTo(consumed, examined);
+            if (bytes > 0)
+            {
+                stream._connection.OnBodyConsumed(stream, (int)bytes);
+            }
+        }
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+        private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
+        {
+            var result = await read.ConfigureAwait(false);
+            _last = result.Buffer;
+            return result;
+        }
+    }
+
+    /// <summary>The response body: a growing buffer that the connection sends from on a flush.</summary>
+    private sealed class ResponseBodyWriter(Http2ServerStream stream) : PipeWriter
+    {
+        private const int InitialSize = 4096;
+        private byte[] _buffer = [];
+        private int _start;
+        private int _end;
+
+        public ReadOnlyMemory<byte> Buffered => _buffer.AsMemory(_start, _end - _start);
+
+        public override bool CanGetUnflushedBytes => true;
+
+        public override long UnflushedBytes => _end - _start;
+
+        public override void Advance(int bytes)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+            if (_end + bytes > _buffer.Length)
+            {
+                throw new InvalidOperationException("Advanced past the end of the buffer.");
+            }
+
+            _end += bytes;
+        }
+
+        public override Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsMemory(_end);
+        }
+
+        public override Span<byte> GetSpan(int sizeHint = 0)
+        {
+            Ensure(sizeHint);
+            return _buffer.AsSpan(_end);
+        }
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+        {
+            var send = stream._connection.SendAsync(stream, complete: false, cancellationToken);
+            return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: !send.Result)) : AwaitSend(send);
+        }
+
+        public override void CancelPendingFlush()
+        {
+            // A flush waits only for flow-control credit, and the call's token cancels that.
+        }
+
+        public override void Complete(Exception? exception = null)
+        {
+            // The stream ends when the call returns (Http2ServerStream.RunAsync), with its status.
+        }
+
+        public void Consume(int count)
+        {
+            _start += count;
+            if (_start == _end)
+            {
+                _start = _end = 0;
+            }
+        }
+
+        public void Release()
+        {
+            if (_buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = [];
+                _start = _end = 0;
+            }
+        }
+
+        private static async ValueTask<FlushResult> AwaitSend(ValueTask<bool> send) =>
+            new(isCanceled: false, isCompleted: !await send.ConfigureAwait(false));
+
+        private void Ensure(int sizeHint)
+        {
+            sizeHint = Math.Max(sizeHint, 1);
+            if (_buffer.Length - _end >= sizeHint)
+            {
+                return;
+            }
+
+            var used = _end - _start;
+            if (_start > 0 && _buffer.Length - used >= sizeHint)
+            {
+                _buffer.AsSpan(_start, used).CopyTo(_buffer);
+                _start = 0;
+                _end = used;
+                return;
+            }
+
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(InitialSize, Math.Max(used + sizeHint, _buffer.Length * 2)));
+            _buffer.AsSpan(_start, used).CopyTo(bigger);
+            if (_buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+            }
+
+            _buffer = bigger;
+            _start = 0;
+            _end = used;
+        }
+    }
+}

@@ -1,0 +1,273 @@
+using System.Net.Sockets;
+
+namespace Sluice.Server.Http2;
+
+/// <summary>
+/// The socket of one accepted HTTP/2 connection as a <see cref="Stream"/> whose writes never block.
+/// The socket is non-blocking: reads wait in poll(2) on the connection's reader thread (one syscall
+/// more than a blocking read, and no hop through the runtime's event loop); a write sends what the
+/// kernel takes at once and queues the rest, which an asynchronous loop sends as the client reads.
+/// So a handler thread or a partition's writer loop that answers a client never waits for that
+/// client, and the reader thread can send control frames itself.
+/// </summary>
+internal sealed class ServerSocketStream : Stream
+{
+    private readonly Socket _socket;
+    private readonly long _maxPendingBytes;
+    private readonly Lock _sendSync = new();
+    private readonly Queue<byte[]> _pending = new();
+    private long _pendingBytes;
+    private int _pendingOffset; // bytes of the first queued chunk already sent
+    private bool _draining;
+    private Exception? _sendFailure;
+    private volatile bool _disposed;
+
+    /// <param name="socket">The accepted socket; switched to non-blocking here.</param>
+    /// <param name="maxPendingBytes">How much unsent output may queue before the connection is failed (a client that stopped reading).</param>
+    public ServerSocketStream(Socket socket, long maxPendingBytes)
+    {
+        _socket = socket;
+        _maxPendingBytes = maxPendingBytes;
+        socket.Blocking = false;
+    }
+
+    /// <summary>Milliseconds a read waits for data before it fails; -1 waits forever (the default).</summary>
+    public int ReadTimeoutMilliseconds { get; set; } = -1;
+
+    /// <summary>Bytes written but not yet taken by the kernel.</summary>
+    public long PendingBytes
+    {
+        get
+        {
+            lock (_sendSync)
+            {
+                return _pendingBytes;
+            }
+        }
+    }
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    /// <summary>Waits (in poll) until data or end of stream arrives; returns 0 at end of stream.</summary>
+    public override int Read(Span<byte> buffer)
+    {
+        while (true)
+        {
+            var read = _socket.Receive(buffer, SocketFlags.None, out var error);
+            switch (error)
+            {
+                case SocketError.Success:
+                    return read;
+                case SocketError.WouldBlock:
+                    if (!_socket.Poll(ReadTimeoutMilliseconds == -1 ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(ReadTimeoutMilliseconds), SelectMode.SelectRead))
+                    {
+                        throw new IOException($"No data from the client within {ReadTimeoutMilliseconds} ms.");
+                    }
+
+                    continue;
+                case SocketError.Interrupted:
+                    continue;
+                default:
+                    throw new IOException($"Reading from the client failed: {error}", new SocketException((int)error));
+            }
+        }
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    /// <summary>Sends what the kernel takes now and queues the rest; never waits for the client.</summary>
+    /// <exception cref="IOException">The connection failed, or the client let too much output queue up.</exception>
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        if (buffer.IsEmpty)
+        {
+            return;
+        }
+
+        lock (_sendSync)
+        {
+            if (_sendFailure is { } failure)
+            {
+                throw new IOException(failure.Message, failure);
+            }
+
+            if (_pending.Count == 0)
+            {
+                var sent = SendNow(buffer);
+                if (sent == buffer.Length)
+                {
+                    return;
+                }
+
+                buffer = buffer[sent..];
+            }
+
+            if (_pendingBytes + buffer.Length > _maxPendingBytes)
+            {
+                _sendFailure = new IOException(
+                    $"The client stopped reading: more than {_maxPendingBytes} bytes of output are waiting for it.");
+                throw _sendFailure;
+            }
+
+            _pending.Enqueue(buffer.ToArray());
+            _pendingBytes += buffer.Length;
+            if (!_draining)
+            {
+                _draining = true;
+                _ = DrainAsync();
+            }
+        }
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>Resets the connection (RST) instead of closing it gracefully.</summary>
+    public void Abort()
+    {
+        try
+        {
+            _socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already closed.
+        }
+
+        Dispose();
+    }
+
+    /// <summary>
+    /// Closes after the queued output is sent (at most 1 s) with a FIN, then waits briefly before
+    /// closing the socket: closing with unread input would send a reset that can overtake the last
+    /// frames, a GOAWAY among them.
+    /// </summary>
+    public async Task CloseGracefullyAsync()
+    {
+        try
+        {
+            var deadline = Environment.TickCount64 + 1000;
+            while (PendingBytes > 0 && Environment.TickCount64 < deadline && !_disposed)
+            {
+                await Task.Delay(10).ConfigureAwait(false);
+            }
+
+            if (!_disposed)
+            {
+                _socket.Shutdown(SocketShutdown.Send);
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already gone.
+        }
+        finally
+        {
+            Dispose();
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_disposed)
+        {
+            _disposed = true;
+            lock (_sendSync)
+            {
+                _sendFailure ??= new IOException("The connection is closed.");
+            }
+
+            _socket.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    /// <summary>One non-blocking send; the caller holds <see cref="_sendSync"/>. Returns the bytes the kernel took.</summary>
+    private int SendNow(ReadOnlySpan<byte> buffer)
+    {
+        var total = 0;
+        while (total < buffer.Length)
+        {
+            var sent = _socket.Send(buffer[total..], SocketFlags.None, out var error);
+            switch (error)
+            {
+                case SocketError.Success:
+                    total += sent;
+                    continue;
+                case SocketError.WouldBlock:
+                    return total;
+                case SocketError.Interrupted:
+                    continue;
+                default:
+                    _sendFailure = new IOException($"Writing to the client failed: {error}", new SocketException((int)error));
+                    throw _sendFailure;
+            }
+        }
+
+        return total;
+    }
+
+    /// <summary>Sends the queued output as the client reads it, then ends; a later overflow starts it again.</summary>
+    private async Task DrainAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                byte[] chunk;
+                int offset;
+                lock (_sendSync)
+                {
+                    if (_pending.Count == 0)
+                    {
+                        _draining = false;
+                        return;
+                    }
+
+                    chunk = _pending.Peek();
+                    offset = _pendingOffset;
+                }
+
+                var sent = await _socket.SendAsync(chunk.AsMemory(offset), SocketFlags.None).ConfigureAwait(false);
+                lock (_sendSync)
+                {
+                    _pendingBytes -= sent;
+                    _pendingOffset += sent;
+                    if (_pendingOffset == chunk.Length)
+                    {
+                        _pending.Dequeue();
+                        _pendingOffset = 0;
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            lock (_sendSync)
+            {
+                _sendFailure ??= new IOException($"Writing to the client failed: {ex.Message}", ex);
+                _pending.Clear();
+                _pendingBytes = 0;
+                _pendingOffset = 0;
+                _draining = false;
+            }
+        }
+    }
+}
