@@ -69,6 +69,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private long _lastFrameTicks = Environment.TickCount64;
     private long _pingSentTicks;
     private X509Certificate2? _clientCertificate;
+    private readonly List<Http2ServerStream> _unflushedBodies = []; // reader thread only
+    private int _readerThreadId;
+    private bool _corked; // written by the reader thread; only the reader thread acts on it
 
     public Http2ServerConnection(Http2Listener listener, Socket socket, ILogger logger)
     {
@@ -400,9 +403,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Hands <see cref="_output"/> to the socket; the caller holds <see cref="_writeLock"/>. A failure aborts the connection.</summary>
     private void FlushLocked()
     {
-        if (_output.WrittenCount == 0)
+        if (_output.WrittenCount == 0 || (_corked && Environment.CurrentManagedThreadId == _readerThreadId))
         {
-            return;
+            return; // the reader thread sends its batch's output when the batch ends
         }
 
         try
@@ -460,18 +463,37 @@ internal sealed partial class Http2ServerConnection : IDisposable
             _socketStream.ReadTimeoutMilliseconds = -1; // from here the keepalive PINGs find a dead client
 
             var first = true;
+            _readerThreadId = Environment.CurrentManagedThreadId;
             while (true)
             {
-                while (TryReadFrame(out var type, out var flags, out var streamId, out var payload))
+                // One batch: the frames of one socket read. Request bytes reach the handlers at its end, so
+                // a burst of publishes is seen as one (appended as a batch, acked with one flush), and what
+                // handlers running here write leaves in one socket write (see FlushLocked).
+                _corked = true;
+                try
                 {
-                    Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
-                    if (first && (type != FrameType.Settings || (flags & Http2Frame.Ack) != 0))
+                    while (TryReadFrame(out var type, out var flags, out var streamId, out var payload))
                     {
-                        throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "the client preface must end with a SETTINGS frame");
+                        Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
+                        if (first && (type != FrameType.Settings || (flags & Http2Frame.Ack) != 0))
+                        {
+                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "the client preface must end with a SETTINGS frame");
+                        }
+
+                        first = false;
+                        OnFrame(type, flags, streamId, payload.Span);
                     }
 
-                    first = false;
-                    OnFrame(type, flags, streamId, payload.Span);
+                    FlushRequestBodies();
+                }
+                finally
+                {
+                    _corked = false;
+                }
+
+                lock (_writeLock)
+                {
+                    FlushLocked();
                 }
 
                 Fill();
@@ -704,7 +726,37 @@ internal sealed partial class Http2ServerConnection : IDisposable
             WriteControl(output => Http2Frame.WriteWindowUpdate(output, 0, connectionIncrement));
         }
 
-        stream?.OnRequestData(data, endStream); // may run the handler inline: no lock held
+        if (stream is null)
+        {
+            return;
+        }
+
+        if (endStream)
+        {
+            stream.OnRequestData(data, endStream: true); // may run the handler inline: no lock held
+        }
+        else if (!data.IsEmpty)
+        {
+            stream.AppendRequestData(data);
+            if (!stream.FlushPending)
+            {
+                stream.FlushPending = true;
+                _unflushedBodies.Add(stream);
+            }
+        }
+    }
+
+    /// <summary>Makes the batch's request bytes visible to their handlers (which may run here, inline).</summary>
+    private void FlushRequestBodies()
+    {
+        for (var i = 0; i < _unflushedBodies.Count; i++)
+        {
+            var stream = _unflushedBodies[i];
+            stream.FlushPending = false;
+            stream.OnRequestData([], endStream: false);
+        }
+
+        _unflushedBodies.Clear();
     }
 
     private void OnHeaders(byte flags, int streamId, ReadOnlySpan<byte> payload)

@@ -245,7 +245,26 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         _aborted.Dispose();
     }
 
-    /// <summary>Request bytes from the reader thread; with <paramref name="endStream"/> the request ends after them.</summary>
+    /// <summary>A request flush is owed at the end of the reader's batch (reader thread only).</summary>
+    public bool FlushPending { get; set; }
+
+    /// <summary>Buffers request bytes without showing them to the handler yet (reader thread only).</summary>
+    public void AppendRequestData(ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            _body.Writer.Write(data);
+        }
+        catch (InvalidOperationException)
+        {
+            // The stream was aborted on another thread meanwhile: the bytes have nowhere to go.
+        }
+    }
+
+    /// <summary>
+    /// Request bytes from the reader thread, shown to the handler with those buffered before; with
+    /// <paramref name="endStream"/> the request ends after them.
+    /// </summary>
     public void OnRequestData(ReadOnlySpan<byte> data, bool endStream)
     {
         try
@@ -259,7 +278,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
             {
                 _body.Writer.Complete(); // may resume the handler inline
             }
-            else if (!data.IsEmpty)
+            else
             {
                 // Never waits (no pause threshold), so this completes here; it may resume the handler inline.
                 var flush = _body.Writer.FlushAsync();
