@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# --- external servers the integration tests start on loopback -----------------------------
+# --- external servers the integration tests start on loopback, and gRPC clients -----------
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+# grpcio (gRPC's C core) for the Python conformance suite, in Debian's python3
+/usr/bin/python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 || need_apt+=(python3 python3-grpcio python3-grpc-tools python3-protobuf)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing: ${need_apt[*]}"

@@ -12,7 +12,7 @@ public class GrpcJsConformanceTests
     public async Task Grpc_js_passes_every_conformance_check_against_our_server()
     {
         await using var api = await TestApiServer.StartAsync();
-        var result = await GrpcJsConformanceRunner.RunAsync("conformance.js", [$"127.0.0.1:{api.Server.Port}", "--suite=testserver"]);
+        var result = await ConformanceRunner.RunNodeAsync("conformance.js", [$"127.0.0.1:{api.Server.Port}", "--suite=testserver"]);
         Assert.True(result.ExitCode == 0, result.ToString());
 
         // grpc-js's cancel must have reached our handler as a cancellation.
