@@ -38,6 +38,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private const int MaxHeaderListSize = 64 << 10;
     private const int ReadBufferSize = 64 << 10;
     private const int HandshakeTimeoutMilliseconds = 10_000;
+    private const int MaxRememberedResets = 1024;
 
     private readonly Http2Listener _listener;
     private readonly Socket _socket;
@@ -70,6 +71,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private long _pingSentTicks;
     private X509Certificate2? _clientCertificate;
     private readonly List<Http2ServerStream> _unflushedBodies = []; // reader thread only
+    private readonly HashSet<int> _resetIds = []; // streams this server reset or refused, under _sync
+    private readonly Queue<int> _resetOrder = new();
     private int _readerThreadId;
     private bool _corked; // written by the reader thread; only the reader thread acts on it
 
@@ -258,6 +261,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
             var last = take == body.Length;
             var ended = false;
+            var closeAfter = false;
             lock (_writeLock)
             {
                 if (stream.IsReset)
@@ -298,22 +302,33 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     stream.WriteTrailers(_headerOut);
                     WriteHeaderBlock(stream.Id, endStream: true);
 
-                    if (!stream.RequestEnded)
+                    lock (_sync)
                     {
-                        // The call is over: tell the client to stop sending (RFC 9113 section 8.1).
-                        Http2Frame.WriteRstStream(_output, stream.Id, Http2ErrorCode.NoError);
-                    }
+                        if (!stream.RequestEnded)
+                        {
+                            // The call is over: tell the client to stop sending (RFC 9113 section 8.1).
+                            Http2Frame.WriteRstStream(_output, stream.Id, Http2ErrorCode.NoError);
+                            RememberResetLocked(stream.Id);
+                        }
 
-                    ended = true;
+                        // The slot is free before the client can see END_STREAM: its next request is never refused for it.
+                        stream.ResponseEnded = true;
+                        ended = _streams.Remove(stream.Id);
+                        closeAfter = ended && _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
+                    }
                 }
 
                 FlushLocked();
             }
 
             stream.ConsumeBody(take);
-            if (ended)
+            if (closeAfter)
             {
-                OnResponseEnded(stream);
+                Abort(new IOException("The connection closed after its last stream."), graceful: true);
+            }
+
+            if (ended || (complete && last))
+            {
                 return true;
             }
 
@@ -324,11 +339,32 @@ internal sealed partial class Http2ServerConnection : IDisposable
         }
     }
 
-    /// <summary>Resets a stream from the server side.</summary>
+    /// <summary>Resets a stream from the server side (mark it aborted first, so nothing more is sent on it).</summary>
     public void ResetStream(Http2ServerStream stream, Http2ErrorCode code)
     {
+        lock (_sync)
+        {
+            RememberResetLocked(stream.Id);
+        }
+
         WriteControl(output => Http2Frame.WriteRstStream(output, stream.Id, code));
         CloseStream(stream);
+    }
+
+    /// <summary>
+    /// Notes a stream this server reset or refused: frames the client sent before it saw the reset
+    /// (trailers among them) are then ignored, as RFC 9113 section 5.1 asks, instead of failing the connection.
+    /// </summary>
+    private void RememberResetLocked(int streamId)
+    {
+        if (_resetIds.Add(streamId))
+        {
+            _resetOrder.Enqueue(streamId);
+            if (_resetOrder.Count > MaxRememberedResets)
+            {
+                _resetIds.Remove(_resetOrder.Dequeue());
+            }
+        }
     }
 
     /// <summary>The handler consumed <paramref name="bytes"/> of a request body: returns that credit to the client.</summary>
@@ -356,20 +392,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
         WriteControl(output => Http2Frame.WriteWindowUpdate(output, stream.Id, increment));
     }
 
-    private void OnResponseEnded(Http2ServerStream stream)
-    {
-        lock (_sync)
-        {
-            stream.ResponseEnded = true;
-        }
-
-        CloseStream(stream);
-    }
-
     /// <summary>Forgets a finished or reset stream; the last one of a connection shutting down closes it.</summary>
     private void CloseStream(Http2ServerStream stream)
     {
         bool closeNow;
+        TaskCompletionSource? signal;
         lock (_sync)
         {
             if (!_streams.Remove(stream.Id))
@@ -378,8 +405,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
             }
 
             closeNow = _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
+            signal = TakeCapacitySignalLocked(); // a flush waiting for credit on a reset stream must see it
         }
 
+        signal?.TrySetResult();
         if (closeNow)
         {
             Abort(new IOException("The connection closed after its last stream."), graceful: true);
@@ -717,8 +746,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (halfClosed is not null)
         {
-            ResetStream(halfClosed, Http2ErrorCode.StreamClosed);
             halfClosed.OnAborted(new IOException($"The client sent DATA on stream {streamId} after ending its request."));
+            ResetStream(halfClosed, Http2ErrorCode.StreamClosed);
         }
 
         if (connectionIncrement > 0)
@@ -830,6 +859,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 existing.RequestEnded = true;
                 stream = existing;
             }
+            else if (_resetIds.Contains(streamId))
+            {
+                return; // sent before the client saw our reset: ignored (its block was decoded above)
+            }
             else
             {
                 if ((streamId & 1) == 0 || streamId <= _lastStreamId)
@@ -858,6 +891,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 {
                     stream = new Http2ServerStream(this, streamId, _headerFields, _peerInitialWindow, StreamReceiveWindow, endStream);
                     _streams.Add(streamId, stream);
+                }
+
+                if (stream is null)
+                {
+                    RememberResetLocked(streamId);
                 }
             }
         }
@@ -896,8 +934,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (stream is not null)
         {
-            CloseStream(stream);
             stream.OnAborted(new IOException($"The client reset the stream ({code})."));
+            CloseStream(stream);
         }
     }
 
@@ -1063,8 +1101,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (broken is not null)
         {
-            ResetStream(broken, brokenCode);
             broken.OnAborted(new IOException($"The client sent an invalid WINDOW_UPDATE for the stream ({brokenCode})."));
+            ResetStream(broken, brokenCode);
         }
 
         signal?.TrySetResult();

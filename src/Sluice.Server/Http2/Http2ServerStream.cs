@@ -305,15 +305,9 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         }
 
         _reset = true;
-        try
-        {
-            _body.Writer.Complete(reason);
-        }
-        catch (InvalidOperationException)
-        {
-            // Already completed.
-        }
 
+        // The token first: a handler whose read fails below (inline, with InlineIo) must find the call
+        // cancelled, or its failure reads as a handler error instead of "the client went away".
         try
         {
             _aborted.Cancel();
@@ -321,6 +315,15 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         catch (ObjectDisposedException)
         {
             // The call already ended.
+        }
+
+        try
+        {
+            _body.Writer.Complete(reason);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already completed.
         }
     }
 
