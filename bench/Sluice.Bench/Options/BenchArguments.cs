@@ -23,6 +23,9 @@ public static class BenchArguments
               --pub-batch, --pb N         1 = synchronous publish per message; N > 1 = N publishes in flight
                                           per publisher (sliding window) (default 1)
           -c, --concurrent N              publishers, one connection each (default 1)
+              --warmup N                  messages published (or read) before the timed part, by the same
+                                          publishers (or a first subscription): the client code is then
+                                          JIT-tiered as in a long-running app (default 0)
           -p, --partitions N              partitions; messages go round-robin (default 1)
               --partition N               partition consumer mode reads (default 0)
               --ack-policy none|leader|all  (default leader)
@@ -122,6 +125,9 @@ public static class BenchArguments
                     break;
                 case "--pb" or "--pub-batch":
                     options = options with { PubBatch = (int)Integer(Value(), arg, min: 1, max: 1_000_000) };
+                    break;
+                case "--warmup":
+                    options = options with { Warmup = Integer(Value(), arg, min: 0, max: 100_000_000) };
                     break;
                 case "-c" or "--concurrent":
                     options = options with { Concurrent = (int)Integer(Value(), arg, min: 1, max: 10_000) };

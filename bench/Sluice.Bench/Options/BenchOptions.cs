@@ -75,6 +75,13 @@ public sealed record BenchOptions
     /// <summary>1: one synchronous publish per message. More: that many publishes in flight per publisher (a sliding window).</summary>
     public int PubBatch { get; init; } = 1;
 
+    /// <summary>
+    /// Messages published (producer: through the same publishers, same concurrency and window) or read
+    /// (consumer: in a first subscription) before the timed part, so the client's code is compiled and
+    /// tiered up as in a long-running application. The same for both targets. 0 (the default): none.
+    /// </summary>
+    public long Warmup { get; init; }
+
     /// <summary>Publishers, each with its own connection.</summary>
     public int Concurrent { get; init; } = 1;
 

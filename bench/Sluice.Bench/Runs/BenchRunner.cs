@@ -97,26 +97,18 @@ public static class BenchRunner
                 publishers.Add(await target.OpenPublisherAsync(cancellationToken).ConfigureAwait(false));
             }
 
-            var workers = publishers.Select(_ => new PublisherWorker()).ToArray();
             var acks = options.AckPolicy != BenchAckPolicy.None;
-            var share = options.Messages / options.Concurrent;
-            var extra = options.Messages % options.Concurrent;
+            if (options.Warmup > 0)
+            {
+                var warmup = Workload.Generate(options.Warmup, options.MessageSize, options.Partitions, options.Seed + 1);
+                await PublishAllAsync(options, publishers, publishers.Select(_ => new PublisherWorker()).ToArray(), warmup, acks, cancellationToken).ConfigureAwait(false);
+            }
 
+            var workers = publishers.Select(_ => new PublisherWorker()).ToArray();
             var client = ClientSnapshot.Take();
             using var probe = ProcessProbe.Start(options.ServerPid);
             var clock = Stopwatch.StartNew();
-            var runs = new Task[workers.Length];
-            long from = 0;
-            for (var w = 0; w < workers.Length; w++)
-            {
-                var (worker, publisher, start, end) = (workers[w], publishers[w], from, from + share + (w < extra ? 1 : 0));
-                from = end;
-                runs[w] = options.PubBatch <= 1
-                    ? Task.Run(() => worker.RunSyncAsync(publisher, workload, start, end, acks, cancellationToken), cancellationToken)
-                    : Task.Run(() => worker.RunWindowedAsync(publisher, workload, start, end, options.PubBatch, acks, cancellationToken), cancellationToken);
-            }
-
-            await Task.WhenAll(runs).ConfigureAwait(false);
+            await PublishAllAsync(options, publishers, workers, workload, acks, cancellationToken).ConfigureAwait(false);
             clock.Stop();
             var server = probe.Stop();
             var used = ClientSnapshot.Take() - client;
@@ -145,8 +137,32 @@ public static class BenchRunner
         }
     }
 
+    /// <summary>Publishes <paramref name="workload"/>, split evenly over the publishers, each driven by its worker.</summary>
+    private static Task PublishAllAsync(BenchOptions options, List<IBenchPublisher> publishers, PublisherWorker[] workers, Workload workload, bool acks, CancellationToken cancellationToken)
+    {
+        var share = workload.Count / publishers.Count;
+        var extra = workload.Count % publishers.Count;
+        var runs = new Task[workers.Length];
+        long from = 0;
+        for (var w = 0; w < workers.Length; w++)
+        {
+            var (worker, publisher, start, end) = (workers[w], publishers[w], from, from + share + (w < extra ? 1 : 0));
+            from = end;
+            runs[w] = options.PubBatch <= 1
+                ? Task.Run(() => worker.RunSyncAsync(publisher, workload, start, end, acks, cancellationToken), cancellationToken)
+                : Task.Run(() => worker.RunWindowedAsync(publisher, workload, start, end, options.PubBatch, acks, cancellationToken), cancellationToken);
+        }
+
+        return Task.WhenAll(runs);
+    }
+
     private static async Task<BenchReport> ConsumeAsync(BenchOptions options, IBenchTarget target, CancellationToken cancellationToken)
     {
+        if (options.Warmup > 0)
+        {
+            await target.ConsumeAsync(Math.Min(options.Warmup, options.Messages), () => { }, cancellationToken).ConfigureAwait(false);
+        }
+
         ClientSnapshot client = default;
         ProcessProbe? probe = null;
         var clock = new Stopwatch();
