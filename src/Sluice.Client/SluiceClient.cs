@@ -334,9 +334,24 @@ public sealed partial class SluiceClient : IAsyncDisposable
     internal async Task<SluiceMetadata> RefreshMetadataAsync(CancellationToken cancellationToken)
     {
         Task<SluiceMetadata> refresh;
+        TaskCompletionSource<SluiceMetadata>? fetch = null;
         lock (_gate)
         {
-            refresh = _refresh ??= FetchAndCacheMetadataCoreAsync();
+            // The shared fetch is published before it starts: one that completed synchronously (a fast
+            // server, a response already read) used to clear _refresh before `??=` stored it, and every
+            // later refresh then returned that first, stale answer.
+            if (_refresh is null)
+            {
+                fetch = new TaskCompletionSource<SluiceMetadata>(TaskCreationOptions.RunContinuationsAsynchronously);
+                _refresh = fetch.Task;
+            }
+
+            refresh = _refresh;
+        }
+
+        if (fetch is not null)
+        {
+            _ = FetchAndCacheMetadataCoreAsync(fetch); // never faults: the outcome goes to the shared task
         }
 
         return await refresh.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -479,7 +494,8 @@ public sealed partial class SluiceClient : IAsyncDisposable
     private async Task<SluiceMetadata> FetchAndCacheMetadataAsync(CancellationToken cancellationToken) =>
         await RefreshMetadataAsync(cancellationToken).ConfigureAwait(false);
 
-    private async Task<SluiceMetadata> FetchAndCacheMetadataCoreAsync()
+    /// <summary>Fetches the metadata, caches it, and completes <paramref name="fetch"/> (the shared refresh) with it.</summary>
+    private async Task FetchAndCacheMetadataCoreAsync(TaskCompletionSource<SluiceMetadata> fetch)
     {
         try
         {
@@ -487,11 +503,22 @@ public sealed partial class SluiceClient : IAsyncDisposable
             var metadata = SluiceMetadata.FromProto(response, DateTimeOffset.UtcNow);
             _metadata = metadata;
             _addresses = [.. _seeds.Union(metadata.Brokers.Select(b => b.Address), StringComparer.Ordinal)];
-            return metadata;
+            EndRefresh(fetch);
+            fetch.TrySetResult(metadata);
         }
-        finally
+        catch (Exception ex)
         {
-            lock (_gate)
+            EndRefresh(fetch);
+            fetch.TrySetException(ex);
+        }
+    }
+
+    /// <summary>The next refresh fetches anew (before the waiters of this one resume, so none of them joins a finished fetch).</summary>
+    private void EndRefresh(TaskCompletionSource<SluiceMetadata> fetch)
+    {
+        lock (_gate)
+        {
+            if (_refresh == fetch.Task)
             {
                 _refresh = null;
             }

@@ -233,26 +233,50 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket = await listener.AcceptAsync().ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            catch (ObjectDisposedException)
             {
                 return; // stopped
             }
-
-            socket.NoDelay = true;
-            var connection = new Http2ServerConnection(this, socket, _loggers.CreateLogger<Http2ServerConnection>());
-            lock (_sync)
+            catch (SocketException ex)
             {
-                if (_stopped)
+                lock (_sync)
                 {
-                    socket.Dispose();
-                    continue;
+                    if (_stopped)
+                    {
+                        return;
+                    }
                 }
 
-                _connections.Add(connection);
+                // Out of file descriptors or buffers, or a connection reset before it was accepted: the
+                // listener goes on (after a pause, so a lasting shortage does not spin).
+                LogAcceptFailed(_logger, ex.SocketErrorCode, ex.Message);
+                await Task.Delay(50).ConfigureAwait(false);
+                continue;
             }
 
-            LogAccepted(_logger, connection.Peer);
-            connection.Start();
+            try
+            {
+                socket.NoDelay = true;
+                var connection = new Http2ServerConnection(this, socket, _loggers.CreateLogger<Http2ServerConnection>());
+                lock (_sync)
+                {
+                    if (_stopped)
+                    {
+                        socket.Dispose();
+                        continue;
+                    }
+
+                    _connections.Add(connection);
+                }
+
+                LogAccepted(_logger, connection.Peer);
+                connection.Start();
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OutOfMemoryException or ThreadStartException)
+            {
+                LogAcceptFailed(_logger, SocketError.SocketError, ex.Message);
+                socket.Dispose();
+            }
         }
     }
 
@@ -316,6 +340,9 @@ internal sealed partial class Http2Listener : IDisposable
             },
         };
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Accepting a gRPC connection failed ({Error}): {Reason}; still listening")]
+    private static partial void LogAcceptFailed(ILogger logger, SocketError error, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);

@@ -57,6 +57,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private int _readStart;
     private int _readEnd;
     private int _lastStreamId;
+    private int _runningCalls; // handlers started and not yet finished
     private long _sendWindow = Http2Frame.DefaultWindowSize;
     private int _peerInitialWindow = Http2Frame.DefaultWindowSize;
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
@@ -70,6 +71,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private long _lastFrameTicks = Environment.TickCount64;
     private long _pingSentTicks;
     private X509Certificate2? _clientCertificate;
+    private bool _ready; // the handshake and preface are done and our SETTINGS is out, under _sync
+    private readonly long _startedTicks = Environment.TickCount64;
     private readonly List<Http2ServerStream> _unflushedBodies = []; // reader thread only
     private readonly HashSet<int> _resetIds = []; // streams this server reset or refused, under _sync
     private readonly Queue<int> _resetOrder = new();
@@ -126,15 +129,31 @@ internal sealed partial class Http2ServerConnection : IDisposable
             }
 
             last = _goAwayLastStreamId = _lastStreamId;
-            closeNow = _streams.Count == 0;
+            closeNow = _streams.Count == 0 || !_ready;
         }
 
-        WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.NoError));
+        bool ready;
+        lock (_sync)
+        {
+            ready = _ready;
+        }
+
+        if (ready)
+        {
+            WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.NoError));
+        }
+
         if (closeNow)
         {
-            Abort(new IOException("The server is shutting down."), graceful: true);
+            Abort(new IOException("The server is shutting down."), graceful: ready);
         }
     }
+
+    /// <summary>A call's handler finished (its stream may have ended earlier).</summary>
+    public void OnCallFinished() => Interlocked.Decrement(ref _runningCalls);
+
+    /// <summary>True on this connection's reader thread.</summary>
+    public bool OnReaderThread => Environment.CurrentManagedThreadId == _readerThreadId;
 
     /// <summary>Closes the connection at once (see <see cref="Abort"/>).</summary>
     public void Dispose() => Abort(new IOException("The connection was closed by the server."));
@@ -165,11 +184,22 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (graceful)
         {
+            lock (_writeLock)
+            {
+                _corked = false; // what the reader thread's batch holds back goes out before the FIN
+                FlushLocked();
+            }
+
             _ = _socketStream.CloseGracefullyAsync(); // lets a last GOAWAY reach the client
         }
         else
         {
             _socketStream.Abort();
+        }
+
+        if (_transport is SslStream ssl)
+        {
+            ssl.Dispose(); // the socket stays with _socketStream (leaveInnerStreamOpen)
         }
 
         _listener.OnConnectionClosed(this);
@@ -186,7 +216,17 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 return;
             }
 
-            if (_pingSentTicks != 0)
+            if (!_ready)
+            {
+                if (now - _startedTicks <= HandshakeTimeoutMilliseconds)
+                {
+                    return;
+                }
+
+                send = false; // the TLS handshake and preface did not finish in time
+                timeout = TimeSpan.FromMilliseconds(HandshakeTimeoutMilliseconds);
+            }
+            else if (_pingSentTicks != 0)
             {
                 if (now - _pingSentTicks > (long)timeout.TotalMilliseconds)
                 {
@@ -214,7 +254,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         }
         else
         {
-            Abort(new IOException($"The client did not answer a keepalive PING within {timeout.TotalSeconds:0} s."));
+            Abort(new IOException($"The client did not answer a keepalive PING, or finish its handshake, within {timeout.TotalSeconds:0} s."));
         }
     }
 
@@ -236,9 +276,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
             Task? wait = null;
             lock (_sync)
             {
-                if (_failure is not null || stream.IsReset)
+                if (_failure is not null || stream.IsReset || stream.ResponseEnded)
                 {
-                    return false;
+                    return false; // a late write after the call ended is dropped, never sent after END_STREAM
                 }
 
                 take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), body.Length));
@@ -264,13 +304,16 @@ internal sealed partial class Http2ServerConnection : IDisposable
             var closeAfter = false;
             lock (_writeLock)
             {
-                if (stream.IsReset)
+                if (stream.IsReset || stream.ResponseEnded)
                 {
+                    TaskCompletionSource? refunded;
                     lock (_sync)
                     {
                         _sendWindow += take; // the client never sees these bytes, so it never returns the credit
+                        refunded = TakeCapacitySignalLocked();
                     }
 
+                    refunded?.TrySetResult();
                     return false;
                 }
 
@@ -342,6 +385,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Resets a stream from the server side (mark it aborted first, so nothing more is sent on it).</summary>
     public void ResetStream(Http2ServerStream stream, Http2ErrorCode code)
     {
+        stream.MarkReset();
         lock (_sync)
         {
             RememberResetLocked(stream.Id);
@@ -367,8 +411,12 @@ internal sealed partial class Http2ServerConnection : IDisposable
         }
     }
 
-    /// <summary>The handler consumed <paramref name="bytes"/> of a request body: returns that credit to the client.</summary>
-    public void OnBodyConsumed(Http2ServerStream stream, int bytes)
+    /// <summary>
+    /// The handler looked at <paramref name="bytes"/> more of a request body (examined, not only
+    /// consumed: a message larger than the window is read whole before any of it is consumed): returns
+    /// that credit to the client.
+    /// </summary>
+    public void OnBodyExamined(Http2ServerStream stream, int bytes)
     {
         int increment;
         lock (_sync)
@@ -379,17 +427,31 @@ internal sealed partial class Http2ServerConnection : IDisposable
             }
 
             stream.ReceiveCredit += bytes;
-            if (stream.ReceiveCredit < StreamReceiveWindow / 4)
-            {
-                return;
-            }
-
-            increment = stream.ReceiveCredit;
-            stream.ReceiveCredit = 0;
-            stream.ReceiveWindow += increment;
+            increment = TakeStreamCreditLocked(stream);
         }
 
-        WriteControl(output => Http2Frame.WriteWindowUpdate(output, stream.Id, increment));
+        if (increment > 0)
+        {
+            WriteControl(output => Http2Frame.WriteWindowUpdate(output, stream.Id, increment));
+        }
+    }
+
+    /// <summary>
+    /// The credit to return now, in steps of a quarter window. A client out of credit always gets some:
+    /// then everything it sent is either padding (credited on receipt) or buffered, and a handler
+    /// waiting for more has examined all of it, so the pending credit is a whole window.
+    /// </summary>
+    private static int TakeStreamCreditLocked(Http2ServerStream stream)
+    {
+        if (stream.ReceiveCredit < StreamReceiveWindow / 4)
+        {
+            return 0;
+        }
+
+        var increment = stream.ReceiveCredit;
+        stream.ReceiveCredit = 0;
+        stream.ReceiveWindow += increment;
+        return increment;
     }
 
     /// <summary>Forgets a finished or reset stream; the last one of a connection shutting down closes it.</summary>
@@ -466,15 +528,19 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void ReadLoop()
     {
+        _readerThreadId = Environment.CurrentManagedThreadId;
         try
         {
             _socketStream.ReadTimeoutMilliseconds = HandshakeTimeoutMilliseconds;
             if (_listener.Tls is { } tls)
             {
-                var ssl = new SslStream(_socketStream, leaveInnerStreamOpen: false);
+                var ssl = new SslStream(_socketStream, leaveInnerStreamOpen: true);
                 ssl.AuthenticateAsServer(tls);
                 _clientCertificate = ssl.RemoteCertificate as X509Certificate2 ?? (ssl.RemoteCertificate is { } c ? new X509Certificate2(c) : null);
-                _transport = ssl;
+                lock (_writeLock)
+                {
+                    _transport = ssl;
+                }
             }
 
             ReadPreface();
@@ -489,10 +555,14 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 ]);
                 Http2Frame.WriteWindowUpdate(output, 0, ConnectionReceiveWindow - Http2Frame.DefaultWindowSize);
             });
+            lock (_sync)
+            {
+                _ready = true; // from here other threads may send frames (keepalive PINGs, GOAWAY)
+            }
+
             _socketStream.ReadTimeoutMilliseconds = -1; // from here the keepalive PINGs find a dead client
 
             var first = true;
-            _readerThreadId = Environment.CurrentManagedThreadId;
             while (true)
             {
                 // One batch: the frames of one socket read. Request bytes reach the handlers at its end, so
@@ -701,6 +771,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         var data = Http2Frame.RemovePadding(flags, payload);
         var endStream = (flags & Http2Frame.EndStream) != 0;
         var connectionIncrement = 0;
+        var streamIncrement = 0;
         Http2ServerStream? stream;
         Http2ServerStream? halfClosed = null;
         lock (_sync)
@@ -734,11 +805,15 @@ internal sealed partial class Http2ServerConnection : IDisposable
                         throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"the client sent more than stream {streamId}'s flow-control window");
                     }
 
-                    // Padding is never consumed by the handler: its credit goes back with the next update.
+                    // Padding is never read by the handler: its credit goes back with the next update.
                     stream.ReceiveCredit += flowLength - data.Length;
                     if (endStream)
                     {
                         stream.RequestEnded = true;
+                    }
+                    else if (flowLength > data.Length)
+                    {
+                        streamIncrement = TakeStreamCreditLocked(stream);
                     }
                 }
             }
@@ -753,6 +828,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
         if (connectionIncrement > 0)
         {
             WriteControl(output => Http2Frame.WriteWindowUpdate(output, 0, connectionIncrement));
+        }
+
+        if (streamIncrement > 0)
+        {
+            WriteControl(output => Http2Frame.WriteWindowUpdate(output, streamId, streamIncrement));
         }
 
         if (stream is null)
@@ -874,12 +954,19 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
                 _lastStreamId = streamId;
                 stream = null;
+                if (_failure is not null)
+                {
+                    return; // the connection is closing: frames still buffered start nothing
+                }
+
                 if (streamId > _goAwayLastStreamId || _clientGoingAway)
                 {
                     refusal = "the server is shutting down";
                 }
-                else if (_streams.Count >= _listener.MaxConcurrentStreams)
+                else if (Math.Max(_streams.Count, Volatile.Read(ref _runningCalls)) >= _listener.MaxConcurrentStreams)
                 {
+                    // Calls still running after their stream was reset count too: resetting streams as fast as
+                    // they open (the "rapid reset" attack) cannot start more handlers than the limit.
                     refusal = $"more than {_listener.MaxConcurrentStreams} concurrent streams";
                 }
                 else if (Http2ServerStream.ValidateRequestHeaders(_headerFields) is { } malformed)
@@ -914,6 +1001,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         else
         {
             stream.Started = true;
+            Interlocked.Increment(ref _runningCalls);
             _listener.StartCall(stream);
         }
     }

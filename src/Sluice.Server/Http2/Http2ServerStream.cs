@@ -26,6 +26,9 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     private int _statusCode = 200;
     private volatile bool _reset;
 
+    /// <summary>How long the trailers may wait for flow-control credit after the handler returned.</summary>
+    internal static readonly TimeSpan FinalSendTimeout = TimeSpan.FromSeconds(10);
+
     public Http2ServerStream(Http2ServerConnection connection, int id, List<KeyValuePair<string, string>> requestHeaders, int sendWindow, int receiveWindow, bool requestEnded)
     {
         _connection = connection;
@@ -213,13 +216,32 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
 
     public void AppendTrailer(string name, string value) => _trailers.Add(new(name.ToLowerInvariant(), value));
 
-    /// <summary>Runs the call, then sends what is left of the response and its trailers.</summary>
+    /// <summary>
+    /// Runs the call, then sends what is left of the response and its trailers. When the client gives
+    /// no flow-control credit for those within <see cref="FinalSendTimeout"/>, the stream is reset, so a
+    /// stuck client cannot hold the stream (and its slot) forever.
+    /// </summary>
     public async Task RunAsync(Func<IGrpcExchange, Task> handler)
     {
         try
         {
             await handler(this).ConfigureAwait(false);
-            await _connection.SendAsync(this, complete: true, CancellationToken.None).ConfigureAwait(false);
+            var send = _connection.SendAsync(this, complete: true, CancellationToken.None);
+            if (!send.IsCompleted)
+            {
+                try
+                {
+                    await send.AsTask().WaitAsync(FinalSendTimeout).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    _connection.ResetStream(this, Http2ErrorCode.Cancel); // wakes the send, which then gives up
+                }
+            }
+            else
+            {
+                await send.ConfigureAwait(false);
+            }
         }
         catch (Exception) when (_reset)
         {
@@ -234,14 +256,16 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         }
         finally
         {
+            _connection.OnCallFinished();
             Dispose();
         }
     }
 
-    /// <summary>Returns the response buffer and the abort token's resources; the call is over.</summary>
+    /// <summary>Drops the response buffer and the abort token's resources; the call is over.</summary>
     public void Dispose()
     {
         ((ResponseBodyWriter)ResponseBody).Release();
+        _body.Reader.Complete(); // its segments go back to the pool once the writer side ends too
         _aborted.Dispose();
     }
 
@@ -296,10 +320,17 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         }
     }
 
-    /// <summary>The client reset the stream, or the connection ended: the handler's reads fail and its token is cancelled.</summary>
+    /// <summary>Nothing more may be sent on the stream (the server resets it).</summary>
+    public void MarkReset() => _reset = true;
+
+    /// <summary>
+    /// The client reset the stream, or the connection ended: the handler's token is cancelled and,
+    /// on the reader thread (the request pipe's only writer), its reads fail. Elsewhere the pipe is
+    /// left alone; the cancelled token ends a read waiting on it.
+    /// </summary>
     public void OnAborted(Exception reason)
     {
-        if (_reset)
+        if (_reset && !_connection.OnReaderThread)
         {
             return;
         }
@@ -315,6 +346,11 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         catch (ObjectDisposedException)
         {
             // The call already ended.
+        }
+
+        if (!_connection.OnReaderThread)
+        {
+            return;
         }
 
         try
@@ -361,6 +397,8 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     private sealed class RequestBodyReader(Http2ServerStream stream, PipeReader inner) : PipeReader
     {
         private ReadOnlySequence<byte> _last;
+        private long _consumedTotal;
+        private long _creditedTotal;
 
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
         {
@@ -390,12 +428,17 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
 
         public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
         {
-            var bytes = _last.Slice(_last.Start, consumed).Length;
+            // Credit follows what the handler has looked at, not only what it consumed: a message larger
+            // than the stream window is examined whole before any of it is consumed.
+            var examinedTotal = _consumedTotal + _last.Slice(_last.Start, examined).Length;
+            _consumedTotal += _last.Slice(_last.Start, consumed).Length;
             _last = default;
             inner.AdvanceTo(consumed, examined);
-            if (bytes > 0)
+            if (examinedTotal > _creditedTotal)
             {
-                stream._connection.OnBodyConsumed(stream, (int)bytes);
+                var bytes = (int)(examinedTotal - _creditedTotal);
+                _creditedTotal = examinedTotal;
+                stream._connection.OnBodyExamined(stream, bytes);
             }
         }
 
@@ -476,12 +519,8 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
 
         public void Release()
         {
-            if (_buffer.Length > 0)
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = [];
-                _start = _end = 0;
-            }
+            _buffer = [];
+            _start = _end = 0;
         }
 
         private static async ValueTask<FlushResult> AwaitSend(ValueTask<bool> send) =>
@@ -504,12 +543,10 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
                 return;
             }
 
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(InitialSize, Math.Max(used + sizeHint, _buffer.Length * 2)));
+            // Not pooled: a late write after the call ended (a partition loop posting an ack) may still
+            // hold a span of this array, so it must never be handed to anyone else.
+            var bigger = GC.AllocateUninitializedArray<byte>(Math.Max(InitialSize, Math.Max(used + sizeHint, _buffer.Length * 2)));
             _buffer.AsSpan(_start, used).CopyTo(bigger);
-            if (_buffer.Length > 0)
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-            }
 
             _buffer = bigger;
             _start = 0;

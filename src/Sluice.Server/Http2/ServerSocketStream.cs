@@ -98,7 +98,7 @@ internal sealed class ServerSocketStream : Stream
         {
             if (_sendFailure is { } failure)
             {
-                throw new IOException(failure.Message, failure);
+                throw new IOException(failure.Message, failure); // a new exception per caller, the cause inside
             }
 
             if (_pending.Count == 0)
@@ -116,7 +116,7 @@ internal sealed class ServerSocketStream : Stream
             {
                 _sendFailure = new IOException(
                     $"The client stopped reading: more than {_maxPendingBytes} bytes of output are waiting for it.");
-                throw _sendFailure;
+                throw new IOException(_sendFailure.Message, _sendFailure);
             }
 
             _pending.Enqueue(buffer.ToArray());
@@ -217,7 +217,7 @@ internal sealed class ServerSocketStream : Stream
                     continue;
                 default:
                     _sendFailure = new IOException($"Writing to the client failed: {error}", new SocketException((int)error));
-                    throw _sendFailure;
+                    throw new IOException(_sendFailure.Message, _sendFailure);
             }
         }
 

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Http2;
 using Sluice.Server.Grpc;
 using Sluice.Server.Http2;
@@ -1173,6 +1174,68 @@ public sealed class Http2ServerConnectionTests
     }
 
     // ---------------------------------------------------------------- helpers
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_grpc_message_larger_than_the_stream_window_is_read_whole(bool inlineIo)
+    {
+        // The gRPC reader consumes nothing until a whole message is there, so credit must follow what it
+        // examined: a 3 MiB message (windows: 2 MiB per stream) would otherwise wait for credit forever.
+        const int Size = 3 << 20;
+        using var listener = Start(
+            async exchange =>
+            {
+                var reader = new GrpcMessageReader<byte[]>(exchange.RequestBody, bytes => bytes.ToArray(), 8 << 20, null);
+                var message = await reader.ReadAsync(exchange.Aborted) ?? [];
+                exchange.AppendTrailer("x-length", message.Length.ToString(CultureInfo.InvariantCulture));
+            },
+            inlineIo: inlineIo);
+        await using var client = await RawH2Client.ConnectAsync(listener.Port);
+        var settings = await client.HandshakeAsync();
+        await client.SendRequestAsync(1, endStream: false);
+
+        var frame = new byte[5 + Size];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(1), Size);
+        long streamWindow = settings.Settings()[Http2Frame.SettingsInitialWindowSize];
+        long connectionWindow = Http2Frame.DefaultWindowSize;
+        var sent = 0;
+        while (sent < frame.Length)
+        {
+            foreach (var update in client.TakeAll(f => f.Type == FrameType.WindowUpdate))
+            {
+                Apply(update);
+            }
+
+            var length = (int)Math.Min(Math.Min(Http2Frame.DefaultMaxFrameSize, frame.Length - sent), Math.Min(streamWindow, connectionWindow));
+            if (length <= 0)
+            {
+                Apply(await client.WaitForFrameAsync(f => f.Type == FrameType.WindowUpdate, what: $"a WINDOW_UPDATE after {sent} of {frame.Length} bytes"));
+                continue;
+            }
+
+            await client.SendDataAsync(1, frame.AsSpan(sent, length), endStream: false);
+            sent += length;
+            streamWindow -= length;
+            connectionWindow -= length;
+        }
+
+        await client.SendDataAsync(1, [], endStream: true);
+        var response = await client.ReadResponseAsync(1);
+        Assert.Equal(Size.ToString(CultureInfo.InvariantCulture), response.Trailer("x-length"));
+
+        void Apply(H2Frame update)
+        {
+            if (update.StreamId == 0)
+            {
+                connectionWindow += update.WindowIncrement;
+            }
+            else
+            {
+                streamWindow += update.WindowIncrement;
+            }
+        }
+    }
 
     private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true) =>
         Http2Listener.Start(
