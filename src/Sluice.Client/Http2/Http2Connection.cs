@@ -53,7 +53,7 @@ internal sealed class Http2Connection : IDisposable
     private readonly ArrayBufferWriter<byte> _control = new(256);
     private readonly TaskCompletionSource _settingsReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<KeyValuePair<string, string>> _headerFields = [];
-    private readonly ArrayBufferWriter<byte> _headerBlock = new(4096);
+    private readonly Http2HeaderBlock _headerBlock = new(MaxHeaderListSize * 2);
     private readonly Timer? _keepAlive;
     private int _reserved;
     private int _nextStreamId = 1;
@@ -65,17 +65,13 @@ internal sealed class Http2Connection : IDisposable
     private TaskCompletionSource? _capacityChanged;
     private bool _goingAway;
     private Exception? _failure;
-    private int _continuationStream;
-    private byte _continuationFlags;
     private long _lastFrameTicks = Environment.TickCount64;
     private long _pingSentTicks;
 
     // The reader: its buffer belongs to the thread of the current generation; _readerSync guards the rest.
     private readonly Lock _readerSync = new();
     private readonly Queue<IDeferredCompletion> _deferred = new();
-    private readonly byte[] _readBuffer = new byte[ReadBufferSize];
-    private int _readStart;
-    private int _readEnd;
+    private readonly Http2FrameReader _frames = new(ReadBufferSize, "server");
     private int _readerGeneration;
     private long _userCodeSince;
 
@@ -788,7 +784,7 @@ internal sealed class Http2Connection : IDisposable
         {
             while (true)
             {
-                while (TryReadFrame(out var type, out var flags, out var streamId, out var payload))
+                while (_frames.TryRead(out var type, out var flags, out var streamId, out var payload))
                 {
                     Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
                     OnFrame(type, flags, streamId, payload.Span);
@@ -799,7 +795,7 @@ internal sealed class Http2Connection : IDisposable
                     return; // another reader took over while a completion held this thread
                 }
 
-                Fill();
+                _frames.Fill(_transport);
             }
         }
         catch (Http2ConnectionException ex)
@@ -859,64 +855,9 @@ internal sealed class Http2Connection : IDisposable
         }
     }
 
-    /// <summary>The next whole frame in the read buffer, if there is one. The payload stays valid until the next read.</summary>
-    private bool TryReadFrame(out FrameType type, out byte flags, out int streamId, out ReadOnlyMemory<byte> payload)
-    {
-        type = default;
-        flags = 0;
-        streamId = 0;
-        payload = default;
-        if (_readEnd - _readStart < Http2Frame.HeaderSize)
-        {
-            return false;
-        }
-
-        var header = _readBuffer.AsSpan(_readStart, Http2Frame.HeaderSize);
-        var length = (header[0] << 16) | (header[1] << 8) | header[2];
-        if (length > Http2Frame.DefaultMaxFrameSize)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, $"a {length}-byte frame is larger than the {Http2Frame.DefaultMaxFrameSize} bytes this client allows");
-        }
-
-        if (_readEnd - _readStart < Http2Frame.HeaderSize + length)
-        {
-            return false;
-        }
-
-        type = (FrameType)header[3];
-        flags = header[4];
-        streamId = BinaryPrimitives.ReadInt32BigEndian(header[5..]) & int.MaxValue;
-        payload = _readBuffer.AsMemory(_readStart + Http2Frame.HeaderSize, length);
-        _readStart += Http2Frame.HeaderSize + length;
-        return true;
-    }
-
-    /// <summary>Reads more bytes (blocking), moving unread bytes to the front first when the tail has no room for a frame.</summary>
-    private void Fill()
-    {
-        if (_readStart == _readEnd)
-        {
-            _readStart = _readEnd = 0;
-        }
-        else if (_readBuffer.Length - _readEnd < Http2Frame.HeaderSize + Http2Frame.DefaultMaxFrameSize)
-        {
-            _readBuffer.AsSpan(_readStart, _readEnd - _readStart).CopyTo(_readBuffer);
-            _readEnd -= _readStart;
-            _readStart = 0;
-        }
-
-        var read = _transport.Read(_readBuffer, _readEnd, _readBuffer.Length - _readEnd);
-        if (read == 0)
-        {
-            throw new IOException("The server closed the connection.");
-        }
-
-        _readEnd += read;
-    }
-
     private void OnFrame(FrameType type, byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (_continuationStream != 0 && type != FrameType.Continuation)
+        if (_headerBlock.InProgress && type != FrameType.Continuation)
         {
             throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a {type} frame arrived inside a header block");
         }
@@ -948,11 +889,7 @@ internal sealed class Http2Connection : IDisposable
                 OnWindowUpdate(streamId, payload);
                 break;
             case FrameType.Priority:
-                if (streamId == 0 || payload.Length != 5)
-                {
-                    throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PRIORITY frame");
-                }
-
+                Http2Frame.ValidatePriority(streamId, payload);
                 break;
             case FrameType.PushPromise:
                 throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "PUSH_PROMISE although this client disabled push");
@@ -998,58 +935,24 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnHeaders(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId == 0)
+        if (_headerBlock.OnHeaders(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "HEADERS on stream 0");
+            OnHeaderBlock(streamId, _headerBlock.EndStream);
         }
-
-        var fragment = Http2Frame.RemovePadding(flags, payload);
-        if ((flags & Http2Frame.PriorityFlag) != 0)
-        {
-            if (fragment.Length < 5)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "HEADERS too short for its priority fields");
-            }
-
-            fragment = fragment[5..];
-        }
-
-        _headerBlock.ResetWrittenCount();
-        _headerBlock.Write(fragment);
-        if ((flags & Http2Frame.EndHeaders) == 0)
-        {
-            _continuationStream = streamId;
-            _continuationFlags = flags;
-            return;
-        }
-
-        OnHeaderBlock(streamId, (flags & Http2Frame.EndStream) != 0);
     }
 
     private void OnContinuation(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (_continuationStream == 0 || streamId != _continuationStream)
+        if (_headerBlock.OnContinuation(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "CONTINUATION without a header block in progress on that stream");
-        }
-
-        if (_headerBlock.WrittenCount + payload.Length > MaxHeaderListSize * 2)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, "header block too large");
-        }
-
-        _headerBlock.Write(payload);
-        if ((flags & Http2Frame.EndHeaders) != 0)
-        {
-            _continuationStream = 0;
-            OnHeaderBlock(streamId, (_continuationFlags & Http2Frame.EndStream) != 0);
+            OnHeaderBlock(streamId, _headerBlock.EndStream);
         }
     }
 
     private void OnHeaderBlock(int streamId, bool endStream)
     {
         _headerFields.Clear();
-        _decoder.Decode(_headerBlock.WrittenSpan, _headerFields); // always: the decoder's table must follow the server's
+        _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the server's
         if (FindStream(streamId) is { } stream)
         {
             try
@@ -1065,12 +968,7 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnRstStream(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId == 0 || payload.Length != 4)
-        {
-            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed RST_STREAM frame");
-        }
-
-        var code = BinaryPrimitives.ReadUInt32BigEndian(payload);
+        var code = (uint)Http2Frame.ReadRstStream(streamId, payload);
         if (FindStream(streamId) is { } stream)
         {
             stream.Fail(new HttpProtocolException(code, $"The server reset the stream ({(Http2ErrorCode)code}).", null));
@@ -1079,24 +977,9 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnSettings(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0)
+        if (Http2Frame.ReadSettingsIsAck(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS on a stream");
-        }
-
-        if ((flags & Http2Frame.Ack) != 0)
-        {
-            if (!payload.IsEmpty)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS acknowledgement with a payload");
-            }
-
             return;
-        }
-
-        if (payload.Length % 6 != 0)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS payload is not a multiple of 6 bytes");
         }
 
         TaskCompletionSource? signal = null;
@@ -1106,17 +989,13 @@ internal sealed class Http2Connection : IDisposable
             {
                 var id = BinaryPrimitives.ReadUInt16BigEndian(payload[i..]);
                 var value = BinaryPrimitives.ReadUInt32BigEndian(payload[(i + 2)..]);
+                Http2Frame.ValidateSetting(id, value);
                 switch (id)
                 {
                     case Http2Frame.SettingsMaxConcurrentStreams:
                         _peerMaxConcurrentStreams = value;
                         break;
                     case Http2Frame.SettingsInitialWindowSize:
-                        if (value > Http2Frame.MaxWindowSize)
-                        {
-                            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} is above 2^31-1");
-                        }
-
                         var delta = (int)value - _peerInitialWindow;
                         _peerInitialWindow = (int)value;
                         foreach (var stream in _streams.Values)
@@ -1130,11 +1009,6 @@ internal sealed class Http2Connection : IDisposable
 
                         break;
                     case Http2Frame.SettingsMaxFrameSize:
-                        if (value is < Http2Frame.DefaultMaxFrameSize or > 16_777_215)
-                        {
-                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range");
-                        }
-
                         _peerMaxFrameSize = (int)value;
                         break;
                     default:
@@ -1152,12 +1026,7 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnPing(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0 || payload.Length != 8)
-        {
-            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PING frame");
-        }
-
-        var data = BinaryPrimitives.ReadInt64BigEndian(payload);
+        var data = Http2Frame.ReadPing(streamId, payload);
         if ((flags & Http2Frame.Ack) != 0)
         {
             lock (Sync)
@@ -1173,13 +1042,7 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnGoAway(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0 || payload.Length < 8)
-        {
-            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed GOAWAY frame");
-        }
-
-        var lastStreamId = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
-        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload[4..]);
+        var (lastStreamId, code) = Http2Frame.ReadGoAway(streamId, payload);
         var debug = System.Text.Encoding.UTF8.GetString(payload[8..]);
         List<Http2Stream> refused = [];
         TaskCompletionSource? signal;
@@ -1215,12 +1078,7 @@ internal sealed class Http2Connection : IDisposable
 
     private void OnWindowUpdate(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (payload.Length != 4)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "WINDOW_UPDATE payload is not 4 bytes");
-        }
-
-        var increment = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+        var increment = Http2Frame.ReadWindowIncrement(payload);
         TaskCompletionSource? signal;
         Http2Stream? broken = null;
         var brokenCode = Http2ErrorCode.FlowControlError;

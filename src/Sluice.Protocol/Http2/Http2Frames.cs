@@ -127,6 +127,93 @@ internal static class Http2Frame
         Write(output, FrameType.Ping, ack ? Ack : (byte)0, 0, payload);
     }
 
+    /// <summary>Checks a PRIORITY frame (ignored otherwise): on a stream, 5 bytes.</summary>
+    public static void ValidatePriority(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0 || payload.Length != 5)
+        {
+            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PRIORITY frame");
+        }
+    }
+
+    /// <summary>The error code of an RST_STREAM frame, checked (on a stream, 4 bytes).</summary>
+    public static Http2ErrorCode ReadRstStream(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId == 0 || payload.Length != 4)
+        {
+            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed RST_STREAM frame");
+        }
+
+        return (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload);
+    }
+
+    /// <summary>The opaque data of a PING frame, checked (on stream 0, 8 bytes).</summary>
+    public static long ReadPing(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length != 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PING frame");
+        }
+
+        return BinaryPrimitives.ReadInt64BigEndian(payload);
+    }
+
+    /// <summary>The last stream id and error code of a GOAWAY frame, checked (on stream 0, at least 8 bytes).</summary>
+    public static (int LastStreamId, Http2ErrorCode Code) ReadGoAway(int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0 || payload.Length < 8)
+        {
+            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed GOAWAY frame");
+        }
+
+        return (BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue, (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload[4..]));
+    }
+
+    /// <summary>The increment of a WINDOW_UPDATE frame (4 bytes; a zero increment is the caller's to judge).</summary>
+    public static int ReadWindowIncrement(ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length != 4)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "WINDOW_UPDATE payload is not 4 bytes");
+        }
+
+        return BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+    }
+
+    /// <summary>Checks a SETTINGS frame's framing; true when it is an acknowledgement (nothing to apply).</summary>
+    public static bool ReadSettingsIsAck(byte flags, int streamId, ReadOnlySpan<byte> payload)
+    {
+        if (streamId != 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS on a stream");
+        }
+
+        if ((flags & Ack) != 0)
+        {
+            return payload.IsEmpty
+                ? true
+                : throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS acknowledgement with a payload");
+        }
+
+        return payload.Length % 6 == 0
+            ? false
+            : throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS payload is not a multiple of 6 bytes");
+    }
+
+    /// <summary>Checks one setting's value against RFC 9113 section 6.5.2 (push flag, window and frame size ranges).</summary>
+    public static void ValidateSetting(ushort id, uint value)
+    {
+        switch (id)
+        {
+            case SettingsEnablePush when value > 1:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_ENABLE_PUSH {value} is not 0 or 1");
+            case SettingsInitialWindowSize when value > MaxWindowSize:
+                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} is above 2^31-1");
+            case SettingsMaxFrameSize when value is < DefaultMaxFrameSize or > 16_777_215:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range");
+        }
+    }
+
     /// <summary>The payload of a DATA or HEADERS frame without its padding (when the PADDED flag is set).</summary>
     /// <exception cref="Http2ConnectionException">The padding is longer than the frame (PROTOCOL_ERROR).</exception>
     public static ReadOnlySpan<byte> RemovePadding(byte flags, ReadOnlySpan<byte> payload)

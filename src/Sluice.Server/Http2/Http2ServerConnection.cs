@@ -51,11 +51,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private readonly Dictionary<int, Http2ServerStream> _streams = [];
     private readonly HpackDecoder _decoder = new(maxHeaderListSize: MaxHeaderListSize);
     private readonly List<KeyValuePair<string, string>> _headerFields = [];
-    private readonly ArrayBufferWriter<byte> _headerBlock = new(4096);
-    private readonly byte[] _readBuffer = new byte[ReadBufferSize];
+    private readonly Http2HeaderBlock _headerBlock = new(MaxHeaderListSize * 2);
+    private readonly Http2FrameReader _frames = new(ReadBufferSize, "client");
     private Stream _transport;
-    private int _readStart;
-    private int _readEnd;
     private int _lastStreamId;
     private int _runningCalls; // handlers started and not yet finished
     private long _sendWindow = Http2Frame.DefaultWindowSize;
@@ -63,8 +61,6 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
     private long _connectionReceived;
     private TaskCompletionSource? _capacityChanged;
-    private int _continuationStream;
-    private byte _continuationFlags;
     private int _goAwayLastStreamId = int.MaxValue;
     private bool _clientGoingAway;
     private Exception? _failure;
@@ -571,7 +567,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 _corked = true;
                 try
                 {
-                    while (TryReadFrame(out var type, out var flags, out var streamId, out var payload))
+                    while (_frames.TryRead(out var type, out var flags, out var streamId, out var payload))
                     {
                         Volatile.Write(ref _lastFrameTicks, Environment.TickCount64);
                         if (first && (type != FrameType.Settings || (flags & Http2Frame.Ack) != 0))
@@ -595,7 +591,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     FlushLocked();
                 }
 
-                Fill();
+                _frames.Fill(_transport);
             }
         }
         catch (Http2ConnectionException ex)
@@ -637,85 +633,30 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private void ReadPreface()
     {
         var preface = Http2Frame.Preface;
-        while (_readEnd < preface.Length)
+        while (true)
         {
-            var read = _transport.Read(_readBuffer, _readEnd, _readBuffer.Length - _readEnd);
-            if (read == 0)
-            {
-                throw new IOException("The client closed the connection before the HTTP/2 preface.");
-            }
-
-            _readEnd += read;
-            var have = Math.Min(_readEnd, preface.Length);
-            if (!_readBuffer.AsSpan(0, have).SequenceEqual(preface[..have]))
+            var buffered = _frames.Buffered;
+            var have = Math.Min(buffered.Length, preface.Length);
+            if (!buffered[..have].SequenceEqual(preface[..have]))
             {
                 throw new Http2ConnectionException(
                     Http2ErrorCode.ProtocolError,
                     "not an HTTP/2 connection preface: this endpoint speaks gRPC over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)");
             }
+
+            if (have == preface.Length)
+            {
+                _frames.Skip(preface.Length);
+                return;
+            }
+
+            _frames.Fill(_transport);
         }
-
-        _readStart = preface.Length;
-    }
-
-    /// <summary>The next whole frame in the read buffer, if there is one. The payload stays valid until the next read.</summary>
-    private bool TryReadFrame(out FrameType type, out byte flags, out int streamId, out ReadOnlyMemory<byte> payload)
-    {
-        type = default;
-        flags = 0;
-        streamId = 0;
-        payload = default;
-        if (_readEnd - _readStart < Http2Frame.HeaderSize)
-        {
-            return false;
-        }
-
-        var header = _readBuffer.AsSpan(_readStart, Http2Frame.HeaderSize);
-        var length = (header[0] << 16) | (header[1] << 8) | header[2];
-        if (length > Http2Frame.DefaultMaxFrameSize)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, $"a {length}-byte frame is larger than the {Http2Frame.DefaultMaxFrameSize} bytes this server allows");
-        }
-
-        if (_readEnd - _readStart < Http2Frame.HeaderSize + length)
-        {
-            return false;
-        }
-
-        type = (FrameType)header[3];
-        flags = header[4];
-        streamId = BinaryPrimitives.ReadInt32BigEndian(header[5..]) & int.MaxValue;
-        payload = _readBuffer.AsMemory(_readStart + Http2Frame.HeaderSize, length);
-        _readStart += Http2Frame.HeaderSize + length;
-        return true;
-    }
-
-    /// <summary>Reads more bytes (waiting), moving unread bytes to the front first when the tail has no room for a frame.</summary>
-    private void Fill()
-    {
-        if (_readStart == _readEnd)
-        {
-            _readStart = _readEnd = 0;
-        }
-        else if (_readBuffer.Length - _readEnd < Http2Frame.HeaderSize + Http2Frame.DefaultMaxFrameSize)
-        {
-            _readBuffer.AsSpan(_readStart, _readEnd - _readStart).CopyTo(_readBuffer);
-            _readEnd -= _readStart;
-            _readStart = 0;
-        }
-
-        var read = _transport.Read(_readBuffer, _readEnd, _readBuffer.Length - _readEnd);
-        if (read == 0)
-        {
-            throw new IOException("The client closed the connection.");
-        }
-
-        _readEnd += read;
     }
 
     private void OnFrame(FrameType type, byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (_continuationStream != 0 && type != FrameType.Continuation)
+        if (_headerBlock.InProgress && type != FrameType.Continuation)
         {
             throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"a {type} frame arrived inside a header block");
         }
@@ -747,11 +688,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 OnWindowUpdate(streamId, payload);
                 break;
             case FrameType.Priority:
-                if (streamId == 0 || payload.Length != 5)
-                {
-                    throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PRIORITY frame");
-                }
-
+                Http2Frame.ValidatePriority(streamId, payload);
                 break;
             case FrameType.PushPromise:
                 throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "PUSH_PROMISE from a client");
@@ -870,58 +807,24 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnHeaders(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId == 0)
+        if (_headerBlock.OnHeaders(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "HEADERS on stream 0");
+            OnHeaderBlock(streamId, _headerBlock.EndStream);
         }
-
-        var fragment = Http2Frame.RemovePadding(flags, payload);
-        if ((flags & Http2Frame.PriorityFlag) != 0)
-        {
-            if (fragment.Length < 5)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "HEADERS too short for its priority fields");
-            }
-
-            fragment = fragment[5..];
-        }
-
-        _headerBlock.ResetWrittenCount();
-        _headerBlock.Write(fragment);
-        if ((flags & Http2Frame.EndHeaders) == 0)
-        {
-            _continuationStream = streamId;
-            _continuationFlags = flags;
-            return;
-        }
-
-        OnHeaderBlock(streamId, (flags & Http2Frame.EndStream) != 0);
     }
 
     private void OnContinuation(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (_continuationStream == 0 || streamId != _continuationStream)
+        if (_headerBlock.OnContinuation(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "CONTINUATION without a header block in progress on that stream");
-        }
-
-        if (_headerBlock.WrittenCount + payload.Length > MaxHeaderListSize * 2)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, "header block too large");
-        }
-
-        _headerBlock.Write(payload);
-        if ((flags & Http2Frame.EndHeaders) != 0)
-        {
-            _continuationStream = 0;
-            OnHeaderBlock(streamId, (_continuationFlags & Http2Frame.EndStream) != 0);
+            OnHeaderBlock(streamId, _headerBlock.EndStream);
         }
     }
 
     private void OnHeaderBlock(int streamId, bool endStream)
     {
         _headerFields.Clear();
-        _decoder.Decode(_headerBlock.WrittenSpan, _headerFields); // always: the decoder's table must follow the client's
+        _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the client's
 
         Http2ServerStream? stream;
         string? refusal = null;
@@ -1008,12 +911,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnRstStream(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId == 0 || payload.Length != 4)
-        {
-            throw new Http2ConnectionException(streamId == 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed RST_STREAM frame");
-        }
-
-        var code = (Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(payload);
+        var code = Http2Frame.ReadRstStream(streamId, payload);
         Http2ServerStream? stream;
         lock (_sync)
         {
@@ -1029,24 +927,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnSettings(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0)
+        if (Http2Frame.ReadSettingsIsAck(flags, streamId, payload))
         {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "SETTINGS on a stream");
-        }
-
-        if ((flags & Http2Frame.Ack) != 0)
-        {
-            if (!payload.IsEmpty)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS acknowledgement with a payload");
-            }
-
             return;
-        }
-
-        if (payload.Length % 6 != 0)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "SETTINGS payload is not a multiple of 6 bytes");
         }
 
         TaskCompletionSource? signal;
@@ -1056,21 +939,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
             {
                 var id = BinaryPrimitives.ReadUInt16BigEndian(payload[i..]);
                 var value = BinaryPrimitives.ReadUInt32BigEndian(payload[(i + 2)..]);
+                Http2Frame.ValidateSetting(id, value);
                 switch (id)
                 {
-                    case Http2Frame.SettingsEnablePush:
-                        if (value > 1)
-                        {
-                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_ENABLE_PUSH {value} is not 0 or 1");
-                        }
-
-                        break;
                     case Http2Frame.SettingsInitialWindowSize:
-                        if (value > Http2Frame.MaxWindowSize)
-                        {
-                            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} is above 2^31-1");
-                        }
-
                         var delta = (int)value - _peerInitialWindow;
                         _peerInitialWindow = (int)value;
                         foreach (var stream in _streams.Values)
@@ -1084,11 +956,6 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
                         break;
                     case Http2Frame.SettingsMaxFrameSize:
-                        if (value is < Http2Frame.DefaultMaxFrameSize or > 16_777_215)
-                        {
-                            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"SETTINGS_MAX_FRAME_SIZE {value} is out of range");
-                        }
-
                         _peerMaxFrameSize = (int)value;
                         break;
                     default:
@@ -1105,12 +972,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnPing(byte flags, int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0 || payload.Length != 8)
-        {
-            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed PING frame");
-        }
-
-        var data = BinaryPrimitives.ReadInt64BigEndian(payload);
+        var data = Http2Frame.ReadPing(streamId, payload);
         if ((flags & Http2Frame.Ack) != 0)
         {
             lock (_sync)
@@ -1126,11 +988,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnGoAway(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (streamId != 0 || payload.Length < 8)
-        {
-            throw new Http2ConnectionException(streamId != 0 ? Http2ErrorCode.ProtocolError : Http2ErrorCode.FrameSizeError, "malformed GOAWAY frame");
-        }
-
+        Http2Frame.ReadGoAway(streamId, payload); // checked; a client's last stream id and code change nothing here
         bool closeNow;
         lock (_sync)
         {
@@ -1146,12 +1004,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     private void OnWindowUpdate(int streamId, ReadOnlySpan<byte> payload)
     {
-        if (payload.Length != 4)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FrameSizeError, "WINDOW_UPDATE payload is not 4 bytes");
-        }
-
-        var increment = BinaryPrimitives.ReadInt32BigEndian(payload) & int.MaxValue;
+        var increment = Http2Frame.ReadWindowIncrement(payload);
         TaskCompletionSource? signal;
         Http2ServerStream? broken = null;
         var brokenCode = Http2ErrorCode.FlowControlError;
