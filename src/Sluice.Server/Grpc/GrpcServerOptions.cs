@@ -22,6 +22,12 @@ public sealed record GrpcServerOptions
     /// <summary>Concurrent HTTP/2 streams per connection. Kestrel's default of 100 is too low for a broker with many subscriptions per client.</summary>
     public int MaxStreamsPerConnection { get; init; } = 1000;
 
+    /// <summary>
+    /// A connection with no open stream for this long is closed with GOAWAY (NO_ERROR); clients open a
+    /// new one when they need it. Default 130 s, Kestrel's keep-alive timeout. Native transport only.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(130);
+
     /// <summary>How long <see cref="GrpcServer.StopAsync"/> lets calls finish after cancelling them. Default 5 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 

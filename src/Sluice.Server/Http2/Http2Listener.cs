@@ -38,7 +38,9 @@ internal sealed partial class Http2Listener : IDisposable
         MaxConcurrentStreams = options.MaxStreamsPerConnection;
         InlineRequestReads = options.InlineIo;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
-        _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+        IdleTimeout = options.IdleTimeout;
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(options.IdleTimeout.TotalMilliseconds / 4, 20, 5000));
+        _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, tick, tick);
     }
 
     /// <summary>The bound port.</summary>
@@ -46,6 +48,9 @@ internal sealed partial class Http2Listener : IDisposable
 
     /// <summary>"http://ip:port" (or https), as logged.</summary>
     public string Address { get; private set; } = string.Empty;
+
+    /// <summary>How long a connection may go without an open stream before it is closed.</summary>
+    public TimeSpan IdleTimeout { get; }
 
     /// <summary>Our SETTINGS_MAX_CONCURRENT_STREAMS; more open streams are refused.</summary>
     public int MaxConcurrentStreams { get; }
@@ -291,7 +296,7 @@ internal sealed partial class Http2Listener : IDisposable
         var now = Environment.TickCount64;
         foreach (var connection in connections)
         {
-            connection.OnKeepAliveTick(now, KeepAliveDelay, KeepAliveTimeout);
+            connection.OnKeepAliveTick(now, KeepAliveDelay, KeepAliveTimeout, IdleTimeout);
         }
     }
 

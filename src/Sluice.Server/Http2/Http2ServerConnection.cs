@@ -68,6 +68,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private long _pingSentTicks;
     private X509Certificate2? _clientCertificate;
     private bool _ready; // the handshake and preface are done and our SETTINGS is out, under _sync
+    private long _idleSinceTicks; // when the last open stream ended (0 while one is open), under _sync
     private readonly long _startedTicks = Environment.TickCount64;
     private readonly List<Http2ServerStream> _unflushedBodies = []; // reader thread only
     private readonly HashSet<int> _resetIds = []; // streams this server reset or refused, under _sync
@@ -201,8 +202,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
         _listener.OnConnectionClosed(this);
     }
 
-    /// <summary>Sends a PING when the connection has been quiet for the keepalive time; aborts it when a PING goes unanswered.</summary>
-    public void OnKeepAliveTick(long now, TimeSpan delay, TimeSpan timeout)
+    /// <summary>
+    /// Sends a PING when the connection has been quiet for the keepalive time; aborts it when a PING goes
+    /// unanswered or the handshake takes too long; closes it (GOAWAY) when it had no stream for <paramref name="idleTimeout"/>.
+    /// </summary>
+    public void OnKeepAliveTick(long now, TimeSpan delay, TimeSpan timeout, TimeSpan idleTimeout)
     {
         bool send;
         lock (_sync)
@@ -212,7 +216,12 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 return;
             }
 
-            if (!_ready)
+            if (_ready && _idleSinceTicks != 0 && Volatile.Read(ref _runningCalls) == 0 && now - _idleSinceTicks >= (long)idleTimeout.TotalMilliseconds)
+            {
+                send = false;
+                timeout = TimeSpan.Zero; // closed below as idle
+            }
+            else if (!_ready)
             {
                 if (now - _startedTicks <= HandshakeTimeoutMilliseconds)
                 {
@@ -247,6 +256,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
         if (send)
         {
             WriteControl(output => Http2Frame.WritePing(output, now, ack: false));
+        }
+        else if (timeout == TimeSpan.Zero)
+        {
+            LogConnectionEnded(_logger, Peer, $"no stream for {idleTimeout.TotalSeconds:0.###} s: closed as idle");
+            BeginShutdown();
         }
         else
         {
@@ -353,6 +367,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                         // The slot is free before the client can see END_STREAM: its next request is never refused for it.
                         stream.ResponseEnded = true;
                         ended = _streams.Remove(stream.Id);
+                        NoteIdleLocked();
                         closeAfter = ended && _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
                     }
                 }
@@ -389,6 +404,14 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         WriteControl(output => Http2Frame.WriteRstStream(output, stream.Id, code));
         CloseStream(stream);
+    }
+
+    private void NoteIdleLocked()
+    {
+        if (_streams.Count == 0 && _idleSinceTicks == 0)
+        {
+            _idleSinceTicks = Environment.TickCount64;
+        }
     }
 
     /// <summary>
@@ -463,6 +486,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
             }
 
             closeNow = _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
+            NoteIdleLocked();
             signal = TakeCapacitySignalLocked(); // a flush waiting for credit on a reset stream must see it
         }
 
@@ -554,6 +578,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
             lock (_sync)
             {
                 _ready = true; // from here other threads may send frames (keepalive PINGs, GOAWAY)
+                _idleSinceTicks = Environment.TickCount64;
             }
 
             _socketStream.ReadTimeoutMilliseconds = -1; // from here the keepalive PINGs find a dead client
@@ -881,6 +906,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 {
                     stream = new Http2ServerStream(this, streamId, _headerFields, _peerInitialWindow, StreamReceiveWindow, endStream);
                     _streams.Add(streamId, stream);
+                    _idleSinceTicks = 0;
                 }
 
                 if (stream is null)

@@ -1096,6 +1096,37 @@ public sealed class Http2ServerConnectionTests
     // ---- 9. Shutdown ----
 
     [Fact]
+    public async Task A_connection_without_a_stream_for_the_idle_timeout_is_closed_with_goaway_and_one_with_a_stream_is_not()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var listener = Start(
+            async exchange =>
+            {
+                if (exchange.RequestHeader("x-wait") is not null)
+                {
+                    await release.Task.WaitAsync(Timeout);
+                }
+            },
+            idleTimeout: TimeSpan.FromMilliseconds(400));
+        await using var idle = await ConnectAsync(listener);
+        await idle.SendRequestAsync(1, endStream: true);
+        await idle.ReadResponseAsync(1);
+        await using var busy = await ConnectAsync(listener);
+        await busy.SendRequestAsync(1, endStream: true, extra: ("x-wait", "1"));
+
+        var goAway = await idle.WaitForGoAwayAsync();
+        Assert.Equal(Http2ErrorCode.NoError, goAway.ErrorCode);
+        Assert.Equal(1, goAway.LastStreamId);
+        await idle.WaitForCloseAsync();
+
+        // The busy connection's stream has stayed open for longer than the idle timeout: no GOAWAY for it.
+        Assert.False(await busy.SeesWithinAsync(f => f.Type == FrameType.GoAway, TimeSpan.FromMilliseconds(800)), "a connection with an open stream was closed as idle");
+        release.SetResult();
+        await busy.ReadResponseAsync(1);
+        Assert.Equal(Http2ErrorCode.NoError, (await busy.WaitForGoAwayAsync()).ErrorCode); // and once the stream ended, it idles out too
+    }
+
+    [Fact]
     public async Task StopAsync_with_an_idle_connection_sends_goaway_no_error_and_closes_it()
     {
         var probe = new Probe(Echo);
@@ -1237,9 +1268,16 @@ public sealed class Http2ServerConnectionTests
         }
     }
 
-    private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true) =>
+    private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true, TimeSpan? idleTimeout = null) =>
         Http2Listener.Start(
-            GrpcServerOptions.Default with { Host = "127.0.0.1", Port = 0, MaxStreamsPerConnection = maxStreams, InlineIo = inlineIo },
+            GrpcServerOptions.Default with
+            {
+                Host = "127.0.0.1",
+                Port = 0,
+                MaxStreamsPerConnection = maxStreams,
+                InlineIo = inlineIo,
+                IdleTimeout = idleTimeout ?? GrpcServerOptions.Default.IdleTimeout,
+            },
             handler,
             NullLoggerFactory.Instance);
 
