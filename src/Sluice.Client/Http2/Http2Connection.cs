@@ -49,6 +49,7 @@ internal sealed class Http2Connection : IDisposable
     private readonly HpackDecoder _decoder = new(maxHeaderListSize: MaxHeaderListSize);
     private readonly Dictionary<int, Http2Stream> _streams = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly Http2CapacitySignal _capacity = new();
     private readonly ArrayBufferWriter<byte> _output = new(64 * 1024);
     private readonly ArrayBufferWriter<byte> _control = new(256);
     private readonly TaskCompletionSource _settingsReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -62,7 +63,6 @@ internal sealed class Http2Connection : IDisposable
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
     private long _peerMaxConcurrentStreams = uint.MaxValue;
     private long _connectionReceived;
-    private TaskCompletionSource? _capacityChanged;
     private bool _goingAway;
     private Exception? _failure;
     private long _lastFrameTicks = Environment.TickCount64;
@@ -203,21 +203,11 @@ internal sealed class Http2Connection : IDisposable
     {
         lock (Sync)
         {
-            return CapacityChangedLocked();
+            return _capacity.WaitLocked();
         }
     }
 
-    /// <summary>The task <see cref="CapacityChanged"/> returns; the caller holds <see cref="Sync"/>.</summary>
-    private Task CapacityChangedLocked() =>
-        (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
-    /// <summary>Takes the capacity signal for the caller to complete after leaving <see cref="Sync"/>.</summary>
-    private TaskCompletionSource? TakeCapacitySignalLocked()
-    {
-        var signal = _capacityChanged;
-        _capacityChanged = null;
-        return signal;
-    }
 
     /// <summary>
     /// Sends a request's HEADERS on a stream reserved with <see cref="TryReserveStream"/>, and starts its
@@ -290,7 +280,7 @@ internal sealed class Http2Connection : IDisposable
         lock (Sync)
         {
             _reserved--;
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         signal?.TrySetResult();
@@ -316,7 +306,7 @@ internal sealed class Http2Connection : IDisposable
                 take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), data.Length));
                 if (take <= 0 && !data.IsEmpty)
                 {
-                    wait = CapacityChangedLocked();
+                    wait = _capacity.WaitLocked();
                 }
                 else
                 {
@@ -385,7 +375,7 @@ internal sealed class Http2Connection : IDisposable
 
             failure = stream.Failure;
             _sendWindow += credit;
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         signal?.TrySetResult();
@@ -414,7 +404,7 @@ internal sealed class Http2Connection : IDisposable
             }
 
             _reserved--;
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
             closeNow = _goingAway && _streams.Count == 0 && _failure is null;
         }
 
@@ -681,7 +671,7 @@ internal sealed class Http2Connection : IDisposable
 
             _failure = reason as IOException ?? new IOException($"The HTTP/2 connection failed: {reason.Message}", reason);
             streams = [.. _streams.Values];
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         _keepAlive?.Dispose();
@@ -1016,7 +1006,7 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         QueueControl(static output => Http2Frame.Write(output, FrameType.Settings, Http2Frame.Ack, 0, []));
@@ -1058,7 +1048,7 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
             closeNow = _streams.Count == refused.Count;
         }
 
@@ -1111,7 +1101,7 @@ internal sealed class Http2Connection : IDisposable
                 }
             }
 
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         broken?.Reset(brokenCode, new IOException("The server sent an invalid WINDOW_UPDATE for the stream."));

@@ -184,18 +184,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
             ServerCertificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath),
             ClientCertificateMode = tls.RequireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.AllowCertificate,
         };
-        if (tls.ClientCaPemPath is { } caPath)
+        if (tls.CreateClientCaValidator() is { } validate)
         {
-            var roots = new X509Certificate2Collection();
-            roots.ImportFromPemFile(caPath);
-            https.ClientCertificateValidation = (certificate, _, _) =>
-            {
-                using var chain = new X509Chain();
-                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.AddRange(roots);
-                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                return chain.Build(certificate);
-            };
+            https.ClientCertificateValidation = (certificate, _, _) => validate(certificate);
         }
 
         return https;

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using Sluice.Protocol.Grpc;
 
 namespace Sluice.Server.Grpc;
@@ -79,4 +80,27 @@ public sealed record GrpcServerTlsOptions
     /// system trust store.
     /// </summary>
     public string? ClientCaPemPath { get; init; }
+
+    /// <summary>
+    /// Checks a client certificate against <see cref="ClientCaPemPath"/>'s CAs (no revocation check);
+    /// null when no CA file is set (the system trust store decides). Shared by both transports.
+    /// </summary>
+    internal Func<X509Certificate2, bool>? CreateClientCaValidator()
+    {
+        if (ClientCaPemPath is not { } caPath)
+        {
+            return null;
+        }
+
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPemFile(caPath);
+        return certificate =>
+        {
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            return chain.Build(certificate);
+        };
+    }
 }

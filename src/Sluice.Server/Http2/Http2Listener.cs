@@ -311,12 +311,7 @@ internal sealed partial class Http2Listener : IDisposable
             intermediates.Add(cert);
         }
 
-        X509Certificate2Collection? roots = null;
-        if (tls.ClientCaPemPath is { } caPath)
-        {
-            roots = [];
-            roots.ImportFromPemFile(caPath);
-        }
+        var validate = tls.CreateClientCaValidator();
 
         return new SslServerAuthenticationOptions
         {
@@ -332,16 +327,9 @@ internal sealed partial class Http2Listener : IDisposable
                     return !tls.RequireClientCertificate;
                 }
 
-                if (roots is null)
-                {
-                    return errors == SslPolicyErrors.None;
-                }
-
-                using var chain = new X509Chain();
-                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                chain.ChainPolicy.CustomTrustStore.AddRange(roots);
-                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                return chain.Build(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
+                return validate is null
+                    ? errors == SslPolicyErrors.None
+                    : validate(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
             },
         };
     }

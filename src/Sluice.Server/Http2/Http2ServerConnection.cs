@@ -46,6 +46,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private readonly ILogger _logger;
     private readonly Lock _sync = new();
     private readonly Lock _writeLock = new();
+    private readonly Http2CapacitySignal _capacity = new();
     private readonly ArrayBufferWriter<byte> _output = new(16 * 1024);
     private readonly ArrayBufferWriter<byte> _headerOut = new(512); // a response header block being encoded, under _writeLock
     private readonly Dictionary<int, Http2ServerStream> _streams = [];
@@ -60,7 +61,6 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private int _peerInitialWindow = Http2Frame.DefaultWindowSize;
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
     private long _connectionReceived;
-    private TaskCompletionSource? _capacityChanged;
     private int _goAwayLastStreamId = int.MaxValue;
     private bool _clientGoingAway;
     private Exception? _failure;
@@ -93,18 +93,6 @@ internal sealed partial class Http2ServerConnection : IDisposable
     public X509Certificate2? ClientCertificate => _clientCertificate;
 
     internal Http2Listener Listener => _listener;
-
-    /// <summary>Streams with a request or response still open.</summary>
-    public int OpenStreams
-    {
-        get
-        {
-            lock (_sync)
-            {
-                return _streams.Count;
-            }
-        }
-    }
 
     /// <summary>Starts the connection's reader thread: TLS handshake, preface, then frames until the connection ends.</summary>
     public void Start()
@@ -170,7 +158,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
             _failure = reason;
             streams = [.. _streams.Values];
             _streams.Clear();
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         signal?.TrySetResult();
@@ -208,7 +196,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// </summary>
     public void OnKeepAliveTick(long now, TimeSpan delay, TimeSpan timeout, TimeSpan idleTimeout)
     {
-        bool send;
+        string? failure = null;
+        var idle = false;
+        var ping = false;
         lock (_sync)
         {
             if (_failure is not null)
@@ -216,55 +206,43 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 return;
             }
 
-            if (_ready && _idleSinceTicks != 0 && Volatile.Read(ref _runningCalls) == 0 && now - _idleSinceTicks >= (long)idleTimeout.TotalMilliseconds)
+            if (!_ready)
             {
-                send = false;
-                timeout = TimeSpan.Zero; // closed below as idle
-            }
-            else if (!_ready)
-            {
-                if (now - _startedTicks <= HandshakeTimeoutMilliseconds)
+                if (now - _startedTicks > HandshakeTimeoutMilliseconds)
                 {
-                    return;
+                    failure = $"The client did not finish its handshake within {HandshakeTimeoutMilliseconds / 1000} s.";
                 }
-
-                send = false; // the TLS handshake and preface did not finish in time
-                timeout = TimeSpan.FromMilliseconds(HandshakeTimeoutMilliseconds);
+            }
+            else if (_idleSinceTicks != 0 && Volatile.Read(ref _runningCalls) == 0 && now - _idleSinceTicks >= (long)idleTimeout.TotalMilliseconds)
+            {
+                idle = true;
             }
             else if (_pingSentTicks != 0)
             {
                 if (now - _pingSentTicks > (long)timeout.TotalMilliseconds)
                 {
-                    send = false;
-                }
-                else
-                {
-                    return;
+                    failure = $"The client did not answer a keepalive PING within {timeout.TotalSeconds:0} s.";
                 }
             }
             else if (now - Volatile.Read(ref _lastFrameTicks) >= (long)delay.TotalMilliseconds)
             {
                 _pingSentTicks = now;
-                send = true;
-            }
-            else
-            {
-                return;
+                ping = true;
             }
         }
 
-        if (send)
+        if (ping)
         {
             WriteControl(output => Http2Frame.WritePing(output, now, ack: false));
         }
-        else if (timeout == TimeSpan.Zero)
+        else if (idle)
         {
             LogConnectionEnded(_logger, Peer, $"no stream for {idleTimeout.TotalSeconds:0.###} s: closed as idle");
             BeginShutdown();
         }
-        else
+        else if (failure is not null)
         {
-            Abort(new IOException($"The client did not answer a keepalive PING, or finish its handshake, within {timeout.TotalSeconds:0} s."));
+            Abort(new IOException(failure));
         }
     }
 
@@ -294,7 +272,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), body.Length));
                 if (take == 0 && body.Length > 0)
                 {
-                    wait = CapacityChangedLocked();
+                    wait = _capacity.WaitLocked();
                 }
                 else
                 {
@@ -320,7 +298,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     lock (_sync)
                     {
                         _sendWindow += take; // the client never sees these bytes, so it never returns the credit
-                        refunded = TakeCapacitySignalLocked();
+                        refunded = _capacity.TakeLocked();
                     }
 
                     refunded?.TrySetResult();
@@ -487,7 +465,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
             closeNow = _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
             NoteIdleLocked();
-            signal = TakeCapacitySignalLocked(); // a flush waiting for credit on a reset stream must see it
+            signal = _capacity.TakeLocked(); // a flush waiting for credit on a reset stream must see it
         }
 
         signal?.TrySetResult();
@@ -534,15 +512,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         }
     }
 
-    private Task CapacityChangedLocked() =>
-        (_capacityChanged ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
-    private TaskCompletionSource? TakeCapacitySignalLocked()
-    {
-        var signal = _capacityChanged;
-        _capacityChanged = null;
-        return signal;
-    }
 
     // ---------------------------------------------------------------- reading (the reader thread)
 
@@ -802,18 +772,19 @@ internal sealed partial class Http2ServerConnection : IDisposable
             return;
         }
 
-        if (endStream)
-        {
-            stream.OnRequestData(data, endStream: true); // may run the handler inline: no lock held
-        }
-        else if (!data.IsEmpty)
+        if (!data.IsEmpty)
         {
             stream.AppendRequestData(data);
-            if (!stream.FlushPending)
-            {
-                stream.FlushPending = true;
-                _unflushedBodies.Add(stream);
-            }
+        }
+
+        if (endStream)
+        {
+            stream.EndRequest(); // may run the handler inline: no lock held
+        }
+        else if (!data.IsEmpty && !stream.FlushPending)
+        {
+            stream.FlushPending = true;
+            _unflushedBodies.Add(stream);
         }
     }
 
@@ -824,7 +795,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         {
             var stream = _unflushedBodies[i];
             stream.FlushPending = false;
-            stream.OnRequestData([], endStream: false);
+            stream.FlushRequestData();
         }
 
         _unflushedBodies.Clear();
@@ -925,7 +896,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (stream!.Started)
         {
-            stream.OnRequestData([], endStream: true);
+            stream.EndRequest();
         }
         else
         {
@@ -989,7 +960,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 }
             }
 
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         WriteControl(static output => Http2Frame.Write(output, FrameType.Settings, Http2Frame.Ack, 0, []));
@@ -1063,7 +1034,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 }
             }
 
-            signal = TakeCapacitySignalLocked();
+            signal = _capacity.TakeLocked();
         }
 
         if (broken is not null)

@@ -67,7 +67,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         ResponseBody = new ResponseBodyWriter(this);
         if (requestEnded)
         {
-            _body.Writer.Complete();
+            EndRequest();
         }
     }
 
@@ -272,6 +272,9 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// <summary>A request flush is owed at the end of the reader's batch (reader thread only).</summary>
     public bool FlushPending { get; set; }
 
+    // The request pipe is written by the reader thread alone. Its writer is completed already when the
+    // stream was aborted meanwhile (the bytes have nowhere to go) or, for a flush, when the request ended.
+
     /// <summary>Buffers request bytes without showing them to the handler yet (reader thread only).</summary>
     public void AppendRequestData(ReadOnlySpan<byte> data)
     {
@@ -281,42 +284,40 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         }
         catch (InvalidOperationException)
         {
-            // The stream was aborted on another thread meanwhile: the bytes have nowhere to go.
+            // Aborted meanwhile.
         }
     }
 
-    /// <summary>
-    /// Request bytes from the reader thread, shown to the handler with those buffered before; with
-    /// <paramref name="endStream"/> the request ends after them.
-    /// </summary>
-    public void OnRequestData(ReadOnlySpan<byte> data, bool endStream)
+    /// <summary>Shows the buffered request bytes to the handler, which may resume here, inline (reader thread only).</summary>
+    public void FlushRequestData()
     {
         try
         {
-            if (!data.IsEmpty)
+            // Never waits (no pause threshold), so this completes here.
+            var flush = _body.Writer.FlushAsync();
+            if (!flush.IsCompleted)
             {
-                _body.Writer.Write(data);
+                throw new InvalidOperationException("A request body pipe waited on a flush; it is built never to.");
             }
 
-            if (endStream)
-            {
-                _body.Writer.Complete(); // may resume the handler inline
-            }
-            else
-            {
-                // Never waits (no pause threshold), so this completes here; it may resume the handler inline.
-                var flush = _body.Writer.FlushAsync();
-                if (!flush.IsCompleted)
-                {
-                    throw new InvalidOperationException("A request body pipe waited on a flush; it is built never to.");
-                }
-
-                flush.GetAwaiter().GetResult();
-            }
+            flush.GetAwaiter().GetResult();
         }
         catch (InvalidOperationException)
         {
-            // The stream was aborted on another thread meanwhile: the bytes have nowhere to go.
+            // Aborted meanwhile, or the request already ended in this batch (its end made the bytes visible).
+        }
+    }
+
+    /// <summary>Ends the request after the buffered bytes; the handler may resume here, inline (reader thread only).</summary>
+    public void EndRequest()
+    {
+        try
+        {
+            _body.Writer.Complete();
+        }
+        catch (InvalidOperationException)
+        {
+            // Aborted meanwhile.
         }
     }
 
