@@ -8,17 +8,21 @@
 # peak memory. A run during which hypervisor steal exceeded MAX_STEAL % is repeated (up to 3 tries).
 # Everything started is stopped by PID on exit, error or Ctrl-C.
 #
-# usage: bench/compare.sh [--quick] [--rows ABCDE] [--runs N] [--no-build] [--out FILE]
-#   --quick      small rows (A 20k, B/C 100k, D 50k, E 100k messages) for a smoke run
-#   --rows       which rows to run (default ABCDE)
+# Publishers share one client connection, as the goroutines of Liftbridge's bench tool share one
+# client (and one connection per target, so both systems get the same topology); row F repeats D with
+# a connection per publisher, as 64 separate processes would publish.
+#
+# usage: bench/compare.sh [--quick] [--rows ABCDEF] [--runs N] [--no-build] [--out FILE]
+#   --quick      small rows (A 20k, B/C 100k, D/F 50k, E 100k messages) for a smoke run
+#   --rows       which rows to run (default ABCDEF)
 #   --out FILE   also write the summary (markdown) to FILE
 # Row sizes (messages) and knobs can be set in the environment:
-#   ROW_A=200000 ROW_B=1000000 ROW_C=1000000 ROW_D=500000 ROW_E=1000000
+#   ROW_A=200000 ROW_B=1000000 ROW_C=1000000 ROW_D=500000 ROW_E=1000000 ROW_F=300000
 #   RUNS=3 MESSAGE_SIZE=256 MAX_STEAL=3 NATS_SERVER=/usr/sbin/nats-server WARMUP=1
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-rows="ABCDE"
+rows="ABCDEF"
 build=1
 out=""
 quick=0
@@ -36,13 +40,14 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$quick" -eq 1 ]; then
-  : "${ROW_A:=20000}" "${ROW_B:=100000}" "${ROW_C:=100000}" "${ROW_D:=50000}" "${ROW_E:=100000}"
+  : "${ROW_A:=20000}" "${ROW_B:=100000}" "${ROW_C:=100000}" "${ROW_D:=50000}" "${ROW_E:=100000}" "${ROW_F:=50000}"
 fi
 ROW_A="${ROW_A:-200000}"
 ROW_B="${ROW_B:-1000000}"
 ROW_C="${ROW_C:-1000000}"
 ROW_D="${ROW_D:-500000}"
 ROW_E="${ROW_E:-1000000}"
+ROW_F="${ROW_F:-300000}"
 RUNS="${RUNS:-3}"
 MESSAGE_SIZE="${MESSAGE_SIZE:-256}"
 MAX_STEAL="${MAX_STEAL:-3}"
@@ -155,6 +160,7 @@ NAMES = {
     "C": "C: 4 publishers, 100 in flight each",
     "D": "D: 64 publishers, synchronous",
     "E": "E: consume from the start",
+    "F": "F: 64 publishers, synchronous, a connection each",
 }
 
 def median(values):
@@ -229,6 +235,7 @@ for system in jetstream sluice; do
     bench "$system" producer --stream warmup --subject warmup -n 300000 --pb 100 >/dev/null
     bench "$system" producer --stream warmup --subject warmup -n 300000 -c 4 --pb 100 >/dev/null
     bench "$system" producer --stream warmup --subject warmup -n 150000 -c 64 --pb 1 >/dev/null
+    bench "$system" producer --stream warmup --subject warmup -n 150000 -c 64 --connections 64 --pb 1 >/dev/null
     bench "$system" consumer --stream warmup --subject warmup -n 300000 >/dev/null
     bench "$system" consumer --stream warmup --subject warmup -n 300000 >/dev/null
   fi
@@ -236,13 +243,13 @@ for system in jetstream sluice; do
   bench "$system" consumer --stream warmup --subject warmup -n 3000 --delete-stream >/dev/null
 done
 
-producer_row() { # row messages concurrent pub-batch
-  local row="$1" n="$2" c="$3" pb="$4" run system
-  echo "row $row: $c publisher(s), pub-batch $pb, $n messages of $MESSAGE_SIZE B" >&2
+producer_row() { # row messages concurrent pub-batch [connections, default 1: shared, as in Liftbridge's tool]
+  local row="$1" n="$2" c="$3" pb="$4" conns="${5:-1}" run system
+  echo "row $row: $c publisher(s) on $conns connection(s), pub-batch $pb, $n messages of $MESSAGE_SIZE B" >&2
   for run in $(seq 1 "$RUNS"); do
     for system in $(order "$run"); do
       measure "$row" "$run" "$system" producer --stream "bench-$row" --subject "bench-$row" --create-stream --delete-stream \
-        -n "$n" -c "$c" --pb "$pb" --ack-policy leader
+        -n "$n" -c "$c" --connections "$conns" --pb "$pb" --ack-policy leader
     done
   done
 }
@@ -253,6 +260,7 @@ for row in $(echo "$rows" | grep -o .); do
     B) producer_row B "$ROW_B" 1 100 ;;
     C) producer_row C "$ROW_C" 4 100 ;;
     D) producer_row D "$ROW_D" 64 1 ;;
+    F) producer_row F "$ROW_F" 64 1 64 ;;
     E)
       echo "row E: consume $ROW_E messages from the start (filling each stream first, not measured)" >&2
       for system in jetstream sluice; do

@@ -21,6 +21,7 @@ public class BenchArgumentsTests
         Assert.Equal(256, o.MessageSize);
         Assert.Equal(1, o.PubBatch);
         Assert.Equal(1, o.Concurrent);
+        Assert.Equal(1, o.Connections);
         Assert.Equal(1, o.Partitions);
         Assert.Equal(BenchAckPolicy.Leader, o.AckPolicy);
         Assert.False(o.CreateStream);
@@ -32,7 +33,7 @@ public class BenchArgumentsTests
     public void Long_names_short_aliases_and_equals_forms_are_accepted()
     {
         var o = Parse("producer", "-t", "jetstream", "-s", "nats://127.0.0.1:1, nats://127.0.0.1:2", "--stream=s1", "--subject", "sub.x",
-            "-n", "1_000", "--ms", "64", "--pb=100", "-c", "4", "-p", "3", "--ack-policy", "ALL", "--create-stream", "--delete-stream",
+            "-n", "1_000", "--ms", "64", "--pb=100", "-c", "4", "--connections", "2", "-p", "3", "--ack-policy", "ALL", "--create-stream", "--delete-stream",
             "-o", "json", "--timeout", "30", "--server-pid", "42", "--seed", "-7");
         Assert.Equal(BenchTarget.JetStream, o.Target);
         Assert.Equal(["nats://127.0.0.1:1", "nats://127.0.0.1:2"], o.ServersOrDefault);
@@ -42,6 +43,7 @@ public class BenchArgumentsTests
         Assert.Equal(64, o.MessageSize);
         Assert.Equal(100, o.PubBatch);
         Assert.Equal(4, o.Concurrent);
+        Assert.Equal(2, o.Connections);
         Assert.Equal(3, o.Partitions);
         Assert.Equal(BenchAckPolicy.All, o.AckPolicy);
         Assert.True(o.CreateStream);
@@ -86,6 +88,9 @@ public class BenchArgumentsTests
     [InlineData("--stream: '' must be non-empty", new[] { "producer", "--stream", "" })]
     [InlineData("must be at least --concurrent", new[] { "producer", "-n", "3", "-c", "4" })]
     [InlineData("apply to producer mode only", new[] { "consumer", "-c", "2" })]
+    [InlineData("apply to producer mode only", new[] { "consumer", "--connections", "2" })]
+    [InlineData("--connections: 0 is outside", new[] { "producer", "--connections", "0" })]
+    [InlineData("--connections (5) cannot exceed --concurrent (4)", new[] { "producer", "-c", "4", "--connections", "5" })]
     [InlineData("--create-stream applies to producer mode only", new[] { "consumer", "--create-stream" })]
     [InlineData("--partition applies to consumer mode only", new[] { "producer", "--partition", "1" })]
     [InlineData("a JetStream stream name cannot contain", new[] { "producer", "-t", "jetstream", "--stream", "a.b" })]

@@ -33,8 +33,11 @@ public class JetStreamEndToEndTests
         Assert.True(windowed.GetProperty("server").GetProperty("cpu_s").GetDouble() >= 0);
         Assert.True(windowed.GetProperty("server").GetProperty("peak_rss_kb").GetInt64() > 0);
 
-        var sync = await RunJsonAsync(["producer", .. common, "-n", "500"]);
+        // Four synchronous publishers on two shared connections: each has its own PubAck inbox.
+        var sync = await RunJsonAsync(["producer", .. common, "-n", "500", "-c", "4", "--connections", "2"]);
+        Assert.Equal(2, sync.GetProperty("connections").GetInt32());
         Assert.Equal(500, sync.GetProperty("messages").GetInt64());
+        Assert.Equal(0, sync.GetProperty("errors").GetInt64());
         Assert.Equal(500, sync.GetProperty("latency_us").GetProperty("count").GetInt64());
         Assert.True(sync.GetProperty("latency_us").GetProperty("p50").GetInt64() <= sync.GetProperty("latency_us").GetProperty("max").GetInt64());
 

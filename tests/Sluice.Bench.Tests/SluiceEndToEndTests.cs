@@ -39,6 +39,17 @@ public class SluiceEndToEndTests
     }
 
     [Fact]
+    public async Task Synchronous_publishers_spread_over_shared_connections_get_every_ack()
+    {
+        var report = await RunJsonAsync("producer", "--in-process", "--create-stream", "-n", "800", "-c", "8", "--connections", "3");
+        Assert.Equal(8, report.GetProperty("concurrent").GetInt32());
+        Assert.Equal(3, report.GetProperty("connections").GetInt32());
+        Assert.Equal(800, report.GetProperty("messages").GetInt64());
+        Assert.Equal(0, report.GetProperty("errors").GetInt64());
+        Assert.Equal(800, report.GetProperty("latency_us").GetProperty("count").GetInt64());
+    }
+
+    [Fact]
     public async Task Consumer_reads_the_messages_it_filled_from_the_start()
     {
         var report = await RunJsonAsync("consumer", "--in-process", "-n", "1500", "--ms", "64");

@@ -22,7 +22,10 @@ public static class BenchArguments
               --message-size, --ms N      payload bytes (default 256)
               --pub-batch, --pb N         1 = synchronous publish per message; N > 1 = N publishes in flight
                                           per publisher (sliding window) (default 1)
-          -c, --concurrent N              publishers, one connection each (default 1)
+          -c, --concurrent N              publishers (default 1)
+              --connections N             client connections the publishers share, publisher i on
+                                          connection i mod N (default 1: like Liftbridge's tool, whose
+                                          goroutines share one client; N = -c gives each its own)
               --warmup N                  messages published (or read) before the timed part, by the same
                                           publishers (or a first subscription): the client code is then
                                           JIT-tiered as in a long-running app (default 0)
@@ -132,6 +135,9 @@ public static class BenchArguments
                 case "-c" or "--concurrent":
                     options = options with { Concurrent = (int)Integer(Value(), arg, min: 1, max: 10_000) };
                     break;
+                case "--connections":
+                    options = options with { Connections = (int)Integer(Value(), arg, min: 1, max: 10_000) };
+                    break;
                 case "-p" or "--partitions":
                     options = options with { Partitions = (int)Integer(Value(), arg, min: 1, max: 10_000) };
                     break;
@@ -181,9 +187,9 @@ public static class BenchArguments
     {
         if (o.Mode == BenchMode.Consumer)
         {
-            if (o.Concurrent != 1 || o.PubBatch != 1)
+            if (o.Concurrent != 1 || o.PubBatch != 1 || o.Connections != 1)
             {
-                throw new BenchUsageException("--concurrent and --pub-batch apply to producer mode only");
+                throw new BenchUsageException("--concurrent, --connections and --pub-batch apply to producer mode only");
             }
 
             if (o.CreateStream)
@@ -194,6 +200,11 @@ public static class BenchArguments
         else if (o.Partition != 0)
         {
             throw new BenchUsageException("--partition applies to consumer mode only (producers spread over --partitions)");
+        }
+
+        if (o.Connections > o.Concurrent)
+        {
+            throw new BenchUsageException($"--connections ({o.Connections}) cannot exceed --concurrent ({o.Concurrent}): a connection without a publisher measures nothing");
         }
 
         if (o.InProcess && (o.Target != BenchTarget.Sluice || o.Servers.Count > 0 || o.ServerPid != 0))

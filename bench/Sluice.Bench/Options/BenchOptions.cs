@@ -82,8 +82,15 @@ public sealed record BenchOptions
     /// </summary>
     public long Warmup { get; init; }
 
-    /// <summary>Publishers, each with its own connection.</summary>
+    /// <summary>Publishers (Liftbridge's goroutines), spread over <see cref="Connections"/> connections.</summary>
     public int Concurrent { get; init; } = 1;
+
+    /// <summary>
+    /// Client connections the publishers share, publisher i on connection i mod N. The default, 1, is
+    /// Liftbridge's bench tool: its goroutines share one client. <see cref="Concurrent"/> gives every
+    /// publisher a connection of its own, as separate processes would have.
+    /// </summary>
+    public int Connections { get; init; } = 1;
 
     public int Partitions { get; init; } = 1;
 

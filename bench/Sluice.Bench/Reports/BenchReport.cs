@@ -79,7 +79,7 @@ public sealed record BenchReport
         var c = CultureInfo.InvariantCulture;
         var text = new StringBuilder();
         var shape = o.Mode == BenchMode.Producer
-            ? string.Create(c, $"producer: {o.Concurrent} publisher(s), pub-batch {o.PubBatch}, ack {o.AckPolicy.ToString().ToLowerInvariant()}, {o.MessageSize} B, {o.Partitions} partition(s)")
+            ? string.Create(c, $"producer: {o.Concurrent} publisher(s) on {o.Connections} connection(s), pub-batch {o.PubBatch}, ack {o.AckPolicy.ToString().ToLowerInvariant()}, {o.MessageSize} B, {o.Partitions} partition(s)")
             : string.Create(c, $"consumer: partition {o.Partition} from the start, {o.MessageSize} B expected");
         var where = o.InProcess ? "in-process server" : string.Join(",", o.ServersOrDefault);
         text.AppendLine(c, $"target      {Target(o.Target)} ({where}), stream {o.Stream}");
@@ -126,6 +126,7 @@ public sealed record BenchReport
             json.WriteNumber("message_size", o.MessageSize);
             json.WriteNumber("pub_batch", o.PubBatch);
             json.WriteNumber("concurrent", o.Concurrent);
+            json.WriteNumber("connections", o.Connections);
             json.WriteNumber("partitions", o.Partitions);
             json.WriteString("ack_policy", o.AckPolicy.ToString().ToLowerInvariant());
             json.WriteBoolean("in_process", o.InProcess);

@@ -89,12 +89,18 @@ public static class BenchRunner
     {
         bool? created = options.CreateStream ? await target.CreateStreamAsync(cancellationToken).ConfigureAwait(false) : null;
         var workload = Workload.Generate(options.Messages, options.MessageSize, options.Partitions, options.Seed);
+        var connections = new List<IBenchConnection>(options.Connections);
         var publishers = new List<IBenchPublisher>(options.Concurrent);
         try
         {
+            for (var i = 0; i < options.Connections; i++)
+            {
+                connections.Add(await target.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+            }
+
             for (var i = 0; i < options.Concurrent; i++)
             {
-                publishers.Add(await target.OpenPublisherAsync(cancellationToken).ConfigureAwait(false));
+                publishers.Add(await connections[i % connections.Count].OpenPublisherAsync(cancellationToken).ConfigureAwait(false));
             }
 
             var acks = options.AckPolicy != BenchAckPolicy.None;
@@ -133,6 +139,11 @@ public static class BenchRunner
             foreach (var publisher in publishers)
             {
                 await publisher.DisposeAsync().ConfigureAwait(false);
+            }
+
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
             }
         }
     }

@@ -24,8 +24,8 @@ public interface IBenchTarget : IAsyncDisposable
     /// <summary>Deletes the stream.</summary>
     Task DeleteStreamAsync(CancellationToken cancellationToken);
 
-    /// <summary>Opens a publisher with a connection of its own.</summary>
-    Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken);
+    /// <summary>Opens a client connection that publishers can share (<see cref="IBenchConnection.OpenPublisherAsync"/>).</summary>
+    Task<IBenchConnection> OpenConnectionAsync(CancellationToken cancellationToken);
 
     /// <summary>
     /// Reads <paramref name="messages"/> messages from the start of the configured partition and
@@ -35,7 +35,18 @@ public interface IBenchTarget : IAsyncDisposable
     Task<long> ConsumeAsync(long messages, Action started, CancellationToken cancellationToken);
 }
 
-/// <summary>One publisher (one connection).</summary>
+/// <summary>
+/// One client connection (for Sluice a <c>SluiceClient</c>, for JetStream a NATS connection). Every
+/// publisher opened on it shares it, as the goroutines of Liftbridge's bench tool share one client.
+/// Disposing it closes the connection; dispose its publishers first.
+/// </summary>
+public interface IBenchConnection : IAsyncDisposable
+{
+    /// <summary>Opens a publisher on this connection.</summary>
+    Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>One publisher on a (possibly shared) connection; disposing it leaves the connection open.</summary>
 public interface IBenchPublisher : IAsyncDisposable
 {
     /// <summary>Publishes and waits for the ack (with ack policy none: until the message is handed to the connection).</summary>

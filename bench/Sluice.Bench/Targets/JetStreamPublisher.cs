@@ -6,7 +6,7 @@ using Sluice.Nats.JetStream;
 namespace Sluice.Bench.Targets;
 
 /// <summary>
-/// Publishes to JetStream on one connection and matches PubAcks to publishes through a private
+/// Publishes to JetStream on a (possibly shared) connection and matches PubAcks to publishes through a private
 /// inbox (<c>_INBOX.&lt;id&gt;.&lt;seq&gt;</c>), so any number can be in flight: the synchronous
 /// mode is the same request/reply with one outstanding. Without acks it sends plain PUBs.
 /// </summary>
@@ -67,9 +67,14 @@ internal sealed class JetStreamPublisher : IBenchPublisher
 
     public Task FlushAsync(CancellationToken cancellationToken) => _connection.FlushAsync(cancellationToken).AsTask();
 
+    /// <summary>Ends this publisher's inbox subscription (the connection stays open for the others) and fails acks still pending.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _connection.DisposeAsync().ConfigureAwait(false);
+        if (_subscription is not null)
+        {
+            await _subscription.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_reader is not null)
         {
             await _reader.ConfigureAwait(false);

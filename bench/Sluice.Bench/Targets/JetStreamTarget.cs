@@ -71,19 +71,11 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
         }
     }
 
-    public async Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken)
+    public async Task<IBenchConnection> OpenConnectionAsync(CancellationToken cancellationToken)
     {
         var connection = await NatsConnection.ConnectAsync(ConnectionOptions("sluice-bench-publisher"), cancellationToken).ConfigureAwait(false);
-        try
-        {
-            var subjects = Enumerable.Range(0, options.Partitions).Select(p => SubjectName(options, p)).ToArray();
-            return await JetStreamPublisher.StartAsync(connection, subjects, options.AckPolicy != BenchAckPolicy.None, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        var subjects = Enumerable.Range(0, options.Partitions).Select(p => SubjectName(options, p)).ToArray();
+        return new JetStreamConnection(connection, subjects, options.AckPolicy != BenchAckPolicy.None);
     }
 
     public async Task<long> ConsumeAsync(long messages, Action started, CancellationToken cancellationToken)
@@ -173,6 +165,15 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
         {
             await _admin.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>One NATS connection: its publishers share it, each with its own PubAck inbox.</summary>
+    private sealed class JetStreamConnection(NatsConnection connection, string[] subjects, bool acks) : IBenchConnection
+    {
+        public async Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken) =>
+            await JetStreamPublisher.StartAsync(connection, subjects, acks, cancellationToken).ConfigureAwait(false);
+
+        public ValueTask DisposeAsync() => connection.DisposeAsync();
     }
 
     private NatsConnection Admin => _admin ?? throw new InvalidOperationException("Call ConnectAsync first.");

@@ -43,10 +43,10 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
 
     public Task DeleteStreamAsync(CancellationToken cancellationToken) => Admin.DeleteStreamAsync(options.Stream, cancellationToken);
 
-    public async Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken)
+    public async Task<IBenchConnection> OpenConnectionAsync(CancellationToken cancellationToken)
     {
         var client = await SluiceClient.ConnectAsync(options.ServersOrDefault, ClientOptions, cancellationToken).ConfigureAwait(false);
-        return new SluicePublisher(client, options);
+        return new SluiceConnection(client, options);
     }
 
     public async Task<long> ConsumeAsync(long messages, Action started, CancellationToken cancellationToken)
@@ -88,6 +88,15 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
         Transport = options.Transport,
     };
 
+    /// <summary>One client: its publishers share its connection and its PublishAsync stream.</summary>
+    private sealed class SluiceConnection(SluiceClient client, BenchOptions options) : IBenchConnection
+    {
+        public Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken) =>
+            Task.FromResult<IBenchPublisher>(new SluicePublisher(client, options));
+
+        public ValueTask DisposeAsync() => client.DisposeAsync();
+    }
+
     private sealed class SluicePublisher(SluiceClient client, BenchOptions options) : IBenchPublisher
     {
         private readonly AckPolicy _ackPolicy = ToClient(options.AckPolicy);
@@ -102,7 +111,8 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
         // With ack policy none the Liftbridge protocol confirms nothing, so the run ends when the client has the last message.
         public Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-        public ValueTask DisposeAsync() => client.DisposeAsync();
+        // The client belongs to the connection; a publisher holds nothing of its own.
+        public ValueTask DisposeAsync() => default;
 
         private static readonly AckHandler<(IAckSink Sink, long State)> OnAck = static (_, error, s) => s.Sink.OnAck(s.State, error);
 
