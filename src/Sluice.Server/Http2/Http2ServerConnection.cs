@@ -32,7 +32,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Each stream's receive window (our SETTINGS_INITIAL_WINDOW_SIZE).</summary>
     internal const int StreamReceiveWindow = 2 << 20;
 
-    /// <summary>The connection's receive window, raised from the default 64 KiB right after the preface.</summary>
+    /// <summary>
+    /// The connection's receive window, raised from the default 64 KiB right after the preface. Its
+    /// credit goes back as handlers examine request bytes (as each stream's does), so it bounds what one
+    /// connection can make the server buffer, however many streams it opens.
+    /// </summary>
     internal const int ConnectionReceiveWindow = 4 << 20;
 
     private const int MaxHeaderListSize = 64 << 10;
@@ -60,7 +64,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private long _sendWindow = Http2Frame.DefaultWindowSize;
     private int _peerInitialWindow = Http2Frame.DefaultWindowSize;
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
-    private long _connectionReceived;
+    private long _connectionWindow = ConnectionReceiveWindow; // what the client may still send
+    private long _connectionCredit; // received bytes no longer buffered, not yet returned
     private int _goAwayLastStreamId = int.MaxValue;
     private bool _clientGoingAway;
     private Exception? _failure;
@@ -415,22 +420,55 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// </summary>
     public void OnBodyExamined(Http2ServerStream stream, int bytes)
     {
-        int increment;
+        var increment = 0;
+        int connectionIncrement;
         lock (_sync)
         {
-            if (stream.RequestEnded || stream.IsReset || _failure is not null)
+            if (_failure is not null)
             {
                 return;
             }
 
-            stream.ReceiveCredit += bytes;
-            increment = TakeStreamCreditLocked(stream);
+            ReleaseBufferedLocked(stream, bytes);
+            connectionIncrement = TakeConnectionCreditLocked();
+            if (!stream.RequestEnded && !stream.IsReset)
+            {
+                stream.ReceiveCredit += bytes;
+                increment = TakeStreamCreditLocked(stream);
+            }
+        }
+
+        if (connectionIncrement > 0)
+        {
+            WriteControl(output => Http2Frame.WriteWindowUpdate(output, 0, connectionIncrement));
         }
 
         if (increment > 0)
         {
             WriteControl(output => Http2Frame.WriteWindowUpdate(output, stream.Id, increment));
         }
+    }
+
+    /// <summary>Up to <paramref name="bytes"/> of a stream's buffered request bytes no longer count against the connection's window.</summary>
+    private void ReleaseBufferedLocked(Http2ServerStream stream, long bytes)
+    {
+        var released = Math.Min(bytes, stream.BufferedRequestBytes);
+        stream.BufferedRequestBytes -= released;
+        _connectionCredit += released;
+    }
+
+    /// <summary>The connection credit to return now, in steps of a quarter window (the same argument as a stream's, below).</summary>
+    private int TakeConnectionCreditLocked()
+    {
+        if (_connectionCredit < ConnectionReceiveWindow / 4)
+        {
+            return 0;
+        }
+
+        var increment = (int)_connectionCredit;
+        _connectionCredit = 0;
+        _connectionWindow += increment;
+        return increment;
     }
 
     /// <summary>
@@ -455,6 +493,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private void CloseStream(Http2ServerStream stream)
     {
         bool closeNow;
+        int connectionIncrement;
         TaskCompletionSource? signal;
         lock (_sync)
         {
@@ -463,6 +502,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 return;
             }
 
+            // Bytes the handler never looked at (it ended early, or the stream was reset) are freed with the stream.
+            ReleaseBufferedLocked(stream, stream.BufferedRequestBytes);
+            connectionIncrement = _failure is null ? TakeConnectionCreditLocked() : 0;
             closeNow = _streams.Count == 0 && (_goAwayLastStreamId != int.MaxValue || _clientGoingAway);
             NoteIdleLocked();
             signal = _capacity.TakeLocked(); // a flush waiting for credit on a reset stream must see it
@@ -472,6 +514,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
         if (closeNow)
         {
             Abort(new IOException("The connection closed after its last stream."), graceful: true);
+        }
+        else if (connectionIncrement > 0)
+        {
+            WriteControl(output => Http2Frame.WriteWindowUpdate(output, 0, connectionIncrement));
         }
     }
 
@@ -708,17 +754,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
         Http2ServerStream? halfClosed = null;
         lock (_sync)
         {
-            _connectionReceived += flowLength;
-            if (_connectionReceived > ConnectionReceiveWindow)
+            _connectionWindow -= flowLength;
+            if (_connectionWindow < 0)
             {
                 throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the client sent more than the connection's flow-control window");
-            }
-
-            if (_connectionReceived >= ConnectionReceiveWindow / 2)
-            {
-                // Each stream's own window bounds what it buffers; the connection's is returned on receipt.
-                connectionIncrement = (int)_connectionReceived;
-                _connectionReceived = 0;
             }
 
             stream = FindStreamLocked(streamId, "DATA");
@@ -739,6 +778,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
                     // Padding is never read by the handler: its credit goes back with the next update.
                     stream.ReceiveCredit += flowLength - data.Length;
+                    stream.BufferedRequestBytes += data.Length;
                     if (endStream)
                     {
                         stream.RequestEnded = true;
@@ -749,6 +789,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     }
                 }
             }
+
+            // Whatever the stream does not buffer (padding, frames for closed or unknown streams) is credited now.
+            _connectionCredit += stream is null ? flowLength : flowLength - data.Length;
+            connectionIncrement = TakeConnectionCreditLocked();
         }
 
         if (halfClosed is not null)

@@ -82,6 +82,12 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// <summary>Consumed request bytes not yet returned to the client (under the connection's lock).</summary>
     public int ReceiveCredit { get; set; }
 
+    /// <summary>
+    /// Request bytes in the body pipe that the handler has not examined yet: connection credit that goes
+    /// back to the client when they are examined, or when the stream closes (guarded by the connection's lock).
+    /// </summary>
+    public long BufferedRequestBytes { get; set; }
+
     /// <summary>The client ended its request (under the connection's lock).</summary>
     public bool RequestEnded { get; set; }
 
