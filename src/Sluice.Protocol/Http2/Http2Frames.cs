@@ -110,14 +110,24 @@ internal static class Http2Frame
         Write(output, FrameType.RstStream, 0, streamId, payload);
     }
 
-    /// <summary>Appends a GOAWAY frame.</summary>
-    public static void WriteGoAway(IBufferWriter<byte> output, int lastStreamId, Http2ErrorCode code)
+    /// <summary>Appends a GOAWAY frame; <paramref name="debugData"/> (RFC 9113 section 6.8) tells the peer why, in text.</summary>
+    public static void WriteGoAway(IBufferWriter<byte> output, int lastStreamId, Http2ErrorCode code, string? debugData = null)
     {
-        Span<byte> payload = stackalloc byte[8];
+        var debug = debugData is null ? 0 : Math.Min(System.Text.Encoding.UTF8.GetByteCount(debugData), MaxGoAwayDebugData);
+        var payload = new byte[8 + debug];
         BinaryPrimitives.WriteInt32BigEndian(payload, lastStreamId);
-        BinaryPrimitives.WriteUInt32BigEndian(payload[4..], (uint)code);
+        BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), (uint)code);
+        if (debug > 0)
+        {
+            var text = System.Text.Encoding.UTF8.GetBytes(debugData!);
+            text.AsSpan(0, debug).CopyTo(payload.AsSpan(8));
+        }
+
         Write(output, FrameType.GoAway, 0, 0, payload);
     }
+
+    /// <summary>Debug data in a GOAWAY is cut to this many bytes (well within the default 16 KiB frame).</summary>
+    public const int MaxGoAwayDebugData = 1024;
 
     /// <summary>Appends a PING frame (an answer when <paramref name="ack"/>).</summary>
     public static void WritePing(IBufferWriter<byte> output, long data, bool ack)

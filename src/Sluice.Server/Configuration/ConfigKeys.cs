@@ -102,6 +102,7 @@ internal static class ConfigKeys
         Key("storage.durability", (o, v) => o with { Storage = o.Storage with { Durability = v.Enum<DurabilityMode>() } }),
         Key("storage.fsync.interval", (o, v) => o with { Storage = o.Storage with { FsyncInterval = Positive(v) } }),
         Key("grpc.transport", (o, v) => o with { GrpcTransport = v.Enum<Grpc.GrpcServerTransport>() }),
+        Key("grpc.max.connections", (o, v) => o with { GrpcMaxConnections = v.Int(1, 1_000_000) }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
     ];
 

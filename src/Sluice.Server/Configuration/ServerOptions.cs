@@ -44,6 +44,9 @@ public sealed record ServerOptions
     /// <summary>`grpc.transport`: whose HTTP/2 serves the gRPC API, Kestrel's or the server's own (Sluice only).</summary>
     public Grpc.GrpcServerTransport GrpcTransport { get; init; } = Grpc.GrpcServerTransport.Native;
 
+    /// <summary>`grpc.max.connections`: client connections served at once (Sluice only).</summary>
+    public int GrpcMaxConnections { get; init; } = Grpc.GrpcServerOptions.Default.MaxConnections;
+
     /// <summary>
     /// Where the broker reads the encryption master key, once at start. Null = the process environment
     /// (<c>SLUICE_ENCRYPTION_KEY</c>, else <c>LIFTBRIDGE_ENCRYPTION_KEY</c>); tests supply their own. A delegate

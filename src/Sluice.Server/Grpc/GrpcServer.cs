@@ -147,6 +147,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         limits.MinRequestBodyDataRate = null;   // streams idle for minutes are normal (subscriptions, quiet publishers)
         limits.MinResponseDataRate = null;
         limits.Http2.MaxStreamsPerConnection = _options.MaxStreamsPerConnection;
+        limits.MaxConcurrentConnections = _options.MaxConnections;
         limits.Http2.InitialConnectionWindowSize = 4 << 20; // 4 MiB: keeps a fast publisher from stalling on window updates
         limits.Http2.InitialStreamWindowSize = 2 << 20;     // 2 MiB per stream, same reason
         limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(60);  // finds dead peers on idle subscriptions

@@ -20,6 +20,13 @@ public sealed record GrpcServerOptions
     /// <summary>Largest response message sent. Default: no limit beyond int.MaxValue.</summary>
     public int MaxSendMessageSize { get; init; } = int.MaxValue;
 
+    /// <summary>
+    /// Client connections served at once; one more is answered with GOAWAY (ENHANCE_YOUR_CALM, with the
+    /// reason as debug data) and closed. Each native connection has a reader thread, so this bounds the
+    /// threads and buffers a flood of connections can take. Default 10,000.
+    /// </summary>
+    public int MaxConnections { get; init; } = 10_000;
+
     /// <summary>Concurrent HTTP/2 streams per connection. Kestrel's default of 100 is too low for a broker with many subscriptions per client.</summary>
     public int MaxStreamsPerConnection { get; init; } = 1000;
 
@@ -42,7 +49,7 @@ public sealed record GrpcServerOptions
     /// </summary>
     public bool InlineIo { get; init; } = true;
 
-    /// <summary>Whose HTTP/2 serves the calls. Default <see cref="GrpcServerTransport.Kestrel"/>.</summary>
+    /// <summary>Whose HTTP/2 serves the calls. Default <see cref="GrpcServerTransport.Native"/>.</summary>
     public GrpcServerTransport Transport { get; init; } = GrpcServerTransport.Native;
 
     /// <summary>TLS; null (the default) serves h2c (HTTP/2 without TLS, prior knowledge).</summary>

@@ -115,6 +115,7 @@ public sealed class SluiceServer : IAsyncDisposable
             Host = host,
             Port = listen.Port,
             Transport = options.GrpcTransport,
+            MaxConnections = options.GrpcMaxConnections,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions
                 {

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Http2;
 using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Http2;
@@ -29,6 +30,7 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
     private bool _stopped;
+    private long _lastRefusalLog = long.MinValue / 2;
 
     private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
     {
@@ -36,6 +38,7 @@ internal sealed partial class Http2Listener : IDisposable
         _loggers = loggers;
         _logger = loggers.CreateLogger<Http2Listener>();
         MaxConcurrentStreams = options.MaxStreamsPerConnection;
+        MaxConnections = options.MaxConnections;
         InlineRequestReads = options.InlineIo;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
         IdleTimeout = options.IdleTimeout;
@@ -51,6 +54,9 @@ internal sealed partial class Http2Listener : IDisposable
 
     /// <summary>How long a connection may go without an open stream before it is closed.</summary>
     public TimeSpan IdleTimeout { get; }
+
+    /// <summary>Connections served at once (<see cref="GrpcServerOptions.MaxConnections"/>).</summary>
+    public int MaxConnections { get; }
 
     /// <summary>Our SETTINGS_MAX_CONCURRENT_STREAMS; more open streams are refused.</summary>
     public int MaxConcurrentStreams { get; }
@@ -263,6 +269,7 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket.NoDelay = true;
                 var connection = new Http2ServerConnection(this, socket, _loggers.CreateLogger<Http2ServerConnection>());
+                bool full;
                 lock (_sync)
                 {
                     if (_stopped)
@@ -271,7 +278,17 @@ internal sealed partial class Http2Listener : IDisposable
                         continue;
                     }
 
-                    _connections.Add(connection);
+                    full = _connections.Count >= MaxConnections;
+                    if (!full)
+                    {
+                        _connections.Add(connection);
+                    }
+                }
+
+                if (full)
+                {
+                    Refuse(socket);
+                    continue;
                 }
 
                 LogAccepted(_logger, connection.Peer);
@@ -282,6 +299,42 @@ internal sealed partial class Http2Listener : IDisposable
                 LogAcceptFailed(_logger, SocketError.SocketError, ex.Message);
                 socket.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// Answers a connection over <see cref="MaxConnections"/> with SETTINGS and GOAWAY(ENHANCE_YOUR_CALM)
+    /// carrying the reason, so the client can report it, and closes it. A TLS connection just closes: the
+    /// handshake would cost the very resources the limit protects.
+    /// </summary>
+    private void Refuse(Socket socket)
+    {
+        var now = Environment.TickCount64;
+        if (now - Volatile.Read(ref _lastRefusalLog) >= 10_000)
+        {
+            Volatile.Write(ref _lastRefusalLog, now);
+            LogConnectionRefused(_logger, MaxConnections);
+        }
+
+        try
+        {
+            if (Tls is null)
+            {
+                var output = new System.Buffers.ArrayBufferWriter<byte>(128);
+                Http2Frame.WriteSettings(output, []);
+                Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.EnhanceYourCalm, $"the server serves at most {MaxConnections} connections (grpc.max.connections)");
+                socket.Blocking = false; // never wait on a client that does not read
+                socket.Send(output.WrittenSpan, SocketFlags.None, out _);
+                socket.Shutdown(SocketShutdown.Send);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // It went away first.
+        }
+        finally
+        {
+            socket.Dispose();
         }
     }
 
@@ -336,6 +389,9 @@ internal sealed partial class Http2Listener : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Accepting a gRPC connection failed ({Error}): {Reason}; still listening")]
     private static partial void LogAcceptFailed(ILogger logger, SocketError error, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refusing gRPC connections: {Max} are open, the most grpc.max.connections allows (logged at most every 10 s)")]
+    private static partial void LogConnectionRefused(ILogger logger, int max);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);

@@ -644,7 +644,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 last = _lastStreamId;
             }
 
-            WriteControl(output => Http2Frame.WriteGoAway(output, last, ex.Code));
+            WriteControl(output => Http2Frame.WriteGoAway(output, last, ex.Code, ex.Message));
             Abort(new IOException($"HTTP/2 protocol error ({ex.Code}): {ex.Message}", ex), graceful: true);
         }
         catch (HpackException ex)
@@ -656,7 +656,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 last = _lastStreamId;
             }
 
-            WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.CompressionError));
+            WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.CompressionError, ex.Message));
             Abort(new IOException($"HTTP/2 header compression error: {ex.Message}", ex), graceful: true);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or InvalidOperationException)

@@ -34,6 +34,7 @@ public class ErrorTests
     [InlineData("streams.retention.max.age: -5m", "streams.retention.max.age", "-5m", "duration")]
     [InlineData("storage.durability: sometimes", "storage.durability", "sometimes", "never, interval, always")]
     [InlineData("storage.fsync.interval: 0s", "storage.fsync.interval", "0s", "greater than zero")]
+    [InlineData("grpc.max.connections: 0", "grpc.max.connections", "0", "an integer from 1 to 1000000")]
     [InlineData("streams.compact.enabled: maybe", "streams.compact.enabled", "maybe", "true or false")]
     [InlineData("activity.stream.publish.ack.policy: some", "activity.stream.publish.ack.policy", "some", "none, leader, all")]
     [InlineData("cursors.stream.replication.factor: 0", "cursors.stream.replication.factor", "0", "-1")]

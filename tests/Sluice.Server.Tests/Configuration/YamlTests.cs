@@ -43,8 +43,11 @@ public class YamlTests
             cursors.stream:
               partitions: 3
             storage: {durability: interval, fsync.interval: 200ms}
+            grpc: {transport: kestrel, max.connections: 500}
             """);
         Assert.Equal(TimeSpan.FromHours(24), options.Streams.RetentionMaxAge);
+        Assert.Equal(Sluice.Server.Grpc.GrpcServerTransport.Kestrel, options.GrpcTransport);
+        Assert.Equal(500, options.GrpcMaxConnections);
         Assert.True(options.Streams.CompactEnabled);
         Assert.Equal(3, options.Cursors.Partitions);
         Assert.Equal(DurabilityMode.Interval, options.Storage.Durability);

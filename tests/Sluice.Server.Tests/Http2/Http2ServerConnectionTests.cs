@@ -671,6 +671,7 @@ public sealed class Http2ServerConnectionTests
         await client.SendDataAsync(1, [0], endStream: false);
         var goAway = await client.ExpectConnectionErrorAsync(Http2ErrorCode.FlowControlError);
         Assert.Equal(1, goAway.LastStreamId);
+        Assert.Equal("the client sent more than stream 1's flow-control window", Encoding.UTF8.GetString(goAway.Payload.AsSpan(8))); // the reason, as debug data
     }
 
     [Fact]
@@ -1174,6 +1175,45 @@ public sealed class Http2ServerConnectionTests
     }
 
     [Fact]
+    public async Task A_connection_over_the_limit_gets_goaway_enhance_your_calm_with_the_reason_and_the_others_keep_working()
+    {
+        using var listener = Start(Echo, maxConnections: 2);
+        await using var first = await ConnectAsync(listener);
+        await using var second = await ConnectAsync(listener);
+
+        await using (var third = await RawH2Client.ConnectAsync(listener.Port))
+        {
+            var goAway = await third.WaitForGoAwayAsync();
+            Assert.Equal(Http2ErrorCode.EnhanceYourCalm, goAway.ErrorCode);
+            Assert.Equal(0, goAway.LastStreamId);
+            Assert.Equal("the server serves at most 2 connections (grpc.max.connections)", Encoding.UTF8.GetString(goAway.Payload.AsSpan(8)));
+            await third.WaitForCloseAsync();
+        }
+
+        await second.SendRequestAsync(1, endStream: false);
+        await second.SendDataAsync(1, "still served"u8, endStream: true);
+        Assert.Equal("still served", Encoding.ASCII.GetString((await second.ReadResponseAsync(1)).Body));
+
+        // A slot that frees up is taken by the next connection.
+        await first.DisposeAsync();
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            await using var next = await RawH2Client.ConnectAsync(listener.Port);
+            await next.HandshakeAsync();
+            if (!await next.SeesWithinAsync(f => f.Type == FrameType.GoAway))
+            {
+                await next.SendRequestAsync(1, endStream: false);
+                await next.SendDataAsync(1, "new"u8, endStream: true);
+                Assert.Equal("new", Encoding.ASCII.GetString((await next.ReadResponseAsync(1)).Body));
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the closed connection's slot never came free");
+        }
+    }
+
+    [Fact]
     public async Task StopAsync_with_an_idle_connection_sends_goaway_no_error_and_closes_it()
     {
         var probe = new Probe(Echo);
@@ -1315,7 +1355,7 @@ public sealed class Http2ServerConnectionTests
         }
     }
 
-    private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true, TimeSpan? idleTimeout = null) =>
+    private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true, TimeSpan? idleTimeout = null, int maxConnections = 10_000) =>
         Http2Listener.Start(
             GrpcServerOptions.Default with
             {
@@ -1324,6 +1364,7 @@ public sealed class Http2ServerConnectionTests
                 MaxStreamsPerConnection = maxStreams,
                 InlineIo = inlineIo,
                 IdleTimeout = idleTimeout ?? GrpcServerOptions.Default.IdleTimeout,
+                MaxConnections = maxConnections,
             },
             handler,
             NullLoggerFactory.Instance);
