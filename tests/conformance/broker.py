@@ -4,9 +4,10 @@ grpc-js, .NET and Go), the way Liftbridge's Python client does: health, create a
 with acks, pipeline PublishAsync with correlation ids, subscribe to a stop position, fetch metadata,
 deadlines, cancellation, and error codes with Liftbridge's messages.
 
-    python3 broker.py <host:port>
+    python3 broker.py <host:port> [--ca CA.pem [--cert CERT.pem --key KEY.pem]]
 
-Expects an empty server (no streams). Exits 0 when every check passes; otherwise prints each
+With --ca the channel is TLS (ALPN h2) trusting that CA; with --cert and --key it also presents a
+client certificate (mutual TLS). Expects an empty server (no streams). Exits 0 when every check passes; otherwise prints each
 failure and exits 1. Message classes are generated from proto/ at start (grpc_tools.protoc).
 """
 import os
@@ -29,15 +30,37 @@ def generate():
     sys.path.insert(0, out)
 
 
-if len(sys.argv) != 2:
-    print('usage: python3 broker.py <host:port>', file=sys.stderr)
-    sys.exit(2)
+def parse_args(argv):
+    usage = 'usage: python3 broker.py <host:port> [--ca CA.pem [--cert CERT.pem --key KEY.pem]]'
+    if not argv or argv[0].startswith('--'):
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    target, files = argv[0], {}
+    rest = argv[1:]
+    while rest:
+        if rest[0] not in ('--ca', '--cert', '--key') or len(rest) < 2:
+            print(usage, file=sys.stderr)
+            sys.exit(2)
+        with open(rest[1], 'rb') as f:
+            files[rest[0][2:]] = f.read()
+        rest = rest[2:]
+    if ('cert' in files) != ('key' in files) or ('cert' in files and 'ca' not in files):
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    return target, files
 
+
+TARGET, TLS_FILES = parse_args(sys.argv[1:])
 generate()
 import api_pb2  # noqa: E402  (generated above)
 import health_pb2  # noqa: E402
 
-channel = grpc.insecure_channel(sys.argv[1])
+if TLS_FILES:
+    credentials = grpc.ssl_channel_credentials(root_certificates=TLS_FILES['ca'], private_key=TLS_FILES.get('key'),
+                                               certificate_chain=TLS_FILES.get('cert'))
+    channel = grpc.secure_channel(TARGET, credentials)
+else:
+    channel = grpc.insecure_channel(TARGET)
 grpc.channel_ready_future(channel).result(timeout=10)
 
 

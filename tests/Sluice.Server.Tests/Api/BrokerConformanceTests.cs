@@ -33,4 +33,37 @@ public sealed class BrokerConformanceTests
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("11/11 passed", result.StandardOutput, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(GrpcServerTransport.Native, false)]
+    [InlineData(GrpcServerTransport.Native, true)]
+    [InlineData(GrpcServerTransport.Kestrel, true)]
+    public async Task Grpcio_drives_the_real_broker_over_tls(GrpcServerTransport transport, bool mutual)
+    {
+        using var dir = new TempDirectory();
+        var certificate = TestCertificate.CreateSelfSigned(dir); // also the CA both sides trust, and the client's certificate
+        await using var h = await StartAsync(o => o with
+        {
+            GrpcTransport = transport,
+            Tls = o.Tls with { Cert = certificate.CertificatePath, Key = certificate.KeyPath, ClientAuthEnabled = mutual, ClientAuthCa = mutual ? certificate.CertificatePath : "" },
+        });
+        string[] client = mutual ? ["--cert", certificate.CertificatePath, "--key", certificate.KeyPath] : [];
+        var result = await ConformanceRunner.RunPythonAsync("broker.py", [$"127.0.0.1:{h.Server.Port}", "--ca", certificate.CertificatePath, .. client]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("11/11 passed", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Grpcio_without_a_client_certificate_is_refused_when_mutual_tls_is_required()
+    {
+        using var dir = new TempDirectory();
+        var certificate = TestCertificate.CreateSelfSigned(dir);
+        await using var h = await StartAsync(o => o with
+        {
+            Tls = o.Tls with { Cert = certificate.CertificatePath, Key = certificate.KeyPath, ClientAuthEnabled = true, ClientAuthCa = certificate.CertificatePath },
+        });
+        var result = await ConformanceRunner.RunPythonAsync("broker.py", [$"127.0.0.1:{h.Server.Port}", "--ca", certificate.CertificatePath]);
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.DoesNotContain("passed", result.StandardOutput, StringComparison.Ordinal);
+    }
 }
