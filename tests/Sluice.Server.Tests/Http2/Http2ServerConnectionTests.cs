@@ -680,16 +680,11 @@ public sealed class Http2ServerConnectionTests
         var probe = new Probe(Echo);
         using var listener = Start(probe.Handler);
         await using var client = await ConnectAsync(listener);
-        client.TakeAll(f => f.Type == FrameType.WindowUpdate); // the handshake's
-        const int PerStream = Http2ServerConnection.ConnectionReceiveWindow / 2; // each within its stream window
-        await client.SendRequestAsync(1, endStream: false, HoldPath); // handlers that never read their bodies
-        await client.SendRequestAsync(3, endStream: false, HoldPath);
-        await client.SendRequestAsync(5, endStream: false, HoldPath);
-        await probe.WaitStartedAsync(3);
 
         // Two streams fill the connection's window. The server buffers it all and returns no connection credit.
-        await client.SendDataChunkedAsync(1, new byte[PerStream], endStream: false);
-        await client.SendDataChunkedAsync(3, new byte[PerStream], endStream: false);
+        await FillTheConnectionWindowWithUnreadBytesAsync(client, probe);
+        await client.SendRequestAsync(5, endStream: false, HoldPath); // HEADERS need no credit
+        await probe.WaitStartedAsync();
         await client.PingPongAsync();
         Assert.False(await client.SeesWithinAsync(f => f.Type == FrameType.WindowUpdate && f.StreamId == 0), "connection credit for bytes nobody read");
 
@@ -704,13 +699,8 @@ public sealed class Http2ServerConnectionTests
         var probe = new Probe(Count);
         using var listener = Start(probe.Handler);
         await using var client = await ConnectAsync(listener);
-        client.TakeAll(f => f.Type == FrameType.WindowUpdate); // the handshake's
+        await FillTheConnectionWindowWithUnreadBytesAsync(client, probe);
         const int PerStream = Http2ServerConnection.ConnectionReceiveWindow / 2;
-        await client.SendRequestAsync(1, endStream: false, HoldPath);
-        await client.SendRequestAsync(3, endStream: false, HoldPath);
-        await probe.WaitStartedAsync(2);
-        await client.SendDataChunkedAsync(1, new byte[PerStream], endStream: false);
-        await client.SendDataChunkedAsync(3, new byte[PerStream], endStream: false);
 
         await client.SendRstStreamAsync(1, Http2ErrorCode.Cancel);
         var update = await client.WaitForFrameAsync(f => f.Type == FrameType.WindowUpdate && f.StreamId == 0, what: "the connection WINDOW_UPDATE after the reset");
@@ -721,6 +711,20 @@ public sealed class Http2ServerConnectionTests
         await client.SendDataChunkedAsync(7, Pattern(PerStream - 100), endStream: true);
         Assert.Equal((PerStream - 100).ToString(CultureInfo.InvariantCulture), (await client.ReadResponseAsync(7)).Trailer("x-received"));
         Assert.DoesNotContain(client.History, f => f.Type == FrameType.GoAway);
+    }
+
+    /// <summary>
+    /// Opens streams 1 and 3 on calls that never read their bodies and sends half the connection's window
+    /// on each (within each stream's window), after taking the handshake's WINDOW_UPDATEs out of the way.
+    /// </summary>
+    private static async Task FillTheConnectionWindowWithUnreadBytesAsync(RawH2Client client, Probe probe)
+    {
+        client.TakeAll(f => f.Type == FrameType.WindowUpdate);
+        await client.SendRequestAsync(1, endStream: false, HoldPath);
+        await client.SendRequestAsync(3, endStream: false, HoldPath);
+        await probe.WaitStartedAsync(2);
+        await client.SendDataChunkedAsync(1, new byte[Http2ServerConnection.ConnectionReceiveWindow / 2], endStream: false);
+        await client.SendDataChunkedAsync(3, new byte[Http2ServerConnection.ConnectionReceiveWindow / 2], endStream: false);
     }
 
     [Theory]
