@@ -942,11 +942,16 @@ internal sealed class Http2Connection : IDisposable
     private void OnHeaderBlock(int streamId, bool endStream)
     {
         _headerFields.Clear();
-        _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the server's
+        var fits = _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the server's
         if (FindStream(streamId) is { } stream)
         {
             try
             {
+                if (!fits)
+                {
+                    throw new Http2StreamException(Http2ErrorCode.ProtocolError, $"The server sent a header list larger than {_decoder.MaxHeaderListSize} bytes.");
+                }
+
                 stream.OnHeaders(_headerFields, endStream);
             }
             catch (Http2StreamException ex)

@@ -159,13 +159,16 @@ internal sealed class HpackDecoder
 
     /// <summary>
     /// Decodes one complete header block (a HEADERS fragment and its CONTINUATION fragments, concatenated) and
-    /// appends its fields, in order, to <paramref name="headers"/>.
+    /// appends its fields, in order, to <paramref name="headers"/>. Returns false when the header list is
+    /// larger than the decoder's limit: the fields past it are dropped, but the whole block is still decoded,
+    /// so the dynamic table stays in step with the peer's and only that one stream needs to fail
+    /// (RFC 9113 section 10.5.1).
     /// </summary>
     /// <exception cref="HpackException">
-    /// The block is malformed or exceeds a limit. The decoder's state is then undefined: the connection must be
-    /// closed with COMPRESSION_ERROR.
+    /// The block is malformed or exceeds the table's limit. The decoder's state is then undefined: the
+    /// connection must be closed with COMPRESSION_ERROR.
     /// </exception>
-    public void Decode(ReadOnlySpan<byte> block, List<KeyValuePair<string, string>> headers)
+    public bool Decode(ReadOnlySpan<byte> block, List<KeyValuePair<string, string>> headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
         var pos = 0;
@@ -211,14 +214,17 @@ internal sealed class HpackDecoder
 
             sawField = true;
             listSize += field.Key.Length + field.Value.Length + EntryOverhead;
-            if (listSize > _maxHeaderListSize)
+            if (listSize <= _maxHeaderListSize)
             {
-                throw new HpackException($"header list larger than {_maxHeaderListSize} bytes");
+                headers.Add(field);
             }
-
-            headers.Add(field);
         }
+
+        return listSize <= _maxHeaderListSize;
     }
+
+    /// <summary>The header list size this decoder accepts (SETTINGS_MAX_HEADER_LIST_SIZE).</summary>
+    public int MaxHeaderListSize => _maxHeaderListSize;
 
     private KeyValuePair<string, string> ReadLiteral(ReadOnlySpan<byte> block, ref int pos, int prefixBits)
     {

@@ -864,7 +864,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private void OnHeaderBlock(int streamId, bool endStream)
     {
         _headerFields.Clear();
-        _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the client's
+        var fits = _decoder.Decode(_headerBlock.Block, _headerFields); // always: the decoder's table must follow the client's
+        var tooLarge = false;
 
         Http2ServerStream? stream;
         string? refusal = null;
@@ -881,6 +882,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
                 existing.RequestEnded = true;
                 stream = existing;
+                if (!fits)
+                {
+                    refusal = $"request trailers larger than {_decoder.MaxHeaderListSize} bytes";
+                    refusalCode = Http2ErrorCode.ProtocolError;
+                }
             }
             else if (_resetIds.Contains(streamId))
             {
@@ -912,6 +918,10 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     // they open (the "rapid reset" attack) cannot start more handlers than the limit.
                     refusal = $"more than {_listener.MaxConcurrentStreams} concurrent streams";
                 }
+                else if (!fits)
+                {
+                    tooLarge = true; // answered below with a gRPC status the caller can read
+                }
                 else if (Http2ServerStream.ValidateRequestHeaders(_headerFields) is { } malformed)
                 {
                     refusal = malformed;
@@ -931,10 +941,25 @@ internal sealed partial class Http2ServerConnection : IDisposable
             }
         }
 
+        if (tooLarge)
+        {
+            RefuseHeaderListTooLarge(streamId, endStream);
+            return;
+        }
+
         if (refusal is not null)
         {
             LogStreamRefused(_logger, Peer, streamId, refusal);
-            WriteControl(output => Http2Frame.WriteRstStream(output, streamId, refusalCode));
+            if (stream is not null)
+            {
+                stream.OnAborted(new IOException($"The client sent {refusal}."));
+                ResetStream(stream, refusalCode);
+            }
+            else
+            {
+                WriteControl(output => Http2Frame.WriteRstStream(output, streamId, refusalCode));
+            }
+
             return;
         }
 
@@ -947,6 +972,32 @@ internal sealed partial class Http2ServerConnection : IDisposable
             stream.Started = true;
             Interlocked.Increment(ref _runningCalls);
             _listener.StartCall(stream);
+        }
+    }
+
+    /// <summary>
+    /// Answers a request whose header list is over our SETTINGS_MAX_HEADER_LIST_SIZE with a trailers-only
+    /// RESOURCE_EXHAUSTED response naming the limit (then RST_STREAM NO_ERROR if the client is still
+    /// sending), instead of closing the connection: the block was decoded whole, so the connection is sound.
+    /// </summary>
+    private void RefuseHeaderListTooLarge(int streamId, bool endStream)
+    {
+        var reason = $"request headers larger than {_decoder.MaxHeaderListSize} bytes";
+        LogStreamRefused(_logger, Peer, streamId, reason);
+        lock (_writeLock)
+        {
+            _headerOut.ResetWrittenCount();
+            HpackEncoder.Encode(_headerOut, ":status", "200");
+            HpackEncoder.Encode(_headerOut, "content-type", "application/grpc");
+            HpackEncoder.Encode(_headerOut, "grpc-status", "8"); // RESOURCE_EXHAUSTED
+            HpackEncoder.Encode(_headerOut, "grpc-message", reason);
+            WriteHeaderBlock(streamId, endStream: true);
+            if (!endStream)
+            {
+                Http2Frame.WriteRstStream(_output, streamId, Http2ErrorCode.NoError);
+            }
+
+            FlushLocked();
         }
     }
 

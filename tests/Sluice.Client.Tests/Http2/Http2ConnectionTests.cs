@@ -546,6 +546,46 @@ public sealed class Http2ConnectionTests
         Assert.DoesNotContain(connection.History, f => f.Type == FrameType.GoAway); // a stream error, not a connection error
     }
 
+    [Fact]
+    public async Task Response_headers_over_the_header_list_limit_fail_only_their_stream()
+    {
+        await using var server = new ScriptedH2Server();
+        using var client = Client(server);
+        var first = client.SendAsync(Request(server, Method, [1]), CancellationToken.None);
+        var connection = await server.AcceptAndHandshakeAsync();
+        await connection.ReadHeadersAsync();
+        await connection.ReadBodyAsync(1);
+
+        // A 70,000-byte header: the response fails with a clear reason and the client resets that stream only.
+        var block = new System.Buffers.ArrayBufferWriter<byte>();
+        foreach (var (name, value) in new[] { (":status", "200"), ("content-type", "application/grpc"), ("x-big", new string('b', 70_000)) })
+        {
+            HpackEncoder.Encode(block, name, value);
+        }
+
+        var bytes = block.WrittenMemory.ToArray();
+        await connection.SendAsync(FrameType.Headers, 0, 1, bytes.AsSpan(0, 16_000));
+        for (var offset = 16_000; offset < bytes.Length; offset += 16_000)
+        {
+            var length = Math.Min(16_000, bytes.Length - offset);
+            await connection.SendAsync(FrameType.Continuation, offset + length == bytes.Length ? Http2Frame.EndHeaders : (byte)0, 1, bytes.AsSpan(offset, length));
+        }
+
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => first.WaitAsync(Timeout));
+        Assert.Contains("header list larger than 65536 bytes", error.ToString(), StringComparison.Ordinal);
+        var reset = await connection.WaitForFrameAsync(f => f.Type == FrameType.RstStream, what: "RST_STREAM");
+        Assert.Equal(1, reset.StreamId);
+        Assert.Equal((uint)Http2ErrorCode.ProtocolError, reset.ErrorCode);
+
+        // The next request on the same connection works.
+        var second = client.SendAsync(Request(server, Method, [2]), CancellationToken.None);
+        await connection.ReadHeadersAsync();
+        await connection.ReadBodyAsync(3);
+        await connection.SendHeadersAsync(3, endStream: true, (":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0"));
+        using var response = await second.WaitAsync(Timeout);
+        Assert.DoesNotContain(connection.History, f => f.Type == FrameType.GoAway);
+    }
+
     // ---- 8. PING ----
 
     [Fact]

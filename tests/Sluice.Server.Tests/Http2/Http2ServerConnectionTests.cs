@@ -1035,6 +1035,43 @@ public sealed class Http2ServerConnectionTests
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Request_headers_over_the_header_list_limit_fail_only_their_stream_with_resource_exhausted(bool endStream)
+    {
+        var probe = new Probe(Echo);
+        using var listener = Start(probe.Handler);
+        await using var client = await ConnectAsync(listener);
+
+        // 70,000 bytes of one header, then a literal that joins the dynamic table: the block must still be decoded whole.
+        byte[] block = [.. RawH2Client.Block([.. RawH2Client.RequestFields(), ("x-custom", new string('h', 70_000))]), .. RawH2Client.IndexedLiteralField("x-custom", "from the table")];
+        await client.SendAsync(FrameType.Headers, endStream ? Http2Frame.EndStream : (byte)0, 1, block.AsSpan(0, 16_000));
+        for (var offset = 16_000; offset < block.Length; offset += 16_000)
+        {
+            var flags = offset + 16_000 >= block.Length ? Http2Frame.EndHeaders : (byte)0;
+            await client.SendAsync(FrameType.Continuation, flags, 1, block.AsSpan(offset, Math.Min(16_000, block.Length - offset)));
+        }
+
+        var refused = await client.ReadHeadersAsync(1);
+        Assert.True(refused.EndStream, "a trailers-only response");
+        Assert.Equal("8", refused["grpc-status"]); // RESOURCE_EXHAUSTED
+        Assert.Equal("request headers larger than 65536 bytes", refused["grpc-message"]);
+        if (!endStream)
+        {
+            Assert.Equal(Http2ErrorCode.NoError, (await client.WaitForRstStreamAsync(1)).ErrorCode);
+            await client.SendDataAsync(1, "late"u8, endStream: true); // sent before the client saw the reset: ignored
+        }
+
+        Assert.Equal(0, probe.Calls);
+
+        // The connection goes on, and its decoder kept the entry that block added (index 62).
+        await client.SendHeaderBlockAsync(3, [.. RawH2Client.Block(RawH2Client.RequestFields()), .. RawH2Client.IndexedField(62)], endStream: true);
+        var response = await client.ReadResponseAsync(3);
+        Assert.Equal("from the table", response.Headers["x-custom"]);
+        Assert.DoesNotContain(client.History, f => f.Type == FrameType.GoAway);
+    }
+
+    [Theory]
     [InlineData("ping-inside-header-block")]
     [InlineData("data-inside-header-block")]
     [InlineData("headers-inside-header-block")]
