@@ -58,6 +58,15 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>Connections served at once (<see cref="GrpcServerOptions.MaxConnections"/>).</summary>
     public int MaxConnections { get; }
 
+    /// <summary>The period over which a connection's client resets are counted.</summary>
+    internal static readonly TimeSpan ResetWindow = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Client resets of open streams a connection may make per <see cref="ResetWindow"/>: ten times the
+    /// stream limit (at least 100), far above what cancelled calls and expired deadlines produce.
+    /// </summary>
+    public int MaxResetsPerWindow => (int)Math.Min(int.MaxValue, Math.Max(100L, 10L * MaxConcurrentStreams));
+
     /// <summary>Our SETTINGS_MAX_CONCURRENT_STREAMS; more open streams are refused.</summary>
     public int MaxConcurrentStreams { get; }
 

@@ -66,6 +66,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private int _peerMaxFrameSize = Http2Frame.DefaultMaxFrameSize;
     private long _connectionWindow = ConnectionReceiveWindow; // what the client may still send
     private long _connectionCredit; // received bytes no longer buffered, not yet returned
+    private long _resetWindowStart = Environment.TickCount64; // reader thread only, as the next
+    private int _resetsInWindow;
     private int _goAwayLastStreamId = int.MaxValue;
     private bool _clientGoingAway;
     private Exception? _failure;
@@ -1012,8 +1014,33 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
         if (stream is not null)
         {
+            CountClientReset();
             stream.OnAborted(new IOException($"The client reset the stream ({code})."));
             CloseStream(stream);
+        }
+    }
+
+    /// <summary>
+    /// Counts a client reset of an open stream (reader thread only). Opening and resetting streams in a
+    /// loop ("rapid reset") cannot run more handlers than the stream limit, since running calls count
+    /// against it, but each one still starts and cancels a call: more than
+    /// <see cref="Http2Listener.MaxResetsPerWindow"/> resets in <see cref="Http2Listener.ResetWindow"/>
+    /// end the connection with ENHANCE_YOUR_CALM.
+    /// </summary>
+    private void CountClientReset()
+    {
+        var now = Environment.TickCount64;
+        if (now - _resetWindowStart >= (long)Http2Listener.ResetWindow.TotalMilliseconds)
+        {
+            _resetWindowStart = now;
+            _resetsInWindow = 0;
+        }
+
+        if (++_resetsInWindow > _listener.MaxResetsPerWindow)
+        {
+            throw new Http2ConnectionException(
+                Http2ErrorCode.EnhanceYourCalm,
+                $"the client reset more than {_listener.MaxResetsPerWindow} streams within {Http2Listener.ResetWindow.TotalSeconds:0} s");
         }
     }
 

@@ -1216,6 +1216,34 @@ public sealed class Http2ServerConnectionTests
     }
 
     [Fact]
+    public async Task A_client_resetting_streams_faster_than_ten_times_the_stream_limit_gets_goaway_enhance_your_calm()
+    {
+        var probe = new Probe(Echo);
+        using var listener = Start(probe.Handler, maxStreams: 50);
+        Assert.Equal(500, listener.MaxResetsPerWindow);
+        await using var client = await ConnectAsync(listener);
+
+        // Open a call and reset it, 500 times: allowed (each call starts, so each reset counts).
+        var streamId = 1;
+        for (var i = 0; i < listener.MaxResetsPerWindow; i++, streamId += 2)
+        {
+            await client.SendRequestAsync(streamId, endStream: false, HoldPath);
+            await probe.WaitStartedAsync();
+            await client.SendRstStreamAsync(streamId, Http2ErrorCode.Cancel);
+        }
+
+        await client.PingPongAsync();
+        Assert.DoesNotContain(client.History, f => f.Type == FrameType.GoAway);
+
+        // The next one ends the connection, with the reason.
+        await client.SendRequestAsync(streamId, endStream: false, HoldPath);
+        await probe.WaitStartedAsync();
+        await client.SendRstStreamAsync(streamId, Http2ErrorCode.Cancel);
+        var goAway = await client.ExpectConnectionErrorAsync(Http2ErrorCode.EnhanceYourCalm);
+        Assert.Equal("the client reset more than 500 streams within 10 s", Encoding.UTF8.GetString(goAway.Payload.AsSpan(8)));
+    }
+
+    [Fact]
     public async Task A_connection_over_the_limit_gets_goaway_enhance_your_calm_with_the_reason_and_the_others_keep_working()
     {
         using var listener = Start(Echo, maxConnections: 2);
