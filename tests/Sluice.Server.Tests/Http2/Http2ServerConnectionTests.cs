@@ -1365,6 +1365,80 @@ public sealed class Http2ServerConnectionTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
+    public async Task Four_grpc_messages_larger_than_the_stream_window_sent_at_once_on_four_streams_are_all_read_whole(bool inlineIo)
+    {
+        // Together they are three times the connection's window, whose credit now follows what the four
+        // handlers examine: sent interleaved, frame by frame within both windows, none may starve.
+        const int Size = 3 << 20;
+        using var listener = Start(
+            async exchange =>
+            {
+                var reader = new GrpcMessageReader<byte[]>(exchange.RequestBody, bytes => bytes.ToArray(), 8 << 20, null);
+                var message = await reader.ReadAsync(exchange.Aborted) ?? [];
+                exchange.AppendTrailer("x-length", message.Length.ToString(CultureInfo.InvariantCulture));
+            },
+            inlineIo: inlineIo);
+        await using var client = await RawH2Client.ConnectAsync(listener.Port);
+        var settings = await client.HandshakeAsync();
+        int[] streams = [1, 3, 5, 7];
+        foreach (var id in streams)
+        {
+            await client.SendRequestAsync(id, endStream: false);
+        }
+
+        var frame = new byte[5 + Size];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(1), Size);
+        var streamWindows = streams.ToDictionary(id => id, _ => (long)settings.Settings()[Http2Frame.SettingsInitialWindowSize]);
+        var sent = streams.ToDictionary(id => id, _ => 0);
+        long connectionWindow = Http2Frame.DefaultWindowSize;
+        while (sent.Values.Any(n => n < frame.Length))
+        {
+            foreach (var update in client.TakeAll(f => f.Type == FrameType.WindowUpdate))
+            {
+                Apply(update);
+            }
+
+            var progressed = false;
+            foreach (var id in streams)
+            {
+                var length = (int)Math.Min(Math.Min(Http2Frame.DefaultMaxFrameSize, frame.Length - sent[id]), Math.Min(streamWindows[id], connectionWindow));
+                if (length > 0)
+                {
+                    await client.SendDataAsync(id, frame.AsSpan(sent[id], length), endStream: sent[id] + length == frame.Length);
+                    sent[id] += length;
+                    streamWindows[id] -= length;
+                    connectionWindow -= length;
+                    progressed = true;
+                }
+            }
+
+            if (!progressed)
+            {
+                Apply(await client.WaitForFrameAsync(f => f.Type == FrameType.WindowUpdate, what: $"a WINDOW_UPDATE after {string.Join(", ", sent.Values)} bytes"));
+            }
+        }
+
+        foreach (var id in streams)
+        {
+            Assert.Equal(Size.ToString(CultureInfo.InvariantCulture), (await client.ReadResponseAsync(id)).Trailer("x-length"));
+        }
+
+        void Apply(H2Frame update)
+        {
+            if (update.StreamId == 0)
+            {
+                connectionWindow += update.WindowIncrement;
+            }
+            else
+            {
+                streamWindows[update.StreamId] += update.WindowIncrement;
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
     public async Task A_grpc_message_larger_than_the_stream_window_is_read_whole(bool inlineIo)
     {
         // The gRPC reader consumes nothing until a whole message is there, so credit must follow what it
