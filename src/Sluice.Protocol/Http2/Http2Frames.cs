@@ -113,16 +113,11 @@ internal static class Http2Frame
     /// <summary>Appends a GOAWAY frame; <paramref name="debugData"/> (RFC 9113 section 6.8) tells the peer why, in text.</summary>
     public static void WriteGoAway(IBufferWriter<byte> output, int lastStreamId, Http2ErrorCode code, string? debugData = null)
     {
-        var debug = debugData is null ? 0 : Math.Min(System.Text.Encoding.UTF8.GetByteCount(debugData), MaxGoAwayDebugData);
-        var payload = new byte[8 + debug];
+        var text = debugData is null ? [] : System.Text.Encoding.UTF8.GetBytes(debugData);
+        var payload = new byte[8 + Math.Min(text.Length, MaxGoAwayDebugData)];
         BinaryPrimitives.WriteInt32BigEndian(payload, lastStreamId);
         BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4), (uint)code);
-        if (debug > 0)
-        {
-            var text = System.Text.Encoding.UTF8.GetBytes(debugData!);
-            text.AsSpan(0, debug).CopyTo(payload.AsSpan(8));
-        }
-
+        text.AsSpan(0, payload.Length - 8).CopyTo(payload.AsSpan(8));
         Write(output, FrameType.GoAway, 0, 0, payload);
     }
 

@@ -277,8 +277,8 @@ internal sealed partial class Http2Listener : IDisposable
             try
             {
                 socket.NoDelay = true;
-                var connection = new Http2ServerConnection(this, socket, _loggers.CreateLogger<Http2ServerConnection>());
-                bool full;
+                var logger = _loggers.CreateLogger<Http2ServerConnection>();
+                Http2ServerConnection? connection = null;
                 lock (_sync)
                 {
                     if (_stopped)
@@ -287,14 +287,15 @@ internal sealed partial class Http2Listener : IDisposable
                         continue;
                     }
 
-                    full = _connections.Count >= MaxConnections;
-                    if (!full)
+                    // Built only when there is room: a refused socket must not cost a connection's buffers.
+                    if (_connections.Count < MaxConnections)
                     {
+                        connection = new Http2ServerConnection(this, socket, logger);
                         _connections.Add(connection);
                     }
                 }
 
-                if (full)
+                if (connection is null)
                 {
                     Refuse(socket);
                     continue;

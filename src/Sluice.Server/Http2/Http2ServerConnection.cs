@@ -1,10 +1,12 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Http2;
 
 namespace Sluice.Server.Http2;
@@ -991,7 +993,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
             _headerOut.ResetWrittenCount();
             HpackEncoder.Encode(_headerOut, ":status", "200");
             HpackEncoder.Encode(_headerOut, "content-type", "application/grpc");
-            HpackEncoder.Encode(_headerOut, "grpc-status", "8"); // RESOURCE_EXHAUSTED
+            HpackEncoder.Encode(_headerOut, "grpc-status", ((int)GrpcStatusCode.ResourceExhausted).ToString(CultureInfo.InvariantCulture));
             HpackEncoder.Encode(_headerOut, "grpc-message", reason);
             WriteHeaderBlock(streamId, endStream: true);
             if (!endStream)
