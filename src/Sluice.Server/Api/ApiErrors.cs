@@ -1,29 +1,49 @@
+using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Grpc;
 using Sluice.Server.Streams;
 using Sluice.Storage.Log;
 
 namespace Sluice.Server.Api;
 
-/// <summary>The one place where broker errors become gRPC statuses.</summary>
-internal static class ApiErrors
+/// <summary>
+/// The one place where broker errors become gRPC statuses. A client sees messages the broker wrote for it;
+/// anything else (I/O errors with their paths, exception types, store failures) is logged here and answered
+/// with a fixed text, except a full disk, which the client is told about by name.
+/// </summary>
+internal static partial class ApiErrors
 {
-    public static GrpcException ToGrpc(Exception exception) => exception switch
-    {
-        GrpcException grpc => grpc,
-        InvalidRequestException e => new GrpcException(GrpcStatusCode.InvalidArgument, e.Message),
-        StreamExistsException e => new GrpcException(GrpcStatusCode.AlreadyExists, e.Message),
-        NotFoundException e => new GrpcException(GrpcStatusCode.NotFound, e.Message),
-        PartitionDeletedException e => new GrpcException(GrpcStatusCode.NotFound, e.Message),
-        PreconditionFailedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
-        PartitionPausedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
-        SubscriptionExhaustedException e => new GrpcException(GrpcStatusCode.ResourceExhausted, e.Message),
-        BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
-        CommitLogException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
-        TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
-        _ => new GrpcException(GrpcStatusCode.Internal, $"{exception.GetType().Name}: {exception.Message}"),
-    };
+    public const string InternalMessage = "internal error";
 
-    /// <summary>True for the errors <see cref="ToGrpc"/> knows; anything else is a bug and propagates (and is logged) as is.</summary>
-    public static bool IsMapped(Exception exception) =>
-        exception is BrokerException or CommitLogException or TimeoutException;
+    public static GrpcException ToGrpc(Exception exception, ILogger logger)
+    {
+        var status = exception switch
+        {
+            GrpcException grpc => grpc,
+            _ when StorageErrors.IsDiskFull(exception) => new GrpcException(GrpcStatusCode.ResourceExhausted, StorageErrors.DiskFullMessage),
+            InvalidRequestException e => new GrpcException(GrpcStatusCode.InvalidArgument, e.Message),
+            StreamExistsException e => new GrpcException(GrpcStatusCode.AlreadyExists, e.Message),
+            NotFoundException e => new GrpcException(GrpcStatusCode.NotFound, e.Message),
+            PartitionDeletedException e => new GrpcException(GrpcStatusCode.NotFound, e.Message),
+            PreconditionFailedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
+            PartitionPausedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
+            SubscriptionExhaustedException e => new GrpcException(GrpcStatusCode.ResourceExhausted, e.Message),
+            BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
+            TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
+            CommitLogClosedException => new GrpcException(GrpcStatusCode.Internal, "the partition's log is closed"), // its own message names the directory
+            _ => new GrpcException(GrpcStatusCode.Internal, InternalMessage),
+        };
+
+        if (status.StatusCode is GrpcStatusCode.Internal or GrpcStatusCode.ResourceExhausted && exception is not SubscriptionExhaustedException)
+        {
+            LogFailed(logger, exception, status.StatusCode, status.Detail);
+        }
+
+        return status;
+    }
+
+    /// <summary>Everything but cancellation (which the gRPC layer answers as CANCELLED or DEADLINE_EXCEEDED).</summary>
+    public static bool IsMapped(Exception exception) => exception is not OperationCanceledException;
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request failed; the client was answered {Code} \"{Detail}\"")]
+    private static partial void LogFailed(ILogger logger, Exception exception, GrpcStatusCode code, string detail);
 }

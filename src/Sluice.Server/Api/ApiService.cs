@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Wire;
@@ -14,6 +15,10 @@ namespace Sluice.Server.Api;
 internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> advertised)
 {
     public const string ServiceName = "proto.API";
+
+    public const string TooLargeMessage = "message exceeds max replication size";
+
+    private readonly ILogger _logger = broker.Loggers.CreateLogger<ApiService>();
 
     public const string ConsumerGroupsUnimplemented = "Consumer groups are not supported by this server yet; they arrive in a later release";
 
@@ -40,7 +45,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
     private static GrpcException Unimplemented() => new(GrpcStatusCode.Unimplemented, ConsumerGroupsUnimplemented);
 
-    private static async ValueTask<T> Run<T>(GrpcCallContext context, Func<Task<T>> action)
+    private async ValueTask<T> Run<T>(GrpcCallContext context, Func<Task<T>> action)
     {
         try
         {
@@ -48,7 +53,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
-            throw ApiErrors.ToGrpc(ex);
+            throw ApiErrors.ToGrpc(ex, _logger);
         }
     }
 
@@ -92,7 +97,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
-            throw ApiErrors.ToGrpc(ex);
+            throw ApiErrors.ToGrpc(ex, _logger);
         }
     }
 
@@ -159,6 +164,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var waiter = waitForAck ? new AckWaiter() : null;
         var item = NewItem(request, partition, waiter);
+        CheckSize(item); // also without an ack to wait for: a dropped message must not look published
         await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
         await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
         if (waiter is null)
@@ -171,10 +177,23 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         {
             Ack.Types.Error.Ok => new PublishResponse { Ack = ack },
             Ack.Types.Error.IncorrectOffset => throw new GrpcException(GrpcStatusCode.Unknown, "incorrect expected offset"), // quirk 4 (kept)
-            Ack.Types.Error.TooLarge => throw new InvalidRequestException("message exceeds max replication size"),
+            Ack.Types.Error.TooLarge => throw new InvalidRequestException(TooLargeMessage),
             Ack.Types.Error.Encryption => throw new BrokerInternalException("encryption failed on partition"),
-            _ => throw new BrokerInternalException("internal error"),
+            _ when item.RefusalReason == StorageErrors.DiskFullMessage => throw new StorageFullException(),
+            _ => throw new BrokerInternalException(ApiErrors.InternalMessage),
         };
+    }
+
+    /// <summary>
+    /// The clustering.replication.max.bytes check, made here so every gRPC path refuses an oversized message
+    /// the same way whatever its ack policy and deadline (the partition checks again for NATS ingest).
+    /// </summary>
+    private void CheckSize(PublishItem item)
+    {
+        if (item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes)
+        {
+            throw new InvalidRequestException(TooLargeMessage);
+        }
     }
 
     /// <summary>NATS hook: with NATS configured, the other streams on the subject and plain NATS subscribers get the message too (docs/nats.md).</summary>
@@ -280,6 +299,13 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             return;
         }
 
+        var item = NewItem(request, partition, session);
+        if (item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes)
+        {
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, TooLargeMessage);
+            return;
+        }
+
         var tracked = request.AckPolicy != AckPolicy.None;
         if (tracked)
         {
@@ -288,19 +314,20 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
         try
         {
-            var item = NewItem(request, partition, session);
             await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
             await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
         }
-        catch (BrokerException ex)
+        catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
             if (tracked)
             {
                 session.Abandon();
             }
 
-            var code = ex is NotFoundException ? PublishAsyncError.Types.Code.NotFound : PublishAsyncError.Types.Code.Internal;
-            session.SendError(request.CorrelationId, code, ex.Message);
+            // One failed message does not end the stream: it gets an async error with the status's text.
+            var status = ApiErrors.ToGrpc(ex, _logger);
+            var code = status.StatusCode == GrpcStatusCode.NotFound ? PublishAsyncError.Types.Code.NotFound : PublishAsyncError.Types.Code.Internal;
+            session.SendError(request.CorrelationId, code, status.Detail);
         }
     }
 
@@ -314,6 +341,13 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var targets = broker.MatchSubject(request.Subject);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var first = waitForAck && targets.Count > 0 ? new AckWaiter() : null;
+        CheckSize(new PublishItem
+        {
+            Key = request.Key.IsEmpty ? null : request.Key.Memory,
+            Value = request.Value.IsEmpty ? null : request.Value.Memory,
+            Headers = PublishItem.BuildHeaders(request.Headers, request.Subject, string.Empty),
+            Subject = request.Subject,
+        });
         foreach (var partition in targets)
         {
             var item = new PublishItem

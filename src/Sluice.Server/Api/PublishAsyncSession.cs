@@ -59,7 +59,7 @@ internal sealed class PublishAsyncSession : IAckReceiver
                 SendError(item.CorrelationId, PublishAsyncError.Types.Code.EncryptionFailed, "encryption failed on partition");
                 break;
             default:
-                SendError(item.CorrelationId, PublishAsyncError.Types.Code.Internal, "internal error");
+                SendError(item.CorrelationId, PublishAsyncError.Types.Code.Internal, item.RefusalReason ?? ApiErrors.InternalMessage);
                 break;
         }
 

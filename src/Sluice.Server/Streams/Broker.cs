@@ -48,6 +48,8 @@ internal sealed partial class Broker : IAsyncDisposable
 
     public CursorStore Cursors { get; }
 
+    public ILoggerFactory Loggers => _loggers;
+
     /// <summary>Cancelled when the broker starts stopping.</summary>
     public CancellationToken Stopping => _stopping.Token;
 
@@ -130,7 +132,17 @@ internal sealed partial class Broker : IAsyncDisposable
 
     // ---------------------------------------------------------------- metadata operations
 
-    /// <summary>CreateStream with Liftbridge's validation order (§1.3).</summary>
+    /// <summary>The answer to a CreateStream whose directory exists without metadata (the repair command is `sluice repair`).</summary>
+    public const string OrphanDataMessage =
+        "data for this stream name exists on disk without metadata; run 'sluice repair --data-dir <data dir>' on the server to move it aside, then create the stream again";
+
+    /// <summary>
+    /// CreateStream with Liftbridge's validation order (§1.3) and Sluice's limits (<see cref="StreamLimits"/>).
+    /// Every field is checked before anything is written. Then, under the lock: the directories are created
+    /// (and fsynced under durability always) and each log is opened once, so a full disk or a refusing file
+    /// system fails before the metadata is touched; the metadata is written (the commit point); the partitions
+    /// open; only then does the stream join the in-memory map. A failure removes what was written.
+    /// </summary>
     public async Task CreateStreamAsync(CreateStreamRequest request, bool internalStream, CancellationToken cancellationToken)
     {
         request = request.Clone();
@@ -159,16 +171,32 @@ internal sealed partial class Broker : IAsyncDisposable
             throw new InvalidRequestException("Stream is reserved");
         }
 
-        if (request.Name is "." or ".." || request.Name.AsSpan().IndexOfAny("/\\\0") >= 0)
+        if (StreamLimits.CheckName(request.Name) is { } nameError)
         {
-            // Names are directory names; Liftbridge does not check, which lets a name escape the data directory.
-            throw new InvalidRequestException("Name is invalid: it cannot be '.' or '..' or contain '/', '\\' or NUL");
+            // Names are directory names; Liftbridge does not check, which lets a name escape the data directory
+            // or be saved and then stop every later start ("path too long").
+            throw new InvalidRequestException(nameError);
+        }
+
+        if (System.Text.Encoding.UTF8.GetByteCount(request.Subject) > StreamLimits.MaxSubjectBytes)
+        {
+            throw new InvalidRequestException($"Subject is too long: at most {StreamLimits.MaxSubjectBytes} bytes in UTF-8");
+        }
+
+        if (System.Text.Encoding.UTF8.GetByteCount(request.Group) > StreamLimits.MaxSubjectBytes)
+        {
+            throw new InvalidRequestException($"Group is too long: at most {StreamLimits.MaxSubjectBytes} bytes in UTF-8");
         }
 
         if (request.Partitions < 0)
         {
             // Quirk 11 (fixed): Liftbridge crashes here.
             throw new InvalidRequestException($"Invalid partitions {request.Partitions}");
+        }
+
+        if (request.Partitions > StreamLimits.MaxPartitions)
+        {
+            throw new InvalidRequestException($"Invalid partitions {request.Partitions}: at most {StreamLimits.MaxPartitions}");
         }
 
         // Internal streams (cursors, activity) hold no user values and must start without a key.
@@ -207,23 +235,22 @@ internal sealed partial class Broker : IAsyncDisposable
                 throw new StreamExistsException();
             }
 
-            var record = new StreamRecord { Request = request, CreationTimestamp = Partition.NowNanoseconds() };
             var streamDirectory = Path.Combine(Context.StreamsDirectory, request.Name);
-            if (Directory.Exists(streamDirectory))
+            var existed = Path.Exists(streamDirectory);
+            if (existed && !internalStream)
             {
-                Directory.Delete(streamDirectory, recursive: true); // left by a crash between mkdir and the metadata write
+                // Someone's data (a crash between mkdir and the metadata write, or lost metadata): never delete it here.
+                LogOrphanData(_logger, request.Name, streamDirectory);
+                throw new PreconditionFailedException(OrphanDataMessage);
             }
 
-            var revision = await _catalog.CreateAsync(record, Enumerable.Range(0, request.Partitions).Select(id => (id, new PartitionStateRecord())), cancellationToken).ConfigureAwait(false);
-            var stream = Build(record, revision, new Dictionary<int, PartitionStateRecord>());
-            foreach (var partition in stream.Partitions)
-            {
-                partition.Open(Context, stream.Epoch);
-            }
-
+            cancellationToken.ThrowIfCancellationRequested(); // the last point of no return: from here the create runs to its end
+            var record = new StreamRecord { Request = request, CreationTimestamp = Partition.NowNanoseconds() };
+            // An internal stream's data without metadata is the server's own (cursors, activity): it is adopted.
+            var stream = await CreateLockedAsync(record, streamDirectory, removeDirectoryOnFailure: !existed).ConfigureAwait(false);
             _streams[stream.Name] = stream;
             LogCreated(_logger, stream.Name, stream.Subject, stream.Partitions.Length);
-            await EmitActivityLockedAsync(revision, new ActivityStreamEvent
+            await EmitActivityLockedAsync(stream.Epoch, new ActivityStreamEvent
             {
                 Op = ActivityStreamOp.CreateStream,
                 CreateStreamOp = new CreateStreamOp { Stream = stream.Name, Partitions = { Enumerable.Range(0, stream.Partitions.Length) } },
@@ -232,6 +259,101 @@ internal sealed partial class Broker : IAsyncDisposable
         finally
         {
             _lock.Release();
+        }
+    }
+
+    /// <summary>Writes the stream (directories, logs, metadata, open partitions) or, on any failure, nothing.</summary>
+    private async Task<MessageStream> CreateLockedAsync(StreamRecord record, string streamDirectory, bool removeDirectoryOnFailure)
+    {
+        var name = record.Request.Name;
+        var settings = StreamSettings.Resolve(record.Request, Options);
+        var committed = false;
+        MessageStream? stream = null;
+        try
+        {
+            var always = Options.Storage.Durability == DurabilityMode.Always;
+            var logOptions = settings.ToLogOptions(Options, Context.FileHandles);
+            for (var id = 0; id < record.Request.Partitions; id++)
+            {
+                // Opening creates the directory and the first segment: a full disk fails here, before the metadata.
+                CommitLog.Open(PartitionDirectory(name, id), logOptions, _logger).Dispose();
+                if (always)
+                {
+                    Context.SyncDirectory(PartitionDirectory(name, id));
+                }
+            }
+
+            if (always)
+            {
+                // The new names must survive a power loss before the create is acknowledged: each directory's
+                // entry lives in its parent.
+                Context.SyncDirectory(streamDirectory);
+                Context.SyncDirectory(Context.StreamsDirectory);
+                Context.SyncDirectory(Path.GetDirectoryName(Context.StreamsDirectory)!);
+            }
+
+            var revision = await _catalog.CreateAsync(record, CancellationToken.None).ConfigureAwait(false);
+            committed = true;
+            stream = Build(record, revision, new Dictionary<int, PartitionStateRecord>());
+            foreach (var partition in stream.Partitions)
+            {
+                partition.Open(Context, stream.Epoch);
+            }
+
+            return stream;
+        }
+        catch (Exception ex) when (ex is not StreamExistsException)
+        {
+            LogCreateFailed(_logger, ex, name);
+            await RollBackCreateAsync(name, removeDirectoryOnFailure ? streamDirectory : null, stream, committed).ConfigureAwait(false);
+            if (ex is BrokerException)
+            {
+                throw;
+            }
+
+            throw new BrokerInternalException("failed to create the stream", ex); // the cause (paths, errno) is logged, not sent
+        }
+    }
+
+    private async Task RollBackCreateAsync(string name, string? streamDirectory, MessageStream? stream, bool committed)
+    {
+        foreach (var partition in stream?.Partitions ?? [])
+        {
+            try
+            {
+                await partition.CloseAsync(streamDirectory is null ? PartitionCloseReason.Stopping : PartitionCloseReason.Deleted).ConfigureAwait(false);
+                partition.Dispose();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CommitLogException)
+            {
+                LogRollbackFailed(_logger, ex, name);
+            }
+        }
+
+        if (committed)
+        {
+            try
+            {
+                await _catalog.DeleteAsync(name, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                // The stream stays in the metadata with its directory below: the next start opens it as created.
+                LogRollbackFailed(_logger, ex, name);
+                return;
+            }
+        }
+
+        try
+        {
+            if (streamDirectory is not null && Directory.Exists(streamDirectory))
+            {
+                Directory.Delete(streamDirectory, recursive: true); // this create made it: the name was free on disk
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogRollbackFailed(_logger, ex, name); // CreateStream on the name answers with the repair hint until removed
         }
     }
 
@@ -280,7 +402,7 @@ internal sealed partial class Broker : IAsyncDisposable
         try
         {
             ThrowIfStopped();
-            var stream = _streams.TryGetValue(name, out var s) ? s : throw new NotFoundException("stream does not exist");
+            var stream = _streams.TryGetValue(name, out var s) ? s : throw MissingStream(partitions);
             var targets = Resolve(stream, partitions);
             await PauseLockedAsync(stream, targets, resumeAll).ConfigureAwait(false);
         }
@@ -333,7 +455,7 @@ internal sealed partial class Broker : IAsyncDisposable
         try
         {
             ThrowIfStopped();
-            var stream = _streams.TryGetValue(name, out var s) ? s : throw new NotFoundException("stream does not exist");
+            var stream = _streams.TryGetValue(name, out var s) ? s : throw MissingStream(partitions);
             var targets = Resolve(stream, partitions);
             var now = Partition.NowNanoseconds();
             foreach (var partition in targets)
@@ -399,6 +521,10 @@ internal sealed partial class Broker : IAsyncDisposable
             ResumeStreamOp = new ResumeStreamOp { Stream = stream.Name, Partitions = { targets.Select(p => p.Id) } },
         }).ConfigureAwait(false);
     }
+
+    /// <summary>Liftbridge expands an empty partition list first, and that lookup has its own message.</summary>
+    private static NotFoundException MissingStream(IReadOnlyList<int> partitions) =>
+        new(partitions.Count == 0 ? "stream not found" : "stream does not exist");
 
     private static List<Partition> Resolve(MessageStream stream, IReadOnlyList<int> ids)
     {
@@ -612,6 +738,15 @@ internal sealed partial class Broker : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Created stream {Stream} on subject {Subject} with {Partitions} partition(s)")]
     private static partial void LogCreated(ILogger logger, string stream, string subject, int partitions);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not create stream {Stream}; undoing what was written")]
+    private static partial void LogCreateFailed(ILogger logger, Exception exception, string stream);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not undo part of the failed create of stream {Stream}")]
+    private static partial void LogRollbackFailed(ILogger logger, Exception exception, string stream);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "CreateStream {Stream} refused: {Directory} exists without metadata; 'sluice repair' moves it aside")]
+    private static partial void LogOrphanData(ILogger logger, string stream, string directory);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Deleted stream {Stream}")]
     private static partial void LogDeleted(ILogger logger, string stream);

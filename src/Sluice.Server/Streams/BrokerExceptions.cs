@@ -35,3 +35,31 @@ public sealed class PartitionPausedException(string message) : BrokerException(m
 
 /// <summary>The broker failed or is stopping (Internal).</summary>
 public sealed class BrokerInternalException(string message, Exception? inner = null) : BrokerException(message, inner);
+
+/// <summary>The file system holding the data is full (ResourceExhausted, the gRPC code for a full file system).</summary>
+public sealed class StorageFullException(Exception? inner = null) : BrokerException(StorageErrors.DiskFullMessage, inner);
+
+/// <summary>Recognises the storage failures a client is told about by name.</summary>
+public static class StorageErrors
+{
+    /// <summary>What a client sees for a full disk: strerror(ENOSPC).</summary>
+    public const string DiskFullMessage = "no space left on device";
+
+    private const int Enospc = 28; // Linux and macOS errno, which .NET puts in IOException.HResult on Unix
+    private const int ErrorDiskFull = unchecked((int)0x80070070); // Windows ERROR_DISK_FULL as an HRESULT
+    private const int ErrorHandleDiskFull = unchecked((int)0x80070027); // Windows ERROR_HANDLE_DISK_FULL
+
+    /// <summary>True when <paramref name="exception"/> or one of its causes is a full disk.</summary>
+    public static bool IsDiskFull(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is StorageFullException || (e is IOException io && io.HResult is Enospc or ErrorDiskFull or ErrorHandleDiskFull))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

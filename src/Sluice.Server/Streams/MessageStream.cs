@@ -27,6 +27,12 @@ internal sealed class BrokerContext
 
     public string StreamsDirectory { get; }
 
+    /// <summary>
+    /// fsync of a directory, called for a new stream's directories and their parents under durability
+    /// <c>always</c> before the create is acknowledged. Replaceable so a test can see the calls.
+    /// </summary>
+    public Action<string> SyncDirectory { get; init; } = Sluice.Storage.Log.Files.FileSync.Directory;
+
     /// <summary>The NATS link when NATS is configured: open partitions subscribe through it. Null runs everything in-process.</summary>
     public Nats.NatsAttachment? Nats { get; init; }
 

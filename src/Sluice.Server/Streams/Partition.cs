@@ -441,6 +441,7 @@ internal sealed partial class Partition : IDisposable
             {
                 if (items[i] is { } failed) // null: refused before the append (encryption)
                 {
+                    failed.RefusalReason = StorageErrors.IsDiskFull(ex) ? StorageErrors.DiskFullMessage : null;
                     failed.Receiver?.OnAck(failed, ErrorAck(failed, Ack.Types.Error.Unknown));
                 }
             }
@@ -635,16 +636,22 @@ internal sealed partial class Partition : IDisposable
         var settings = Stream.Settings;
         if (settings.CleanerInterval > TimeSpan.Zero)
         {
-            runtime.Timers.Add(new Timer(_ => Clean(runtime), null, settings.CleanerInterval, settings.CleanerInterval));
+            var interval = TimerPeriod(settings.CleanerInterval);
+            runtime.Timers.Add(new Timer(_ => Clean(runtime), null, interval, interval));
         }
 
         if (settings.AutoPauseTime > TimeSpan.Zero)
         {
             // Check at half the pause time so a partition pauses at most ~1.5x autoPauseTime after its last message.
-            var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, settings.AutoPauseTime.Ticks / 2));
+            var period = TimerPeriod(TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, settings.AutoPauseTime.Ticks / 2)));
             runtime.Timers.Add(new Timer(_ => CheckAutoPause(runtime), null, period, period));
         }
     }
+
+    /// <summary>A Timer takes at most 2^32-2 ms (~49.7 days); a longer interval (up to ~292 years is accepted) just checks more often.</summary>
+    private static TimeSpan TimerPeriod(TimeSpan period) => period > MaxTimerPeriod ? MaxTimerPeriod : period;
+
+    private static readonly TimeSpan MaxTimerPeriod = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private void Clean(PartitionRuntime runtime)
     {

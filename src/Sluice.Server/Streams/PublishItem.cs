@@ -67,6 +67,9 @@ internal sealed class PublishItem
 
     public IAckReceiver? Receiver { get; init; }
 
+    /// <summary>Set with an Ack{UNKNOWN} when the cause is one a client is told about (a full disk); else the client sees "internal error".</summary>
+    public string? RefusalReason { get; set; }
+
     /// <summary>Size used for the clustering.replication.max.bytes check: key, value and headers.</summary>
     public long PayloadSize
     {

@@ -64,7 +64,7 @@ internal sealed record StreamSettings
         };
     }
 
-    /// <summary>Checks values a log cannot run with; the message names the field.</summary>
+    /// <summary>Checks values a log cannot run with, or that would break the next start; the message names the field.</summary>
     public static void Validate(CreateStreamRequest request)
     {
         static void NotNegative(long? value, string name)
@@ -75,19 +75,30 @@ internal sealed record StreamSettings
             }
         }
 
+        // TimeSpan.FromMilliseconds overflows past ~29,000 years and the log keeps ages in nanoseconds:
+        // a larger value was once saved and then stopped every later start.
+        static void Duration(long? value, string name, bool zeroAllowed = true)
+        {
+            if (value < 0 || (value == 0 && !zeroAllowed))
+            {
+                throw new InvalidRequestException($"Invalid {name} {value}");
+            }
+
+            if (value > StreamLimits.MaxDurationMilliseconds)
+            {
+                throw new InvalidRequestException($"Invalid {name} {value}: at most {StreamLimits.MaxDurationMilliseconds} ms");
+            }
+        }
+
         NotNegative(request.RetentionMaxBytes?.Value, "retentionMaxBytes");
         NotNegative(request.RetentionMaxMessages?.Value, "retentionMaxMessages");
-        NotNegative(request.RetentionMaxAge?.Value, "retentionMaxAge");
-        NotNegative(request.SegmentMaxAge?.Value, "segmentMaxAge");
-        NotNegative(request.AutoPauseTime?.Value, "autoPauseTime");
+        Duration(request.RetentionMaxAge?.Value, "retentionMaxAge");
+        Duration(request.SegmentMaxAge?.Value, "segmentMaxAge");
+        Duration(request.AutoPauseTime?.Value, "autoPauseTime");
+        Duration(request.CleanerInterval?.Value, "cleanerInterval", zeroAllowed: false);
         if (request.SegmentMaxBytes is { Value: <= 0 } smb)
         {
             throw new InvalidRequestException($"Invalid segmentMaxBytes {smb.Value}");
-        }
-
-        if (request.CleanerInterval is { Value: <= 0 } ci)
-        {
-            throw new InvalidRequestException($"Invalid cleanerInterval {ci.Value}");
         }
     }
 

@@ -6,12 +6,15 @@ using Microsoft.Win32.SafeHandles;
 namespace Sluice.Storage.Log.Files;
 
 /// <summary>fsync of files and of directories (so that a created or renamed name survives a power loss).</summary>
-internal static partial class FileSync
+public static partial class FileSync
 {
+    /// <summary>fsync of an open file's data and metadata.</summary>
     public static void File(SafeFileHandle handle) => RandomAccess.FlushToDisk(handle);
 
+    /// <summary>fsync of a directory (its entries); nothing on Windows. Throws <see cref="IOException"/> on failure.</summary>
     public static void Directory(string path)
     {
+        ArgumentNullException.ThrowIfNull(path);
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
         {
             return; // Windows has no directory fsync; NTFS journals metadata.
