@@ -254,18 +254,16 @@ internal sealed partial class Partition : IDisposable
         }
     }
 
+    /// <summary>Sets readonly; the readonly timestamps record every change, to false too, as Liftbridge's do.</summary>
     public void MarkReadonly(bool value, long nowNs)
     {
         _readonly = value;
-        if (value)
+        if (_readonlyFirst == 0)
         {
-            if (_readonlyFirst == 0)
-            {
-                _readonlyFirst = nowNs;
-            }
-
-            _readonlyLatest = nowNs;
+            _readonlyFirst = nowNs;
         }
+
+        _readonlyLatest = nowNs;
 
         CancellationTokenSource old;
         lock (_stateLock)

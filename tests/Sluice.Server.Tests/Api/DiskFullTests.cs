@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.TestKit;
+using static Sluice.Server.Tests.BrokerHarness;
+
+namespace Sluice.Server.Tests.Api;
+
+/// <summary>
+/// A full file system answers RESOURCE_EXHAUSTED "no space left on device" (not INTERNAL), leaves no half-created
+/// stream, and the server starts again once there is room. Needs root for a small tmpfs (CI runs as root).
+/// </summary>
+public sealed class DiskFullTests
+{
+    [Fact]
+    public async Task A_full_disk_answers_ResourceExhausted_on_create_and_publish_and_the_server_restarts()
+    {
+        using var mount = TmpfsMount.Create(megabytes: 16);
+        await using var h = await StartAsync(o => o with { DataDir = mount.Path });
+        await h.CreateStreamAsync("a", "a");
+        Assert.NotNull(await h.PublishAsync("a", "before"));
+        var filler = Path.Combine(mount.Path, "filler");
+        Fill(filler);
+
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.ResourceExhausted, () => h.CreateStreamAsync("b", "b", partitions: 2));
+        Assert.Equal("no space left on device", ex.Detail);
+        Assert.Equal(["a"], (await h.MetadataAsync()).StreamMetadata.Select(s => s.Name));
+        Assert.False(Directory.Exists(Path.Combine(mount.Path, "streams", "b")), "the failed create removed its directories");
+
+        var big = new string('x', 256 * 1024); // needs new pages, which a full tmpfs refuses
+        ex = await ThrowsGrpcAsync(GrpcStatusCode.ResourceExhausted, () => h.PublishAsync("a", big));
+        Assert.Equal("no space left on device", ex.Detail);
+
+        await using (var call = h.Channel.DuplexStreaming<PublishRequest, PublishResponse>("/proto.API/PublishAsync", PublishResponse.Parser))
+        {
+            await call.WriteAsync(new PublishRequest { Stream = "a", CorrelationId = "c1", Value = ByteString.CopyFromUtf8(big), AckPolicy = AckPolicy.Leader });
+            Assert.True(await call.MoveNextAsync().AsTask().WaitAsync(CallTimeout));
+            Assert.Equal(("c1", "no space left on device"), (call.Current.CorrelationId, call.Current.AsyncError.Message));
+        }
+
+        File.Delete(filler);
+        await h.RestartAsync();
+        Assert.Equal(["a"], (await h.MetadataAsync()).StreamMetadata.Select(s => s.Name));
+        await h.CreateStreamAsync("b", "b", partitions: 2);
+        Assert.NotNull(await h.PublishAsync("a", "after"));
+        Assert.NotNull(await h.PublishAsync("b", "after", partition: 1));
+    }
+
+    private static void Fill(string path)
+    {
+        using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
+        var chunk = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                file.Write(chunk);
+            }
+        }
+        catch (IOException)
+        {
+            // ENOSPC: the file system is full.
+        }
+
+        var page = new byte[512];
+        try
+        {
+            while (true)
+            {
+                file.Write(page);
+            }
+        }
+        catch (IOException)
+        {
+            // Every last block taken.
+        }
+    }
+
+    /// <summary>A tmpfs of a fixed size on a fresh directory, unmounted and removed on dispose.</summary>
+    private sealed class TmpfsMount : IDisposable
+    {
+        private TmpfsMount(string path) => Path = path;
+
+        public string Path { get; }
+
+        public static TmpfsMount Create(int megabytes)
+        {
+            var dir = new TempDirectory("sluice-tmpfs");
+            Run("mount", "-t", "tmpfs", "-o", $"size={megabytes}m", "tmpfs", dir.Path);
+            return new TmpfsMount(dir.Path);
+        }
+
+        public void Dispose()
+        {
+            Run("umount", "-l", Path);
+            Directory.Delete(Path, recursive: true);
+        }
+
+        private static void Run(string command, params string[] arguments)
+        {
+            var start = new ProcessStartInfo(command) { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var argument in arguments)
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            using var process = Process.Start(start)!;
+            var error = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            Assert.True(process.ExitCode == 0, $"{command} {string.Join(' ', arguments)} failed (this test needs root, as in CI): {error}");
+        }
+    }
+}
