@@ -81,7 +81,7 @@ public sealed class MetadataAndStateTests
         await using var h = await StartAsync();
         await h.CreateStreamAsync("foo", "foo", partitions: 2);
         var ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PauseAsync("bar"));
-        Assert.Equal("stream does not exist", ex.Detail);
+        Assert.Equal("stream not found", ex.Detail);
         await h.PauseAsync("foo");
         await h.PauseAsync("foo");
         var metadata = await h.MetadataAsync("foo");
@@ -182,5 +182,71 @@ public sealed class MetadataAndStateTests
         await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("control")).Paused, "the control stream auto-paused again");
         // A whole idle period passed while the subscriber was there: without it, the watched stream would have paused too.
         Assert.False((await h.PartitionMetadataAsync("watched")).Paused);
+    }
+
+    [Fact]
+    public async Task Pause_and_readonly_of_a_missing_stream_answer_as_Liftbridge_with_and_without_partitions()
+    {
+        // Checked against Liftbridge v1.9.0: an empty partition list is expanded first, and that lookup says "not found".
+        await using var h = await StartAsync();
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PauseAsync("missing"));
+        Assert.Equal("stream not found", ex.Detail);
+        ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.PauseAsync("missing", false, 0));
+        Assert.Equal("stream does not exist", ex.Detail);
+        ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.SetReadonlyAsync("missing", true));
+        Assert.Equal("stream not found", ex.Detail);
+        ex = await ThrowsGrpcAsync(GrpcStatusCode.NotFound, () => h.SetReadonlyAsync("missing", true, 0));
+        Assert.Equal("stream does not exist", ex.Detail);
+    }
+
+    [Fact]
+    public async Task Setting_readonly_false_moves_the_readonly_latest_timestamp_as_setting_it_true_does()
+    {
+        // Checked against Liftbridge v1.9.0: every SetStreamReadonly call records a readonly event, whatever the value.
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.SetReadonlyAsync("foo", false);
+        var r0 = (await h.PartitionMetadataAsync("foo")).ReadonlyTimestamps;
+        Assert.NotEqual(0, r0.FirstTimestamp);
+        Assert.Equal(r0.FirstTimestamp, r0.LatestTimestamp);
+        await h.SetReadonlyAsync("foo", true);
+        var r1 = (await h.PartitionMetadataAsync("foo")).ReadonlyTimestamps;
+        await h.SetReadonlyAsync("foo", false);
+        var p2 = await h.PartitionMetadataAsync("foo");
+        Assert.False(p2.Readonly);
+        Assert.Equal(r0.FirstTimestamp, p2.ReadonlyTimestamps.FirstTimestamp);
+        Assert.True(p2.ReadonlyTimestamps.LatestTimestamp > r1.LatestTimestamp);
+
+        await h.RestartAsync(); // and they are saved
+        Assert.Equal(p2.ReadonlyTimestamps, (await h.PartitionMetadataAsync("foo")).ReadonlyTimestamps);
+    }
+
+    [Fact]
+    public async Task A_resumeAll_pause_is_lifted_for_every_partition_by_a_publish_or_a_resume_subscription_and_recorded()
+    {
+        await using var h = await StartAsync(o => o with { Activity = o.Activity with { Enabled = true } });
+        await h.CreateStreamAsync("foo", "foo", partitions: 3);
+        async Task<bool[]> PausedAsync() => [.. (await h.MetadataAsync("foo")).StreamMetadata[0].Partitions.OrderBy(p => p.Key).Select(p => p.Value.Paused)];
+
+        await h.PauseAsync("foo", resumeAll: true);
+        Assert.NotNull(await h.PublishAsync("foo", "x", partition: 1));
+        Assert.Equal(new[] { false, false, false }, await PausedAsync());
+
+        await h.PauseAsync("foo", resumeAll: true);
+        await using (var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "foo", Partition = 2, Resume = true }))
+        {
+            Assert.Equal(new[] { false, false, false }, await PausedAsync());
+        }
+
+        // The flag is the stream's, set by the latest pause (as Liftbridge): a later pause without it resumes one partition.
+        await h.PauseAsync("foo", true, 0, 1);
+        await h.PauseAsync("foo", false, 2);
+        Assert.NotNull(await h.PublishAsync("foo", "y", partition: 0));
+        Assert.Equal(new[] { false, true, true }, await PausedAsync());
+
+        await using var activity = await h.SubscribeAsync(new SubscribeRequest { Stream = "__activity", StartPosition = StartPosition.Earliest });
+        var events = (await ReadAsync(activity, 9)).Select(m => ActivityStreamEvent.Parser.ParseFrom(m.Value)).ToList();
+        var resumes = events.Where(e => e.Op == ActivityStreamOp.ResumeStream).Select(e => e.ResumeStreamOp.Partitions.Order().ToArray()).ToList();
+        Assert.Equal([[0, 1, 2], [0, 1, 2], [0]], resumes);
     }
 }

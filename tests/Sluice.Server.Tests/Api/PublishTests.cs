@@ -279,4 +279,49 @@ public sealed class PublishTests
         none.AckPolicy = AckPolicy.None;
         Assert.Null((await h.CallAsync("PublishToSubject", none, PublishToSubjectResponse.Parser)).Ack);
     }
+
+    [Theory]
+    [InlineData(AckPolicy.None, true)]
+    [InlineData(AckPolicy.Leader, true)]
+    [InlineData(AckPolicy.All, true)]
+    [InlineData(AckPolicy.None, false)]
+    [InlineData(AckPolicy.Leader, false)]
+    public async Task An_oversized_unary_publish_is_InvalidArgument_whatever_the_ack_policy_and_deadline(AckPolicy policy, bool deadline)
+    {
+        await using var h = await StartAsync(o => o with { Clustering = o.Clustering with { ReplicationMaxBytes = 100 } });
+        await h.CreateStreamAsync("foo", "foo");
+        var request = new PublishRequest { Stream = "foo", Value = ByteString.CopyFromUtf8(new string('x', 200)), AckPolicy = policy };
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.InvalidArgument, () => h.Channel.UnaryAsync("/proto.API/Publish", request, PublishResponse.Parser, deadline ? CallTimeout : null));
+        Assert.Equal("message exceeds max replication size", ex.Detail);
+        Assert.Equal(0, (await h.PublishAsync("foo", "small"))!.Offset); // nothing was stored before it
+    }
+
+    [Theory]
+    [InlineData(AckPolicy.None, true)]
+    [InlineData(AckPolicy.Leader, true)]
+    [InlineData(AckPolicy.Leader, false)]
+    public async Task An_oversized_PublishToSubject_is_InvalidArgument_whatever_the_ack_policy_and_deadline(AckPolicy policy, bool deadline)
+    {
+        await using var h = await StartAsync(o => o with { Clustering = o.Clustering with { ReplicationMaxBytes = 100 } });
+        await h.CreateStreamAsync("foo", "foo");
+        var request = new PublishToSubjectRequest { Subject = "foo", Value = ByteString.CopyFromUtf8(new string('x', 200)), AckPolicy = policy };
+        var ex = await ThrowsGrpcAsync(GrpcStatusCode.InvalidArgument, () => h.Channel.UnaryAsync("/proto.API/PublishToSubject", request, PublishToSubjectResponse.Parser, deadline ? CallTimeout : null));
+        Assert.Equal("message exceeds max replication size", ex.Detail);
+        Assert.Equal(0, (await h.PublishAsync("foo", "small"))!.Offset);
+    }
+
+    [Theory]
+    [InlineData(AckPolicy.None)]
+    [InlineData(AckPolicy.Leader)]
+    [InlineData(AckPolicy.All)]
+    public async Task An_oversized_PublishAsync_message_is_BAD_REQUEST_whatever_the_ack_policy(AckPolicy policy)
+    {
+        await using var h = await StartAsync(o => o with { Clustering = o.Clustering with { ReplicationMaxBytes = 100 } });
+        await h.CreateStreamAsync("foo", "foo");
+        await using var call = h.Channel.DuplexStreaming<PublishRequest, PublishResponse>("/proto.API/PublishAsync", PublishResponse.Parser);
+        await call.WriteAsync(Async("foo", "big", policy: policy, value: new string('x', 200)));
+        var r = await NextAsync(call);
+        Assert.Equal(("big", PublishAsyncError.Types.Code.BadRequest, "message exceeds max replication size"), (r.CorrelationId, r.AsyncError.Code, r.AsyncError.Message));
+        Assert.Equal(0, (await h.PublishAsync("foo", "small"))!.Offset);
+    }
 }
