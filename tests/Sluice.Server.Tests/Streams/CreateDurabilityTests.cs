@@ -4,8 +4,8 @@ using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Streams;
 using Sluice.Storage.Metadata.Embedded;
-using Broker = Sluice.Server.Streams.Broker;
 using Sluice.TestKit;
+using Broker = Sluice.Server.Streams.Broker;
 
 namespace Sluice.Server.Tests.Streams;
 
