@@ -724,8 +724,9 @@ internal sealed partial class Broker : IAsyncDisposable
                 {
                     await _catalog.UpdateAsync(stream, stream.Partitions, includeStream: false, CancellationToken.None).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+                catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or MetadataStoreException)
                 {
+                    // A faulted store (a full disk) must not stop the shutdown: the other streams still close.
                     LogSaveFailed(_logger, ex, stream.Name);
                 }
             }

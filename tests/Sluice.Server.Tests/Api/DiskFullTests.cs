@@ -47,6 +47,32 @@ public sealed class DiskFullTests
         Assert.NotNull(await h.PublishAsync("b", "after", partition: 1));
     }
 
+    [Fact]
+    public async Task When_the_metadata_log_cannot_grow_the_server_answers_ResourceExhausted_and_still_stops_and_starts()
+    {
+        using var mount = TmpfsMount.Create(megabytes: 16);
+        await using var h = await StartAsync(o => o with { DataDir = mount.Path });
+        await h.CreateStreamAsync("a", "a", partitions: 2);
+        await h.CreateStreamAsync("b", "b");
+        var filler = Path.Combine(mount.Path, "filler");
+        Fill(filler);
+
+        // Each readonly change is one small metadata write: the store's log fills its last page, then fails.
+        GrpcException? refused = null;
+        for (var i = 0; i < 1000 && refused is null; i++)
+        {
+            refused = await Record.ExceptionAsync(() => h.SetReadonlyAsync("b", i % 2 == 0)) as GrpcException;
+        }
+
+        Assert.NotNull(refused);
+        Assert.Equal((GrpcStatusCode.ResourceExhausted, "no space left on device"), (refused.StatusCode, refused.Detail));
+
+        File.Delete(filler);
+        await h.RestartAsync(); // the shutdown's own metadata writes fail on the faulted store; it still closes everything
+        Assert.Equal(["a", "b"], (await h.MetadataAsync()).StreamMetadata.Select(s => s.Name));
+        Assert.NotNull(await h.PublishAsync("a", "after", partition: 1));
+    }
+
     private static void Fill(string path)
     {
         using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
