@@ -34,6 +34,16 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}", e.Message);
             return 1;
         }
+        catch (Storage.Metadata.MetadataStoreLockedException)
+        {
+            logger.LogError("Cannot start the server: the data directory {DataDir} is in use by another Sluice process", options.DataDir);
+            return 1;
+        }
+        catch (Exception e) when (e is Storage.Metadata.MetadataLogDamagedException or Storage.Metadata.MetadataCorruptException)
+        {
+            logger.LogError("Cannot start the server: {Reason}. Nothing was changed; `sluice repair --data-dir {DataDir}` keeps what is readable and moves the damaged file aside", e.Message, options.DataDir);
+            return 1;
+        }
         catch (Exception e) when (IsBindFailure(e))
         {
             logger.LogError("Cannot listen on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);
