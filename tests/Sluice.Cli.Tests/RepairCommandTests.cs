@@ -125,11 +125,15 @@ public class RepairCommandTests
         await RunOkAsync("stream", "create", "first", "--subject", "first", "-s", servers);
 
         var filler = tmpfs.Fill();
-        var (failedCode, failed) = await SluiceProcess.RunAsync("stream", "create", "second", "--subject", "second", "-s", servers);
+
+        // 100 partitions make a metadata record of several KiB: it cannot fit in what is left of the log's last page.
+        var (failedCode, failed) = await SluiceProcess.RunAsync("stream", "create", "second", "--subject", "second", "--partitions", "100", "-s", servers);
         await using (failed)
         {
             Assert.True(failedCode == 1, failed.Transcript());
         }
+
+        await sluice.WaitForLineAsync("Metadata log write failed");
 
         File.Delete(filler);
         await RunOkAsync("stream", "create", "third", "--subject", "third", "-s", servers);
