@@ -55,7 +55,7 @@ internal static class RepairCommand
             var line = file.Condition switch
             {
                 MetadataFileCondition.Intact => $"metadata {file.File}: intact ({file.KeptRecords} records)",
-                MetadataFileCondition.TornTail => $"metadata {file.File}: {file.KeptRecords} records, then a torn tail of {file.LostBytes} bytes at byte {file.DamagePosition} (left from a crash; the server truncates it on start)",
+                MetadataFileCondition.TornTail => $"metadata {file.File}: {file.KeptRecords} records, then a torn tail of {file.LostBytes} bytes at byte {file.DamagePosition} (left by a crash, not damage; truncated when the store opens)",
                 _ when file.File == "snapshot.snap" => $"metadata {file.File}: DAMAGED (fails its checksum); its {file.LostBytes} bytes cannot be trusted and are lost; it {verb} moved to {file.MovedTo ?? file.File + ".damaged-<time>"}",
                 _ => $"metadata {file.File}: DAMAGED at byte {file.DamagePosition}; kept the {file.KeptRecords} records before it, lost the {file.LostBytes} bytes after it ({file.LostIntactRecords} still-intact records among them); the damaged file {verb} moved to {file.MovedTo ?? file.File + ".damaged-<time>"}",
             };

@@ -41,7 +41,7 @@ public static class ServerRunner
         }
         catch (Exception e) when (e is Storage.Metadata.MetadataLogDamagedException or Storage.Metadata.MetadataCorruptException)
         {
-            logger.LogError("Cannot start the server: {Reason}. Nothing was changed; `sluice repair --data-dir {DataDir}` keeps what is readable and moves the damaged file aside", e.Message, options.DataDir);
+            logger.LogError("Cannot start the server: {Reason}. To start with what is readable, stop here and run `sluice repair --data-dir {DataDir}` (see docs/operations.md)", e.Message, options.DataDir);
             return 1;
         }
         catch (Exception e) when (IsBindFailure(e))

@@ -75,17 +75,14 @@ public static class MetadataRepair
 
     private static async Task<MetadataRepairReport> RunCoreAsync(string directory, bool dryRun, Func<IMetadataStore, Task>? inspect)
     {
-        if (!Directory.Exists(directory))
+        // No metadata at all: an empty store, so the caller still sees every stream directory as orphaned.
+        var exists = Directory.Exists(directory);
+        if (!exists && !dryRun)
         {
-            if (dryRun)
-            {
-                return new MetadataRepairReport(directory, dryRun, []);
-            }
-
             Directory.CreateDirectory(directory);
         }
 
-        var lockFile = DirectoryLock.Acquire(directory);
+        var lockFile = exists || !dryRun ? DirectoryLock.Acquire(directory) : null;
         string? copy = null;
         try
         {
@@ -93,7 +90,7 @@ public static class MetadataRepair
             if (dryRun)
             {
                 copy = Directory.CreateTempSubdirectory("sluice-repair-").FullName;
-                foreach (var file in Directory.EnumerateFiles(directory).Where(IsStoreFile))
+                foreach (var file in exists ? Directory.EnumerateFiles(directory).Where(IsStoreFile) : [])
                 {
                     File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
                 }
@@ -107,7 +104,7 @@ public static class MetadataRepair
                 var options = MetadataStoreOptions.Default;
                 var store = dryRun
                     ? await EmbeddedMetadataStore.OpenAsync(work, options).ConfigureAwait(false)
-                    : await Task.Run(() => EmbeddedMetadataStore.Open(work, options, lockFile)).ConfigureAwait(false);
+                    : await Task.Run(() => EmbeddedMetadataStore.Open(work, options, lockFile!)).ConfigureAwait(false);
                 lockFile = null; // the store owns it now and releases it when disposed
                 await using (store.ConfigureAwait(false))
                 {
