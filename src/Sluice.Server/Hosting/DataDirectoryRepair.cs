@@ -32,7 +32,7 @@ public static class DataDirectoryRepair
     /// <summary>Name of the folder under the data directory that receives orphaned stream directories.</summary>
     public const string LostAndFound = "lost+found";
 
-    /// <summary>The metadata store's directory under a data directory.</summary>
+    /// <summary>The metadata store's directory under a data directory (where SluiceServer.StartAsync opens it).</summary>
     public static string MetadataDirectory(string dataDir) => Path.Combine(Path.GetFullPath(dataDir), "metadata");
 
     /// <summary>Checks and (unless <paramref name="dryRun"/>) repairs <paramref name="dataDir"/>.</summary>
