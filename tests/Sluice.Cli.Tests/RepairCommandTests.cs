@@ -131,6 +131,9 @@ public class RepairCommandTests
         await using (failed)
         {
             Assert.True(failedCode == 1, failed.Transcript());
+            var error = Assert.Single(failed.Stderr);
+            Assert.Contains("metadata write failed: the server could not write to its disk", error, StringComparison.Ordinal);
+            Assert.DoesNotContain(tmpfs.Path, error, StringComparison.Ordinal); // no server path goes to a client
         }
 
         await sluice.WaitForLineAsync("Metadata log write failed");

@@ -20,10 +20,12 @@ internal static class ApiErrors
         BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
         CommitLogException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
         TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
+        // Its message holds a server path; the store has logged it, the client learns only what happened.
+        Storage.Metadata.MetadataStoreFaultedException => new GrpcException(GrpcStatusCode.Internal, "metadata write failed: the server could not write to its disk (details in its log)"),
         _ => new GrpcException(GrpcStatusCode.Internal, $"{exception.GetType().Name}: {exception.Message}"),
     };
 
     /// <summary>True for the errors <see cref="ToGrpc"/> knows; anything else is a bug and propagates (and is logged) as is.</summary>
     public static bool IsMapped(Exception exception) =>
-        exception is BrokerException or CommitLogException or TimeoutException;
+        exception is BrokerException or CommitLogException or TimeoutException or Storage.Metadata.MetadataStoreFaultedException;
 }
