@@ -111,6 +111,22 @@ public class LogDamageTests
     }
 
     [Fact]
+    public async Task Repair_of_a_log_with_a_damaged_header_keeps_no_record_and_moves_the_whole_file_aside()
+    {
+        using var dir = new TempDirectory("sluice-meta-damage");
+        var wal = await WriteKeysAsync(dir.Path, 3);
+        Flip(wal, 0);
+        var damaged = await File.ReadAllBytesAsync(wal);
+        await Assert.ThrowsAsync<MetadataCorruptException>(() => EmbeddedMetadataStore.OpenAsync(dir.Path));
+
+        var check = Assert.Single((await MetadataRepair.RunAsync(dir.Path, dryRun: false)).Files);
+        Assert.Equal((MetadataFileCondition.Damaged, 0, 0L, 3), (check.Condition, check.KeptRecords, check.DamagePosition, check.LostIntactRecords));
+        Assert.Equal(damaged, await File.ReadAllBytesAsync(Path.Combine(dir.Path, check.MovedTo!)));
+        await using var reopened = await EmbeddedMetadataStore.OpenAsync(dir.Path);
+        Assert.Equal(1, reopened.Revision);
+    }
+
+    [Fact]
     public async Task Repair_of_an_intact_store_changes_nothing()
     {
         using var dir = new TempDirectory("sluice-meta-damage");
