@@ -29,6 +29,7 @@ internal static class SluiceCommandLine
         root.Subcommands.Add(PubCommand.Create());
         root.Subcommands.Add(SubCommand.Create());
         root.Subcommands.Add(MetadataCommand.Create());
+        root.Subcommands.Add(RepairCommand.Create());
         return root;
     }
 

@@ -30,6 +30,8 @@ internal static partial class ApiErrors
             BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
             TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
             CommitLogClosedException => new GrpcException(GrpcStatusCode.Internal, "the partition's log is closed"), // its own message names the directory
+            // Its message holds a server path; the store has logged it, the client learns only what happened.
+            Storage.Metadata.MetadataStoreFaultedException => new GrpcException(GrpcStatusCode.Internal, "metadata write failed: the server could not write to its disk (details in its log)"),
             _ => new GrpcException(GrpcStatusCode.Internal, InternalMessage),
         };
 

@@ -34,6 +34,16 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}", e.Message);
             return 1;
         }
+        catch (Storage.Metadata.MetadataStoreLockedException)
+        {
+            logger.LogError("Cannot start the server: the data directory {DataDir} is in use by another Sluice process", options.DataDir);
+            return 1;
+        }
+        catch (Exception e) when (e is Storage.Metadata.MetadataLogDamagedException or Storage.Metadata.MetadataCorruptException)
+        {
+            logger.LogError("Cannot start the server: {Reason}. To start with what is readable, stop here and run `sluice repair --data-dir {DataDir}` (see docs/operations.md)", e.Message, options.DataDir);
+            return 1;
+        }
         catch (Exception e) when (IsBindFailure(e))
         {
             logger.LogError("Cannot listen on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);

@@ -79,15 +79,53 @@ public sealed class KeyNotFoundForUpdateException : MetadataStoreException
 }
 
 /// <summary>
-/// The store can no longer write because its disk failed. Reads keep serving the last durable state;
-/// reopen the store to recover.
+/// A write failed because the disk did (full, or an I/O error) and was not applied. Reads keep serving the last
+/// durable state; the store cuts its log back and accepts writes again once the disk does (free space, say).
 /// </summary>
 public sealed class MetadataStoreFaultedException : MetadataStoreException
 {
     public MetadataStoreFaultedException(Exception inner)
-        : base($"metadata store is faulted after an I/O error and accepts no more writes: {inner.Message}", inner)
+        : base($"metadata write failed after an I/O error and was not applied: {inner.Message}", inner)
     {
     }
+}
+
+/// <summary>
+/// A record in the middle of a metadata log fails its checksum while intact records follow it: corruption, not
+/// a torn write, so nothing is truncated and the file is left as it was. <c>sluice repair</c> keeps the records
+/// before <see cref="Position"/> and moves the damaged file aside.
+/// </summary>
+public sealed class MetadataLogDamagedException : MetadataStoreException
+{
+    public MetadataLogDamagedException(string path, long position, int intactRecords, long nextIntactPosition)
+        : base($"metadata log {path} is damaged at byte {position}: the record there fails its checksum but intact records follow it (from byte {nextIntactPosition}), so this is corruption, not a torn write; {intactRecords} records before it are intact; the file was left unchanged")
+    {
+        Path = path;
+        Position = position;
+        IntactRecords = intactRecords;
+    }
+
+    /// <summary>The damaged log file.</summary>
+    public string Path { get; }
+
+    /// <summary>Byte offset of the first record that is not intact.</summary>
+    public long Position { get; }
+
+    /// <summary>How many records precede the damage (what a repair keeps).</summary>
+    public int IntactRecords { get; }
+}
+
+/// <summary>Another process (or another store in this one) holds the directory's lock.</summary>
+public sealed class MetadataStoreLockedException : MetadataStoreException
+{
+    public MetadataStoreLockedException(string directory, Exception inner)
+        : base($"{directory} is in use by another Sluice process (its lock file {System.IO.Path.Combine(directory, "LOCK")} is held)", inner)
+    {
+        Directory = directory;
+    }
+
+    /// <summary>The locked directory.</summary>
+    public string Directory { get; }
 }
 
 /// <summary>An on-disk file failed validation in a way recovery cannot repair.</summary>

@@ -122,9 +122,10 @@ public class PersistenceTests
     }
 
     [Fact]
-    public async Task A_second_open_of_the_same_directory_is_refused()
+    public async Task A_second_open_of_the_same_directory_is_refused_as_in_use()
     {
         await using var h = await StoreHarness.StartAsync();
-        await Assert.ThrowsAsync<IOException>(() => EmbeddedMetadataStore.OpenAsync(h.Directory));
+        var e = await Assert.ThrowsAsync<MetadataStoreLockedException>(() => EmbeddedMetadataStore.OpenAsync(h.Directory));
+        Assert.Contains("in use by another Sluice process", e.Message, StringComparison.Ordinal);
     }
 }

@@ -2,10 +2,14 @@
 // - Writes: a transaction is applied in memory, appended to the write-ahead log and acknowledged only after
 //   the fsync that covers it (concurrent commits share one fsync). Readers and watchers see a revision only
 //   once it is durable, so nothing a caller saw can vanish in a crash.
-// - An I/O error on the log faults the store: that write and all later writes fail with
-//   MetadataStoreFaultedException, reads and watches keep serving the last durable revision. Reopen to recover.
+// - An I/O error on the log (a full disk, say) fails the writes of that batch and of the batch queued behind it
+//   with MetadataStoreFaultedException. The flusher then cuts the log back to its last synced byte and rebuilds
+//   memory from the snapshot and log, exactly as an open would, so the failed writes leave no trace and later
+//   writes succeed once the disk does. Reads and watches keep serving the last durable revision throughout.
+//   Only if that cut-back fails does the store stay faulted until it is reopened.
 // - Open: load the snapshot (corrupt = MetadataCorruptException), replay the log after it, truncate a torn
-//   tail, delete logs the snapshot made obsolete. Leases come back with a fresh TTL (etcd's rule).
+//   tail, delete logs the snapshot made obsolete. Damage inside the log (intact records after a bad one) fails
+//   the open with MetadataLogDamagedException and changes nothing. Leases come back with a fresh TTL (etcd's rule).
 // - A failed background snapshot is logged and retried later; the log keeps everything meanwhile.
 using System.Buffers;
 using System.Security.Cryptography;
@@ -20,8 +24,6 @@ namespace Sluice.Storage.Metadata.Embedded;
 /// </summary>
 public sealed partial class EmbeddedMetadataStore : IMetadataStore
 {
-    private const string LockFileName = "LOCK";
-
     private readonly string _directory;
     private readonly MetadataStoreOptions _options;
     private readonly TimeProvider _time;
@@ -118,18 +120,18 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
     private static EmbeddedMetadataStore Open(string directory, MetadataStoreOptions options)
     {
         System.IO.Directory.CreateDirectory(directory);
-        var lockFile = new FileStream(Path.Combine(directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        return Open(directory, options, DirectoryLock.Acquire(directory));
+    }
+
+    /// <summary>Opens with the directory's lock already held (a repair hands over its own); the store then owns it.</summary>
+    internal static EmbeddedMetadataStore Open(string directory, MetadataStoreOptions options, FileStream lockFile)
+    {
         EmbeddedMetadataStore? store = null;
         try
         {
             var logger = options.LoggerFactory.CreateLogger<EmbeddedMetadataStore>();
-            SnapshotState? snapshot = null;
+            var snapshot = ReadSnapshot(directory);
             var snapshotPath = Path.Combine(directory, SnapshotFile.FileName);
-            if (File.Exists(snapshotPath))
-            {
-                snapshot = SnapshotFile.Decode(File.ReadAllBytes(snapshotPath));
-            }
-
             var sequence = snapshot?.LogSequence ?? 1;
             foreach (var path in System.IO.Directory.EnumerateFiles(directory, "wal-*.log"))
             {
@@ -169,6 +171,51 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
         }
     }
 
+    /// <summary>The directory's snapshot, or null when it has none; a damaged one fails naming the file.</summary>
+    internal static SnapshotState? ReadSnapshot(string directory)
+    {
+        var path = Path.Combine(directory, SnapshotFile.FileName);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            return SnapshotFile.Decode(File.ReadAllBytes(path));
+        }
+        catch (MetadataCorruptException e)
+        {
+            throw new MetadataCorruptException($"metadata snapshot {path} is damaged ({e.Message}); the file was left unchanged");
+        }
+    }
+
+    /// <summary>
+    /// After a failed log write: cut the log back to its last synced record and rebuild memory from disk, dropping
+    /// every change that was applied in memory but never made durable. Caller holds _writeLock; nothing is in flight.
+    /// </summary>
+    private void RollBackToDurableLocked()
+    {
+        _wal.RollBack();
+        var snapshot = ReadSnapshot(_directory);
+        var records = _wal.ReadSyncedRecords();
+        _rw.EnterWriteLock();
+        try
+        {
+            // One write-lock hold: no reader may see the index empty or half rebuilt.
+            _index.Clear();
+            _events.Clear();
+            _leases.Clear();
+            _pendingRevision = 1;
+            Volatile.Write(ref _compactRevision, 0);
+            LoadLocked(snapshot, records);
+        }
+        finally
+        {
+            _rw.ExitWriteLock();
+        }
+    }
+
     private void Load(SnapshotState? snapshot, List<LogRecord> records)
     {
         lock (_writeLock)
@@ -176,37 +223,43 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
             _rw.EnterWriteLock();
             try
             {
-                if (snapshot is not null)
-                {
-                    foreach (var (id, ttl) in snapshot.Leases)
-                    {
-                        ApplyLeaseGrant(id, ttl);
-                    }
-
-                    foreach (var record in snapshot.History)
-                    {
-                        ApplyLocked(record);
-                    }
-
-                    _pendingRevision = Math.Max(_pendingRevision, snapshot.CurrentRevision);
-                    if (snapshot.CompactRevision > 0)
-                    {
-                        CompactLocked(snapshot.CompactRevision);
-                    }
-                }
-
-                foreach (var record in records)
-                {
-                    ApplyLocked(record);
-                }
-
-                _visibleRevision = _pendingRevision;
+                LoadLocked(snapshot, records);
             }
             finally
             {
                 _rw.ExitWriteLock();
             }
         }
+    }
+
+    /// <summary>Applies a snapshot and the log after it. Caller holds _writeLock and the write side of _rw.</summary>
+    private void LoadLocked(SnapshotState? snapshot, List<LogRecord> records)
+    {
+        if (snapshot is not null)
+        {
+            foreach (var (id, ttl) in snapshot.Leases)
+            {
+                ApplyLeaseGrant(id, ttl);
+            }
+
+            foreach (var record in snapshot.History)
+            {
+                ApplyLocked(record);
+            }
+
+            _pendingRevision = Math.Max(_pendingRevision, snapshot.CurrentRevision);
+            if (snapshot.CompactRevision > 0)
+            {
+                CompactLocked(snapshot.CompactRevision);
+            }
+        }
+
+        foreach (var record in records)
+        {
+            ApplyLocked(record);
+        }
+
+        Volatile.Write(ref _visibleRevision, _pendingRevision);
     }
 
     /// <summary>Applies one record to memory. Caller holds _writeLock and the write side of _rw.</summary>
@@ -416,8 +469,12 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
                     }
                     else
                     {
+                        // The queued batch was applied in memory on top of the failed one: it fails with it.
                         _fault = error;
                         queued = _batchDone;
+                        _batchDone = NewCompletion();
+                        _batch.ResetWrittenCount();
+                        _batchHasRecords = false;
                     }
 
                     Monitor.PulseAll(_queueLock);
@@ -425,11 +482,12 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
 
                 if (error is not null)
                 {
-                    _logger.LogError(error, "Metadata log write failed at revision {Revision}; the store is faulted and accepts no more writes", revision);
+                    _logger.LogError(error, "Metadata log write failed at revision {Revision}; the writes of this batch fail and the log is cut back to its last durable record", revision);
                     var faulted = new MetadataStoreFaultedException(error);
                     done.TrySetException(faulted);
                     queued!.TrySetException(faulted);
-                    return;
+                    RecoverAfterWriteFailure();
+                    continue;
                 }
 
                 NotifyWatchers();
@@ -443,6 +501,35 @@ public sealed partial class EmbeddedMetadataStore : IMetadataStore
         finally
         {
             _flusherExited.TrySetResult();
+        }
+    }
+
+    /// <summary>Clears the fault once the log and memory are back at the last durable revision; else the store stays faulted.</summary>
+    private void RecoverAfterWriteFailure()
+    {
+        lock (_writeLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            try
+            {
+                RollBackToDurableLocked();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or MetadataStoreException)
+            {
+                _logger.LogCritical(e, "Metadata log could not be cut back after a failed write; the store accepts no more writes until it is reopened");
+                return;
+            }
+
+            lock (_queueLock)
+            {
+                _fault = null;
+            }
+
+            _logger.LogWarning("Metadata store rolled back to revision {Revision} after the failed write; writes are accepted again", _visibleRevision);
         }
     }
 

@@ -93,6 +93,8 @@ internal sealed class KeyIndex
 
     public void Remove(KeyHistory history) => _keys.Remove(history);
 
+    public void Clear() => _keys.Clear();
+
     public IEnumerable<KeyHistory> All => _keys;
 
     /// <summary>Histories of keys in the range: one key (<paramref name="end"/> null), <c>[key, end)</c>, or from key on.</summary>
@@ -168,6 +170,8 @@ internal sealed class EventLog
     private readonly List<RevisionEvents> _revisions = [];
 
     public void Add(RevisionEvents events) => _revisions.Add(events);
+
+    public void Clear() => _revisions.Clear();
 
     public void CompactTo(long revision)
     {

@@ -116,10 +116,17 @@ internal static class SnapshotFile
     public static void WriteAtomically(string directory, byte[] bytes)
     {
         var temp = Path.Combine(directory, FileName + ".tmp");
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0))
+        try
         {
+            using var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
             file.Write(bytes);
             file.Flush(flushToDisk: true);
+        }
+        catch
+        {
+            // A half-written temp file on a full disk would hold on to the space the next write needs.
+            File.Delete(temp);
+            throw;
         }
 
         File.Move(temp, Path.Combine(directory, FileName), overwrite: true);

@@ -1,11 +1,13 @@
 // Failure policy (metadata write-ahead log):
-// - An I/O error while appending or syncing faults the store: the batch in flight and every later write fail
-//   with MetadataStoreFaultedException; reads keep serving the last durable revision. Nothing is retried,
-//   because a failed fsync leaves the page cache in an unknown state.
-// - On open, records are read in order and the first one that is short, has an impossible length or a bad
-//   CRC-32C ends the log: it and everything after it are truncated (a torn tail from a crash). Records are
-//   synced in order, so only the tail can be torn. A bad file header (wrong magic or version) is not
-//   repaired: opening fails with MetadataCorruptException.
+// - An I/O error while appending or syncing (a full disk, say) fails the batch in flight; the store then cuts the
+//   log back to the end of the last synced batch (RollBack) and rebuilds its memory from disk, so the next
+//   write starts from a consistent log. Only if that cut fails too does the store stay faulted.
+// - On open, records are read in order until the first one that is short, has an impossible length or a bad
+//   CRC-32C. If no intact record follows it, it is a torn tail (a crash mid-write, or a zero-filled remainder):
+//   it is truncated. If an intact record follows it, the damage is not a torn write but corruption inside the
+//   log: opening fails with MetadataLogDamagedException naming the file and byte offset, and the file is left
+//   untouched (`sluice repair` keeps the records before the damage). A bad file header (wrong magic or
+//   version) is not repaired either: opening fails with MetadataCorruptException.
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
@@ -28,6 +30,7 @@ internal sealed class WriteAheadLog : IDisposable
     private const int MaxRecordBytes = 256 * 1024 * 1024;
 
     private readonly FileStream _file;
+    private long _syncedLength;
 
     private WriteAheadLog(FileStream file, long sequence, string path)
     {
@@ -55,14 +58,28 @@ internal sealed class WriteAheadLog : IDisposable
     /// <summary>Creates an empty log (header only), synced.</summary>
     public static WriteAheadLog Create(string directory, long sequence)
     {
-        var path = System.IO.Path.Combine(directory, FileName(sequence));
+        var log = CreateAt(System.IO.Path.Combine(directory, FileName(sequence)), sequence);
+        try
+        {
+            DirectorySync.Sync(directory);
+            return log;
+        }
+        catch
+        {
+            log.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates an empty log (header only) at <paramref name="path"/>, synced; the caller syncs the directory.</summary>
+    public static WriteAheadLog CreateAt(string path, long sequence)
+    {
         var file = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
         try
         {
             file.Write(EncodeHeader(sequence));
             file.Flush(flushToDisk: true);
-            DirectorySync.Sync(directory);
-            return new WriteAheadLog(file, sequence, path);
+            return new WriteAheadLog(file, sequence, path) { _syncedLength = HeaderSize };
         }
         catch
         {
@@ -87,17 +104,17 @@ internal sealed class WriteAheadLog : IDisposable
                 file.Position = 0;
                 file.Write(EncodeHeader(expectedSequence));
                 file.Flush(flushToDisk: true);
-                return new WriteAheadLog(file, expectedSequence, path);
+                return new WriteAheadLog(file, expectedSequence, path) { _syncedLength = HeaderSize };
             }
 
             ValidateHeader(data, expectedSequence, path);
-            var position = HeaderSize;
-            while (TryReadRecord(data, position, out var record, out var next))
+            var scan = Scan(data, records);
+            if (scan.IsDamaged)
             {
-                records.Add(record!);
-                position = next;
+                throw new MetadataLogDamagedException(path, scan.IntactEnd, records.Count, scan.NextIntact);
             }
 
+            var position = scan.IntactEnd;
             if (position < data.Length)
             {
                 logger.LogWarning("Metadata log {Path}: truncating a torn tail of {Bytes} bytes at offset {Offset}", path, data.Length - position, position);
@@ -106,7 +123,7 @@ internal sealed class WriteAheadLog : IDisposable
             }
 
             file.Position = position;
-            return new WriteAheadLog(file, expectedSequence, path);
+            return new WriteAheadLog(file, expectedSequence, path) { _syncedLength = position };
         }
         catch
         {
@@ -130,7 +147,72 @@ internal sealed class WriteAheadLog : IDisposable
 
     public void Append(ReadOnlySpan<byte> framedRecords) => _file.Write(framedRecords);
 
-    public void Sync() => _file.Flush(flushToDisk: true);
+    public void Sync()
+    {
+        _file.Flush(flushToDisk: true);
+        _syncedLength = _file.Position;
+    }
+
+    /// <summary>
+    /// Cuts off whatever was appended after the last successful <see cref="Sync"/> (a batch that failed half
+    /// written), so the next append continues a log of whole records. Truncation needs no free space.
+    /// </summary>
+    public void RollBack()
+    {
+        _file.SetLength(_syncedLength);
+        _file.Position = _syncedLength;
+        _file.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Reads this log's records back through its own handle (after a <see cref="RollBack"/>).</summary>
+    public List<LogRecord> ReadSyncedRecords()
+    {
+        var data = new byte[_syncedLength];
+        var read = 0;
+        while (read < data.Length)
+        {
+            var n = RandomAccess.Read(_file.SafeFileHandle, data.AsSpan(read), read);
+            if (n == 0)
+            {
+                throw new IOException($"{Path} ended at {read} bytes while reading {data.Length} synced bytes back");
+            }
+
+            read += n;
+        }
+
+        var records = new List<LogRecord>();
+        var scan = Scan(data, records);
+        if (scan.IntactEnd != data.Length)
+        {
+            throw new MetadataLogDamagedException(Path, scan.IntactEnd, records.Count, scan.NextIntact);
+        }
+
+        return records;
+    }
+
+    /// <summary>
+    /// Reads the records after the header into <paramref name="records"/>, up to the first one that is not intact.
+    /// Past that point it searches for any intact record, byte by byte, to tell a torn tail (none) from damage.
+    /// </summary>
+    internal static LogScan Scan(ReadOnlySpan<byte> data, List<LogRecord> records)
+    {
+        var position = HeaderSize;
+        while (TryReadRecord(data, position, out var record, out var next))
+        {
+            records.Add(record!);
+            position = next;
+        }
+
+        for (var candidate = position + 1; candidate <= data.Length - RecordHeaderSize; candidate++)
+        {
+            if (TryReadRecord(data, candidate, out _, out _))
+            {
+                return new LogScan(position, candidate, data.Length);
+            }
+        }
+
+        return new LogScan(position, -1, data.Length);
+    }
 
     public void Dispose() => _file.Dispose();
 
@@ -199,4 +281,11 @@ internal sealed class WriteAheadLog : IDisposable
             throw new MetadataCorruptException($"{path} holds log sequence {sequence}, expected {expectedSequence}");
         }
     }
+}
+
+/// <summary>Where a log's intact prefix ends and, if the log is damaged rather than torn, where intact records resume.</summary>
+internal readonly record struct LogScan(int IntactEnd, int NextIntact, int Length)
+{
+    /// <summary>An intact record follows the first bad one: corruption, not a torn write.</summary>
+    public bool IsDamaged => NextIntact >= 0;
 }
