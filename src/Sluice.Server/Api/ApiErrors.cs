@@ -18,6 +18,8 @@ internal static class ApiErrors
         PartitionPausedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
         SubscriptionExhaustedException e => new GrpcException(GrpcStatusCode.ResourceExhausted, e.Message),
         BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
+        PartitionUnavailableException e => new GrpcException(GrpcStatusCode.Unavailable, e.Message),
+        CorruptLogException e => new GrpcException(GrpcStatusCode.Unavailable, $"the partition's data is damaged: {e.Description}"), // found on read: served up to the damage
         CommitLogException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
         TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
         _ => new GrpcException(GrpcStatusCode.Internal, $"{exception.GetType().Name}: {exception.Message}"),

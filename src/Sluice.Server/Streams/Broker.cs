@@ -428,6 +428,7 @@ internal sealed partial class Broker : IAsyncDisposable
         while (!await partition.EnqueueAsync(item, max, cancellationToken, moreComing).ConfigureAwait(false))
         {
             ThrowIfStopped();
+            partition.ThrowIfOffline();
             if (!partition.IsPaused)
             {
                 // Not paused yet not open: deleted under us, or a pause is closing it right now.
@@ -505,9 +506,9 @@ internal sealed partial class Broker : IAsyncDisposable
         {
             foreach (var partition in stream.Partitions)
             {
-                if (!Subjects.Matches(partition.Subject, subject))
+                if (partition.IsOffline || !Subjects.Matches(partition.Subject, subject))
                 {
-                    continue;
+                    continue; // an offline partition takes nothing, like a paused one that does not subscribe
                 }
 
                 if (stream.Group.Length > 0 && !groups.Add(partition.Subject + "\n" + stream.Group))
@@ -551,7 +552,7 @@ internal sealed partial class Broker : IAsyncDisposable
         {
             foreach (var partition in stream.Partitions)
             {
-                if (!partition.IsPaused)
+                if (!partition.IsPaused && !partition.IsOffline)
                 {
                     partitions++;
                 }
