@@ -142,6 +142,82 @@ public sealed class DamagedPartitionTests
     }
 
     [Fact]
+    public async Task A_tail_lost_under_durability_never_continues_after_the_acknowledged_offsets_with_a_reported_gap()
+    {
+        using var dir = new TempDirectory("sluice-damage");
+        var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path };
+        await using (var server = await SluiceServer.StartAsync(options))
+        {
+            using var channel = Connect(server);
+            await CreateAsync(channel, "s");
+            for (var i = 0; i < 10; i++)
+            {
+                await PublishAsync(channel, "s", $"m{i}");
+            }
+        }
+
+        // What an OS crash leaves when the pages of the last records never reached the disk but the checkpoints did.
+        var segment = Path.Combine(dir.Path, "streams", "s", "0", FirstSegment);
+        using (var file = File.OpenHandle(segment, FileMode.Open, FileAccess.ReadWrite))
+        {
+            RandomAccess.SetLength(file, RandomAccess.GetLength(file) / 2);
+        }
+
+        using var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(logs));
+        await using (var server = await SluiceServer.StartAsync(options, loggers))
+        {
+            using var channel = Connect(server);
+            var metadata = (await channel.UnaryAsync("/proto.API/FetchPartitionMetadata", new FetchPartitionMetadataRequest { Stream = "s" }, FetchPartitionMetadataResponse.Parser, CallTimeout)).Metadata;
+            Assert.Equal((server.ServerId, 9L), (metadata.Leader, metadata.NewestOffset));
+            Assert.Equal(10, (await PublishAsync(channel, "s", "after")).Offset);
+            Assert.Contains(logs.Lines, l => l.Contains("s/0 lost offsets", StringComparison.Ordinal) && l.Contains("..9", StringComparison.Ordinal));
+            await using var sub = channel.ServerStreaming("/proto.API/Subscribe", new SubscribeRequest { Stream = "s", StartPosition = StartPosition.Earliest, StopPosition = StopPosition.StopLatest }, Message.Parser);
+            Assert.True(await sub.MoveNextAsync()); // handshake
+            var (messages, _) = await ReadToEndAsync(sub);
+            Assert.Equal(10, messages[^1].Offset);
+            Assert.True(messages.Count is > 1 and < 11);
+            Assert.Equal(Enumerable.Range(0, messages.Count - 1).Select(i => (long)i), messages.SkipLast(1).Select(m => m.Offset));
+        }
+    }
+
+    [Fact]
+    public async Task Damage_found_on_read_serves_the_records_before_it_then_names_the_segment_without_server_paths()
+    {
+        using var dir = new TempDirectory("sluice-damage");
+        var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path };
+        var value = new string('x', 1000);
+        await using (var server = await SluiceServer.StartAsync(options))
+        {
+            using var channel = Connect(server);
+
+            // Sealed segments of 64 KiB and more keep index files, so open trusts them and does not rescan them.
+            await CreateAsync(channel, "s", r => r.SegmentMaxBytes = new NullableInt64 { Value = 100_000 });
+            for (var i = 0; i < 150; i++)
+            {
+                await PublishAsync(channel, "s", $"{i:D3}{value}");
+            }
+        }
+
+        var segment = Path.Combine(dir.Path, "streams", "s", "0", FirstSegment);
+        Assert.True(File.Exists(Path.ChangeExtension(segment, ".index")));
+        FlipByte(segment, 50_000);
+
+        await using (var server = await SluiceServer.StartAsync(options))
+        {
+            using var channel = Connect(server);
+            await using var sub = channel.ServerStreaming("/proto.API/Subscribe", new SubscribeRequest { Stream = "s", StartPosition = StartPosition.Earliest }, Message.Parser);
+            Assert.True(await sub.MoveNextAsync()); // handshake
+            var (messages, error) = await ReadToEndAsync(sub);
+            Assert.Equal(GrpcStatusCode.Unavailable, error?.StatusCode);
+            Assert.Contains($"damaged: segment {FirstSegment}", error!.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain(dir.Path, error.Detail, StringComparison.Ordinal);
+            Assert.InRange(messages.Count, 1, 149);
+            Assert.Equal(Enumerable.Range(0, messages.Count).Select(i => (long)i), messages.Select(m => m.Offset));
+        }
+    }
+
+    [Fact]
     public async Task An_emptied_partition_directory_is_offline_rather_than_served_as_empty()
     {
         using var dir = new TempDirectory("sluice-damage");

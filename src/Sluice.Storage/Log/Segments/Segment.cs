@@ -456,6 +456,11 @@ internal sealed class Segment
 
                 if (status == ParseStatus.Corrupt)
                 {
+                    if (count > 0)
+                    {
+                        break; // serve the records before the damage; the next read starts at it and throws
+                    }
+
                     throw Damaged(position + p, last + 1, "a record fails its checks on read");
                 }
 
