@@ -116,7 +116,7 @@ internal sealed partial class Broker : IAsyncDisposable
         var stream = new MessageStream(record, epoch, StreamSettings.Resolve(request, Options));
         var logger = _loggers.CreateLogger<Partition>();
         stream.Partitions = Enumerable.Range(0, Math.Max(1, request.Partitions))
-            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger))
+            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger, SaveStateAsync))
             .ToArray();
         return stream;
     }
@@ -543,6 +543,26 @@ internal sealed partial class Broker : IAsyncDisposable
         }
     }
 
+    /// <summary>Saves one partition's state record (after its first message), under the metadata lock like every other write of it.</summary>
+    private async Task SaveStateAsync(Partition partition)
+    {
+        await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
+        try
+        {
+            if (_stopped || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            {
+                return;
+            }
+
+            await _catalog.UpdateAsync(stream, [partition], includeStream: false, CancellationToken.None).ConfigureAwait(false);
+            LogStateSaved(_logger, stream.Name, partition.Id);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     // ---------------------------------------------------------------- metadata views
 
     public Broker.Counts CountPartitions()
@@ -622,6 +642,9 @@ internal sealed partial class Broker : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resumed stream {Stream} partitions [{Partitions}]")]
     private static partial void LogResumed(ILogger logger, string stream, string partitions);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Saved the state of {Stream}/{Partition} after its first message")]
+    private static partial void LogStateSaved(ILogger logger, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
     private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);

@@ -38,6 +38,7 @@ internal sealed partial class Partition : IDisposable
 
     private readonly ILogger _logger;
     private readonly Func<Partition, Task> _autoPause;
+    private readonly Func<Partition, Task>? _saveState;
     private readonly Lock _stateLock = new();
     private volatile PartitionRuntime? _runtime;
     private CancellationTokenSource _stateChanged = new();
@@ -59,8 +60,9 @@ internal sealed partial class Partition : IDisposable
     private volatile string? _offlineReason;
     private long _knownNextOffset;
 
-    public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger)
+    public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger, Func<Partition, Task>? saveState = null)
     {
+        _saveState = saveState;
         Stream = stream;
         Id = id;
         Subject = Subjects.ForPartition(stream.Subject, id);
@@ -677,9 +679,11 @@ internal sealed partial class Partition : IDisposable
             log.SetHighWatermark(first + n - 1);
         }
 
-        if (Interlocked.Read(ref _receivedFirst) == 0)
+        if (Interlocked.Read(ref _receivedFirst) == 0 && Interlocked.CompareExchange(ref _receivedFirst, timestamp, 0) == 0 && _knownNextOffset == 0)
         {
-            Interlocked.Exchange(ref _receivedFirst, timestamp);
+            // Saved once, off this path: after a crash before any other save, the state record still says
+            // the partition had messages, so a lost directory is reported instead of served as empty.
+            SaveStateSoon();
         }
 
         Interlocked.Exchange(ref _receivedLatest, timestamp);
@@ -694,6 +698,30 @@ internal sealed partial class Partition : IDisposable
 
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
         }
+    }
+
+    private void SaveStateSoon()
+    {
+        if (_saveState is not { } save)
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await save(this).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: the shutdown saves every partition's state.
+            }
+            catch (Exception ex)
+            {
+                LogSaveStateFailed(_logger, ex, Stream.Name, Id);
+            }
+        });
     }
 
     private static bool HasAckPolicyAll(PublishItem[] items, int n)
@@ -834,6 +862,9 @@ internal sealed partial class Partition : IDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Partition {Stream}/{Partition} lost offsets {First}..{Last} ({Count} records, e.g. an OS crash under durability never); it continues after them and never hands them out again")]
     private static partial void LogLostTail(ILogger logger, string stream, int partition, long first, long last, long count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Saving the state of {Stream}/{Partition} after its first message failed; the next pause, readonly change or shutdown saves it")]
+    private static partial void LogSaveStateFailed(ILogger logger, Exception exception, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
     private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);

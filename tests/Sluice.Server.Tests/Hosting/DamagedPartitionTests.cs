@@ -249,6 +249,64 @@ public sealed class DamagedPartitionTests
         }
     }
 
+    [Fact]
+    public async Task A_partition_directory_lost_after_a_crash_is_offline_because_its_first_message_saved_its_state()
+    {
+        using var dir = new TempDirectory("sluice-damage");
+        var port = CrashRecoveryTests.FreePort();
+        var config = dir.Sub("sluice.yaml");
+        await File.WriteAllTextAsync(config, $"host: 127.0.0.1\nport: {port}\ndata.dir: {dir.Sub("data")}\nlogging.level: debug\n");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { CrashRecoveryTests.CliPath(), "serve", "--config", config })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var lines = new List<string>();
+        void Collect(object sender, System.Diagnostics.DataReceivedEventArgs e)
+        {
+            lock (lines)
+            {
+                lines.Add(e.Data ?? string.Empty);
+            }
+        }
+
+        bool Logged(string text)
+        {
+            lock (lines)
+            {
+                return lines.Any(l => l.Contains(text, StringComparison.Ordinal));
+            }
+        }
+
+        using (var child = System.Diagnostics.Process.Start(start)!)
+        {
+            child.OutputDataReceived += Collect;
+            child.ErrorDataReceived += Collect;
+            child.BeginOutputReadLine();
+            child.BeginErrorReadLine();
+            try
+            {
+                using var channel = new GrpcChannel(new Uri($"http://127.0.0.1:{port}"));
+                await WaitUntilAsync(() => Task.FromResult(Logged("serving proto.API")), "the child server to serve", TimeSpan.FromSeconds(60));
+                await CreateAsync(channel, "s");
+                await PublishAsync(channel, "s", "m0");
+                await WaitUntilAsync(() => Task.FromResult(Logged("Saved the state of s/0")), "the state save after the first message");
+            }
+            finally
+            {
+                child.Kill(entireProcessTree: true); // a crash: no shutdown save
+                await child.WaitForExitAsync();
+            }
+        }
+
+        Directory.Delete(Path.Combine(dir.Sub("data"), "streams", "s", "0"), recursive: true);
+        await using var server = await SluiceServer.StartAsync(ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Sub("data") });
+        using var reader = Connect(server);
+        var publish = await ThrowsGrpcAsync(GrpcStatusCode.Unavailable, () => PublishAsync(reader, "s", "refused"));
+        AssertExplains(publish.Detail, "directory is missing", dir.Path, stream: "s");
+    }
+
     private static void AssertExplains(string detail, string named, string dataDir, string stream = "bad")
     {
         Assert.Contains($"partition 0 of stream {stream} is offline", detail, StringComparison.Ordinal);
