@@ -28,6 +28,8 @@ internal static partial class ApiErrors
             PartitionPausedException e => new GrpcException(GrpcStatusCode.FailedPrecondition, e.Message),
             SubscriptionExhaustedException e => new GrpcException(GrpcStatusCode.ResourceExhausted, e.Message),
             BrokerInternalException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
+            PartitionUnavailableException e => new GrpcException(GrpcStatusCode.Unavailable, e.Message),
+            CorruptLogException e => new GrpcException(GrpcStatusCode.Unavailable, $"the partition's data is damaged: {e.Description}"), // found on read: served up to the damage
             TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
             CommitLogClosedException => new GrpcException(GrpcStatusCode.Internal, "the partition's log is closed"), // its own message names the directory
             // Its message holds a server path; the store has logged it, the client learns only what happened.

@@ -118,7 +118,7 @@ internal sealed partial class Broker : IAsyncDisposable
         var stream = new MessageStream(record, epoch, StreamSettings.Resolve(request, Options));
         var logger = _loggers.CreateLogger<Partition>();
         stream.Partitions = Enumerable.Range(0, Math.Max(1, request.Partitions))
-            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger))
+            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger, SaveStateAsync))
             .ToArray();
         return stream;
     }
@@ -554,6 +554,7 @@ internal sealed partial class Broker : IAsyncDisposable
         while (!await partition.EnqueueAsync(item, max, cancellationToken, moreComing).ConfigureAwait(false))
         {
             ThrowIfStopped();
+            partition.ThrowIfOffline();
             if (!partition.IsPaused)
             {
                 // Not paused yet not open: deleted under us, or a pause is closing it right now.
@@ -631,9 +632,9 @@ internal sealed partial class Broker : IAsyncDisposable
         {
             foreach (var partition in stream.Partitions)
             {
-                if (!Subjects.Matches(partition.Subject, subject))
+                if (partition.IsOffline || !Subjects.Matches(partition.Subject, subject))
                 {
-                    continue;
+                    continue; // an offline partition takes nothing, like a paused one that does not subscribe
                 }
 
                 if (stream.Group.Length > 0 && !groups.Add(partition.Subject + "\n" + stream.Group))
@@ -668,6 +669,26 @@ internal sealed partial class Broker : IAsyncDisposable
         }
     }
 
+    /// <summary>Saves one partition's state record (after its first message), under the metadata lock like every other write of it.</summary>
+    private async Task SaveStateAsync(Partition partition)
+    {
+        await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
+        try
+        {
+            if (_stopped || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            {
+                return;
+            }
+
+            await _catalog.UpdateAsync(stream, [partition], includeStream: false, CancellationToken.None).ConfigureAwait(false);
+            LogStateSaved(_logger, stream.Name, partition.Id);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     // ---------------------------------------------------------------- metadata views
 
     public Broker.Counts CountPartitions()
@@ -677,7 +698,7 @@ internal sealed partial class Broker : IAsyncDisposable
         {
             foreach (var partition in stream.Partitions)
             {
-                if (!partition.IsPaused)
+                if (!partition.IsPaused && !partition.IsOffline)
                 {
                     partitions++;
                 }
@@ -757,6 +778,9 @@ internal sealed partial class Broker : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Resumed stream {Stream} partitions [{Partitions}]")]
     private static partial void LogResumed(ILogger logger, string stream, string partitions);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Saved the state of {Stream}/{Partition} after its first message")]
+    private static partial void LogStateSaved(ILogger logger, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
     private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);

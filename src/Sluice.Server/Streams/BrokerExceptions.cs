@@ -33,6 +33,9 @@ public sealed class PartitionDeletedException(string message) : BrokerException(
 /// <summary>The partition was paused under a reader (FailedPrecondition).</summary>
 public sealed class PartitionPausedException(string message) : BrokerException(message);
 
+/// <summary>The partition is offline: its data on this server is damaged or missing (Unavailable).</summary>
+public sealed class PartitionUnavailableException(string message) : BrokerException(message);
+
 /// <summary>The broker failed or is stopping (Internal).</summary>
 public sealed class BrokerInternalException(string message, Exception? inner = null) : BrokerException(message, inner);
 

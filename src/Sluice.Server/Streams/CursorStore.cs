@@ -55,6 +55,7 @@ internal sealed class CursorStore(Broker broker, int partitions)
             }
         }
 
+        target.ThrowIfOffline(); // an unknown cursor (-1) would be a wrong answer
         if (target.IsPaused)
         {
             await broker.ResumeAsync(target, cancellationToken).ConfigureAwait(false);

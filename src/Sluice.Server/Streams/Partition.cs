@@ -2,6 +2,9 @@
 // message of that batch with Ack{UNKNOWN} and leaves the HW where it was; the partition keeps
 // running and the next batch tries again. Nothing is acked before it is appended and committed.
 // On restart the log recovers its torn tail (CommitLog.Open) and the HW checkpoint is capped at it.
+// A log that cannot be opened (damaged, a segment or the whole directory missing, an I/O error)
+// takes only this partition offline: it reports no leader and refuses publishes and subscribes
+// with Unavailable naming the damage; the broker and every other partition keep serving.
 using System.Security.Cryptography;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -35,6 +38,7 @@ internal sealed partial class Partition : IDisposable
 
     private readonly ILogger _logger;
     private readonly Func<Partition, Task> _autoPause;
+    private readonly Func<Partition, Task>? _saveState;
     private readonly Lock _stateLock = new();
     private volatile PartitionRuntime? _runtime;
     private CancellationTokenSource _stateChanged = new();
@@ -53,9 +57,12 @@ internal sealed partial class Partition : IDisposable
     private long _minIsrLoggedAt = long.MinValue / 2;
     private ValueCipher? _cipher;
     private string? _cipherError;
+    private volatile string? _offlineReason;
+    private long _knownNextOffset;
 
-    public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger)
+    public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger, Func<Partition, Task>? saveState = null)
     {
+        _saveState = saveState;
         Stream = stream;
         Id = id;
         Subject = Subjects.ForPartition(stream.Subject, id);
@@ -73,6 +80,7 @@ internal sealed partial class Partition : IDisposable
             _pauseLatest = state.PauseLatest;
             _readonlyFirst = state.ReadonlyFirst;
             _readonlyLatest = state.ReadonlyLatest;
+            _knownNextOffset = state.NextOffset;
         }
     }
 
@@ -91,6 +99,11 @@ internal sealed partial class Partition : IDisposable
     public bool IsPaused => _paused;
 
     public bool IsReadonly => _readonly;
+
+    /// <summary>Why the partition is offline (no server paths: clients see it), or null when it is not.</summary>
+    public string? OfflineReason => _offlineReason;
+
+    public bool IsOffline => _offlineReason is not null;
 
     /// <summary>The open log, or null while paused or closed.</summary>
     public CommitLog? Log => _runtime?.Log;
@@ -128,14 +141,16 @@ internal sealed partial class Partition : IDisposable
         PauseLatest = _pauseLatest,
         ReadonlyFirst = _readonlyFirst,
         ReadonlyLatest = _readonlyLatest,
+        NextOffset = IsOffline ? _knownNextOffset : Math.Max(_knownNextOffset, NewestOffset + 1), // offline: keep what the files no longer show
     };
 
+    /// <summary>Liftbridge's metadata; an offline partition has no leader and an empty ISR (HW and newest offset -1).</summary>
     public PartitionMetadata ToMetadata(string serverId) => new()
     {
         Id = Id,
-        Leader = serverId,
+        Leader = IsOffline ? string.Empty : serverId,
         Replicas = { serverId },
-        Isr = { serverId },
+        Isr = { IsOffline ? Array.Empty<string>() : [serverId] },
         HighWatermark = HighWatermark,
         NewestOffset = NewestOffset,
         Paused = _paused,
@@ -167,16 +182,10 @@ internal sealed partial class Partition : IDisposable
             }
         }
 
-        var log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles), _logger);
-        if (leaderEpoch > log.LastLeaderEpoch)
+        var log = OpenLog(context, leaderEpoch);
+        if (log is null)
         {
-            log.NewLeaderEpoch(leaderEpoch);
-        }
-
-        // RF=1: everything in the local log is committed. A crash between append and HW checkpoint must not hide acked messages.
-        if (log.HighWatermark < log.NewestOffset)
-        {
-            log.SetHighWatermark(log.NewestOffset);
+            return;
         }
 
         Volatile.Write(ref _lastTimestamp, 0);
@@ -199,6 +208,92 @@ internal sealed partial class Partition : IDisposable
         StartTimers(runtime);
         _runtime = runtime;
         runtime.Feed = context.Nats?.Attach(this); // NATS hook: the leader subscribes to its subject while open
+    }
+
+    /// <summary>
+    /// Opens the log and checks it against what the broker's metadata knows; null (and the partition
+    /// offline) when its data is damaged or missing. The log skips a lost tail itself; this adds the
+    /// offsets the metadata saw handed out, and the case of every file gone.
+    /// </summary>
+    private CommitLog? OpenLog(BrokerContext context, long leaderEpoch)
+    {
+        _offlineReason = null;
+        var hadMessages = _knownNextOffset > 0 || Interlocked.Read(ref _receivedFirst) != 0;
+        if (hadMessages && !System.IO.Directory.Exists(Directory))
+        {
+            GoOffline("its data directory is missing", null);
+            return null;
+        }
+
+        CommitLog log;
+        try
+        {
+            log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles), _logger);
+        }
+        catch (CorruptLogException ex)
+        {
+            GoOffline($"its data is damaged: {ex.Description}", ex);
+            return null;
+        }
+        catch (Exception ex) when (ex is CommitLogException or IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            GoOffline("its data could not be read (an I/O error, logged on the server)", ex);
+            return null;
+        }
+
+        if (hadMessages && log.NewestOffset < 0)
+        {
+            log.Dispose();
+            GoOffline("its data files are missing", null);
+            return null;
+        }
+
+        try
+        {
+            if (log.NextOffset < _knownNextOffset)
+            {
+                log.AdvanceTo(_knownNextOffset, $"the broker's metadata saw offsets up to {_knownNextOffset - 1} handed out");
+            }
+
+            if (leaderEpoch > log.LastLeaderEpoch)
+            {
+                log.NewLeaderEpoch(leaderEpoch);
+            }
+
+            // RF=1: everything in the local log is committed. A crash between append and HW checkpoint must not hide acked messages.
+            if (log.HighWatermark < log.NewestOffset)
+            {
+                log.SetHighWatermark(log.NewestOffset);
+            }
+        }
+        catch (Exception ex) when (ex is CommitLogException or IOException or UnauthorizedAccessException)
+        {
+            log.Dispose();
+            GoOffline("its data could not be written (an I/O error, logged on the server)", ex);
+            return null;
+        }
+
+        if (log.LostTail is { } lost)
+        {
+            LogLostTail(_logger, Stream.Name, Id, lost.First, lost.Last, lost.Count);
+        }
+
+        return log;
+    }
+
+    private void GoOffline(string reason, Exception? exception)
+    {
+        _offlineReason = reason;
+        LogOffline(_logger, exception, Stream.Name, Id, reason);
+    }
+
+    /// <summary>Throws <see cref="PartitionUnavailableException"/> when the partition is offline.</summary>
+    public void ThrowIfOffline()
+    {
+        if (_offlineReason is { } reason)
+        {
+            throw new PartitionUnavailableException($"partition {Id} of stream {Stream.Name} is offline: {reason}");
+        }
     }
 
     /// <summary>Stops taking messages, writes what is queued, closes (or deletes) the log. Caller holds the metadata lock.</summary>
@@ -583,9 +678,11 @@ internal sealed partial class Partition : IDisposable
             log.SetHighWatermark(first + n - 1);
         }
 
-        if (Interlocked.Read(ref _receivedFirst) == 0)
+        if (Interlocked.Read(ref _receivedFirst) == 0 && Interlocked.CompareExchange(ref _receivedFirst, timestamp, 0) == 0 && _knownNextOffset == 0)
         {
-            Interlocked.Exchange(ref _receivedFirst, timestamp);
+            // Saved once, off this path: after a crash before any other save, the state record still says
+            // the partition had messages, so a lost directory is reported instead of served as empty.
+            SaveStateSoon();
         }
 
         Interlocked.Exchange(ref _receivedLatest, timestamp);
@@ -600,6 +697,30 @@ internal sealed partial class Partition : IDisposable
 
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
         }
+    }
+
+    private void SaveStateSoon()
+    {
+        if (_saveState is not { } save)
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await save(this).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: the shutdown saves every partition's state.
+            }
+            catch (Exception ex)
+            {
+                LogSaveStateFailed(_logger, ex, Stream.Name, Id);
+            }
+        });
     }
 
     private static bool HasAckPolicyAll(PublishItem[] items, int n)
@@ -740,6 +861,15 @@ internal sealed partial class Partition : IDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unable to commit messages of {Stream}/{Partition}: ISR size ({IsrSize}) below minimum ({MinIsr}); acks of policy ALL are not sent")]
     private static partial void LogBelowMinIsr(ILogger logger, string stream, int partition, int isrSize, int minIsr);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Partition {Stream}/{Partition} is offline: {Reason}. The other partitions keep serving; restore its files from a backup, or delete and re-create the stream")]
+    private static partial void LogOffline(ILogger logger, Exception? exception, string stream, int partition, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Partition {Stream}/{Partition} lost offsets {First}..{Last} ({Count} records, e.g. an OS crash under durability never); it continues after them and never hands them out again")]
+    private static partial void LogLostTail(ILogger logger, string stream, int partition, long first, long last, long count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Saving the state of {Stream}/{Partition} after its first message failed; the next pause, readonly change or shutdown saves it")]
+    private static partial void LogSaveStateFailed(ILogger logger, Exception exception, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
     private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);

@@ -67,6 +67,7 @@ internal sealed class Subscription
     private async Task RunAsync(Partition partition, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var request = _request;
+        partition.ThrowIfOffline();
         if (partition.IsPaused)
         {
             if (!request.Resume)
@@ -259,6 +260,7 @@ internal sealed class Subscription
         PartitionCloseReason.Paused => new PartitionPausedException("Partition has been paused"),
         PartitionCloseReason.Stopping => new BrokerInternalException("Server is shutting down"),
         _ when partition.IsPaused => new PartitionPausedException("Partition has been paused"),
+        _ when partition.OfflineReason is { } reason => new PartitionUnavailableException($"partition {partition.Id} of stream {partition.Stream.Name} is offline: {reason}"),
         _ => new BrokerInternalException("The partition's log is closed"),
     };
 

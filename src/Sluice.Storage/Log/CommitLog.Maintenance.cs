@@ -1,6 +1,8 @@
 // Failure policy: retention and compaction first change the in-memory segment list (what
-// readers see), then the files. Retention: a file that cannot be deleted is logged and stays on
-// disk; the next open sees it again and the next retention run removes it. Compaction writes a
+// readers see), then the segment manifest (fsynced: a segment that open finds missing must have
+// been lost, not removed here), then the files. Retention: a file that cannot be deleted, or whose
+// removal the manifest could not record, is logged and stays on disk; the next open sees it again
+// and the next retention run removes it. Compaction writes a
 // complete `.cleaned` file plus its index before renaming it over the old segment, so a crash
 // leaves either the old or the new segment (and `.cleaned` leftovers are deleted on open).
 // Truncation cuts the segment holding the offset in place after deleting its index files, so a
@@ -64,16 +66,25 @@ public sealed partial class CommitLog
                 return 0;
             }
 
+            bool listed;
             lock (_writeLock)
             {
                 var current = _segments;
                 Volatile.Write(ref _segments, current[remove..]);
                 _epochs.ClearEarliest(_segments[0].BaseOffset);
+                listed = TryWriteManifest(ManifestEntries(_segments), sync: true);
             }
 
             for (var i = 0; i < remove; i++)
             {
-                DeleteSegmentFiles(segments[i]);
+                if (listed)
+                {
+                    DeleteSegmentFiles(segments[i]);
+                }
+                else
+                {
+                    segments[i].File.Retire();
+                }
             }
 
             return remove;
@@ -277,8 +288,25 @@ public sealed partial class CommitLog
             {
                 File.Delete(cleaned);
                 Volatile.Write(ref _segments, [.. current[..at], .. current[(at + 1)..]]);
-                DeleteSegmentFiles(segment);
+                if (TryWriteManifest(ManifestEntries(_segments), sync: true))
+                {
+                    DeleteSegmentFiles(segment);
+                }
+                else
+                {
+                    segment.File.Retire();
+                }
+
                 return drop;
+            }
+
+            // Listed with its new, smaller size before the rename: after a crash either file passes the size check.
+            var entries = ManifestEntries(current);
+            entries[at] = entries[at] with { SealedSize = new FileInfo(cleaned).Length };
+            if (!TryWriteManifest(entries, sync: true))
+            {
+                File.Delete(cleaned);
+                return 0;
             }
 
             segment.File.Retire();
@@ -323,6 +351,14 @@ public sealed partial class CommitLog
                     keep++;
                 }
 
+                // Both go first: after a crash in between, open must see neither the removed segments as
+                // lost nor a high watermark past the cut as a lost tail to skip.
+                if (_highWatermark >= offset || _checkpointedHighWatermark >= offset)
+                {
+                    PersistHighWatermark(Math.Min(_highWatermark, offset - 1));
+                }
+
+                TryWriteManifest(ManifestEntries(segments[..keep]), sync: Options.Durability != DurabilityPolicy.Never);
                 for (var i = keep; i < segments.Length; i++)
                 {
                     DeleteSegmentFiles(segments[i]);
@@ -360,11 +396,7 @@ public sealed partial class CommitLog
 
                 Volatile.Write(ref _segments, [.. remaining]);
                 Volatile.Write(ref _nextOffset, offset);
-                if (_highWatermark >= offset)
-                {
-                    PersistHighWatermark(offset - 1);
-                }
-
+                TryWriteManifest(ManifestEntries(_segments), sync: Options.Durability != DurabilityPolicy.Never);
                 _epochs.ClearLatest(offset);
             }
         }

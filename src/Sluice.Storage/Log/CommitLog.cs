@@ -4,6 +4,9 @@
 // throws CommitLogClosedException naming the cause, and the owner reopens the log. Recovery on
 // open (Segment.Open) keeps every complete record, truncates a torn tail of the newest segment,
 // rebuilds missing or damaged indexes and reports damage anywhere else as CorruptLogException.
+// Open also checks the files against the segment manifest: a missing or cut sealed segment is
+// CorruptLogException; a lost tail (the newest segment missing, or the high-watermark checkpoint
+// past the last record) is logged and skipped, so that no acknowledged offset is handed out again.
 using System.Buffers;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
@@ -58,7 +61,7 @@ public sealed partial class CommitLog : IDisposable
         Options = options;
         _logger = logger;
         _epochs = new LeaderEpochCache(directory, options.Durability == DurabilityPolicy.Always);
-        _segments = Recover();
+        _segments = Recover(out var manifest, out var lostNewest);
         var active = _segments[^1];
         _nextOffset = active.RecordCount > 0 ? active.LastOffset + 1 : active.BaseOffset;
         if (active.RecordCount > 0)
@@ -66,15 +69,37 @@ public sealed partial class CommitLog : IDisposable
             active.FirstWriteTicks = NowTicks;
         }
 
-        LoadCheckpoints();
+        try
+        {
+            LoadCheckpoints(lostNewest);
+        }
+        catch
+        {
+            foreach (var segment in _segments)
+            {
+                segment.File.Retire();
+            }
+
+            throw;
+        }
+
+        var entries = ManifestEntries(_segments);
+        if (manifest is null || !manifest.SequenceEqual(entries))
+        {
+            TryWriteManifest(entries, Options.Durability == DurabilityPolicy.Always);
+        }
         if (options.Durability == DurabilityPolicy.Interval)
         {
             _fsyncTimer = options.TimeProvider.CreateTimer(_ => SyncIfDirty(), null, options.FsyncInterval, options.FsyncInterval);
         }
     }
 
-    /// <summary>Opens the log in <paramref name="directory"/>, creating it if needed and recovering it after a crash.</summary>
-    /// <exception cref="CorruptLogException">A sealed segment, or the middle of the newest one, is damaged.</exception>
+    /// <summary>
+    /// Opens the log in <paramref name="directory"/>, creating it if needed and recovering it after a crash.
+    /// A lost tail is skipped (see <see cref="LostTail"/>); lost or damaged data before it throws.
+    /// </summary>
+    /// <exception cref="CorruptLogException">A sealed segment, or the middle of the newest one, is damaged, or a
+    /// sealed segment is missing or shorter than when it was sealed.</exception>
     public static CommitLog Open(string directory, CommitLogOptions? options = null, ILogger? logger = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -123,6 +148,12 @@ public sealed partial class CommitLog : IDisposable
     /// <summary>Bytes of all segment files.</summary>
     public long SizeInBytes => Volatile.Read(ref _segments).Sum(s => s.Size);
 
+    /// <summary>
+    /// Offsets handed out before whose records are gone, skipped by the last open or <see cref="AdvanceTo"/>
+    /// (for example the tail an OS crash took under <see cref="DurabilityPolicy.Never"/>); null when none.
+    /// </summary>
+    public OffsetGap? LostTail { get; private set; }
+
     /// <summary>fsync calls made for appends so far (group commit makes this lower than the append count).</summary>
     public long FsyncCount => Interlocked.Read(ref _fsyncs);
 
@@ -130,8 +161,9 @@ public sealed partial class CommitLog : IDisposable
 
     internal Segment[] Segments => Volatile.Read(ref _segments);
 
-    private Segment[] Recover()
+    private Segment[] Recover(out List<SegmentManifest.Entry>? manifest, out long lostNewest)
     {
+        lostNewest = -1;
         var names = new List<(long Base, string Path)>();
         var indexes = new List<string>();
         foreach (var path in System.IO.Directory.EnumerateFiles(Directory))
@@ -152,6 +184,21 @@ public sealed partial class CommitLog : IDisposable
         }
 
         names.Sort((a, b) => a.Base.CompareTo(b.Base));
+        manifest = null;
+        try
+        {
+            manifest = SegmentManifest.Load(Directory);
+        }
+        catch (InvalidDataException e)
+        {
+            _logger.LogWarning(e, "Ignoring a damaged segment manifest in {Directory}: missing segments cannot be detected on this open", Directory);
+        }
+
+        if (manifest is not null)
+        {
+            lostNewest = CheckAgainstManifest(manifest, names);
+        }
+
         var segmentPaths = names.Select(n => n.Path).ToHashSet();
         foreach (var path in indexes)
         {
@@ -167,22 +214,100 @@ public sealed partial class CommitLog : IDisposable
         }
 
         var segments = new Segment[names.Count];
-        for (var i = 0; i < names.Count; i++)
+        try
         {
-            segments[i] = Segment.Open(names[i].Path, names[i].Base, Options.FileHandles, Options.IndexIntervalBytes, i == names.Count - 1, _logger);
-            if (i > 0 && segments[i - 1].LastOffset >= segments[i].BaseOffset)
+            for (var i = 0; i < names.Count; i++)
             {
-                throw new CorruptLogException(segments[i - 1].Path, segments[i - 1].Size, segments[i - 1].LastOffset, $"its records overlap the next segment, which starts at {segments[i].BaseOffset}");
+                segments[i] = Segment.Open(names[i].Path, names[i].Base, Options.FileHandles, Options.IndexIntervalBytes, i == names.Count - 1, _logger);
+                if (i > 0 && segments[i - 1].LastOffset >= segments[i].BaseOffset)
+                {
+                    throw new CorruptLogException(segments[i - 1].Path, segments[i - 1].Size, segments[i - 1].LastOffset, $"its records overlap the next segment, which starts at {segments[i].BaseOffset}");
+                }
             }
+        }
+        catch
+        {
+            // The broker keeps running with this partition offline: give back the handles of the segments opened so far.
+            foreach (var segment in segments)
+            {
+                segment?.File.Retire();
+            }
+
+            throw;
         }
 
         return segments;
     }
 
+    /// <summary>
+    /// Throws when a segment the log had (listed in the manifest) is missing or shorter than when it
+    /// was sealed. Returns the base offset of the newest listed segment when only it is missing (a lost
+    /// tail, skipped rather than reused), else -1. Files the manifest does not list are kept: a roll
+    /// lists its segment only after creating it, and retention lists before deleting.
+    /// </summary>
+    private long CheckAgainstManifest(List<SegmentManifest.Entry> manifest, List<(long Base, string Path)> names)
+    {
+        var present = names.Select(n => n.Base).ToHashSet();
+        var newestPresent = names.Count == 0 ? -1 : names[^1].Base;
+        var lostNewest = -1L;
+        for (var i = 0; i < manifest.Count; i++)
+        {
+            var entry = manifest[i];
+            var path = Path.Combine(Directory, Segment.FileName(entry.BaseOffset));
+            if (!present.Contains(entry.BaseOffset))
+            {
+                if (i == manifest.Count - 1 && entry.BaseOffset > newestPresent)
+                {
+                    lostNewest = entry.BaseOffset;
+                    continue;
+                }
+
+                throw new CorruptLogException(path, 0, entry.BaseOffset, "the segment file is missing (retention or compaction did not remove it)");
+            }
+
+            if (entry.SealedSize >= 0)
+            {
+                var length = new FileInfo(path).Length;
+                if (length < entry.SealedSize)
+                {
+                    throw new CorruptLogException(path, length, -1, $"the sealed segment is {length} bytes long, shorter than the {entry.SealedSize} bytes it had when sealed");
+                }
+            }
+        }
+
+        return lostNewest;
+    }
+
     [GeneratedRegex(@"^\d{20}\.log$")]
     private static partial Regex SegmentName();
 
-    private void LoadCheckpoints()
+    private static List<SegmentManifest.Entry> ManifestEntries(Segment[] segments)
+    {
+        var entries = new List<SegmentManifest.Entry>(segments.Length);
+        for (var i = 0; i < segments.Length; i++)
+        {
+            entries.Add(new SegmentManifest.Entry(segments[i].BaseOffset, i == segments.Length - 1 ? -1 : segments[i].Size));
+        }
+
+        return entries;
+    }
+
+    /// <summary>Writes the manifest; false (logged) when it failed, and then callers must not delete segment files.</summary>
+    private bool TryWriteManifest(IReadOnlyList<SegmentManifest.Entry> entries, bool sync)
+    {
+        try
+        {
+            SegmentManifest.Write(Directory, entries, sync);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning(e, "Could not write the segment manifest of {Directory}; segment files stay until it can be written", Directory);
+            return false;
+        }
+    }
+
+    private void LoadCheckpoints(long lostNewest)
     {
         try
         {
@@ -190,7 +315,6 @@ public sealed partial class CommitLog : IDisposable
             if (payload is { Length: 8 })
             {
                 _checkpointedHighWatermark = BitConverter.ToInt64(payload);
-                _highWatermark = Math.Clamp(_checkpointedHighWatermark, -1, _nextOffset - 1);
             }
         }
         catch (InvalidDataException e)
@@ -198,6 +322,21 @@ public sealed partial class CommitLog : IDisposable
             // The HW only ever under-reports safely: the owner re-derives it from the ISR.
             _logger.LogWarning(e, "Ignoring a damaged high-watermark checkpoint in {Directory}", Directory);
         }
+
+        // Offsets up to the checkpointed HW, and below the newest segment's base, were handed out. When their
+        // records are gone (an OS crash under durability never, a deleted newest segment), skip them.
+        var newest = _nextOffset - 1;
+        if (lostNewest > _nextOffset)
+        {
+            SkipLocked(lostNewest, $"the newest segment {Segment.FileName(lostNewest)} is missing");
+        }
+
+        if (_checkpointedHighWatermark >= _nextOffset)
+        {
+            SkipLocked(_checkpointedHighWatermark + 1, $"the high-watermark checkpoint is at offset {_checkpointedHighWatermark} but the log ends at {newest}");
+        }
+
+        _highWatermark = Math.Clamp(_checkpointedHighWatermark, -1, _nextOffset - 1);
 
         try
         {
@@ -210,6 +349,63 @@ public sealed partial class CommitLog : IDisposable
 
         _epochs.ClearLatest(_nextOffset);
         _epochs.ClearEarliest(_segments[0].BaseOffset);
+    }
+
+    /// <summary>
+    /// Moves <see cref="NextOffset"/> forward to <paramref name="nextOffset"/> when it is behind: the offsets in
+    /// between were handed out before (the caller knows, e.g. from its own metadata) and their records are lost,
+    /// so they are skipped and reported in <see cref="LostTail"/>, never reused. Returns false when nothing moved.
+    /// </summary>
+    public bool AdvanceTo(long nextOffset, string reason)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        lock (_writeLock)
+        {
+            ThrowIfNotOpen();
+            if (nextOffset <= _nextOffset)
+            {
+                return false;
+            }
+
+            SkipLocked(nextOffset, reason);
+        }
+
+        _signal.Pulse();
+        return true;
+    }
+
+    /// <summary>Starts a new active segment at <paramref name="nextOffset"/> (write lock held, or opening).</summary>
+    private void SkipLocked(long nextOffset, string reason)
+    {
+        var gap = new OffsetGap(_nextOffset, nextOffset - 1);
+        _logger.LogError("Offsets {First}..{Last} of {Directory} were handed out but their records are lost ({Reason}); new offsets continue at {Next} so that none is reused", gap.First, gap.Last, Directory, reason, nextOffset);
+        var active = _segments[^1];
+        var segment = CreateSegment(nextOffset);
+        Segment[] updated;
+        if (active.RecordCount == 0)
+        {
+            updated = [.. _segments[..^1], segment];
+        }
+        else
+        {
+            if (Options.Durability != DurabilityPolicy.Never)
+            {
+                SyncSegment(active);
+            }
+
+            active.SaveIndex(_logger);
+            updated = [.. _segments, segment];
+        }
+
+        Volatile.Write(ref _segments, updated);
+        Volatile.Write(ref _nextOffset, nextOffset);
+        var listed = TryWriteManifest(ManifestEntries(updated), sync: true);
+        if (active.RecordCount == 0 && listed)
+        {
+            DeleteSegmentFiles(active); // an empty segment below the gap: nothing in it to keep
+        }
+
+        LostTail = LostTail is { } earlier && earlier.Last + 1 == gap.First ? earlier with { Last = gap.Last } : gap;
     }
 
     private Segment CreateSegment(long baseOffset) =>
@@ -428,6 +624,7 @@ public sealed partial class CommitLog : IDisposable
         active.SaveIndex(_logger);
         var segment = CreateSegment(baseOffset);
         Volatile.Write(ref _segments, [.. _segments, segment]);
+        TryWriteManifest(ManifestEntries(_segments), Options.Durability == DurabilityPolicy.Always); // unlisted newer files are kept: a lost write costs nothing
     }
 
     private void SyncSegment(Segment segment)

@@ -57,7 +57,11 @@ public sealed class IncorrectOffsetException : CommitLogException
     public long NextOffset { get; }
 }
 
-/// <summary>Stored bytes failed their checksum or structure check somewhere other than a torn tail.</summary>
+/// <summary>
+/// Stored bytes failed their checksum or structure check somewhere other than a torn tail, or a
+/// segment the log had is missing or shorter than when it was sealed. The message names the file
+/// (for the server log); <see cref="Description"/> names only the segment, for clients.
+/// </summary>
 public sealed class CorruptLogException : CommitLogException
 {
     public CorruptLogException(string filePath, long position, long offset, string reason)
@@ -67,6 +71,11 @@ public sealed class CorruptLogException : CommitLogException
         FilePath = filePath;
         Position = position;
         Offset = offset;
+        Reason = reason;
+        var name = System.IO.Path.GetFileName(filePath);
+        SegmentBaseOffset = name.Length >= 20 && long.TryParse(name.AsSpan(0, 20), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var b) ? b : -1;
+        Description = (SegmentBaseOffset >= 0 ? $"segment {name} (base offset {SegmentBaseOffset})" : $"file {name}") +
+                      $" at byte {position}" + (offset >= 0 ? $" (near offset {offset})" : string.Empty) + $": {reason}";
     }
 
     /// <summary>The damaged file.</summary>
@@ -77,6 +86,15 @@ public sealed class CorruptLogException : CommitLogException
 
     /// <summary>The offset expected at <see cref="Position"/>, or -1 when unknown.</summary>
     public long Offset { get; }
+
+    /// <summary>Base offset of the damaged segment, or -1 when the file is not a segment.</summary>
+    public long SegmentBaseOffset { get; }
+
+    /// <summary>What is wrong, without the file.</summary>
+    public string Reason { get; }
+
+    /// <summary>The damage without server paths: segment file name and base offset, byte position, offset, reason.</summary>
+    public string Description { get; }
 }
 
 /// <summary>No record satisfies a timestamp lookup (e.g. a timestamp before the first record).</summary>

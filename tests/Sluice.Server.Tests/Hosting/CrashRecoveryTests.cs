@@ -14,7 +14,7 @@ namespace Sluice.Server.Tests.Hosting;
 
 public sealed class CrashRecoveryTests
 {
-    private static string CliPath()
+    internal static string CliPath()
     {
         // tests/Sluice.Server.Tests/bin/<Configuration>/net10.0/ → src/Sluice.Cli/bin/<Configuration>/net10.0/sluice.dll
         var baseDir = new DirectoryInfo(AppContext.BaseDirectory);
@@ -26,7 +26,7 @@ public sealed class CrashRecoveryTests
         return path;
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

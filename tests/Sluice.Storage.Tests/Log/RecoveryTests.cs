@@ -167,6 +167,6 @@ public class RecoveryTests
         }
 
         // Small segments keep no index files: they are cheaper to rescan than to index on disk.
-        Assert.Equal(["00000000000000000000.log", "leader-epochs"], Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order());
+        Assert.Equal(["00000000000000000000.log", "leader-epochs", "segments"], Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order());
     }
 }

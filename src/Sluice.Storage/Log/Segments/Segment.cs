@@ -3,7 +3,8 @@
 // Recovery on open: the last segment's tail is checked record by record from where its index
 // ends; a torn or corrupt tail is truncated (with a warning), unless a valid record follows the
 // damage, which is reported as CorruptLogException. A sealed segment is never truncated: any
-// damage found in it is reported with the file and position. Reads verify every record's CRC.
+// damage found in it is reported with the file and position. Reads verify every record's CRC:
+// a read returns the records before a damaged one, and a read that starts at it throws.
 using System.Buffers;
 using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
@@ -456,6 +457,11 @@ internal sealed class Segment
 
                 if (status == ParseStatus.Corrupt)
                 {
+                    if (count > 0)
+                    {
+                        break; // serve the records before the damage; the next read starts at it and throws
+                    }
+
                     throw Damaged(position + p, last + 1, "a record fails its checks on read");
                 }
 
