@@ -47,6 +47,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
 
     public GrpcHealth Health { get; } = new();
 
+    /// <summary>The native transport's listener once started (null with Kestrel), for tests.</summary>
+    internal Http2Listener? NativeListener => _native;
+
     /// <summary>The bound port (the real one when <see cref="GrpcServerOptions.Port"/> is 0). Valid after start.</summary>
     public int Port { get; private set; }
 

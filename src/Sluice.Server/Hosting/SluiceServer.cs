@@ -50,6 +50,8 @@ public sealed class SluiceServer : IAsyncDisposable
 
     internal Broker Broker { get; }
 
+    internal GrpcServer Grpc => _grpc;
+
     /// <summary>
     /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
     /// logs after a crash), then listens. Throws if the data cannot be opened or the port bound.

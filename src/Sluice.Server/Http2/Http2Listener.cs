@@ -32,6 +32,8 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly Timer _keepAlive;
     private bool _stopped;
     private long _lastRefusalLog = long.MinValue / 2;
+    private readonly Action _cutSlowest;
+    private long _slowClientsCut;
 
     private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
     {
@@ -45,6 +47,8 @@ internal sealed partial class Http2Listener : IDisposable
         InlineRequestReads = options.InlineIo;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
         IdleTimeout = options.IdleTimeout;
+        OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
+        _cutSlowest = CutSlowest;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(options.IdleTimeout.TotalMilliseconds / 4, 20, 5000));
         _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, tick, tick);
     }
@@ -90,6 +94,65 @@ internal sealed partial class Http2Listener : IDisposable
     /// socket. Response DATA is bounded by the client's flow-control windows well below this.
     /// </summary>
     public long MaxPendingOutputBytes { get; } = 64L << 20;
+
+    /// <summary>Unsent output of all connections together (<see cref="GrpcServerOptions.MaxBufferedOutputBytes"/>).</summary>
+    public Http2OutputBudget OutputBudget { get; }
+
+    /// <summary>How long a connection cut for reading too slowly gets to read its last frames before its socket closes.</summary>
+    internal const int SlowClientDrainMilliseconds = 5000;
+
+    /// <summary>Connections cut so far because the output budget ran out.</summary>
+    public long SlowClientsCut => Interlocked.Read(ref _slowClientsCut);
+
+    /// <summary>A connection's queued output took the budget over its limit: cut the slowest, off this (writing) thread.</summary>
+    public void OnOverBudget()
+    {
+        if (OutputBudget.TryBeginCut())
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static cut => cut(), _cutSlowest, preferLocal: false);
+        }
+    }
+
+    /// <summary>Cuts the connections holding the most unsent output until the total is within the budget again.</summary>
+    private void CutSlowest()
+    {
+        while (true)
+        {
+            while (OutputBudget.Total > OutputBudget.Limit)
+            {
+                Http2ServerConnection? slowest = null;
+                long most = 0;
+                lock (_sync)
+                {
+                    foreach (var connection in _connections.Keys)
+                    {
+                        var pending = connection.PendingOutputBytes;
+                        if (pending > most)
+                        {
+                            most = pending;
+                            slowest = connection;
+                        }
+                    }
+                }
+
+                if (slowest is null)
+                {
+                    break;
+                }
+
+                var reason = $"subscriber too slow: the server held {most} unsent bytes for this connection, the most of any, when all clients together passed {OutputBudget.Limit} (subscriptions.max.buffered.bytes)";
+                Interlocked.Increment(ref _slowClientsCut);
+                LogSlowClientCut(_logger, slowest.Peer, most, OutputBudget.Limit);
+                slowest.CutSlowClient(reason, SlowClientDrainMilliseconds);
+            }
+
+            OutputBudget.EndCut();
+            if (OutputBudget.Total <= OutputBudget.Limit || !OutputBudget.TryBeginCut())
+            {
+                return;
+            }
+        }
+    }
 
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
@@ -439,6 +502,9 @@ internal sealed partial class Http2Listener : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Refusing gRPC connections: {Reason} (logged at most every 10 s)")]
     private static partial void LogConnectionRefused(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cut the connection from {Peer}: it held {Bytes} unsent bytes, the most of any, when all clients together passed subscriptions.max.buffered.bytes ({Limit})")]
+    private static partial void LogSlowClientCut(ILogger logger, string peer, long bytes, long limit);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);

@@ -108,7 +108,7 @@ internal sealed class RawH2Client : IAsyncDisposable
     /// Opens a TCP connection to 127.0.0.1:<paramref name="port"/> (from <paramref name="from"/>, another loopback
     /// address, when given) and starts reading frames; sends nothing.
     /// </summary>
-    public static async Task<RawH2Client> ConnectAsync(int port, IPAddress? from = null, int? receiveBufferSize = null)
+    public static async Task<RawH2Client> ConnectAsync(int port, IPAddress? from = null, int? receiveBufferSize = null, bool read = true)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -132,9 +132,16 @@ internal sealed class RawH2Client : IAsyncDisposable
         }
 
         var client = new RawH2Client(socket);
-        client._reader = Task.Run(client.ReadLoopAsync);
+        if (read)
+        {
+            client.StartReading();
+        }
+
         return client;
     }
+
+    /// <summary>Starts reading frames (after a <see cref="ConnectAsync"/> with <c>read: false</c>: a client that did not read till now).</summary>
+    public void StartReading() => _reader = Task.Run(ReadLoopAsync);
 
     /// <summary>Connects, sends the preface and SETTINGS, and waits until the server has acknowledged them.</summary>
     public static Task<RawH2Client> ConnectAndHandshakeAsync(int port, params (ushort Id, uint Value)[] settings) =>
