@@ -46,6 +46,13 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private const int HandshakeTimeoutMilliseconds = 10_000;
     private const int MaxRememberedResets = 1024;
 
+    /// <summary>
+    /// What the reader thread's batch may hold back before it goes to the socket anyway: far more than a read's
+    /// acks, and a bound on a handler running inline (a subscription with a backlog), whose output would
+    /// otherwise pile up here, out of reach of the output budget, until the batch ends.
+    /// </summary>
+    private const int CorkedOutputLimit = 256 << 10;
+
     private readonly Http2Listener _listener;
     private readonly Socket _socket;
     private readonly ServerSocketStream _socketStream;
@@ -276,6 +283,15 @@ internal sealed partial class Http2ServerConnection : IDisposable
         while (true)
         {
             var body = stream.Body;
+            if (body.Length > 0 && _listener.OutputBudget.Total > _listener.OutputBudget.Limit && _socketStream.AccountedPendingBytes > 0)
+            {
+                // All clients together hold more unsent output than the budget, and this one has some: add no more
+                // until the slowest connection is cut (this one, maybe), so a burst cannot run far past the budget.
+                _listener.OnOverBudget();
+                await _listener.OutputBudget.WaitWithinLimitAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             int take;
             Task? wait = null;
             lock (_sync)
@@ -616,7 +632,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Hands <see cref="_output"/> to the socket; the caller holds <see cref="_writeLock"/>. A failure aborts the connection.</summary>
     private void FlushLocked()
     {
-        if (_output.WrittenCount == 0 || (_corked && Environment.CurrentManagedThreadId == _readerThreadId))
+        if (_output.WrittenCount == 0 || (_corked && _output.WrittenCount < CorkedOutputLimit && Environment.CurrentManagedThreadId == _readerThreadId))
         {
             return; // the reader thread sends its batch's output when the batch ends
         }
