@@ -28,6 +28,7 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly List<Socket> _sockets = [];
     private readonly Dictionary<Http2ServerConnection, IPAddress> _connections = [];
     private readonly Dictionary<IPAddress, int> _perAddress = [];
+    private readonly HashSet<Http2ServerConnection> _draining = []; // cut for reading too slowly, bytes not yet gone, under _sync
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
     private bool _stopped;
@@ -113,31 +114,39 @@ internal sealed partial class Http2Listener : IDisposable
         }
     }
 
-    /// <summary>Cuts the connections holding the most unsent output until the total is within the budget again.</summary>
+    /// <summary>
+    /// Cuts the connections holding the most unsent output until what the others hold is within the budget. The
+    /// bytes of a cut connection still count until they drain or are dropped, so connections that wait for the
+    /// budget wait for that, rather than filling it again while the cut ones still hold their memory.
+    /// </summary>
     private void CutSlowest()
     {
         while (true)
         {
-            while (OutputBudget.Total > OutputBudget.Limit)
+            while (true)
             {
                 Http2ServerConnection? slowest = null;
                 long most = 0;
+                long leaving = 0;
                 lock (_sync)
                 {
+                    leaving = LeavingBytesLocked();
                     foreach (var connection in _connections.Keys)
                     {
                         var pending = connection.PendingOutputBytes;
-                        if (pending > most)
+                        if (!connection.IsBeingCut && pending > most)
                         {
                             most = pending;
                             slowest = connection;
                         }
                     }
-                }
 
-                if (slowest is null)
-                {
-                    break;
+                    if (slowest is null || OutputBudget.Total - leaving <= OutputBudget.Limit)
+                    {
+                        break;
+                    }
+
+                    _draining.Add(slowest);
                 }
 
                 var reason = $"subscriber too slow: the server held {most} unsent bytes for this connection, the most of any, when all clients together passed {OutputBudget.Limit} (subscriptions.max.buffered.bytes)";
@@ -147,11 +156,33 @@ internal sealed partial class Http2Listener : IDisposable
             }
 
             OutputBudget.EndCut();
-            if (OutputBudget.Total <= OutputBudget.Limit || !OutputBudget.TryBeginCut())
+            if (!OverBudgetBeyondCuts() || !OutputBudget.TryBeginCut())
             {
                 return;
             }
         }
+    }
+
+    /// <summary>Whether the connections not being cut hold more than the budget (a trigger may have come during a pass).</summary>
+    private bool OverBudgetBeyondCuts()
+    {
+        lock (_sync)
+        {
+            return OutputBudget.Total - LeavingBytesLocked() > OutputBudget.Limit;
+        }
+    }
+
+    /// <summary>What cut connections still hold (they leave the connection table at once, their bytes a little later).</summary>
+    private long LeavingBytesLocked()
+    {
+        _draining.RemoveWhere(static c => c.PendingOutputBytes == 0);
+        long leaving = 0;
+        foreach (var connection in _draining)
+        {
+            leaving += connection.PendingOutputBytes;
+        }
+
+        return leaving;
     }
 
     /// <summary>Binds and starts accepting.</summary>

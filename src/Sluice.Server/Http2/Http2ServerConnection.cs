@@ -108,6 +108,9 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Response bytes written for this client and not yet taken by the kernel, as counted against the listener's budget.</summary>
     public long PendingOutputBytes => _socketStream.AccountedPendingBytes;
 
+    /// <summary>Cut for reading too slowly (<see cref="CutSlowClient"/>): its output is draining or about to be dropped.</summary>
+    public bool IsBeingCut { get; private set; }
+
     /// <summary>The verified client certificate under mutual TLS.</summary>
     public X509Certificate2? ClientCertificate => _clientCertificate;
 
@@ -283,7 +286,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         while (true)
         {
             var body = stream.Body;
-            if (body.Length > 0 && _listener.OutputBudget.Total > _listener.OutputBudget.Limit && _socketStream.AccountedPendingBytes > 0)
+            if (body.Length > 0 && !IsBeingCut && _listener.OutputBudget.Total > _listener.OutputBudget.Limit && _socketStream.AccountedPendingBytes > 0)
             {
                 // All clients together hold more unsent output than the budget, and this one has some: add no more
                 // until the slowest connection is cut (this one, maybe), so a burst cannot run far past the budget.
@@ -409,12 +412,13 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// (dropping part of it would cut gRPC messages in two); behind it each open stream ends with
     /// RESOURCE_EXHAUSTED and <paramref name="reason"/> in its trailers (or, when its last DATA stopped inside a
     /// message, RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients read as RESOURCE_EXHAUSTED too), then a GOAWAY
-    /// with the reason. The client gets <paramref name="drainMilliseconds"/> to read it all before the socket closes;
-    /// its bytes stop counting against the budget at once.
+    /// with the reason. The client gets <paramref name="drainMilliseconds"/> to read it all before the socket closes
+    /// (less when it reads nothing for a second); its bytes count against the budget until then, so other
+    /// connections wait for them to go instead of piling up more.
     /// </summary>
     public void CutSlowClient(string reason, int drainMilliseconds)
     {
-        _socketStream.WriteOff();
+        IsBeingCut = true;
         List<Http2ServerStream> streams;
         int last;
         lock (_sync)

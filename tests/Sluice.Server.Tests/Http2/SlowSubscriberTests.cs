@@ -53,7 +53,6 @@ public sealed class SlowSubscriberTests
         await WaitUntilAsync(() => Task.FromResult(listener.SlowClientsCut > 0), "the slow subscriber's connection to be cut", TimeSpan.FromSeconds(30));
         slow.StartReading(); // at once: a cut client that takes nothing for a second loses what was queued for it
         Assert.Equal(1, listener.SlowClientsCut);
-        Assert.True(listener.OutputBudget.Total <= Budget, $"{listener.OutputBudget.Total} unsent bytes still counted after the cut");
 
         // Once it reads, it finds whole messages, then the status and the reason.
         var response = await slow.ReadResponseAsync(1);
@@ -69,6 +68,7 @@ public sealed class SlowSubscriberTests
         var (messages, error) = await reading.WaitAsync(CallTimeout);
         Assert.Equal("Stop offset reached", error?.Detail);
         Assert.Equal(Messages, messages.Count);
+        await WaitUntilAsync(() => Task.FromResult(listener.OutputBudget.Total == 0), "the cut connection's bytes to leave the budget");
 
         // The server goes on serving.
         var health = await channel.UnaryAsync("/proto.API/FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, CallTimeout);
