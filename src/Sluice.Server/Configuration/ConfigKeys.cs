@@ -104,6 +104,8 @@ internal static class ConfigKeys
         Key("grpc.transport", (o, v) => o with { GrpcTransport = v.Enum<Grpc.GrpcServerTransport>() }),
         Key("grpc.max.connections", (o, v) => o with { GrpcMaxConnections = v.Int(1, 1_000_000) }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
+        Key("grpc.max.connections.per.address", (o, v) => o with { GrpcMaxConnectionsPerAddress = v.Int(1, 1_000_000) }),
+        Key("subscriptions.max.buffered.bytes", (o, v) => o with { SubscriptionsMaxBufferedBytes = v.Long(1L << 20, long.MaxValue) }),
     ];
 
     private static readonly Dictionary<string, ConfigKey> ByName = All.ToDictionary(k => k.Name, StringComparer.OrdinalIgnoreCase);

@@ -47,6 +47,12 @@ public sealed record ServerOptions
     /// <summary>`grpc.max.connections`: client connections served at once (Sluice only).</summary>
     public int GrpcMaxConnections { get; init; } = Grpc.GrpcServerOptions.Default.MaxConnections;
 
+    /// <summary>`grpc.max.connections.per.address`: connections one client IP address may hold; null = half of the connection limit (Sluice only).</summary>
+    public int? GrpcMaxConnectionsPerAddress { get; init; }
+
+    /// <summary>`subscriptions.max.buffered.bytes`: unsent response bytes all slow clients together may hold (Sluice only).</summary>
+    public long SubscriptionsMaxBufferedBytes { get; init; } = Grpc.GrpcServerOptions.Default.MaxBufferedOutputBytes;
+
     /// <summary>
     /// Where the broker reads the encryption master key, once at start. Null = the process environment
     /// (<c>SLUICE_ENCRYPTION_KEY</c>, else <c>LIFTBRIDGE_ENCRYPTION_KEY</c>); tests supply their own. A delegate

@@ -23,6 +23,9 @@ namespace Sluice.Server.Grpc;
 /// </summary>
 public sealed partial class GrpcServer : IAsyncDisposable
 {
+    /// <summary>The longest delay <see cref="CancellationTokenSource.CancelAfter(TimeSpan)"/> takes (uint.MaxValue - 1 ms).</summary>
+    internal static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1.0);
+
     private readonly GrpcServerOptions _options;
     private readonly GrpcMethodRegistry _methods;
     private readonly ILoggerFactory _loggerFactory;
@@ -43,6 +46,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     public GrpcHealth Health { get; } = new();
+
+    /// <summary>The native transport's listener once started (null with Kestrel), for tests.</summary>
+    internal Http2Listener? NativeListener => _native;
 
     /// <summary>The bound port (the real one when <see cref="GrpcServerOptions.Port"/> is 0). Valid after start.</summary>
     public int Port { get; private set; }
@@ -153,10 +159,19 @@ public sealed partial class GrpcServer : IAsyncDisposable
         limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(60);  // finds dead peers on idle subscriptions
         limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
 
+        var perAddress = _options.MaxConnectionsPerAddress < _options.MaxConnections
+            ? new ConnectionLimitPerAddress(_options.MaxConnectionsPerAddress, _options.Tls is not null)
+            : null;
+
         void Listen(ListenOptions listen)
         {
             // Http2 only: h2c with prior knowledge needs it (Http1AndHttp2 without TLS cannot do h2c).
             listen.Protocols = HttpProtocols.Http2;
+            if (perAddress is not null)
+            {
+                listen.Use(perAddress.Wrap); // first, so a refused connection costs no TLS handshake
+            }
+
             if (_options.Tls is { } tls)
             {
                 listen.UseHttps(CreateHttpsOptions(tls));
@@ -242,12 +257,21 @@ public sealed partial class GrpcServer : IAsyncDisposable
 
         using var deadline = new CancellationTokenSource();
         using var callCancel = CancellationTokenSource.CreateLinkedTokenSource(exchange.Aborted, _stopping.Token, deadline.Token);
+        DateTime? deadlineUtc = null;
         if (timeout is { } t)
         {
-            deadline.CancelAfter(t);
+            // The spec allows up to 99999999H (11,000 years): past what a timer takes (~49.7 days) the client's own
+            // deadline, which it enforces too, is left to end the call; past DateTime's range the deadline is its end.
+            if (t <= MaxTimerDelay)
+            {
+                deadline.CancelAfter(t);
+            }
+
+            var now = DateTime.UtcNow;
+            deadlineUtc = t < DateTime.MaxValue - now ? now + t : DateTime.MaxValue;
         }
 
-        var context = new GrpcCallContext(exchange, path, timeout is null ? null : DateTime.UtcNow + timeout.Value, callCancel.Token);
+        var context = new GrpcCallContext(exchange, path, deadlineUtc, callCancel.Token);
         var call = new GrpcServerCall(exchange, context, _options, encoding);
         try
         {

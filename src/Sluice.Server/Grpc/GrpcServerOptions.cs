@@ -27,6 +27,23 @@ public sealed record GrpcServerOptions
     /// </summary>
     public int MaxConnections { get; init; } = 10_000;
 
+    /// <summary>What set <see cref="MaxConnections"/>, named in the refusal's GOAWAY. Default "grpc.max.connections".</summary>
+    public string MaxConnectionsSource { get; init; } = "grpc.max.connections";
+
+    /// <summary>
+    /// Client connections served at once from one IP address; one more is refused like one over
+    /// <see cref="MaxConnections"/>, so a few clients holding idle connections cannot lock out the rest.
+    /// Default: no limit beyond <see cref="MaxConnections"/> (the server's `grpc.max.connections.per.address` sets one).
+    /// </summary>
+    public int MaxConnectionsPerAddress { get; init; } = int.MaxValue;
+
+    /// <summary>
+    /// Response bytes all native connections together may hold unsent because their clients read slower than
+    /// the server writes (subscriptions, mostly). Past it, the connection holding the most is cut: its
+    /// streams are reset with ENHANCE_YOUR_CALM (gRPC: RESOURCE_EXHAUSTED) and a GOAWAY says why. Default 256 MiB.
+    /// </summary>
+    public long MaxBufferedOutputBytes { get; init; } = 256L << 20;
+
     /// <summary>Concurrent HTTP/2 streams per connection. Kestrel's default of 100 is too low for a broker with many subscriptions per client.</summary>
     public int MaxStreamsPerConnection { get; init; } = 1000;
 

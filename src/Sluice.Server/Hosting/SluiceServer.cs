@@ -50,6 +50,8 @@ public sealed class SluiceServer : IAsyncDisposable
 
     internal Broker Broker { get; }
 
+    internal GrpcServer Grpc => _grpc;
+
     /// <summary>
     /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
     /// logs after a crash), then listens. Throws if the data cannot be opened or the port bound.
@@ -62,6 +64,13 @@ public sealed class SluiceServer : IAsyncDisposable
         var dataDir = Path.GetFullPath(options.DataDir);
         Directory.CreateDirectory(dataDir);
         var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
+        var limits = ServerLimits.Compute(options, MachineLimits.Probe());
+        foreach (var warning in limits.Warnings)
+        {
+            logger.LogWarning("{Limit}", warning);
+        }
+
+        options = options with { Storage = options.Storage with { MaxOpenFiles = limits.MaxOpenFiles } };
 
         var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
         Broker? broker = null;
@@ -76,7 +85,7 @@ public sealed class SluiceServer : IAsyncDisposable
             SluiceServer? server = null;
             new ApiService(broker, () => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server!.Port : options.AdvertisedAddress.Port)).Register(registry);
             var listen = options.ListenEndpoint;
-            grpc = new GrpcServer(GrpcOptions(options), registry, loggers);
+            grpc = new GrpcServer(GrpcOptions(options, limits), registry, loggers);
             await grpc.StartAsync(ct).ConfigureAwait(false);
             server = new SluiceServer(options, serverId, store, broker, grpc, logger);
             logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
@@ -104,7 +113,7 @@ public sealed class SluiceServer : IAsyncDisposable
         }
     }
 
-    private static GrpcServerOptions GrpcOptions(ServerOptions options)
+    private static GrpcServerOptions GrpcOptions(ServerOptions options, ServerLimits limits)
     {
         var listen = options.ListenEndpoint;
         var tls = options.Tls;
@@ -115,7 +124,10 @@ public sealed class SluiceServer : IAsyncDisposable
             Host = host,
             Port = listen.Port,
             Transport = options.GrpcTransport,
-            MaxConnections = options.GrpcMaxConnections,
+            MaxConnections = limits.MaxConnections,
+            MaxConnectionsSource = limits.MaxConnectionsSource,
+            MaxConnectionsPerAddress = limits.MaxConnectionsPerAddress,
+            MaxBufferedOutputBytes = options.SubscriptionsMaxBufferedBytes,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions
                 {

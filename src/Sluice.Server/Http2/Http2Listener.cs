@@ -26,11 +26,15 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly List<Socket> _sockets = [];
-    private readonly HashSet<Http2ServerConnection> _connections = [];
+    private readonly Dictionary<Http2ServerConnection, IPAddress> _connections = [];
+    private readonly Dictionary<IPAddress, int> _perAddress = [];
+    private readonly HashSet<Http2ServerConnection> _draining = []; // cut for reading too slowly, bytes not yet gone, under _sync
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
     private bool _stopped;
     private long _lastRefusalLog = long.MinValue / 2;
+    private readonly Action _cutSlowest;
+    private long _slowClientsCut;
 
     private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
     {
@@ -39,9 +43,13 @@ internal sealed partial class Http2Listener : IDisposable
         _logger = loggers.CreateLogger<Http2Listener>();
         MaxConcurrentStreams = options.MaxStreamsPerConnection;
         MaxConnections = options.MaxConnections;
+        MaxConnectionsPerAddress = options.MaxConnectionsPerAddress;
+        MaxConnectionsSource = options.MaxConnectionsSource;
         InlineRequestReads = options.InlineIo;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
         IdleTimeout = options.IdleTimeout;
+        OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
+        _cutSlowest = CutSlowest;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(options.IdleTimeout.TotalMilliseconds / 4, 20, 5000));
         _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, tick, tick);
     }
@@ -57,6 +65,12 @@ internal sealed partial class Http2Listener : IDisposable
 
     /// <summary>Connections served at once (<see cref="GrpcServerOptions.MaxConnections"/>).</summary>
     public int MaxConnections { get; }
+
+    /// <summary>Connections served at once from one client IP address (<see cref="GrpcServerOptions.MaxConnectionsPerAddress"/>).</summary>
+    public int MaxConnectionsPerAddress { get; }
+
+    /// <summary>What set <see cref="MaxConnections"/>, named in the refusal.</summary>
+    public string MaxConnectionsSource { get; }
 
     /// <summary>The period over which a connection's client resets are counted.</summary>
     internal static readonly TimeSpan ResetWindow = TimeSpan.FromSeconds(10);
@@ -81,6 +95,95 @@ internal sealed partial class Http2Listener : IDisposable
     /// socket. Response DATA is bounded by the client's flow-control windows well below this.
     /// </summary>
     public long MaxPendingOutputBytes { get; } = 64L << 20;
+
+    /// <summary>Unsent output of all connections together (<see cref="GrpcServerOptions.MaxBufferedOutputBytes"/>).</summary>
+    public Http2OutputBudget OutputBudget { get; }
+
+    /// <summary>How long a connection cut for reading too slowly gets to read its last frames before its socket closes.</summary>
+    internal const int SlowClientDrainMilliseconds = 5000;
+
+    /// <summary>Connections cut so far because the output budget ran out.</summary>
+    public long SlowClientsCut => Interlocked.Read(ref _slowClientsCut);
+
+    /// <summary>A connection's queued output took the budget over its limit: cut the slowest, off this (writing) thread.</summary>
+    public void OnOverBudget()
+    {
+        if (OutputBudget.TryBeginCut())
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static cut => cut(), _cutSlowest, preferLocal: false);
+        }
+    }
+
+    /// <summary>
+    /// Cuts the connections holding the most unsent output until what the others hold is within the budget. The
+    /// bytes of a cut connection still count until they drain or are dropped, so connections that wait for the
+    /// budget wait for that, rather than filling it again while the cut ones still hold their memory.
+    /// </summary>
+    private void CutSlowest()
+    {
+        while (true)
+        {
+            while (true)
+            {
+                Http2ServerConnection? slowest = null;
+                long most = 0;
+                long leaving = 0;
+                lock (_sync)
+                {
+                    leaving = LeavingBytesLocked();
+                    foreach (var connection in _connections.Keys)
+                    {
+                        var pending = connection.PendingOutputBytes;
+                        if (!connection.IsBeingCut && pending > most)
+                        {
+                            most = pending;
+                            slowest = connection;
+                        }
+                    }
+
+                    if (slowest is null || OutputBudget.Total - leaving <= OutputBudget.Limit)
+                    {
+                        break;
+                    }
+
+                    _draining.Add(slowest);
+                }
+
+                var reason = $"subscriber too slow: the server held {most} unsent bytes for this connection, the most of any, when all clients together passed {OutputBudget.Limit} (subscriptions.max.buffered.bytes)";
+                Interlocked.Increment(ref _slowClientsCut);
+                LogSlowClientCut(_logger, slowest.Peer, most, OutputBudget.Limit);
+                slowest.CutSlowClient(reason, SlowClientDrainMilliseconds);
+            }
+
+            OutputBudget.EndCut();
+            if (!OverBudgetBeyondCuts() || !OutputBudget.TryBeginCut())
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Whether the connections not being cut hold more than the budget (a trigger may have come during a pass).</summary>
+    private bool OverBudgetBeyondCuts()
+    {
+        lock (_sync)
+        {
+            return OutputBudget.Total - LeavingBytesLocked() > OutputBudget.Limit;
+        }
+    }
+
+    /// <summary>What cut connections still hold (they leave the connection table at once, their bytes a little later).</summary>
+    private long LeavingBytesLocked()
+    {
+        _draining.RemoveWhere(static c => c.PendingOutputBytes == 0);
+        long leaving = 0;
+        foreach (var connection in _draining)
+        {
+            leaving += connection.PendingOutputBytes;
+        }
+
+        return leaving;
+    }
 
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
@@ -113,7 +216,17 @@ internal sealed partial class Http2Listener : IDisposable
     {
         lock (_sync)
         {
-            _connections.Remove(connection);
+            if (_connections.Remove(connection, out var address) && _perAddress.TryGetValue(address, out var count))
+            {
+                if (count <= 1)
+                {
+                    _perAddress.Remove(address);
+                }
+                else
+                {
+                    _perAddress[address] = count - 1;
+                }
+            }
         }
     }
 
@@ -127,7 +240,7 @@ internal sealed partial class Http2Listener : IDisposable
         lock (_sync)
         {
             _stopped = true;
-            connections = [.. _connections];
+            connections = [.. _connections.Keys];
         }
 
         CloseSockets();
@@ -175,7 +288,7 @@ internal sealed partial class Http2Listener : IDisposable
         Http2ServerConnection[] connections;
         lock (_sync)
         {
-            connections = [.. _connections];
+            connections = [.. _connections.Keys];
         }
 
         foreach (var connection in connections)
@@ -218,7 +331,9 @@ internal sealed partial class Http2Listener : IDisposable
                     socket.DualMode = true; // "::" serves IPv4 clients too, as Kestrel's does
                 }
 
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                // No SocketOptionName.ReuseAddress: on Linux .NET maps it to SO_REUSEPORT as well, which let a second
+                // server bind the same port and share its clients. The runtime sets SO_REUSEADDR on every TCP bind,
+                // so a restart still binds over connections in TIME_WAIT.
                 socket.Bind(new IPEndPoint(address, port == 0 && _sockets.Count > 0 ? Port : port));
                 socket.Listen(512);
             }
@@ -278,7 +393,9 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket.NoDelay = true;
                 var logger = _loggers.CreateLogger<Http2ServerConnection>();
+                var address = ClientAddress(socket);
                 Http2ServerConnection? connection = null;
+                string? refusal = null;
                 lock (_sync)
                 {
                     if (_stopped)
@@ -288,16 +405,26 @@ internal sealed partial class Http2Listener : IDisposable
                     }
 
                     // Built only when there is room: a refused socket must not cost a connection's buffers.
-                    if (_connections.Count < MaxConnections)
+                    var fromAddress = _perAddress.GetValueOrDefault(address);
+                    if (_connections.Count >= MaxConnections)
+                    {
+                        refusal = $"the server serves at most {MaxConnections} connections ({MaxConnectionsSource})";
+                    }
+                    else if (fromAddress >= MaxConnectionsPerAddress)
+                    {
+                        refusal = $"the server serves at most {MaxConnectionsPerAddress} connections from one client address (grpc.max.connections.per.address)";
+                    }
+                    else
                     {
                         connection = new Http2ServerConnection(this, socket, logger);
-                        _connections.Add(connection);
+                        _connections.Add(connection, address);
+                        _perAddress[address] = fromAddress + 1;
                     }
                 }
 
                 if (connection is null)
                 {
-                    Refuse(socket);
+                    Refuse(socket, refusal!);
                     continue;
                 }
 
@@ -312,18 +439,22 @@ internal sealed partial class Http2Listener : IDisposable
         }
     }
 
+    /// <summary>The client's IP address, IPv4-mapped IPv6 shown as IPv4, so one client counts once on a dual-mode socket.</summary>
+    private static IPAddress ClientAddress(Socket socket) =>
+        socket.RemoteEndPoint is IPEndPoint { Address: var ip } ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : IPAddress.None;
+
     /// <summary>
-    /// Answers a connection over <see cref="MaxConnections"/> with SETTINGS and GOAWAY(ENHANCE_YOUR_CALM)
-    /// carrying the reason, so the client can report it, and closes it. A TLS connection just closes: the
-    /// handshake would cost the very resources the limit protects.
+    /// Answers a connection over <see cref="MaxConnections"/> or <see cref="MaxConnectionsPerAddress"/> with SETTINGS
+    /// and GOAWAY(ENHANCE_YOUR_CALM) carrying the reason, so the client can report it, and closes it. A TLS
+    /// connection just closes: the handshake would cost the very resources the limit protects.
     /// </summary>
-    private void Refuse(Socket socket)
+    private void Refuse(Socket socket, string reason)
     {
         var now = Environment.TickCount64;
         if (now - Volatile.Read(ref _lastRefusalLog) >= 10_000)
         {
             Volatile.Write(ref _lastRefusalLog, now);
-            LogConnectionRefused(_logger, MaxConnections);
+            LogConnectionRefused(_logger, reason);
         }
 
         try
@@ -332,7 +463,7 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 var output = new System.Buffers.ArrayBufferWriter<byte>(128);
                 Http2Frame.WriteSettings(output, []);
-                Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.EnhanceYourCalm, $"the server serves at most {MaxConnections} connections (grpc.max.connections)");
+                Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.EnhanceYourCalm, reason);
                 socket.Blocking = false; // never wait on a client that does not read
                 socket.Send(output.WrittenSpan, SocketFlags.None, out _);
                 socket.Shutdown(SocketShutdown.Send);
@@ -353,7 +484,7 @@ internal sealed partial class Http2Listener : IDisposable
         Http2ServerConnection[] connections;
         lock (_sync)
         {
-            connections = [.. _connections];
+            connections = [.. _connections.Keys];
         }
 
         var now = Environment.TickCount64;
@@ -400,8 +531,11 @@ internal sealed partial class Http2Listener : IDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Accepting a gRPC connection failed ({Error}): {Reason}; still listening")]
     private static partial void LogAcceptFailed(ILogger logger, SocketError error, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Refusing gRPC connections: {Max} are open, the most grpc.max.connections allows (logged at most every 10 s)")]
-    private static partial void LogConnectionRefused(ILogger logger, int max);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Refusing gRPC connections: {Reason} (logged at most every 10 s)")]
+    private static partial void LogConnectionRefused(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cut the connection from {Peer}: it held {Bytes} unsent bytes, the most of any, when all clients together passed subscriptions.max.buffered.bytes ({Limit})")]
+    private static partial void LogSlowClientCut(ILogger logger, string peer, long bytes, long limit);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);

@@ -46,6 +46,13 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private const int HandshakeTimeoutMilliseconds = 10_000;
     private const int MaxRememberedResets = 1024;
 
+    /// <summary>
+    /// What the reader thread's batch may hold back before it goes to the socket anyway: far more than a read's
+    /// acks, and a bound on a handler running inline (a subscription with a backlog), whose output would
+    /// otherwise pile up here, out of reach of the output budget, until the batch ends.
+    /// </summary>
+    private const int CorkedOutputLimit = 256 << 10;
+
     private readonly Http2Listener _listener;
     private readonly Socket _socket;
     private readonly ServerSocketStream _socketStream;
@@ -90,13 +97,19 @@ internal sealed partial class Http2ServerConnection : IDisposable
         _listener = listener;
         _socket = socket;
         _logger = logger;
-        _socketStream = new ServerSocketStream(socket, listener.MaxPendingOutputBytes);
+        _socketStream = new ServerSocketStream(socket, listener.MaxPendingOutputBytes, listener.OutputBudget, listener.OnOverBudget);
         _transport = _socketStream;
         Peer = socket.RemoteEndPoint?.ToString() ?? "unknown";
     }
 
     /// <summary>"ip:port" of the client.</summary>
     public string Peer { get; }
+
+    /// <summary>Response bytes written for this client and not yet taken by the kernel, as counted against the listener's budget.</summary>
+    public long PendingOutputBytes => _socketStream.AccountedPendingBytes;
+
+    /// <summary>Cut for reading too slowly (<see cref="CutSlowClient"/>): its output is draining or about to be dropped.</summary>
+    public bool IsBeingCut { get; private set; }
 
     /// <summary>The verified client certificate under mutual TLS.</summary>
     public X509Certificate2? ClientCertificate => _clientCertificate;
@@ -153,7 +166,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
     public void Dispose() => Abort(new IOException("The connection was closed by the server."));
 
     /// <summary>Closes the connection: open streams are aborted and the socket is closed.</summary>
-    public void Abort(Exception reason, bool graceful = false)
+    public void Abort(Exception reason, bool graceful = false) => Close(reason, graceful, drainMilliseconds: 1000);
+
+    private void AbortAfterDrain(Exception reason, int drainMilliseconds) => Close(reason, graceful: true, drainMilliseconds);
+
+    private void Close(Exception reason, bool graceful, int drainMilliseconds)
     {
         List<Http2ServerStream> streams;
         TaskCompletionSource? signal;
@@ -184,7 +201,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 FlushLocked();
             }
 
-            _ = _socketStream.CloseGracefullyAsync(); // lets a last GOAWAY reach the client
+            _ = _socketStream.CloseGracefullyAsync(drainMilliseconds); // lets a last GOAWAY reach the client
         }
         else
         {
@@ -269,6 +286,15 @@ internal sealed partial class Http2ServerConnection : IDisposable
         while (true)
         {
             var body = stream.Body;
+            if (body.Length > 0 && !IsBeingCut && _listener.OutputBudget.Total > _listener.OutputBudget.Limit && _socketStream.AccountedPendingBytes > 0)
+            {
+                // All clients together hold more unsent output than the budget, and this one has some: add no more
+                // until the slowest connection is cut (this one, maybe), so a burst cannot run far past the budget.
+                _listener.OnOverBudget();
+                await _listener.OutputBudget.WaitWithinLimitAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             int take;
             Task? wait = null;
             lock (_sync)
@@ -322,6 +348,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     stream.HeadersSent = true;
                 }
 
+                stream.SentWholeMessages = last;
                 var chunk = body[..take];
                 while (!chunk.IsEmpty)
                 {
@@ -378,6 +405,73 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 return true;
             }
         }
+    }
+
+    /// <summary>
+    /// Ends a connection whose client reads too slowly for the server's output budget. Its queued output stays
+    /// (dropping part of it would cut gRPC messages in two); behind it each open stream ends with
+    /// RESOURCE_EXHAUSTED and <paramref name="reason"/> in its trailers (or, when its last DATA stopped inside a
+    /// message, RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients read as RESOURCE_EXHAUSTED too), then a GOAWAY
+    /// with the reason. The client gets <paramref name="drainMilliseconds"/> to read it all before the socket closes
+    /// (less when it reads nothing for a second); its bytes count against the budget until then, so other
+    /// connections wait for them to go instead of piling up more.
+    /// </summary>
+    public void CutSlowClient(string reason, int drainMilliseconds)
+    {
+        IsBeingCut = true;
+        List<Http2ServerStream> streams;
+        int last;
+        lock (_sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+
+            streams = [.. _streams.Values];
+            last = _lastStreamId;
+        }
+
+        var status = ((int)GrpcStatusCode.ResourceExhausted).ToString(CultureInfo.InvariantCulture);
+        var message = GrpcStatusMessage.Encode(reason);
+        lock (_writeLock)
+        {
+            foreach (var stream in streams)
+            {
+                lock (_sync)
+                {
+                    if (stream.IsReset || stream.ResponseEnded)
+                    {
+                        continue;
+                    }
+
+                    stream.ResponseEnded = true; // a send after this one is dropped; the abort below still cancels the call
+                }
+
+                if (stream.HeadersSent && !stream.SentWholeMessages)
+                {
+                    Http2Frame.WriteRstStream(_output, stream.Id, Http2ErrorCode.EnhanceYourCalm);
+                    continue;
+                }
+
+                _headerOut.ResetWrittenCount();
+                if (!stream.HeadersSent)
+                {
+                    stream.WriteResponseHeaders(_headerOut); // trailers-only
+                    stream.HeadersSent = true;
+                }
+
+                HpackEncoder.Encode(_headerOut, "grpc-status", status);
+                HpackEncoder.Encode(_headerOut, "grpc-message", message);
+                WriteHeaderBlock(stream.Id, endStream: true);
+            }
+
+            Http2Frame.WriteGoAway(_output, last, Http2ErrorCode.EnhanceYourCalm, reason);
+            _corked = false;
+            FlushLocked();
+        }
+
+        AbortAfterDrain(new IOException(reason), drainMilliseconds);
     }
 
     /// <summary>Resets a stream from the server side (mark it aborted first, so nothing more is sent on it).</summary>
@@ -542,7 +636,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>Hands <see cref="_output"/> to the socket; the caller holds <see cref="_writeLock"/>. A failure aborts the connection.</summary>
     private void FlushLocked()
     {
-        if (_output.WrittenCount == 0 || (_corked && Environment.CurrentManagedThreadId == _readerThreadId))
+        if (_output.WrittenCount == 0 || (_corked && _output.WrittenCount < CorkedOutputLimit && Environment.CurrentManagedThreadId == _readerThreadId))
         {
             return; // the reader thread sends its batch's output when the batch ends
         }

@@ -97,6 +97,12 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// <summary>The response HEADERS are sent (under the connection's write lock).</summary>
     public bool HeadersSent { get; set; }
 
+    /// <summary>
+    /// Every response byte buffered at the last send went out, so the DATA sent ends between two gRPC messages
+    /// (a flush buffers whole messages) and trailers may follow (under the connection's write lock).
+    /// </summary>
+    public bool SentWholeMessages { get; set; } = true;
+
     /// <summary>The handler was started (reader thread only).</summary>
     public bool Started { get; set; }
 

@@ -14,6 +14,9 @@ internal sealed class ServerSocketStream : Stream
 {
     private readonly Socket _socket;
     private readonly long _maxPendingBytes;
+    private readonly Http2OutputBudget? _budget;
+    private readonly Action? _overBudget;
+    private bool _accounted; // the queued bytes count against _budget (under _sendSync)
     private readonly Lock _sendSync = new();
     private readonly Queue<byte[]> _pending = new();
     private long _pendingBytes;
@@ -24,10 +27,15 @@ internal sealed class ServerSocketStream : Stream
 
     /// <param name="socket">The accepted socket; switched to non-blocking here.</param>
     /// <param name="maxPendingBytes">How much unsent output may queue before the connection is failed (a client that stopped reading).</param>
-    public ServerSocketStream(Socket socket, long maxPendingBytes)
+    /// <param name="budget">Where queued bytes are counted with every other connection's, if anywhere.</param>
+    /// <param name="overBudget">Called (outside this stream's locks) when queueing took <paramref name="budget"/> over its limit.</param>
+    public ServerSocketStream(Socket socket, long maxPendingBytes, Http2OutputBudget? budget = null, Action? overBudget = null)
     {
         _socket = socket;
         _maxPendingBytes = maxPendingBytes;
+        _budget = budget;
+        _overBudget = overBudget;
+        _accounted = budget is not null;
         socket.Blocking = false;
     }
 
@@ -42,6 +50,31 @@ internal sealed class ServerSocketStream : Stream
             lock (_sendSync)
             {
                 return _pendingBytes;
+            }
+        }
+    }
+
+    /// <summary>Queued bytes that count against the budget: none once <see cref="WriteOff"/> was called.</summary>
+    public long AccountedPendingBytes
+    {
+        get
+        {
+            lock (_sendSync)
+            {
+                return _accounted ? _pendingBytes : 0;
+            }
+        }
+    }
+
+    /// <summary>Takes this stream's queued bytes off the budget for good: the connection is being closed.</summary>
+    public void WriteOff()
+    {
+        lock (_sendSync)
+        {
+            if (_accounted)
+            {
+                _accounted = false;
+                _budget!.Add(-_pendingBytes);
             }
         }
     }
@@ -94,6 +127,7 @@ internal sealed class ServerSocketStream : Stream
             return;
         }
 
+        var over = false;
         lock (_sendSync)
         {
             if (_sendFailure is { } failure)
@@ -121,11 +155,17 @@ internal sealed class ServerSocketStream : Stream
 
             _pending.Enqueue(buffer.ToArray());
             _pendingBytes += buffer.Length;
+            over = _accounted && _budget!.Add(buffer.Length);
             if (!_draining)
             {
                 _draining = true;
                 _ = DrainAsync();
             }
+        }
+
+        if (over)
+        {
+            _overBudget?.Invoke();
         }
     }
 
@@ -153,18 +193,31 @@ internal sealed class ServerSocketStream : Stream
     }
 
     /// <summary>
-    /// Closes after the queued output is sent (at most 1 s) with a FIN, then waits briefly before
+    /// Closes after the queued output is sent (at most <paramref name="drainMilliseconds"/>, 1 s by default, and no longer
+    /// than 1 s without the client taking any) with a FIN, then waits briefly before
     /// closing the socket: closing with unread input would send a reset that can overtake the last
     /// frames, a GOAWAY among them.
     /// </summary>
-    public async Task CloseGracefullyAsync()
+    public async Task CloseGracefullyAsync(int drainMilliseconds = 1000)
     {
         try
         {
-            var deadline = Environment.TickCount64 + 1000;
-            while (PendingBytes > 0 && Environment.TickCount64 < deadline && !_disposed)
+            // A client that takes nothing for a second will not take the rest either: its bytes are dropped then.
+            var now = Environment.TickCount64;
+            var deadline = now + drainMilliseconds;
+            var lastProgress = now;
+            var pending = PendingBytes;
+            while (pending > 0 && now < deadline && now - lastProgress < 1000 && !_disposed)
             {
                 await Task.Delay(10).ConfigureAwait(false);
+                now = Environment.TickCount64;
+                var left = PendingBytes;
+                if (left < pending)
+                {
+                    lastProgress = now;
+                }
+
+                pending = left;
             }
 
             if (!_disposed)
@@ -188,6 +241,7 @@ internal sealed class ServerSocketStream : Stream
         if (disposing && !_disposed)
         {
             _disposed = true;
+            WriteOff();
             lock (_sendSync)
             {
                 _sendFailure ??= new IOException("The connection is closed.");
@@ -249,6 +303,11 @@ internal sealed class ServerSocketStream : Stream
                 lock (_sendSync)
                 {
                     _pendingBytes -= sent;
+                    if (_accounted)
+                    {
+                        _budget!.Add(-sent);
+                    }
+
                     _pendingOffset += sent;
                     if (_pendingOffset == chunk.Length)
                     {
@@ -263,6 +322,11 @@ internal sealed class ServerSocketStream : Stream
             lock (_sendSync)
             {
                 _sendFailure ??= new IOException($"Writing to the client failed: {ex.Message}", ex);
+                if (_accounted)
+                {
+                    _budget!.Add(-_pendingBytes);
+                }
+
                 _pending.Clear();
                 _pendingBytes = 0;
                 _pendingOffset = 0;

@@ -54,6 +54,30 @@ public class ServerRunnerTests
         Assert.Contains(sink.Lines, l => l.Contains($"Cannot listen on 127.0.0.1:{port}", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData(Sluice.Server.Grpc.GrpcServerTransport.Native)]
+    [InlineData(Sluice.Server.Grpc.GrpcServerTransport.Kestrel)]
+    public async Task A_second_server_on_the_port_of_a_running_one_exits_1_with_address_in_use(Sluice.Server.Grpc.GrpcServerTransport transport)
+    {
+        using var firstDir = new TempDirectory("sluice-runner");
+        using var secondDir = new TempDirectory("sluice-runner");
+        await using var first = await SluiceServer.StartAsync(ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = firstDir.Path, GrpcTransport = transport });
+        var sink = new LineSink();
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(sink));
+        using var stop = new CancellationTokenSource();
+
+        var second = ServerRunner.RunAsync(ServerOptions.Default with { Host = "127.0.0.1", Port = first.Port, DataDir = secondDir.Path, GrpcTransport = transport }, loggers, stop.Token);
+        var finished = await Task.WhenAny(second, sink.WaitForAsync("serving proto.API", TimeSpan.FromSeconds(30)));
+        if (finished != second)
+        {
+            await stop.CancelAsync(); // it bound the port beside the first: stop it before failing
+            await second.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        Assert.Equal(1, await second.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(sink.Lines, l => l.Contains($"Cannot listen on 127.0.0.1:{first.Port}", StringComparison.Ordinal) && l.Contains("address already in use", StringComparison.OrdinalIgnoreCase));
+    }
+
     private sealed class LineSink : ILoggerProvider, ILogger
     {
         private readonly List<string> _lines = [];

@@ -104,12 +104,25 @@ internal sealed class RawH2Client : IAsyncDisposable
         }
     }
 
-    /// <summary>Opens a TCP connection to 127.0.0.1:<paramref name="port"/> and starts reading frames; sends nothing.</summary>
-    public static async Task<RawH2Client> ConnectAsync(int port)
+    /// <summary>
+    /// Opens a TCP connection to 127.0.0.1:<paramref name="port"/> (from <paramref name="from"/>, another loopback
+    /// address, when given) and starts reading frames; sends nothing.
+    /// </summary>
+    public static async Task<RawH2Client> ConnectAsync(int port, IPAddress? from = null, int? receiveBufferSize = null, bool read = true)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            if (receiveBufferSize is { } size)
+            {
+                socket.ReceiveBufferSize = size; // before connecting, so the window it advertises stays small
+            }
+
+            if (from is not null)
+            {
+                socket.Bind(new IPEndPoint(from, 0));
+            }
+
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port)).WaitAsync(Timeout);
         }
         catch
@@ -119,14 +132,25 @@ internal sealed class RawH2Client : IAsyncDisposable
         }
 
         var client = new RawH2Client(socket);
-        client._reader = Task.Run(client.ReadLoopAsync);
+        if (read)
+        {
+            client.StartReading();
+        }
+
         return client;
     }
 
+    /// <summary>Starts reading frames (after a <see cref="ConnectAsync"/> with <c>read: false</c>: a client that did not read till now).</summary>
+    public void StartReading() => _reader = Task.Run(ReadLoopAsync);
+
     /// <summary>Connects, sends the preface and SETTINGS, and waits until the server has acknowledged them.</summary>
-    public static async Task<RawH2Client> ConnectAndHandshakeAsync(int port, params (ushort Id, uint Value)[] settings)
+    public static Task<RawH2Client> ConnectAndHandshakeAsync(int port, params (ushort Id, uint Value)[] settings) =>
+        ConnectAndHandshakeAsync(port, null, settings);
+
+    /// <summary>As <see cref="ConnectAndHandshakeAsync(int, ValueTuple{ushort, uint}[])"/>, from another loopback address.</summary>
+    public static async Task<RawH2Client> ConnectAndHandshakeAsync(int port, IPAddress? from, params (ushort Id, uint Value)[] settings)
     {
-        var client = await ConnectAsync(port);
+        var client = await ConnectAsync(port, from);
         try
         {
             await client.HandshakeAsync(settings);
