@@ -88,4 +88,19 @@ public class ServeTests
             Assert.Contains($"Cannot listen on 127.0.0.1:{port}: Address already in use", line);
         }
     }
+
+    [Fact]
+    public async Task A_clean_shutdown_with_embedded_NATS_logs_no_error()
+    {
+        using var dir = new TempDirectory("sluice-cli");
+        await using var sluice = SluiceProcess.Start("serve", "--embedded-nats", "--host", "127.0.0.1", "-p", "0", "-d", dir.Path);
+        await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:");
+        Assert.Contains(sluice.Stdout, l => l.Contains("Attached to NATS", StringComparison.Ordinal));
+
+        await sluice.TerminateAsync();
+        Assert.Equal(0, await sluice.WaitForExitAsync());
+        Assert.Contains(sluice.Stdout, l => l.Contains("Embedded nats-server (pid", StringComparison.Ordinal) && l.EndsWith("stopped", StringComparison.Ordinal));
+        Assert.DoesNotContain(sluice.Stdout.Concat(sluice.Stderr), l => l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal));
+        Assert.Empty(sluice.Stderr);
+    }
 }

@@ -31,7 +31,13 @@ public sealed class SluiceProcess : IAsyncDisposable
     /// Starts sluice with <paramref name="stdin"/> as its standard input (closed at once when null, so a command
     /// that reads stdin sees end of input instead of hanging) and extra environment variables.
     /// </summary>
-    public static SluiceProcess Start(IReadOnlyList<string> args, string? stdin, IReadOnlyDictionary<string, string>? environment = null)
+    public static SluiceProcess Start(IReadOnlyList<string> args, string? stdin, IReadOnlyDictionary<string, string>? environment = null) =>
+        StartCore(args, stdin is null ? null : System.Text.Encoding.UTF8.GetBytes(stdin), environment);
+
+    /// <summary>Starts sluice with these exact bytes as its standard input.</summary>
+    public static SluiceProcess StartWithBytes(IReadOnlyList<string> args, byte[] stdin) => StartCore(args, stdin, environment: null);
+
+    private static SluiceProcess StartCore(IReadOnlyList<string> args, byte[]? stdin, IReadOnlyDictionary<string, string>? environment)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -81,12 +87,19 @@ public sealed class SluiceProcess : IAsyncDisposable
         return (await process.WaitForExitAsync(), process);
     }
 
-    private static async Task WriteStdinAsync(Process process, string stdin)
+    /// <summary>Runs to completion with these exact bytes as input and returns the exit code.</summary>
+    public static async Task<(int ExitCode, SluiceProcess Process)> RunWithInputAsync(byte[] stdin, params string[] args)
+    {
+        var process = StartWithBytes(args, stdin);
+        return (await process.WaitForExitAsync(), process);
+    }
+
+    private static async Task WriteStdinAsync(Process process, byte[] stdin)
     {
         // Written concurrently with the output readers: a large input must not deadlock against a full stdout pipe.
         try
         {
-            await process.StandardInput.WriteAsync(stdin);
+            await process.StandardInput.BaseStream.WriteAsync(stdin);
             process.StandardInput.Close();
         }
         catch (IOException)
