@@ -100,7 +100,7 @@ internal static class SluiceCommandLine
         return parsed.CommandResult.Children.OfType<ArgumentResult>()
             .SelectMany(a => a.Tokens)
             .Where(flagLike.Contains)
-            .Select(t => $"unknown flag {t.Value} (a value that starts with - goes after --, e.g. `sluice pub s -- {t.Value}`)")
+            .Select(t => $"unknown flag {t.Value} (a value that starts with - goes after --: `-- {t.Value}`)")
             .ToList();
     }
 

@@ -78,6 +78,21 @@ public class ErrorTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
     }
 
     [Fact]
+    public async Task A_misspelt_pub_flag_exits_2_and_publishes_nothing()
+    {
+        await broker.RunOkAsync("stream", "create", "typo", "--subject", "typo");
+        var (code, pub) = await broker.RunAsync("pub", "typo", "hi", "--parttion", "1");
+        await using (pub)
+        {
+            Assert.Equal(2, code);
+            Assert.StartsWith("sluice: unknown flag --parttion", pub.Stderr[0], StringComparison.Ordinal);
+            Assert.Empty(pub.Stdout);
+        }
+
+        Assert.Empty(await broker.RunOkAsync("sub", "typo", "--from", "earliest", "--stop-at-latest"));
+    }
+
+    [Fact]
     public async Task A_bad_header_exits_2()
     {
         await broker.RunOkAsync("stream", "create", "headers", "--subject", "headers");
