@@ -4,12 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# A header before each stage, so a reader of a CI log sees where the time went and what failed.
+stage() { printf '\n==== %s (%s) ====\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+stage "install: what the tests need"
 # --- external servers the integration tests start on loopback, and gRPC clients -----------
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 # grpcio (gRPC's C core) for the Python conformance suite, in Debian's python3
 /usr/bin/python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 || need_apt+=(python3 python3-grpcio python3-grpc-tools python3-protobuf)
+# node and npm for the grpc-js conformance suite (a machine with only the .NET SDK has neither)
+if [ -f tests/conformance/package.json ]; then
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing: ${need_apt[*]}"
@@ -19,6 +28,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "missing: ${need_apt[*]} (run as root or install them: apt-get install -y ${need_apt[*]})" >&2
     exit 1
   fi
+else
+  echo "Debian packages: all present"
 fi
 
 # --- an independent gRPC implementation for the conformance suite --------------------------
@@ -27,9 +38,12 @@ if [ -f tests/conformance/package.json ] && [ ! -d tests/conformance/node_module
 fi
 
 # --- build, format, test -------------------------------------------------------------------
+stage "build"
 dotnet build Sluice.slnx -c Release -nologo -clp:ErrorsOnly
+stage "format"
 dotnet format Sluice.slnx --verify-no-changes --no-restore
 
+stage "test"
 results=$(mktemp -d)
 set +e
 # A test that hangs is killed after 5 minutes of silence and named in the output (instead of CI waiting forever).

@@ -34,6 +34,10 @@ public sealed class BrokerFixture : IAsyncLifetime
     public Task<(int ExitCode, SluiceProcess Process)> RunWithInputAsync(string stdin, params string[] args) =>
         SluiceProcess.RunWithInputAsync(stdin, [.. args, "--servers", Servers]);
 
+    /// <summary>Runs `sluice args... --servers this-broker` with these exact bytes as its input.</summary>
+    public Task<(int ExitCode, SluiceProcess Process)> RunWithInputAsync(byte[] stdin, params string[] args) =>
+        SluiceProcess.RunWithInputAsync(stdin, [.. args, "--servers", Servers]);
+
     /// <summary>Runs a command that must succeed and returns its stdout lines.</summary>
     public async Task<IReadOnlyList<string>> RunOkAsync(params string[] args)
     {

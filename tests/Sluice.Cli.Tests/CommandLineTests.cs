@@ -90,4 +90,62 @@ public class CommandLineTests
             Assert.Matches(@"^\d+\.\d+\.\d+", Assert.Single(version.Stdout));
         }
     }
+
+    [Fact]
+    public async Task Help_shows_defaults_as_plain_values_and_says_what_is_true_today()
+    {
+        foreach (var command in new[] { Array.Empty<string>(), ["sub"], ["pub"], ["stream", "create"], ["stream", "list"], ["metadata"] })
+        {
+            var (code, sluice) = await SluiceProcess.RunAsync([.. command, "--help"]);
+            await using (sluice)
+            {
+                Assert.Equal(0, code);
+                var help = string.Join('\n', sluice.Stdout);
+                Assert.DoesNotMatch(@"\[default: [^\]]*[{}=]", help); // a record's ToString, e.g. StartSpec { Position = NewOnly, ... }
+                Assert.DoesNotContain("Json|Text", help, StringComparison.Ordinal);
+                Assert.DoesNotContain("replicated", help, StringComparison.OrdinalIgnoreCase);
+            }
+        }
+
+        var (_, sub) = await SluiceProcess.RunAsync("sub", "--help");
+        await using (sub)
+        {
+            Assert.Contains(sub.Stdout, l => l.Contains("-o, --output <text|json>", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public async Task Help_and_version_are_commands_too()
+    {
+        async Task<IReadOnlyList<string>> StdoutOf(int expectedCode, params string[] args)
+        {
+            var (code, sluice) = await SluiceProcess.RunAsync(args);
+            await using (sluice)
+            {
+                Assert.True(code == expectedCode, $"sluice {string.Join(' ', args)} exited {code}:\n{sluice.Transcript()}");
+                return sluice.Stdout;
+            }
+        }
+
+        Assert.Equal(await StdoutOf(0, "--help"), await StdoutOf(0, "help"));
+        Assert.Equal(await StdoutOf(0, "stream", "create", "--help"), await StdoutOf(0, "help", "stream", "create"));
+        var version = await StdoutOf(0, "version");
+        Assert.Matches(@"^\d+\.\d+\.\d+", Assert.Single(version));
+        Assert.Equal(await StdoutOf(0, "--version"), version);
+        Assert.Empty(await StdoutOf(2, "help", "frobnicate"));
+    }
+
+    [Fact]
+    public async Task A_command_group_alone_lists_its_commands_and_exits_2()
+    {
+        var (code, sluice) = await SluiceProcess.RunAsync("stream");
+        await using (sluice)
+        {
+            Assert.Equal(2, code);
+            foreach (var command in new[] { "create", "delete", "list", "describe", "pause", "readonly" })
+            {
+                Assert.Contains(sluice.Stderr, l => l.StartsWith("  " + command + " ", StringComparison.Ordinal));
+            }
+        }
+    }
 }

@@ -56,6 +56,11 @@ public class ErrorTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
     [InlineData("sub", "s", "--from", "ago:forever")]
     [InlineData("pub", "s", "v", "--partition", "1", "--round-robin")]
     [InlineData("pub", "s", "v", "--ack-policy", "sometimes")]
+    [InlineData("pub", "s", "hi", "--parttion", "1")]
+    [InlineData("pub", "s", "-x")]
+    [InlineData("pub", "s", "v", "--input", "rot13")]
+    [InlineData("sub", "s", "--idle", "soon")]
+    [InlineData("stream", "create", "s", "--subject", "s", "--partitons", "2")]
     [InlineData("stream", "pause", "s", "--partitions", "one")]
     [InlineData("stream", "create", "s", "--subject", "s", "--retention-max-age", "5 days")]
     [InlineData("stream", "list", "--output", "yaml")]
@@ -70,6 +75,21 @@ public class ErrorTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
             Assert.StartsWith("sluice: ", sluice.Stderr[0], StringComparison.Ordinal);
             Assert.DoesNotContain(sluice.Stderr, l => l.Contains("cannot reach", StringComparison.Ordinal));
         }
+    }
+
+    [Fact]
+    public async Task A_misspelt_pub_flag_exits_2_and_publishes_nothing()
+    {
+        await broker.RunOkAsync("stream", "create", "typo", "--subject", "typo");
+        var (code, pub) = await broker.RunAsync("pub", "typo", "hi", "--parttion", "1");
+        await using (pub)
+        {
+            Assert.Equal(2, code);
+            Assert.StartsWith("sluice: unknown flag --parttion", pub.Stderr[0], StringComparison.Ordinal);
+            Assert.Empty(pub.Stdout);
+        }
+
+        Assert.Empty(await broker.RunOkAsync("sub", "typo", "--from", "earliest", "--stop-at-latest"));
     }
 
     [Fact]

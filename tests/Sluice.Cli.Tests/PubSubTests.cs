@@ -15,10 +15,10 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
             await broker.RunOkAsync("pub", "greetings", "hello", "hej", "hola"));
 
         var lines = await broker.RunOkAsync("sub", "greetings", "--from", "earliest", "--count", "3");
-        Assert.Equal(["0\t\thello", "1\t\thej", "2\t\thola"], lines);
+        Assert.Equal(["0\t0\t\thello", "0\t1\t\thej", "0\t2\t\thola"], lines);
 
-        Assert.Equal(["1\t\thej"], await broker.RunOkAsync("sub", "greetings", "--from", "offset:1", "-n", "1"));
-        Assert.Equal(["2\t\thola"], await broker.RunOkAsync("sub", "greetings", "--from", "latest", "--stop-at-latest"));
+        Assert.Equal(["0\t1\t\thej"], await broker.RunOkAsync("sub", "greetings", "--from", "offset:1", "-n", "1"));
+        Assert.Equal(["0\t2\t\thola"], await broker.RunOkAsync("sub", "greetings", "--from", "latest", "--stop-at-latest"));
     }
 
     [Fact]
@@ -85,7 +85,7 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
 
         var text = await broker.RunOkAsync("sub", "keyed", "--from", "earliest", "--stop-at-latest", "--headers");
         // Like Liftbridge, the server adds the NATS subject and reply headers.
-        Assert.Equal(["0\tuser-7\ta\tn=1,reply=,subject=keyed,trace=abc", "1\tuser-7\tb\tn=1,reply=,subject=keyed,trace=abc"], text);
+        Assert.Equal(["0\t0\tuser-7\ta\tn=1,reply=,subject=keyed,trace=abc", "0\t1\tuser-7\tb\tn=1,reply=,subject=keyed,trace=abc"], text);
     }
 
     [Fact]
@@ -95,7 +95,7 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
         await broker.RunOkAsync("pub", "tabs", "a\tb");
 
         var text = await broker.RunOkAsync("sub", "tabs", "--from", "earliest", "--count", "1");
-        Assert.Equal(["0\t\tbase64:" + Convert.ToBase64String("a\tb"u8)], text);
+        Assert.Equal(["0\t0\t\tbase64:" + Convert.ToBase64String("a\tb"u8)], text);
 
         using var json = JsonDocument.Parse(Assert.Single(await broker.RunOkAsync("sub", "tabs", "--from", "earliest", "--count", "1", "-o", "json")));
         Assert.Equal("a\tb", json.RootElement.GetProperty("value").GetString());
@@ -114,7 +114,7 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
         var partitions = keyed.Select(a => JsonDocument.Parse(a).RootElement.GetProperty("partition").GetInt32()).Distinct().ToArray();
         var partition = Assert.Single(partitions); // one key, one partition
 
-        Assert.Equal(["2\tk\tx"], await broker.RunOkAsync("sub", "spread", "--partition", partition.ToString(CultureInfo.InvariantCulture), "--from", "offset:2", "-n", "1"));
+        Assert.Equal([$"{partition}\t2\tk\tx"], await broker.RunOkAsync("sub", "spread", "--partition", partition.ToString(CultureInfo.InvariantCulture), "--from", "offset:2", "-n", "1"));
     }
 
     [Fact]
@@ -148,7 +148,7 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
 
         await sub.InterruptAsync();
         Assert.Equal(0, await sub.WaitForExitAsync());
-        Assert.Equal(["0\t\tfirst", "1\t\tsecond"], sub.Stdout);
+        Assert.Equal(["0\t0\t\tfirst", "0\t1\t\tsecond"], sub.Stdout);
         Assert.Empty(sub.Stderr);
     }
 
@@ -157,5 +157,134 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
     {
         await broker.RunOkAsync("stream", "create", "empty", "--subject", "empty");
         Assert.Empty(await broker.RunOkAsync("sub", "empty", "--from", "earliest", "--stop-at-latest"));
+    }
+
+    [Fact]
+    public async Task Stdin_bytes_that_are_not_UTF8_are_published_unchanged()
+    {
+        await broker.RunOkAsync("stream", "create", "bytes", "--subject", "bytes");
+        byte[] first = [0x61, 0xFF, 0xFE, 0x00, 0x62];
+        byte[] second = [0xC3, 0x28]; // a truncated two-byte sequence
+        var (code, pub) = await broker.RunWithInputAsync([.. first, (byte)'\n', .. second, (byte)'\r', (byte)'\n', .. "tail"u8], "pub", "bytes");
+        await using (pub)
+        {
+            Assert.True(code == 0, pub.Transcript());
+        }
+
+        var values = await ReadValuesAsync("bytes", 3);
+        Assert.Equal(first, values[0]);
+        Assert.Equal(second, values[1]); // a \r before the \n belongs to the line ending
+        Assert.Equal("tail"u8.ToArray(), values[2]);
+    }
+
+    [Fact]
+    public async Task Values_as_sub_prints_them_are_published_again_unchanged()
+    {
+        await broker.RunOkAsync("stream", "create", "origin", "--subject", "origin");
+        await broker.RunOkAsync("stream", "create", "copy", "--subject", "copy");
+        byte[][] values = [[0x00, 0x01, 0xFF, 0x0A], "plain text"u8.ToArray(), [], "tab\there"u8.ToArray(), [0xC3, 0x28]];
+
+        // base64 lines in, as a script would write binary values.
+        var base64 = string.Concat(values.Select(v => Convert.ToBase64String(v) + "\n"));
+        var (code, pub) = await broker.RunWithInputAsync(base64, "pub", "origin", "--input", "base64");
+        await using (pub)
+        {
+            Assert.True(code == 0, pub.Transcript());
+        }
+
+        Assert.Equal(values, await ReadValuesAsync("origin", values.Length));
+
+        // sub's value column (printable text as is, the rest as base64:...) back in with --input sub.
+        var printed = await broker.RunOkAsync("sub", "origin", "--from", "earliest", "--count", values.Length.ToString(CultureInfo.InvariantCulture));
+        Assert.Contains(printed, l => l.EndsWith("\tbase64:" + Convert.ToBase64String(values[0]), StringComparison.Ordinal));
+        var column = string.Concat(printed.Select(l => l.Split('\t')[3] + "\n"));
+        var (copyCode, copy) = await broker.RunWithInputAsync(column, "pub", "copy", "--input", "sub");
+        await using (copy)
+        {
+            Assert.True(copyCode == 0, copy.Transcript());
+        }
+
+        Assert.Equal(values, await ReadValuesAsync("copy", values.Length));
+
+        // hex arguments, and a line that does not decode is a usage error.
+        await broker.RunOkAsync("stream", "create", "hexed", "--subject", "hexed");
+        await broker.RunOkAsync("pub", "hexed", "0001ff", "--input", "hex");
+        Assert.Equal([[0x00, 0x01, 0xFF]], await ReadValuesAsync("hexed", 1));
+        var (badCode, bad) = await broker.RunWithInputAsync("not base64!\n", "pub", "hexed", "--input", "base64");
+        await using (bad)
+        {
+            Assert.Equal(2, badCode);
+            Assert.Contains("stdin line 1 is not base64", Assert.Single(bad.Stderr), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task A_value_starting_with_a_dash_is_published_after_double_dash()
+    {
+        await broker.RunOkAsync("stream", "create", "dashes", "--subject", "dashes");
+        var (code, pub) = await SluiceProcess.RunAsync("pub", "--servers", broker.Servers, "dashes", "--", "--not-a-flag");
+        await using (pub)
+        {
+            Assert.True(code == 0, pub.Transcript());
+            Assert.Equal(["partition 0 offset 0"], pub.Stdout);
+        }
+
+        Assert.Equal(["0\t0\t\t--not-a-flag"], await broker.RunOkAsync("sub", "dashes", "--from", "earliest", "--stop-at-latest"));
+    }
+
+    [Fact]
+    public async Task Sub_reads_every_partition_and_prints_each_messages_partition()
+    {
+        await broker.RunOkAsync("stream", "create", "fanout", "--subject", "fanout", "--partitions", "3");
+        await broker.RunOkAsync("pub", "fanout", "a", "b", "c", "d", "e", "f", "--round-robin");
+
+        var lines = await broker.RunOkAsync("sub", "fanout", "--from", "earliest", "--stop-at-latest");
+        Assert.Equal(["0\t0\t\ta", "0\t1\t\td", "1\t0\t\tb", "1\t1\t\te", "2\t0\t\tc", "2\t1\t\tf"], lines.Order(StringComparer.Ordinal));
+
+        // --count counts over all partitions; --partition still reads one.
+        Assert.Equal(4, (await broker.RunOkAsync("sub", "fanout", "--from", "earliest", "--count", "4")).Count);
+        Assert.Equal(["1\t0\t\tb", "1\t1\t\te"], await broker.RunOkAsync("sub", "fanout", "-p", "1", "--from", "earliest", "--stop-at-latest"));
+    }
+
+    [Fact]
+    public async Task Idle_ends_a_subscription_after_a_quiet_period_with_exit_0()
+    {
+        await broker.RunOkAsync("stream", "create", "quiet", "--subject", "quiet", "--partitions", "2");
+        await broker.RunOkAsync("pub", "quiet", "x", "y", "--round-robin");
+
+        // Without --idle (or a count) this subscription would follow the stream until Ctrl-C.
+        var lines = await broker.RunOkAsync("sub", "quiet", "--from", "earliest", "--idle", "500ms");
+        Assert.Equal(["0\t0\t\tx", "1\t0\t\ty"], lines.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_paused_partition_is_reported_with_the_flag_that_resumes_it()
+    {
+        await broker.RunOkAsync("stream", "create", "napping", "--subject", "napping");
+        await broker.RunOkAsync("pub", "napping", "a");
+        await broker.RunOkAsync("stream", "pause", "napping");
+
+        var (code, sub) = await broker.RunAsync("sub", "napping", "--from", "earliest", "--stop-at-latest");
+        await using (sub)
+        {
+            Assert.Equal(1, code);
+            var line = Assert.Single(sub.Stderr);
+            Assert.Contains("partition 0 is paused", line, StringComparison.Ordinal);
+            Assert.Contains("--resume", line, StringComparison.Ordinal);
+            Assert.DoesNotContain("resume=true", line, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(["0\t0\t\ta"], await broker.RunOkAsync("sub", "napping", "--from", "earliest", "--stop-at-latest", "--resume"));
+    }
+
+    private async Task<byte[][]> ReadValuesAsync(string stream, int count)
+    {
+        var lines = await broker.RunOkAsync("sub", stream, "--from", "earliest", "--count", count.ToString(CultureInfo.InvariantCulture), "-o", "json");
+        return [.. lines.Select(l =>
+        {
+            using var json = JsonDocument.Parse(l);
+            var value = json.RootElement.GetProperty("value").GetString()!;
+            return json.RootElement.GetProperty("encoding").GetString() == "base64" ? Convert.FromBase64String(value) : Encoding.UTF8.GetBytes(value);
+        })];
     }
 }

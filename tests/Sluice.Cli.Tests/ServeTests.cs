@@ -88,4 +88,34 @@ public class ServeTests
             Assert.Contains($"Cannot listen on 127.0.0.1:{port}: Address already in use", line);
         }
     }
+
+    [Fact]
+    public async Task A_clean_shutdown_with_embedded_NATS_logs_no_error()
+    {
+        using var dir = new TempDirectory("sluice-cli");
+        await using var sluice = SluiceProcess.Start("serve", "--embedded-nats", "--host", "127.0.0.1", "-p", "0", "-d", dir.Path);
+        await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:");
+        Assert.Contains(sluice.Stdout, l => l.Contains("Attached to NATS", StringComparison.Ordinal));
+
+        await sluice.TerminateAsync();
+        Assert.Equal(0, await sluice.WaitForExitAsync());
+        Assert.Contains(sluice.Stdout, l => l.Contains("Embedded nats-server (pid", StringComparison.Ordinal) && l.EndsWith("stopped", StringComparison.Ordinal));
+        Assert.DoesNotContain(sluice.Stdout.Concat(sluice.Stderr), l => l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal));
+        Assert.Empty(sluice.Stderr);
+    }
+
+    [Fact]
+    public async Task Ctrl_c_in_a_terminal_stops_the_server_and_its_embedded_NATS_without_a_lost_connection()
+    {
+        using var dir = new TempDirectory("sluice-cli");
+        await using var sluice = SluiceProcess.StartAsProcessGroup("serve", "--embedded-nats", "--host", "127.0.0.1", "-p", "0", "-d", dir.Path);
+        await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:");
+
+        // The terminal signals the whole foreground group; nats-server must be stopped by the broker, not by the signal.
+        await sluice.InterruptProcessGroupAsync();
+        Assert.Equal(0, await sluice.WaitForExitAsync());
+        Assert.Contains(sluice.Stdout, l => l.Contains("Embedded nats-server (pid", StringComparison.Ordinal) && l.EndsWith("stopped", StringComparison.Ordinal));
+        Assert.DoesNotContain(sluice.Stdout.Concat(sluice.Stderr), l => l.Contains(" warn: ", StringComparison.Ordinal) || l.Contains(" fail: ", StringComparison.Ordinal));
+        Assert.Empty(sluice.Stderr);
+    }
 }

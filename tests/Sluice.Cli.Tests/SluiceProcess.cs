@@ -31,15 +31,32 @@ public sealed class SluiceProcess : IAsyncDisposable
     /// Starts sluice with <paramref name="stdin"/> as its standard input (closed at once when null, so a command
     /// that reads stdin sees end of input instead of hanging) and extra environment variables.
     /// </summary>
-    public static SluiceProcess Start(IReadOnlyList<string> args, string? stdin, IReadOnlyDictionary<string, string>? environment = null)
+    public static SluiceProcess Start(IReadOnlyList<string> args, string? stdin, IReadOnlyDictionary<string, string>? environment = null) =>
+        StartCore(args, stdin is null ? null : System.Text.Encoding.UTF8.GetBytes(stdin), environment);
+
+    /// <summary>Starts sluice with these exact bytes as its standard input.</summary>
+    public static SluiceProcess StartWithBytes(IReadOnlyList<string> args, byte[] stdin) => StartCore(args, stdin, environment: null);
+
+    /// <summary>
+    /// Starts sluice as the leader of a process group of its own, as a shell starts a foreground job: see
+    /// <see cref="InterruptProcessGroupAsync"/>. setsid execs dotnet in place, so the process id stays sluice's.
+    /// </summary>
+    public static SluiceProcess StartAsProcessGroup(params string[] args) => StartCore(args, stdin: null, environment: null, processGroup: true);
+
+    private static SluiceProcess StartCore(IReadOnlyList<string> args, byte[]? stdin, IReadOnlyDictionary<string, string>? environment, bool processGroup = false)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(processGroup ? "setsid" : "dotnet")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (processGroup)
+        {
+            start.ArgumentList.Add("dotnet");
+        }
+
         start.ArgumentList.Add(SluiceDll);
         foreach (var arg in args)
         {
@@ -81,12 +98,19 @@ public sealed class SluiceProcess : IAsyncDisposable
         return (await process.WaitForExitAsync(), process);
     }
 
-    private static async Task WriteStdinAsync(Process process, string stdin)
+    /// <summary>Runs to completion with these exact bytes as input and returns the exit code.</summary>
+    public static async Task<(int ExitCode, SluiceProcess Process)> RunWithInputAsync(byte[] stdin, params string[] args)
+    {
+        var process = StartWithBytes(args, stdin);
+        return (await process.WaitForExitAsync(), process);
+    }
+
+    private static async Task WriteStdinAsync(Process process, byte[] stdin)
     {
         // Written concurrently with the output readers: a large input must not deadlock against a full stdout pipe.
         try
         {
-            await process.StandardInput.WriteAsync(stdin);
+            await process.StandardInput.BaseStream.WriteAsync(stdin);
             process.StandardInput.Close();
         }
         catch (IOException)
@@ -138,9 +162,13 @@ public sealed class SluiceProcess : IAsyncDisposable
     /// <summary>Sends SIGINT, what Ctrl-C in a terminal does.</summary>
     public Task InterruptAsync() => SignalAsync("-INT");
 
-    private async Task SignalAsync(string signal)
+    /// <summary>SIGINT to sluice's whole process group, what Ctrl-C in a terminal does (see <see cref="StartAsProcessGroup"/>).</summary>
+    public Task InterruptProcessGroupAsync() => SignalAsync("-INT", group: true);
+
+    private async Task SignalAsync(string signal, bool group = false)
     {
-        using var kill = Process.Start("kill", [signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        var pid = _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var kill = Process.Start("kill", group ? [signal, "--", "-" + pid] : [signal, pid]);
         await kill.WaitForExitAsync();
         Assert.Equal(0, kill.ExitCode);
     }

@@ -17,8 +17,9 @@ internal sealed class ConnectionFlags
 
     public Option<OutputFormat> Output { get; } = new("--output", "-o")
     {
-        Description = "Output format: text (tables, for people) or json (one object per line, for scripts)",
-        DefaultValueFactory = _ => OutputFormat.Text,
+        // No default value factory: help would print the enum member's name; Text is the enum's default.
+        Description = "Output format: text (tables, for people; the default) or json (one object per line, for scripts)",
+        HelpName = "text|json",
     };
 
     public void AddTo(Command command)

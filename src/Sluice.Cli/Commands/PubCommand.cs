@@ -48,10 +48,18 @@ internal static class PubCommand
             Description = "Offset the first message must get (streams with --optimistic-concurrency); the next ones expect +1, +2, ...",
         }.NotNegative();
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Print every ack when reading stdin too (normally a summary)" };
+        var input = new Option<string>("--input", "-i")
+        {
+            // No default value factory, so help shows no "[default: ...]" beside the list; raw applies when absent.
+            Description = "How each value (argument or stdin line) is read: raw (the default: its bytes as they are), "
+                + "base64 (with or without sub's base64: prefix), hex, or sub (a value as sub prints it: base64:... decoded, anything else as is)",
+            HelpName = "raw|base64|hex|sub",
+        };
+        input.AcceptOnlyFromAmong(InputDecoder.Modes);
 
         var command = new Command("pub", "Publish messages to a stream and print where they were stored")
         {
-            stream, values, key, headers, partition, byKey, roundRobin, ackPolicy, expectedOffset, verbose,
+            stream, values, key, headers, partition, byKey, roundRobin, ackPolicy, expectedOffset, verbose, input,
         };
         command.Validators.Add(result =>
         {
@@ -96,7 +104,8 @@ internal static class PubCommand
             using var publisher = new Publisher(session, info.Name, options, metadata, partitioner, parsed.GetValue(partition),
                 parsed.IsGiven(expectedOffset) ? parsed.GetValue(expectedOffset) : null,
                 printEachAck: session.Output.IsJson || !fromStdin || parsed.GetValue(verbose));
-            var source = fromStdin ? ReadStdinAsync(session.Interrupted) : Encode(given);
+            var decoder = new InputDecoder(parsed.GetValue(input) ?? InputDecoder.Raw, fromStdin ? "stdin line" : "value");
+            var source = Decode(fromStdin ? ReadStdinLinesAsync(Console.OpenStandardInput(), session.Interrupted) : Encode(given), decoder);
             var failure = session.Output is { IsJson: false, IsTerminal: true } && fromStdin && !parsed.GetValue(verbose)
                 ? await publisher.PublishWithProgressAsync(source).ConfigureAwait(false)
                 : await publisher.PublishAsync(source).ConfigureAwait(false);
@@ -120,13 +129,88 @@ internal static class PubCommand
         await Task.CompletedTask.ConfigureAwait(false);
     }
 
-    private static async IAsyncEnumerable<byte[]> ReadStdinAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    private static async IAsyncEnumerable<byte[]> Decode(IAsyncEnumerable<byte[]> values, InputDecoder decoder)
     {
-        using var reader = new StreamReader(Console.OpenStandardInput(), new UTF8Encoding(false), detectEncodingFromByteOrderMarks: false, StdinBufferSize);
-        while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+        long number = 0;
+        await foreach (var value in values.ConfigureAwait(false))
         {
-            yield return Encoding.UTF8.GetBytes(line);
+            yield return decoder.Decode(value, ++number);
         }
+    }
+
+    /// <summary>
+    /// The lines of stdin as bytes, unchanged: a line ends at \n (a \r before it belongs to the line ending, for files
+    /// written on Windows). Text decoding would turn bytes that are not UTF-8 into U+FFFD.
+    /// </summary>
+    internal static async IAsyncEnumerable<byte[]> ReadStdinLinesAsync(Stream stdin, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        var buffer = new byte[StdinBufferSize];
+        var filled = 0;
+        while (true)
+        {
+            var read = await stdin.ReadAsync(buffer.AsMemory(filled), ct).ConfigureAwait(false);
+            if (read == 0)
+            {
+                break;
+            }
+
+            filled += read;
+            var lineStart = 0;
+            int newline;
+            while ((newline = Array.IndexOf(buffer, (byte)'\n', lineStart, filled - lineStart)) >= 0)
+            {
+                yield return Line(buffer, lineStart, newline);
+                lineStart = newline + 1;
+            }
+
+            filled -= lineStart;
+            Buffer.BlockCopy(buffer, lineStart, buffer, 0, filled);
+            if (filled == buffer.Length)
+            {
+                Array.Resize(ref buffer, buffer.Length * 2); // a line longer than the buffer
+            }
+        }
+
+        if (filled > 0)
+        {
+            yield return Line(buffer, 0, filled); // the last line had no \n
+        }
+
+        static byte[] Line(byte[] buffer, int start, int end) =>
+            buffer[start..(end > start && buffer[end - 1] == (byte)'\r' ? end - 1 : end)];
+    }
+
+    /// <summary>Turns a value as given (an argument's UTF-8 or a stdin line's bytes) into the bytes to publish.</summary>
+    internal sealed class InputDecoder(string mode, string what)
+    {
+        public const string Raw = "raw";
+
+        public static readonly string[] Modes = [Raw, "base64", "hex", "sub"];
+
+        public byte[] Decode(byte[] value, long number)
+        {
+            try
+            {
+                return mode switch
+                {
+                    "base64" => Convert.FromBase64String(WithoutBase64Prefix(Text(value).Trim())),
+                    "hex" => Convert.FromHexString(Text(value).Trim()),
+                    "sub" when value.AsSpan().StartsWith(Base64Prefix) => Convert.FromBase64String(Text(value)[Payload.Base64Prefix.Length..]),
+                    _ => value,
+                };
+            }
+            catch (FormatException)
+            {
+                throw new UsageException($"{what} {number} is not {(mode == "hex" ? "hex" : "base64")} (--input {mode})");
+            }
+        }
+
+        private static ReadOnlySpan<byte> Base64Prefix => "base64:"u8;
+
+        private static string Text(byte[] value) => Encoding.ASCII.GetString(value);
+
+        private static string WithoutBase64Prefix(string text) =>
+            text.StartsWith(Payload.Base64Prefix, StringComparison.Ordinal) ? text[Payload.Base64Prefix.Length..] : text;
     }
 
     private readonly record struct Outcome(long Index, int Partition, SluiceAck? Ack, Exception? Error);

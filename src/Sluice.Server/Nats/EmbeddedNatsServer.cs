@@ -37,11 +37,13 @@ internal sealed partial class EmbeddedNatsServer : IAsyncDisposable
     public string Url { get; private set; } = string.Empty;
 
     /// <summary>The nats-server binary on PATH, or null.</summary>
-    public static string? FindBinary()
+    public static string? FindBinary() => FindOnPath("nats-server");
+
+    private static string? FindOnPath(string name)
     {
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
         {
-            var candidate = Path.Combine(dir, "nats-server");
+            var candidate = Path.Combine(dir, name);
             if (File.Exists(candidate))
             {
                 return candidate;
@@ -57,6 +59,15 @@ internal sealed partial class EmbeddedNatsServer : IAsyncDisposable
             "nats.embedded is set but nats-server was not found on PATH. Install it (apt-get install nats-server) or run one yourself and set nats.servers.");
         var portsDirectory = Directory.CreateTempSubdirectory("sluice-nats-").FullName;
         var info = new ProcessStartInfo(binary) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        // A terminal's Ctrl-C signals its whole foreground process group: nats-server would exit by itself before the broker
+        // closes its connection, and every requested stop would log a lost connection. In a session of its own it stops only
+        // when DisposeAsync stops it. setsid execs nats-server in place (this child is no group leader), so the PID is nats-server's.
+        if (FindOnPath("setsid") is { } setsid)
+        {
+            info.FileName = setsid;
+            info.ArgumentList.Add(binary);
+        }
+
         if (settings.EmbeddedConfig.Length > 0)
         {
             if (!File.Exists(settings.EmbeddedConfig))

@@ -36,6 +36,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     private long _invalid;
     private long _dropped;
     private long _publishFailed;
+    private volatile bool _closing;
 
     private NatsAttachment(NatsConnection connection, EmbeddedNatsServer? embedded, long maxPayload, ILogger logger)
     {
@@ -45,7 +46,18 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         _logger = logger;
         _connection.Disconnected += (_, e) => LogDisconnected(_logger, e.Server ?? "?", e.Error?.Message ?? "connection lost");
         _connection.Reconnected += (_, e) => LogReconnected(_logger, e.Server ?? "?");
-        _connection.Closed += (_, e) => LogClosed(_logger, e.Error?.Message ?? "closed");
+        _connection.Closed += (_, e) =>
+        {
+            // Closed by our own shutdown: the normal end, not a failure an operator should look into.
+            if (_closing)
+            {
+                LogClosedOnShutdown(_logger);
+            }
+            else
+            {
+                LogClosed(_logger, e.Error?.Message ?? "closed");
+            }
+        };
     }
 
     /// <summary>The NATS connection (tests watch its state).</summary>
@@ -296,6 +308,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     /// <summary>Closes the connection (flushing what is buffered), then stops the embedded server.</summary>
     public async ValueTask DisposeAsync()
     {
+        _closing = true;
         try
         {
             await _connection.DisposeAsync().ConfigureAwait(false);
@@ -320,6 +333,9 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "NATS connection closed for good ({Reason}); partitions no longer take NATS messages")]
     private static partial void LogClosed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "NATS connection closed (shutting down)")]
+    private static partial void LogClosedOnShutdown(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not subscribe {Stream}/{Partition} to NATS subject {Subject}")]
     private static partial void LogAttachFailed(ILogger logger, Exception exception, string stream, int partition, string subject);
