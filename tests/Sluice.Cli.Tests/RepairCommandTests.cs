@@ -89,8 +89,11 @@ public class RepairCommandTests
     {
         using var dir = new TempDirectory("sluice-repair");
         await using var server = await StartAsync(dir.Path);
+        var idFile = Path.Combine(dir.Path, "server-id");
+        var id = await File.ReadAllTextAsync(idFile);
 
-        var (code, second) = await SluiceProcess.RunAsync("serve", "--host", "127.0.0.1", "-p", "0", "-d", dir.Path);
+        // A different configured id: the refused server must not have written it over the running server's.
+        var (code, second) = await SluiceProcess.RunAsync("serve", "--host", "127.0.0.1", "-p", "0", "-d", dir.Path, "--server-id", "intruder");
         await using (second)
         {
             Assert.True(code == 1, second.Transcript());
@@ -98,6 +101,8 @@ public class RepairCommandTests
             Assert.Contains($"the data directory {dir.Path} is in use by another Sluice process", line, StringComparison.Ordinal);
             Assert.DoesNotContain("LOCK", line, StringComparison.Ordinal);
         }
+
+        Assert.Equal(id, await File.ReadAllTextAsync(idFile));
     }
 
     [Fact]

@@ -61,11 +61,9 @@ internal static class ServeCommand
         log.LogInformation("listen address: {Listen} (advertised as {Advertised})", options.ListenEndpoint, options.AdvertisedAddress);
         log.LogInformation("data dir: {DataDir}", options.DataDir);
 
-        string serverId;
         try
         {
             Directory.CreateDirectory(options.DataDir);
-            serverId = ServerIdentity.Resolve(options.DataDir, options.Clustering.ServerId, log);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -73,11 +71,11 @@ internal static class ServeCommand
             return 1;
         }
 
-        log.LogInformation("server id: {ServerId}", serverId);
+        // The server id is resolved (and persisted) by the server once it holds the data directory's lock, so a
+        // server refused because another one runs there leaves the running server's id alone; it is logged then.
         log.LogInformation("durability: {Durability}{Interval}", options.Storage.Durability.ToString().ToLowerInvariant(),
             options.Storage.Durability == DurabilityMode.Interval ? " every " + GoDuration.Format(options.Storage.FsyncInterval) : "");
 
-        options = options with { Clustering = options.Clustering with { ServerId = serverId } };
         return await ServerRunner.RunAsync(options, loggers, stop.Token).ConfigureAwait(false);
 
         void Stop(PosixSignalContext context)

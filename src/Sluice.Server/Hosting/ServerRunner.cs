@@ -64,7 +64,7 @@ public static class ServerRunner
             }
 
             logger.LogInformation("serving proto.API on {Address}{Tls}", endpoint with { Port = server.Port }, options.Tls.Enabled ? " (TLS)" : "");
-            logger.LogInformation("server id {ServerId}, data in {DataDir}", server.ServerId, options.DataDir);
+            logger.LogInformation("server id: {ServerId}, data in {DataDir}", server.ServerId, options.DataDir);
             logger.LogInformation("advertising {Address} to clients", advertised);
             try
             {

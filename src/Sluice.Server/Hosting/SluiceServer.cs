@@ -63,7 +63,6 @@ public sealed class SluiceServer : IAsyncDisposable
         var logger = loggers.CreateLogger<SluiceServer>();
         var dataDir = Path.GetFullPath(options.DataDir);
         Directory.CreateDirectory(dataDir);
-        var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
         var limits = ServerLimits.Compute(options, MachineLimits.Probe());
         foreach (var warning in limits.Warnings)
         {
@@ -72,12 +71,15 @@ public sealed class SluiceServer : IAsyncDisposable
 
         options = options with { Storage = options.Storage with { MaxOpenFiles = limits.MaxOpenFiles } };
 
+        // The store takes the data directory's lock: nothing in the directory (the server id included) is
+        // written before it, so a second server on the same directory is refused without touching it.
         var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
         Broker? broker = null;
         GrpcServer? grpc = null;
         NatsAttachment? nats = null;
         try
         {
+            var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
             // NATS hook: attach before the streams load, so every partition that opens subscribes.
             nats = NatsAttachment.IsConfigured(options) ? await NatsAttachment.StartAsync(options, serverId, loggers, ct).ConfigureAwait(false) : null;
             broker = await Broker.OpenAsync(new BrokerContext(options, serverId) { Nats = nats }, store, loggers, ct).ConfigureAwait(false);
