@@ -127,17 +127,19 @@ public class RepairCommandTests
         await using var sluice = SluiceProcess.Start("serve", "--host", "127.0.0.1", "-p", "0", "-d", data);
         var line = await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:");
         var servers = "127.0.0.1:" + System.Text.RegularExpressions.Regex.Match(line, @"127\.0\.0\.1:(\d+)").Groups[1].Value;
-        await RunOkAsync("stream", "create", "first", "--subject", "first", "-s", servers);
+
+        // 100 partitions: making them readonly writes a metadata record of several KiB, which cannot fit in what is
+        // left of the log's last page once the disk is full (and touches no partition file).
+        await RunOkAsync("stream", "create", "first", "--subject", "first", "--partitions", "100", "-s", servers);
 
         var filler = tmpfs.Fill();
 
-        // 100 partitions make a metadata record of several KiB: it cannot fit in what is left of the log's last page.
-        var (failedCode, failed) = await SluiceProcess.RunAsync("stream", "create", "second", "--subject", "second", "--partitions", "100", "-s", servers);
+        var (failedCode, failed) = await SluiceProcess.RunAsync("stream", "readonly", "first", "-s", servers);
         await using (failed)
         {
             Assert.True(failedCode == 1, failed.Transcript());
             var error = Assert.Single(failed.Stderr);
-            Assert.Contains("metadata write failed: the server could not write to its disk", error, StringComparison.Ordinal);
+            Assert.Contains("no space left on device", error, StringComparison.Ordinal);
             Assert.DoesNotContain(tmpfs.Path, error, StringComparison.Ordinal); // no server path goes to a client
         }
 
@@ -145,7 +147,13 @@ public class RepairCommandTests
 
         File.Delete(filler);
         await RunOkAsync("stream", "create", "third", "--subject", "third", "-s", servers);
-        await RunOkAsync("stream", "describe", "first", "-s", servers);
+        await RunOkAsync("stream", "readonly", "first", "-s", servers);
+        var (pubCode, pub) = await SluiceProcess.RunAsync("pub", "first", "x", "-s", servers);
+        await using (pub)
+        {
+            Assert.True(pubCode == 1, pub.Transcript()); // the readonly write took effect this time
+            Assert.Contains("readonly", Assert.Single(pub.Stderr), StringComparison.Ordinal);
+        }
 
         await sluice.TerminateAsync();
         Assert.True(await sluice.WaitForExitAsync() == 0, sluice.Transcript());
