@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Sluice.Client.Grpc;
 using Sluice.Protocol.Health;
 using Sluice.TestKit;
@@ -44,8 +42,8 @@ internal sealed class ChildServer : IAsyncDisposable
     /// </summary>
     public static async Task<ChildServer> StartAsync(TempDirectory dir, IReadOnlyList<string> wrapper, bool asNobody = false, string extraConfig = "")
     {
-        var port = FreePort();
-        var cli = CliPath();
+        var port = CrashRecoveryTests.FreePort();
+        var cli = CrashRecoveryTests.CliPath();
         if (asNobody)
         {
             var bin = dir.Sub("bin");
@@ -134,25 +132,6 @@ internal sealed class ChildServer : IAsyncDisposable
         {
             _output.Enqueue(line);
         }
-    }
-
-    private static string CliPath()
-    {
-        // tests/Sluice.Server.Tests/bin/<Configuration>/net10.0/ → src/Sluice.Cli/bin/<Configuration>/net10.0/sluice.dll
-        var baseDir = new DirectoryInfo(AppContext.BaseDirectory);
-        var framework = baseDir.Name;
-        var configuration = baseDir.Parent!.Name;
-        var root = baseDir.Parent.Parent!.Parent!.Parent!.Parent!.FullName;
-        var path = Path.Combine(root, "src", "Sluice.Cli", "bin", configuration, framework, "sluice.dll");
-        Assert.True(File.Exists(path), $"the sluice CLI was not built at {path}");
-        return path;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static void CopyDirectory(string from, string to)

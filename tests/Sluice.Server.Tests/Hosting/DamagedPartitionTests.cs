@@ -75,7 +75,7 @@ public sealed class DamagedPartitionTests
                 break;
         }
 
-        using var logs = new LogLines();
+        using var logs = new ServerRunnerTests.LineSink();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(logs));
         await using (var server = await SluiceServer.StartAsync(options, loggers))
         {
@@ -170,7 +170,7 @@ public sealed class DamagedPartitionTests
             File.Delete(Path.Combine(dir.Path, "streams", "s", "0", "high-watermark"));
         }
 
-        using var logs = new LogLines();
+        using var logs = new ServerRunnerTests.LineSink();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(logs));
         await using (var server = await SluiceServer.StartAsync(options, loggers))
         {
@@ -334,41 +334,5 @@ public sealed class DamagedPartitionTests
     {
         var response = await channel.UnaryAsync("/proto.API/Publish", new PublishRequest { Stream = stream, Value = Google.Protobuf.ByteString.CopyFromUtf8(value) }, PublishResponse.Parser, CallTimeout);
         return response.Ack;
-    }
-
-    /// <summary>Every formatted log line, exception messages included.</summary>
-    private sealed class LogLines : ILoggerProvider, ILogger
-    {
-        private readonly List<string> _lines = [];
-
-        public IReadOnlyList<string> Lines
-        {
-            get
-            {
-                lock (_lines)
-                {
-                    return [.. _lines];
-                }
-            }
-        }
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            lock (_lines)
-            {
-                _lines.Add(formatter(state, exception) + (exception is null ? string.Empty : " | " + exception.Message));
-            }
-        }
-
-        public void Dispose()
-        {
-        }
     }
 }

@@ -78,7 +78,8 @@ public class ServerRunnerTests
         Assert.Contains(sink.Lines, l => l.Contains($"Cannot listen on 127.0.0.1:{first.Port}", StringComparison.Ordinal) && l.Contains("address already in use", StringComparison.OrdinalIgnoreCase));
     }
 
-    private sealed class LineSink : ILoggerProvider, ILogger
+    /// <summary>Every formatted log line, exception messages included.</summary>
+    internal sealed class LineSink : ILoggerProvider, ILogger
     {
         private readonly List<string> _lines = [];
         private readonly SemaphoreSlim _added = new(0);
