@@ -300,7 +300,8 @@ public sealed partial class GrpcServer : IAsyncDisposable
         catch (Exception ex)
         {
             LogHandlerFailed(_logger, ex, path);
-            WriteStatus(exchange, call, GrpcStatusCode.Internal, $"Exception was thrown by handler: {ex.GetType().Name}: {ex.Message}");
+            // The log has the exception; its type and message (paths, internals) are not the client's to see.
+            WriteStatus(exchange, call, GrpcStatusCode.Internal, "Exception was thrown by handler");
         }
     }
 
