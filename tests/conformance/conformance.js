@@ -92,7 +92,8 @@ const checks = [
   }],
   ['testserver', 'a handler exception is INTERNAL', async () => {
     const err = await expectStatus(unary(api, 'CreateStream', { name: 'throw', subject: 'x' }), grpc.status.INTERNAL);
-    assert.ok(err.details.includes('boom'), err.details);
+    // The exception's type and text stay in the server's log: they can hold server paths.
+    assert.strictEqual(err.details, 'Exception was thrown by handler');
   }],
   ['testserver', 'server streaming: handshake then 10000 messages in order', async () => {
     const messages = await readStream(api.Subscribe({ stream: 's', startOffset: 10000 }));

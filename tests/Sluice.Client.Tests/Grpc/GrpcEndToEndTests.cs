@@ -77,7 +77,7 @@ public class GrpcEndToEndTests(TestApiServerFixture fixture) : IClassFixture<Tes
     {
         var ex = await Assert.ThrowsAsync<GrpcException>(() => CreateStreamAsync("throw"));
         Assert.Equal(GrpcStatusCode.Internal, ex.StatusCode);
-        Assert.Contains("boom from the test handler", ex.Detail, StringComparison.Ordinal);
+        Assert.Equal("Exception was thrown by handler", ex.Detail); // the exception's own text stays in the server's log
         await CreateStreamAsync("fine");
     }
 
