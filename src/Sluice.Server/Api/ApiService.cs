@@ -190,11 +190,13 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     /// </summary>
     private void CheckSize(PublishItem item)
     {
-        if (item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes)
+        if (IsTooLarge(item))
         {
             throw new InvalidRequestException(TooLargeMessage);
         }
     }
+
+    private bool IsTooLarge(PublishItem item) => item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes;
 
     /// <summary>NATS hook: with NATS configured, the other streams on the subject and plain NATS subscribers get the message too (docs/nats.md).</summary>
     private ValueTask ForwardToNatsAsync(Partition partition, PublishItem item, WirePublishRequest request, CancellationToken cancellationToken) =>
@@ -300,7 +302,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         }
 
         var item = NewItem(request, partition, session);
-        if (item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes)
+        if (IsTooLarge(item))
         {
             session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, TooLargeMessage);
             return;
@@ -341,27 +343,12 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var targets = broker.MatchSubject(request.Subject);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var first = waitForAck && targets.Count > 0 ? new AckWaiter() : null;
-        CheckSize(new PublishItem
+        // The first partition's item is also the one checked, so a message no stream stores is refused alike.
+        var item = NewSubjectItem(request, first);
+        CheckSize(item);
+        for (var i = 0; i < targets.Count; i++)
         {
-            Key = request.Key.IsEmpty ? null : request.Key.Memory,
-            Value = request.Value.IsEmpty ? null : request.Value.Memory,
-            Headers = PublishItem.BuildHeaders(request.Headers, request.Subject, string.Empty),
-            Subject = request.Subject,
-        });
-        foreach (var partition in targets)
-        {
-            var item = new PublishItem
-            {
-                Key = request.Key.IsEmpty ? null : request.Key.Memory,
-                Value = request.Value.IsEmpty ? null : request.Value.Memory,
-                Headers = PublishItem.BuildHeaders(request.Headers, request.Subject, string.Empty),
-                Subject = request.Subject,
-                AckInbox = request.AckInbox,
-                CorrelationId = request.CorrelationId,
-                AckPolicy = request.AckPolicy,
-                Receiver = first,
-            };
-            await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
+            await broker.PublishAsync(targets[i], i == 0 ? item : NewSubjectItem(request, first), context.CancellationToken).ConfigureAwait(false);
         }
 
         // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.
@@ -383,6 +370,18 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var ack = await first.Task.WaitAsync(context.CancellationToken).ConfigureAwait(false);
         return new PublishToSubjectResponse { Ack = ack };
     }
+
+    private static PublishItem NewSubjectItem(PublishToSubjectRequest request, IAckReceiver? receiver) => new()
+    {
+        Key = request.Key.IsEmpty ? null : request.Key.Memory,
+        Value = request.Value.IsEmpty ? null : request.Value.Memory,
+        Headers = PublishItem.BuildHeaders(request.Headers, request.Subject, string.Empty),
+        Subject = request.Subject,
+        AckInbox = request.AckInbox,
+        CorrelationId = request.CorrelationId,
+        AckPolicy = request.AckPolicy,
+        Receiver = receiver,
+    };
 
     // ---------------------------------------------------------------- cursors
 

@@ -393,7 +393,7 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket.NoDelay = true;
                 var logger = _loggers.CreateLogger<Http2ServerConnection>();
-                var address = ClientAddress(socket);
+                var address = ConnectionLimitPerAddress.ClientAddress(socket.RemoteEndPoint);
                 Http2ServerConnection? connection = null;
                 string? refusal = null;
                 lock (_sync)
@@ -412,7 +412,7 @@ internal sealed partial class Http2Listener : IDisposable
                     }
                     else if (fromAddress >= MaxConnectionsPerAddress)
                     {
-                        refusal = $"the server serves at most {MaxConnectionsPerAddress} connections from one client address (grpc.max.connections.per.address)";
+                        refusal = ConnectionLimitPerAddress.Refusal(MaxConnectionsPerAddress);
                     }
                     else
                     {
@@ -438,10 +438,6 @@ internal sealed partial class Http2Listener : IDisposable
             }
         }
     }
-
-    /// <summary>The client's IP address, IPv4-mapped IPv6 shown as IPv4, so one client counts once on a dual-mode socket.</summary>
-    private static IPAddress ClientAddress(Socket socket) =>
-        socket.RemoteEndPoint is IPEndPoint { Address: var ip } ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : IPAddress.None;
 
     /// <summary>
     /// Answers a connection over <see cref="MaxConnections"/> or <see cref="MaxConnectionsPerAddress"/> with SETTINGS

@@ -178,14 +178,9 @@ internal sealed partial class Broker : IAsyncDisposable
             throw new InvalidRequestException(nameError);
         }
 
-        if (System.Text.Encoding.UTF8.GetByteCount(request.Subject) > StreamLimits.MaxSubjectBytes)
+        if ((StreamLimits.CheckLength(request.Subject, "Subject") ?? StreamLimits.CheckLength(request.Group, "Group")) is { } lengthError)
         {
-            throw new InvalidRequestException($"Subject is too long: at most {StreamLimits.MaxSubjectBytes} bytes in UTF-8");
-        }
-
-        if (System.Text.Encoding.UTF8.GetByteCount(request.Group) > StreamLimits.MaxSubjectBytes)
-        {
-            throw new InvalidRequestException($"Group is too long: at most {StreamLimits.MaxSubjectBytes} bytes in UTF-8");
+            throw new InvalidRequestException(lengthError);
         }
 
         if (request.Partitions < 0)

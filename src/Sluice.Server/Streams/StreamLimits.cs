@@ -30,6 +30,10 @@ internal static class StreamLimits
     /// </summary>
     public const long MaxDurationMilliseconds = long.MaxValue / 1_000_000;
 
+    /// <summary>Null when <paramref name="value"/> (a subject or group) fits <see cref="MaxSubjectBytes"/>, else why not.</summary>
+    public static string? CheckLength(string value, string field) =>
+        Encoding.UTF8.GetByteCount(value) > MaxSubjectBytes ? $"{field} is too long: at most {MaxSubjectBytes} bytes in UTF-8" : null;
+
     /// <summary>Null when <paramref name="name"/> is a usable stream name, else why not (for InvalidArgument).</summary>
     public static string? CheckName(string name)
     {
