@@ -156,7 +156,71 @@ public static class ProtoWire
     public static ReadOnlyMemory<byte> View(byte[] buffer, int start, (int Start, int Length) field) =>
         field.Length == 0 ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(buffer, start + field.Start, field.Length);
 
-    /// <summary>The same field decoded as a string; bytes that are not UTF-8 become U+FFFD, as Google.Protobuf reads them.</summary>
+    /// <summary>
+    /// Reads a length-delimited string field: as <see cref="ReadLengthDelimited"/>, and the bytes must be
+    /// valid UTF-8. proto3 requires it and Google.Protobuf (since 3.26), Go's protobuf and upb refuse the
+    /// whole message otherwise; refusing here keeps every path of a peer's message agreeing with them.
+    /// </summary>
+    public static (int Start, int Length) ReadString(ReadOnlySpan<byte> data, ref int position)
+    {
+        var field = ReadLengthDelimited(data, ref position);
+        CheckUtf8(data.Slice(field.Start, field.Length));
+        return field;
+    }
+
+    /// <summary>Refuses bytes that are not valid UTF-8, with Google.Protobuf's text.</summary>
+    public static void CheckUtf8(ReadOnlySpan<byte> text)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(text))
+        {
+            throw new InvalidDataException("String is invalid UTF-8.");
+        }
+    }
+
+    /// <summary>
+    /// Checks a <c>map&lt;string, bytes&gt;</c> entry as Google.Protobuf reads one: well formed (see
+    /// <see cref="CheckMessage(ReadOnlySpan{byte}, bool)"/>) and every key occurrence valid UTF-8.
+    /// </summary>
+    public static void CheckStringKeyEntry(ReadOnlySpan<byte> entry)
+    {
+        const uint EntryKeyTag = (1 << 3) | 2;
+        var position = 0;
+        while (position < entry.Length)
+        {
+            var tag = ReadTag(entry, ref position);
+            if (tag == EntryKeyTag)
+            {
+                ReadString(entry, ref position);
+            }
+            else
+            {
+                Skip(entry, ref position, tag, inEntry: true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Checks a nested message's encoding (see <see cref="CheckMessage(ReadOnlySpan{byte}, bool)"/>) and that the length-delimited
+    /// fields numbered in <paramref name="stringFields"/> (its string fields) are valid UTF-8.
+    /// </summary>
+    public static void CheckMessage(ReadOnlySpan<byte> message, ReadOnlySpan<int> stringFields)
+    {
+        var position = 0;
+        while (position < message.Length)
+        {
+            var tag = ReadTag(message, ref position);
+            if ((tag & 7) == 2 && stringFields.Contains((int)(tag >> 3)))
+            {
+                ReadString(message, ref position);
+            }
+            else
+            {
+                Skip(message, ref position, tag);
+            }
+        }
+    }
+
+    /// <summary>The same field decoded as a string (its reader checked that it is valid UTF-8).</summary>
     public static string Text(byte[] buffer, int start, (int Start, int Length) field) =>
         field.Length == 0 ? string.Empty : Encoding.UTF8.GetString(buffer, start + field.Start, field.Length);
 

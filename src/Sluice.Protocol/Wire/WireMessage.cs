@@ -71,23 +71,23 @@ public readonly struct WireMessage
                     _value = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case StreamTag:
-                    _stream = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _stream = ProtoWire.ReadString(data, ref position);
                     break;
                 case SubjectTag:
-                    _subject = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _subject = ProtoWire.ReadString(data, ref position);
                     break;
                 case ReplySubjectTag:
-                    _replySubject = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _replySubject = ProtoWire.ReadString(data, ref position);
                     break;
                 case AckInboxTag:
-                    _ackInbox = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _ackInbox = ProtoWire.ReadString(data, ref position);
                     break;
                 case CorrelationIdTag:
-                    _correlationId = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _correlationId = ProtoWire.ReadString(data, ref position);
                     break;
                 case HeadersTag:
                     var entry = ProtoWire.ReadLengthDelimited(data, ref position);
-                    ProtoWire.CheckMessage(data.Slice(entry.Start, entry.Length), inEntry: true);
+                    ProtoWire.CheckStringKeyEntry(data.Slice(entry.Start, entry.Length));
                     HeaderEntries++;
                     break;
                 default:

@@ -51,21 +51,21 @@ public sealed class WirePublishRequest
                     _value = ProtoWire.ReadLengthDelimited(data, ref position);
                     break;
                 case StreamTag:
-                    stream = ProtoWire.ReadLengthDelimited(data, ref position);
+                    stream = ProtoWire.ReadString(data, ref position);
                     break;
                 case PartitionTag:
                     Partition = (int)ProtoWire.ReadVarint(data, ref position);
                     break;
                 case HeadersTag:
                     var entry = ProtoWire.ReadLengthDelimited(data, ref position);
-                    ProtoWire.CheckMessage(data.Slice(entry.Start, entry.Length), inEntry: true);
+                    ProtoWire.CheckStringKeyEntry(data.Slice(entry.Start, entry.Length));
                     HeaderEntries++;
                     break;
                 case AckInboxTag:
-                    _ackInbox = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _ackInbox = ProtoWire.ReadString(data, ref position);
                     break;
                 case CorrelationIdTag:
-                    _correlationId = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _correlationId = ProtoWire.ReadString(data, ref position);
                     break;
                 case AckPolicyTag:
                     AckPolicy = (AckPolicy)(int)ProtoWire.ReadVarint(data, ref position);
@@ -109,12 +109,8 @@ public sealed class WirePublishRequest
     /// <summary>The correlation id (decoded on first use).</summary>
     public string CorrelationId => _correlationIdText ??= Text(_correlationId);
 
-    /// <summary>
-    /// The correlation id as UTF-8 to echo in the ack: the bytes as sent when they are valid UTF-8;
-    /// otherwise those of <see cref="CorrelationId"/>, whose bad bytes decoded to U+FFFD (a peer
-    /// such as Go's protobuf refuses a string field that is not valid UTF-8).
-    /// </summary>
-    public ReadOnlyMemory<byte> CorrelationIdUtf8 => ProtoWire.AsValidUtf8(Memory(_correlationId));
+    /// <summary>The correlation id's UTF-8 bytes as sent (the reader refuses invalid UTF-8), to echo in the ack.</summary>
+    public ReadOnlyMemory<byte> CorrelationIdUtf8 => Memory(_correlationId);
 
     /// <summary>Reads a request from a gRPC message payload (copied into the request's own buffer).</summary>
     /// <exception cref="InvalidDataException">The bytes are not a well-formed message.</exception>

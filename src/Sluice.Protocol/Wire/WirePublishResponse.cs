@@ -17,6 +17,11 @@ public sealed class WirePublishResponse
     private const uint CorrelationIdTag = (3 << 3) | 2;
     private const uint AckCorrelationIdTag = (6 << 3) | 2;
 
+    // String fields of proto.Ack (stream, partitionSubject, msgSubject, ackInbox; correlationId is
+    // read apart) and of proto.PublishAsyncError (message).
+    private static ReadOnlySpan<int> AckStrings => [1, 2, 3, 5];
+    private static ReadOnlySpan<int> AsyncErrorStrings => [2];
+
     private readonly byte[] _buffer;
     private readonly (int Start, int Length) _ack;
     private readonly (int Start, int Length) _correlationId;
@@ -41,11 +46,11 @@ public sealed class WirePublishResponse
                     break;
                 case AsyncErrorTag:
                     var (start, length) = ProtoWire.ReadLengthDelimited(data, ref position);
-                    ProtoWire.CheckMessage(data.Slice(start, length));
+                    ProtoWire.CheckMessage(data.Slice(start, length), AsyncErrorStrings);
                     _asyncError = true;
                     break;
                 case CorrelationIdTag:
-                    _correlationId = ProtoWire.ReadLengthDelimited(data, ref position);
+                    _correlationId = ProtoWire.ReadString(data, ref position);
                     break;
                 default:
                     ProtoWire.Skip(data, ref position, tag);
@@ -95,8 +100,12 @@ public sealed class WirePublishResponse
             var tag = ProtoWire.ReadTag(ack, ref position);
             if (tag == AckCorrelationIdTag)
             {
-                var (start, length) = ProtoWire.ReadLengthDelimited(ack, ref position);
+                var (start, length) = ProtoWire.ReadString(ack, ref position);
                 correlationId = (offset + start, length);
+            }
+            else if ((tag & 7) == 2 && AckStrings.Contains((int)(tag >> 3)))
+            {
+                ProtoWire.ReadString(ack, ref position);
             }
             else
             {

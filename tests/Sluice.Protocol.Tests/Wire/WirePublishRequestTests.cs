@@ -50,17 +50,25 @@ public class WirePublishRequestTests
     }
 
     [Fact]
-    public void A_correlation_id_that_is_not_UTF8_is_echoed_as_its_decoded_text()
+    public void String_fields_that_are_not_UTF8_are_refused_as_GoogleProtobuf_refuses_them()
     {
         var valid = WirePublishRequest.Parse(new PublishRequest { CorrelationId = "id-é" }.ToByteArray());
-        byte[] bad = [(7 << 3) | 2, 3, (byte)'a', 0xFF, (byte)'b'];
-
-        var wire = WirePublishRequest.Parse(bad);
+        byte[] badCorrelationId = [(7 << 3) | 2, 3, (byte)'a', 0xFF, (byte)'b'];
+        byte[] badStream = [(3 << 3) | 2, 2, 0xC3, 0x28];
+        byte[] badAckInbox = [(6 << 3) | 2, 1, 0x80];
+        byte[] badHeaderName = [(5 << 3) | 2, 5, (1 << 3) | 2, 1, 0xFE, (2 << 3) | 2, 0];
 
         Assert.Equal("id-é"u8.ToArray(), valid.CorrelationIdUtf8.ToArray());
-        Assert.Equal("a\uFFFDb", wire.CorrelationId);
-        Assert.Equal(PublishRequest.Parser.ParseFrom(bad).CorrelationId, wire.CorrelationId);
-        Assert.Equal(System.Text.Encoding.UTF8.GetBytes("a\uFFFDb"), wire.CorrelationIdUtf8.ToArray());
+        foreach (var bad in new[] { badCorrelationId, badStream, badAckInbox, badHeaderName })
+        {
+            Assert.Throws<InvalidProtocolBufferException>(() => PublishRequest.Parser.ParseFrom(bad));
+            var error = Assert.Throws<InvalidDataException>(() => WirePublishRequest.Parse(bad));
+            Assert.Equal("String is invalid UTF-8.", error.Message);
+        }
+
+        // Header values are bytes: any bytes are fine there.
+        byte[] binaryHeaderValue = [(5 << 3) | 2, 6, (1 << 3) | 2, 1, (byte)'k', (2 << 3) | 2, 1, 0xFF];
+        Assert.Equal(new byte[] { 0xFF }, WirePublishRequest.Parse(binaryHeaderValue).GetHeaders()["k"].ToArray());
     }
 
     [Fact]

@@ -281,6 +281,29 @@ public sealed class PublishTests
     }
 
     [Theory]
+    [InlineData("Publish")]
+    [InlineData("PublishAsync")]
+    public async Task A_publish_whose_string_field_is_not_UTF8_is_refused_and_stores_nothing(string method)
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        var request = new PublishRequest { Stream = "foo", Value = ByteString.CopyFromUtf8("v"), AckPolicy = AckPolicy.Leader }.ToByteArray();
+        byte[] badCorrelationId = [.. request, (7 << 3) | 2, 3, (byte)'a', 0xFF, (byte)'b'];
+        var frame = new byte[5 + badCorrelationId.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)badCorrelationId.Length);
+        badCorrelationId.CopyTo(frame, 5);
+
+        await using var client = await Http2.RawH2Client.ConnectAndHandshakeAsync(h.Server.Port);
+        await client.SendRequestAsync(1, endStream: false, "/proto.API/" + method);
+        await client.SendDataAsync(1, frame, endStream: true);
+        var response = await client.ReadResponseAsync(1);
+
+        Assert.Equal("13", response.Trailer("grpc-status"));
+        Assert.Equal("Failed to parse PublishRequest: String is invalid UTF-8.", Uri.UnescapeDataString(response.Trailer("grpc-message") ?? string.Empty));
+        Assert.Equal(0, (await h.PublishAsync("foo", "next"))!.Offset); // nothing was stored before it
+    }
+
+    [Theory]
     [InlineData(AckPolicy.None, true)]
     [InlineData(AckPolicy.Leader, true)]
     [InlineData(AckPolicy.All, true)]
