@@ -76,7 +76,7 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
     }
 
     /// <summary>Round trip on the broker's NATS connection: everything it sent before (SUB, UNSUB, acks) is processed by nats-server.</summary>
-    public async Task SyncBrokerAsync() => await Attachment.FlushAsync();
+    public async Task SyncBrokerAsync() => await Attachment.FlushAsync().WaitAsync(BrokerHarness.CallTimeout);
 
     /// <summary>A plain subscription on <see cref="Client"/> that nats-server has registered when this returns.</summary>
     public async Task<INatsSub<byte[]>> SubscribeAsync(string subject)

@@ -124,7 +124,7 @@ public sealed class NatsClientBehaviourTests
             }
 
             await h.Client.PingAsync();
-            await h.SyncBrokerAsync(); // the broker has read everything nats-server sent it before
+            await h.SyncBrokerAsync(); // the broker has read everything nats-server sent it before (fails if its reader is stuck)
             await WaitUntilAsync(() => Task.FromResult(h.Attachment.SlowConsumerDropped > 0), "the overflow to be counted");
 
             // The shared connection is not wedged: other partitions still capture, acks and pings still flow.
