@@ -219,4 +219,31 @@ public sealed class NatsClientBehaviourTests
             Assert.Contains(h.Nats.Url, ex.Message, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public async Task A_copy_larger_than_the_servers_max_payload_is_refused_and_counted_and_the_gRPC_publish_still_succeeds()
+    {
+        await using var h = await NatsBrokerHarness.StartAsync(natsOptions: new NatsServerProcessOptions { Config = "max_payload: 1024\n" });
+        await h.CreateStreamAsync("mp", "mp");
+        await using var raw = await h.SubscribeAsync("mp");
+
+        Assert.Equal(0, (await h.Broker.PublishAsync("mp", new string('x', 2000)))!.Offset); // stored; its envelope is over 1 KiB
+        Assert.Equal(1, (await h.Broker.PublishAsync("mp", "small"))!.Offset);
+
+        Assert.Equal("small", Envelope.DecodePublish((await NatsBrokerHarness.NextAsync(raw)).Data.AsSpan()).Value.ToStringUtf8());
+        Assert.Equal(1, h.Attachment.PublishFailures);
+    }
+
+    [Fact]
+    public async Task No_NATS_listening_fails_startup_clearly()
+    {
+        using var dir = new TempDirectory("sluice-nats-none");
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var url = $"nats://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+        listener.Stop();
+        var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path, Nats = NatsConnectionSettings.Default with { Servers = [url] } };
+        var ex = await Assert.ThrowsAsync<NatsAttachmentException>(async () => await SluiceServer.StartAsync(options));
+        Assert.Contains(url, ex.Message, StringComparison.Ordinal);
+    }
 }
