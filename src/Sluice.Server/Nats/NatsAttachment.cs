@@ -266,7 +266,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     }
 
     /// <summary>Called by a feed for each NATS message: decode, count, queue (readonly and closing partitions drop it).</summary>
-    internal async ValueTask IngestAsync(Partition partition, NatsMsg<byte[]> msg, CancellationToken cancellationToken)
+    internal async ValueTask IngestAsync(Partition partition, NatsMsg<byte[]> msg, bool moreComing, CancellationToken cancellationToken)
     {
         var item = NatsIngest.ToItem(msg.Subject, msg.ReplyTo ?? string.Empty, msg.Data, this, out var kind);
         if (kind == NatsPayloadKind.BadEnvelope)
@@ -285,7 +285,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
             return;
         }
 
-        if (await partition.EnqueueAsync(item, _maxPayload, cancellationToken).ConfigureAwait(false))
+        if (await partition.EnqueueAsync(item, _maxPayload, cancellationToken, moreComing).ConfigureAwait(false))
         {
             Interlocked.Increment(ref _received);
             ReceivedCounter.Add(1);

@@ -66,7 +66,8 @@ internal sealed partial class PartitionFeed : IAsyncDisposable
             {
                 while (reader.TryRead(out var msg))
                 {
-                    await _owner.IngestAsync(_partition, msg, token).ConfigureAwait(false);
+                    // More already buffered: queue for the partition's writer, which appends the burst as one batch.
+                    await _owner.IngestAsync(_partition, msg, moreComing: reader.Count > 0, token).ConfigureAwait(false);
                 }
             }
         }
