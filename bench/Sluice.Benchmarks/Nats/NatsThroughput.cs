@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.TestKit;
 
 namespace Sluice.Benchmarks.Nats;
 
 /// <summary>
-/// Raw publish throughput of Sluice.Nats against a nats-server it starts on 127.0.0.1.
+/// Raw publish throughput of NATS.Net (the client the broker uses) against a nats-server it starts on 127.0.0.1.
 /// <c>dotnet run -c Release --project bench/Sluice.Benchmarks -- nats [--count N] [--size B] [--runs R]</c>
 /// </summary>
 public static class NatsThroughput
@@ -37,7 +37,8 @@ public static class NatsThroughput
 
     private static async Task<double> PublishOnlyAsync(string url, int count, int size)
     {
-        await using var nats = await NatsConnection.ConnectAsync(NatsOptions.Default with { Servers = [url] });
+        await using var nats = new NatsConnection(new NatsOpts { Url = url });
+        await nats.ConnectAsync();
         var payload = new byte[size];
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)
@@ -45,21 +46,28 @@ public static class NatsThroughput
             await nats.PublishAsync("bench.pub", payload);
         }
 
-        await nats.FlushAsync();
+        await nats.PingAsync();
         return count / clock.Elapsed.TotalSeconds;
     }
 
     private static async Task<(double Rate, long Dropped)> PublishSubscribeAsync(string url, int count, int size)
     {
-        var options = NatsOptions.Default with { Servers = [url], SubscriptionChannelCapacity = 1_000_000 };
-        await using var subscriber = await NatsConnection.ConnectAsync(options);
-        await using var publisher = await NatsConnection.ConnectAsync(options);
-        await using var sub = await subscriber.SubscribeAsync("bench.pubsub");
-        await subscriber.FlushAsync();
+        var options = new NatsOpts { Url = url, SubPendingChannelCapacity = 1_000_000 };
+        await using var subscriber = new NatsConnection(options);
+        await using var publisher = new NatsConnection(options);
+        long dropped = 0;
+        subscriber.MessageDropped += (_, _) =>
+        {
+            Interlocked.Increment(ref dropped);
+            return ValueTask.CompletedTask;
+        };
+        await using var sub = await subscriber.SubscribeCoreAsync<byte[]>("bench.pubsub");
+        await subscriber.PingAsync();
+        await publisher.ConnectAsync();
         var received = 0;
         var consumer = Task.Run(async () =>
         {
-            await foreach (var msg in sub)
+            await foreach (var msg in sub.Msgs.ReadAllAsync())
             {
                 if (++received == count)
                 {
@@ -75,11 +83,11 @@ public static class NatsThroughput
             await publisher.PublishAsync("bench.pubsub", payload);
         }
 
-        await publisher.FlushAsync();
-        await subscriber.FlushAsync();
+        await publisher.PingAsync();
+        await subscriber.PingAsync();
         await Task.WhenAny(consumer, Task.Delay(TimeSpan.FromSeconds(60)));
         var rate = received / clock.Elapsed.TotalSeconds;
-        return (rate, sub.DroppedMessages);
+        return (rate, Interlocked.Read(ref dropped));
     }
 
     private static int Arg(string[] args, string name, int fallback)

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf;
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
 using Sluice.Server.Configuration;
@@ -12,7 +12,7 @@ namespace Sluice.Benchmarks.NatsBroker;
 
 /// <summary>
 /// NATS publish → stored → ack through the broker: a real nats-server on loopback, the broker in-process
-/// attached to it (durability never), and one Sluice.Nats publisher sending enveloped 256-byte messages
+/// attached to it (durability never), and one NATS.Net publisher sending enveloped 256-byte messages
 /// with an ack inbox (AckPolicy LEADER) and counting the acks that come back.
 /// <c>dotnet bench/Sluice.Benchmarks/bin/Release/net10.0/Sluice.Benchmarks.dll nats-broker [runs] [messages] [window]</c>
 /// </summary>
@@ -38,7 +38,8 @@ internal static class NatsBrokerBenchmark
             };
             await using var server = await SluiceServer.StartAsync(options);
             using var channel = new Sluice.Client.Grpc.GrpcChannel(new Uri($"http://127.0.0.1:{server.Port}"));
-            await using var publisher = await NatsConnection.ConnectAsync(NatsOptions.Default with { Servers = [nats.Url], SubscriptionChannelCapacity = 1 << 20 });
+            await using var publisher = new NatsConnection(new NatsOpts { Url = nats.Url, SubPendingChannelCapacity = 1 << 20 });
+            await publisher.ConnectAsync();
             Console.WriteLine($"NATS → broker → ack, nats-server on loopback, 256-byte enveloped messages, AckPolicy LEADER, {window} in flight, durability never, {runs} runs (median), {Environment.ProcessorCount} cores");
 
             var rates = new List<double>();
@@ -73,21 +74,21 @@ internal static class NatsBrokerBenchmark
     private static async Task<double> RunOnceAsync(NatsConnection publisher, string subject, int count, int window)
     {
         var inbox = "bench.acks." + subject;
-        await using var acks = await publisher.SubscribeAsync(inbox);
-        await publisher.FlushAsync();
+        await using var acks = await publisher.SubscribeCoreAsync<byte[]>(inbox);
+        await publisher.PingAsync();
         var value = ByteString.CopyFrom(new byte[256]);
         var envelope = Envelope.EncodePublish(new Message { Value = value, AckInbox = inbox, AckPolicy = AckPolicy.Leader, Offset = -1 });
 
         // The broker subscribes when the stream is created; probe (acks to another inbox) until an ack proves the SUB is in place.
         var probeInbox = "bench.probe." + subject;
-        await using (var probeAcks = await publisher.SubscribeAsync(probeInbox))
+        await using (var probeAcks = await publisher.SubscribeCoreAsync<byte[]>(probeInbox))
         {
             var probe = Envelope.EncodePublish(new Message { Value = value, AckInbox = probeInbox, AckPolicy = AckPolicy.Leader, Offset = -1 });
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
             while (true)
             {
                 await publisher.PublishAsync(subject, probe);
-                await publisher.FlushAsync();
+                await publisher.PingAsync();
                 using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
                 try
                 {
@@ -108,7 +109,7 @@ internal static class NatsBrokerBenchmark
             {
                 while (received < count && acks.Msgs.TryRead(out var msg))
                 {
-                    if (msg.Data.Span[7] != (byte)EnvelopeType.Ack)
+                    if (msg.Data is not { Length: > 7 } data || data[7] != (byte)EnvelopeType.Ack)
                     {
                         throw new InvalidOperationException("not an ack");
                     }
@@ -126,7 +127,7 @@ internal static class NatsBrokerBenchmark
             await publisher.PublishAsync(subject, envelope);
         }
 
-        await publisher.FlushAsync();
+        await publisher.PingAsync();
         await reader.WaitAsync(TimeSpan.FromSeconds(120));
         return count / clock.Elapsed.TotalSeconds;
     }

@@ -130,7 +130,7 @@ public sealed record TlsOptions
     public bool Enabled => Cert.Length > 0 && Key.Length > 0;
 }
 
-/// <summary>`nats.*`: how the server reaches NATS (named to stay clear of Sluice.Nats's own options).</summary>
+/// <summary>`nats.*`: how the server reaches NATS (named to stay clear of NATS.Net's NatsOpts).</summary>
 public sealed record NatsConnectionSettings
 {
     /// <summary>Liftbridge's default NATS URL. Sluice does not use it by default: NATS is optional.</summary>

@@ -1,7 +1,9 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
 using Sluice.Protocol.Wire;
@@ -13,17 +15,33 @@ namespace Sluice.Server.Nats;
 
 /// <summary>
 /// The broker's link to NATS (only when <c>nats.servers</c> or <c>nats.embedded</c> is configured): one
-/// connection, one subscription per open partition (<see cref="PartitionFeed"/>), enveloped acks published
-/// to ack inboxes, and the NATS copy of messages published through the gRPC API. The connection is made
-/// with echo off, so the broker never receives its own publishes: messages published through the API are
-/// written to this server's partitions directly and reach everyone else through NATS.
+/// NATS.Net connection, one subscription per open partition (<see cref="PartitionFeed"/>), enveloped acks
+/// published to ack inboxes, and the NATS copy of messages published through the gRPC API. The connection
+/// is made with echo off, so the broker never receives its own publishes: messages published through the
+/// API are written to this server's partitions directly and reach everyone else through NATS.
 /// </summary>
 internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
 {
+    /// <summary>
+    /// Messages NATS.Net buffers per partition subscription while the partition is busy; beyond it new ones are
+    /// dropped and counted (a slow consumer). 64 Ki keeps a burst of several seconds at full rate without a drop.
+    /// </summary>
+    internal const int PendingMessagesPerPartition = 65_536;
+
+    /// <summary>
+    /// Bytes of acks and API copies that may wait for the connection (NATS down, or a socket that cannot keep up);
+    /// beyond it a publish is refused and counted. 8 MiB, the reconnect buffer of the Go client Liftbridge uses.
+    /// </summary>
+    internal const long MaxWaitingPublishBytes = 8 * 1024 * 1024;
+
+    /// <summary>How long shutdown waits for buffered acks to leave; NATS being away must not hold the stop up.</summary>
+    private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(5);
+
     private static readonly Meter Meter = new("Sluice.Server.Nats");
     private static readonly Counter<long> ReceivedCounter = Meter.CreateCounter<long>("sluice.nats.messages.received", description: "NATS messages taken by partitions");
     private static readonly Counter<long> InvalidCounter = Meter.CreateCounter<long>("sluice.nats.envelopes.invalid", description: "NATS payloads that start with the envelope magic but do not decode (stored as plain values)");
     private static readonly Counter<long> DroppedCounter = Meter.CreateCounter<long>("sluice.nats.messages.dropped", description: "NATS messages not stored: partition readonly or closing");
+    private static readonly Counter<long> SlowConsumerCounter = Meter.CreateCounter<long>("sluice.nats.slow_consumer.dropped", description: "NATS messages dropped because their partition's subscription buffer was full");
     private static readonly Counter<long> PublishFailedCounter = Meter.CreateCounter<long>("sluice.nats.publish.failed", description: "Acks or API copies that could not be published to NATS");
 
     private readonly NatsConnection _connection;
@@ -32,9 +50,19 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     private readonly long _maxPayload;
     private readonly RateLimitedLog _invalidLog = new(TimeSpan.FromSeconds(10));
     private readonly RateLimitedLog _publishLog = new(TimeSpan.FromSeconds(10));
+    private readonly RateLimitedLog _slowConsumerLog = new(TimeSpan.FromSeconds(10));
+    private readonly ConcurrentDictionary<PartitionFeed, byte> _feeds = new();
+    private readonly Lock _outboxLock = new();
+    private readonly Channel<Outgoing> _outbox = Channel.CreateUnbounded<Outgoing>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly Task _outboxLoop;
+    private int _outboxCount;
+    private long _outboxBytes;
+    private int _opened;
     private long _received;
     private long _invalid;
     private long _dropped;
+    private long _slowConsumerDropped;
     private long _publishFailed;
     private volatile bool _closing;
 
@@ -44,20 +72,37 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         _embedded = embedded;
         _maxPayload = maxPayload;
         _logger = logger;
-        _connection.Disconnected += (_, e) => LogDisconnected(_logger, e.Server ?? "?", e.Error?.Message ?? "connection lost");
-        _connection.Reconnected += (_, e) => LogReconnected(_logger, e.Server ?? "?");
-        _connection.Closed += (_, e) =>
+        _connection.ConnectionDisconnected += (_, e) =>
         {
-            // Closed by our own shutdown: the normal end, not a failure an operator should look into.
-            if (_closing)
+            if (!_closing)
             {
-                LogClosedOnShutdown(_logger);
+                LogDisconnected(_logger, e.Message);
             }
-            else
-            {
-                LogClosed(_logger, e.Error?.Message ?? "closed");
-            }
+
+            return ValueTask.CompletedTask;
         };
+        _connection.ConnectionOpened += (_, e) =>
+        {
+            // The first one is the initial connect, logged by StartAsync.
+            if (Interlocked.Increment(ref _opened) > 1)
+            {
+                LogReconnected(_logger, e.Message);
+            }
+
+            return ValueTask.CompletedTask;
+        };
+        _connection.MessageDropped += (_, e) =>
+        {
+            Interlocked.Increment(ref _slowConsumerDropped);
+            SlowConsumerCounter.Add(1);
+            if (_slowConsumerLog.ShouldLog(out var suppressed))
+            {
+                LogSlowConsumer(_logger, e.Subscription.Subject, e.Pending, suppressed);
+            }
+
+            return ValueTask.CompletedTask;
+        };
+        _outboxLoop = Task.Run(DrainOutboxAsync, CancellationToken.None);
     }
 
     /// <summary>The NATS connection (tests watch its state).</summary>
@@ -75,7 +120,10 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     /// <summary>NATS messages not stored because their partition was readonly or closing.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
-    /// <summary>Acks and API copies that NATS refused (disconnected with a full reconnect buffer, bad inbox subject).</summary>
+    /// <summary>NATS messages dropped because their partition fell behind by more than <see cref="PendingMessagesPerPartition"/>.</summary>
+    public long SlowConsumerDropped => Interlocked.Read(ref _slowConsumerDropped);
+
+    /// <summary>Acks and API copies that could not be published (too much already waiting for the connection, bad inbox subject).</summary>
     public long PublishFailures => Interlocked.Read(ref _publishFailed);
 
     /// <summary>True when the options ask for NATS.</summary>
@@ -99,19 +147,26 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
                 servers = [embedded.Url];
             }
 
-            var natsOptions = ToNatsOptions(settings, servers, serverId, options.Logging.Nats ? loggers : NullLoggerFactory.Instance);
-            NatsConnection connection;
+            var natsOptions = ToNatsOpts(settings, servers, serverId, options.Logging.Nats ? loggers : NullLoggerFactory.Instance);
+            var connection = new NatsConnection(natsOptions);
+            var attachment = new NatsAttachment(connection, embedded, options.Clustering.ReplicationMaxBytes, logger);
             try
             {
-                connection = await NatsConnection.ConnectAsync(natsOptions, cancellationToken).ConfigureAwait(false);
+                await connection.ConnectAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (NatsException ex)
+            catch (Exception ex)
             {
-                throw new NatsAttachmentException($"Cannot connect to NATS ({string.Join(", ", servers)}): {ex.Message}", ex);
+                await attachment.DisposeConnectionAsync().ConfigureAwait(false);
+                if (ex is NatsException)
+                {
+                    throw new NatsAttachmentException($"Cannot connect to NATS ({string.Join(", ", servers)}): {Reason(ex)}", ex);
+                }
+
+                throw;
             }
 
             LogConnected(logger, string.Join(", ", servers));
-            return new NatsAttachment(connection, embedded, options.Clustering.ReplicationMaxBytes, logger);
+            return attachment;
         }
         catch
         {
@@ -124,7 +179,14 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         }
     }
 
-    internal static NatsOptions ToNatsOptions(NatsConnectionSettings settings, IReadOnlyList<string> servers, string serverId, ILoggerFactory loggers)
+    /// <summary>NATS.Net wraps the server's or the socket's answer ("can not connect uris"); the innermost message says what went wrong.</summary>
+    private static string Reason(Exception ex)
+    {
+        var inner = ex.GetBaseException();
+        return inner == ex ? ex.Message : $"{ex.Message}: {inner.Message}";
+    }
+
+    internal static NatsOpts ToNatsOpts(NatsConnectionSettings settings, IReadOnlyList<string> servers, string serverId, ILoggerFactory loggers)
     {
         if (settings.TlsCert.Length > 0 != settings.TlsKey.Length > 0)
         {
@@ -132,41 +194,53 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         }
 
         var tls = settings.TlsCert.Length > 0 || settings.TlsCa.Length > 0;
-        return NatsOptions.Default with
+        return new NatsOpts
         {
-            Servers = servers,
+            Url = string.Join(",", servers),
+            NoRandomize = true, // nats.servers is tried in the order given, as before
             Name = "sluice-" + serverId,
-            User = settings.User.Length > 0 ? settings.User : null,
-            Password = settings.Password.Length > 0 ? settings.Password : null,
-            Tls = tls
-                ? NatsTlsOptions.Default with
+            AuthOpts = new NatsAuthOpts
+            {
+                Username = settings.User.Length > 0 ? settings.User : null,
+                Password = settings.Password.Length > 0 ? settings.Password : null,
+            },
+            TlsOpts = tls
+                ? new NatsTlsOpts
                 {
-                    Mode = NatsTlsMode.Require,
+                    Mode = TlsMode.Require,
                     CertFile = settings.TlsCert.Length > 0 ? settings.TlsCert : null,
                     KeyFile = settings.TlsKey.Length > 0 ? settings.TlsKey : null,
                     CaFile = settings.TlsCa.Length > 0 ? settings.TlsCa : null,
                 }
-                : NatsTlsOptions.Default,
+                : NatsTlsOpts.Default,
             Echo = false, // API publishes are stored directly; echo would store them twice
             // A server starting beside others (or on a busy host) may take more than a client's 2 s for
             // the INFO/CONNECT/PONG handshake; a refused connection still fails at once.
             ConnectTimeout = TimeSpan.FromSeconds(5),
-            MaxReconnectAttempts = -1, // a broker keeps trying for as long as it runs
-            ReconnectWait = TimeSpan.FromMilliseconds(250),
+            MaxReconnectRetry = -1, // a broker keeps trying for as long as it runs
+            IgnoreAuthErrorAbort = true, // ... even while the server refuses its credentials (they may be fixed server-side)
+            ReconnectWaitMin = TimeSpan.FromMilliseconds(250),
             ReconnectWaitMax = TimeSpan.FromSeconds(2),
+            SubPendingChannelCapacity = PendingMessagesPerPartition,
+            // A full buffer drops (counted, logged) rather than stalling the socket reader: one slow partition
+            // must not stop the others' messages, the acks and the pings on the shared connection.
+            SubPendingChannelFullMode = BoundedChannelFullMode.DropNewest,
             LoggerFactory = loggers,
         };
     }
 
-    /// <summary>Subscribes an open partition to its subject (in its stream's group, if any). Null when NATS refuses.</summary>
+    /// <summary>
+    /// Subscribes an open partition to its subject (in its stream's group, if any). The SUB is written before this
+    /// returns when connected; while NATS is down the feed subscribes once it is back. Null when NATS refuses.
+    /// </summary>
     public PartitionFeed? Attach(Partition partition)
     {
         var group = partition.Stream.Group.Length > 0 ? partition.Stream.Group : null;
         try
         {
-            var pending = _connection.SubscribeAsync(partition.Subject, group);
-            var subscription = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
-            return new PartitionFeed(this, partition, subscription, _logger);
+            var feed = new PartitionFeed(this, partition, group, _logger);
+            _feeds.TryAdd(feed, 0);
+            return feed;
         }
         catch (Exception ex) when (ex is NatsException or ArgumentException or InvalidOperationException)
         {
@@ -175,10 +249,26 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         }
     }
 
-    /// <summary>Called by a feed for each NATS message: decode, count, queue (readonly and closing partitions drop it).</summary>
-    internal async ValueTask IngestAsync(Partition partition, NatsMsg msg, CancellationToken cancellationToken)
+    internal void Detached(PartitionFeed feed) => _feeds.TryRemove(feed, out _);
+
+    /// <summary>
+    /// Waits until every open partition's SUB (and every UNSUB and ack before this call) has been processed by
+    /// nats-server: a PING/PONG round trip after the pending subscriptions completed.
+    /// </summary>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
     {
-        var item = NatsIngest.ToItem(msg, this, out var kind);
+        foreach (var feed in _feeds.Keys)
+        {
+            await feed.Subscribed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await _connection.PingAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Called by a feed for each NATS message: decode, count, queue (readonly and closing partitions drop it).</summary>
+    internal async ValueTask IngestAsync(Partition partition, NatsMsg<byte[]> msg, bool moreComing, CancellationToken cancellationToken)
+    {
+        var item = NatsIngest.ToItem(msg.Subject, msg.ReplyTo ?? string.Empty, msg.Data, this, out var kind);
         if (kind == NatsPayloadKind.BadEnvelope)
         {
             Interlocked.Increment(ref _invalid);
@@ -195,7 +285,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
             return;
         }
 
-        if (await partition.EnqueueAsync(item, _maxPayload, cancellationToken).ConfigureAwait(false))
+        if (await partition.EnqueueAsync(item, _maxPayload, cancellationToken, moreComing).ConfigureAwait(false))
         {
             Interlocked.Increment(ref _received);
             ReceivedCounter.Add(1);
@@ -267,51 +357,129 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     /// <summary>PublishToSubject: the envelope goes on NATS for every subscriber this server does not serve itself.</summary>
     public void PublishCopy(PublishToSubjectRequest request) => Publish(request.Subject, NatsIngest.ToEnvelope(request));
 
+    /// <summary>
+    /// Never blocks the caller (a partition's writer or a gRPC call). Connected and with nothing waiting, the
+    /// message goes straight into NATS.Net's write buffer. Otherwise it joins the outbox, which publishes in
+    /// order once NATS takes messages again: NATS.Net itself would park every publish made while disconnected
+    /// as its own task, unbounded and released in no set order.
+    /// </summary>
     private void Publish(string subject, byte[] data)
     {
-        try
+        lock (_outboxLock)
         {
-            var pending = _connection.PublishAsync(subject, data);
-            if (!pending.IsCompletedSuccessfully)
+            if (_outboxCount == 0 && _connection.ConnectionState == NatsConnectionState.Open)
             {
-                _ = ObserveAsync(pending, subject);
+                ValueTask pending;
+                try
+                {
+                    pending = _connection.PublishAsync(subject, data, serializer: NatsRawSerializer<byte[]>.Default);
+                }
+                catch (Exception ex) when (ex is NatsException or ArgumentException or ObjectDisposedException)
+                {
+                    PublishFailed(ex, subject);
+                    return;
+                }
+
+                if (pending.IsCompletedSuccessfully)
+                {
+                    return;
+                }
+
+                // The write buffer is full: later publishes queue behind this one.
+                EnqueueLocked(new Outgoing(subject, data, pending.AsTask()));
+                return;
+            }
+
+            if (_outboxBytes + data.Length > MaxWaitingPublishBytes)
+            {
+                PublishFailed(null, subject);
+                return;
+            }
+
+            EnqueueLocked(new Outgoing(subject, data, null));
+        }
+    }
+
+    private void EnqueueLocked(Outgoing outgoing)
+    {
+        if (!_outbox.Writer.TryWrite(outgoing))
+        {
+            PublishFailed(new ObjectDisposedException(nameof(NatsAttachment)), outgoing.Subject); // an ack after shutdown
+            return;
+        }
+
+        _outboxCount++;
+        _outboxBytes += outgoing.Data.Length;
+    }
+
+    private async Task DrainOutboxAsync()
+    {
+        await foreach (var outgoing in _outbox.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            try
+            {
+                // Waits for a reconnect as long as it takes, unless the server is stopping.
+                var publish = outgoing.Pending ?? _connection.PublishAsync(outgoing.Subject, outgoing.Data, serializer: NatsRawSerializer<byte[]>.Default, cancellationToken: _shutdown.Token).AsTask();
+                await publish.WaitAsync(_shutdown.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is NatsException or ArgumentException or ObjectDisposedException or OperationCanceledException or TimeoutException)
+            {
+                PublishFailed(ex, outgoing.Subject);
+            }
+
+            lock (_outboxLock)
+            {
+                _outboxCount--;
+                _outboxBytes -= outgoing.Data.Length;
             }
         }
-        catch (Exception ex) when (ex is NatsException or ArgumentException)
-        {
-            PublishFailed(ex, subject);
-        }
     }
 
-    private async Task ObserveAsync(ValueTask pending, string subject)
-    {
-        try
-        {
-            await pending.ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is NatsException or OperationCanceledException)
-        {
-            PublishFailed(ex, subject);
-        }
-    }
-
-    private void PublishFailed(Exception ex, string subject)
+    private void PublishFailed(Exception? ex, string subject)
     {
         Interlocked.Increment(ref _publishFailed);
         PublishFailedCounter.Add(1);
         if (_publishLog.ShouldLog(out var suppressed))
         {
-            LogPublishFailed(_logger, ex, subject, suppressed);
+            if (ex is null)
+            {
+                LogPublishBufferFull(_logger, subject, MaxWaitingPublishBytes, suppressed);
+            }
+            else
+            {
+                LogPublishFailed(_logger, ex, subject, suppressed);
+            }
         }
     }
 
-    /// <summary>Closes the connection (flushing what is buffered), then stops the embedded server.</summary>
+    /// <summary>Sends what is buffered (when connected), closes the connection, then stops the embedded server.</summary>
     public async ValueTask DisposeAsync()
     {
         _closing = true;
         try
         {
-            await _connection.DisposeAsync().ConfigureAwait(false);
+            if (_connection.ConnectionState == NatsConnectionState.Open)
+            {
+                try
+                {
+                    // The outbox empties and a round trip proves the acks written before it left the socket.
+                    lock (_outboxLock)
+                    {
+                        _outbox.Writer.TryComplete();
+                    }
+
+                    await _outboxLoop.WaitAsync(ShutdownFlushTimeout).ConfigureAwait(false);
+                    using var timeout = new CancellationTokenSource(ShutdownFlushTimeout);
+                    await _connection.PingAsync(timeout.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is NatsException or OperationCanceledException or TimeoutException)
+                {
+                    LogShutdownFlushFailed(_logger, ex.Message);
+                }
+            }
+
+            await DisposeConnectionAsync().ConfigureAwait(false);
+            LogClosedOnShutdown(_logger);
         }
         finally
         {
@@ -322,20 +490,37 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
         }
     }
 
+    private async ValueTask DisposeConnectionAsync()
+    {
+        _closing = true;
+        lock (_outboxLock)
+        {
+            _outbox.Writer.TryComplete();
+        }
+
+        await _shutdown.CancelAsync().ConfigureAwait(false); // what still waits for the connection fails (counted)
+        await _outboxLoop.ConfigureAwait(false);
+        await _connection.DisposeAsync().ConfigureAwait(false);
+        _shutdown.Dispose();
+    }
+
+    /// <summary>An ack or API copy waiting for the connection; <see cref="Pending"/> when NATS.Net already holds it.</summary>
+    private sealed record Outgoing(string Subject, byte[] Data, Task? Pending);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Attached to NATS at {Servers}")]
     private static partial void LogConnected(ILogger logger, string servers);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "NATS connection to {Server} lost ({Reason}); reconnecting, messages published meanwhile are not captured")]
-    private static partial void LogDisconnected(ILogger logger, string server, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "NATS connection to {Server} lost; reconnecting, messages published meanwhile are not captured")]
+    private static partial void LogDisconnected(ILogger logger, string server);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "NATS connection restored to {Server}; partitions are subscribed again")]
     private static partial void LogReconnected(ILogger logger, string server);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "NATS connection closed for good ({Reason}); partitions no longer take NATS messages")]
-    private static partial void LogClosed(ILogger logger, string reason);
-
     [LoggerMessage(Level = LogLevel.Information, Message = "NATS connection closed (shutting down)")]
     private static partial void LogClosedOnShutdown(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Acks buffered for NATS may be lost at shutdown: {Reason}")]
+    private static partial void LogShutdownFlushFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not subscribe {Stream}/{Partition} to NATS subject {Subject}")]
     private static partial void LogAttachFailed(ILogger logger, Exception exception, string stream, int partition, string subject);
@@ -343,8 +528,14 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Invalid envelope on {Subject} for {Stream}/{Partition}; stored as a plain value ({Suppressed} more not logged)")]
     private static partial void LogInvalidEnvelope(ILogger logger, string subject, string stream, int partition, long suppressed);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Slow consumer: the partition subscribed to {Subject} is {Pending} messages behind; new NATS messages for it are dropped (counted in sluice.nats.slow_consumer.dropped; {Suppressed} more not logged)")]
+    private static partial void LogSlowConsumer(ILogger logger, string subject, int pending, long suppressed);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish to NATS subject {Subject} ({Suppressed} more not logged)")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception, string subject, long suppressed);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish to NATS subject {Subject}: {Limit} bytes already wait for the connection ({Suppressed} more not logged)")]
+    private static partial void LogPublishBufferFull(ILogger logger, string subject, long limit, long suppressed);
 }
 
 /// <summary>NATS could not be reached or started; the message says what to do.</summary>

@@ -1,4 +1,3 @@
-using Sluice.Nats;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
 using Sluice.Server.Streams;
@@ -21,9 +20,6 @@ internal enum NatsPayloadKind
 /// </summary>
 internal static class NatsIngest
 {
-    public static PublishItem ToItem(NatsMsg msg, IAckReceiver? receiver, out NatsPayloadKind kind) =>
-        ToItem(msg.Subject, msg.ReplyTo ?? string.Empty, msg.Data, receiver, out kind);
-
     public static PublishItem ToItem(string subject, string reply, ReadOnlyMemory<byte> data, IAckReceiver? receiver, out NatsPayloadKind kind)
     {
         var span = data.Span;

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
 using Sluice.Client.Grpc;
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Health;
 using Sluice.TestKit;
@@ -30,13 +30,13 @@ public sealed partial class EmbeddedNatsTests
         Assert.False(Process.GetProcessById(pid).HasExited);
 
         await channel.UnaryAsync("/proto.API/CreateStream", new CreateStreamRequest { Name = "emb", Subject = "emb" }, CreateStreamResponse.Parser, CallTimeout);
-        await using var publisher = await NatsConnection.ConnectAsync(NatsOptions.Default with { Servers = [$"nats://127.0.0.1:{natsPort}"] });
+        await using var publisher = new NatsConnection(new NatsOpts { Url = $"nats://127.0.0.1:{natsPort}" });
         // The broker's SUB for the new stream cannot be flushed from here: publish until the stream has it.
         await WaitUntilAsync(
             async () =>
             {
                 await publisher.PublishAsync("emb", Encoding.UTF8.GetBytes("hi"));
-                await publisher.FlushAsync();
+                await publisher.PingAsync();
                 var metadata = await channel.UnaryAsync("/proto.API/FetchPartitionMetadata", new FetchPartitionMetadataRequest { Stream = "emb" }, FetchPartitionMetadataResponse.Parser, CallTimeout);
                 return metadata.Metadata.NewestOffset >= 0;
             },

@@ -1,4 +1,4 @@
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Nats;
@@ -25,7 +25,11 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
 
     public NatsAttachment Attachment => Broker.Server.Broker.Context.Nats ?? throw new InvalidOperationException("the broker is not attached to NATS");
 
-    public static async Task<NatsBrokerHarness> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, NatsServerProcessOptions? natsOptions = null)
+    public static async Task<NatsBrokerHarness> StartAsync(
+        Func<ServerOptions, ServerOptions>? configure = null,
+        NatsServerProcessOptions? natsOptions = null,
+        Func<NatsOpts, NatsOpts>? client = null,
+        Func<string, string>? brokerUrl = null)
     {
         var nats = await NatsServerProcess.StartAsync(natsOptions);
         BrokerHarness? broker = null;
@@ -33,20 +37,21 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
         {
             broker = await BrokerHarness.StartAsync(o =>
             {
-                o = o with { Nats = o.Nats with { Servers = [nats.Url] } };
+                o = o with { Nats = o.Nats with { Servers = [brokerUrl?.Invoke(nats.Url) ?? nats.Url] } };
                 return configure?.Invoke(o) ?? o;
             });
-            var client = await NatsConnection.ConnectAsync(NatsOptions.Default with
+            var clientOpts = new NatsOpts
             {
-                Servers = [nats.Url],
-                User = natsOptions?.User,
-                Password = natsOptions?.Password,
+                Url = nats.Url,
+                AuthOpts = new NatsAuthOpts { Username = natsOptions?.User, Password = natsOptions?.Password },
                 ConnectTimeout = TimeSpan.FromSeconds(10), // the machine is shared; tests here are not about connect timeouts
-                ReconnectWait = TimeSpan.FromMilliseconds(100),
+                ReconnectWaitMin = TimeSpan.FromMilliseconds(100),
                 ReconnectWaitMax = TimeSpan.FromMilliseconds(500),
-                MaxReconnectAttempts = -1,
-            });
-            return new NatsBrokerHarness(nats, broker, client);
+                MaxReconnectRetry = -1,
+            };
+            var connection = new NatsConnection(client?.Invoke(clientOpts) ?? clientOpts);
+            await connection.ConnectAsync();
+            return new NatsBrokerHarness(nats, broker, connection);
         }
         catch
         {
@@ -71,13 +76,25 @@ internal sealed class NatsBrokerHarness : IAsyncDisposable
     }
 
     /// <summary>Round trip on the broker's NATS connection: everything it sent before (SUB, UNSUB, acks) is processed by nats-server.</summary>
-    public async Task SyncBrokerAsync() => await Attachment.Connection.FlushAsync();
+    public async Task SyncBrokerAsync() => await Attachment.FlushAsync().WaitAsync(BrokerHarness.CallTimeout);
+
+    /// <summary>A plain subscription on <see cref="Client"/> that nats-server has registered when this returns.</summary>
+    public async Task<INatsSub<byte[]>> SubscribeAsync(string subject)
+    {
+        var sub = await Client.SubscribeCoreAsync<byte[]>(subject);
+        await Client.PingAsync();
+        return sub;
+    }
 
     public async Task PublishAsync(string subject, byte[] data, string? replyTo = null)
     {
         await Client.PublishAsync(subject, data, replyTo: replyTo);
-        await Client.FlushAsync();
+        await Client.PingAsync();
     }
+
+    /// <summary>The next message on <paramref name="sub"/>, within the call timeout.</summary>
+    public static async Task<NatsMsg<byte[]>> NextAsync(INatsSub<byte[]> sub) =>
+        await sub.Msgs.ReadAsync().AsTask().WaitAsync(BrokerHarness.CallTimeout);
 
     public async Task WaitForNewestOffsetAsync(string stream, long offset, int partition = 0) =>
         await BrokerHarness.WaitUntilAsync(

@@ -53,8 +53,7 @@ public sealed class NatsCaptureTests
     {
         await using var h = await NatsBrokerHarness.StartAsync();
         await h.CreateStreamAsync("env", "env", partitions: 2);
-        await using var acks = await h.Client.SubscribeAsync("acks.env");
-        await h.Client.FlushAsync();
+        await using var acks = await h.SubscribeAsync("acks.env");
 
         var message = new Message
         {
@@ -68,9 +67,9 @@ public sealed class NatsCaptureTests
         };
         await h.PublishAsync("env.1", Envelope.EncodePublish(message), replyTo: "r");
 
-        var ackMsg = await acks.Msgs.ReadAsync().AsTask().WaitAsync(CallTimeout);
-        Assert.True(ackMsg.Data.Span.StartsWith(Envelope.Magic));
-        var ack = Envelope.DecodeAck(ackMsg.Data.Span);
+        var ackMsg = await NatsBrokerHarness.NextAsync(acks);
+        Assert.True(ackMsg.Data.AsSpan().StartsWith(Envelope.Magic));
+        var ack = Envelope.DecodeAck(ackMsg.Data.AsSpan());
         Assert.Equal("env", ack.Stream);
         Assert.Equal("env.1", ack.PartitionSubject); // compatibility decision 5: the partition's own subject
         Assert.Equal("env.1", ack.MsgSubject);
@@ -95,18 +94,17 @@ public sealed class NatsCaptureTests
     {
         await using var h = await NatsBrokerHarness.StartAsync();
         await h.CreateStreamAsync("occ", "occ", configure: r => r.OptimisticConcurrencyControl = new NullableBool { Value = true });
-        await using var acks = await h.Client.SubscribeAsync("acks.occ");
-        await h.Client.FlushAsync();
+        await using var acks = await h.SubscribeAsync("acks.occ");
 
         Message Publish(long expected, AckPolicy policy) => new() { Value = ByteString.CopyFromUtf8("x"), AckInbox = "acks.occ", CorrelationId = "e" + expected, AckPolicy = policy, Offset = expected };
 
         await h.PublishAsync("occ", Envelope.EncodePublish(Publish(5, AckPolicy.None)));
-        var error = Envelope.DecodeAck((await acks.Msgs.ReadAsync().AsTask().WaitAsync(CallTimeout)).Data.Span);
+        var error = Envelope.DecodeAck((await NatsBrokerHarness.NextAsync(acks)).Data.AsSpan());
         Assert.Equal(Ack.Types.Error.IncorrectOffset, error.AckError);
         Assert.Equal("e5", error.CorrelationId);
 
         await h.PublishAsync("occ", Envelope.EncodePublish(Publish(0, AckPolicy.Leader)));
-        var ok = Envelope.DecodeAck((await acks.Msgs.ReadAsync().AsTask().WaitAsync(CallTimeout)).Data.Span);
+        var ok = Envelope.DecodeAck((await NatsBrokerHarness.NextAsync(acks)).Data.AsSpan());
         Assert.Equal(Ack.Types.Error.Ok, ok.AckError);
         Assert.Equal(0, ok.Offset);
 
@@ -144,8 +142,7 @@ public sealed class NatsCaptureTests
     public async Task Behaviour14_PublishToSubject_reaches_a_raw_NATS_subscriber_as_an_envelope()
     {
         await using var h = await NatsBrokerHarness.StartAsync();
-        await using var raw = await h.Client.SubscribeAsync("foo.bar");
-        await h.Client.FlushAsync();
+        await using var raw = await h.SubscribeAsync("foo.bar");
 
         await h.Broker.CallAsync("PublishToSubject", new PublishToSubjectRequest
         {
@@ -155,9 +152,9 @@ public sealed class NatsCaptureTests
             AckPolicy = AckPolicy.None,
         }, PublishToSubjectResponse.Parser);
 
-        var msg = await raw.Msgs.ReadAsync().AsTask().WaitAsync(CallTimeout);
-        Assert.Equal(new byte[] { 0xB9, 0x0E, 0x43, 0xB4, 0x00, 0x08, 0x00, 0x00 }, msg.Data[..8].ToArray());
-        var decoded = Envelope.DecodePublish(msg.Data.Span);
+        var msg = await NatsBrokerHarness.NextAsync(raw);
+        Assert.Equal(new byte[] { 0xB9, 0x0E, 0x43, 0xB4, 0x00, 0x08, 0x00, 0x00 }, msg.Data![..8]);
+        var decoded = Envelope.DecodePublish(msg.Data.AsSpan());
         Assert.Equal("hello", decoded.Value.ToStringUtf8());
         Assert.Equal("key", decoded.Key.ToStringUtf8());
     }
@@ -168,15 +165,14 @@ public sealed class NatsCaptureTests
         await using var h = await NatsBrokerHarness.StartAsync();
         await h.CreateStreamAsync("first", "shared");
         await h.CreateStreamAsync("second", "shared");
-        await using var raw = await h.Client.SubscribeAsync("shared");
-        await h.Client.FlushAsync();
+        await using var raw = await h.SubscribeAsync("shared");
 
         var ack = await h.Broker.PublishAsync("first", "via-grpc", key: "k");
         Assert.NotNull(ack);
         Assert.Equal("first", ack.Stream);
 
-        var msg = await raw.Msgs.ReadAsync().AsTask().WaitAsync(CallTimeout);
-        Assert.Equal("via-grpc", Envelope.DecodePublish(msg.Data.Span).Value.ToStringUtf8());
+        var msg = await NatsBrokerHarness.NextAsync(raw);
+        Assert.Equal("via-grpc", Envelope.DecodePublish(msg.Data.AsSpan()).Value.ToStringUtf8());
         var second = Assert.Single(await h.ReadAllAsync("second", 1));
         Assert.Equal("via-grpc", second.Value.ToStringUtf8());
         Assert.Equal("k", second.Key.ToStringUtf8());
@@ -217,7 +213,7 @@ public sealed class NatsCaptureTests
             await h.Client.PublishAsync("fan", Utf8("f" + i));
         }
 
-        await h.Client.FlushAsync();
+        await h.Client.PingAsync();
         await WaitUntilAsync(
             async () => (await h.Broker.PartitionMetadataAsync("g1")).NewestOffset + (await h.Broker.PartitionMetadataAsync("g2")).NewestOffset + 2 == count,
             "the group to take every message once");

@@ -1,5 +1,5 @@
 using System.Text;
-using Sluice.Nats;
+using NATS.Client.Core;
 using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
@@ -22,10 +22,10 @@ public sealed class NatsResilienceTests
         await h.WaitForNewestOffsetAsync("rc", 0);
 
         await h.Nats.KillAsync();
-        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.State == NatsConnectionState.Reconnecting), "the broker to notice the loss");
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.ConnectionState == NatsConnectionState.Reconnecting), "the broker to notice the loss");
         await h.Nats.RestartAsync();
-        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.State == NatsConnectionState.Connected), "the broker to reconnect", TimeSpan.FromSeconds(20));
-        await WaitUntilAsync(() => Task.FromResult(h.Client.State == NatsConnectionState.Connected), "the publisher to reconnect", TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Connection.ConnectionState == NatsConnectionState.Open), "the broker to reconnect", TimeSpan.FromSeconds(20));
+        await WaitUntilAsync(() => Task.FromResult(h.Client.ConnectionState == NatsConnectionState.Open), "the publisher to reconnect", TimeSpan.FromSeconds(20));
         await h.SyncBrokerAsync(); // the re-sent SUBs are processed
 
         await h.PublishAsync("rc", Utf8("after"));
