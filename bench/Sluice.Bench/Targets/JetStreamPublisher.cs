@@ -7,9 +7,16 @@ namespace Sluice.Bench.Targets;
 
 /// <summary>
 /// Publishes to JetStream through NATS.Net on a (possibly shared) connection. The synchronous mode awaits
-/// each PubAck; the windowed mode starts <see cref="NatsJSContext.PublishAsync{T}"/> calls without awaiting
-/// them, so as many acks are outstanding as the caller's window allows. Without acks it sends plain PUBs.
+/// each PubAck of <see cref="NatsJSContext.PublishAsync{T}"/>; the windowed mode starts
+/// <see cref="NatsJSContext.TryPublishAsync{T}"/> calls without awaiting them, so as many acks are
+/// outstanding as the caller's window allows. Without acks it sends plain PUBs.
 /// </summary>
+/// <remarks>
+/// NATS.Net's request path costs the client about 3x the CPU of the old hand-written client per
+/// windowed publish (docs/benchmarks.md, "JetStream target on NATS.Net"); the alternatives it offers
+/// (<c>PublishConcurrentAsync</c>, the shared-inbox reply mode, a larger writer buffer) measured no
+/// better, so this is the plain API a JetStream user writes.
+/// </remarks>
 internal sealed class JetStreamPublisher(NatsConnection connection, string[] subjects, bool acks) : IBenchPublisher
 {
     private readonly NatsJSContext _js = new(connection);
@@ -38,8 +45,10 @@ internal sealed class JetStreamPublisher(NatsConnection connection, string[] sub
             return connection.PublishAsync(subject, message.Value, cancellationToken: cancellationToken);
         }
 
-        // Not awaited: the request is written before PublishAsync's first real await, and the ack arrives later.
-        _ = CompleteAsync(PublishWithAckAsync(subject, message.Value, cancellationToken), sink, state);
+        // Not awaited: the request is written before TryPublishAsync's first real await, and the ack arrives
+        // later. TryPublishAsync reports a failed publish as a result, not a thrown exception, and no token is
+        // passed: NATS.Net's request timeout bounds each wait, and a token costs a registration per publish.
+        _ = CompleteAsync(subject, _js.TryPublishAsync(subject, message.Value, cancellationToken: CancellationToken.None), sink, state);
         return ValueTask.CompletedTask;
     }
 
@@ -68,12 +77,13 @@ internal sealed class JetStreamPublisher(NatsConnection connection, string[] sub
         }
     }
 
-    private static async Task CompleteAsync(ValueTask<PubAckResponse> publish, IAckSink sink, long state)
+    private static async Task CompleteAsync(string subject, ValueTask<NatsResult<PubAckResponse>> publish, IAckSink sink, long state)
     {
         Exception? error;
         try
         {
-            error = CheckPubAck(await publish.ConfigureAwait(false));
+            var result = await publish.ConfigureAwait(false);
+            error = result.Success ? CheckPubAck(result.Value) : Explain(subject, result.Error);
         }
         catch (Exception ex)
         {
@@ -83,6 +93,11 @@ internal sealed class JetStreamPublisher(NatsConnection connection, string[] sub
         sink.OnAck(state, error);
     }
 
+    // NATS.Net retries a 503 and then reports only "no response"; say what it usually means.
+    private static Exception Explain(string subject, Exception error) => error is NatsJSPublishNoResponseException
+        ? new NatsJSException($"No responders (or no reply) for '{subject}' after NATS.Net's retries: is a stream bound to it?", error)
+        : error;
+
     private async ValueTask<PubAckResponse> PublishWithAckAsync(string subject, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
     {
         try
@@ -91,8 +106,7 @@ internal sealed class JetStreamPublisher(NatsConnection connection, string[] sub
         }
         catch (NatsJSPublishNoResponseException ex)
         {
-            // NATS.Net retries a 503 and then reports only "no response"; say what it usually means.
-            throw new NatsJSException($"No responders (or no reply) for '{subject}' after NATS.Net's retries: is a stream bound to it?", ex);
+            throw Explain(subject, ex);
         }
     }
 }
