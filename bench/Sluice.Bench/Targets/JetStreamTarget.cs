@@ -89,7 +89,9 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
             stream,
             new NatsJSOrderedConsumerOpts { DeliverPolicy = ConsumerConfigDeliverPolicy.All },
             cancellationToken).ConfigureAwait(false);
-        var consumeOptions = new NatsJSConsumeOpts { MaxMsgs = PullBatch, Expires = options.Timeout };
+        // Pull requests keep NATS.Net's default expiry (30 s, re-pulled as they end): tying it to the run's
+        // timeout failed runs longer than a minute, because the idle heartbeat (half the expiry) must stay under 30 s.
+        var consumeOptions = new NatsJSConsumeOpts { MaxMsgs = PullBatch };
 
         long received = 0;
         long bytes = 0;
