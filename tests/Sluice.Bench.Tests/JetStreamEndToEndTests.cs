@@ -67,6 +67,24 @@ public class JetStreamEndToEndTests
     }
 
     [Fact]
+    public async Task A_consumer_run_with_a_timeout_longer_than_a_minute_reads_every_message()
+    {
+        // compare.sh passes --timeout 1800; the consumer's pull options must not be derived from it.
+        await using var nats = await NatsServerProcess.StartAsync(new NatsServerProcessOptions { JetStream = true });
+        string[] common = ["--target", "jetstream", "--servers", nats.Url, "--stream", "long", "--subject", "long", "--output", "json", "--timeout", "1800"];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(45));
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        Assert.Equal(0, await Program.RunAsync(["producer", .. common, "--create-stream", "-n", "200", "--pub-batch", "20"], output, error, timeout.Token));
+
+        using var consumed = new StringWriter();
+        var exit = await Program.RunAsync(["consumer", .. common, "-n", "200"], consumed, error, timeout.Token);
+        Assert.True(exit == 0, $"exit {exit}: {error}\n{consumed}");
+        using var document = JsonDocument.Parse(consumed.ToString());
+        Assert.Equal(200, document.RootElement.GetProperty("messages").GetInt64());
+    }
+
+    [Fact]
     public async Task A_missing_stream_fails_the_run_with_a_message()
     {
         await using var nats = await NatsServerProcess.StartAsync(new NatsServerProcessOptions { JetStream = true });

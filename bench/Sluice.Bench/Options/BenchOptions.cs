@@ -16,7 +16,7 @@ public enum BenchTarget
     /// <summary>A Sluice (or Liftbridge) server through <c>Sluice.Client</c>.</summary>
     Sluice,
 
-    /// <summary>A NATS server with JetStream through <c>Sluice.Nats</c>.</summary>
+    /// <summary>A NATS server with JetStream through the official client, NATS.Net.</summary>
     JetStream,
 }
 

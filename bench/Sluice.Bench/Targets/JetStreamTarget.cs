@@ -1,23 +1,24 @@
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
 using Sluice.Bench.Options;
-using Sluice.Nats;
-using Sluice.Nats.JetStream;
 
 namespace Sluice.Bench.Targets;
 
 /// <summary>
-/// NATS JetStream through <c>Sluice.Nats</c>: one file-storage, single-replica stream per partition
-/// (partition 0 is the stream itself on the subject, partition N &gt; 0 is "&lt;stream&gt;-N" on
-/// "&lt;subject&gt;.N", Liftbridge's subject mapping), publishes read their PubAcks, and the
-/// consumer is a pull consumer fetching in batches.
+/// NATS JetStream through the official client (NATS.Net): one file-storage, single-replica stream per
+/// partition (partition 0 is the stream itself on the subject, partition N &gt; 0 is "&lt;stream&gt;-N" on
+/// "&lt;subject&gt;.N", Liftbridge's subject mapping), publishes read their PubAcks, and the consumer is an
+/// ordered consumer (ephemeral, deliver all, no acks, pulling in batches), as a user reading a stream from the start would write it.
 /// </summary>
 public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
 {
-    // Messages per pull request; two requests are kept outstanding so the server never idles while we parse.
+    // Messages per pull request; NATS.Net re-pulls at half of it, so the server never idles while we parse.
     private const int PullBatch = 1000;
+
+    // JSStreamNameExistErr: a stream with that name and a different configuration exists.
+    private const int StreamNameExists = 10058;
 
     private static readonly TimeSpan ApiTimeout = TimeSpan.FromSeconds(30);
     private NatsConnection? _admin;
@@ -32,30 +33,29 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
 
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
-        _admin = await NatsConnection.ConnectAsync(ConnectionOptions("sluice-bench-admin"), cancellationToken).ConfigureAwait(false);
+        _admin = await ConnectAsync("sluice-bench-admin", cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<bool> CreateStreamAsync(CancellationToken cancellationToken)
     {
+        var js = new NatsJSContext(Admin);
         var created = true;
         for (var p = 0; p < options.Partitions; p++)
         {
-            var config = new JsonObject
+            var config = new StreamConfig(StreamName(options, p), [SubjectName(options, p)])
             {
-                ["name"] = StreamName(options, p),
-                ["subjects"] = new JsonArray(SubjectName(options, p)),
-                ["retention"] = "limits",
-                ["storage"] = "file",
-                ["num_replicas"] = 1,
-                ["discard"] = "old",
+                Retention = StreamConfigRetention.Limits,
+                Storage = StreamConfigStorage.File,
+                NumReplicas = 1,
+                Discard = StreamConfigDiscard.Old,
             };
             try
             {
-                using var response = await ApiAsync($"$JS.API.STREAM.CREATE.{StreamName(options, p)}", config, cancellationToken).ConfigureAwait(false);
+                await js.CreateStreamAsync(config, cancellationToken).ConfigureAwait(false);
             }
-            catch (NatsJetStreamException ex) when (ex.ErrorCode == 10058)
+            catch (NatsJSApiException ex) when (ex.Error.ErrCode == StreamNameExists)
             {
-                // JSStreamNameExistErr: keep the existing stream, as Liftbridge's bench keeps an existing one.
+                // Keep the existing stream, as Liftbridge's bench keeps an existing one.
                 created = false;
             }
         }
@@ -65,15 +65,16 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
 
     public async Task DeleteStreamAsync(CancellationToken cancellationToken)
     {
+        var js = new NatsJSContext(Admin);
         for (var p = 0; p < options.Partitions; p++)
         {
-            using var response = await ApiAsync($"$JS.API.STREAM.DELETE.{StreamName(options, p)}", null, cancellationToken).ConfigureAwait(false);
+            await js.DeleteStreamAsync(StreamName(options, p), cancellationToken).ConfigureAwait(false);
         }
     }
 
     public async Task<IBenchConnection> OpenConnectionAsync(CancellationToken cancellationToken)
     {
-        var connection = await NatsConnection.ConnectAsync(ConnectionOptions("sluice-bench-publisher"), cancellationToken).ConfigureAwait(false);
+        var connection = await ConnectAsync("sluice-bench-publisher", cancellationToken).ConfigureAwait(false);
         var subjects = Enumerable.Range(0, options.Partitions).Select(p => SubjectName(options, p)).ToArray();
         return new JetStreamConnection(connection, subjects, options.AckPolicy != BenchAckPolicy.None);
     }
@@ -81,81 +82,40 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
     public async Task<long> ConsumeAsync(long messages, Action started, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(started);
-        var admin = Admin;
         var stream = StreamName(options, options.Partition);
-        var config = new JsonObject
-        {
-            ["stream_name"] = stream,
-            ["config"] = new JsonObject
-            {
-                ["deliver_policy"] = "all",
-                ["ack_policy"] = "none",
-                ["inactive_threshold"] = (long)TimeSpan.FromMinutes(5).TotalNanoseconds,
-            },
-        };
-        using var created = await ApiAsync($"$JS.API.CONSUMER.CREATE.{stream}", config, cancellationToken).ConfigureAwait(false);
-        var consumer = created.RootElement.GetProperty("name").GetString()
-            ?? throw new NatsProtocolException("consumer create response without a name");
+        await using var connection = await ConnectAsync("sluice-bench-consumer", cancellationToken).ConfigureAwait(false);
+        var js = new NatsJSContext(connection);
+        var consumer = await js.CreateOrderedConsumerAsync(
+            stream,
+            new NatsJSOrderedConsumerOpts { DeliverPolicy = ConsumerConfigDeliverPolicy.All },
+            cancellationToken).ConfigureAwait(false);
+        // Pull requests keep NATS.Net's default expiry (30 s, re-pulled as they end): tying it to the run's
+        // timeout failed runs longer than a minute, because the idle heartbeat (half the expiry) must stay under 30 s.
+        var consumeOptions = new NatsJSConsumeOpts { MaxMsgs = PullBatch };
 
-        await using var connection = await NatsConnection.ConnectAsync(ConnectionOptions("sluice-bench-consumer"), cancellationToken).ConfigureAwait(false);
-        var inbox = "_INBOX." + Guid.NewGuid().ToString("N");
-        await using var sub = await connection.SubscribeAsync(inbox, cancellationToken: cancellationToken).ConfigureAwait(false);
-        await connection.FlushAsync(cancellationToken).ConfigureAwait(false);
-
-        var next = $"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}";
-        long requested = 0;
         long received = 0;
         long bytes = 0;
-
-        async ValueTask PullAsync()
-        {
-            var batch = (int)Math.Min(PullBatch, messages - requested);
-            if (batch <= 0)
-            {
-                return;
-            }
-
-            requested += batch;
-            var body = Encoding.ASCII.GetBytes(string.Create(
-                CultureInfo.InvariantCulture,
-                $"{{\"batch\":{batch},\"expires\":{(long)options.Timeout.TotalNanoseconds}}}"));
-            await connection.PublishAsync(next, body, replyTo: inbox, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-
         started();
-        await PullAsync().ConfigureAwait(false);
-        await PullAsync().ConfigureAwait(false);
-        await foreach (var msg in sub.Msgs.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-        {
-            if (msg.Headers is { StatusCode: > 0 } status)
-            {
-                if (status.StatusCode == 100)
-                {
-                    continue; // idle heartbeat
-                }
 
-                throw new NatsProtocolException($"pull consumer on '{stream}' got status {status.StatusCode} {status.StatusDescription} after {received} of {messages} messages");
+        // Pooled payloads (returned by Dispose): the old hand-written consumer did not copy them either.
+        await foreach (var msg in consumer.ConsumeAsync<NatsMemoryOwner<byte>>(opts: consumeOptions, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            using (var data = msg.Data)
+            {
+                bytes += data.Length;
             }
 
-            received++;
-            bytes += msg.Data.Length;
-            if (received == messages)
+            if (++received == messages)
             {
                 break;
-            }
-
-            if (requested - received < PullBatch)
-            {
-                await PullAsync().ConfigureAwait(false);
             }
         }
 
         if (received < messages)
         {
-            throw new NatsProtocolException($"the consumer subscription ended after {received} of {messages} messages (dropped: {sub.DroppedMessages})");
+            throw new InvalidOperationException($"the ordered consumer on '{stream}' ended after {received} of {messages} messages");
         }
 
-        using var deleted = await ApiAsync($"$JS.API.CONSUMER.DELETE.{stream}.{consumer}", null, CancellationToken.None).ConfigureAwait(false);
         return bytes;
     }
 
@@ -167,41 +127,35 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
         }
     }
 
-    /// <summary>One NATS connection: its publishers share it, each with its own PubAck inbox.</summary>
+    /// <summary>One NATS connection: its publishers share it (NATS.Net multiplexes their PubAck replies on one inbox).</summary>
     private sealed class JetStreamConnection(NatsConnection connection, string[] subjects, bool acks) : IBenchConnection
     {
-        public async Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken) =>
-            await JetStreamPublisher.StartAsync(connection, subjects, acks, cancellationToken).ConfigureAwait(false);
+        public Task<IBenchPublisher> OpenPublisherAsync(CancellationToken cancellationToken) =>
+            Task.FromResult<IBenchPublisher>(new JetStreamPublisher(connection, subjects, acks));
 
         public ValueTask DisposeAsync() => connection.DisposeAsync();
     }
 
     private NatsConnection Admin => _admin ?? throw new InvalidOperationException("Call ConnectAsync first.");
 
-    private NatsOptions ConnectionOptions(string name) => NatsOptions.Default with
+    private async Task<NatsConnection> ConnectAsync(string name, CancellationToken cancellationToken)
     {
-        Servers = options.ServersOrDefault,
-        Name = name,
-        Echo = false,
-        RequestTimeout = ApiTimeout,
-    };
-
-    /// <summary>Calls a JetStream API subject with a JSON body and returns the response, or throws its error.</summary>
-    private async Task<JsonDocument> ApiAsync(string subject, JsonObject? body, CancellationToken cancellationToken)
-    {
-        var payload = body is null ? ReadOnlyMemory<byte>.Empty : Encoding.UTF8.GetBytes(body.ToJsonString());
-        var reply = await Admin.RequestAsync(subject, payload, timeout: ApiTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        var document = JsonDocument.Parse(reply.Data);
-        if (document.RootElement.TryGetProperty("error", out var error))
+        var connection = new NatsConnection(NatsOpts.Default with
         {
-            var exception = new NatsJetStreamException(
-                error.TryGetProperty("code", out var code) ? code.GetInt32() : 0,
-                error.TryGetProperty("err_code", out var errCode) ? errCode.GetInt32() : 0,
-                $"{subject}: {(error.TryGetProperty("description", out var description) ? description.GetString() : "no description")}");
-            document.Dispose();
-            throw exception;
+            Url = string.Join(',', options.ServersOrDefault),
+            Name = name,
+            Echo = false,
+            RequestTimeout = ApiTimeout,
+        });
+        try
+        {
+            await connection.ConnectAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
         }
-
-        return document;
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 }
