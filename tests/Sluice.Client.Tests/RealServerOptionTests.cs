@@ -11,6 +11,7 @@ namespace Sluice.Client.Tests;
 public sealed class RealServerOptionTests
 {
     [Fact]
+    [SluiceOnly("TLS is set through Sluice's ServerOptions; the Liftbridge run starts plain nodes")]
     public async Task Tls_client_with_the_ca_file_works_end_to_end_and_plain_or_untrusting_clients_fail()
     {
         using var dir = new TempDirectory("sluice-tls");
@@ -34,6 +35,7 @@ public sealed class RealServerOptionTests
     }
 
     [Fact]
+    [SluiceOnly("TLS is set through Sluice's ServerOptions; the Liftbridge run starts plain nodes")]
     public async Task Mutual_tls_accepts_a_client_certificate_from_the_trusted_ca_and_refuses_a_client_without_one()
     {
         using var dir = new TempDirectory("sluice-mtls");
@@ -64,6 +66,7 @@ public sealed class RealServerOptionTests
     }
 
     [Fact]
+    [SluiceOnly("attaches the server to an external nats-server through Sluice's ServerOptions; Liftbridge nodes here run embedded NATS")]
     public async Task PublishToSubject_through_a_real_nats_server_returns_the_ack_and_times_out_without_a_stream()
     {
         await using var nats = await NatsServerProcess.StartAsync();

@@ -45,7 +45,7 @@ def parse_args():
 
 
 def load_documented():
-    """(scenario glob, field glob, cited text) rows; every cited text must appear in docs/compatibility.md."""
+    """(scenario glob, field glob, cited text) rows (a field is `label`, `label.key` or `label[i].key`); every cited text must appear in docs/compatibility.md."""
     with open(COMPATIBILITY, encoding='utf-8') as f:
         doc = f.read()
     rows, stale = [], []
@@ -91,13 +91,15 @@ def keyed(observed):
     return out
 
 
-def describe(a, b):
-    """The parts of two values that differ (dicts and lists of dicts compared element-wise)."""
+def units(field, a, b):
+    """The differing parts of one observation as (name, text): `field.key` for dicts, `field[i].key` for
+    lists of dicts of the same length, else `field` itself. Each part is documented (or not) on its own."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return '; '.join(f'{k}: {a.get(k, "<none>")!r} vs {b.get(k, "<none>")!r}' for k in list(a) + [k for k in b if k not in a] if a.get(k) != b.get(k))
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b):
-        return ' | '.join(f'[{i}] {describe(x, y)}' for i, (x, y) in enumerate(zip(a, b)) if x != y)
-    return f'{a!r} vs {b!r}'
+        keys = list(a) + [k for k in b if k not in a]
+        return [(f'{field}.{k}', f'{a.get(k, "<none>")!r} vs {b.get(k, "<none>")!r}') for k in keys if a.get(k) != b.get(k)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a and all(isinstance(x, dict) for x in a + b):
+        return [u for i, (x, y) in enumerate(zip(a, b)) if x != y for u in units(f'{field}[{i}]', x, y)]
+    return [(field, f'{a!r} vs {b!r}')]
 
 
 def documented_by(rows, scenario, field):
@@ -132,12 +134,13 @@ def main():
             va, vb = a.get(field, '<not observed>'), b.get(field, '<not observed>')
             if va == vb:
                 continue
-            cited = documented_by(rows, name, field)
-            if cited:
-                used_rows.add(cited)
-                documented.append((field, describe(va, vb), cited))
-            else:
-                diffs.append((field, describe(va, vb)))
+            for unit, text in units(field, va, vb):
+                cited = documented_by(rows, name, unit)
+                if cited:
+                    used_rows.add(cited)
+                    documented.append((unit, text, cited))
+                else:
+                    diffs.append((unit, text))
         verdict = 'DIFF' if diffs else 'DOCUMENTED' if documented else 'SAME'
         counts[verdict] += 1
         print(f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s; differences read liftbridge vs sluice)' if diffs or documented else f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s)', flush=True)

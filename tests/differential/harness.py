@@ -87,12 +87,20 @@ class Server:
                 raise RuntimeError(f'{self.kind} exited with {self.process.returncode}; see {self.dir}/server.log')
             try:
                 r = unary(self.channel, 'FetchMetadata', api_pb2.FetchMetadataRequest(), api_pb2.FetchMetadataResponse, 2)
-                if r.brokers:
+                if r.brokers and self._leader():
                     return self
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f'{self.kind} not ready after 60 s; see {self.dir}/server.log')
+
+    def _leader(self):
+        # Liftbridge answers FetchMetadata before its Raft node leads; a CreateStream sent then waits out its
+        # deadline. Its log says when it leads (Sluice leads as soon as it answers).
+        if self.kind != 'liftbridge':
+            return True
+        with open(os.path.join(self.dir, 'server.log'), 'rb') as f:
+            return b'Server became metadata leader' in f.read()
 
     def alive(self):
         return self.process is not None and self.process.poll() is None
