@@ -13,8 +13,8 @@ no undocumented difference remains, 1 otherwise, 2 on bad usage.
 """
 import argparse
 import concurrent.futures
-import fnmatch
 import os
+import re
 import sys
 import time
 import traceback
@@ -102,9 +102,14 @@ def units(field, a, b):
     return [(field, f'{a!r} vs {b!r}')]
 
 
+def matches(text, pattern):
+    """Only `*` is a wildcard (field names hold brackets)."""
+    return re.fullmatch('.*'.join(re.escape(part) for part in pattern.split('*')), text, re.DOTALL) is not None
+
+
 def documented_by(rows, scenario, field):
     for s, f, cited in rows:
-        if fnmatch.fnmatch(scenario, s) and fnmatch.fnmatch(field, f):
+        if matches(scenario, s) and matches(field, f):
             return cited
     return None
 
