@@ -115,15 +115,28 @@ public sealed class RealServerOptionTests
         await client.CreateStreamAsync("foo", "foo");
         await client.PublishAsync("foo", Bytes("x"));
         await client.PauseStreamAsync("foo");
-        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
 
         // Sluice answers FAILED_PRECONDITION (Liftbridge: "not partition leader"); the client retries it, then reports it.
         var refused = await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
         Assert.Equal(GrpcStatusCode.FailedPrecondition, refused.StatusCode);
-        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
 
         var message = (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1))[0];
         Assert.Equal("x", message.GetValueAsString());
+        Assert.Equal("x", (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest()).TakeAsync(1))[0].GetValueAsString()); // resumed
+    }
+
+    [Fact]
+    [SluiceOnly("Liftbridge v1.9.0 answers FetchPartitionMetadata of a paused partition with FailedPrecondition, and keeps paused=true after a resume (docs/compatibility.md)")]
+    public async Task Partition_metadata_says_paused_until_a_resume_subscription()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("foo", "foo");
+        await client.PublishAsync("foo", Bytes("x"));
+        await client.PauseStreamAsync("foo");
+        var paused = await client.FetchPartitionMetadataAsync("foo", 0);
+        Assert.True(paused.Paused);
+        await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1);
         Assert.False((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
     }
 

@@ -498,7 +498,7 @@ def activity(p, n):
             e = api_pb2.ActivityStreamEvent()
             e.ParseFromString(m.value)
             op = api_pb2.ActivityStreamOp.Name(e.op)
-            body = e.ListFields()[2:] if len(e.ListFields()) > 2 else []
+            body = [(f, v) for f, v in e.ListFields() if f.name not in ('id', 'op')]
             events.append((op, 'id nonzero' if e.id else 'id zero', {f.name: str(v).replace('\n', ' ').strip() for f, v in body}))
             if len(events) == n:
                 call.cancel()

@@ -281,6 +281,18 @@ public sealed class PublishTests
     }
 
     [Fact]
+    public async Task PublishToSubject_leaves_a_paused_partition_paused_and_unchanged()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.PauseAsync("foo");
+        var request = new PublishToSubjectRequest { Subject = "foo", Value = ByteString.CopyFromUtf8("x") };
+        await ThrowsGrpcAsync(GrpcStatusCode.DeadlineExceeded, () => h.CallAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, TimeSpan.FromMilliseconds(300)));
+        var metadata = await h.PartitionMetadataAsync("foo");
+        Assert.Equal((true, -1L), (metadata.Paused, metadata.HighWatermark));
+    }
+
+    [Fact]
     public async Task PublishToSubject_with_no_matching_stream_times_out_unless_no_ack_is_wanted()
     {
         await using var h = await StartAsync();
