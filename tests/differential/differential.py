@@ -150,15 +150,18 @@ def main():
         counts[verdict] += 1
         print(f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s; differences read liftbridge vs sluice)' if diffs or documented else f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s)', flush=True)
         for field, text in diffs:
-            print(f'    differs     {field}: {text}', flush=True)
+            print(f'    differs     {field}: {text if args.show or len(text) <= 400 else text[:400] + " ..."}', flush=True)
+        by_cited = {}
         for field, text, cited in documented:
-            print(f'    documented  {field}: {text}\n                -> docs/compatibility.md: "{cited}"', flush=True)
+            by_cited.setdefault(cited, []).append(field)
+        for cited, fields_ in by_cited.items():
+            print(f'    documented  {", ".join(fields_)}\n                -> docs/compatibility.md: "{cited}"', flush=True)
         keep = args.keep and verdict == 'DIFF'
         for server in (lb_server, sl_server):
             server.stop(keep=keep)
         if keep:
             print(f'    logs: {lb_server.dir}/server.log  {sl_server.dir}/server.log')
-    unused = [cited for _, _, cited in rows if cited not in used_rows]
+    unused = list(dict.fromkeys(cited for _, _, cited in rows if cited not in used_rows))
     if args.only is None and unused:
         for cited in unused:
             print(f'note: documented.txt entry matched nothing in this run: "{cited}"')
