@@ -110,7 +110,7 @@ public sealed partial class SluiceClient
             StartTimestamp = options.StartTime is { } start ? Timestamps.ToUnixNanoseconds(start) : 0,
             StopPosition = (Protocol.Api.StopPosition)(int)options.StopPosition,
             StopOffset = options.StopOffset,
-            StopTimestamp = options.StopTime is { } stop ? Timestamps.ToUnixNanoseconds(stop) : 0,
+            StopTimestamp = options.StopTime is { } stop ? Timestamps.ToUnixNanosecondsEndOfTick(stop) : 0,
             ReadISRReplica = options.ReadIsrReplica,
             Resume = options.Resume,
             Reverse = options.Reverse,

@@ -63,7 +63,10 @@ public sealed record SubscribeOptions
     /// <summary>The last offset, with <see cref="Client.StopPosition.Offset"/>. Default 0.</summary>
     public long StopOffset { get; init; }
 
-    /// <summary>The stop time, with <see cref="Client.StopPosition.Timestamp"/>; must not be in the future. Default null.</summary>
+    /// <summary>
+    /// The stop time, with <see cref="Client.StopPosition.Timestamp"/>; must not be in the future. Default null.
+    /// It covers its whole 100 ns tick, so a message's <see cref="SluiceMessage.Timestamp"/> as the stop time includes that message.
+    /// </summary>
     public DateTimeOffset? StopTime { get; init; }
 
     /// <summary>Read from a random in-sync replica instead of the leader (spreads read load; may lag the leader). Default false.</summary>

@@ -11,6 +11,7 @@ namespace Sluice.Client.Tests;
 public sealed class RealServerOptionTests
 {
     [Fact]
+    [SluiceOnly("TLS is set through Sluice's ServerOptions; the Liftbridge run starts plain nodes")]
     public async Task Tls_client_with_the_ca_file_works_end_to_end_and_plain_or_untrusting_clients_fail()
     {
         using var dir = new TempDirectory("sluice-tls");
@@ -34,6 +35,7 @@ public sealed class RealServerOptionTests
     }
 
     [Fact]
+    [SluiceOnly("TLS is set through Sluice's ServerOptions; the Liftbridge run starts plain nodes")]
     public async Task Mutual_tls_accepts_a_client_certificate_from_the_trusted_ca_and_refuses_a_client_without_one()
     {
         using var dir = new TempDirectory("sluice-mtls");
@@ -64,6 +66,7 @@ public sealed class RealServerOptionTests
     }
 
     [Fact]
+    [SluiceOnly("attaches the server to an external nats-server through Sluice's ServerOptions; Liftbridge nodes here run embedded NATS")]
     public async Task PublishToSubject_through_a_real_nats_server_returns_the_ack_and_times_out_without_a_stream()
     {
         await using var nats = await NatsServerProcess.StartAsync();
@@ -112,15 +115,28 @@ public sealed class RealServerOptionTests
         await client.CreateStreamAsync("foo", "foo");
         await client.PublishAsync("foo", Bytes("x"));
         await client.PauseStreamAsync("foo");
-        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
 
         // Sluice answers FAILED_PRECONDITION (Liftbridge: "not partition leader"); the client retries it, then reports it.
         var refused = await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
         Assert.Equal(GrpcStatusCode.FailedPrecondition, refused.StatusCode);
-        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
 
         var message = (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1))[0];
         Assert.Equal("x", message.GetValueAsString());
+        Assert.Equal("x", (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest()).TakeAsync(1))[0].GetValueAsString()); // resumed
+    }
+
+    [Fact]
+    [SluiceOnly("Liftbridge v1.9.0 answers FetchPartitionMetadata of a paused partition with FailedPrecondition, and keeps paused=true after a resume (docs/compatibility.md)")]
+    public async Task Partition_metadata_says_paused_until_a_resume_subscription()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("foo", "foo");
+        await client.PublishAsync("foo", Bytes("x"));
+        await client.PauseStreamAsync("foo");
+        var paused = await client.FetchPartitionMetadataAsync("foo", 0);
+        Assert.True(paused.Paused);
+        await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1);
         Assert.False((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
     }
 

@@ -30,7 +30,7 @@ public sealed class RealServerTests
         Assert.Equal(server.Address, stream.GetPartition(0)!.Leader!.Address);
 
         await client.PauseStreamAsync("foo", new PauseStreamOptions { Partitions = [1] });
-        Assert.True((await client.FetchPartitionMetadataAsync("foo", 1)).Paused);
+        Assert.True((await client.FetchMetadataAsync()).GetStream("foo")!.GetPartition(1)!.Paused); // Liftbridge has no partition metadata for a paused partition
         await Assert.ThrowsAsync<NoSuchPartitionException>(() => client.PauseStreamAsync("foo", new PauseStreamOptions { Partitions = [99] }));
 
         await client.SetStreamReadonlyAsync("foo", new SetStreamReadonlyOptions { Partitions = [0] });
@@ -67,6 +67,61 @@ public sealed class RealServerTests
         Assert.Equal(10, all.Count);
         Assert.Equal(9, (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtLatest()).TakeAsync(1))[0].Offset);
         Assert.Null(await client.PublishAsync("foo", Bytes("none"), new MessageOptions { AckPolicy = AckPolicy.None }));
+    }
+
+    [Fact]
+    public async Task Every_ack_policy_in_both_publish_forms_and_every_start_and_stop_position()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("pos", "pos");
+
+        // Unary form: LEADER and ALL return the ack with their policy, NONE returns none.
+        var leader = await client.PublishAsync("pos", Bytes("0"), new MessageOptions { AckPolicy = AckPolicy.Leader, CorrelationId = "c0" });
+        var all = await client.PublishAsync("pos", Bytes("1"), new MessageOptions { AckPolicy = AckPolicy.All });
+        Assert.Equal((0L, AckPolicy.Leader, "c0"), (leader!.Offset, leader.AckPolicy, leader.CorrelationId));
+        Assert.Equal((1L, AckPolicy.All), (all!.Offset, all.AckPolicy));
+        Assert.Null(await client.PublishAsync("pos", Bytes("2"), new MessageOptions { AckPolicy = AckPolicy.None }));
+
+        // Callback form (the PublishAsync stream): LEADER and ALL are acked, NONE never calls the handler.
+        var acks = new System.Collections.Concurrent.ConcurrentQueue<SluiceAck>();
+        var twoAcks = new TaskCompletionSource();
+        void OnAck(SluiceAck? ack, Exception? error)
+        {
+            Assert.Null(error);
+            acks.Enqueue(ack!);
+            if (acks.Count == 2)
+            {
+                twoAcks.TrySetResult();
+            }
+        }
+
+        await client.PublishAsync("pos", Bytes("3"), OnAck, new MessageOptions { AckPolicy = AckPolicy.Leader });
+        await client.PublishAsync("pos", Bytes("4"), OnAck, new MessageOptions { AckPolicy = AckPolicy.None });
+        await client.PublishAsync("pos", Bytes("5"), OnAck, new MessageOptions { AckPolicy = AckPolicy.All });
+        await twoAcks.Task.WaitAsync(WaitLimit);
+        Assert.Equal([(3L, AckPolicy.Leader), (5L, AckPolicy.All)], acks.Select(a => (a.Offset, a.AckPolicy)).Order());
+        var times = (await client.SubscribeAsync("pos", SubscribeOptions.Default.StartAtEarliest()).TakeAsync(6)).Select(m => m.Timestamp).ToList();
+
+        // The offsets one subscription delivers, as "0,1,2" (to the stop position, or the first `count`).
+        async Task<string> OffsetsAsync(SubscribeOptions options, int count = -1) => string.Join(',', (count < 0
+            ? await client.SubscribeAsync("pos", options).ToListAsync()
+            : await client.SubscribeAsync("pos", options).TakeAsync(count)).Select(m => m.Offset));
+
+        var start = SubscribeOptions.Default;
+        Assert.Equal("0,1,2,3,4,5", await OffsetsAsync(start.StartAtEarliest().StopAtLatest()));
+        Assert.Equal("5", await OffsetsAsync(start.StartAtLatest().StopAtLatest()));
+        Assert.Equal("2,3", await OffsetsAsync(start.StartAtOffset(2).StopAtOffset(3)));
+        // By time: the messages whose Timestamp (100 ns ticks; a server may give a burst one tick) lies in the window.
+        string Within(DateTimeOffset from, DateTimeOffset to) => string.Join(',', Enumerable.Range(0, 6).Where(i => times[i] >= from && times[i] <= to));
+        Assert.Equal(Within(times[2], times[4]), await OffsetsAsync(start.StartAtTime(times[2]).StopAtTime(times[4])));
+        Assert.Equal(Within(times[4], times[5]), await OffsetsAsync(start.StartAtTime(times[4]).StopAtLatest()));
+        Assert.Equal("0,1,2", await OffsetsAsync(start.StartAtEarliest(), 3)); // stop on cancel
+
+        // NEW_ONLY (the default) sees only what is published after it subscribed.
+        await using var live = await client.SubscribeCoreAsync("pos", start.StartAtNewOnly());
+        await client.PublishAsync("pos", Bytes("6"));
+        Assert.Equal(6, (await live.TakeAsync(1))[0].Offset);
     }
 
     [Fact]

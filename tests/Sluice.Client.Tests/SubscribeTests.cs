@@ -83,6 +83,25 @@ public sealed class SubscribeTests
     }
 
     [Fact]
+    public async Task A_messages_timestamp_as_stop_time_includes_it_when_the_server_records_nanoseconds()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = await ConnectAsync(cluster);
+        await client.CreateStreamAsync("foo", "foo");
+        const long epoch = 1_700_000_000_000_000_000; // a tick boundary; each message 1 µs apart, 57 ns into its tick, as Liftbridge's Go clock gives
+        var messages = cluster.GetStream("foo")!.Partitions[0].Messages;
+        for (var i = 0; i < 10; i++)
+        {
+            cluster.Append("foo", 0, $"{i}");
+            messages[i].Timestamp = epoch + (i * 1000) + 57;
+        }
+
+        var all = await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest().StopAtLatest()).ToListAsync();
+        var window = await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtTime(all[2].Timestamp).StopAtTime(all[6].Timestamp)).ToListAsync();
+        Assert.Equal([2L, 3, 4, 5, 6], window.Select(m => m.Offset));
+    }
+
+    [Fact]
     public async Task Stop_at_latest_on_an_empty_stream_is_ReadonlyPartition()
     {
         await using var cluster = await FakeCluster.StartAsync();

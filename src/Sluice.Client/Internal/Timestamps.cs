@@ -12,4 +12,10 @@ internal static class Timestamps
 
     public static long ToUnixNanoseconds(DateTimeOffset time) =>
         (time.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100;
+
+    /// <summary>
+    /// The last nanosecond of <paramref name="time"/>'s 100 ns tick. A message's <c>Timestamp</c> drops the
+    /// nanoseconds Liftbridge records, so a stop time taken from it must cover the whole tick to include that message.
+    /// </summary>
+    public static long ToUnixNanosecondsEndOfTick(DateTimeOffset time) => ToUnixNanoseconds(time) + 99;
 }

@@ -340,7 +340,10 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             throw new InvalidRequestException("Subject is invalid");
         }
 
+        // As in Liftbridge, where the message travels over NATS: a readonly partition drops it without an ack,
+        // and a paused one is not subscribed to its subject (it stays paused; only Publish resumes it).
         var targets = broker.MatchSubject(request.Subject);
+        targets.RemoveAll(p => p.IsReadonly || p.IsPaused);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var first = waitForAck && targets.Count > 0 ? new AckWaiter() : null;
         // The first partition's item is also the one checked, so a message no stream stores is refused alike.

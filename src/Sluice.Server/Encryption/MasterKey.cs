@@ -35,7 +35,8 @@ internal static class MasterKey
         var bytes = Encoding.UTF8.GetBytes(text);
         if (bytes.Length is not (16 or 32))
         {
-            error = $"invalid AES key size: {bytes.Length} bytes, the key must be 16 or 32 bytes";
+            // Liftbridge's text (from Go's key-wrap package), so the CreateStream error reads the same on both servers.
+            error = $"kwp: invalid AES key size; want 16 or 32, got {bytes.Length}";
             return null;
         }
 

@@ -494,7 +494,7 @@ internal sealed partial class Broker : IAsyncDisposable
             throw new NotFoundException($"no such stream: {stream.Name}");
         }
 
-        if (!partition.IsPaused)
+        if (!partition.IsPaused && !ResumesOthers(partition))
         {
             return;
         }
@@ -516,6 +516,13 @@ internal sealed partial class Broker : IAsyncDisposable
             ResumeStreamOp = new ResumeStreamOp { Stream = stream.Name, Partitions = { targets.Select(p => p.Id) } },
         }).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// After a pause with resumeAll, a publish to any partition of the stream resumes the paused ones, also when
+    /// the partition published to was not paused (Liftbridge's behaviour 32).
+    /// </summary>
+    private static bool ResumesOthers(Partition partition) =>
+        partition.Stream.Record.ResumeAll && !partition.IsPaused && partition.Stream.Partitions.Any(p => p.IsPaused);
 
     /// <summary>Liftbridge expands an empty partition list first, and that lookup has its own message.</summary>
     private static NotFoundException MissingStream(IReadOnlyList<int> partitions) =>
@@ -545,6 +552,11 @@ internal sealed partial class Broker : IAsyncDisposable
     /// </summary>
     public async ValueTask PublishAsync(Partition partition, PublishItem item, CancellationToken cancellationToken, bool moreComing = false)
     {
+        if (ResumesOthers(partition))
+        {
+            await ResumeAsync(partition, cancellationToken).ConfigureAwait(false);
+        }
+
         var max = Options.Clustering.ReplicationMaxBytes;
         while (!await partition.EnqueueAsync(item, max, cancellationToken, moreComing).ConfigureAwait(false))
         {

@@ -148,7 +148,8 @@ internal sealed class Subscription
                 }
                 catch (OffsetNotFoundException ex)
                 {
-                    throw new BrokerInternalException($"Failed to create stream reader: {ex.Message}", ex);
+                    // Liftbridge's text; the storage message names the partition's directory, which clients must not see.
+                    throw new BrokerInternalException("Failed to lookup offset for timestamp: timestamp is before the beginning of the log", ex);
                 }
 
             default:
@@ -254,12 +255,13 @@ internal sealed class Subscription
         }
     }
 
+    // Liftbridge's texts for a deleted and a paused (closed) commit log, so clients that show or match them see the same.
     private static BrokerException Ended(Partition partition, PartitionRuntime? runtime) => runtime?.Reason switch
     {
-        PartitionCloseReason.Deleted => new PartitionDeletedException("Stream has been deleted"),
-        PartitionCloseReason.Paused => new PartitionPausedException("Partition has been paused"),
+        PartitionCloseReason.Deleted => new PartitionDeletedException("commit log was deleted"),
+        PartitionCloseReason.Paused => new PartitionPausedException("commit log was closed"),
         PartitionCloseReason.Stopping => new BrokerInternalException("Server is shutting down"),
-        _ when partition.IsPaused => new PartitionPausedException("Partition has been paused"),
+        _ when partition.IsPaused => new PartitionPausedException("commit log was closed"),
         _ when partition.OfflineReason is { } reason => new PartitionUnavailableException($"partition {partition.Id} of stream {partition.Stream.Name} is offline: {reason}"),
         _ => new BrokerInternalException("The partition's log is closed"),
     };

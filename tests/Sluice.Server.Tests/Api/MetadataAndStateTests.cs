@@ -109,6 +109,17 @@ public sealed class MetadataAndStateTests
     }
 
     [Fact]
+    public async Task Behaviour32_after_a_resumeAll_pause_a_publish_to_an_unpaused_partition_resumes_the_paused_one()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo", partitions: 2);
+        await h.PauseAsync("foo", true, 0);
+        Assert.Equal(0, (await h.PublishAsync("foo", "x", partition: 1))!.Offset);
+        Assert.False((await h.PartitionMetadataAsync("foo", 0)).Paused);
+        Assert.Equal(0, (await h.PublishAsync("foo", "y", partition: 0))!.Offset);
+    }
+
+    [Fact]
     public async Task Pause_closes_the_partition_log_and_keeps_its_offsets()
     {
         await using var h = await StartAsync();

@@ -265,6 +265,34 @@ public sealed class PublishTests
     }
 
     [Fact]
+    public async Task PublishToSubject_leaves_a_readonly_partition_unchanged_and_acks_from_the_writable_ones()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("locked", "foo");
+        await h.SetReadonlyAsync("locked", true);
+        var request = new PublishToSubjectRequest { Subject = "foo", Value = ByteString.CopyFromUtf8("x") };
+
+        // Only a readonly partition listens: nothing is stored and no ack comes (DEADLINE_EXCEEDED, as Liftbridge).
+        await ThrowsGrpcAsync(GrpcStatusCode.DeadlineExceeded, () => h.CallAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, TimeSpan.FromMilliseconds(300)));
+        await h.CreateStreamAsync("open", "foo");
+        var ack = (await h.CallAsync("PublishToSubject", request, PublishToSubjectResponse.Parser)).Ack;
+        Assert.Equal(("open", 0L), (ack.Stream, ack.Offset));
+        Assert.Equal(-1, (await h.PartitionMetadataAsync("locked")).HighWatermark);
+    }
+
+    [Fact]
+    public async Task PublishToSubject_leaves_a_paused_partition_paused_and_unchanged()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.PauseAsync("foo");
+        var request = new PublishToSubjectRequest { Subject = "foo", Value = ByteString.CopyFromUtf8("x") };
+        await ThrowsGrpcAsync(GrpcStatusCode.DeadlineExceeded, () => h.CallAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, TimeSpan.FromMilliseconds(300)));
+        var metadata = await h.PartitionMetadataAsync("foo");
+        Assert.Equal((true, -1L), (metadata.Paused, metadata.HighWatermark));
+    }
+
+    [Fact]
     public async Task PublishToSubject_with_no_matching_stream_times_out_unless_no_ack_is_wanted()
     {
         await using var h = await StartAsync();

@@ -160,6 +160,17 @@ public sealed class SubscribeTests
     }
 
     [Fact]
+    public async Task A_stop_timestamp_before_the_first_message_fails_with_Liftbridges_text_and_no_server_path()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        await h.PublishManyAsync("foo", 3);
+        await using var call = h.Channel.ServerStreaming("/proto.API/Subscribe", new SubscribeRequest { Stream = "foo", StartPosition = StartPosition.Earliest, StopPosition = StopPosition.StopTimestamp, StopTimestamp = 1 }, Message.Parser);
+        var ex = await Assert.ThrowsAsync<GrpcException>(async () => await call.MoveNextAsync());
+        Assert.Equal((GrpcStatusCode.Internal, "Failed to lookup offset for timestamp: timestamp is before the beginning of the log"), (ex.StatusCode, ex.Detail));
+    }
+
+    [Fact]
     public async Task Start_and_stop_timestamps_are_ignored_unless_the_position_is_TIMESTAMP()
     {
         await using var h = await StartAsync();
@@ -209,7 +220,7 @@ public sealed class SubscribeTests
         await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "foo" });
         await h.DeleteStreamAsync("foo");
         var (_, error) = await ReadToEndAsync(sub);
-        Assert.Equal(GrpcStatusCode.NotFound, error!.StatusCode);
+        Assert.Equal((GrpcStatusCode.NotFound, "commit log was deleted"), (error!.StatusCode, error.Detail)); // Liftbridge's text
     }
 
     [Fact]
@@ -220,7 +231,7 @@ public sealed class SubscribeTests
         await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "foo" });
         await h.PauseAsync("foo");
         var (_, error) = await ReadToEndAsync(sub);
-        Assert.Equal(GrpcStatusCode.FailedPrecondition, error!.StatusCode);
+        Assert.Equal((GrpcStatusCode.FailedPrecondition, "commit log was closed"), (error!.StatusCode, error.Detail)); // Liftbridge's text
     }
 
     [Fact]

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Differential harness: runs each scenario against Liftbridge and against Sluice and prints where
+what a client observes differs.
+
+    python3 differential.py --liftbridge BIN --sluice CMD... [--only TEXT] [--keep]
+
+--sluice takes the rest of the command line up to the next flag (e.g. `--sluice /path/to/sluice serve`).
+Each scenario runs on a fresh server of each kind (127.0.0.1, free ports, temp directory, embedded NATS,
+the same generated liftbridge.yaml), stopped by PID afterwards. A scenario prints SAME when every
+observation matches, DIFF with the differing fields otherwise. A difference listed in documented.txt
+prints as "documented" with the docs/compatibility.md text that explains it. Exit status: 0 when
+no undocumented difference remains, 1 otherwise, 2 on bad usage.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import sys
+import time
+import traceback
+
+from harness import HERE, Probe, ScenarioAborted, Server
+from scenarios import SCENARIOS
+
+COMPATIBILITY = os.path.normpath(os.path.join(HERE, '..', '..', 'docs', 'compatibility.md'))
+
+
+def parse_args():
+    argv = sys.argv[1:]
+    sluice = []
+    if '--sluice' in argv:
+        i = argv.index('--sluice')
+        j = next((k for k in range(i + 1, len(argv)) if argv[k].startswith('--')), len(argv))
+        sluice, argv = argv[i + 1:j], argv[:i] + argv[j:]
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--liftbridge', required=True, help='the Liftbridge v1.9.0 binary')
+    parser.add_argument('--only', default=None, help='run only scenarios whose name contains this text')
+    parser.add_argument('--show', action='store_true', help='print every observation of both servers')
+    parser.add_argument('--keep', action='store_true', help='keep server directories (logs) of scenarios that differ')
+    args = parser.parse_args(argv)
+    if not sluice:
+        parser.error('--sluice COMMAND... is required')
+    args.sluice = sluice
+    return args
+
+
+def load_documented():
+    """(scenario glob, field glob, cited text) rows (a field is `label`, `label.key` or `label[i].key`); every cited text must appear in docs/compatibility.md."""
+    with open(COMPATIBILITY, encoding='utf-8') as f:
+        doc = f.read()
+    rows, stale = [], []
+    with open(os.path.join(HERE, 'documented.txt'), encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            parts = [x.strip() for x in line.split('|')]
+            if len(parts) != 3:
+                raise SystemExit(f'documented.txt: expected "scenario | field | cited text": {line}')
+            if parts[2] not in doc:
+                stale.append(parts[2])
+            rows.append(tuple(parts))
+    if stale:
+        raise SystemExit('documented.txt cites text that docs/compatibility.md no longer has:\n  ' + '\n  '.join(stale))
+    return rows
+
+
+def run_one(kind, command, fn, config, env):
+    server = Server(kind, command, config, env)
+    try:
+        server.start()
+    except Exception as err:  # noqa: BLE001 - a server that does not start is an observation too
+        server.stop(keep=True)
+        return [('server start', str(err))], server
+    probe = Probe(server)
+    try:
+        fn(probe)
+    except ScenarioAborted:
+        pass
+    except Exception:  # noqa: BLE001 - the scenario's own failure is recorded, then compared
+        probe.see('scenario error', traceback.format_exc().strip().split('\n')[-1])
+    return probe.observed, server
+
+
+def keyed(observed):
+    out, seen = {}, {}
+    for field, value in observed:
+        n = seen.get(field, 0)
+        seen[field] = n + 1
+        out[field if n == 0 else f'{field} #{n + 1}'] = value
+    return out
+
+
+def units(field, a, b):
+    """The differing parts of one observation as (name, text): `field.key` for dicts, `field[i].key` for
+    lists of dicts of the same length, else `field` itself. Each part is documented (or not) on its own."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(a) + [k for k in b if k not in a]
+        return [(f'{field}.{k}', f'{a.get(k, "<none>")!r} vs {b.get(k, "<none>")!r}') for k in keys if a.get(k) != b.get(k)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a and all(isinstance(x, dict) for x in a + b):
+        return [u for i, (x, y) in enumerate(zip(a, b)) if x != y for u in units(f'{field}[{i}]', x, y)]
+    return [(field, f'{a!r} vs {b!r}')]
+
+
+def matches(text, pattern):
+    """Only `*` is a wildcard (field names hold brackets)."""
+    return re.fullmatch('.*'.join(re.escape(part) for part in pattern.split('*')), text, re.DOTALL) is not None
+
+
+def documented_by(rows, scenario, field):
+    for s, f, cited in rows:
+        if matches(scenario, s) and matches(field, f):
+            return cited
+    return None
+
+
+def main():
+    args = parse_args()
+    rows = load_documented()
+    chosen = [s for s in SCENARIOS if args.only is None or args.only in s[0]]
+    started = time.monotonic()
+    counts = {'SAME': 0, 'DOCUMENTED': 0, 'DIFF': 0}
+    used_rows = set()
+    for name, fn, config, env in chosen:
+        t0 = time.monotonic()
+        # Both servers at once: a scenario's time is the slower server's, not the sum.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            lb_future = pool.submit(run_one, 'liftbridge', [args.liftbridge], fn, config, env)
+            sl_future = pool.submit(run_one, 'sluice', args.sluice, fn, config, env)
+            (lb, lb_server), (sl, sl_server) = lb_future.result(), sl_future.result()
+        a, b = keyed(lb), keyed(sl)
+        if args.show:
+            for label, obs in (('liftbridge', a), ('sluice', b)):
+                for k, v in obs.items():
+                    print(f'    [{label}] {k}: {v!r}')
+        fields = list(a) + [k for k in b if k not in a]
+        diffs, documented = [], []
+        for field in fields:
+            va, vb = a.get(field, '<not observed>'), b.get(field, '<not observed>')
+            if va == vb:
+                continue
+            for unit, text in units(field, va, vb):
+                cited = documented_by(rows, name, unit)
+                if cited:
+                    used_rows.add(cited)
+                    documented.append((unit, text, cited))
+                else:
+                    diffs.append((unit, text))
+        verdict = 'DIFF' if diffs else 'DOCUMENTED' if documented else 'SAME'
+        counts[verdict] += 1
+        print(f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s; differences read liftbridge vs sluice)' if diffs or documented else f'{verdict:<10} {name}  ({len(fields)} observations, {time.monotonic() - t0:.1f} s)', flush=True)
+        for field, text in diffs:
+            print(f'    differs     {field}: {text if args.show or len(text) <= 400 else text[:400] + " ..."}', flush=True)
+        by_cited = {}
+        for field, text, cited in documented:
+            by_cited.setdefault(cited, []).append(field)
+        for cited, fields_ in by_cited.items():
+            print(f'    documented  {", ".join(fields_)}\n                -> docs/compatibility.md: "{cited}"', flush=True)
+        keep = args.keep and verdict == 'DIFF'
+        for server in (lb_server, sl_server):
+            server.stop(keep=keep)
+        if keep:
+            print(f'    logs: {lb_server.dir}/server.log  {sl_server.dir}/server.log')
+    unused = list(dict.fromkeys(cited for _, _, cited in rows if cited not in used_rows))
+    if args.only is None and unused:
+        for cited in unused:
+            print(f'note: documented.txt entry matched nothing in this run: "{cited}"')
+    print(f'\n{len(chosen)} scenarios in {time.monotonic() - started:.0f} s: {counts["SAME"]} same, '
+          f'{counts["DOCUMENTED"]} with documented differences only, {counts["DIFF"]} with undocumented differences')
+    return 1 if counts['DIFF'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
