@@ -64,6 +64,7 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     private long _dropped;
     private long _slowConsumerDropped;
     private long _publishFailed;
+    private long _publishRetries;
     private volatile bool _closing;
 
     private NatsAttachment(NatsConnection connection, EmbeddedNatsServer? embedded, long maxPayload, ILogger logger)
@@ -125,6 +126,9 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
 
     /// <summary>Acks and API copies that could not be published (too much already waiting for the connection, bad inbox subject).</summary>
     public long PublishFailures => Interlocked.Read(ref _publishFailed);
+
+    /// <summary>Waiting acks and copies written again after NATS.Net timed out their write (a stalled socket).</summary>
+    public long PublishRetries => Interlocked.Read(ref _publishRetries);
 
     /// <summary>True when the options ask for NATS.</summary>
     public static bool IsConfigured(ServerOptions options) => options.Nats.Servers.Count > 0 || options.Nats.Embedded;
@@ -416,15 +420,28 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     {
         await foreach (var outgoing in _outbox.Reader.ReadAllAsync().ConfigureAwait(false))
         {
-            try
+            var pending = outgoing.Pending;
+            while (true)
             {
-                // Waits for a reconnect as long as it takes, unless the server is stopping.
-                var publish = outgoing.Pending ?? _connection.PublishAsync(outgoing.Subject, outgoing.Data, serializer: NatsRawSerializer<byte[]>.Default, cancellationToken: _shutdown.Token).AsTask();
-                await publish.WaitAsync(_shutdown.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is NatsException or ArgumentException or ObjectDisposedException or OperationCanceledException or TimeoutException)
-            {
-                PublishFailed(ex, outgoing.Subject);
+                try
+                {
+                    // Waits for a reconnect as long as it takes, unless the server is stopping.
+                    var publish = pending ?? _connection.PublishAsync(outgoing.Subject, outgoing.Data, serializer: NatsRawSerializer<byte[]>.Default, cancellationToken: _shutdown.Token).AsTask();
+                    await publish.WaitAsync(_shutdown.Token).ConfigureAwait(false);
+                    break;
+                }
+                catch (NatsTimeoutException) when (!_shutdown.IsCancellationRequested)
+                {
+                    // NATS.Net gives up on a write that waited its command timeout (5 s) for buffer space, as on a socket
+                    // that stalls; nothing was written, so write it again rather than lose an ack.
+                    Interlocked.Increment(ref _publishRetries);
+                    pending = null;
+                }
+                catch (Exception ex) when (ex is NatsException or ArgumentException or ObjectDisposedException or OperationCanceledException or TimeoutException)
+                {
+                    PublishFailed(ex, outgoing.Subject);
+                    break;
+                }
             }
 
             lock (_outboxLock)

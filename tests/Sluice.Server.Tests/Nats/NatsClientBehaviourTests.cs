@@ -106,6 +106,38 @@ public sealed class NatsClientBehaviourTests
     }
 
     [Fact]
+    public async Task Copies_held_up_by_a_stalled_NATS_socket_are_written_again_when_the_client_times_them_out_and_none_is_lost()
+    {
+        var (h, proxy, _) = await StartBehindProxyAsync();
+        await using var _h = h;
+        await using var _p = proxy;
+        await h.CreateStreamAsync("stall", "stall");
+        await using var raw = await h.SubscribeAsync("stall");
+
+        proxy.Pause(ProxyDirection.ClientToServer); // the connection stays up, but nothing the broker writes gets through
+        const int count = 20;
+        var value = new string('s', 900_000); // enough to fill the socket buffers, NATS.Net's write buffer and the outbox
+        for (var i = 0; i < count; i++)
+        {
+            Assert.NotNull(await h.Broker.PublishAsync("stall", i.ToString("D2", System.Globalization.CultureInfo.InvariantCulture) + value));
+        }
+
+        var refused = h.Attachment.PublishFailures; // the outbox was full: refused at once, as while disconnected
+        Assert.Equal(NatsConnectionState.Open, h.Attachment.Connection.ConnectionState);
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.PublishRetries > 0), "NATS.Net to time out a waiting write (its 5 s command timeout)", TimeSpan.FromSeconds(30));
+        proxy.Resume(ProxyDirection.ClientToServer);
+
+        var received = new List<string>();
+        for (var i = 0; i < count - refused; i++)
+        {
+            received.Add(Envelope.DecodePublish((await NatsBrokerHarness.NextAsync(raw)).Data.AsSpan()).Value.ToStringUtf8()[..2]);
+        }
+
+        Assert.Equal(Enumerable.Range(0, (int)(count - refused)).Select(i => i.ToString("D2", System.Globalization.CultureInfo.InvariantCulture)), received);
+        Assert.Equal(refused, h.Attachment.PublishFailures); // the timed-out writes were not given up
+    }
+
+    [Fact]
     public async Task A_partition_that_falls_behind_drops_and_counts_NATS_messages_with_bounded_buffering_while_the_broker_keeps_serving()
     {
         await using var h = await NatsBrokerHarness.StartAsync();
