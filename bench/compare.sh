@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --out) out="$2"; shift ;;
     --liftbridge) liftbridge="$2"; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift

@@ -97,4 +97,19 @@ public class JetStreamEndToEndTests
         Assert.Contains("errors 5", output.ToString(), StringComparison.Ordinal);
         Assert.Contains("No responders", output.ToString(), StringComparison.OrdinalIgnoreCase);
     }
+
+    [Fact]
+    public async Task A_missing_stream_fails_a_windowed_run_with_the_same_message()
+    {
+        // The windowed mode gets failures as TryPublishAsync results, not exceptions; they must read the same.
+        await using var nats = await NatsServerProcess.StartAsync(new NatsServerProcessOptions { JetStream = true });
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exit = await Program.RunAsync(
+            ["producer", "--target", "jetstream", "--servers", nats.Url, "--stream", "absent", "--subject", "absent", "-n", "5", "--pub-batch", "5", "--timeout", "20"],
+            output, error, CancellationToken.None);
+        Assert.Equal(1, exit);
+        Assert.Contains("errors 5", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("No responders", output.ToString(), StringComparison.OrdinalIgnoreCase);
+    }
 }
