@@ -74,7 +74,8 @@ public sealed class NatsResilienceTests
         await WaitUntilAsync(async () => (await h.Broker.PartitionMetadataAsync("idle")).Paused, "the idle NATS-fed partition to auto-pause");
         var idle = await h.Broker.PartitionMetadataAsync("idle");
         Assert.True(idle.NewestOffset >= 0);
-        Assert.True(h.Attachment.Received >= 6);
+        // The count moves once the append returns, which can be after a subscriber has read the message.
+        await WaitUntilAsync(() => Task.FromResult(h.Attachment.Received >= 6), "the six stored NATS messages to be counted");
 
         // The idle one paused, so the watched one has been silent for longer than the pause time too.
         var pausedAt = DateTime.UtcNow;
