@@ -116,9 +116,8 @@ public sealed class RealServerOptionTests
         await client.PublishAsync("foo", Bytes("x"));
         await client.PauseStreamAsync("foo");
 
-        // Sluice answers FAILED_PRECONDITION (Liftbridge: "not partition leader"); the client retries it, then reports it.
-        var refused = await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
-        Assert.Equal(GrpcStatusCode.FailedPrecondition, refused.StatusCode);
+        // Refused: Sluice answers FAILED_PRECONDITION, Liftbridge v1.9.0 INTERNAL "segment has been closed" (compatibility.md).
+        await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
 
         var message = (await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1))[0];
         Assert.Equal("x", message.GetValueAsString());
@@ -126,16 +125,20 @@ public sealed class RealServerOptionTests
     }
 
     [Fact]
-    [SluiceOnly("Liftbridge v1.9.0 answers FetchPartitionMetadata of a paused partition with FailedPrecondition, and keeps paused=true after a resume (docs/compatibility.md)")]
-    public async Task Partition_metadata_says_paused_until_a_resume_subscription()
+    [SluiceOnly("Liftbridge v1.9.0 refuses a subscription to a paused partition with INTERNAL, answers its FetchPartitionMetadata with FailedPrecondition and keeps paused=true after a resume (docs/compatibility.md)")]
+    public async Task A_paused_partition_refuses_plain_subscriptions_with_FailedPrecondition_and_says_paused_until_resumed()
     {
         await using var server = await RealServer.StartAsync();
         await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
         await client.CreateStreamAsync("foo", "foo");
         await client.PublishAsync("foo", Bytes("x"));
         await client.PauseStreamAsync("foo");
-        var paused = await client.FetchPartitionMetadataAsync("foo", 0);
-        Assert.True(paused.Paused);
+        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
+
+        // Sluice answers FAILED_PRECONDITION (Liftbridge uses it for "not partition leader"); the client retries it, then reports it.
+        var refused = await Assert.ThrowsAnyAsync<SluiceException>(() => client.SubscribeCoreAsync("foo", SubscribeOptions.Default.StartAtEarliest()));
+        Assert.Equal(GrpcStatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.True((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
         await client.SubscribeAsync("foo", SubscribeOptions.Default.StartAtEarliest() with { Resume = true }).TakeAsync(1);
         Assert.False((await client.FetchPartitionMetadataAsync("foo", 0)).Paused);
     }

@@ -250,8 +250,8 @@ def first_offset(p, stream):
             if len(frames) == 2:
                 call.cancel()
                 return m.offset
-    except grpc.RpcError:
-        pass
+    except grpc.RpcError as err:
+        return status(err) if len(frames) < 2 else None
     return None
 
 
@@ -642,3 +642,12 @@ def b31_subject(p):
     p.raw('PauseStream', api_pb2.PauseStreamRequest(name='foo'))
     p.call('PublishToSubject with a deadline', 'PublishToSubject', api_pb2.PublishToSubjectRequest(subject='foo', value=b'x'), timeout=2)
     p.metadata('metadata', ['foo'])
+
+
+@scenario('B31 Subscribe to a paused partition that holds messages')
+def b31_subscribe(p):
+    create(p, 'foo')
+    fill(p, 'foo', 1)
+    p.raw('PauseStream', api_pb2.PauseStreamRequest(name='foo'))
+    p.read_all('earliest', sub('foo', startPosition=api_pb2.EARLIEST))
+    p.read_all('earliest with resume', sub('foo', startPosition=api_pb2.EARLIEST, resume=True), expect=1)
