@@ -163,7 +163,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var partition = CheckPublish(request);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var waiter = waitForAck ? new AckWaiter() : null;
-        var item = NewItem(request, partition, waiter);
+        var item = NewItem(request, partition, WithNatsAck(waiter, request.AckInbox));
         CheckSize(item); // also without an ack to wait for: a dropped message must not look published
         await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
         await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
@@ -201,6 +201,10 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
     /// <summary>NATS hook: with NATS configured, the other streams on the subject and plain NATS subscribers get the message too (docs/nats.md).</summary>
     private ValueTask ForwardToNatsAsync(Partition partition, PublishItem item, WirePublishRequest request, CancellationToken cancellationToken) =>
         broker.Context.Nats is { } nats ? nats.ForwardAsync(broker, partition, item, request, cancellationToken) : ValueTask.CompletedTask;
+
+    /// <summary>With NATS attached, a publish that names an ack inbox also gets its ack there, as in Liftbridge (docs/nats.md).</summary>
+    private IAckReceiver? WithNatsAck(IAckReceiver? receiver, string ackInbox) =>
+        ackInbox.Length > 0 && broker.Context.Nats is { } nats ? new Nats.NatsAckCopy(receiver, nats) : receiver;
 
     /// <summary>Publish's checks after the empty-stream one: stream, partition, readonly, OCC with NONE.</summary>
     private Partition CheckPublish(WirePublishRequest request)
@@ -301,7 +305,7 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
             return;
         }
 
-        var item = NewItem(request, partition, session);
+        var item = NewItem(request, partition, WithNatsAck(session, request.AckInbox));
         if (IsTooLarge(item))
         {
             session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, TooLargeMessage);
@@ -347,11 +351,12 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var first = waitForAck && targets.Count > 0 ? new AckWaiter() : null;
         // The first partition's item is also the one checked, so a message no stream stores is refused alike.
-        var item = NewSubjectItem(request, first);
+        var receiver = WithNatsAck(first, request.AckInbox); // every partition that stores it acks on NATS, as each Liftbridge leader does
+        var item = NewSubjectItem(request, receiver);
         CheckSize(item);
         for (var i = 0; i < targets.Count; i++)
         {
-            await broker.PublishAsync(targets[i], i == 0 ? item : NewSubjectItem(request, first), context.CancellationToken).ConfigureAwait(false);
+            await broker.PublishAsync(targets[i], i == 0 ? item : NewSubjectItem(request, receiver), context.CancellationToken).ConfigureAwait(false);
         }
 
         // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.

@@ -181,6 +181,38 @@ public sealed class NatsCaptureTests
     }
 
     [Fact]
+    public async Task Every_gRPC_publish_that_names_an_ack_inbox_also_acks_there_on_NATS()
+    {
+        await using var h = await NatsBrokerHarness.StartAsync();
+        await h.CreateStreamAsync("s", "s.subject");
+        await using var acks = await h.SubscribeAsync("my.acks");
+        PublishRequest Request(string correlationId, AckPolicy policy = AckPolicy.Leader) =>
+            new() { Stream = "s", Value = ByteString.CopyFromUtf8(correlationId), AckInbox = "my.acks", CorrelationId = correlationId, AckPolicy = policy };
+        async Task<Ack> NextAckAsync() => Envelope.DecodeAck((await NatsBrokerHarness.NextAsync(acks)).Data.AsSpan());
+
+        var unary = await h.Broker.CallAsync("Publish", Request("unary"), PublishResponse.Parser);
+        var onNats = await NextAckAsync();
+        Assert.Equal(("s", 0L, "unary", "my.acks"), (onNats.Stream, onNats.Offset, onNats.CorrelationId, onNats.AckInbox));
+        Assert.Equal(unary.Ack, onNats);
+
+        await using (var call = h.Broker.Channel.DuplexStreaming<PublishRequest, PublishResponse>("/proto.API/PublishAsync", PublishResponse.Parser))
+        {
+            await call.WriteAsync(Request("pipelined"));
+            Assert.True(await call.MoveNextAsync().AsTask().WaitAsync(CallTimeout));
+            Assert.Equal(1, call.Current.Ack.Offset);
+            Assert.Equal(call.Current.Ack, await NextAckAsync());
+        }
+
+        var subject = await h.Broker.CallAsync("PublishToSubject", new PublishToSubjectRequest { Subject = "s.subject", AckInbox = "my.acks", CorrelationId = "to-subject", AckPolicy = AckPolicy.Leader }, PublishToSubjectResponse.Parser);
+        Assert.Equal(subject.Ack, await NextAckAsync());
+
+        // AckPolicy NONE asks for no ack, on either side; the next ack on the inbox is the following publish's.
+        await h.Broker.CallAsync("Publish", Request("none", AckPolicy.None), PublishResponse.Parser);
+        await h.Broker.CallAsync("Publish", Request("last"), PublishResponse.Parser);
+        Assert.Equal(("last", 4L), ((await NextAckAsync()).CorrelationId, (await h.Broker.PartitionMetadataAsync("s")).NewestOffset));
+    }
+
+    [Fact]
     public async Task Wildcard_streams_capture_matching_subjects()
     {
         await using var h = await NatsBrokerHarness.StartAsync();
