@@ -328,23 +328,7 @@ class Subscription:
 
     def take(self, label, n, cancel=True):
         """Records the next n data messages (or the end, or a timeout), then cancels unless told not to."""
-        if not self._handshake(label):
-            return
-        got = []
-        while len(got) < n:
-            item = self._next(WAIT)
-            if item is None:
-                self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
-                self.probe.see(f'{label} after {len(got)}', f'nothing within {WAIT:.0f} s')
-                self.cancel()
-                return
-            if item[0] == 'end':
-                self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
-                self.probe.see(f'{label} end', item[1])
-                return
-            got.append(item[1])
-        self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
-        if cancel:
+        if self._collect(label, n, WAIT, f'nothing within {WAIT:.0f} s', after_count=True) and cancel:
             self.cancel()
 
     def quiet(self, label):
@@ -356,22 +340,29 @@ class Subscription:
                        (self.probe.message(item[1]) if item[0] == 'message' else f'end {item[1]}'))
 
     def until_end(self, label, limit=1000):
+        """Records messages until the subscription ends (or stays open OPEN seconds, or limit messages)."""
+        if self._collect(label, limit, OPEN, f'still open after {OPEN:.0f} s', record_full=False):
+            self.cancel()
+
+    def _collect(self, label, n, wait, silence, after_count=False, record_full=True):
+        """Reads up to n messages, recording them and how the read stopped. True when n arrived (still open)."""
         if not self._handshake(label):
-            return
+            return False
         got = []
-        while len(got) < limit:
-            item = self._next(OPEN)
-            if item is None:
+        while len(got) < n:
+            item = self._next(wait)
+            if item is None or item[0] == 'end':
                 self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
-                self.probe.see(f'{label} end', f'still open after {OPEN:.0f} s')
-                self.cancel()
-                return
-            if item[0] == 'end':
-                self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
-                self.probe.see(f'{label} end', item[1])
-                return
+                if item is None:
+                    self.probe.see(f'{label} after {len(got)}' if after_count else f'{label} end', silence)
+                    self.cancel()
+                else:
+                    self.probe.see(f'{label} end', item[1])
+                return False
             got.append(item[1])
-        self.cancel()
+        if record_full:
+            self.probe.see(f'{label} messages', [self.probe.message(m) for m in got])
+        return True
 
     def end(self, label):
         """Records how the stream ends (after the scenario did what should end it)."""
