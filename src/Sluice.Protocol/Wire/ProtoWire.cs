@@ -84,19 +84,6 @@ public static class ProtoWire
     }
 
     /// <summary>
-    /// Checks that <paramref name="message"/> is a well-formed encoding of some message (every field
-    /// skipped); <paramref name="inEntry"/> as for <see cref="Skip"/>.
-    /// </summary>
-    public static void CheckMessage(ReadOnlySpan<byte> message, bool inEntry = false)
-    {
-        var position = 0;
-        while (position < message.Length)
-        {
-            Skip(message, ref position, ReadTag(message, ref position), inEntry);
-        }
-    }
-
-    /// <summary>
     /// Reads the <c>map&lt;string, bytes&gt;</c> field with tag <paramref name="mapTag"/> from a message
     /// already checked by its reader: names decoded, values viewing <paramref name="buffer"/>. As
     /// protobuf: a missing key or value is empty, and the last value of a repeated name wins (in
@@ -177,33 +164,15 @@ public static class ProtoWire
         }
     }
 
-    /// <summary>
-    /// Checks a <c>map&lt;string, bytes&gt;</c> entry as Google.Protobuf reads one: well formed (see
-    /// <see cref="CheckMessage(ReadOnlySpan{byte}, bool)"/>) and every key occurrence valid UTF-8.
-    /// </summary>
-    public static void CheckStringKeyEntry(ReadOnlySpan<byte> entry)
-    {
-        const uint EntryKeyTag = (1 << 3) | 2;
-        var position = 0;
-        while (position < entry.Length)
-        {
-            var tag = ReadTag(entry, ref position);
-            if (tag == EntryKeyTag)
-            {
-                ReadString(entry, ref position);
-            }
-            else
-            {
-                Skip(entry, ref position, tag, inEntry: true);
-            }
-        }
-    }
+    /// <summary>Checks a <c>map&lt;string, bytes&gt;</c> entry as Google.Protobuf reads one: well formed, and every key occurrence valid UTF-8.</summary>
+    public static void CheckStringKeyEntry(ReadOnlySpan<byte> entry) => CheckMessage(entry, [1], inEntry: true);
 
     /// <summary>
-    /// Checks a nested message's encoding (see <see cref="CheckMessage(ReadOnlySpan{byte}, bool)"/>) and that the length-delimited
-    /// fields numbered in <paramref name="stringFields"/> (its string fields) are valid UTF-8.
+    /// Checks that <paramref name="message"/> is a well-formed encoding of some message (every field skipped,
+    /// <paramref name="inEntry"/> as for <see cref="Skip"/>) whose length-delimited fields numbered in
+    /// <paramref name="stringFields"/> (its string fields) are valid UTF-8.
     /// </summary>
-    public static void CheckMessage(ReadOnlySpan<byte> message, ReadOnlySpan<int> stringFields)
+    public static void CheckMessage(ReadOnlySpan<byte> message, ReadOnlySpan<int> stringFields = default, bool inEntry = false)
     {
         var position = 0;
         while (position < message.Length)
@@ -215,7 +184,7 @@ public static class ProtoWire
             }
             else
             {
-                Skip(message, ref position, tag);
+                Skip(message, ref position, tag, inEntry);
             }
         }
     }
