@@ -1,4 +1,3 @@
-using BenchmarkDotNet.Running;
 using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Sluice.Cli;
 
 /// <summary>Console logging for the server: one line per entry, UTC timestamps, errors on stderr.</summary>

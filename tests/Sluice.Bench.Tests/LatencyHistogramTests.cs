@@ -1,5 +1,3 @@
-using FsCheck;
-using FsCheck.Fluent;
 using Sluice.Bench.Histograms;
 
 namespace Sluice.Bench.Tests;

@@ -1,6 +1,4 @@
-using Microsoft.Extensions.DependencyInjection;
 using Sluice.Client.Tests.Fakes;
-using Sluice.Protocol.Api;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;

@@ -1,6 +1,3 @@
-using Xunit.Abstractions;
-using Xunit.Sdk;
-
 namespace Sluice.Client.Tests;
 
 /// <summary>

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
 using Sluice.Client.Tests.Fakes;
 using Sluice.Server.Grpc;

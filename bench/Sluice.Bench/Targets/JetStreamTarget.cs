@@ -1,7 +1,4 @@
 using System.Globalization;
-using NATS.Client.Core;
-using NATS.Client.JetStream;
-using NATS.Client.JetStream.Models;
 using Sluice.Bench.Options;
 
 namespace Sluice.Bench.Targets;

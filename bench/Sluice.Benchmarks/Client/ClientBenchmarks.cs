@@ -1,4 +1,3 @@
-using BenchmarkDotNet.Attributes;
 using Sluice.Client;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;

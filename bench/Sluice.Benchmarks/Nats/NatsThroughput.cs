@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using NATS.Client.Core;
 using Sluice.TestKit;
 
 namespace Sluice.Benchmarks.Nats;

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.CommandLine.Parsing;
 using System.Globalization;
 using Sluice.Server.Configuration;
 

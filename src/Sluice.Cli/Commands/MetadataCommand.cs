@@ -1,4 +1,3 @@
-using System.CommandLine;
 using Sluice.Cli.Output;
 
 namespace Sluice.Cli.Commands;

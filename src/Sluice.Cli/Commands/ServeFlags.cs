@@ -1,4 +1,3 @@
-using System.CommandLine;
 using Sluice.Server.Configuration;
 
 namespace Sluice.Cli.Commands;

@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Globalization;
 using Sluice.Cli.Output;
 using Sluice.Client;

@@ -12,7 +12,11 @@ namespace Sluice.Server.Api;
 /// The <c>proto.API</c> service: validates each request in Liftbridge's order (§1.3), calls the
 /// broker, and maps its errors through <see cref="ApiErrors"/>.
 /// </summary>
-internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> advertised)
+/// <remarks>
+/// Admin calls go to <paramref name="admin"/> (the broker itself, or in a cluster the controller through
+/// <c>ClusterNode</c>); FetchMetadata lists <paramref name="brokers"/> (this server, or every cluster member).
+/// </remarks>
+internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumerable<Sluice.Protocol.Api.Broker>> brokers)
 {
     public const string ServiceName = "proto.API";
 
@@ -61,25 +65,25 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
     private async Task<CreateStreamResponse> CreateStreamAsync(CreateStreamRequest request, GrpcCallContext context)
     {
-        await broker.CreateStreamAsync(request, internalStream: false, context.CancellationToken).ConfigureAwait(false);
+        await admin.CreateStreamAsync(request, context.CancellationToken).ConfigureAwait(false);
         return new CreateStreamResponse();
     }
 
     private async Task<DeleteStreamResponse> DeleteStreamAsync(DeleteStreamRequest request, GrpcCallContext context)
     {
-        await broker.DeleteStreamAsync(request.Name, context.CancellationToken).ConfigureAwait(false);
+        await admin.DeleteStreamAsync(request.Name, context.CancellationToken).ConfigureAwait(false);
         return new DeleteStreamResponse();
     }
 
     private async Task<PauseStreamResponse> PauseStreamAsync(PauseStreamRequest request, GrpcCallContext context)
     {
-        await broker.PauseAsync(request.Name, request.Partitions, request.ResumeAll, context.CancellationToken).ConfigureAwait(false);
+        await admin.PauseAsync(request.Name, request.Partitions, request.ResumeAll, context.CancellationToken).ConfigureAwait(false);
         return new PauseStreamResponse();
     }
 
     private async Task<SetStreamReadonlyResponse> SetStreamReadonlyAsync(SetStreamReadonlyRequest request, GrpcCallContext context)
     {
-        await broker.SetReadonlyAsync(request.Name, request.Partitions, request.Readonly, context.CancellationToken).ConfigureAwait(false);
+        await admin.SetReadonlyAsync(request.Name, request.Partitions, request.Readonly, context.CancellationToken).ConfigureAwait(false);
         return new SetStreamReadonlyResponse();
     }
 
@@ -105,17 +109,8 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
 
     private FetchMetadataResponse FetchMetadata(FetchMetadataRequest request)
     {
-        var (host, port) = advertised();
-        var counts = broker.CountPartitions();
         var response = new FetchMetadataResponse();
-        response.Brokers.Add(new Sluice.Protocol.Api.Broker
-        {
-            Id = broker.ServerId,
-            Host = host,
-            Port = port,
-            PartitionCount = counts.PartitionCount,
-            LeaderCount = counts.LeaderCount,
-        });
+        response.Brokers.AddRange(brokers());
         if (request.Streams.Count == 0)
         {
             foreach (var stream in broker.Streams.OrderBy(s => s.Name, StringComparer.Ordinal))
@@ -146,6 +141,11 @@ internal sealed class ApiService(Broker broker, Func<(string Host, int Port)> ad
         if (!broker.TryGetStream(request.Stream, out var stream) || !stream.TryGetPartition(request.Partition, out var partition))
         {
             throw new NotFoundException("partition not found");
+        }
+
+        if (partition.Leadership is not null && partition.Runtime is null)
+        {
+            throw new PreconditionFailedException("The request should be sent to partition leader"); // Liftbridge's text
         }
 
         return new FetchPartitionMetadataResponse { Metadata = partition.ToMetadata(broker.ServerId) };

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Server.Api;
+using Sluice.Server.Cluster;
+using Sluice.Server.Cluster.Replication;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
 using Sluice.Server.Nats;
@@ -14,23 +16,26 @@ namespace Sluice.Server.Hosting;
 /// <summary>
 /// A running Sluice server: the broker, its metadata store and the gRPC endpoint serving
 /// <c>proto.API</c> and health. Library first: tests, benchmarks and the CLI all start it with
-/// <see cref="StartAsync"/> and stop it with <see cref="DisposeAsync"/>.
+/// <see cref="StartAsync(ServerOptions, ILoggerFactory?, CancellationToken)"/> and stop it with <see cref="DisposeAsync"/>.
 /// </summary>
 public sealed class SluiceServer : IAsyncDisposable
 {
-    private readonly IMetadataStore _store;
+    private readonly IMetadataStore? _ownedStore;
     private readonly GrpcServer _grpc;
     private readonly ILogger _logger;
+    private readonly IDisposable? _dataLock;
     private int _disposed;
 
-    private SluiceServer(ServerOptions options, string serverId, IMetadataStore store, Broker broker, GrpcServer grpc, ILogger logger)
+    private SluiceServer(ServerOptions options, string serverId, IMetadataStore? ownedStore, Broker broker, GrpcServer grpc, ILogger logger, ClusterNode? cluster, IDisposable? dataLock)
     {
         Options = options;
         ServerId = serverId;
-        _store = store;
+        _ownedStore = ownedStore;
         Broker = broker;
         _grpc = grpc;
         _logger = logger;
+        Cluster = cluster;
+        _dataLock = dataLock;
     }
 
     /// <summary>The options the server runs with.</summary>
@@ -52,11 +57,21 @@ public sealed class SluiceServer : IAsyncDisposable
 
     internal GrpcServer Grpc => _grpc;
 
+    /// <summary>This server as a cluster member; null on a single node.</summary>
+    internal ClusterNode? Cluster { get; }
+
     /// <summary>
     /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
     /// logs after a crash), then listens. Throws if the data cannot be opened or the port bound.
     /// </summary>
-    public static async Task<SluiceServer> StartAsync(ServerOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default)
+    public static Task<SluiceServer> StartAsync(ServerOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default) =>
+        StartAsync(options, loggers, cluster: null, ct);
+
+    /// <summary>
+    /// Starts a single node (<paramref name="cluster"/> null), or a cluster member whose metadata lives in the
+    /// shared store the settings name (the store is not disposed with the server).
+    /// </summary>
+    internal static async Task<SluiceServer> StartAsync(ServerOptions options, ILoggerFactory? loggers, ClusterSettings? cluster, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(options);
         loggers ??= NullLoggerFactory.Instance;
@@ -71,30 +86,68 @@ public sealed class SluiceServer : IAsyncDisposable
 
         options = options with { Storage = options.Storage with { MaxOpenFiles = limits.MaxOpenFiles } };
 
-        // The store takes the data directory's lock: nothing in the directory (the server id included) is
-        // written before it, so a second server on the same directory is refused without touching it.
-        var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+        // The store (or, in a cluster, the data lock) takes the data directory's lock: nothing in the directory (the
+        // server id included) is written before it, so a second server on the same directory is refused without touching it.
+        FileStream? dataLock = null;
+        EmbeddedMetadataStore? ownedStore = null;
+        IMetadataStore store;
+        if (cluster is null)
+        {
+            store = ownedStore = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            dataLock = Sluice.Storage.Metadata.Persistence.DirectoryLock.Acquire(dataDir);
+            store = cluster.Store;
+        }
+
         Broker? broker = null;
         GrpcServer? grpc = null;
         NatsAttachment? nats = null;
+        ClusterNode? node = null;
         try
         {
             var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
             // NATS hook: attach before the streams load, so every partition that opens subscribes.
             nats = NatsAttachment.IsConfigured(options) ? await NatsAttachment.StartAsync(options, serverId, loggers, ct).ConfigureAwait(false) : null;
-            broker = await Broker.OpenAsync(new BrokerContext(options, serverId) { Nats = nats }, store, loggers, ct).ConfigureAwait(false);
+            var context = new BrokerContext(options, serverId) { Nats = nats };
+            broker = cluster is null
+                ? await Broker.OpenAsync(context, store, loggers, ct).ConfigureAwait(false)
+                : Broker.OpenClustered(context, store, loggers);
             var registry = new GrpcMethodRegistry();
             SluiceServer? server = null;
-            new ApiService(broker, () => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server!.Port : options.AdvertisedAddress.Port)).Register(registry);
+            (string Host, int Port) Advertised() => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server?.Port ?? grpc!.Port : options.AdvertisedAddress.Port);
+            if (cluster is null)
+            {
+                new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())]).Register(registry);
+            }
+            else
+            {
+                node = new ClusterNode(cluster, broker, loggers);
+                new ApiService(broker, node, node.Brokers).Register(registry);
+                new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
+            }
+
             var listen = options.ListenEndpoint;
             grpc = new GrpcServer(GrpcOptions(options, limits), registry, loggers);
             await grpc.StartAsync(ct).ConfigureAwait(false);
-            server = new SluiceServer(options, serverId, store, broker, grpc, logger);
+            if (node is not null)
+            {
+                var (host, port) = Advertised();
+                await node.StartAsync(host, port, ct).ConfigureAwait(false);
+            }
+
+            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock);
             logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
             return server;
         }
         catch
         {
+            if (node is not null)
+            {
+                await node.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (grpc is not null)
             {
                 await grpc.DisposeAsync().ConfigureAwait(false);
@@ -110,9 +163,27 @@ public sealed class SluiceServer : IAsyncDisposable
                 await nats.DisposeAsync().ConfigureAwait(false);
             }
 
-            await store.DisposeAsync().ConfigureAwait(false);
+            if (ownedStore is not null)
+            {
+                await ownedStore.DisposeAsync().ConfigureAwait(false);
+            }
+
+            dataLock?.Dispose();
             throw;
         }
+    }
+
+    private static Sluice.Protocol.Api.Broker SelfBroker(Broker broker, (string Host, int Port) advertised)
+    {
+        var counts = broker.CountPartitions();
+        return new Sluice.Protocol.Api.Broker
+        {
+            Id = broker.ServerId,
+            Host = advertised.Host,
+            Port = advertised.Port,
+            PartitionCount = counts.PartitionCount,
+            LeaderCount = counts.LeaderCount,
+        };
     }
 
     private static GrpcServerOptions GrpcOptions(ServerOptions options, ServerLimits limits)
@@ -155,6 +226,11 @@ public sealed class SluiceServer : IAsyncDisposable
 
         _grpc.Health.SetStatus(string.Empty, ServingStatus.NotServing);
         _grpc.Health.SetStatus(ApiService.ServiceName, ServingStatus.NotServing);
+        if (Cluster is not null)
+        {
+            await Cluster.DisposeAsync().ConfigureAwait(false); // leaves the cluster first: the others take over its leaderships
+        }
+
         await Broker.DisposeAsync().ConfigureAwait(false);
         if (Broker.Context.Nats is { } nats)
         {
@@ -162,7 +238,12 @@ public sealed class SluiceServer : IAsyncDisposable
         }
 
         await _grpc.DisposeAsync().ConfigureAwait(false);
-        await _store.DisposeAsync().ConfigureAwait(false);
+        if (_ownedStore is not null)
+        {
+            await _ownedStore.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _dataLock?.Dispose();
         _logger.LogInformation("Sluice server {ServerId} stopped", ServerId);
     }
 }

@@ -10,12 +10,18 @@ using Sluice.Storage.Metadata;
 namespace Sluice.Server.Streams;
 
 /// <summary>
-/// The single-node broker: streams and their partitions, the metadata operations on them (create,
-/// delete, pause, resume, readonly), publish routing, the cursors and activity streams. Metadata
-/// operations are serialised by one lock and persisted before they answer; publishes and
-/// subscriptions never take it (except to resume a paused partition).
+/// The broker: streams and their partitions, the metadata operations on them (create, delete, pause,
+/// resume, readonly), publish routing, the cursors and activity streams. Metadata operations are
+/// serialised by one lock and persisted before they answer; publishes and subscriptions never take it
+/// (except to resume a paused partition).
 /// </summary>
-internal sealed partial class Broker : IAsyncDisposable
+/// <remarks>
+/// On a single node the broker loads its streams from the embedded store and runs the admin calls itself
+/// (<see cref="IStreamAdmin"/>). In a cluster it starts empty: <c>Cluster/ReplicaManager</c> adds and removes
+/// streams as the shared metadata says (<see cref="AddStreamLocked"/>, <see cref="RemoveStreamLockedAsync"/>),
+/// admin calls go to the controller, and a publish for a partition led elsewhere goes to <see cref="Forwarder"/>.
+/// </remarks>
+internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
 {
     public const string ActivityStreamName = "__activity";
     public const string CursorsStreamName = "__cursors";
@@ -55,6 +61,9 @@ internal sealed partial class Broker : IAsyncDisposable
 
     public bool IsStopped => _stopped;
 
+    /// <summary>In a cluster: where publishes for partitions this broker does not lead go. Null on a single node.</summary>
+    public IPublishForwarder? Forwarder { get; set; }
+
     /// <summary>Loads the streams, reopens their logs (recovering torn tails) and creates the internal streams.</summary>
     public static async Task<Broker> OpenAsync(BrokerContext context, IMetadataStore store, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
@@ -62,6 +71,54 @@ internal sealed partial class Broker : IAsyncDisposable
         await broker.LoadAsync(cancellationToken).ConfigureAwait(false);
         return broker;
     }
+
+    /// <summary>A cluster member's broker: empty until the cluster layer adds the streams the metadata holds.</summary>
+    public static Broker OpenClustered(BrokerContext context, IMetadataStore store, ILoggerFactory loggers) => new(context, store, loggers);
+
+    /// <summary>Runs <paramref name="action"/> under the metadata lock (the cluster layer changing roles and streams).</summary>
+    public async Task WithLockAsync(Func<Task> action, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ThrowIfStopped();
+            await action().ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>Adds a stream the cluster metadata holds; its partitions stay closed until given a role. Caller holds the lock.</summary>
+    public MessageStream AddStreamLocked(StreamRecord record, long createRevision, IReadOnlyDictionary<int, PartitionStateRecord> states)
+    {
+        var stream = Build(record, createRevision, states);
+        _streams[stream.Name] = stream;
+        return stream;
+    }
+
+    /// <summary>Removes a stream the cluster metadata no longer holds, closing its partitions and deleting its data. Caller holds the lock.</summary>
+    public async Task RemoveStreamLockedAsync(MessageStream stream)
+    {
+        _streams.TryRemove(new KeyValuePair<string, MessageStream>(stream.Name, stream));
+        foreach (var partition in stream.Partitions)
+        {
+            await partition.CloseAsync(PartitionCloseReason.Deleted).ConfigureAwait(false);
+            partition.Dispose();
+        }
+
+        var directory = Path.Combine(Context.StreamsDirectory, stream.Name);
+        if (Directory.Exists(directory))
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+
+        Cursors.ForgetStream(stream.Name);
+        LogDeleted(_logger, stream.Name);
+    }
+
+    Task IStreamAdmin.CreateStreamAsync(CreateStreamRequest request, CancellationToken cancellationToken) => CreateStreamAsync(request, internalStream: false, cancellationToken);
 
     private async Task LoadAsync(CancellationToken cancellationToken)
     {
@@ -143,7 +200,11 @@ internal sealed partial class Broker : IAsyncDisposable
     /// system fails before the metadata is touched; the metadata is written (the commit point); the partitions
     /// open; only then does the stream join the in-memory map. A failure removes what was written.
     /// </summary>
-    public async Task CreateStreamAsync(CreateStreamRequest request, bool internalStream, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks a CreateStream in Liftbridge's order and fills its defaults (a copy is returned): everything is
+    /// refused here, before anything is written. <paramref name="clusterSize"/> bounds the replication factor.
+    /// </summary>
+    public CreateStreamRequest NormalizeCreate(CreateStreamRequest request, bool internalStream, int clusterSize)
     {
         request = request.Clone();
         if (request.ReplicationFactor == 0)
@@ -203,7 +264,6 @@ internal sealed partial class Broker : IAsyncDisposable
 
         request.Encryption = new NullableBool { Value = encrypted }; // persisted: a later default change does not flip the stream
 
-        const int clusterSize = 1;
         if (request.ReplicationFactor == -1)
         {
             request.ReplicationFactor = clusterSize;
@@ -220,6 +280,12 @@ internal sealed partial class Broker : IAsyncDisposable
         }
 
         StreamSettings.Validate(request);
+        return request;
+    }
+
+    public async Task CreateStreamAsync(CreateStreamRequest request, bool internalStream, CancellationToken cancellationToken)
+    {
+        request = NormalizeCreate(request, internalStream, clusterSize: 1);
 
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -431,7 +497,7 @@ internal sealed partial class Broker : IAsyncDisposable
         await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
         try
         {
-            if (_stopped || partition.IsPaused || !partition.ShouldAutoPause() || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            if (_stopped || partition.IsPaused || partition.Leadership is not null || !partition.ShouldAutoPause() || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
             {
                 return;
             }
@@ -552,6 +618,12 @@ internal sealed partial class Broker : IAsyncDisposable
     /// </summary>
     public async ValueTask PublishAsync(Partition partition, PublishItem item, CancellationToken cancellationToken, bool moreComing = false)
     {
+        if (partition.Runtime is null && Forwarder is { } forwarder && partition.Leadership is not null
+            && await forwarder.ForwardAsync(partition, item, cancellationToken).ConfigureAwait(false))
+        {
+            return; // led by another broker: its ack came back through the forwarder
+        }
+
         if (ResumesOthers(partition))
         {
             await ResumeAsync(partition, cancellationToken).ConfigureAwait(false);
@@ -742,6 +814,8 @@ internal sealed partial class Broker : IAsyncDisposable
         {
             foreach (var stream in _streams.Values)
             {
+                // In a cluster the partition states are shared: a broker saves only those it leads.
+                var saved = stream.Partitions.Where(p => p.Leadership is null || p.Runtime is not null).ToList();
                 foreach (var partition in stream.Partitions)
                 {
                     await partition.CloseAsync(PartitionCloseReason.Stopping).ConfigureAwait(false);
@@ -750,7 +824,10 @@ internal sealed partial class Broker : IAsyncDisposable
 
                 try
                 {
-                    await _catalog.UpdateAsync(stream, stream.Partitions, includeStream: false, CancellationToken.None).ConfigureAwait(false);
+                    if (saved.Count > 0)
+                    {
+                        await _catalog.UpdateAsync(stream, saved, includeStream: false, CancellationToken.None).ConfigureAwait(false);
+                    }
                 }
                 catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException or MetadataStoreException)
                 {

@@ -21,13 +21,23 @@ internal enum PartitionCloseReason
     Paused,
     Deleted,
     Stopping,
+
+    /// <summary>Another broker leads the partition now (or none does): readers end with Unavailable and resubscribe there.</summary>
+    LeadershipLost,
 }
 
 /// <summary>
-/// One partition of a stream on this (single) node: its commit log, its ingest queue and writer
-/// loop, its cleaner and auto-pause timers, and its durable state (paused, readonly, timestamps).
-/// While paused the log is closed and nothing runs.
+/// One partition of a stream on this broker: its commit log, its ingest queue and writer loop, its
+/// cleaner and auto-pause timers, and its durable state (paused, readonly, timestamps). While paused
+/// the log is closed and nothing runs.
 /// </summary>
+/// <remarks>
+/// Roles. On a single node the partition is its own sole replica: every append commits at once. In a
+/// cluster (see <c>Cluster/ReplicaManager</c>) it leads with a <see cref="Cluster.Replication.LeaderReplication"/>
+/// that holds the high watermark to the ISR, follows through a <see cref="Cluster.Replication.PartitionFollower"/>
+/// that writes the leader's records into <see cref="FollowerLog"/>, or, on a broker that holds no replica,
+/// only describes the partition (<see cref="Leadership"/>).
+/// </remarks>
 internal sealed partial class Partition : IDisposable
 {
     /// <summary>Bounded so fast publishers wait for the writer instead of growing memory.</summary>
@@ -105,8 +115,16 @@ internal sealed partial class Partition : IDisposable
 
     public bool IsOffline => _offlineReason is not null;
 
-    /// <summary>The open log, or null while paused or closed.</summary>
-    public CommitLog? Log => _runtime?.Log;
+    /// <summary>The open log (leading or following), or null while paused or closed.</summary>
+    public CommitLog? Log => _runtime?.Log ?? _followerLog;
+
+    /// <summary>The log while this broker follows the partition; null otherwise.</summary>
+    public CommitLog? FollowerLog => _followerLog;
+
+    private volatile CommitLog? _followerLog;
+
+    /// <summary>In a cluster: the partition's replicas, leader and ISR as the metadata says; null on a single node.</summary>
+    public Cluster.PartitionLeadership? Leadership { get; set; }
 
     internal PartitionRuntime? Runtime => _runtime;
 
@@ -124,9 +142,9 @@ internal sealed partial class Partition : IDisposable
         }
     }
 
-    public long HighWatermark => _runtime?.Log.HighWatermark ?? _closedHighWatermark;
+    public long HighWatermark => Log?.HighWatermark ?? _closedHighWatermark;
 
-    public long NewestOffset => _runtime?.Log.NewestOffset ?? _closedNewestOffset;
+    public long NewestOffset => Log?.NewestOffset ?? _closedNewestOffset;
 
     private long _closedHighWatermark = -1;
     private long _closedNewestOffset = -1;
@@ -148,9 +166,9 @@ internal sealed partial class Partition : IDisposable
     public PartitionMetadata ToMetadata(string serverId) => new()
     {
         Id = Id,
-        Leader = IsOffline ? string.Empty : serverId,
-        Replicas = { serverId },
-        Isr = { IsOffline ? Array.Empty<string>() : [serverId] },
+        Leader = Leadership is { } l ? l.Leader : IsOffline ? string.Empty : serverId,
+        Replicas = { Leadership?.Replicas ?? [serverId] },
+        Isr = { Leadership?.Isr ?? (IsOffline ? Array.Empty<string>() : [serverId]) },
         HighWatermark = HighWatermark,
         NewestOffset = NewestOffset,
         Paused = _paused,
@@ -160,8 +178,11 @@ internal sealed partial class Partition : IDisposable
         ReadonlyTimestamps = new PartitionEventTimestamps { FirstTimestamp = _readonlyFirst, LatestTimestamp = _readonlyLatest },
     };
 
-    /// <summary>Opens the log and starts the writer loop and timers. Caller holds the broker's metadata lock.</summary>
-    public void Open(BrokerContext context, long leaderEpoch)
+    /// <summary>
+    /// Opens the log and starts the writer loop and timers, leading the partition: alone on a single node
+    /// (<paramref name="replication"/> null), or with followers. Caller holds the broker's metadata lock.
+    /// </summary>
+    public void Open(BrokerContext context, long leaderEpoch, Cluster.Replication.LeaderReplication? replication = null)
     {
         if (_runtime is not null)
         {
@@ -182,11 +203,13 @@ internal sealed partial class Partition : IDisposable
             }
         }
 
-        var log = OpenLog(context, leaderEpoch);
+        var log = OpenLog(context, leaderEpoch, soleReplica: replication is null);
         if (log is null)
         {
             return;
         }
+
+        replication?.Attach(log);
 
         Volatile.Write(ref _lastTimestamp, 0);
         Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
@@ -203,6 +226,7 @@ internal sealed partial class Partition : IDisposable
             // With batch.max.time every message goes through the loop, which waits to fill batches.
             InlineAppends = log.Options.Durability != DurabilityPolicy.Always && context.Options.Batch.MaxTime <= TimeSpan.Zero,
             BatchWait = batch > 1 ? context.Options.Batch.MaxTime : TimeSpan.Zero,
+            Replication = replication,
         };
         runtime.Writer = Task.Run(() => WriteLoopAsync(runtime), CancellationToken.None);
         StartTimers(runtime);
@@ -215,10 +239,12 @@ internal sealed partial class Partition : IDisposable
     /// offline) when its data is damaged or missing. The log skips a lost tail itself; this adds the
     /// offsets the metadata saw handed out, and the case of every file gone.
     /// </summary>
-    private CommitLog? OpenLog(BrokerContext context, long leaderEpoch)
+    private CommitLog? OpenLog(BrokerContext context, long leaderEpoch, bool soleReplica)
     {
         _offlineReason = null;
-        var hadMessages = _knownNextOffset > 0 || Interlocked.Read(ref _receivedFirst) != 0;
+        // What the metadata saw handed out is this broker's own record only as the sole replica: in a cluster the
+        // state is shared, and a replica with missing or shorter files fetches what it lacks from the leader.
+        var hadMessages = soleReplica && (_knownNextOffset > 0 || Interlocked.Read(ref _receivedFirst) != 0);
         if (hadMessages && !System.IO.Directory.Exists(Directory))
         {
             GoOffline("its data directory is missing", null);
@@ -250,7 +276,7 @@ internal sealed partial class Partition : IDisposable
 
         try
         {
-            if (log.NextOffset < _knownNextOffset)
+            if (soleReplica && log.NextOffset < _knownNextOffset)
             {
                 log.AdvanceTo(_knownNextOffset, $"the broker's metadata saw offsets up to {_knownNextOffset - 1} handed out");
             }
@@ -260,8 +286,9 @@ internal sealed partial class Partition : IDisposable
                 log.NewLeaderEpoch(leaderEpoch);
             }
 
-            // RF=1: everything in the local log is committed. A crash between append and HW checkpoint must not hide acked messages.
-            if (log.HighWatermark < log.NewestOffset)
+            // Sole replica: everything in the local log is committed. A crash between append and HW checkpoint must not
+            // hide acked messages. A replicated partition keeps its checkpointed HW: the tail above it may be truncated.
+            if (soleReplica && log.HighWatermark < log.NewestOffset)
             {
                 log.SetHighWatermark(log.NewestOffset);
             }
@@ -279,6 +306,42 @@ internal sealed partial class Partition : IDisposable
         }
 
         return log;
+    }
+
+    /// <summary>
+    /// Opens the log to follow another broker's lead: no writer loop, no NATS subscription, no timers; the
+    /// follower writes what it fetches. Null when the log cannot be opened (the partition is offline).
+    /// </summary>
+    public CommitLog? OpenFollower(BrokerContext context)
+    {
+        if (_followerLog is { } open)
+        {
+            return open;
+        }
+
+        var log = OpenLog(context, leaderEpoch: -1, soleReplica: false);
+        _followerLog = log;
+        return log;
+    }
+
+    /// <summary>Closes the follower's log (the follower has stopped writing to it).</summary>
+    public void CloseFollower(bool delete = false)
+    {
+        if (Interlocked.Exchange(ref _followerLog, null) is not { } log)
+        {
+            return;
+        }
+
+        _closedHighWatermark = log.HighWatermark;
+        _closedNewestOffset = log.NewestOffset;
+        if (delete)
+        {
+            log.Delete();
+        }
+        else
+        {
+            log.Dispose();
+        }
     }
 
     private void GoOffline(string reason, Exception? exception)
@@ -322,6 +385,7 @@ internal sealed partial class Partition : IDisposable
         runtime.Timers.ForEach(t => t.Dispose());
         await runtime.Writer.ConfigureAwait(false);
         await runtime.WriteGate.WaitAsync().ConfigureAwait(false); // an inline append still running; kept taken: no more
+        runtime.Replication?.Stop(); // messages still waiting for the ISR fail: the next leader decides their fate
         _closedHighWatermark = runtime.Log.HighWatermark;
         _closedNewestOffset = runtime.Log.NewestOffset;
         if (reason == PartitionCloseReason.Deleted)
@@ -416,6 +480,7 @@ internal sealed partial class Partition : IDisposable
             return new ValueTask<bool>(true);
         }
 
+        runtime.Replication?.CheckAccepts(item); // min ISR and fencing refuse before anything is appended
         Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
 
         // The writer loop idle and nothing queued: append on this thread. A hand-off to the loop is a
@@ -525,7 +590,7 @@ internal sealed partial class Partition : IDisposable
         var records = runtime.Records;
         try
         {
-            await AppendAsync(runtime.Log, items, records, n).ConfigureAwait(false);
+            await AppendAsync(runtime, items, records, n).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -557,8 +622,9 @@ internal sealed partial class Partition : IDisposable
         }
     }
 
-    private async ValueTask AppendAsync(CommitLog log, PublishItem[] items, LogRecord[] records, int n)
+    private async ValueTask AppendAsync(PartitionRuntime runtime, PublishItem[] items, LogRecord[] records, int n)
     {
+        var log = runtime.Log;
         // One timestamp per batch, never going backwards: timestamp lookups need a non-decreasing log.
         var now = Math.Max(NowNanoseconds(), Volatile.Read(ref _lastTimestamp));
         Volatile.Write(ref _lastTimestamp, now);
@@ -603,12 +669,12 @@ internal sealed partial class Partition : IDisposable
                 return;
             }
 
-            Commit(log, items, 1, offset, now);
+            Commit(runtime, items, 1, offset, now);
             return;
         }
 
         var first = await log.AppendAsync(records.AsMemory(0, n)).ConfigureAwait(false);
-        Commit(log, items, n, first, now);
+        Commit(runtime, items, n, first, now);
     }
 
     private bool TrySeal(ReadOnlyMemory<byte> plaintext, out ReadOnlyMemory<byte> sealedValue)
@@ -657,13 +723,17 @@ internal sealed partial class Partition : IDisposable
         }
     }
 
-    private void Commit(CommitLog log, PublishItem[] items, int n, long first, long timestamp)
+    private void Commit(PartitionRuntime runtime, PublishItem[] items, int n, long first, long timestamp)
     {
-        // RF=1 fast path (as Liftbridge): the leader's write commits, HW = the batch's last offset.
+        var log = runtime.Log;
+        var replication = runtime.Replication;
+
+        // Sole replica (as Liftbridge's RF=1): the leader's write commits, HW = the batch's last offset.
         // A batch with an ALL message needs an ISR of min.insync.replicas, and this server's ISR is
         // itself: below that minimum nothing commits, the HW stays, ALL acks are not sent and only
-        // LEADER acks are (Liftbridge's commit loop).
-        var belowMinIsr = Stream.Settings.MinIsr > IsrSize && HasAckPolicyAll(items, n);
+        // LEADER acks are (Liftbridge's commit loop). With followers the ISR moves the HW instead, and
+        // min ISR was checked before the append.
+        var belowMinIsr = replication is null && Stream.Settings.MinIsr > IsrSize && HasAckPolicyAll(items, n);
         if (belowMinIsr)
         {
             var now = Environment.TickCount64;
@@ -673,7 +743,7 @@ internal sealed partial class Partition : IDisposable
                 LogBelowMinIsr(_logger, Stream.Name, Id, IsrSize, Stream.Settings.MinIsr);
             }
         }
-        else
+        else if (replication is null)
         {
             log.SetHighWatermark(first + n - 1);
         }
@@ -695,8 +765,16 @@ internal sealed partial class Partition : IDisposable
                 continue;
             }
 
+            if (replication is not null && item.AckPolicy == AckPolicy.All)
+            {
+                replication.OnAppended(item, new CommitInfo(this, first + i, timestamp, commit)); // acked once the ISR has it
+                continue;
+            }
+
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
         }
+
+        replication?.AfterBatch();
     }
 
     private void SaveStateSoon()
@@ -907,6 +985,9 @@ internal sealed class PartitionRuntime(CommitLog log, Channel<PublishItem> queue
     public SemaphoreSlim CleanerGate { get; } = new(1, 1);
 
     public volatile bool AutoPausing;
+
+    /// <summary>The followers' side of leading, in a cluster; null for a sole replica.</summary>
+    public Cluster.Replication.LeaderReplication? Replication { get; init; }
 
     /// <summary>The NATS subscription feeding this partition while open, when NATS is configured.</summary>
     public Nats.PartitionFeed? Feed { get; set; }

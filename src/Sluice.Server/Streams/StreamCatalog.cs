@@ -51,14 +51,11 @@ internal sealed class StreamCatalog(IMetadataStore store)
         var states = new Dictionary<string, Dictionary<int, PartitionStateRecord>>(StringComparer.Ordinal);
         foreach (var kv in partitions.Kvs)
         {
-            var rest = kv.KeyString[PartitionsPrefix.Length..];
-            var slash = rest.LastIndexOf('/');
-            if (slash <= 0 || !int.TryParse(rest[(slash + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var id))
+            if (!TryParsePartitionKey(kv.KeyString, out var name, out var id))
             {
                 continue;
             }
 
-            var name = rest[..slash];
             if (!states.TryGetValue(name, out var map))
             {
                 states[name] = map = [];
@@ -79,6 +76,30 @@ internal sealed class StreamCatalog(IMetadataStore store)
         // later stream of the same name starts fresh (create clears them too).
         await DeleteOrphansAsync(states.Keys, cancellationToken).ConfigureAwait(false);
         return result;
+    }
+
+    /// <summary>Splits "/sluice/partitions/&lt;stream&gt;/&lt;id&gt;"; false for anything else.</summary>
+    public static bool TryParsePartitionKey(string key, out string stream, out int partition) => TryParsePerPartitionKey(PartitionsPrefix, key, out stream, out partition);
+
+    /// <summary>Splits "&lt;prefix&gt;&lt;stream&gt;/&lt;id&gt;" (a key kept per partition); false for anything else.</summary>
+    public static bool TryParsePerPartitionKey(string prefix, string key, out string stream, out int partition)
+    {
+        stream = string.Empty;
+        partition = -1;
+        if (!key.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var rest = key[prefix.Length..];
+        var slash = rest.LastIndexOf('/');
+        if (slash <= 0 || !int.TryParse(rest[(slash + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out partition))
+        {
+            return false;
+        }
+
+        stream = rest[..slash];
+        return true;
     }
 
     private async Task DeleteOrphansAsync(IEnumerable<string> names, CancellationToken cancellationToken)

@@ -85,6 +85,12 @@ internal sealed class Subscription
             }
         }
 
+        if (partition.Runtime is null && partition.Leadership is { } leadership && !partition.IsPaused)
+        {
+            // Liftbridge's answer; clients look the leader up again and resubscribe there.
+            throw new PreconditionFailedException(leadership.Leader.Length == 0 ? "Partition has no leader" : "Server not partition leader");
+        }
+
         var runtime = partition.Runtime ?? throw Ended(partition, null);
         var log = runtime.Log;
         if (request.Reverse)
@@ -261,6 +267,7 @@ internal sealed class Subscription
         PartitionCloseReason.Deleted => new PartitionDeletedException("commit log was deleted"),
         PartitionCloseReason.Paused => new PartitionPausedException("commit log was closed"),
         PartitionCloseReason.Stopping => new BrokerInternalException("Server is shutting down"),
+        PartitionCloseReason.LeadershipLost => new PartitionUnavailableException($"this server no longer leads partition {partition.Id} of stream {partition.Stream.Name}"),
         _ when partition.IsPaused => new PartitionPausedException("commit log was closed"),
         _ when partition.OfflineReason is { } reason => new PartitionUnavailableException($"partition {partition.Id} of stream {partition.Stream.Name} is offline: {reason}"),
         _ => new BrokerInternalException("The partition's log is closed"),

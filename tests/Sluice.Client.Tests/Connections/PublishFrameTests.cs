@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Sluice.Client.Connections;
 using Sluice.TestKit;
 using Api = Sluice.Protocol.Api;

@@ -1,8 +1,4 @@
 using System.Collections.Concurrent;
-using Google.Protobuf;
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
-using Sluice.Protocol.Hashing;
 using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client.Tests.Fakes;

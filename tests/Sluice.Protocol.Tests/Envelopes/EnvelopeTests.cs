@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
 

@@ -1,5 +1,4 @@
 using System.Buffers;
-using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Sluice.TestKit;
 
 namespace Sluice.Protocol.Tests.Wire;

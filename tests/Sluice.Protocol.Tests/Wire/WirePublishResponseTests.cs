@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Wire;
 

@@ -1,6 +1,3 @@
-using Google.Protobuf;
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
 using Sluice.Server.Streams;
 using static Sluice.Server.Tests.BrokerHarness;
 

@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using Google.Protobuf;
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
 using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
 

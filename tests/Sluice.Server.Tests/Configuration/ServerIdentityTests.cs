@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;
 

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Sluice.Server.Configuration;
 
 namespace Sluice.Server.Tests.Configuration;

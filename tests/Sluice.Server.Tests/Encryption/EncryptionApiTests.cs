@@ -1,7 +1,4 @@
 using System.Text;
-using Google.Protobuf;
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Encryption;

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging.Abstractions;
-using Sluice.Protocol.Health;
 using Sluice.Server.Grpc;
 using Sluice.Server.Tests.Http2;
 

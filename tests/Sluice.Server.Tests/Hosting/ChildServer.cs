@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Sluice.Client.Grpc;
-using Sluice.Protocol.Health;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Hosting;

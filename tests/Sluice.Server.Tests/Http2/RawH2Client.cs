@@ -3,7 +3,6 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Sluice.Protocol.Http2;
 
 namespace Sluice.Server.Tests.Http2;
 

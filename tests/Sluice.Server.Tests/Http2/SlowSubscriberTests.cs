@@ -1,11 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
-using Google.Protobuf;
 using Sluice.Client.Grpc;
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
-using Sluice.Protocol.Http2;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;

@@ -1,5 +1,3 @@
-using NATS.Client.Core;
-using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Nats;
 using Sluice.TestKit;

@@ -1,4 +1,3 @@
-using Sluice.Protocol.Api;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Streams;

@@ -1,5 +1,3 @@
-using Sluice.Protocol.Api;
-using Sluice.Protocol.Grpc;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Streams;

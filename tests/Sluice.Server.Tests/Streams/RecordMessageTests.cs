@@ -1,8 +1,5 @@
 using System.Text;
-using Google.Protobuf;
-using Sluice.Protocol.Api;
 using Sluice.Server.Streams;
-using Sluice.Storage.Log;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Streams;

@@ -1,5 +1,3 @@
-using FsCheck;
-using FsCheck.Fluent;
 using Sluice.Storage.Metadata;
 using static Sluice.Storage.Tests.Metadata.Meta;
 

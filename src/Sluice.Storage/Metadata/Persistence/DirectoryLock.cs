@@ -4,7 +4,7 @@ namespace Sluice.Storage.Metadata.Persistence;
 /// The exclusive lock on a metadata directory: its LOCK file held open with no sharing (an advisory flock on
 /// POSIX), released when the process exits however it exits. The server and `sluice repair` both take it.
 /// </summary>
-internal static class DirectoryLock
+public static class DirectoryLock
 {
     public const string FileName = "LOCK";
 

@@ -1,0 +1,351 @@
+using System.Collections.Concurrent;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Internal;
+using Sluice.Server.Cluster.Replication;
+using Sluice.Server.Configuration;
+using Sluice.Server.Streams;
+using Sluice.Storage.Metadata;
+using ApiBroker = Sluice.Protocol.Api.Broker;
+using Broker = Sluice.Server.Streams.Broker;
+
+namespace Sluice.Server.Cluster;
+
+/// <summary>What a broker needs to join a cluster.</summary>
+/// <param name="Store">The shared metadata store (etcd; in tests, one embedded store shared by in-process brokers).</param>
+/// <param name="LeaseTtl">`clustering.broker.lease.ttl`: how long a silent broker stays registered.</param>
+internal sealed record ClusterSettings(IMetadataStore Store, TimeSpan LeaseTtl);
+
+/// <summary>
+/// This broker as a cluster member: its registration (<see cref="Membership"/>), its view of the metadata
+/// (<see cref="ClusterView"/>), the controller it may become (<see cref="Controller"/>), the roles it plays
+/// for each partition (<see cref="ReplicaManager"/>), channels to the other brokers, and the admin and
+/// publish calls it passes to the controller or a partition's leader.
+/// </summary>
+internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAsyncDisposable
+{
+    private const string ApiPrefix = "/" + Api.ApiService.ServiceName + "/";
+
+    private readonly Broker _broker;
+    private readonly ILoggerFactory _loggers;
+    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+    private ReplicaManager? _replicas;
+
+    /// <summary>A member that has not joined yet: register its API (admin, forwarding, replication) first, then <see cref="StartAsync"/>.</summary>
+    public ClusterNode(ClusterSettings settings, Broker broker, ILoggerFactory loggers)
+    {
+        Settings = settings;
+        _broker = broker;
+        _loggers = loggers;
+        View = new ClusterView(settings.Store, loggers.CreateLogger<ClusterView>());
+    }
+
+    public ClusterSettings Settings { get; }
+
+    public Membership Membership { get; private set; } = null!;
+
+    public ClusterView View { get; }
+
+    public Controller Controller { get; private set; } = null!;
+
+    public string BrokerId => Membership.BrokerId;
+
+    public long Lease => Membership.Lease;
+
+    public bool IsLive => Membership.IsLive;
+
+    private ClusteringOptions Clustering => _broker.Options.Clustering;
+
+    /// <summary>`clustering.replica.fetch.timeout`.</summary>
+    public TimeSpan FetchTimeout => Clustering.ReplicaFetchTimeout;
+
+    /// <summary>How long a leader holds a fetch with nothing new: short, so followers see the high watermark move and a dead leader soon.</summary>
+    public TimeSpan IdleWait => TimeSpan.FromTicks(Math.Min(Clustering.ReplicaMaxIdleWait.Ticks, TimeSpan.FromMilliseconds(500).Ticks));
+
+    /// <summary>`clustering.replication.max.bytes`, per fetch.</summary>
+    public int MaxFetchBytes => (int)Math.Min(Clustering.ReplicationMaxBytes, 64L * 1024 * 1024);
+
+    /// <summary>Registers as <paramref name="host"/>:<paramref name="port"/>, reads the metadata, starts converging and campaigning. The gRPC port must already listen.</summary>
+    public async Task StartAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        var self = new BrokerRecord { Id = _broker.ServerId, Host = host, Port = port, StartedAt = Partition.NowNanoseconds() };
+        Membership = new Membership(Settings.Store, self, Settings.LeaseTtl, _loggers.CreateLogger<Membership>());
+        Controller = new Controller(Settings.Store, View, Membership, _loggers.CreateLogger<Controller>());
+        await Membership.StartAsync(cancellationToken).ConfigureAwait(false);
+        await View.StartAsync(cancellationToken).ConfigureAwait(false);
+        _broker.Forwarder = this;
+        _replicas = new ReplicaManager(this, _broker, _loggers.CreateLogger<ReplicaManager>());
+        await _replicas.StartAsync(cancellationToken).ConfigureAwait(false);
+        Controller.Start();
+    }
+
+    // ---------------------------------------------------------------- peers
+
+    /// <summary>A channel to another registered broker, or null when it is not registered.</summary>
+    public GrpcChannel? PeerChannel(string brokerId)
+    {
+        if (!View.Current.Brokers.TryGetValue(brokerId, out var record))
+        {
+            return null;
+        }
+
+        var address = $"{record.Host}:{record.Port}";
+        return _channels.GetOrAdd(address, static a => new GrpcChannel(new Uri("http://" + a)));
+    }
+
+    /// <summary>The brokers as FetchMetadata lists them, with the partitions each holds and leads.</summary>
+    public IEnumerable<ApiBroker> Brokers()
+    {
+        var snapshot = View.Current;
+        var replicas = new Dictionary<string, int>(StringComparer.Ordinal);
+        var leaders = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var stream in snapshot.Streams.Values)
+        {
+            for (var id = 0; id < stream.Record.Replicas.Count; id++)
+            {
+                var leadership = snapshot.Leadership(stream, id);
+                foreach (var replica in leadership.Replicas)
+                {
+                    replicas[replica] = replicas.GetValueOrDefault(replica) + 1;
+                }
+
+                if (leadership.Leader.Length > 0)
+                {
+                    leaders[leadership.Leader] = leaders.GetValueOrDefault(leadership.Leader) + 1;
+                }
+            }
+        }
+
+        return snapshot.Brokers.Values.OrderBy(b => b.Id, StringComparer.Ordinal).Select(b => new ApiBroker
+        {
+            Id = b.Id,
+            Host = b.Host,
+            Port = b.Port,
+            PartitionCount = replicas.GetValueOrDefault(b.Id),
+            LeaderCount = leaders.GetValueOrDefault(b.Id),
+        });
+    }
+
+    // ---------------------------------------------------------------- admin (IStreamAdmin)
+
+    public async Task CreateStreamAsync(CreateStreamRequest request, CancellationToken cancellationToken)
+    {
+        request = _broker.NormalizeCreate(request, internalStream: false, clusterSize: View.Current.Brokers.Count);
+        var revision = await OnControllerAsync(
+            c => c.CreateStreamAsync(request, cancellationToken),
+            "CreateStream", request, CreateStreamResponse.Parser, cancellationToken).ConfigureAwait(false);
+        await WaitAppliedAsync(revision, () => _broker.TryGetStream(request.Name, out _), cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task DeleteStreamAsync(string name, CancellationToken cancellationToken)
+    {
+        if (name is Broker.ActivityStreamName or Broker.CursorsStreamName)
+        {
+            throw new InvalidRequestException("Stream is reserved");
+        }
+
+        var revision = await OnControllerAsync(
+            c => c.DeleteStreamAsync(name, cancellationToken),
+            "DeleteStream", new DeleteStreamRequest { Name = name }, DeleteStreamResponse.Parser, cancellationToken).ConfigureAwait(false);
+        await WaitAppliedAsync(revision, () => !_broker.TryGetStream(name, out _), cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task PauseAsync(string name, IReadOnlyList<int> partitions, bool resumeAll, CancellationToken cancellationToken) =>
+        throw new PreconditionFailedException("PauseStream is not supported by a clustered Sluice yet (it arrives with the next clustering step); streams keep running");
+
+    public Task SetReadonlyAsync(string name, IReadOnlyList<int> partitions, bool value, CancellationToken cancellationToken) =>
+        throw new PreconditionFailedException("SetStreamReadonly is not supported by a clustered Sluice yet (it arrives with the next clustering step)");
+
+    /// <summary>
+    /// Runs a decision on the controller: here when this broker is it (returns the revision), else by calling
+    /// the same API method on the controller's broker (returns 0: the revision is not known here).
+    /// </summary>
+    private async Task<long> OnControllerAsync<TRequest, TResponse>(Func<Controller, Task<long>> local, string method, TRequest request, MessageParser<TResponse> parser, CancellationToken cancellationToken)
+        where TRequest : class, IMessage<TRequest>
+        where TResponse : class, IMessage<TResponse>
+    {
+        while (true)
+        {
+            var snapshot = View.Current;
+            if (Controller.IsController(snapshot))
+            {
+                return await local(Controller).ConfigureAwait(false);
+            }
+
+            if (snapshot.Controller is { } controller && controller.BrokerId != BrokerId && PeerChannel(controller.BrokerId) is { } channel)
+            {
+                try
+                {
+                    await channel.UnaryAsync(ApiPrefix + method, request, parser, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+                    return 0;
+                }
+                catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.Unavailable)
+                {
+                    // The controller is going or gone: wait for the next one.
+                }
+                catch (GrpcException ex)
+                {
+                    throw FromPeer(ex);
+                }
+            }
+
+            await View.NextChange.WaitAsync(TimeSpan.FromSeconds(1), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>Waits (bounded by the call) until this broker has applied a decision, so the next call here sees it.</summary>
+    private async Task WaitAppliedAsync(long revision, Func<bool> applied, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            if (revision > 0)
+            {
+                await View.WaitForRevisionAsync(revision, timeout.Token).ConfigureAwait(false);
+            }
+
+            while (!applied())
+            {
+                await _replicas!.Applied.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Best effort, as Liftbridge's wait for partition leaders after a create.
+        }
+    }
+
+    /// <summary>A leader's ISR change, to the controller (here or remote).</summary>
+    public async Task AlterIsrAsync(AlterIsrRequest request)
+    {
+        var snapshot = View.Current;
+        if (Controller.IsController(snapshot))
+        {
+            await Controller.AlterIsrAsync(request, CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+
+        if (snapshot.Controller is { } controller && PeerChannel(controller.BrokerId) is { } channel)
+        {
+            await channel.UnaryAsync("/" + ReplicationService.ServiceName + "/AlterIsr", request, AlterIsrResponse.Parser, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+    }
+
+    // ---------------------------------------------------------------- forwarding (IPublishForwarder)
+
+    /// <summary>
+    /// A publish to a partition this broker does not lead: sent to the leader as a Publish call, held while the
+    /// partition has no leader, until the caller's deadline. False when this broker leads it after all (the
+    /// caller appends it here).
+    /// </summary>
+    public async ValueTask<bool> ForwardAsync(Partition partition, PublishItem item, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (partition.Runtime is not null)
+            {
+                return false;
+            }
+
+            var leadership = partition.Leadership;
+            if (leadership is { Leader.Length: > 0 } && leadership.Leader != BrokerId && PeerChannel(leadership.Leader) is { } channel)
+            {
+                try
+                {
+                    var response = await channel.UnaryAsync(ApiPrefix + "Publish", ToRequest(partition, item), PublishResponse.Parser, FetchTimeout * 3, cancellationToken).ConfigureAwait(false);
+                    if (response.Ack is { } ack && item.Receiver is { } receiver)
+                    {
+                        receiver.OnAck(item, ack);
+                        receiver.FlushAcks();
+                    }
+
+                    return true;
+                }
+                catch (GrpcException ex) when (ex.StatusCode is GrpcStatusCode.Unavailable || (ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Message.Contains("leader", StringComparison.Ordinal)))
+                {
+                    // The leader is going or gone: wait for the next one, within the caller's deadline.
+                }
+                catch (GrpcException ex)
+                {
+                    throw FromPeer(ex);
+                }
+            }
+
+            await View.NextChange.WaitAsync(TimeSpan.FromMilliseconds(250), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+    }
+
+    private static PublishRequest ToRequest(Partition partition, PublishItem item)
+    {
+        var request = new PublishRequest
+        {
+            Stream = partition.Stream.Name,
+            Partition = partition.Id,
+            AckInbox = item.AckInbox,
+            CorrelationId = item.CorrelationId,
+            AckPolicy = item.AckPolicy,
+            ExpectedOffset = item.ExpectedOffset,
+        };
+        if (item.Key is { } key)
+        {
+            request.Key = ByteString.CopyFrom(key.Span);
+        }
+
+        if (item.Value is { } value)
+        {
+            request.Value = ByteString.CopyFrom(value.Span);
+        }
+
+        foreach (var header in item.Headers)
+        {
+            if (header.Name is not PublishItem.SubjectHeader and not PublishItem.ReplyHeader)
+            {
+                request.Headers[header.Name] = ByteString.CopyFrom(header.Value.Span); // the leader sets subject and reply again
+            }
+        }
+
+        return request;
+    }
+
+    /// <summary>A peer's status, as the broker's own exception so the API maps it back to the same status.</summary>
+    private static BrokerException FromPeer(GrpcException ex) => ex.StatusCode switch
+    {
+        GrpcStatusCode.NotFound => new NotFoundException(ex.Message),
+        GrpcStatusCode.AlreadyExists => new StreamExistsException(),
+        GrpcStatusCode.InvalidArgument => new InvalidRequestException(ex.Message),
+        GrpcStatusCode.FailedPrecondition => new PreconditionFailedException(ex.Message),
+        GrpcStatusCode.Unavailable => new PartitionUnavailableException(ex.Message),
+        _ => new BrokerInternalException(ex.Message, ex),
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        _broker.Forwarder = null;
+        if (Controller is not null)
+        {
+            await Controller.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_replicas is not null)
+        {
+            await _replicas.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (Membership is not null)
+        {
+            await Membership.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await View.DisposeAsync().ConfigureAwait(false);
+        foreach (var channel in _channels.Values)
+        {
+            channel.Dispose();
+        }
+    }
+}

@@ -1,0 +1,323 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
+using Sluice.Server.Streams;
+using Sluice.Storage.Log;
+
+namespace Sluice.Server.Cluster.Replication;
+
+/// <summary>
+/// What a partition leader with followers adds to an append: the followers' positions, the high
+/// watermark (the smallest log end over the ISR), ack policy ALL held until the high watermark covers
+/// the message, min ISR, fencing (no acks while this broker's cluster lease is in doubt) and the ISR
+/// changes it asks the controller for.
+/// </summary>
+/// <remarks>
+/// A follower's position is the offset it asks for next: everything below it is in its log. A follower
+/// is caught up when it asks for the offset after the leader's log end as it was when the leader last
+/// answered it; it leaves the ISR when it has not been caught up for <c>replica.max.lag.time</c>, and
+/// joins again once its position passes the high watermark.
+/// </remarks>
+internal sealed partial class LeaderReplication
+{
+    private readonly Lock _lock = new();
+    private readonly Partition _partition;
+    private readonly string _self;
+    private readonly Func<bool> _isLive;
+    private readonly Func<AlterIsrRequest, Task> _alterIsr;
+    private readonly TimeSpan _maxLag;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
+    private readonly Queue<Parked> _parked = new();
+    private IReadOnlyList<string> _isr;
+    private CommitLog? _log;
+    private bool _stopped;
+    private bool _isrChangeInFlight;
+
+    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task> alterIsr, TimeSpan maxLag, ILogger logger)
+    {
+        _partition = partition;
+        _self = self;
+        Epoch = leadership.Epoch;
+        Replicas = leadership.Replicas;
+        _isr = leadership.Isr;
+        _isLive = isLive;
+        _alterIsr = alterIsr;
+        _maxLag = maxLag;
+        _logger = logger;
+        foreach (var replica in Replicas.Where(r => r != self))
+        {
+            _followers[replica] = new FollowerProgress();
+        }
+    }
+
+    public long Epoch { get; }
+
+    public IReadOnlyList<string> Replicas { get; }
+
+    public IReadOnlyList<string> Isr
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _isr;
+            }
+        }
+    }
+
+    /// <summary>Called once the leader's log is open.</summary>
+    public void Attach(CommitLog log)
+    {
+        lock (_lock)
+        {
+            _log = log;
+        }
+
+        Advance();
+    }
+
+    /// <summary>
+    /// Refuses a message before it is appended: when this broker may no longer be the leader (its lease is
+    /// in doubt), or, for ack policy ALL, when the ISR is smaller than the stream's min ISR.
+    /// </summary>
+    public void CheckAccepts(PublishItem item)
+    {
+        if (!_isLive())
+        {
+            throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: this broker lost contact with the cluster metadata and stopped acknowledging as leader");
+        }
+
+        var minIsr = _partition.Stream.Settings.MinIsr;
+        if (item.AckPolicy == AckPolicy.All && Isr.Count < minIsr)
+        {
+            throw new PreconditionFailedException($"not enough in-sync replicas ({Isr.Count} < {minIsr})");
+        }
+    }
+
+    /// <summary>
+    /// After an append: messages with ack policy ALL wait for the high watermark (the caller sent the others'
+    /// acks). Returns without waiting.
+    /// </summary>
+    public void OnAppended(PublishItem item, in CommitInfo commit)
+    {
+        lock (_lock)
+        {
+            if (_stopped)
+            {
+                Fail(item);
+                return;
+            }
+
+            _parked.Enqueue(new Parked(item, commit));
+        }
+    }
+
+    /// <summary>The end of an append batch: move the high watermark if the ISR allows it.</summary>
+    public void AfterBatch() => Advance();
+
+    /// <summary>
+    /// A follower asked for <paramref name="fetchOffset"/>: it holds everything below. Returns the leader's log
+    /// end to remember for this answer.
+    /// </summary>
+    public void OnFetch(string follower, long fetchOffset)
+    {
+        bool expand;
+        lock (_lock)
+        {
+            if (!_followers.TryGetValue(follower, out var progress) || _log is not { } log)
+            {
+                return;
+            }
+
+            progress.Position = fetchOffset;
+            if (fetchOffset >= progress.LogEndAtLastAnswer)
+            {
+                progress.CaughtUpAt = progress.AnsweredAt;
+            }
+
+            progress.LogEndAtLastAnswer = log.NextOffset;
+            progress.AnsweredAt = Stopwatch.GetTimestamp();
+            expand = !_isr.Contains(follower, StringComparer.Ordinal) && fetchOffset > log.HighWatermark;
+        }
+
+        Advance();
+        if (expand)
+        {
+            RequestIsr(add: follower, remove: null);
+        }
+    }
+
+    /// <summary>Periodic: drops followers that have not been caught up for the max lag time.</summary>
+    public void CheckLag()
+    {
+        string? laggard = null;
+        lock (_lock)
+        {
+            foreach (var member in _isr)
+            {
+                if (member != _self && _followers.TryGetValue(member, out var progress)
+                    && Stopwatch.GetElapsedTime(Math.Max(progress.CaughtUpAt, progress.Since)) > _maxLag)
+                {
+                    laggard = member;
+                    break;
+                }
+            }
+        }
+
+        if (laggard is not null)
+        {
+            LogLagging(_logger, _partition.Stream.Name, _partition.Id, laggard, _maxLag.TotalSeconds);
+            RequestIsr(add: null, remove: laggard);
+        }
+    }
+
+    /// <summary>The ISR the metadata now holds (same leader and epoch).</summary>
+    public void UpdateIsr(IReadOnlyList<string> isr)
+    {
+        lock (_lock)
+        {
+            _isr = isr;
+            foreach (var follower in _followers.Values)
+            {
+                follower.Since = Stopwatch.GetTimestamp(); // lag is counted from when membership changed
+            }
+        }
+
+        Advance();
+    }
+
+    /// <summary>Leadership ended: messages waiting for ALL fail (their fate is up to the next leader).</summary>
+    public void Stop()
+    {
+        List<Parked> failed;
+        lock (_lock)
+        {
+            _stopped = true;
+            failed = [.. _parked];
+            _parked.Clear();
+        }
+
+        foreach (var parked in failed)
+        {
+            Fail(parked.Item);
+        }
+    }
+
+    private void Fail(PublishItem item)
+    {
+        item.RefusalReason = "the partition leader changed before the message was replicated; it may or may not be stored";
+        item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
+        item.Receiver?.FlushAcks();
+    }
+
+    private void Advance()
+    {
+        List<Parked>? released = null;
+        lock (_lock)
+        {
+            if (_log is not { } log || _stopped || !_isLive())
+            {
+                return;
+            }
+
+            var hw = log.NewestOffset;
+            foreach (var member in _isr)
+            {
+                if (member != _self)
+                {
+                    hw = Math.Min(hw, _followers.TryGetValue(member, out var p) ? p.Position - 1 : -1);
+                }
+            }
+
+            if (hw > log.HighWatermark)
+            {
+                log.SetHighWatermark(hw);
+            }
+
+            hw = log.HighWatermark;
+            while (_parked.TryPeek(out var next) && next.Commit.Offset <= hw)
+            {
+                (released ??= []).Add(_parked.Dequeue());
+            }
+        }
+
+        if (released is null)
+        {
+            return;
+        }
+
+        IAckReceiver? flushed = null;
+        foreach (var parked in released)
+        {
+            parked.Item.Receiver?.OnCommitted(parked.Item, parked.Commit);
+        }
+
+        foreach (var parked in released)
+        {
+            if (parked.Item.Receiver is { } receiver && receiver != flushed)
+            {
+                receiver.FlushAcks();
+                flushed = receiver;
+            }
+        }
+    }
+
+    private void RequestIsr(string? add, string? remove)
+    {
+        AlterIsrRequest request;
+        lock (_lock)
+        {
+            if (_isrChangeInFlight || _stopped)
+            {
+                return;
+            }
+
+            var isr = _isr.Where(m => m != remove).ToList();
+            if (add is not null && !isr.Contains(add, StringComparer.Ordinal))
+            {
+                isr.Add(add);
+            }
+
+            _isrChangeInFlight = true;
+            request = new AlterIsrRequest { Stream = _partition.Stream.Name, Partition = _partition.Id, LeaderId = _self, LeaderEpoch = Epoch, Isr = { isr } };
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await _alterIsr(request).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                LogAlterIsrFailed(_logger, ex, _partition.Stream.Name, _partition.Id);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _isrChangeInFlight = false;
+                }
+            }
+        });
+    }
+
+    private sealed class FollowerProgress
+    {
+        public long Position = -1;            // unknown until it fetches: holds the high watermark back while in the ISR
+        public long LogEndAtLastAnswer = long.MaxValue;
+        public long AnsweredAt = Stopwatch.GetTimestamp();
+        public long CaughtUpAt = Stopwatch.GetTimestamp();
+        public long Since = Stopwatch.GetTimestamp();
+    }
+
+    private readonly record struct Parked(PublishItem Item, CommitInfo Commit);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: follower {Follower} has not caught up for {Seconds} s; asking to remove it from the ISR")]
+    private static partial void LogLagging(ILogger logger, string stream, int partition, string follower, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: asking the controller for an ISR change failed; retried on the next check")]
+    private static partial void LogAlterIsrFailed(ILogger logger, Exception exception, string stream, int partition);
+}

@@ -1,0 +1,156 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Internal;
+using Sluice.Server.Api;
+using Sluice.Server.Grpc;
+using Sluice.Server.Streams;
+using Sluice.Storage.Log;
+
+namespace Sluice.Server.Cluster.Replication;
+
+/// <summary>
+/// The brokers' own service, <c>sluice.internal.Replication</c>, on the same port as the client API:
+/// followers fetch from leaders (<c>Fetch</c>, <c>EpochEnd</c>) and leaders ask the controller for ISR
+/// changes (<c>AlterIsr</c>). Every call names a registered broker and its lease (its epoch); anything
+/// else is refused with PermissionDenied.
+/// </summary>
+internal sealed partial class ReplicationService(ClusterNode node, Broker broker, ILogger logger)
+{
+    public const string ServiceName = "sluice.internal.Replication";
+
+    public void Register(GrpcMethodRegistry registry) => registry
+        .AddDuplexStreaming<FetchRequest, FetchResponse>(ServiceName, "Fetch", FetchRequest.Parser, FetchAsync)
+        .AddUnary<EpochEndRequest, EpochEndResponse>(ServiceName, "EpochEnd", EpochEndRequest.Parser, (r, c) => Run(() => EpochEnd(r)))
+        .AddUnary<AlterIsrRequest, AlterIsrResponse>(ServiceName, "AlterIsr", AlterIsrRequest.Parser, (r, c) => Run(() => AlterIsrAsync(r, c)));
+
+    private async ValueTask<T> Run<T>(Func<ValueTask<T>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ApiErrors.IsMapped(ex))
+        {
+            throw ApiErrors.ToGrpc(ex, logger);
+        }
+    }
+
+    private void CheckPeer(string brokerId, long lease)
+    {
+        if (!node.View.Current.Brokers.TryGetValue(brokerId, out var record) || record.Lease != lease)
+        {
+            throw new GrpcException(GrpcStatusCode.PermissionDenied, $"broker '{brokerId}' with lease {lease} is not registered in the cluster");
+        }
+    }
+
+    private (Partition Partition, LeaderReplication Replication, CommitLog Log) Led(string stream, int id, long epoch)
+    {
+        if (!broker.TryGetStream(stream, out var s) || !s.TryGetPartition(id, out var partition))
+        {
+            throw new GrpcException(GrpcStatusCode.NotFound, "No such partition");
+        }
+
+        if (partition.Runtime is not { Replication: { } replication, Log: var log })
+        {
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, "Server not partition leader");
+        }
+
+        if (epoch != replication.Epoch)
+        {
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"leader epoch mismatch: this leader has {replication.Epoch}, the request {epoch}");
+        }
+
+        return (partition, replication, log);
+    }
+
+    private ValueTask<EpochEndResponse> EpochEnd(EpochEndRequest request)
+    {
+        CheckPeer(request.ReplicaId, request.BrokerLease);
+        if (!broker.TryGetStream(request.Stream, out var s) || !s.TryGetPartition(request.Partition, out var partition) || partition.Runtime is not { Replication: not null, Log: var log })
+        {
+            throw new GrpcException(GrpcStatusCode.FailedPrecondition, "Server not partition leader");
+        }
+
+        // The largest epoch here at or below the asked one, and where it ends.
+        var epoch = -1L;
+        foreach (var (e, _) in log.LeaderEpochs)
+        {
+            if (e <= request.LeaderEpoch)
+            {
+                epoch = e;
+            }
+        }
+
+        var end = epoch < 0 ? -1 : log.LastOffsetForLeaderEpoch(epoch);
+        return ValueTask.FromResult(new EpochEndResponse { LeaderEpoch = epoch, EndOffset = end });
+    }
+
+    private async ValueTask<AlterIsrResponse> AlterIsrAsync(AlterIsrRequest request, GrpcCallContext context)
+    {
+        CheckPeer(request.LeaderId, node.View.Current.Brokers.TryGetValue(request.LeaderId, out var b) ? b.Lease : -1);
+        return await node.Controller.AlterIsrAsync(request, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// One follower's fetch loop: each request says where the follower is; the answer carries the records from
+    /// there (up to maxBytes) and the high watermark, or, with nothing new, waits up to the idle wait for data
+    /// or a higher high watermark.
+    /// </summary>
+    private async Task FetchAsync(IAsyncEnumerable<FetchRequest> requests, GrpcStreamWriter<FetchResponse> responses, GrpcCallContext context)
+    {
+        var token = context.CancellationToken;
+        var lastHw = long.MinValue;
+        await foreach (var request in requests.WithCancellation(token).ConfigureAwait(false))
+        {
+            CheckPeer(request.ReplicaId, request.BrokerLease);
+            var (partition, replication, log) = Led(request.Stream, request.Partition, request.LeaderEpoch);
+            if (request.FetchOffset > log.NextOffset)
+            {
+                // The follower has what this leader never wrote: it must truncate first.
+                throw new GrpcException(GrpcStatusCode.OutOfRange, $"fetch offset {request.FetchOffset} is past the leader's log end {log.NextOffset}");
+            }
+
+            replication.OnFetch(request.ReplicaId, request.FetchOffset);
+            if (request.FetchOffset >= log.NextOffset && log.HighWatermark <= lastHw)
+            {
+                await WaitForChangeAsync(log, request.FetchOffset, lastHw, token).ConfigureAwait(false);
+            }
+
+            var response = new FetchResponse { LeaderEpoch = replication.Epoch, LogStartOffset = Math.Max(0, log.OldestOffset) };
+            if (request.FetchOffset < log.NextOffset)
+            {
+                var max = request.MaxBytes > 0 ? request.MaxBytes : node.MaxFetchBytes;
+                using var batch = log.Read(request.FetchOffset, max);
+                if (!batch.IsEmpty)
+                {
+                    response.Records = UnsafeByteOperations.UnsafeWrap(ReplicationFormat.Encode(batch.Records));
+                    response.RecordCount = batch.Count;
+                }
+            }
+
+            response.HighWatermark = log.HighWatermark;
+            lastHw = response.HighWatermark;
+            await responses.WriteAsync(response, token).ConfigureAwait(false);
+            _ = partition;
+        }
+    }
+
+    private async Task WaitForChangeAsync(CommitLog log, long fetchOffset, long lastHw, CancellationToken cancellationToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(node.IdleWait);
+        try
+        {
+            var data = log.WaitForOffsetAsync(fetchOffset, committed: false, wait.Token).AsTask();
+            var hw = log.WaitForOffsetAsync(Math.Max(0, lastHw + 1), committed: true, wait.Token).AsTask();
+            await Task.WhenAny(data, hw).ConfigureAwait(false);
+            await wait.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(data, hw).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Idle: answer with the same high watermark so the follower knows the leader is alive.
+        }
+    }
+}
