@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Running;
 using Sluice.Benchmarks.Broker;
 using Sluice.Benchmarks.Grpc;
 using Sluice.Benchmarks.Log;

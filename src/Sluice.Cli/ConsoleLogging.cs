@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+
 namespace Sluice.Cli;
 
 /// <summary>Console logging for the server: one line per entry, UTC timestamps, errors on stderr.</summary>

@@ -1,3 +1,5 @@
+using System.CommandLine;
+
 namespace Sluice.Cli;
 
 /// <summary>

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Reflection;
 using Sluice.Cli.Commands;
 

@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using Sluice.Bench.Histograms;
 
 namespace Sluice.Bench.Tests;

@@ -1,4 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
 using Sluice.Client.Tests.Fakes;
+using Sluice.Protocol.Api;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;

@@ -1,4 +1,7 @@
 using Sluice.Client.Internal;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Hashing;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;

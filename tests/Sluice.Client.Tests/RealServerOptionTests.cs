@@ -1,5 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Configuration;
 using Sluice.TestKit;
 using static Sluice.Client.Tests.TestHelpers;

@@ -1,3 +1,6 @@
+using Xunit.Abstractions;
+using Xunit.Sdk;
+
 namespace Sluice.Client.Tests;
 
 /// <summary>

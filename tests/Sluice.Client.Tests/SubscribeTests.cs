@@ -1,4 +1,5 @@
 using Sluice.Client.Tests.Fakes;
+using Sluice.Protocol.Api;
 using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
 using Sluice.Client.Tests.Fakes;
 using Sluice.Server.Grpc;

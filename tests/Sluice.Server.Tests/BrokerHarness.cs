@@ -1,4 +1,7 @@
+using Google.Protobuf;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;
@@ -99,7 +102,7 @@ internal sealed class BrokerHarness : IAsyncDisposable
         var acks = new List<Ack>();
         for (var i = 0; i < count; i++)
         {
-            acks.Add((Ack)(await PublishAsync(stream, prefix + i, partition))!);
+            acks.Add((await PublishAsync(stream, prefix + i, partition))!);
         }
 
         return acks;

@@ -1,3 +1,6 @@
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
 using Sluice.Bench.Runs;
 
 namespace Sluice.Bench.Targets;

@@ -1,4 +1,7 @@
 using System.Globalization;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
 using Sluice.Bench.Options;
 
 namespace Sluice.Bench.Targets;

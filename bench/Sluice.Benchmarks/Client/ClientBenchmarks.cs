@@ -1,3 +1,4 @@
+using BenchmarkDotNet.Attributes;
 using Sluice.Client;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;

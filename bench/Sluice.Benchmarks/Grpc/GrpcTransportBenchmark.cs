@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using Google.Protobuf;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
 using Sluice.Server.Grpc;
 
 namespace Sluice.Benchmarks.Grpc;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using NATS.Client.Core;
 using Sluice.TestKit;
 
 namespace Sluice.Benchmarks.Nats;

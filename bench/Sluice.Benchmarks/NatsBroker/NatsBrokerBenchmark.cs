@@ -1,5 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using Google.Protobuf;
+using NATS.Client.Core;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Envelopes;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;

@@ -1,6 +1,8 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
 using Sluice.Cli.Output;
 using Sluice.Client;
+using Sluice.Protocol.Grpc;
 
 namespace Sluice.Cli.Commands;
 

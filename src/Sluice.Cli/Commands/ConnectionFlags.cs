@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Sluice.Cli.Output;
 
 namespace Sluice.Cli.Commands;

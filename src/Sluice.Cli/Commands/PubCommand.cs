@@ -1,9 +1,11 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Threading.Channels;
 using Sluice.Cli.Output;
 using Sluice.Client;
+using Spectre.Console;
 
 namespace Sluice.Cli.Commands;
 

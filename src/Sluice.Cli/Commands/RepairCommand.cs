@@ -1,4 +1,7 @@
+using System.CommandLine;
 using Sluice.Server.Hosting;
+using Sluice.Storage.Metadata;
+using Sluice.Storage.Metadata.Embedded;
 
 namespace Sluice.Cli.Commands;
 

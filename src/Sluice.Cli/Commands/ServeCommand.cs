@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Sluice.Server.Configuration;
 
 namespace Sluice.Cli.Commands;

@@ -1,8 +1,11 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text;
 using System.Threading.Channels;
 using Sluice.Cli.Output;
 using Sluice.Client;
+using Sluice.Protocol.Grpc;
 
 namespace Sluice.Cli.Commands;
 

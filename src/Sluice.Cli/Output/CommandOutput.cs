@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Spectre.Console;
 
 namespace Sluice.Cli.Output;
 

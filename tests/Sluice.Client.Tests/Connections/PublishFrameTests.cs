@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Sluice.Client.Connections;
 using Sluice.TestKit;
 using Api = Sluice.Protocol.Api;

@@ -1,3 +1,6 @@
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Grpc;
 using Api = Sluice.Protocol.Api;
 
@@ -210,7 +213,7 @@ internal sealed class FakeBroker(FakeCluster cluster, string id)
             var response = Publish(r, inbox);
             if (response is not null)
             {
-                await responses.WriteAsync((PublishResponse)response, context.CancellationToken);
+                await responses.WriteAsync(response, context.CancellationToken);
             }
         }
     }

@@ -1,4 +1,8 @@
 using System.Collections.Concurrent;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Hashing;
 using Api = Sluice.Protocol.Api;
 
 namespace Sluice.Client.Tests.Fakes;

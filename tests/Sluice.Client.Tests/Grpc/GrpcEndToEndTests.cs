@@ -1,7 +1,11 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
+using Google.Protobuf;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Health;
 
 namespace Sluice.Client.Tests.Grpc;
 

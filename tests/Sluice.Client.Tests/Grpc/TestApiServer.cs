@@ -1,3 +1,6 @@
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Grpc;
 
 namespace Sluice.Client.Tests.Grpc;

@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Text;
 using Sluice.Client.Grpc;
 using Sluice.Client.Http2;
+using Sluice.Protocol.Http2;
 
 namespace Sluice.Client.Tests.Http2;
 

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
+using Sluice.Protocol.Http2;
 
 namespace Sluice.Client.Tests.Http2;
 

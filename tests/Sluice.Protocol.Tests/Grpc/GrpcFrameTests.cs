@@ -1,4 +1,5 @@
 using System.Buffers;
+using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Text;
+using FsCheck;
+using FsCheck.Fluent;
 using Sluice.Protocol.Http2;
 
 namespace Sluice.Protocol.Tests.Http2;

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Sluice.TestKit;
 
 namespace Sluice.Protocol.Tests.Wire;

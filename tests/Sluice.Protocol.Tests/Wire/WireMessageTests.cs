@@ -1,3 +1,6 @@
+using FsCheck;
+using FsCheck.Fluent;
+using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Wire;
 using Sluice.TestKit;

@@ -1,4 +1,7 @@
 using System.Buffers;
+using FsCheck;
+using FsCheck.Fluent;
+using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Wire;
 using Sluice.TestKit;

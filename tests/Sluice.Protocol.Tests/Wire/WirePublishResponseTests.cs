@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Wire;
 

@@ -1,3 +1,6 @@
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Streams;
 using static Sluice.Server.Tests.BrokerHarness;
 

@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
 

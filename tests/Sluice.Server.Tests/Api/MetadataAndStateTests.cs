@@ -1,3 +1,6 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Health;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Api;

@@ -1,3 +1,5 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using Sluice.Server.Api;
 using Sluice.Server.Streams;
 using Sluice.TestKit;

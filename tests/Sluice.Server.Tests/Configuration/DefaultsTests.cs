@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Sluice.Server.Configuration;
 
 namespace Sluice.Server.Tests.Configuration;

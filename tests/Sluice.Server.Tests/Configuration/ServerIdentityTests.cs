@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;
 

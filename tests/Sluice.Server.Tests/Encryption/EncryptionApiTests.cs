@@ -1,4 +1,7 @@
 using System.Text;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Encryption;

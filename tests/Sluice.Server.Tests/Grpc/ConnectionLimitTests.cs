@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Http2;
 using Sluice.Server.Grpc;
 using Sluice.Server.Tests.Http2;
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using Sluice.Protocol.Api;
 using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Tests.Grpc;

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Health;
 using Sluice.Server.Grpc;
 using Sluice.Server.Tests.Http2;
 

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Health;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Hosting;

@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Google.Protobuf;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Health;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;

@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Text;
+using Google.Protobuf;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Http2;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
 using Sluice.Server.Hosting;

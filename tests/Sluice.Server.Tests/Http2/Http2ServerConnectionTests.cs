@@ -4,6 +4,9 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Grpc;
+using Sluice.Protocol.Http2;
 using Sluice.Server.Grpc;
 using Sluice.Server.Http2;
 

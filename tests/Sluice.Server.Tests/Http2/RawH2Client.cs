@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Sluice.Protocol.Http2;
 
 namespace Sluice.Server.Tests.Http2;
 

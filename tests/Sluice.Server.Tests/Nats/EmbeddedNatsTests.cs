@@ -3,7 +3,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
+using NATS.Client.Core;
 using Sluice.Client.Grpc;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Health;
 using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
 

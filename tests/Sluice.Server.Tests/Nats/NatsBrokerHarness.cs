@@ -1,3 +1,5 @@
+using NATS.Client.Core;
+using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Nats;
 using Sluice.TestKit;

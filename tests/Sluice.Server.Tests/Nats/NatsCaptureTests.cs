@@ -1,5 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Envelopes;
 using Sluice.Server.Nats;
 using static Sluice.Server.Tests.BrokerHarness;
 

@@ -1,5 +1,9 @@
 using System.Net;
 using System.Text;
+using Google.Protobuf;
+using NATS.Client.Core;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Envelopes;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.Server.Nats;

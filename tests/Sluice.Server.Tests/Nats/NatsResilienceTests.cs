@@ -1,4 +1,6 @@
 using System.Text;
+using NATS.Client.Core;
+using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.Server.Nats;

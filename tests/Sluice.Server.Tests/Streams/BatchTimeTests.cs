@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Sluice.Protocol.Api;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Streams;

@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Streams;
+using Sluice.Storage.Metadata.Embedded;
 using Sluice.TestKit;
 using Broker = Sluice.Server.Streams.Broker;
 

@@ -1,5 +1,8 @@
 using System.Text;
+using Google.Protobuf;
+using Sluice.Protocol.Api;
 using Sluice.Server.Streams;
+using Sluice.Storage.Log;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Streams;

@@ -1,3 +1,4 @@
+using Sluice.Protocol.Api;
 using static Sluice.Server.Tests.BrokerHarness;
 
 namespace Sluice.Server.Tests.Streams;

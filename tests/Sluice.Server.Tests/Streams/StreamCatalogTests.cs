@@ -1,5 +1,11 @@
+using Google.Protobuf;
+using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
 using Sluice.Server.Configuration;
 using Sluice.Server.Streams;
+using Sluice.Storage.Metadata;
+using Sluice.Storage.Metadata.Embedded;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Streams;

@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using Sluice.Storage.Log;
 using Sluice.TestKit;
 using static Sluice.Storage.Tests.Log.LogTestKit;

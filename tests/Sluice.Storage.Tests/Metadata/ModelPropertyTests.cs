@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using Sluice.Storage.Metadata;
 using static Sluice.Storage.Tests.Metadata.Meta;
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Storage.Metadata;
 using Sluice.Storage.Metadata.Embedded;
 using Sluice.Storage.Metadata.Persistence;
