@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Sluice.Client.Grpc;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.Server.Cluster;
 using Sluice.Server.Configuration;
 using Sluice.Server.Hosting;
 using Sluice.TestKit;
@@ -15,13 +16,19 @@ internal sealed class BrokerHarness : IAsyncDisposable
 
     private readonly TempDirectory _dir;
 
-    private BrokerHarness(TempDirectory dir, ServerOptions options)
+    private BrokerHarness(TempDirectory dir, ServerOptions options, ClusterSettings? cluster)
     {
         _dir = dir;
         Options = options;
+        Cluster = cluster;
     }
 
     public ServerOptions Options { get; }
+
+    /// <summary>The cluster this server is a member of; null for a single node.</summary>
+    public ClusterSettings? Cluster { get; }
+
+    public bool IsRunning { get; private set; }
 
     public string DataDir => _dir.Path;
 
@@ -29,34 +36,48 @@ internal sealed class BrokerHarness : IAsyncDisposable
 
     public GrpcChannel Channel { get; private set; } = null!;
 
-    public static async Task<BrokerHarness> StartAsync(Func<ServerOptions, ServerOptions>? configure = null)
+    public static async Task<BrokerHarness> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, ClusterSettings? cluster = null)
     {
         var dir = new TempDirectory("sluice-broker");
         var options = ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path };
         options = configure?.Invoke(options) ?? options;
-        var harness = new BrokerHarness(dir, options);
+        var harness = new BrokerHarness(dir, options, cluster);
         await harness.StartServerAsync();
         return harness;
     }
 
     private async Task StartServerAsync()
     {
-        Server = await SluiceServer.StartAsync(Options);
+        Server = Cluster is null ? await SluiceServer.StartAsync(Options) : await SluiceServer.StartAsync(Options, null, Cluster, CancellationToken.None);
         Channel = new GrpcChannel(new Uri($"http://127.0.0.1:{Server.Port}"));
+        IsRunning = true;
     }
+
+    /// <summary>Graceful stop, keeping the data directory for <see cref="StartAgainAsync"/>.</summary>
+    public async Task StopAsync()
+    {
+        IsRunning = false;
+        Channel.Dispose();
+        await Server.DisposeAsync();
+    }
+
+    /// <summary>Starts again on the same data directory (a new port).</summary>
+    public Task StartAgainAsync() => StartServerAsync();
 
     /// <summary>Graceful stop and start on the same data directory.</summary>
     public async Task RestartAsync()
     {
-        Channel.Dispose();
-        await Server.DisposeAsync();
+        await StopAsync();
         await StartServerAsync();
     }
 
     public async ValueTask DisposeAsync()
     {
-        Channel.Dispose();
-        await Server.DisposeAsync();
+        if (IsRunning)
+        {
+            await StopAsync();
+        }
+
         _dir.Dispose();
     }
 

@@ -1,0 +1,158 @@
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+
+namespace Sluice.Server.Tests.Cluster;
+
+/// <summary>Three brokers in one process sharing a metadata store: placement, replication, ISR, failover.</summary>
+public sealed class ReplicationTests
+{
+    [Fact]
+    public async Task EveryBrokerListsEveryBrokerAndOneIsController()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await ClusterHarness.WaitForAsync(() => cluster.Brokers[0].Server.Cluster!.View.Current.Controller is not null, "a controller is elected");
+        foreach (var broker in cluster.Brokers)
+        {
+            var metadata = await broker.MetadataAsync();
+            Assert.Equal(["b1", "b2", "b3"], metadata.Brokers.Select(b => b.Id).Order());
+            Assert.All(metadata.Brokers, b => Assert.Equal("127.0.0.1", b.Host));
+            Assert.Equal(3, metadata.Brokers.Select(b => b.Port).Distinct().Count());
+        }
+
+        Assert.Single(cluster.Brokers, b => b.Server.Cluster!.Controller.IsController(b.Server.Cluster.View.Current));
+    }
+
+    [Fact]
+    public async Task AllAcknowledgedMessagesAreOnEveryReplicaByteForByte()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[1].CreateStreamAsync(ClusterHarness.Stream("orders", replicationFactor: 3));
+        var leadership = cluster.Leadership("orders");
+        Assert.Equal(3, leadership.Replicas.Count);
+        Assert.Equal(leadership.Replicas, leadership.Isr);
+
+        // Through every broker: two of them forward to the leader.
+        var offsets = new List<long>();
+        for (var i = 0; i < 90; i++)
+        {
+            var ack = await cluster.Brokers[i % 3].PublishAsync("orders", "m" + i, policy: AckPolicy.All);
+            offsets.Add(ack!.Offset);
+        }
+
+        Assert.Equal(Enumerable.Range(0, 90).Select(i => (long)i), offsets);
+        await ClusterHarness.WaitForAsync(() => cluster.Brokers.All(b => ClusterHarness.LogOf(b, "orders")?.HighWatermark == 89), "every replica has the high watermark at 89");
+        var leader = ClusterHarness.Encoded(ClusterHarness.LogOf(cluster.Brokers.Single(b => b.Options.Clustering.ServerId == leadership.Leader), "orders")!);
+        foreach (var broker in cluster.Brokers)
+        {
+            Assert.Equal(leader, ClusterHarness.Encoded(ClusterHarness.LogOf(broker, "orders")!));
+        }
+
+        foreach (var broker in cluster.Brokers)
+        {
+            var metadata = await broker.MetadataAsync("orders");
+            var partition = metadata.StreamMetadata[0].Partitions[0];
+            Assert.Equal(leadership.Leader, partition.Leader);
+            Assert.Equal(3, partition.Isr.Count);
+        }
+    }
+
+    [Fact]
+    public async Task LeadersAreSpreadOverTheBrokers()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("spread", replicationFactor: 2, partitions: 6));
+        var leaders = Enumerable.Range(0, 6).Select(p => cluster.Leadership("spread", p).Leader).ToList();
+        Assert.All(cluster.Brokers, b => Assert.Equal(2, leaders.Count(l => l == b.Options.Clustering.ServerId)));
+        await ClusterHarness.WaitForAsync(() => Enumerable.Range(0, 6).All(p => cluster.Leader("spread", p) is not null), "every partition has an open leader");
+    }
+
+    [Fact]
+    public async Task AReplicationFactorAboveTheClusterSizeIsRefused()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        var error = await Assert.ThrowsAsync<GrpcException>(() => cluster.Brokers[2].CreateStreamAsync(ClusterHarness.Stream("big", replicationFactor: 4)));
+        Assert.Equal(GrpcStatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("Invalid replicationFactor 4, cluster size 3", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnAllPublishBelowMinIsrIsRefusedBeforeItIsAppended()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(2);
+        var request = ClusterHarness.Stream("strict", replicationFactor: 2);
+        request.MinIsr = new NullableInt32 { Value = 2 };
+        await cluster.Brokers[0].CreateStreamAsync(request);
+        var leadership = cluster.Leadership("strict");
+        var leader = cluster[leadership.Leader];
+        Assert.Equal(0, (await leader.PublishAsync("strict", "both", policy: AckPolicy.All))!.Offset);
+
+        await cluster.Brokers.Single(b => b != leader).StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("strict").Isr.Count == 1, "the ISR shrinks to the leader");
+        var error = await Assert.ThrowsAsync<GrpcException>(() => leader.PublishAsync("strict", "alone", policy: AckPolicy.All));
+        Assert.Equal(GrpcStatusCode.FailedPrecondition, error.StatusCode);
+        Assert.Contains("not enough in-sync replicas (1 < 2)", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, ClusterHarness.LogOf(leader, "strict")!.NewestOffset); // refused before the append
+
+        Assert.Equal(1, (await leader.PublishAsync("strict", "leader only", policy: AckPolicy.Leader))!.Offset);
+    }
+
+    [Fact]
+    public async Task WhenTheLeaderStopsAFollowerLeadsAndNoAcknowledgedMessageIsLost()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("ha", replicationFactor: 3));
+        var first = cluster.Leadership("ha");
+        var oldLeader = cluster[first.Leader];
+        for (var i = 0; i < 40; i++)
+        {
+            Assert.Equal(i, (await oldLeader.PublishAsync("ha", "m" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        await oldLeader.StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("ha") is { Leader.Length: > 0 } l && l.Leader != first.Leader && cluster.Leader("ha") is not null, "a new leader serves");
+        var second = cluster.Leadership("ha");
+        Assert.True(second.Epoch > first.Epoch);
+        Assert.DoesNotContain(first.Leader, second.Isr);
+
+        var survivor = cluster.Running.First();
+        for (var i = 40; i < 80; i++)
+        {
+            Assert.Equal(i, (await survivor.PublishAsync("ha", "m" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        var newLeader = cluster[second.Leader];
+        await using var call = await newLeader.SubscribeAsync(new SubscribeRequest { Stream = "ha", StartPosition = StartPosition.Earliest });
+        var messages = await BrokerHarness.ReadAsync(call, 80);
+        Assert.Equal(Enumerable.Range(0, 80).Select(i => (long)i), messages.Select(m => m.Offset));
+        Assert.Equal(Enumerable.Range(0, 80).Select(i => "m" + i), messages.Select(m => m.Value.ToStringUtf8()));
+
+        // The old leader comes back as a follower, catches up and rejoins the ISR; then the preferred replica leads again.
+        await oldLeader.StartAgainAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("ha") is { Isr.Count: 3 } l && l.Leader == first.Replicas[0], "the ISR is whole and the preferred replica leads");
+        await ClusterHarness.WaitForAsync(() => cluster.Brokers.All(b => ClusterHarness.LogOf(b, "ha")?.HighWatermark == 79), "every replica has all 80");
+        var reference = ClusterHarness.Encoded(ClusterHarness.LogOf(newLeader, "ha")!);
+        Assert.All(cluster.Brokers, b => Assert.Equal(reference, ClusterHarness.Encoded(ClusterHarness.LogOf(b, "ha")!)));
+    }
+
+    [Fact]
+    public async Task AStoppedFollowerLeavesTheIsrAndRejoinsOnceCaughtUp()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("lag", replicationFactor: 3));
+        var leadership = cluster.Leadership("lag");
+        var follower = cluster[leadership.Replicas[2]];
+        await follower.StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("lag").Isr.Count == 2, "the stopped follower leaves the ISR");
+
+        var leader = cluster[leadership.Leader];
+        for (var i = 0; i < 30; i++)
+        {
+            await leader.PublishAsync("lag", "m" + i, policy: AckPolicy.All);
+        }
+
+        await follower.StartAgainAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("lag").Isr.Count == 3, "the follower rejoins the ISR");
+        await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(follower, "lag")?.NewestOffset == 29, "the follower has caught up");
+        Assert.Equal(ClusterHarness.Encoded(ClusterHarness.LogOf(leader, "lag")!), ClusterHarness.Encoded(ClusterHarness.LogOf(follower, "lag")!));
+    }
+}
