@@ -73,7 +73,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     {
         var self = new BrokerRecord { Id = _broker.ServerId, Host = host, Port = port, StartedAt = Partition.NowNanoseconds() };
         Membership = new Membership(Settings.Store, self, Settings.LeaseTtl, _loggers.CreateLogger<Membership>());
-        Controller = new Controller(Settings.Store, View, Membership, _loggers.CreateLogger<Controller>());
+        Controller = new Controller(Settings.Store, View, Membership, MissingInternalStreams, _loggers.CreateLogger<Controller>());
         await Membership.StartAsync(cancellationToken).ConfigureAwait(false);
         await View.StartAsync(cancellationToken).ConfigureAwait(false);
         _broker.Forwarder = this;
@@ -81,6 +81,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         await _replicas.StartAsync(cancellationToken).ConfigureAwait(false);
         Controller.Start();
     }
+
+    private IEnumerable<CreateStreamRequest> MissingInternalStreams(ClusterSnapshot snapshot) =>
+        _broker.InternalStreamRequests(snapshot.Brokers.Count)
+            .Where(r => !snapshot.Streams.ContainsKey(r.Name))
+            .Select(r => _broker.NormalizeCreate(r, internalStream: true, snapshot.Brokers.Count));
 
     // ---------------------------------------------------------------- peers
 
@@ -260,7 +265,17 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
                     var response = await channel.UnaryAsync(ApiPrefix + "Publish", ToRequest(partition, item), PublishResponse.Parser, FetchTimeout * 3, cancellationToken).ConfigureAwait(false);
                     if (response.Ack is { } ack && item.Receiver is { } receiver)
                     {
-                        receiver.OnAck(item, ack);
+                        // The leader's ack, re-made here from the same fields so every receiver (a PublishAsync
+                        // stream, a waiting Publish, a NATS ack inbox) answers as if this broker had stored it.
+                        if (ack.AckError == Ack.Types.Error.Ok)
+                        {
+                            receiver.OnCommitted(item, new CommitInfo(partition, ack.Offset, ack.ReceptionTimestamp, ack.CommitTimestamp));
+                        }
+                        else
+                        {
+                            receiver.OnAck(item, ack);
+                        }
+
                         receiver.FlushAcks();
                     }
 

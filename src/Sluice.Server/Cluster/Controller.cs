@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
@@ -27,16 +28,24 @@ internal sealed partial class Controller : IAsyncDisposable
     private readonly IMetadataStore _store;
     private readonly ClusterView _view;
     private readonly Membership _membership;
+    private readonly Func<ClusterSnapshot, IEnumerable<CreateStreamRequest>> _missingInternalStreams;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly SemaphoreSlim _decisions = new(1, 1);
     private Task _loop = Task.CompletedTask;
+    private long _electedAt = Stopwatch.GetTimestamp();
 
-    public Controller(IMetadataStore store, ClusterView view, Membership membership, ILogger logger)
+    /// <param name="store">The shared metadata store.</param>
+    /// <param name="view">This broker's view of it.</param>
+    /// <param name="membership">This broker's registration (the controller key lives under its lease).</param>
+    /// <param name="missingInternalStreams">The server's own streams (cursors, activity) not created yet, checked and ready to create.</param>
+    /// <param name="logger">Where decisions are logged.</param>
+    public Controller(IMetadataStore store, ClusterView view, Membership membership, Func<ClusterSnapshot, IEnumerable<CreateStreamRequest>> missingInternalStreams, ILogger logger)
     {
         _store = store;
         _view = view;
         _membership = membership;
+        _missingInternalStreams = missingInternalStreams;
         _logger = logger;
     }
 
@@ -73,7 +82,7 @@ internal sealed partial class Controller : IAsyncDisposable
             {
                 // No change for a second: evaluate again (a lagging follower, a preferred leader back in the ISR).
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException)
+            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or BrokerException)
             {
                 LogDecisionFailed(_logger, ex);
                 try
@@ -100,6 +109,7 @@ internal sealed partial class Controller : IAsyncDisposable
         }, cancellationToken).ConfigureAwait(false);
         if (txn.Succeeded)
         {
+            _electedAt = Stopwatch.GetTimestamp();
             LogElected(_logger, _membership.BrokerId, txn.Header.Revision);
             await _view.WaitForRevisionAsync(txn.Header.Revision, cancellationToken).ConfigureAwait(false);
         }
@@ -112,6 +122,24 @@ internal sealed partial class Controller : IAsyncDisposable
         await _decisions.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // The server's own streams, once brokers starting together have had a lease TTL to join (a
+            // replication factor of -1 means every broker registered at that moment, as in Liftbridge).
+            if (Stopwatch.GetElapsedTime(_electedAt) >= _membership.Ttl)
+            {
+                foreach (var request in _missingInternalStreams(snapshot))
+                {
+                    try
+                    {
+                        var revision = await CreateLockedAsync(snapshot, request, cancellationToken).ConfigureAwait(false);
+                        await _view.WaitForRevisionAsync(revision, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (StreamExistsException)
+                    {
+                        // Created meanwhile (the view was behind).
+                    }
+                }
+            }
+
             foreach (var stream in snapshot.Streams.Values)
             {
                 for (var id = 0; id < stream.Record.Replicas.Count; id++)
@@ -236,42 +264,47 @@ internal sealed partial class Controller : IAsyncDisposable
         await _decisions.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var snapshot = _view.Current;
-            ThrowIfNotController(snapshot);
-            if (snapshot.Streams.ContainsKey(request.Name))
-            {
-                throw new StreamExistsException();
-            }
-
-            var record = new StreamRecord { Request = request, CreationTimestamp = Partition.NowNanoseconds() };
-            record.Replicas.AddRange(Place(snapshot, request.Partitions, request.ReplicationFactor));
-            var key = KeyRanges.Utf8(StreamCatalog.StreamsPrefix + request.Name);
-            var txn = await _store.TxnAsync(new TxnRequest
-            {
-                Compares =
-                [
-                    Compare.ModRevision(ClusterKeys.ControllerKey, CompareResult.Equal, snapshot.ControllerRevision),
-                    Compare.Version(key, CompareResult.Equal, 0),
-                ],
-                Success =
-                [
-                    RequestOp.ForDeleteRange(DeleteRangeRequest.Prefix(KeyRanges.Utf8(StreamCatalog.PartitionsPrefix + request.Name + "/"))),
-                    RequestOp.ForDeleteRange(DeleteRangeRequest.Prefix(ClusterKeys.LeadersOf(request.Name))),
-                    RequestOp.ForPut(new PutRequest(key, record.ToByteArray())),
-                ],
-            }, cancellationToken).ConfigureAwait(false);
-            if (!txn.Succeeded)
-            {
-                ThrowIfNotController(_view.Current);
-                throw new StreamExistsException();
-            }
-
-            return txn.Header.Revision;
+            return await CreateLockedAsync(_view.Current, request, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             _decisions.Release();
         }
+    }
+
+    private async Task<long> CreateLockedAsync(ClusterSnapshot snapshot, CreateStreamRequest request, CancellationToken cancellationToken)
+    {
+        ThrowIfNotController(snapshot);
+        if (snapshot.Streams.ContainsKey(request.Name))
+        {
+            throw new StreamExistsException();
+        }
+
+        var record = new StreamRecord { Request = request, CreationTimestamp = Partition.NowNanoseconds() };
+        record.Replicas.AddRange(Place(snapshot, request.Partitions, request.ReplicationFactor));
+        var key = KeyRanges.Utf8(StreamCatalog.StreamsPrefix + request.Name);
+        var txn = await _store.TxnAsync(new TxnRequest
+        {
+            Compares =
+            [
+                Compare.ModRevision(ClusterKeys.ControllerKey, CompareResult.Equal, snapshot.ControllerRevision),
+                Compare.Version(key, CompareResult.Equal, 0),
+            ],
+            Success =
+            [
+                RequestOp.ForDeleteRange(DeleteRangeRequest.Prefix(KeyRanges.Utf8(StreamCatalog.PartitionsPrefix + request.Name + "/"))),
+                RequestOp.ForDeleteRange(DeleteRangeRequest.Prefix(ClusterKeys.LeadersOf(request.Name))),
+                RequestOp.ForPut(new PutRequest(key, record.ToByteArray())),
+            ],
+        }, cancellationToken).ConfigureAwait(false);
+        if (!txn.Succeeded)
+        {
+            ThrowIfNotController(_view.Current);
+            throw new StreamExistsException();
+        }
+
+        LogCreated(_logger, request.Name, request.Partitions, request.ReplicationFactor);
+        return txn.Header.Revision;
     }
 
     /// <summary>Removes a stream, its partition states and its leader keys in one transaction. Returns the revision.</summary>
@@ -348,6 +381,9 @@ internal sealed partial class Controller : IAsyncDisposable
         _stop.Dispose();
         _decisions.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Created stream {Stream}: {Partitions} partition(s), replication factor {ReplicationFactor}")]
+    private static partial void LogCreated(ILogger logger, string stream, int partitions, int replicationFactor);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Broker {BrokerId} is the cluster controller (revision {Revision})")]
     private static partial void LogElected(ILogger logger, string brokerId, long revision);

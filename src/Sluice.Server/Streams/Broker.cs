@@ -137,29 +137,42 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
             _streams[stream.Name] = stream;
         }
 
-        if (Options.Activity.Enabled && !_streams.ContainsKey(ActivityStreamName))
+        foreach (var request in InternalStreamRequests(clusterSize: 1))
         {
-            await CreateStreamAsync(new CreateStreamRequest
+            if (!_streams.ContainsKey(request.Name))
+            {
+                await CreateStreamAsync(request, internalStream: true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The server's own streams as configured: the activity stream and the cursors stream, when enabled.</summary>
+    public IEnumerable<CreateStreamRequest> InternalStreamRequests(int clusterSize)
+    {
+        if (Options.Activity.Enabled)
+        {
+            yield return new CreateStreamRequest
             {
                 Name = ActivityStreamName,
                 Subject = Options.Clustering.Namespace + ".activity",
                 Partitions = 1,
                 ReplicationFactor = -1,
-            }, internalStream: true, cancellationToken).ConfigureAwait(false);
+            };
         }
 
-        if (Options.Cursors.Partitions > 0 && !_streams.ContainsKey(CursorsStreamName))
+        if (Options.Cursors.Partitions > 0)
         {
-            await CreateStreamAsync(new CreateStreamRequest
+            yield return new CreateStreamRequest
             {
                 Name = CursorsStreamName,
                 Subject = Options.Clustering.Namespace + ".cursors",
                 Partitions = Options.Cursors.Partitions,
-                ReplicationFactor = Math.Min(Options.Cursors.ReplicationFactor, 1), // -1 (all) or 1: one server is the whole cluster (a warning at startup says so)
+                // -1 (all) or at most the cluster (a single server: a warning at startup says so).
+                ReplicationFactor = Options.Cursors.ReplicationFactor == -1 ? -1 : Math.Min(Options.Cursors.ReplicationFactor, clusterSize),
                 CompactEnabled = new NullableBool { Value = true },
                 AutoPauseTime = new NullableInt64 { Value = (long)Options.Cursors.AutoPauseTime.TotalMilliseconds },
                 AutoPauseDisableIfSubscribers = new NullableBool { Value = true },
-            }, internalStream: true, cancellationToken).ConfigureAwait(false);
+            };
         }
     }
 

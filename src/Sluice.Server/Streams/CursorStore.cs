@@ -32,6 +32,7 @@ internal sealed class CursorStore(Broker broker, int partitions)
     public async Task SetAsync(string cursorId, string stream, int partition, long offset, CancellationToken cancellationToken)
     {
         var target = CursorsPartition(cursorId, stream, partition, out var key);
+        ThrowIfNotLeader(target);
         var record = new Cursor { Stream = stream, Partition = partition, CursorId = cursorId, Offset = offset };
         var ack = await broker.PublishInternalAsync(target, Encoding.UTF8.GetBytes(key), record.ToByteArray(), cancellationToken).ConfigureAwait(false);
         if (ack.AckError != Protocol.Api.Ack.Types.Error.Ok)
@@ -45,6 +46,7 @@ internal sealed class CursorStore(Broker broker, int partitions)
     public async Task<long> FetchAsync(string cursorId, string stream, int partition, CancellationToken cancellationToken)
     {
         var target = CursorsPartition(cursorId, stream, partition, out var key);
+        ThrowIfNotLeader(target);
         lock (_cacheLock)
         {
             if (_cache.TryGetValue(key, out var node))
@@ -87,6 +89,15 @@ internal sealed class CursorStore(Broker broker, int partitions)
         }
 
         return -1;
+    }
+
+    /// <summary>In a cluster, the leader of the cursors partition answers (Liftbridge's text; clients route there).</summary>
+    private static void ThrowIfNotLeader(Partition target)
+    {
+        if (target.Leadership is not null && target.Runtime is null)
+        {
+            throw new PreconditionFailedException($"Server not leader for cursors partition {target.Id}");
+        }
     }
 
     /// <summary>Drops cached cursors of a deleted stream (a re-created stream starts without them).</summary>

@@ -85,14 +85,27 @@ internal sealed class Subscription
             }
         }
 
-        if (partition.Runtime is null && partition.Leadership is { } leadership && !partition.IsPaused)
+        ReadSource source;
+        if (partition.Runtime is { } runtime)
+        {
+            source = new ReadSource(runtime.Log, () => partition.Runtime == runtime, () => Ended(partition, runtime));
+        }
+        else if (request.ReadISRReplica && partition.FollowerLog is { } followed)
+        {
+            // A follower serves what it has up to its own high watermark, which trails the leader's.
+            source = new ReadSource(followed, () => partition.FollowerLog == followed, () => new PartitionUnavailableException($"this server no longer follows partition {partition.Id} of stream {partition.Stream.Name}"));
+        }
+        else if (partition.Leadership is { } leadership && !partition.IsPaused)
         {
             // Liftbridge's answer; clients look the leader up again and resubscribe there.
             throw new PreconditionFailedException(leadership.Leader.Length == 0 ? "Partition has no leader" : "Server not partition leader");
         }
+        else
+        {
+            throw Ended(partition, null);
+        }
 
-        var runtime = partition.Runtime ?? throw Ended(partition, null);
-        var log = runtime.Log;
+        var log = source.Log;
         if (request.Reverse)
         {
             await send(RecordMessage.Handshake, true).ConfigureAwait(false); // quirk 15: the handshake frame
@@ -109,11 +122,11 @@ internal sealed class Subscription
         }
         catch (ObjectDisposedException)
         {
-            throw Ended(partition, runtime);
+            throw source.Ended();
         }
         catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
         {
-            throw Ended(partition, runtime);
+            throw source.Ended();
         }
 
         if (stop >= 0 && stop < start)
@@ -122,7 +135,7 @@ internal sealed class Subscription
         }
 
         await send(RecordMessage.Handshake, true).ConfigureAwait(false); // quirk 15: the handshake frame
-        await ForwardAsync(partition, runtime, start, stop, send, flush, cancellationToken).ConfigureAwait(false);
+        await ForwardAsync(partition, source, start, stop, send, flush, cancellationToken).ConfigureAwait(false);
     }
 
     private long StartOffset(CommitLog log)
@@ -130,7 +143,9 @@ internal sealed class Subscription
         var hw = log.HighWatermark;
         long start = _request.StartPosition switch
         {
-            StartPosition.Offset => _request.StartOffset > hw ? hw + 1 : _request.StartOffset, // quirk 7 (kept)
+            // Quirk 7 (kept) only past the end of the log: a start between the HW and the log end (a new leader whose
+            // HW has not caught up) is kept, and the reader waits for the HW to pass it, so a resubscriber sees no repeats.
+            StartPosition.Offset => _request.StartOffset > log.NewestOffset + 1 ? hw + 1 : _request.StartOffset,
             StartPosition.Earliest => log.OldestOffset,
             StartPosition.Latest => log.NewestOffset,
             StartPosition.Timestamp => log.EarliestOffsetAfterTimestamp(_request.StartTimestamp),
@@ -164,10 +179,10 @@ internal sealed class Subscription
         }
     }
 
-    private static async Task ForwardAsync(Partition partition, PartitionRuntime runtime, long start, long stop, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
+    private static async Task ForwardAsync(Partition partition, ReadSource source, long start, long stop, Func<RecordMessage, bool, ValueTask> send, Func<ValueTask> flush, CancellationToken cancellationToken)
     {
         var streamName = partition.Stream.NameUtf8;
-        var log = runtime.Log;
+        var log = source.Log;
         var reader = log.CreateReader(start, committed: true);
         while (true)
         {
@@ -186,20 +201,20 @@ internal sealed class Subscription
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && stateChanged.IsCancellationRequested)
                 {
-                    if (partition.Runtime != runtime)
+                    if (!source.IsCurrent())
                     {
-                        throw Ended(partition, runtime);
+                        throw source.Ended();
                     }
 
                     continue; // readonly changed: re-check the end
                 }
                 catch (CommitLogException ex) when (ex is CommitLogClosedException or CommitLogDeletedException)
                 {
-                    throw Ended(partition, runtime);
+                    throw source.Ended();
                 }
                 catch (ObjectDisposedException)
                 {
-                    throw Ended(partition, runtime);
+                    throw source.Ended();
                 }
             }
 
@@ -272,6 +287,9 @@ internal sealed class Subscription
         _ when partition.OfflineReason is { } reason => new PartitionUnavailableException($"partition {partition.Id} of stream {partition.Stream.Name} is offline: {reason}"),
         _ => new BrokerInternalException("The partition's log is closed"),
     };
+
+    /// <summary>The log a subscription reads (the leader's, or with readISRReplica a follower's), whether it is still the one serving, and how it ended.</summary>
+    private sealed record ReadSource(CommitLog Log, Func<bool> IsCurrent, Func<BrokerException> Ended);
 
     private static RecordMessage ToMessage(Partition partition, byte[] streamName, in LogRecord record) =>
         new(streamName, partition.Id, record, partition.OpenValue(record)); // encrypted: a fresh array from the cipher
