@@ -86,7 +86,10 @@ public sealed class ClusterClientTests
         Assert.Equal(Enumerable.Range(0, 40).Select(i => (long)i), received);
     }
 
-    /// <summary>A publish refused because the old leader's port is closed was never sent: trying again is safe.</summary>
+    /// <summary>
+    /// The old leader had fully stopped before these publishes began, so one that fails on its dead connection
+    /// was never stored anywhere: trying again is safe here (a real publisher relies on message ids instead).
+    /// </summary>
     private static async Task<SluiceAck?> PublishRetryingAsync(SluiceClient client, string value, MessageOptions options, CancellationToken cancellationToken)
     {
         while (true)
@@ -95,7 +98,7 @@ public sealed class ClusterClientTests
             {
                 return await client.PublishAsync("carry", System.Text.Encoding.UTF8.GetBytes(value), options, cancellationToken);
             }
-            catch (BrokerUnavailableException ex) when (ex.ToString().Contains("Connection refused", StringComparison.Ordinal))
+            catch (BrokerUnavailableException)
             {
                 await Task.Delay(50, cancellationToken);
             }

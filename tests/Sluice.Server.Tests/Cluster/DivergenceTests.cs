@@ -1,0 +1,61 @@
+using Google.Protobuf;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Grpc;
+using Sluice.Storage.Log;
+
+namespace Sluice.Server.Tests.Cluster;
+
+/// <summary>Replicas that hold what the leader never had are cut back by leader epoch; leaders that step down end their readers.</summary>
+public sealed class DivergenceTests
+{
+    [Fact]
+    public async Task AReplicaWithATailFromAnOldEpochTruncatesItAndTakesTheLeadersRecords()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("fork", replicationFactor: 3));
+        var start = cluster.Leadership("fork");
+        var (preferred, second, third) = (cluster[start.Replicas[0]], cluster[start.Replicas[1]], cluster[start.Replicas[2]]);
+        for (var i = 0; i < 10; i++)
+        {
+            await preferred.PublishAsync("fork", "m" + i, policy: AckPolicy.All);
+        }
+
+        // The third replica stops, and its log gets offsets 10..14 in the current epoch that no leader will ever have.
+        await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(third, "fork")?.NewestOffset == 9, "the third replica has all 10");
+        await third.StopAsync();
+        using (var log = CommitLog.Open(Path.Combine(third.DataDir, "streams", "fork", "0")))
+        {
+            var epoch = log.LastLeaderEpoch;
+            var forged = Enumerable.Range(10, 5).Select(o => new LogRecord { Offset = o, Timestamp = 1, LeaderEpoch = epoch, Value = "forged"u8.ToArray() }).ToArray();
+            log.AppendReplicated(forged);
+        }
+
+        // The leader goes too: the second replica leads in a new epoch and writes its own 10..14.
+        await preferred.StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("fork") == second, "the second replica leads");
+        for (var i = 10; i < 15; i++)
+        {
+            Assert.Equal(i, (await second.PublishAsync("fork", "m" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        await third.StartAgainAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leadership("fork").Isr.Count == 2, "the third replica rejoins the ISR");
+        var expected = ClusterHarness.Encoded(ClusterHarness.LogOf(second, "fork")!);
+        await ClusterHarness.WaitForAsync(() => ClusterHarness.Encoded(ClusterHarness.LogOf(third, "fork")!).AsSpan().SequenceEqual(expected), "the third replica's log equals the leader's");
+
+        // A reader on the interim leader ends with Unavailable when the preferred replica takes over again.
+        await using var reader = await second.SubscribeAsync(new SubscribeRequest { Stream = "fork", StartPosition = StartPosition.Earliest });
+        Assert.Equal(15, (await BrokerHarness.ReadAsync(reader, 15)).Count);
+        await preferred.StartAgainAsync();
+        var ended = await Assert.ThrowsAsync<GrpcException>(async () =>
+        {
+            using var timeout = new CancellationTokenSource(ClusterHarness.Timeout);
+            while (await reader.MoveNextAsync().AsTask().WaitAsync(timeout.Token))
+            {
+            }
+        });
+        Assert.Equal(GrpcStatusCode.Unavailable, ended.StatusCode);
+        Assert.Equal(preferred.Options.Clustering.ServerId, cluster.Leadership("fork").Leader);
+        Assert.Equal("m14", ByteString.CopyFrom(ClusterHarness.LogOf(preferred, "fork")!.Read(14, 1024)[0].Value!.Value.Span).ToStringUtf8());
+    }
+}
