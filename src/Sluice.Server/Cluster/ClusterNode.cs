@@ -31,6 +31,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
     private readonly Broker _broker;
     private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
     private ReplicaManager? _replicas;
 
@@ -40,6 +41,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         Settings = settings;
         _broker = broker;
         _loggers = loggers;
+        _logger = loggers.CreateLogger<ClusterNode>();
         View = new ClusterView(settings.Store, loggers.CreateLogger<ClusterView>());
     }
 
@@ -143,6 +145,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             c => c.CreateStreamAsync(request, cancellationToken),
             "CreateStream", request, CreateStreamResponse.Parser, cancellationToken).ConfigureAwait(false);
         await WaitAppliedAsync(revision, () => _broker.TryGetStream(request.Name, out _), cancellationToken).ConfigureAwait(false);
+        await EmitActivityAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.CreateStream,
+            CreateStreamOp = new CreateStreamOp { Stream = request.Name, Partitions = { Enumerable.Range(0, request.Partitions) } },
+        }).ConfigureAwait(false);
     }
 
     public async Task DeleteStreamAsync(string name, CancellationToken cancellationToken)
@@ -156,6 +163,29 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             c => c.DeleteStreamAsync(name, cancellationToken),
             "DeleteStream", new DeleteStreamRequest { Name = name }, DeleteStreamResponse.Parser, cancellationToken).ConfigureAwait(false);
         await WaitAppliedAsync(revision, () => !_broker.TryGetStream(name, out _), cancellationToken).ConfigureAwait(false);
+        await EmitActivityAsync(revision, new ActivityStreamEvent { Op = ActivityStreamOp.DeleteStream, DeleteStreamOp = new DeleteStreamOp { Stream = name } }).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// After a decision made here (revision above 0; a decision passed to the controller is published there):
+    /// the event goes to the activity stream, wherever its leader is, with the decision's revision as its id.
+    /// </summary>
+    private async Task EmitActivityAsync(long revision, ActivityStreamEvent activity)
+    {
+        if (revision <= 0 || !_broker.Options.Activity.Enabled || !_broker.TryGetStream(Broker.ActivityStreamName, out var stream))
+        {
+            return;
+        }
+
+        activity.Id = (ulong)revision;
+        try
+        {
+            await _broker.PublishInternalAsync(stream.Partitions[0], null, activity.ToByteArray(), _broker.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerException or OperationCanceledException)
+        {
+            LogActivityFailed(_logger, ex, activity.Op.ToString());
+        }
     }
 
     public Task PauseAsync(string name, IReadOnlyList<int> partitions, bool resumeAll, CancellationToken cancellationToken) =>
@@ -363,4 +393,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             channel.Dispose();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
+    private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);
 }

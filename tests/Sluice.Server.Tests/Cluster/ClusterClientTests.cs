@@ -50,6 +50,22 @@ public sealed class ClusterClientTests
     }
 
     [Fact]
+    public async Task TheControllerPublishesCreateAndDeleteToTheActivityStream()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3, o => o with { Activity = o.Activity with { Enabled = true } });
+        await ClusterHarness.WaitForAsync(() => cluster.Brokers.All(b => b.Server.Broker.TryGetStream("__activity", out _)), "every broker has the activity stream");
+        await cluster.Brokers[2].CreateStreamAsync(ClusterHarness.Stream("watched", replicationFactor: 2));
+        await cluster.Brokers[1].DeleteStreamAsync("watched");
+
+        var leader = cluster[cluster.Leadership("__activity").Leader];
+        await using var call = await leader.SubscribeAsync(new SubscribeRequest { Stream = "__activity", StartPosition = Protocol.Api.StartPosition.Earliest });
+        var events = (await BrokerHarness.ReadAsync(call, 2)).Select(m => ActivityStreamEvent.Parser.ParseFrom(m.Value)).ToList();
+        Assert.Equal([ActivityStreamOp.CreateStream, ActivityStreamOp.DeleteStream], events.Select(e => e.Op));
+        Assert.Equal("watched", events[0].CreateStreamOp.Stream);
+        Assert.True(events[1].Id > events[0].Id);
+    }
+
+    [Fact]
     public async Task ClientPublishersAndSubscribersCarryOnAfterTheLeaderStops()
     {
         await using var cluster = await ClusterHarness.StartAsync(3);
