@@ -251,7 +251,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
                 return new ArgumentException(detail);
             default:
                 _logger.LogWarning(e, "etcd call failed with {Status}", e.StatusCode);
-                return new MetadataStoreException($"etcd: {detail}");
+                return new MetadataStoreException($"etcd: {e.StatusCode}: {detail}");
         }
     }
 
