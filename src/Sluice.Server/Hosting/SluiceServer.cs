@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Etcd;
 using Sluice.Server.Api;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
@@ -73,7 +74,7 @@ public sealed class SluiceServer : IAsyncDisposable
 
         // The store takes the data directory's lock: nothing in the directory (the server id included) is
         // written before it, so a second server on the same directory is refused without touching it.
-        var store = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+        var store = await OpenMetadataStoreAsync(options, dataDir, loggers, ct).ConfigureAwait(false);
         Broker? broker = null;
         GrpcServer? grpc = null;
         NatsAttachment? nats = null;
@@ -113,6 +114,32 @@ public sealed class SluiceServer : IAsyncDisposable
             await store.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The embedded store in the data directory, or etcd when <c>clustering.etcd.endpoints</c> is set (then the data
+    /// directory's lock is not taken by the store).
+    /// </summary>
+    private static async Task<IMetadataStore> OpenMetadataStoreAsync(ServerOptions options, string dataDir, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var etcd = options.Clustering.Etcd;
+        if (!etcd.Enabled)
+        {
+            return await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+        }
+
+        return await EtcdMetadataStore.ConnectAsync(
+            new EtcdMetadataStoreOptions
+            {
+                Endpoints = etcd.Endpoints,
+                TlsCaFile = etcd.TlsCa,
+                TlsCertFile = etcd.TlsCert,
+                TlsKeyFile = etcd.TlsKey,
+                DialTimeout = etcd.DialTimeout,
+                RequestTimeout = etcd.RequestTimeout,
+                LoggerFactory = loggers,
+            },
+            ct).ConfigureAwait(false);
     }
 
     private static GrpcServerOptions GrpcOptions(ServerOptions options, ServerLimits limits)
