@@ -225,6 +225,9 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
         {
             case StatusCode.Cancelled when cancellationToken.IsCancellationRequested:
                 return new OperationCanceledException(cancellationToken);
+            case StatusCode.Internal or StatusCode.Unavailable when FindTlsFailure(e) is { } tls:
+                _logger.LogDebug(e, "TLS handshake with etcd at {Endpoints} failed", _endpoints);
+                return new MetadataUnavailableException($"etcd ({_endpoints}): the TLS handshake failed: {tls.Message}");
             case StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted:
                 return Unavailable(e);
             case StatusCode.OutOfRange when detail.Contains("compacted", StringComparison.Ordinal):
@@ -253,6 +256,19 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
                 _logger.LogWarning(e, "etcd call failed with {Status}", e.StatusCode);
                 return new MetadataStoreException($"etcd: {e.StatusCode}: {detail}");
         }
+    }
+
+    private static System.Security.Authentication.AuthenticationException? FindTlsFailure(RpcException e)
+    {
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Security.Authentication.AuthenticationException tls)
+            {
+                return tls;
+            }
+        }
+
+        return null;
     }
 
     private MetadataUnavailableException Unavailable(Exception e)

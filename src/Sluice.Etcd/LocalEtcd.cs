@@ -25,19 +25,22 @@ public sealed class LocalEtcd : IAsyncDisposable
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
 
     private readonly bool _ownsDirectory;
+    private readonly LocalEtcdTls? _tls;
     private readonly Queue<string> _log = new();
     private Process? _process;
+    private volatile bool _saidReady;
 
-    private LocalEtcd(string dataDirectory, bool ownsDirectory, int clientPort, int peerPort)
+    private LocalEtcd(string dataDirectory, bool ownsDirectory, int clientPort, int peerPort, LocalEtcdTls? tls)
     {
+        _tls = tls;
         DataDirectory = dataDirectory;
         _ownsDirectory = ownsDirectory;
         ClientPort = clientPort;
         PeerPort = peerPort;
     }
 
-    /// <summary>The client URL, <c>http://127.0.0.1:port</c>.</summary>
-    public string ClientUrl => $"http://127.0.0.1:{ClientPort}";
+    /// <summary>The client URL, <c>http://127.0.0.1:port</c> (<c>https://</c> with TLS).</summary>
+    public string ClientUrl => $"{(_tls is null ? "http" : "https")}://127.0.0.1:{ClientPort}";
 
     public int ClientPort { get; }
 
@@ -50,13 +53,14 @@ public sealed class LocalEtcd : IAsyncDisposable
 
     /// <summary>Starts etcd and waits until it answers its health check. Fails loudly when the binary is missing.</summary>
     /// <param name="dataDirectory">Where etcd keeps its data; null for a new temp directory, deleted on dispose.</param>
+    /// <param name="tls">Serve clients over TLS (and require client certificates when it names a CA); null for plain http.</param>
     /// <param name="cancellationToken">Stops the wait for etcd to answer.</param>
-    public static async Task<LocalEtcd> StartAsync(string? dataDirectory = null, CancellationToken cancellationToken = default)
+    public static async Task<LocalEtcd> StartAsync(string? dataDirectory = null, LocalEtcdTls? tls = null, CancellationToken cancellationToken = default)
     {
         var owns = dataDirectory is null;
         var directory = dataDirectory ?? Path.Combine(Path.GetTempPath(), "sluice-etcd-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
-        var etcd = new LocalEtcd(directory, owns, FreePort(), FreePort());
+        var etcd = new LocalEtcd(directory, owns, FreePort(), FreePort(), tls);
         try
         {
             await etcd.StartAgainAsync(cancellationToken).ConfigureAwait(false);
@@ -101,6 +105,21 @@ public sealed class LocalEtcd : IAsyncDisposable
             start.ArgumentList.Add(argument);
         }
 
+        if (_tls is not null)
+        {
+            start.ArgumentList.Add("--cert-file");
+            start.ArgumentList.Add(_tls.CertFile);
+            start.ArgumentList.Add("--key-file");
+            start.ArgumentList.Add(_tls.KeyFile);
+            if (_tls.ClientCaFile is not null)
+            {
+                start.ArgumentList.Add("--client-cert-auth");
+                start.ArgumentList.Add("--trusted-ca-file");
+                start.ArgumentList.Add(_tls.ClientCaFile);
+            }
+        }
+
+        _saidReady = false;
         Process process;
         try
         {
@@ -173,8 +192,9 @@ public sealed class LocalEtcd : IAsyncDisposable
 
             try
             {
-                var health = await http.GetStringAsync(new Uri($"{ClientUrl}/health"), cancellationToken).ConfigureAwait(false);
-                if (health.Contains("\"health\":\"true\"", StringComparison.Ordinal))
+                // Over TLS /health would need this process to hold a trusted client certificate; etcd's own
+                // "ready to serve client requests" line says the same.
+                if (_tls is not null ? _saidReady : (await http.GetStringAsync(new Uri($"{ClientUrl}/health"), cancellationToken).ConfigureAwait(false)).Contains("\"health\":\"true\"", StringComparison.Ordinal))
                 {
                     return;
                 }
@@ -205,6 +225,11 @@ public sealed class LocalEtcd : IAsyncDisposable
             return;
         }
 
+        if (line.Contains("ready to serve client requests", StringComparison.Ordinal))
+        {
+            _saidReady = true;
+        }
+
         lock (_log)
         {
             _log.Enqueue(line);
@@ -231,3 +256,9 @@ public sealed class LocalEtcd : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
+
+/// <summary>TLS for a <see cref="LocalEtcd"/>'s client URL.</summary>
+/// <param name="CertFile">Server certificate (PEM).</param>
+/// <param name="KeyFile">Its private key (PEM).</param>
+/// <param name="ClientCaFile">When set, clients must present a certificate signed by this CA (PEM).</param>
+public sealed record LocalEtcdTls(string CertFile, string KeyFile, string? ClientCaFile = null);

@@ -57,7 +57,7 @@ internal static partial class ClusterCommand
         LocalEtcd etcd;
         try
         {
-            etcd = await LocalEtcd.StartAsync(Path.Combine(dataDir, "etcd"), stop.Token).ConfigureAwait(false);
+            etcd = await LocalEtcd.StartAsync(Path.Combine(dataDir, "etcd"), cancellationToken: stop.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
