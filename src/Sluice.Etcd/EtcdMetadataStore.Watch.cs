@@ -63,9 +63,10 @@ public sealed partial class EtcdMetadataStore
             {
                 ThrowIfStopped(cancellationToken);
                 await using var stream = new WatchStream(this, cancellationToken);
-                registration.Stream = stream;
                 if (await stream.OpenAsync(CreateRequest(request, end, next)).ConfigureAwait(false))
                 {
+                    // Reachable by RequestWatchProgress only once the create request is written.
+                    registration.Stream = stream;
                     while (await stream.ReadAsync().ConfigureAwait(false) is { } response)
                     {
                         delay = FirstRetryDelay;
@@ -279,9 +280,9 @@ public sealed partial class EtcdMetadataStore
             {
                 await WriteAsync(new Rpc.WatchRequest { ProgressRequest = new Rpc.WatchProgressRequest() }).ConfigureAwait(false);
             }
-            catch (Exception e) when (IsStreamFailure(e) || e is ObjectDisposedException)
+            catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
             {
-                // The reader sees the broken stream and reconnects; nothing to do here.
+                // Fire and forget: the reader sees a broken stream and reconnects, or the watch is ending.
             }
         }
 
