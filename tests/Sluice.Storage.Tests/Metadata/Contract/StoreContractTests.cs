@@ -177,6 +177,24 @@ public abstract class StoreContractTests
     }
 
     [Fact]
+    public async Task Watch_filters_drop_puts_or_deletes_and_prev_kv_brings_the_old_version()
+    {
+        await using var s = await OpenAsync();
+        await using var noPut = s.WatchAsync(WatchRequest.Prefix(P("f/")) with { NoPut = true }).GetAsyncEnumerator();
+        await using var noDelete = s.WatchAsync(WatchRequest.Prefix(P("f/")) with { NoDelete = true, PrevKv = true }).GetAsyncEnumerator();
+        await s.Put(P("f/1"), "a");
+        await s.Put(P("f/1"), "b");
+        var deleted = await s.Delete(P("f/1"));
+
+        var delete = Assert.Single((await noPut.NextAsync()).Events);
+        Assert.Equal((WatchEventType.Delete, deleted.Header.Revision), (delete.Type, delete.Kv.ModRevision));
+        var first = Assert.Single((await noDelete.NextAsync()).Events);
+        Assert.Equal(("a", (string?)null), (first.Kv.ValueString, first.PrevKv?.ValueString));
+        var second = Assert.Single((await noDelete.NextAsync()).Events);
+        Assert.Equal(("b", "a"), (second.Kv.ValueString, second.PrevKv?.ValueString));
+    }
+
+    [Fact]
     public async Task Watch_from_an_old_revision_replays_then_follows_without_gaps()
     {
         await using var s = await OpenAsync();
