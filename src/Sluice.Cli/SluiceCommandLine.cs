@@ -33,6 +33,7 @@ internal static class SluiceCommandLine
         root.Subcommands.Add(SubCommand.Create());
         root.Subcommands.Add(MetadataCommand.Create());
         root.Subcommands.Add(RepairCommand.Create());
+        root.Subcommands.Add(ClusterCommand.Create());
         root.Subcommands.Add(HelpCommand(root));
         root.Subcommands.Add(VersionCommand());
         return root;

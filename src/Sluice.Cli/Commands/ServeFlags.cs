@@ -31,11 +31,13 @@ internal sealed class ServeFlags
         "Bootstrap the cluster with this server as leader (accepted and ignored: single node)");
     public Option<string[]> RaftBootstrapPeers { get; } = Flag<string[]>("raft-bootstrap-peers",
         "Bootstrap the cluster with these peer ids (accepted and ignored: single node)");
+    public Option<string[]> EtcdEndpoints { get; } = Flag<string[]>("etcd-endpoints",
+        "Keep the metadata in etcd at URL[,URL] (repeatable) instead of the data dir: for brokers that form a cluster");
 
     private IEnumerable<Option> All =>
     [
         Config, ServerId, Namespace, NatsServers, EmbeddedNats, EmbeddedNatsConfig, DataDir, Port, Host,
-        TlsCert, TlsKey, Level, RaftBootstrapSeed, RaftBootstrapPeers,
+        TlsCert, TlsKey, Level, RaftBootstrapSeed, RaftBootstrapPeers, EtcdEndpoints,
     ];
 
     public void AddTo(Command command)
@@ -62,6 +64,7 @@ internal sealed class ServeFlags
         Level = Given(parsed, Level),
         RaftBootstrapSeed = IsGiven(parsed, RaftBootstrapSeed) ? parsed.GetValue(RaftBootstrapSeed) : null,
         RaftBootstrapPeers = Given(parsed, RaftBootstrapPeers),
+        EtcdEndpoints = Given(parsed, EtcdEndpoints),
     };
 
     private static T? Given<T>(ParseResult parsed, Option<T> option)

@@ -25,6 +25,9 @@ public sealed record ConfigFlags
     public bool? RaftBootstrapSeed { get; init; }
     public IReadOnlyList<string>? RaftBootstrapPeers { get; init; }
 
+    /// <summary>`--etcd-endpoints`: each item may itself be comma-separated.</summary>
+    public IReadOnlyList<string>? EtcdEndpoints { get; init; }
+
     /// <summary>The flags that were given, as (key, flag name, value).</summary>
     internal IEnumerable<(string Key, string Flag, RawSetting Value)> Settings()
     {
@@ -45,5 +48,6 @@ public sealed record ConfigFlags
         if (Level is not null) { yield return ("logging.level", "--level", S("--level", Level)); }
         if (RaftBootstrapSeed is { } seed) { yield return ("clustering.raft.bootstrap.seed", "--raft-bootstrap-seed", S("--raft-bootstrap-seed", B(seed))); }
         if (RaftBootstrapPeers is not null) { yield return ("clustering.raft.bootstrap.peers", "--raft-bootstrap-peers", L("--raft-bootstrap-peers", RaftBootstrapPeers)); }
+        if (EtcdEndpoints is not null) { yield return ("clustering.etcd.endpoints", "--etcd-endpoints", L("--etcd-endpoints", EtcdEndpoints)); }
     }
 }

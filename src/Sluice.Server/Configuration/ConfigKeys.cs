@@ -84,6 +84,13 @@ internal static class ConfigKeys
         Key("clustering.replica.fetch.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaFetchTimeout = v.Duration() } }, NoReplication),
         Key("clustering.min.insync.replicas", (o, v) => o with { Clustering = o.Clustering with { MinInsyncReplicas = v.Int(1) } }),
         Key("clustering.replication.max.bytes", (o, v) => o with { Clustering = o.Clustering with { ReplicationMaxBytes = v.Long(1, long.MaxValue) } }),
+        Key("clustering.etcd.endpoints", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { Endpoints = EtcdEndpoints(v) } } }),
+        Key("clustering.etcd.tls.ca", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { TlsCa = NonEmpty(v, "a PEM file path") } } }),
+        Key("clustering.etcd.tls.cert", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { TlsCert = NonEmpty(v, "a PEM file path") } } }),
+        Key("clustering.etcd.tls.key", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { TlsKey = NonEmpty(v, "a PEM file path") } } }),
+        Key("clustering.etcd.dial.timeout", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { DialTimeout = Positive(v) } } }),
+        Key("clustering.etcd.request.timeout", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { RequestTimeout = Positive(v) } } }),
+        Key("clustering.broker.lease.ttl", (o, v) => o with { Clustering = o.Clustering with { BrokerLeaseTtl = WholeSeconds(v) } }),
 
         Key("activity.stream.enabled", (o, v) => o with { Activity = o.Activity with { Enabled = v.Bool() } }),
         Key("activity.stream.publish.timeout", (o, v) => o with { Activity = o.Activity with { PublishTimeout = Positive(v) } }),
@@ -129,6 +136,35 @@ internal static class ConfigKeys
     {
         var value = v.Duration();
         return value > TimeSpan.Zero ? value : throw new InvalidSettingValueException("a duration greater than zero, such as 1s or 5m");
+    }
+
+    // etcd leases count whole seconds.
+    private static TimeSpan WholeSeconds(ConfigValue v)
+    {
+        var value = v.Duration();
+        return value >= TimeSpan.FromSeconds(1) && value.Ticks % TimeSpan.TicksPerSecond == 0
+            ? value
+            : throw new InvalidSettingValueException("a whole number of seconds, at least 1s, such as 3s");
+    }
+
+    // etcd client URLs; a bare host:port means plain http, as etcdctl reads it.
+    private static string[] EtcdEndpoints(ConfigValue v)
+    {
+        var endpoints = v.List().Select(e => e.Contains("://", StringComparison.Ordinal) ? e : "http://" + e).ToArray();
+        foreach (var endpoint in endpoints)
+        {
+            if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Host.Length == 0)
+            {
+                throw new InvalidSettingValueException("etcd client URLs, such as http://127.0.0.1:2379,http://10.0.0.2:2379");
+            }
+        }
+
+        if (endpoints.Select(e => new Uri(e).Scheme).Distinct().Count() > 1)
+        {
+            throw new InvalidSettingValueException("etcd client URLs that are all http:// or all https://");
+        }
+
+        return endpoints;
     }
 
     private static int ReplicationFactor(ConfigValue v)

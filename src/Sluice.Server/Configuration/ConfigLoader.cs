@@ -337,6 +337,15 @@ public static class ConfigLoader
             { Key = missing };
         }
 
+        var etcd = options.Clustering.Etcd;
+        if ((etcd.TlsCert is null) != (etcd.TlsKey is null))
+        {
+            var missing = etcd.TlsCert is null ? "clustering.etcd.tls.cert" : "clustering.etcd.tls.key";
+            throw new ConfigurationException(
+                $"Configuration setting \"{missing}\" is missing: a client certificate for etcd needs both clustering.etcd.tls.cert and clustering.etcd.tls.key")
+            { Key = missing };
+        }
+
         if (tls.ClientAuthEnabled && !tls.Enabled)
         {
             throw new ConfigurationException(

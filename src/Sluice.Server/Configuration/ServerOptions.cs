@@ -253,6 +253,38 @@ public sealed record ClusteringOptions
 
     /// <summary>`clustering.replication.max.bytes` (1 MiB).</summary>
     public long ReplicationMaxBytes { get; init; } = 1_048_576;
+
+    /// <summary>`clustering.etcd.*`: the etcd that holds the metadata when brokers form a cluster.</summary>
+    public EtcdOptions Etcd { get; init; } = EtcdOptions.Default;
+
+    /// <summary>`clustering.broker.lease.ttl` (3 s, whole seconds): how long a broker that stops refreshing its etcd lease stays a member.</summary>
+    public TimeSpan BrokerLeaseTtl { get; init; } = TimeSpan.FromSeconds(3);
+}
+
+/// <summary>`clustering.etcd.*`.</summary>
+public sealed record EtcdOptions
+{
+    public static EtcdOptions Default { get; } = new();
+
+    /// <summary>`clustering.etcd.endpoints`: client URLs; empty = the embedded metadata store (a single server).</summary>
+    public IReadOnlyList<string> Endpoints { get; init; } = [];
+
+    /// <summary>`clustering.etcd.tls.ca`: PEM file of the CA of etcd's server certificates (null = system trust store).</summary>
+    public string? TlsCa { get; init; }
+
+    /// <summary>`clustering.etcd.tls.cert`: PEM client certificate for etcd (with `clustering.etcd.tls.key`).</summary>
+    public string? TlsCert { get; init; }
+
+    /// <summary>`clustering.etcd.tls.key`: PEM private key of `clustering.etcd.tls.cert`.</summary>
+    public string? TlsKey { get; init; }
+
+    /// <summary>`clustering.etcd.dial.timeout` (5 s).</summary>
+    public TimeSpan DialTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>`clustering.etcd.request.timeout` (5 s): the deadline of every etcd call.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public bool Enabled => Endpoints.Count > 0;
 }
 
 /// <summary>Ack policy used for the server's own publishes (activity events).</summary>

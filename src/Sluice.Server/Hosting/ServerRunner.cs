@@ -34,6 +34,11 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}", e.Message);
             return 1;
         }
+        catch (Storage.Metadata.MetadataUnavailableException e)
+        {
+            logger.LogError("Cannot start the server: {Reason}", e.Message);
+            return 1;
+        }
         catch (Storage.Metadata.MetadataStoreLockedException)
         {
             logger.LogError("Cannot start the server: the data directory {DataDir} is in use by another Sluice process", options.DataDir);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Etcd;
 using Sluice.Server.Api;
 using Sluice.Server.Cluster;
 using Sluice.Server.Cluster.Replication;
@@ -89,16 +90,33 @@ public sealed class SluiceServer : IAsyncDisposable
         // The store (or, in a cluster, the data lock) takes the data directory's lock: nothing in the directory (the
         // server id included) is written before it, so a second server on the same directory is refused without touching it.
         FileStream? dataLock = null;
-        EmbeddedMetadataStore? ownedStore = null;
+        IMetadataStore? ownedStore = null;
         IMetadataStore store;
-        if (cluster is null)
+        if (cluster is null && !options.Clustering.Etcd.Enabled)
         {
             store = ownedStore = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
         }
         else
         {
             dataLock = Sluice.Storage.Metadata.Persistence.DirectoryLock.Acquire(dataDir);
-            store = cluster.Store;
+            if (cluster is null)
+            {
+                try
+                {
+                    store = ownedStore = await ConnectEtcdAsync(options, loggers, ct).ConfigureAwait(false);
+                }
+                catch
+                {
+                    await dataLock.DisposeAsync().ConfigureAwait(false);
+                    throw;
+                }
+
+                cluster = new ClusterSettings(store, options.Clustering.BrokerLeaseTtl);
+            }
+            else
+            {
+                store = cluster.Store;
+            }
         }
 
         Broker? broker = null;
@@ -184,6 +202,24 @@ public sealed class SluiceServer : IAsyncDisposable
             PartitionCount = counts.PartitionCount,
             LeaderCount = counts.LeaderCount,
         };
+    }
+
+    /// <summary>The cluster's etcd, when <c>clustering.etcd.endpoints</c> is set.</summary>
+    private static async Task<IMetadataStore> ConnectEtcdAsync(ServerOptions options, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var etcd = options.Clustering.Etcd;
+        return await EtcdMetadataStore.ConnectAsync(
+            new EtcdMetadataStoreOptions
+            {
+                Endpoints = etcd.Endpoints,
+                TlsCaFile = etcd.TlsCa,
+                TlsCertFile = etcd.TlsCert,
+                TlsKeyFile = etcd.TlsKey,
+                DialTimeout = etcd.DialTimeout,
+                RequestTimeout = etcd.RequestTimeout,
+                LoggerFactory = loggers,
+            },
+            ct).ConfigureAwait(false);
     }
 
     private static GrpcServerOptions GrpcOptions(ServerOptions options, ServerLimits limits)

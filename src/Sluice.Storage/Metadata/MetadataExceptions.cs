@@ -136,3 +136,15 @@ public sealed class MetadataCorruptException : MetadataStoreException
     {
     }
 }
+
+/// <summary>
+/// The metadata store could not be reached in time (a remote etcd that is down, unreachable or past the call's
+/// deadline). Nothing is known about whether a write was applied: retry idempotently (a compare on the mod revision).
+/// </summary>
+public sealed class MetadataUnavailableException : MetadataStoreException
+{
+    public MetadataUnavailableException(string message, Exception? inner = null)
+        : base(message, inner)
+    {
+    }
+}

@@ -3,74 +3,9 @@ using static Sluice.Storage.Tests.Metadata.Meta;
 
 namespace Sluice.Storage.Tests.Metadata;
 
+/// <summary>Embedded-only parts of the contract (restarts, a fake clock, auto-compaction settings); the rest is in <see cref="Contract.StoreContractTests"/>.</summary>
 public class ContractTests
 {
-    [Fact]
-    public async Task Bad_input_gets_typed_exceptions()
-    {
-        await using var h = await StoreHarness.StartAsync();
-        var s = h.Store;
-        await Assert.ThrowsAsync<ArgumentException>(async () => await s.PutAsync(new PutRequest([], B("v"))));
-        await Assert.ThrowsAsync<ArgumentNullException>(async () => await s.PutAsync(new PutRequest(null!, B("v"))));
-        await Assert.ThrowsAsync<ArgumentException>(async () => await s.RangeAsync(new RangeRequest([])));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await s.RangeAsync(new RangeRequest(B("a")) { Limit = -1 }));
-        await Assert.ThrowsAsync<FutureRevisionException>(async () => await s.RangeAsync(new RangeRequest(B("a")) { Revision = 99 }));
-        await Assert.ThrowsAsync<LeaseNotFoundException>(async () => await s.Put("a", "v", lease: 12345));
-        await Assert.ThrowsAsync<LeaseNotFoundException>(async () => await s.LeaseKeepAliveAsync(12345));
-        await Assert.ThrowsAsync<LeaseNotFoundException>(async () => await s.LeaseRevokeAsync(12345));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await s.LeaseGrantAsync(0));
-        Assert.Throws<ArgumentException>(() => s.WatchAsync(new WatchRequest(B("b")) { RangeEnd = B("a") }));
-        await Assert.ThrowsAsync<KeyNotFoundForUpdateException>(async () => await s.PutAsync(new PutRequest(B("nope"), []) { IgnoreValue = true }));
-        var tooMany = new TxnRequest { Success = [.. Enumerable.Range(0, 129).Select(i => RequestOp.ForPut(new PutRequest(B($"k{i}"), B("v"))))] };
-        await Assert.ThrowsAsync<ArgumentException>(async () => await s.TxnAsync(tooMany));
-        var duplicate = new TxnRequest { Success = [RequestOp.ForPut(new PutRequest(B("k"), B("1"))), RequestOp.ForPut(new PutRequest(B("k"), B("2")))] };
-        await Assert.ThrowsAsync<ArgumentException>(async () => await s.TxnAsync(duplicate));
-        Assert.Equal(1, s.Revision); // nothing above was written
-    }
-
-    [Fact]
-    public async Task Txn_compares_every_target_and_nested_txns_share_the_revision()
-    {
-        await using var h = await StoreHarness.StartAsync();
-        var lease = await h.Store.LeaseGrantAsync(100);
-        var put = await h.Store.Put("k", "v1", lease.Id);
-        var k = B("k");
-        Compare[] holds =
-        [
-            Compare.ValueOf(k, CompareResult.Equal, B("v1")),
-            Compare.ValueOf(k, CompareResult.Greater, B("v0")),
-            Compare.Version(k, CompareResult.Equal, 1),
-            Compare.CreateRevision(k, CompareResult.Equal, put.Header.Revision),
-            Compare.ModRevision(k, CompareResult.Less, put.Header.Revision + 1),
-            Compare.LeaseId(k, CompareResult.Equal, lease.Id),
-            Compare.Version(B("absent"), CompareResult.Equal, 0),
-            Compare.Version(B("a"), CompareResult.Greater, 0) with { RangeEnd = B("l") },
-        ];
-        foreach (var compare in holds)
-        {
-            Assert.True((await h.Store.TxnAsync(new TxnRequest { Compares = [compare] })).Succeeded, compare.ToString());
-        }
-
-        Assert.False((await h.Store.TxnAsync(new TxnRequest { Compares = [Compare.ValueOf(B("absent"), CompareResult.NotEqual, B("x"))] })).Succeeded);
-        var nested = await h.Store.TxnAsync(new TxnRequest
-        {
-            Success =
-            [
-                RequestOp.ForPut(new PutRequest(B("outer"), B("1"))),
-                RequestOp.ForTxn(new TxnRequest
-                {
-                    Compares = [Compare.Version(B("outer"), CompareResult.Equal, 0)], // sees the state before the txn
-                    Success = [RequestOp.ForPut(new PutRequest(B("inner"), B("2"))), RequestOp.ForRange(RangeRequest.Prefix(B("")))],
-                }),
-            ],
-        });
-        var inner = nested.Responses[1].Txn!;
-        Assert.True(inner.Succeeded);
-        Assert.Equal(["inner", "k", "outer"], inner.Responses[1].Range!.Kvs.Select(kv => kv.KeyString));
-        Assert.Equal(nested.Header.Revision, (await h.Store.Get("inner")).Kvs[0].ModRevision);
-        Assert.Equal(nested.Header.Revision, (await h.Store.Get("outer")).Kvs[0].ModRevision);
-    }
-
     [Fact]
     public async Task Leases_survive_a_restart_with_a_fresh_ttl_and_revoke_deletes_their_keys()
     {
