@@ -188,6 +188,8 @@ internal sealed partial class Partition : IDisposable
             return;
         }
 
+        OpenDuplicateWindow(context, log);
+
         Volatile.Write(ref _lastTimestamp, 0);
         Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
         var batch = Stream.Settings.OptimisticConcurrencyControl ? 1 : Math.Max(1, context.Options.Batch.MaxMessages);
@@ -541,6 +543,8 @@ internal sealed partial class Partition : IDisposable
         }
         finally
         {
+            SettleRepeats(runtime.Log);
+
             // Acks of a batch go out in one flush per receiver (usually one PublishAsync stream).
             IAckReceiver? flushed = null;
             for (var i = 0; i < n; i++)
@@ -563,6 +567,7 @@ internal sealed partial class Partition : IDisposable
         var now = Math.Max(NowNanoseconds(), Volatile.Read(ref _lastTimestamp));
         Volatile.Write(ref _lastTimestamp, now);
         var epoch = Math.Max(0, log.LastLeaderEpoch);
+        n = DropRepeats(items, n, now);
         var kept = 0;
         for (var i = 0; i < n; i++)
         {
@@ -659,6 +664,8 @@ internal sealed partial class Partition : IDisposable
 
     private void Commit(CommitLog log, PublishItem[] items, int n, long first, long timestamp)
     {
+        RememberIds(items, n, first, timestamp);
+
         // RF=1 fast path (as Liftbridge): the leader's write commits, HW = the batch's last offset.
         // A batch with an ALL message needs an ISR of min.insync.replicas, and this server's ISR is
         // itself: below that minimum nothing commits, the HW stays, ALL acks are not sent and only
