@@ -8,11 +8,15 @@ internal sealed partial class Partition
 {
     private DuplicateWindow? _duplicates;
 
-    /// <summary>The window of message ids, or null when <c>streams.duplicate.window</c> is 0. The cluster layer calls its <see cref="DuplicateWindow.RebuildFrom"/> on becoming leader.</summary>
+    /// <summary>The window of message ids, or null when <c>streams.duplicate.window</c> is 0.</summary>
     internal DuplicateWindow? Duplicates => _duplicates;
 
-    /// <summary>Called by <see cref="Open"/> with the log before the partition takes publishes.</summary>
-    private void OpenDuplicateWindow(BrokerContext context, CommitLog log)
+    /// <summary>
+    /// (Re)reads the window from <paramref name="log"/>. Call it before the partition takes publishes as
+    /// leader: <see cref="Open"/> does; the cluster layer calls it when this broker becomes the leader of a
+    /// partition it followed (a follower's appends do not go through the window).
+    /// </summary>
+    internal void RebuildDuplicateWindow(BrokerContext context, CommitLog log)
     {
         var window = context.Options.Streams.DuplicateWindow;
         if (window <= TimeSpan.Zero)

@@ -188,7 +188,7 @@ internal sealed partial class Partition : IDisposable
             return;
         }
 
-        OpenDuplicateWindow(context, log);
+        RebuildDuplicateWindow(context, log);
 
         Volatile.Write(ref _lastTimestamp, 0);
         Interlocked.Exchange(ref _lastActivityTicks, Environment.TickCount64);
