@@ -3,6 +3,7 @@
 // so a restart or a failover forgets only ids whose records retention or compaction removed.
 // An id enters the window only once its record is appended: a failed append leaves no trace, and
 // a retry of that message is stored.
+using System.IO.Hashing;
 using Sluice.Protocol.Api;
 using Sluice.Storage.Log;
 
@@ -13,6 +14,8 @@ namespace Sluice.Server.Streams;
 /// <see cref="HeaderName"/>) seen within the last <c>streams.duplicate.window</c>, each with the
 /// offset and timestamp of its first record. A repeat is not appended; it is acked with the first
 /// record's offset. Bounded: at most <see cref="DefaultMaxIds"/> (or the given number of) ids, the oldest evicted first.
+/// An id is kept as its 128-bit XxHash128: a fixed 16 bytes whatever its length, no string per message,
+/// and two different ids of one partition meeting in one window by chance is a 2^-128-scale event.
 /// Used under the partition's write gate; <see cref="RebuildFrom"/> takes a lock of its own, so the
 /// cluster layer may call it from another thread before the partition takes publishes.
 /// </summary>
@@ -24,7 +27,7 @@ internal sealed class DuplicateWindow
     /// <summary>Longer ids are refused: an id is a token (a GUID, a hash), not data, and each costs memory for the whole window.</summary>
     public const int MaxIdBytes = 256;
 
-    /// <summary>About 100-400 bytes each (id string, map and queue entries): at most a few hundred MB per busy partition.</summary>
+    /// <summary>About 70 bytes each (a map entry and a queue entry): at most ~100 MB for a partition at the cap.</summary>
     public const int DefaultMaxIds = 1_000_000;
 
     // A rebuild reads the log backwards in chunks of this size: large enough to amortise a read, small
@@ -34,11 +37,11 @@ internal sealed class DuplicateWindow
     private readonly Lock _lock = new();
     private readonly long _windowNanoseconds;
     private readonly int _maxIds;
-    private readonly Dictionary<string, Stored> _ids = new(StringComparer.Ordinal);
-    private readonly Queue<(string Id, long Timestamp)> _order = new();
+    private readonly Dictionary<UInt128, Stored> _ids = [];
+    private readonly Queue<(UInt128 Id, long Timestamp)> _order = new();
 
     // Scratch for one append batch (used under the write gate only).
-    private readonly HashSet<string> _batchIds = new(StringComparer.Ordinal);
+    private readonly HashSet<UInt128> _batchIds = [];
     private readonly List<Repeat> _repeats = [];
 
     public DuplicateWindow(TimeSpan window, int maxIds = DefaultMaxIds)
@@ -93,8 +96,8 @@ internal sealed class DuplicateWindow
     {
         ArgumentNullException.ThrowIfNull(log);
         var since = Partition.NowNanoseconds() - _windowNanoseconds;
-        var found = new List<(string Id, long Offset, long Timestamp)>();
-        var index = new Dictionary<string, int>(StringComparer.Ordinal);
+        var found = new List<(UInt128 Id, long Offset, long Timestamp)>();
+        var index = new Dictionary<UInt128, int>();
         var offset = log.NewestOffset;
         var done = offset < 0;
         while (!done)
@@ -114,7 +117,7 @@ internal sealed class DuplicateWindow
                 }
 
                 // Newest first: an id seen twice (only possible across a window boundary) keeps its oldest record, as appends did.
-                if (IdOf(record.Headers) is { } id)
+                if (IdOf(record.Headers, out _) is { } id)
                 {
                     if (index.TryGetValue(id, out var i))
                     {
@@ -158,11 +161,11 @@ internal sealed class DuplicateWindow
             for (var i = 0; i < n; i++)
             {
                 var item = items[i];
-                if (IdOf(item.Headers) is not { } id)
+                if (IdOf(item.Headers, out var length) is not { } id)
                 {
                     items[kept++] = item;
                 }
-                else if (id.Length > MaxIdBytes)
+                else if (length > MaxIdBytes)
                 {
                     // Only NATS ingest gets here: the gRPC paths refuse such a publish before it is queued.
                     _repeats.Add(new Repeat(item, id, Refused: true, default));
@@ -193,7 +196,7 @@ internal sealed class DuplicateWindow
         {
             for (var i = 0; i < n; i++)
             {
-                if (IdOf(items[i].Headers) is { } id && _ids.TryAdd(id, new Stored(first + i, timestamp)))
+                if (IdOf(items[i].Headers, out _) is { } id && _ids.TryAdd(id, new Stored(first + i, timestamp)))
                 {
                     _order.Enqueue((id, timestamp));
                 }
@@ -268,9 +271,10 @@ internal sealed class DuplicateWindow
         }
     }
 
-    /// <summary>The message id of a record or publish as a lookup key (bytes as Latin-1 chars: any bytes, one char each), or null.</summary>
-    private static string? IdOf(IReadOnlyList<RecordHeader>? headers)
+    /// <summary>The message id of a record or publish as a lookup key (its hash), and its length in bytes; null when it has none.</summary>
+    private static UInt128? IdOf(IReadOnlyList<RecordHeader>? headers, out int length)
     {
+        length = 0;
         if (headers is null)
         {
             return null;
@@ -281,7 +285,8 @@ internal sealed class DuplicateWindow
             var header = headers[i];
             if (header.Name == HeaderName)
             {
-                return header.Value.IsEmpty ? null : System.Text.Encoding.Latin1.GetString(header.Value.Span);
+                length = header.Value.Length;
+                return length == 0 ? null : XxHash128.HashToUInt128(header.Value.Span);
             }
         }
 
@@ -300,5 +305,5 @@ internal sealed class DuplicateWindow
 
     private readonly record struct Stored(long Offset, long Timestamp);
 
-    private readonly record struct Repeat(PublishItem Item, string Id, bool Refused, Stored? First);
+    private readonly record struct Repeat(PublishItem Item, UInt128 Id, bool Refused, Stored? First);
 }
