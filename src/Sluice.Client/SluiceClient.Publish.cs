@@ -12,6 +12,7 @@ public sealed partial class SluiceClient
     private const int PartitionerLookups = 5;   // go-liftbridge: up to 5 metadata refreshes for a partitioner
 
     private Action<Exception>? _onAckHandlerError;
+    private Action<List<PendingAck>, Exception>? _resend;
 
     /// <summary>
     /// Publishes a message to a stream partition and returns its ack (null with
@@ -130,6 +131,11 @@ public sealed partial class SluiceClient
             AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
         };
         AddHeaders(request.Headers, options.Headers);
+        if (NewMessageId(options) is { } id)
+        {
+            // The call is retried on another broker when one is unavailable: the id keeps that retry from storing it twice.
+            request.Headers[PublishFrame.MessageIdHeader] = ByteString.CopyFromUtf8(id);
+        }
         var response = await InvokeAnyAsync("PublishToSubject", request, PublishToSubjectResponse.Parser, RpcKind.PublishToSubject, Options.AckWaitTime, cancellationToken).ConfigureAwait(false);
         return response.Ack is null ? null : new SluiceAck(response.Ack);
     }
@@ -175,6 +181,11 @@ public sealed partial class SluiceClient
             var session = GetConnection(PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
             // A new one per attempt: a failed attempt's may already be completed by its broken session.
             var pending = acks.Create(request.CorrelationId, Options.AckWaitTime);
+            if (pending is not null && request.HasMessageId && Options.IdempotentPublishing)
+            {
+                pending.Resendable = request;
+            }
+
             try
             {
                 await session.SendAsync(request, pending, cancellationToken).ConfigureAwait(false);
@@ -243,7 +254,7 @@ public sealed partial class SluiceClient
         return CreatePublishFrame(stream, partition, value, options);
     }
 
-    private static PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options) =>
+    private PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options) =>
         new(
             stream,
             partition,
@@ -253,7 +264,77 @@ public sealed partial class SluiceClient
             options.AckInbox ?? string.Empty,
             string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
             (Protocol.Api.AckPolicy)(int)options.AckPolicy,
-            options.ExpectedOffset);
+            options.ExpectedOffset,
+            NewMessageId(options));
+
+    /// <summary>A fresh message id (a NUID: unique across clients, cheap), or null when the caller set one or the option is off.</summary>
+    private string? NewMessageId(MessageOptions options) =>
+        Options.IdempotentPublishing && !(options.Headers?.ContainsKey(PublishFrame.MessageIdHeader) ?? false) ? Nuid.Next() : null;
+
+    /// <summary>A broken publish stream left these messages unacknowledged (in publish order); they are sent again in the background.</summary>
+    private void Resend(List<PendingAck> messages, Exception failure) => _ = ResendAsync(messages, failure);
+
+    /// <summary>
+    /// Sends messages whose broker went away to their partitions' leaders (metadata refreshed first), in
+    /// publish order, until a stream takes them or their ack deadlines pass; a message past its deadline
+    /// fails with the broker's error. A stream that breaks again hands what it holds back here. Their
+    /// message ids make the broker ack a copy it already stored with that copy's offset.
+    /// </summary>
+    private async Task ResendAsync(List<PendingAck> messages, Exception failure)
+    {
+        var next = 0;
+        try
+        {
+            while (next < messages.Count)
+            {
+                await Task.Delay(RetryDelay, _closing.Token).ConfigureAwait(false);
+                await TryRefreshMetadataAsync(_closing.Token).ConfigureAwait(false);
+                for (; next < messages.Count; next++)
+                {
+                    var pending = messages[next];
+                    if (pending.IsCompleted || PendingAck.Now >= pending.Deadline)
+                    {
+                        pending.Complete(null, failure);
+                        continue;
+                    }
+
+                    var frame = pending.Resendable!;
+                    var session = GetConnection(PublishAddress(frame.Stream, frame.Partition, attempt: 0)).GetPublishSession();
+                    if (pending is TaskPendingAck awaited)
+                    {
+                        awaited.Session = session;
+                    }
+
+                    try
+                    {
+                        await session.SendAsync(frame, pending, _closing.Token).ConfigureAwait(false);
+                    }
+                    catch (SessionBrokenException ex)
+                    {
+                        failure = ex.InnerException ?? failure;
+                        break; // this one and the rest go again after a pause
+                    }
+                    catch (ArgumentException ex)
+                    {
+                        pending.Complete(null, ex); // the caller reused a correlation id that is waiting on that stream
+                    }
+                }
+            }
+
+            if (messages.Count > 0)
+            {
+                _logger.LogDebug("Resent {Count} unacknowledged messages after a publish stream broke", messages.Count);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+        {
+            // The client is closing: what was not resent fails with the broker's error.
+            for (; next < messages.Count; next++)
+            {
+                messages[next].Complete(null, failure);
+            }
+        }
+    }
 
     private async ValueTask<int> ResolvePartitionAsync(string stream, IPartitioner partitioner, ReadOnlyMemory<byte> key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken)
     {
@@ -289,11 +370,10 @@ public sealed partial class SluiceClient
 
     private static readonly Action<object?, CancellationToken> StopWaiting = static (state, token) =>
     {
+        // Completed whether or not the session still held it: a message being resent is held by none.
         var pending = (TaskPendingAck)state!;
-        if (pending.Session!.Forget(pending.CorrelationId))
-        {
-            pending.Complete(null, new OperationCanceledException(token));
-        }
+        pending.Session?.Forget(pending.CorrelationId);
+        pending.Complete(null, new OperationCanceledException(token));
     };
 
     /// <summary>Makes what waits for a message's ack; a struct, so a send allocates only the waiter itself.</summary>

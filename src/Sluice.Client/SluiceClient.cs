@@ -319,7 +319,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_connections.TryGetValue(address, out var connection))
             {
-                connection = new BrokerConnection(address, ToUri(address), _channelOptions, Options.AckWaitTime, _logger);
+                connection = new BrokerConnection(address, ToUri(address), _channelOptions, Options.AckWaitTime, _logger, _resend ??= Resend);
                 _connections[address] = connection;
                 _logger.LogDebug("Opened a connection to {Address}", address);
             }

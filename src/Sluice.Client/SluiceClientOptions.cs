@@ -58,6 +58,17 @@ public sealed record SluiceClientOptions
     /// </summary>
     public TimeSpan AckWaitTime { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Idempotent publishing: each published message gets a unique id in the header <c>Sluice-Msg-Id</c>
+    /// (a header the caller sets wins), and when the broker goes away before a message's ack arrives, the
+    /// message is sent again, with the same id, to the partition's leader (after a metadata refresh) until
+    /// it is acked or <see cref="AckWaitTime"/> has passed. A Sluice broker acks a repeat within its
+    /// <c>streams.duplicate.window</c> with the first copy's offset instead of storing it again.
+    /// Liftbridge stores the header like any other and does not deduplicate: against Liftbridge a resend
+    /// may store a message twice. Default true.
+    /// </summary>
+    public bool IdempotentPublishing { get; init; } = true;
+
     /// <summary>Where the client logs (connections, metadata refreshes, resubscriptions). Default: no logging.</summary>
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Sluice.Cli.Tests;
 
@@ -84,7 +85,9 @@ public class PubSubTests(BrokerFixture broker) : IClassFixture<BrokerFixture>
         Assert.InRange(timestamp, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddMinutes(1));
 
         var text = await broker.RunOkAsync("sub", "keyed", "--from", "earliest", "--stop-at-latest", "--headers");
-        // Like Liftbridge, the server adds the NATS subject and reply headers.
+        // Like Liftbridge, the server adds the NATS subject and reply headers; the client gives each message an id.
+        Assert.All(text, line => Assert.Matches("\tSluice-Msg-Id=[0-9A-Za-z]{22},", line));
+        text = [.. text.Select(line => Regex.Replace(line, "Sluice-Msg-Id=[0-9A-Za-z]{22},", ""))];
         Assert.Equal(["0\t0\tuser-7\ta\tn=1,reply=,subject=keyed,trace=abc", "0\t1\tuser-7\tb\tn=1,reply=,subject=keyed,trace=abc"], text);
     }
 

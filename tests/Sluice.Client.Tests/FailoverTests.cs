@@ -158,12 +158,29 @@ public sealed class FailoverTests
     public async Task In_flight_publishes_fail_when_the_connection_breaks()
     {
         await using var cluster = await FakeCluster.StartAsync();
-        await using var client = await ConnectAsync(cluster, FastOptions with { AckWaitTime = TimeSpan.FromSeconds(30) });
+        await using var client = await ConnectAsync(cluster, FastOptions with { AckWaitTime = TimeSpan.FromSeconds(30), IdempotentPublishing = false });
         await client.CreateStreamAsync("foo", "foo");
         cluster.DropAcks = true;
         var publish = client.PublishAsync("foo", Bytes("a"));
         await WaitUntilAsync(() => cluster.CallCount("PublishAsync") == 1, "the message reached the server");
         await cluster[0].StopAsync();
         await Assert.ThrowsAsync<BrokerUnavailableException>(() => publish.WaitAsync(WaitLimit));
+    }
+
+    [Fact]
+    public async Task In_flight_publishes_with_ids_are_resent_until_their_ack_wait_passes_then_fail()
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = await ConnectAsync(cluster, FastOptions with { AckWaitTime = TimeSpan.FromSeconds(1) });
+        await client.CreateStreamAsync("foo", "foo");
+        cluster.DropAcks = true;
+        var publish = client.PublishAsync("foo", Bytes("a"));
+        await WaitUntilAsync(() => cluster.CallCount("PublishAsync") == 1, "the message reached the server");
+        await cluster[0].StopAsync();
+
+        // Down for good: the resends find no broker, and the wait ends with the broker's error (or the ack
+        // timeout, when the deadline passes while a resend sits on a stream that has not failed yet).
+        var ex = await Assert.ThrowsAnyAsync<SluiceException>(() => publish.WaitAsync(WaitLimit));
+        Assert.True(ex is BrokerUnavailableException or AckTimeoutException, ex.ToString());
     }
 }

@@ -12,11 +12,14 @@ internal sealed class BrokerConnection : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly TimeSpan _ackWaitTime;
     private readonly ILogger _logger;
+    private readonly Action<List<PendingAck>, Exception>? _resend;
     private PublishSession? _session;
     private bool _disposed;
 
-    public BrokerConnection(string address, Uri uri, GrpcChannelOptions options, TimeSpan ackWaitTime, ILogger logger)
+    /// <summary>Opens the channel; <paramref name="resend"/> gets the messages a broken publish stream leaves unacknowledged that may be sent again.</summary>
+    public BrokerConnection(string address, Uri uri, GrpcChannelOptions options, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null)
     {
+        _resend = resend;
         Address = address;
         Channel = new GrpcChannel(uri, options);
         _ackWaitTime = ackWaitTime;
@@ -46,7 +49,7 @@ internal sealed class BrokerConnection : IAsyncDisposable
             }
 
             var broken = _session;
-            _session = new PublishSession(Channel, Address, _ackWaitTime, _logger);
+            _session = new PublishSession(Channel, Address, _ackWaitTime, _logger, _resend);
             if (broken is not null)
             {
                 _logger.LogInformation("Reopened the publish stream to {Address}", Address);

@@ -6,6 +6,7 @@ namespace Sluice.Client.Connections;
 /// </summary>
 internal abstract class PendingAck : Http2.IDeferredCompletion
 {
+    private static long _sequences;
     private int _done;
 
     protected PendingAck(string correlationId, TimeSpan timeout)
@@ -14,7 +15,19 @@ internal abstract class PendingAck : Http2.IDeferredCompletion
         Deadline = DeadlineAfter(timeout);
     }
 
+    /// <summary>Creation order, so messages resent after a broken stream go out in the order they were published.</summary>
+    public long Sequence { get; } = Interlocked.Increment(ref _sequences);
+
     public string CorrelationId { get; }
+
+    /// <summary>
+    /// Set when the message may be sent again after its broker went away (it carries a message id, so the
+    /// broker drops a second copy): the session hands it to the client's resend instead of failing it.
+    /// </summary>
+    public PublishFrame? Resendable { get; set; }
+
+    /// <summary>Whether <see cref="Complete"/> was called.</summary>
+    public bool IsCompleted => Volatile.Read(ref _done) != 0;
 
     /// <summary><see cref="Environment.TickCount64"/> after which the ack is late.</summary>
     public long Deadline { get; }
@@ -70,8 +83,8 @@ internal sealed class TaskPendingAck(string correlationId, TimeSpan timeout) : P
 
     public Task<SluiceAck?> Task => _completion.Task;
 
-    /// <summary>Where it was sent: a cancelled caller stops waiting there.</summary>
-    public PublishSession? Session { get; set; }
+    /// <summary>Where it was sent (last, after a resend): a cancelled caller stops waiting there.</summary>
+    public volatile PublishSession? Session;
 
     protected override void OnCompleted(bool onReader)
     {

@@ -9,18 +9,25 @@ namespace Sluice.Client.Connections;
 /// A <c>proto.PublishRequest</c> encoded when it is made, into one array: the caller's key, value
 /// and header buffers can be reused at once, and the stream writer later only copies bytes. Costs
 /// one allocation where the protobuf object costs the request, its header map and copies of key
-/// and value. Keeps what routing and ack matching need.
+/// and value. Keeps what routing, ack matching and a resend need.
 /// </summary>
 internal sealed class PublishFrame : IGrpcEncodable
 {
     private readonly byte[] _bytes;
 
-    public PublishFrame(string stream, int partition, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? headers, string ackInbox, string correlationId, Api.AckPolicy ackPolicy, long expectedOffset)
+    /// <summary>Encodes the request; a non-null <paramref name="messageId"/> is added as header <see cref="MessageIdHeader"/> (ASCII).</summary>
+    public PublishFrame(string stream, int partition, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? headers, string ackInbox, string correlationId, Api.AckPolicy ackPolicy, long expectedOffset, string? messageId = null)
     {
         Stream = stream;
         Partition = partition;
         CorrelationId = correlationId;
         AckPolicy = ackPolicy;
+        HasMessageId = messageId is not null || (headers?.ContainsKey(MessageIdHeader) ?? false);
+        Span<byte> id = stackalloc byte[messageId is null ? 0 : Encoding.ASCII.GetByteCount(messageId)];
+        if (messageId is not null)
+        {
+            Encoding.ASCII.GetBytes(messageId, id);
+        }
         var streamLength = Encoding.UTF8.GetByteCount(stream);
         var ackInboxLength = Encoding.UTF8.GetByteCount(ackInbox);
         var correlationIdLength = Encoding.UTF8.GetByteCount(correlationId);
@@ -33,6 +40,11 @@ internal sealed class PublishFrame : IGrpcEncodable
             {
                 size += LengthDelimitedSize(MapEntrySize(Encoding.UTF8.GetByteCount(name), headerValue.Length));
             }
+        }
+
+        if (messageId is not null)
+        {
+            size += LengthDelimitedSize(MapEntrySize(MessageIdHeader.Length, id.Length));
         }
 
         _bytes = new byte[size];
@@ -50,6 +62,11 @@ internal sealed class PublishFrame : IGrpcEncodable
             }
         }
 
+        if (messageId is not null)
+        {
+            WriteMapEntry(destination, ref p, 5, MessageIdHeader, MessageIdHeader.Length, id);
+        }
+
         WriteStringField(destination, ref p, 6, ackInbox, ackInboxLength);
         WriteStringField(destination, ref p, 7, correlationId, correlationIdLength);
         WriteVarintField(destination, ref p, 8, (int)ackPolicy);
@@ -60,6 +77,9 @@ internal sealed class PublishFrame : IGrpcEncodable
         }
     }
 
+    /// <summary>The header a broker deduplicates on (Sluice's idempotent publishing).</summary>
+    public const string MessageIdHeader = "Sluice-Msg-Id";
+
     public string Stream { get; }
 
     public int Partition { get; }
@@ -67,6 +87,9 @@ internal sealed class PublishFrame : IGrpcEncodable
     public string CorrelationId { get; }
 
     public Api.AckPolicy AckPolicy { get; }
+
+    /// <summary>The message carries a <see cref="MessageIdHeader"/> (generated or the caller's): a resend cannot store it twice.</summary>
+    public bool HasMessageId { get; }
 
     public int CalculateSize() => _bytes.Length;
 

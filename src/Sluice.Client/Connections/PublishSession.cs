@@ -13,7 +13,9 @@ namespace Sluice.Client.Connections;
 /// writes); responses are matched to waiting messages by correlation id, since acks of different
 /// partitions can arrive out of order. Ack timeouts are found by a periodic scan instead of a
 /// timer per message: a timer per message would cost more than the message itself.
-/// When the stream breaks every waiting message fails at once; the next publish opens a new stream.
+/// When the stream breaks every waiting message fails at once, except those the client may resend
+/// (they carry a message id and the broker went away): those go to the resend callback with the
+/// failure. The next publish opens a new stream.
 /// </summary>
 internal sealed class PublishSession : IAsyncDisposable
 {
@@ -28,14 +30,16 @@ internal sealed class PublishSession : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
     private readonly string _address;
+    private readonly Action<List<PendingAck>, Exception>? _resend;
     private readonly Task _reader;
     private readonly Task _timeouts;
     private volatile Exception? _failure;
 
-    public PublishSession(GrpcChannel channel, string address, TimeSpan ackWaitTime, ILogger logger)
+    public PublishSession(GrpcChannel channel, string address, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null)
     {
         _address = address;
         _logger = logger;
+        _resend = resend;
         _pendingByChars = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
         _call = channel.DuplexStreaming<PublishFrame, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, inlineResponses: true, _stop.Token);
         _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
@@ -286,9 +290,24 @@ internal sealed class PublishSession : IAsyncDisposable
             _pending.Clear();
         }
 
+        List<PendingAck>? resendable = null;
         foreach (var pending in waiting)
         {
-            pending.Complete(null, failure);
+            // Only a broker gone away: the message may or may not be stored, and its id makes a resend safe.
+            if (failure is BrokerUnavailableException && pending.Resendable is not null && _resend is not null)
+            {
+                (resendable ??= []).Add(pending);
+            }
+            else
+            {
+                pending.Complete(null, failure);
+            }
+        }
+
+        if (resendable is not null)
+        {
+            resendable.Sort(static (a, b) => a.Sequence.CompareTo(b.Sequence));
+            _resend!(resendable, failure);
         }
     }
 }

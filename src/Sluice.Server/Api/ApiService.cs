@@ -194,6 +194,8 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         {
             throw new InvalidRequestException(TooLargeMessage);
         }
+
+        DuplicateWindow.ThrowIfInvalidId(item.Headers);
     }
 
     private bool IsTooLarge(PublishItem item) => item.PayloadSize > broker.Options.Clustering.ReplicationMaxBytes;
@@ -309,6 +311,12 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         if (IsTooLarge(item))
         {
             session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, TooLargeMessage);
+            return;
+        }
+
+        if (DuplicateWindow.InvalidIdReason(item.Headers) is { } badId)
+        {
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.BadRequest, badId);
             return;
         }
 

@@ -69,6 +69,7 @@ internal static class ConfigKeys
         Key("streams.auto.pause.disable.if.subscribers", (o, v) => o with { Streams = o.Streams with { AutoPauseDisableIfSubscribers = v.Bool() } }),
         Key("streams.concurrency.control", (o, v) => o with { Streams = o.Streams with { ConcurrencyControl = v.Bool() } }),
         Key("streams.encryption", (o, v) => o with { Streams = o.Streams with { Encryption = v.Bool() } }),
+        Key("streams.duplicate.window", (o, v) => o with { Streams = o.Streams with { DuplicateWindow = v.Duration() } }),
 
         Key("clustering.server.id", (o, v) => o with { Clustering = o.Clustering with { ServerId = ServerId(v) } }),
         Key("clustering.namespace", (o, v) => o with { Clustering = o.Clustering with { Namespace = SubjectToken(v) } }),

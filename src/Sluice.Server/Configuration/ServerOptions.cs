@@ -204,6 +204,9 @@ public sealed record StreamDefaults
     /// <summary>`streams.encryption`: encrypt values at rest (needs SLUICE_ENCRYPTION_KEY or LIFTBRIDGE_ENCRYPTION_KEY).</summary>
     public bool Encryption { get; init; }
 
+    /// <summary>`streams.duplicate.window` (2m): how long a partition remembers `Sluice-Msg-Id` headers to drop repeats; 0 = off.</summary>
+    public TimeSpan DuplicateWindow { get; init; } = TimeSpan.FromMinutes(2);
+
     /// <summary>
     /// The segment roll age the log uses: the retention age when none is given, and at least one second when
     /// non-zero (zero disables age-based rolls).

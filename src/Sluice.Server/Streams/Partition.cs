@@ -209,6 +209,7 @@ internal sealed partial class Partition : IDisposable
             return;
         }
 
+        RebuildDuplicateWindow(context, log);
         replication?.Attach(log);
 
         Volatile.Write(ref _lastTimestamp, 0);
@@ -606,6 +607,8 @@ internal sealed partial class Partition : IDisposable
         }
         finally
         {
+            SettleRepeats(runtime.Log);
+
             // Acks of a batch go out in one flush per receiver (usually one PublishAsync stream).
             IAckReceiver? flushed = null;
             for (var i = 0; i < n; i++)
@@ -629,6 +632,7 @@ internal sealed partial class Partition : IDisposable
         var now = Math.Max(NowNanoseconds(), Volatile.Read(ref _lastTimestamp));
         Volatile.Write(ref _lastTimestamp, now);
         var epoch = Math.Max(0, log.LastLeaderEpoch);
+        n = DropRepeats(items, n, now);
         var kept = 0;
         for (var i = 0; i < n; i++)
         {
@@ -727,6 +731,7 @@ internal sealed partial class Partition : IDisposable
     {
         var log = runtime.Log;
         var replication = runtime.Replication;
+        RememberIds(items, n, first, timestamp);
 
         // Sole replica (as Liftbridge's RF=1): the leader's write commits, HW = the batch's last offset.
         // A batch with an ALL message needs an ISR of min.insync.replicas, and this server's ISR is

@@ -81,6 +81,7 @@ public class DefaultsTests
         Assert.Equal(DurabilityMode.Never, options.Storage.Durability);
         Assert.Equal(TimeSpan.FromSeconds(1), options.Storage.FsyncInterval);
         Assert.Equal(1024, options.Storage.MaxOpenFiles);
+        Assert.Equal(TimeSpan.FromMinutes(2), options.Streams.DuplicateWindow); // Sluice only: idempotent publishing
     }
 
     [Fact]
