@@ -253,6 +253,10 @@ public sealed partial class EtcdMetadataStore
                 _store._logger.LogDebug(e, "etcd watch stream could not be opened");
                 return false;
             }
+            catch (Exception e) when (e is RpcException or IOException && _caller.IsCancellationRequested)
+            {
+                throw new OperationCanceledException("the watch was cancelled", e, _caller); // the contract: cancelling ends a watch with OperationCanceledException
+            }
         }
 
         /// <summary>The next response, or null when the stream broke or went silent past the liveness timeout.</summary>
@@ -269,6 +273,10 @@ public sealed partial class EtcdMetadataStore
             {
                 _store._logger.LogDebug(e, "etcd watch stream broke or went silent");
                 return null;
+            }
+            catch (Exception e) when (e is RpcException or IOException && _caller.IsCancellationRequested)
+            {
+                throw new OperationCanceledException("the watch was cancelled", e, _caller);
             }
         }
 

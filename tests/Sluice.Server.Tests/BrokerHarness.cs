@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
@@ -22,6 +23,11 @@ internal sealed class BrokerHarness : IAsyncDisposable
         Options = options;
         Cluster = cluster;
     }
+
+    /// <summary>SLUICE_TEST_LOG=1 shows the servers' logs (run with --logger "console;verbosity=detailed").</summary>
+    private static readonly Microsoft.Extensions.Logging.ILoggerFactory? DebugLoggers = Environment.GetEnvironmentVariable("SLUICE_TEST_LOG") is { Length: > 0 }
+        ? Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddSimpleConsole(o => o.TimestampFormat = "HH:mm:ss.fff ").SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Debug))
+        : null;
 
     public ServerOptions Options { get; }
 
@@ -48,7 +54,7 @@ internal sealed class BrokerHarness : IAsyncDisposable
 
     private async Task StartServerAsync()
     {
-        Server = Cluster is null ? await SluiceServer.StartAsync(Options) : await SluiceServer.StartAsync(Options, null, Cluster, CancellationToken.None);
+        Server = Cluster is null ? await SluiceServer.StartAsync(Options, DebugLoggers) : await SluiceServer.StartAsync(Options, DebugLoggers, Cluster, CancellationToken.None);
         Channel = new GrpcChannel(new Uri($"http://127.0.0.1:{Server.Port}"));
         IsRunning = true;
     }

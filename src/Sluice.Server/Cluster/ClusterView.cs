@@ -135,9 +135,9 @@ internal sealed partial class ClusterView : IAsyncDisposable
                     Publish(snapshot);
                 }
             }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            catch (Exception) when (stop.IsCancellationRequested)
             {
-                return;
+                return; // stopping: however the store reports a cancelled watch
             }
             catch (CompactedException)
             {

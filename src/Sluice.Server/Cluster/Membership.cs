@@ -18,6 +18,8 @@ namespace Sluice.Server.Cluster;
 /// </remarks>
 internal sealed partial class Membership : IAsyncDisposable
 {
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
+
     private readonly IMetadataStore _store;
     private readonly BrokerRecord _self;
     private readonly TimeSpan _ttl;
@@ -102,11 +104,25 @@ internal sealed partial class Membership : IAsyncDisposable
     private async Task KeepAliveAsync(CancellationToken stop)
     {
         var period = TimeSpan.FromTicks(_ttl.Ticks / 3);
+        var failed = false;
         while (!stop.IsCancellationRequested)
         {
             try
             {
-                await Task.Delay(period, stop).ConfigureAwait(false);
+                // A third of the TTL after the last renewal was sent (the grant counts): a slow registration or a
+                // late loop renews at once instead of sleeping a full period more.
+                var due = period - Stopwatch.GetElapsedTime(Interlocked.Read(ref _renewedSentAt));
+                if (failed && due < RetryDelay)
+                {
+                    due = RetryDelay; // etcd unreachable: try again soon, not in a tight loop
+                }
+
+                failed = false;
+                if (due > TimeSpan.Zero)
+                {
+                    await Task.Delay(due, stop).ConfigureAwait(false);
+                }
+
                 var sent = Stopwatch.GetTimestamp();
                 var response = await _store.LeaseKeepAliveAsync(Lease, stop).ConfigureAwait(false);
                 if (response.Ttl <= 0)
@@ -128,6 +144,7 @@ internal sealed partial class Membership : IAsyncDisposable
             }
             catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or TimeoutException)
             {
+                failed = true;
                 LogKeepAliveFailed(_logger, ex, _self.Id);
             }
         }

@@ -1,3 +1,4 @@
+using Sluice.Etcd;
 using Sluice.Protocol.Api;
 using Sluice.Server.Cluster;
 using Sluice.Server.Configuration;
@@ -8,26 +9,35 @@ using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Cluster;
 
+/// <summary>The metadata store a test cluster shares.</summary>
+public enum Metadata
+{
+    /// <summary>One embedded store in this process, behind the same contract as etcd (fast).</summary>
+    Embedded,
+
+    /// <summary>A real etcd child process on loopback; each broker has its own client.</summary>
+    Etcd,
+}
+
 /// <summary>
-/// Brokers in this process (b1..bN, port 0, own data directories) sharing one metadata store: the embedded
-/// store stands in for etcd, behind the same contract. Stopping a broker is graceful (its lease is revoked).
+/// Brokers in this process (b1..bN, port 0, own data directories) sharing one metadata store (see
+/// <see cref="Metadata"/>). Stopping a broker is graceful (its lease is revoked).
 /// </summary>
 internal sealed class ClusterHarness : IAsyncDisposable
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
     private readonly TempDirectory _storeDir;
+    private readonly List<IMetadataStore> _stores = [];
 
-    private ClusterHarness(TempDirectory storeDir, IMetadataStore store, ClusterSettings settings)
+    private ClusterHarness(TempDirectory storeDir, LocalEtcd? etcd)
     {
         _storeDir = storeDir;
-        Store = store;
-        Settings = settings;
+        Etcd = etcd;
     }
 
-    public IMetadataStore Store { get; }
-
-    public ClusterSettings Settings { get; }
+    /// <summary>The etcd child process, with <see cref="Metadata.Etcd"/>.</summary>
+    public LocalEtcd? Etcd { get; }
 
     public List<BrokerHarness> Brokers { get; } = [];
 
@@ -35,23 +45,35 @@ internal sealed class ClusterHarness : IAsyncDisposable
 
     public IEnumerable<BrokerHarness> Running => Brokers.Where(b => b.IsRunning);
 
-    public static async Task<ClusterHarness> StartAsync(int brokers, Func<ServerOptions, ServerOptions>? configure = null, TimeSpan? leaseTtl = null)
+    public static async Task<ClusterHarness> StartAsync(int brokers, Func<ServerOptions, ServerOptions>? configure = null, TimeSpan? leaseTtl = null, Metadata metadata = Metadata.Embedded)
     {
         var dir = new TempDirectory("sluice-cluster-metadata");
-        var store = await EmbeddedMetadataStore.OpenAsync(dir.Path, MetadataStoreOptions.Default);
-        var harness = new ClusterHarness(dir, store, new ClusterSettings(store, leaseTtl ?? TimeSpan.FromSeconds(2)));
+        var etcd = metadata == Metadata.Etcd ? await LocalEtcd.StartAsync(dir.Path) : null;
+        var harness = new ClusterHarness(dir, etcd);
         try
         {
+            var shared = etcd is null ? await EmbeddedMetadataStore.OpenAsync(dir.Path, MetadataStoreOptions.Default) : null;
+            if (shared is not null)
+            {
+                harness._stores.Add(shared);
+            }
+
             for (var i = 1; i <= brokers; i++)
             {
                 var id = $"b{i}";
+                var store = shared is not null ? (IMetadataStore)shared : await EtcdMetadataStore.ConnectAsync(new EtcdMetadataStoreOptions { Endpoints = [etcd!.ClientUrl] });
+                if (shared is null)
+                {
+                    harness._stores.Add(store);
+                }
+
                 harness.Brokers.Add(await BrokerHarness.StartAsync(
                     o =>
                     {
                         o = o with { Clustering = o.Clustering with { ServerId = id, ReplicaMaxLagTime = TimeSpan.FromSeconds(2) } };
                         return configure?.Invoke(o) ?? o;
                     },
-                    harness.Settings));
+                    new ClusterSettings(store, leaseTtl ?? TimeSpan.FromSeconds(3))));
             }
 
             await WaitForAsync(() => harness.Brokers.All(b => b.Server.Cluster!.View.Current.Brokers.Count == brokers), "every broker sees every broker");
@@ -124,7 +146,16 @@ internal sealed class ClusterHarness : IAsyncDisposable
             await broker.DisposeAsync();
         }
 
-        await Store.DisposeAsync();
+        foreach (var store in _stores)
+        {
+            await store.DisposeAsync();
+        }
+
+        if (Etcd is not null)
+        {
+            await Etcd.DisposeAsync();
+        }
+
         _storeDir.Dispose();
     }
 }

@@ -6,26 +6,30 @@ namespace Sluice.Server.Tests.Cluster;
 /// <summary>Three brokers in one process sharing a metadata store: placement, replication, ISR, failover.</summary>
 public sealed class ReplicationTests
 {
-    [Fact]
-    public async Task EveryBrokerListsEveryBrokerAndOneIsController()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task EveryBrokerListsEveryBrokerAndOneIsController(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await ClusterHarness.WaitForAsync(() => cluster.Brokers[0].Server.Cluster!.View.Current.Controller is not null, "a controller is elected");
         foreach (var broker in cluster.Brokers)
         {
-            var metadata = await broker.MetadataAsync();
-            Assert.Equal(["b1", "b2", "b3"], metadata.Brokers.Select(b => b.Id).Order());
-            Assert.All(metadata.Brokers, b => Assert.Equal("127.0.0.1", b.Host));
-            Assert.Equal(3, metadata.Brokers.Select(b => b.Port).Distinct().Count());
+            var response = await broker.MetadataAsync();
+            Assert.Equal(["b1", "b2", "b3"], response.Brokers.Select(b => b.Id).Order());
+            Assert.All(response.Brokers, b => Assert.Equal("127.0.0.1", b.Host));
+            Assert.Equal(3, response.Brokers.Select(b => b.Port).Distinct().Count());
         }
 
         Assert.Single(cluster.Brokers, b => b.Server.Cluster!.Controller.IsController(b.Server.Cluster.View.Current));
     }
 
-    [Fact]
-    public async Task AllAcknowledgedMessagesAreOnEveryReplicaByteForByte()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task AllAcknowledgedMessagesAreOnEveryReplicaByteForByte(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await cluster.Brokers[1].CreateStreamAsync(ClusterHarness.Stream("orders", replicationFactor: 3));
         var leadership = cluster.Leadership("orders");
         Assert.Equal(3, leadership.Replicas.Count);
@@ -49,36 +53,42 @@ public sealed class ReplicationTests
 
         foreach (var broker in cluster.Brokers)
         {
-            var metadata = await broker.MetadataAsync("orders");
-            var partition = metadata.StreamMetadata[0].Partitions[0];
+            var response = await broker.MetadataAsync("orders");
+            var partition = response.StreamMetadata[0].Partitions[0];
             Assert.Equal(leadership.Leader, partition.Leader);
             Assert.Equal(3, partition.Isr.Count);
         }
     }
 
-    [Fact]
-    public async Task LeadersAreSpreadOverTheBrokers()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task LeadersAreSpreadOverTheBrokers(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("spread", replicationFactor: 2, partitions: 6));
         var leaders = Enumerable.Range(0, 6).Select(p => cluster.Leadership("spread", p).Leader).ToList();
         Assert.All(cluster.Brokers, b => Assert.Equal(2, leaders.Count(l => l == b.Options.Clustering.ServerId)));
         await ClusterHarness.WaitForAsync(() => Enumerable.Range(0, 6).All(p => cluster.Leader("spread", p) is not null), "every partition has an open leader");
     }
 
-    [Fact]
-    public async Task AReplicationFactorAboveTheClusterSizeIsRefused()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task AReplicationFactorAboveTheClusterSizeIsRefused(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         var error = await Assert.ThrowsAsync<GrpcException>(() => cluster.Brokers[2].CreateStreamAsync(ClusterHarness.Stream("big", replicationFactor: 4)));
         Assert.Equal(GrpcStatusCode.InvalidArgument, error.StatusCode);
         Assert.Contains("Invalid replicationFactor 4, cluster size 3", error.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task AnAllPublishBelowMinIsrIsRefusedBeforeItIsAppended()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task AnAllPublishBelowMinIsrIsRefusedBeforeItIsAppended(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(2);
+        await using var cluster = await ClusterHarness.StartAsync(2, metadata: metadata);
         var request = ClusterHarness.Stream("strict", replicationFactor: 2);
         request.MinIsr = new NullableInt32 { Value = 2 };
         await cluster.Brokers[0].CreateStreamAsync(request);
@@ -96,10 +106,12 @@ public sealed class ReplicationTests
         Assert.Equal(1, (await leader.PublishAsync("strict", "leader only", policy: AckPolicy.Leader))!.Offset);
     }
 
-    [Fact]
-    public async Task WhenTheLeaderStopsAFollowerLeadsAndNoAcknowledgedMessageIsLost()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task WhenTheLeaderStopsAFollowerLeadsAndNoAcknowledgedMessageIsLost(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("ha", replicationFactor: 3));
         var first = cluster.Leadership("ha");
         var oldLeader = cluster[first.Leader];
@@ -134,10 +146,12 @@ public sealed class ReplicationTests
         Assert.All(cluster.Brokers, b => Assert.Equal(reference, ClusterHarness.Encoded(ClusterHarness.LogOf(b, "ha")!)));
     }
 
-    [Fact]
-    public async Task AStoppedFollowerLeavesTheIsrAndRejoinsOnceCaughtUp()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task AStoppedFollowerLeavesTheIsrAndRejoinsOnceCaughtUp(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("lag", replicationFactor: 3));
         var leadership = cluster.Leadership("lag");
         var follower = cluster[leadership.Replicas[2]];
