@@ -15,10 +15,10 @@ internal sealed record ConfigKey(string Name, Func<ServerOptions, ConfigValue, S
 /// <summary>Every key Sluice accepts: all of Liftbridge's (server/config.go) plus Sluice's `storage.*`.</summary>
 internal static class ConfigKeys
 {
-    private const string NoRaft = "Sluice runs a single node and has no Raft; clustering arrives in a later release";
-    private const string NoReplication = "replication between brokers arrives with clustering";
-    private const string NoBrokerList = "a single server has no list of other brokers to cache; it matters with clustering";
-    private const string NoRaftLog = "a single server has no Raft log to replay at startup";
+    private const string NoRaft = "etcd replaces Raft in Sluice: a cluster keeps its metadata in etcd (clustering.etcd.endpoints)";
+    private const string NoLeaderReports = "followers do not vote a leader out: the leader's etcd lease decides (clustering.broker.lease.ttl)";
+    private const string NoBrokerList = "brokers follow the cluster metadata through an etcd watch, so there is no list to cache";
+    private const string NoRaftLog = "etcd replaces Raft in Sluice, so there is no Raft log to replay at startup";
     private const string OneCompactionThread = "Sluice compacts each partition on one thread, which any limit allows";
     private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
     private const string NoGroups = "consumer groups arrive in a later release";
@@ -79,10 +79,10 @@ internal static class ConfigKeys
         Key("clustering.raft.bootstrap.seed", (o, v) => o with { Clustering = o.Clustering with { RaftBootstrapSeed = v.Bool() } }, NoRaft),
         Key("clustering.raft.bootstrap.peers", (o, v) => o with { Clustering = o.Clustering with { RaftBootstrapPeers = v.List() } }, NoRaft),
         Key("clustering.raft.max.quorum.size", (o, v) => o with { Clustering = o.Clustering with { RaftMaxQuorumSize = (uint)v.Long(0, uint.MaxValue) } }, NoRaft),
-        Key("clustering.replica.max.lag.time", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLagTime = v.Duration() } }, NoReplication),
-        Key("clustering.replica.max.leader.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLeaderTimeout = v.Duration() } }, NoReplication),
-        Key("clustering.replica.max.idle.wait", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxIdleWait = v.Duration() } }, NoReplication),
-        Key("clustering.replica.fetch.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaFetchTimeout = v.Duration() } }, NoReplication),
+        Key("clustering.replica.max.lag.time", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLagTime = v.Duration() } }),
+        Key("clustering.replica.max.leader.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxLeaderTimeout = v.Duration() } }, NoLeaderReports),
+        Key("clustering.replica.max.idle.wait", (o, v) => o with { Clustering = o.Clustering with { ReplicaMaxIdleWait = v.Duration() } }),
+        Key("clustering.replica.fetch.timeout", (o, v) => o with { Clustering = o.Clustering with { ReplicaFetchTimeout = v.Duration() } }),
         Key("clustering.min.insync.replicas", (o, v) => o with { Clustering = o.Clustering with { MinInsyncReplicas = v.Int(1) } }),
         Key("clustering.replication.max.bytes", (o, v) => o with { Clustering = o.Clustering with { ReplicationMaxBytes = v.Long(1, long.MaxValue) } }),
         Key("clustering.etcd.endpoints", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { Endpoints = EtcdEndpoints(v) } } }),

@@ -5,12 +5,12 @@ namespace Sluice.Server.Tests.Configuration;
 public class IgnoredSettingsTests
 {
     [Fact]
-    public void Keys_a_single_node_cannot_honour_are_reported_once_each()
+    public void Keys_sluice_does_not_honour_are_reported_once_each()
     {
         var loaded = Load.With(
             """
             clustering.raft.bootstrap.seed: true
-            clustering.replica.max.lag.time: 30s
+            clustering.replica.max.leader.timeout: 30s
             tls.client.authz.enabled: true
             nats.embedded.config: nats.conf
             telemetry.enabled: true
@@ -22,18 +22,23 @@ public class IgnoredSettingsTests
 
         var keys = loaded.IgnoredSettings.Select(s => s.Key).ToList();
         Assert.Equal(
-            ["tls.client.authz.enabled", "clustering.raft.bootstrap.seed", "clustering.replica.max.lag.time",
+            ["tls.client.authz.enabled", "clustering.raft.bootstrap.seed", "clustering.replica.max.leader.timeout",
              "groups.consumer.timeout", "telemetry.enabled"],
             keys);
         var seed = loaded.IgnoredSettings.Single(s => s.Key == "clustering.raft.bootstrap.seed");
         Assert.Equal("flag --raft-bootstrap-seed", seed.Source);
         Assert.Contains("ignored for now", seed.Message);
+        Assert.Contains("etcd replaces Raft", seed.Message);
         Assert.Equal(9300, loaded.Options.Port);
     }
 
     [Fact]
     public void Honoured_keys_are_not_reported() =>
         Assert.Empty(Load.Yaml("port: 1\nlogging.level: debug\nstreams.retention.max.age: 1h\nstorage.durability: always").IgnoredSettings);
+
+    [Fact]
+    public void Replication_keys_are_honoured_now() =>
+        Assert.Empty(Load.Yaml("clustering.replica.max.lag.time: 30s\nclustering.replica.max.idle.wait: 1s\nclustering.replica.fetch.timeout: 2s").IgnoredSettings);
 
     [Fact]
     public void Nats_keys_are_honoured_now()
@@ -47,7 +52,7 @@ public class IgnoredSettingsTests
     [Fact]
     public void An_ignored_key_with_a_bad_value_does_not_stop_startup()
     {
-        var loaded = Load.Yaml("telemetry.enabled: perhaps\nclustering.replica.max.lag.time: soon");
+        var loaded = Load.Yaml("telemetry.enabled: perhaps\nclustering.replica.max.leader.timeout: soon");
         Assert.Equal(2, loaded.IgnoredSettings.Count);
         Assert.All(loaded.IgnoredSettings, s => Assert.Contains("not valid", s.Reason));
     }
