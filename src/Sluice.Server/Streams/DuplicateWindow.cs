@@ -4,6 +4,7 @@
 // An id enters the window only once its record is appended: a failed append leaves no trace, and
 // a retry of that message is stored.
 using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using Sluice.Protocol.Api;
 using Sluice.Storage.Log;
 
@@ -40,9 +41,13 @@ internal sealed class DuplicateWindow
     private readonly Dictionary<UInt128, Stored> _ids = [];
     private readonly Queue<(UInt128 Id, long Timestamp)> _order = new();
 
-    // Scratch for one append batch (used under the write gate only).
-    private readonly HashSet<UInt128> _batchIds = [];
+    // Scratch for one append batch (used under the write gate only). Filter enters each new id at once
+    // with a pending offset, so a batch costs one cold lookup per id; Record fills the entries in, and
+    // Settle removes those whose message was not appended after all.
+    private const long Pending = -1;
+    private readonly List<UInt128> _placed = [];
     private readonly List<Repeat> _repeats = [];
+    private int _recorded;
 
     public DuplicateWindow(TimeSpan window, int maxIds = DefaultMaxIds)
     {
@@ -170,17 +175,20 @@ internal sealed class DuplicateWindow
                     // Only NATS ingest gets here: the gRPC paths refuse such a publish before it is queued.
                     _repeats.Add(new Repeat(item, id, Refused: true, default));
                 }
-                else if (_ids.TryGetValue(id, out var stored))
-                {
-                    _repeats.Add(new Repeat(item, id, Refused: false, stored));
-                }
-                else if (!_batchIds.Add(id))
-                {
-                    _repeats.Add(new Repeat(item, id, Refused: false, null)); // its original is in this batch
-                }
                 else
                 {
-                    items[kept++] = item;
+                    ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_ids, id, out var exists);
+                    if (!exists)
+                    {
+                        slot = new Stored(Pending, 0);
+                        _placed.Add(id);
+                        items[kept++] = item;
+                    }
+                    else
+                    {
+                        // A pending one's original is in this batch: Settle finds its offset after the append.
+                        _repeats.Add(new Repeat(item, id, Refused: false, slot.Offset == Pending ? null : slot));
+                    }
                 }
             }
 
@@ -196,8 +204,16 @@ internal sealed class DuplicateWindow
         {
             for (var i = 0; i < n; i++)
             {
-                if (IdOf(items[i].Headers, out _) is { } id && _ids.TryAdd(id, new Stored(first + i, timestamp)))
+                if (IdOf(items[i].Headers, out _) is not { } id)
                 {
+                    continue;
+                }
+
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_ids, id, out var exists);
+                if (!exists || slot.Offset == Pending)
+                {
+                    _recorded += exists ? 1 : 0;
+                    slot = new Stored(first + i, timestamp);
                     _order.Enqueue((id, timestamp));
                 }
             }
@@ -219,20 +235,32 @@ internal sealed class DuplicateWindow
         List<Repeat> repeats;
         lock (_lock)
         {
-            _batchIds.Clear();
-            if (_repeats.Count == 0)
-            {
-                return;
-            }
-
-            repeats = [.. _repeats];
+            repeats = _repeats.Count == 0 ? [] : [.. _repeats];
             _repeats.Clear();
             for (var i = 0; i < repeats.Count; i++)
             {
-                if (repeats[i] is { Refused: false, First: null } r && _ids.TryGetValue(r.Id, out var stored))
+                if (repeats[i] is { Refused: false, First: null } r && _ids.TryGetValue(r.Id, out var stored) && stored.Offset != Pending)
                 {
                     repeats[i] = r with { First = stored };
                 }
+            }
+
+            if (_recorded != _placed.Count)
+            {
+                foreach (var id in _placed)
+                {
+                    if (_ids.TryGetValue(id, out var stored) && stored.Offset == Pending)
+                    {
+                        _ids.Remove(id); // not appended (a failed append, a refused value): a retry must be stored
+                    }
+                }
+            }
+
+            _placed.Clear();
+            _recorded = 0;
+            if (repeats.Count == 0)
+            {
+                return;
             }
         }
 
