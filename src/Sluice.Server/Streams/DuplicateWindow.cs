@@ -1,8 +1,8 @@
 // Failure policy: the window lives in memory only. It is rebuilt from the log (the records'
 // Sluice-Msg-Id headers and timestamps) when the partition opens and when its broker becomes leader,
 // so a restart or a failover forgets only ids whose records retention or compaction removed.
-// An id enters the window only once its record is appended: a failed append leaves no trace, and
-// a retry of that message is stored.
+// An id counts only once its record is appended: a failed append leaves no trace, and a retry of
+// that message is stored.
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using Sluice.Protocol.Api;
@@ -28,7 +28,7 @@ internal sealed class DuplicateWindow
     /// <summary>Longer ids are refused: an id is a token (a GUID, a hash), not data, and each costs memory for the whole window.</summary>
     public const int MaxIdBytes = 256;
 
-    /// <summary>About 70 bytes each (a map entry and a queue entry): at most ~100 MB for a partition at the cap.</summary>
+    /// <summary>About 90 bytes each (a map entry, a queue entry, the map's slack): at most ~100 MB for a partition at the cap.</summary>
     public const int DefaultMaxIds = 1_000_000;
 
     // A rebuild reads the log backwards in chunks of this size: large enough to amortise a read, small
