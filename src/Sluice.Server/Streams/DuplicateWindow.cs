@@ -1,9 +1,10 @@
 // Failure policy: the window lives in memory only. It is rebuilt from the log (the records'
 // Sluice-Msg-Id headers and timestamps) when the partition opens and when its broker becomes leader,
 // so a restart or a failover forgets only ids whose records retention or compaction removed.
-// An id enters the window only once its record is appended: a failed append leaves no trace, and
-// a retry of that message is stored.
+// An id counts only once its record is appended: a failed append leaves no trace, and a retry of
+// that message is stored.
 using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using Sluice.Protocol.Api;
 using Sluice.Storage.Log;
 
@@ -27,7 +28,7 @@ internal sealed class DuplicateWindow
     /// <summary>Longer ids are refused: an id is a token (a GUID, a hash), not data, and each costs memory for the whole window.</summary>
     public const int MaxIdBytes = 256;
 
-    /// <summary>About 70 bytes each (a map entry and a queue entry): at most ~100 MB for a partition at the cap.</summary>
+    /// <summary>About 90 bytes each (a map entry, a queue entry, the map's slack): at most ~100 MB for a partition at the cap.</summary>
     public const int DefaultMaxIds = 1_000_000;
 
     // A rebuild reads the log backwards in chunks of this size: large enough to amortise a read, small
@@ -40,9 +41,13 @@ internal sealed class DuplicateWindow
     private readonly Dictionary<UInt128, Stored> _ids = [];
     private readonly Queue<(UInt128 Id, long Timestamp)> _order = new();
 
-    // Scratch for one append batch (used under the write gate only).
-    private readonly HashSet<UInt128> _batchIds = [];
+    // Scratch for one append batch (used under the write gate only). Filter enters each new id at once
+    // with a pending offset, so a batch costs one cold lookup per id; Record fills the entries in, and
+    // Settle removes those whose message was not appended after all.
+    private const long Pending = -1;
+    private readonly List<UInt128> _placed = [];
     private readonly List<Repeat> _repeats = [];
+    private int _recorded;
 
     public DuplicateWindow(TimeSpan window, int maxIds = DefaultMaxIds)
     {
@@ -170,17 +175,20 @@ internal sealed class DuplicateWindow
                     // Only NATS ingest gets here: the gRPC paths refuse such a publish before it is queued.
                     _repeats.Add(new Repeat(item, id, Refused: true, default));
                 }
-                else if (_ids.TryGetValue(id, out var stored))
-                {
-                    _repeats.Add(new Repeat(item, id, Refused: false, stored));
-                }
-                else if (!_batchIds.Add(id))
-                {
-                    _repeats.Add(new Repeat(item, id, Refused: false, null)); // its original is in this batch
-                }
                 else
                 {
-                    items[kept++] = item;
+                    ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_ids, id, out var exists);
+                    if (!exists)
+                    {
+                        slot = new Stored(Pending, 0);
+                        _placed.Add(id);
+                        items[kept++] = item;
+                    }
+                    else
+                    {
+                        // A pending one's original is in this batch: Settle finds its offset after the append.
+                        _repeats.Add(new Repeat(item, id, Refused: false, slot.Offset == Pending ? null : slot));
+                    }
                 }
             }
 
@@ -196,8 +204,16 @@ internal sealed class DuplicateWindow
         {
             for (var i = 0; i < n; i++)
             {
-                if (IdOf(items[i].Headers, out _) is { } id && _ids.TryAdd(id, new Stored(first + i, timestamp)))
+                if (IdOf(items[i].Headers, out _) is not { } id)
                 {
+                    continue;
+                }
+
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_ids, id, out var exists);
+                if (!exists || slot.Offset == Pending)
+                {
+                    _recorded += exists ? 1 : 0;
+                    slot = new Stored(first + i, timestamp);
                     _order.Enqueue((id, timestamp));
                 }
             }
@@ -219,20 +235,32 @@ internal sealed class DuplicateWindow
         List<Repeat> repeats;
         lock (_lock)
         {
-            _batchIds.Clear();
-            if (_repeats.Count == 0)
-            {
-                return;
-            }
-
-            repeats = [.. _repeats];
+            repeats = _repeats.Count == 0 ? [] : [.. _repeats];
             _repeats.Clear();
             for (var i = 0; i < repeats.Count; i++)
             {
-                if (repeats[i] is { Refused: false, First: null } r && _ids.TryGetValue(r.Id, out var stored))
+                if (repeats[i] is { Refused: false, First: null } r && _ids.TryGetValue(r.Id, out var stored) && stored.Offset != Pending)
                 {
                     repeats[i] = r with { First = stored };
                 }
+            }
+
+            if (_recorded != _placed.Count)
+            {
+                foreach (var id in _placed)
+                {
+                    if (_ids.TryGetValue(id, out var stored) && stored.Offset == Pending)
+                    {
+                        _ids.Remove(id); // not appended (a failed append, a refused value): a retry must be stored
+                    }
+                }
+            }
+
+            _placed.Clear();
+            _recorded = 0;
+            if (repeats.Count == 0)
+            {
+                return;
             }
         }
 

@@ -286,5 +286,22 @@ public sealed class DuplicateWindowTests
         static LogRecord Record(string id, long timestamp) => new() { Timestamp = timestamp, Value = new byte[] { 1 }, Headers = [new RecordHeader(IdHeader, Encoding.ASCII.GetBytes(id))] };
     }
 
+    [Fact]
+    public void An_id_whose_message_was_not_appended_is_forgotten()
+    {
+        var window = new DuplicateWindow(TimeSpan.FromMinutes(2));
+        var now = Partition.NowNanoseconds();
+        PublishItem[] batch = [Item("a"), Item("a"), Item("b")];
+        Assert.Equal(2, window.Filter(batch, 3, now)); // the second "a" waits for the first
+        window.Record([batch[1]], 1, first: 7, now); // only "b" was appended (say "a" failed to encrypt)
+        window.Settle(null!, long.MaxValue); // no receivers here: nothing to ack
+        Assert.Equal(1, window.Count);
+
+        batch = [Item("a"), Item("b")];
+        Assert.Equal(1, window.Filter(batch, 2, now)); // "a" is new again; "b" is a repeat
+        Assert.Equal("a", Encoding.ASCII.GetString(batch[0].Headers[0].Value.Span));
+    }
+
     private static PublishItem Item(string id) => new() { Subject = "s", Headers = [new RecordHeader(IdHeader, Encoding.ASCII.GetBytes(id))] };
+
 }
