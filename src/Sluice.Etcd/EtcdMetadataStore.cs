@@ -106,7 +106,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
 
     private void ConfigureChannel(GrpcChannelOptions channel)
     {
-        channel.LoggerFactory = _options.LoggerFactory;
+        channel.LoggerFactory = new WarningsOnlyLoggerFactory(_options.LoggerFactory);
 
         // gRPC's default reconnect backoff grows to 2 minutes; etcd restarts take about a second, and a broker
         // should notice it is back within about that.
