@@ -206,6 +206,10 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
             using var pending = call(Call(cancellationToken));
             response = await pending.ResponseAsync.ConfigureAwait(false);
         }
+        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the etcd call was cancelled", e, cancellationToken); // the caller gave up, etcd did not fail
+        }
         catch (RpcException e)
         {
             throw await MapAsync(e, context, cancellationToken).ConfigureAwait(false);

@@ -197,7 +197,7 @@ internal sealed partial class Membership : IAsyncDisposable
             }
             catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
             {
-                LogKeepAliveFailed(_logger, ex, _self.Id); // the lease expires by itself within its TTL
+                LogRevokeFailed(_logger, _self.Id, _ttl.TotalSeconds, ex.Message); // the lease expires by itself within its TTL
             }
         }
 
@@ -212,6 +212,9 @@ internal sealed partial class Membership : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Broker {BrokerId} lost its cluster lease {Lease}; registering again")]
     private static partial void LogLeaseLost(ILogger logger, string brokerId, long lease);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {BrokerId} could not revoke its cluster lease while stopping ({Reason}); the others see it leave when the lease expires, within {TtlSeconds} s")]
+    private static partial void LogRevokeFailed(ILogger logger, string brokerId, double ttlSeconds, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Renewing the cluster lease of broker {BrokerId} failed")]
     private static partial void LogKeepAliveFailed(ILogger logger, Exception exception, string brokerId);
