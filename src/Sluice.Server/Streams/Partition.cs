@@ -69,6 +69,7 @@ internal sealed partial class Partition : IDisposable
     private string? _cipherError;
     private volatile string? _offlineReason;
     private long _knownNextOffset;
+    private bool _damaged;
 
     public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger, Func<Partition, Task>? saveState = null)
     {
@@ -243,6 +244,7 @@ internal sealed partial class Partition : IDisposable
     private CommitLog? OpenLog(BrokerContext context, long leaderEpoch, bool soleReplica)
     {
         _offlineReason = null;
+        _damaged = false;
         // What the metadata saw handed out is this broker's own record only as the sole replica: in a cluster the
         // state is shared, and a replica with missing or shorter files fetches what it lacks from the leader.
         var hadMessages = soleReplica && (_knownNextOffset > 0 || Interlocked.Read(ref _receivedFirst) != 0);
@@ -259,6 +261,7 @@ internal sealed partial class Partition : IDisposable
         }
         catch (CorruptLogException ex)
         {
+            _damaged = true;
             GoOffline($"its data is damaged: {ex.Description}", ex);
             return null;
         }
@@ -321,6 +324,16 @@ internal sealed partial class Partition : IDisposable
         }
 
         var log = OpenLog(context, leaderEpoch: -1, soleReplica: false);
+        if (log is null && _damaged && System.IO.Directory.Exists(Directory))
+        {
+            // A follower's copy is only a copy: its damaged files are set aside (kept, never deleted here) and
+            // the replica starts empty, fetching everything the leader has instead of going offline.
+            var aside = $"{Directory}.damaged-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+            System.IO.Directory.Move(Directory, aside);
+            LogSetAside(_logger, Stream.Name, Id, aside);
+            log = OpenLog(context, leaderEpoch: -1, soleReplica: false);
+        }
+
         _followerLog = log;
         return log;
     }
@@ -953,6 +966,9 @@ internal sealed partial class Partition : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Saving the state of {Stream}/{Partition} after its first message failed; the next pause, readonly change or shutdown saves it")]
     private static partial void LogSaveStateFailed(ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Follower of {Stream}/{Partition}: its damaged copy was moved to {Aside}; fetching everything again from the leader")]
+    private static partial void LogSetAside(ILogger logger, string stream, int partition, string aside);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Auto-pause of {Stream}/{Partition} failed")]
     private static partial void LogAutoPauseFailed(ILogger logger, Exception exception, string stream, int partition);

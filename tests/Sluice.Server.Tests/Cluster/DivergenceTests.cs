@@ -61,4 +61,32 @@ public sealed class DivergenceTests
         using var batch = ClusterHarness.LogOf(preferred, "fork")!.Read(14, 1024);
         Assert.Equal("m14", ByteString.CopyFrom(batch[0].Value!.Value.Span).ToStringUtf8());
     }
+
+    [Fact]
+    public async Task AFollowerWithADamagedCopySetsItAsideAndFetchesEverythingAgain()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("hurt", replicationFactor: 3));
+        var leadership = cluster.Leadership("hurt");
+        var leader = cluster[leadership.Leader];
+        for (var i = 0; i < 20; i++)
+        {
+            await leader.PublishAsync("hurt", "m" + i, policy: AckPolicy.All);
+        }
+
+        var follower = cluster[leadership.Replicas[2]];
+        await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(follower, "hurt")?.NewestOffset == 19, "the follower has all 20");
+        await follower.StopAsync();
+        var directory = Path.Combine(follower.DataDir, "streams", "hurt", "0");
+        var segment = Directory.GetFiles(directory, "*.log").Single();
+        var bytes = await File.ReadAllBytesAsync(segment);
+        bytes[bytes.Length / 2] ^= 0xFF; // a record in the middle fails its CRC: damage, not a torn tail
+        await File.WriteAllBytesAsync(segment, bytes);
+
+        await follower.StartAgainAsync();
+        await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(follower, "hurt")?.NewestOffset == 19, "the follower has fetched all 20 again");
+        Assert.Equal(ClusterHarness.Encoded(ClusterHarness.LogOf(leader, "hurt")!), ClusterHarness.Encoded(ClusterHarness.LogOf(follower, "hurt")!));
+        Assert.Single(Directory.GetDirectories(Path.Combine(follower.DataDir, "streams", "hurt"), "0.damaged-*"));
+        Assert.False(follower.Server.Broker.TryGetStream("hurt", out var stream) && stream.Partitions[0].IsOffline);
+    }
 }
