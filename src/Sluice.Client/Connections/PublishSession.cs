@@ -231,7 +231,14 @@ internal sealed class PublishSession : IAsyncDisposable
             return; // timed out or cancelled already, or an ack of AckPolicy NONE
         }
 
-        if (error is not null)
+        if (error is not null && error.Code == PublishAsyncError.Types.Code.Internal && error.Message == PublishErrors.LeaderChanged
+            && pending.Resendable is not null && _resend is not null)
+        {
+            // Appended by a leader that lost its leadership before the ISR had it: the next leader may or may not
+            // have it, and the message id makes a resend to it safe.
+            _resend([pending], new BrokerUnavailableException(error.Message));
+        }
+        else if (error is not null)
         {
             pending.Complete(null, SluiceErrors.FromAsyncError(error));
         }

@@ -188,11 +188,134 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }
     }
 
-    public Task PauseAsync(string name, IReadOnlyList<int> partitions, bool resumeAll, CancellationToken cancellationToken) =>
-        throw new PreconditionFailedException("PauseStream is not supported by a clustered Sluice yet (it arrives with the next clustering step); streams keep running");
+    public async Task PauseAsync(string name, IReadOnlyList<int> partitions, bool resumeAll, CancellationToken cancellationToken)
+    {
+        var now = Partition.NowNanoseconds();
+        var revision = await OnControllerAsync(
+            c => c.ChangePartitionsAsync(name, partitions, s => Pause(s, now), r => SetResumeAll(r, resumeAll), cancellationToken),
+            "PauseStream", new PauseStreamRequest { Name = name, Partitions = { partitions }, ResumeAll = resumeAll }, PauseStreamResponse.Parser, cancellationToken).ConfigureAwait(false);
+        await WaitAppliedAsync(revision, () => Targets(name, partitions).All(p => p.IsPaused && p.Runtime is null), cancellationToken).ConfigureAwait(false);
+        await EmitActivityAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.PauseStream,
+            PauseStreamOp = new PauseStreamOp { Stream = name, Partitions = { Ids(name, partitions) }, ResumeAll = resumeAll },
+        }).ConfigureAwait(false);
+    }
 
-    public Task SetReadonlyAsync(string name, IReadOnlyList<int> partitions, bool value, CancellationToken cancellationToken) =>
-        throw new PreconditionFailedException("SetStreamReadonly is not supported by a clustered Sluice yet (it arrives with the next clustering step)");
+    public async Task SetReadonlyAsync(string name, IReadOnlyList<int> partitions, bool value, CancellationToken cancellationToken)
+    {
+        var now = Partition.NowNanoseconds();
+        var revision = await OnControllerAsync(
+            c => c.ChangePartitionsAsync(name, partitions, s => SetReadonly(s, value, now), null, cancellationToken),
+            "SetStreamReadonly", new SetStreamReadonlyRequest { Name = name, Partitions = { partitions }, Readonly = value }, SetStreamReadonlyResponse.Parser, cancellationToken).ConfigureAwait(false);
+        await WaitAppliedAsync(revision, () => Targets(name, partitions).All(p => p.IsReadonly == value), cancellationToken).ConfigureAwait(false);
+        await EmitActivityAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.SetStreamReadonly,
+            SetStreamReadonlyOp = new SetStreamReadonlyOp { Stream = name, Partitions = { Ids(name, partitions) }, Readonly = value },
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Resumes a paused partition (and, after a pause with resumeAll, every paused partition of its stream) on
+    /// the controller, then waits until this broker has applied it.
+    /// </summary>
+    public async Task ResumeAsync(Partition partition, CancellationToken cancellationToken)
+    {
+        var name = partition.Stream.Name;
+        var request = new ResumePartitionRequest { Stream = name, Partition = partition.Id };
+        long revision;
+        var snapshot = View.Current;
+        if (Controller.IsController(snapshot))
+        {
+            revision = await ResumeOnControllerAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        else if (snapshot.Controller is { } controller && PeerChannel(controller.BrokerId) is { } channel)
+        {
+            try
+            {
+                await channel.UnaryAsync("/" + ReplicationService.ServiceName + "/Resume", request, ResumePartitionResponse.Parser, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            }
+            catch (GrpcException ex)
+            {
+                throw FromPeer(ex);
+            }
+
+            revision = 0;
+        }
+        else
+        {
+            throw new PartitionUnavailableException("the cluster has no controller right now; try again");
+        }
+
+        // Applied here: not paused, and open when this broker leads it (a subscriber reads it right after).
+        await WaitAppliedAsync(revision, () => !partition.IsPaused && (partition.Leadership?.Leader != BrokerId || partition.Runtime is not null), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The controller's side of a resume (<see cref="ResumeAsync"/>, or the internal Resume call).</summary>
+    public async Task<long> ResumeOnControllerAsync(ResumePartitionRequest request, CancellationToken cancellationToken)
+    {
+        var snapshot = View.Current;
+        var resumeAll = snapshot.Streams.TryGetValue(request.Stream, out var entry) && entry.Record.ResumeAll;
+        var revision = await Controller.ChangePartitionsAsync(
+            request.Stream,
+            resumeAll ? [] : [request.Partition],
+            s => Resume(s),
+            r => SetResumeAll(r, false),
+            cancellationToken).ConfigureAwait(false);
+        if (revision > 0)
+        {
+            await EmitActivityAsync(revision, new ActivityStreamEvent
+            {
+                Op = ActivityStreamOp.ResumeStream,
+                ResumeStreamOp = new ResumeStreamOp { Stream = request.Stream, Partitions = { resumeAll ? Ids(request.Stream, []) : [request.Partition] } },
+            }).ConfigureAwait(false);
+        }
+
+        return revision;
+    }
+
+    private static bool Pause(PartitionStateRecord state, long now)
+    {
+        state.Paused = true;
+        state.PauseFirst = state.PauseFirst == 0 ? now : state.PauseFirst;
+        state.PauseLatest = now;
+        return true;
+    }
+
+    private static bool Resume(PartitionStateRecord state)
+    {
+        if (!state.Paused)
+        {
+            return false;
+        }
+
+        state.Paused = false;
+        return true;
+    }
+
+    /// <summary>The readonly timestamps record every change, to false too, as Liftbridge's do.</summary>
+    private static bool SetReadonly(PartitionStateRecord state, bool value, long now)
+    {
+        state.Readonly = value;
+        state.ReadonlyFirst = state.ReadonlyFirst == 0 ? now : state.ReadonlyFirst;
+        state.ReadonlyLatest = now;
+        return true;
+    }
+
+    private static bool SetResumeAll(StreamRecord record, bool value)
+    {
+        var changed = record.ResumeAll != value;
+        record.ResumeAll = value;
+        return changed;
+    }
+
+    private List<Partition> Targets(string name, IReadOnlyList<int> ids) =>
+        !_broker.TryGetStream(name, out var stream) ? []
+        : ids.Count == 0 ? [.. stream.Partitions]
+        : [.. ids.Distinct().Where(id => id >= 0 && id < stream.Partitions.Length).Select(id => stream.Partitions[id])];
+
+    private IEnumerable<int> Ids(string name, IReadOnlyList<int> ids) => Targets(name, ids).Select(p => p.Id);
 
     /// <summary>
     /// Runs a decision on the controller: here when this broker is it (returns the revision), else by calling
@@ -285,6 +408,12 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             if (partition.Runtime is not null)
             {
                 return false;
+            }
+
+            if (partition.IsPaused)
+            {
+                await ResumeAsync(partition, cancellationToken).ConfigureAwait(false); // a publish resumes a paused partition, as in Liftbridge
+                continue;
             }
 
             var leadership = partition.Leadership;

@@ -345,6 +345,76 @@ internal sealed partial class Controller : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Changes the state records (paused, readonly and their timestamps) of some partitions of a stream, and
+    /// optionally the stream record (resumeAll): puts in transactions of at most <see cref="StreamCatalog.MaxOpsPerTxn"/>,
+    /// the stream record last, each comparing the controller key and the stream's create revision. An empty
+    /// <paramref name="ids"/> means every partition. Returns the last revision, or 0 when nothing changed.
+    /// </summary>
+    public async Task<long> ChangePartitionsAsync(string name, IReadOnlyList<int> ids, Func<PartitionStateRecord, bool> change, Func<StreamRecord, bool>? changeStream, CancellationToken cancellationToken)
+    {
+        await _decisions.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var snapshot = _view.Current;
+            ThrowIfNotController(snapshot);
+            if (!snapshot.Streams.TryGetValue(name, out var stream))
+            {
+                throw new NotFoundException(ids.Count == 0 ? "stream not found" : "stream does not exist"); // Liftbridge's two texts
+            }
+
+            var count = stream.Record.Request.Partitions;
+            if (ids.Any(id => id < 0 || id >= count))
+            {
+                throw new NotFoundException("partition does not exist");
+            }
+
+            var puts = new List<PutRequest>();
+            foreach (var id in ids.Count == 0 ? Enumerable.Range(0, count) : ids.Distinct())
+            {
+                var state = snapshot.States.TryGetValue((name, id), out var current) ? current.Clone() : new PartitionStateRecord();
+                if (change(state))
+                {
+                    puts.Add(new PutRequest(KeyRanges.Utf8(string.Concat(StreamCatalog.PartitionsPrefix, name, "/", id.ToString(System.Globalization.CultureInfo.InvariantCulture))), state.ToByteArray()));
+                }
+            }
+
+            var record = stream.Record.Clone();
+            if (changeStream?.Invoke(record) == true)
+            {
+                puts.Add(new PutRequest(KeyRanges.Utf8(StreamCatalog.StreamsPrefix + name), record.ToByteArray()));
+            }
+
+            var streamKey = KeyRanges.Utf8(StreamCatalog.StreamsPrefix + name);
+            long revision = 0;
+            foreach (var chunk in puts.Chunk(StreamCatalog.MaxOpsPerTxn))
+            {
+                var txn = await _store.TxnAsync(new TxnRequest
+                {
+                    Compares =
+                    [
+                        Compare.ModRevision(ClusterKeys.ControllerKey, CompareResult.Equal, snapshot.ControllerRevision),
+                        Compare.CreateRevision(streamKey, CompareResult.Equal, stream.CreateRevision),
+                    ],
+                    Success = [.. chunk.Select(RequestOp.ForPut)],
+                }, cancellationToken).ConfigureAwait(false);
+                if (!txn.Succeeded)
+                {
+                    ThrowIfNotController(_view.Current);
+                    throw new NotFoundException("stream does not exist"); // deleted (or re-created) meanwhile
+                }
+
+                revision = txn.Header.Revision;
+            }
+
+            return revision;
+        }
+        finally
+        {
+            _decisions.Release();
+        }
+    }
+
     private void ThrowIfNotController(ClusterSnapshot snapshot)
     {
         if (!IsController(snapshot))

@@ -13,6 +13,8 @@ namespace Sluice.Server.Cluster;
 /// </summary>
 internal sealed partial class ReplicaManager : IAsyncDisposable
 {
+    private static readonly Sluice.Protocol.Internal.PartitionStateRecord EmptyState = new();
+
     private readonly ClusterNode _node;
     private readonly Broker _broker;
     private readonly ILogger _logger;
@@ -117,10 +119,24 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
                     stream = _broker.AddStreamLocked(entry.Record, entry.CreateRevision, states);
                 }
 
+                stream.Record.ResumeAll = entry.Record.ResumeAll;
                 foreach (var partition in stream.Partitions)
                 {
                     var leadership = snapshot.Leadership(entry, partition.Id);
                     partition.Leadership = leadership;
+                    partition.ApplyClusterState(snapshot.States.GetValueOrDefault((entry.Record.Request.Name, partition.Id)) ?? EmptyState);
+                    if (partition.IsPaused)
+                    {
+                        // Paused: no replica runs (as on a single node, the log is closed) until the controller resumes it.
+                        await StopFollowingAsync(partition, delete: false).ConfigureAwait(false);
+                        if (partition.Runtime is not null)
+                        {
+                            await partition.CloseAsync(PartitionCloseReason.Paused).ConfigureAwait(false);
+                        }
+
+                        continue;
+                    }
+
                     await ApplyRoleAsync(partition, leadership).ConfigureAwait(false);
                 }
             }

@@ -553,6 +553,12 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
     /// <summary>Resumes a paused partition (and every paused partition of its stream when the pause asked for resumeAll).</summary>
     public async Task ResumeAsync(Partition partition, CancellationToken cancellationToken)
     {
+        if (partition.Leadership is not null && Forwarder is { } cluster)
+        {
+            await cluster.ResumeAsync(partition, cancellationToken).ConfigureAwait(false); // the controller decides, every broker applies
+            return;
+        }
+
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -767,7 +773,8 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
         try
         {
-            if (_stopped || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            // In a cluster the state records are the controller's (paused, readonly): a leader does not write them.
+            if (_stopped || partition.Leadership is not null || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
             {
                 return;
             }
@@ -827,8 +834,8 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         {
             foreach (var stream in _streams.Values)
             {
-                // In a cluster the partition states are shared: a broker saves only those it leads.
-                var saved = stream.Partitions.Where(p => p.Leadership is null || p.Runtime is not null).ToList();
+                // In a cluster the partition states are the controller's: a broker saves none at shutdown.
+                var saved = stream.Partitions.Where(p => p.Leadership is null).ToList();
                 foreach (var partition in stream.Partitions)
                 {
                     await partition.CloseAsync(PartitionCloseReason.Stopping).ConfigureAwait(false);

@@ -22,4 +22,7 @@ internal interface IPublishForwarder
 {
     /// <summary>Sends the message to the partition's leader and delivers its ack; false when this broker leads it (append here).</summary>
     ValueTask<bool> ForwardAsync(Partition partition, PublishItem item, CancellationToken cancellationToken);
+
+    /// <summary>Resumes a paused partition through the controller (a subscribe with resume, or a publish, reached it).</summary>
+    Task ResumeAsync(Partition partition, CancellationToken cancellationToken);
 }

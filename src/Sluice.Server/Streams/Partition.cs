@@ -437,7 +437,29 @@ internal sealed partial class Partition : IDisposable
         }
 
         _readonlyLatest = nowNs;
+        SignalStateChanged();
+    }
 
+    /// <summary>
+    /// In a cluster: takes the paused and readonly flags, with their timestamps, as the controller decided them
+    /// (the broker closes or opens the log). Readers re-check their end when readonly changes.
+    /// </summary>
+    public void ApplyClusterState(PartitionStateRecord state)
+    {
+        _paused = state.Paused;
+        _pauseFirst = state.PauseFirst;
+        _pauseLatest = state.PauseLatest;
+        _readonlyFirst = state.ReadonlyFirst;
+        _readonlyLatest = state.ReadonlyLatest;
+        if (_readonly != state.Readonly)
+        {
+            _readonly = state.Readonly;
+            SignalStateChanged();
+        }
+    }
+
+    private void SignalStateChanged()
+    {
         CancellationTokenSource old;
         lock (_stateLock)
         {

@@ -95,24 +95,56 @@ public sealed class ClusterClientTests
         await cluster[cluster.Leadership("carry").Leader].StopAsync();
         for (var i = 20; i < 40; i++)
         {
-            Assert.Equal(i, (await PublishRetryingAsync(client, "m" + i, all, stop.Token))!.Offset);
+            Assert.Equal(i, (await PublishRetryingAsync(client, "carry", "m" + i, all, stop.Token))!.Offset);
         }
 
         await reader.WaitAsync(stop.Token);
         Assert.Equal(Enumerable.Range(0, 40).Select(i => (long)i), received);
     }
 
+    [Fact]
+    public async Task PublishesCaughtByALeadershipMoveAreResentAndStoredOnce()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var client = await SluiceClient.ConnectAsync(cluster.Brokers.Select(b => $"127.0.0.1:{b.Server.Port}"));
+        await client.CreateStreamAsync("moves.subject", "moves", new StreamOptions { ReplicationFactor = 3 });
+        var preferred = cluster[cluster.Leadership("moves").Leader];
+        var all = new MessageOptions { AckPolicy = ClientAckPolicy.All };
+        using var stop = new CancellationTokenSource(ClusterHarness.Timeout * 2);
+        var acked = 0;
+        var publisher = Task.Run(async () =>
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                await PublishRetryingAsync(client, "moves", "m" + i, all, stop.Token);
+                Interlocked.Increment(ref acked);
+            }
+        });
+
+        // The preferred leader stops, then comes back and takes the lead again: both moves catch publishes in flight.
+        await ClusterHarness.WaitForAsync(() => Volatile.Read(ref acked) >= 50, "50 publishes are acked");
+        await preferred.StopAsync();
+        await ClusterHarness.WaitForAsync(() => Volatile.Read(ref acked) >= 100, "100 publishes are acked");
+        await preferred.StartAgainAsync();
+        await publisher.WaitAsync(stop.Token);
+
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("moves") == preferred && ClusterHarness.LogOf(preferred, "moves")?.HighWatermark == 299, "the preferred replica leads with all 300");
+        await using var call = await preferred.SubscribeAsync(new SubscribeRequest { Stream = "moves", StartPosition = Protocol.Api.StartPosition.Earliest });
+        var values = (await BrokerHarness.ReadAsync(call, 300)).Select(m => m.Value.ToStringUtf8()).ToList();
+        Assert.Equal(Enumerable.Range(0, 300).Select(i => "m" + i), values);
+    }
+
     /// <summary>
     /// The old leader had fully stopped before these publishes began, so one that fails on its dead connection
     /// was never stored anywhere: trying again is safe here (a real publisher relies on message ids instead).
     /// </summary>
-    private static async Task<SluiceAck?> PublishRetryingAsync(SluiceClient client, string value, MessageOptions options, CancellationToken cancellationToken)
+    private static async Task<SluiceAck?> PublishRetryingAsync(SluiceClient client, string stream, string value, MessageOptions options, CancellationToken cancellationToken)
     {
         while (true)
         {
             try
             {
-                return await client.PublishAsync("carry", System.Text.Encoding.UTF8.GetBytes(value), options, cancellationToken);
+                return await client.PublishAsync(stream, System.Text.Encoding.UTF8.GetBytes(value), options, cancellationToken);
             }
             catch (BrokerUnavailableException)
             {

@@ -207,7 +207,7 @@ internal sealed partial class LeaderReplication
 
     private void Fail(PublishItem item)
     {
-        item.RefusalReason = "the partition leader changed before the message was replicated; it may or may not be stored";
+        item.RefusalReason = Sluice.Protocol.Wire.PublishErrors.LeaderChanged;
         item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
         item.Receiver?.FlushAcks();
     }

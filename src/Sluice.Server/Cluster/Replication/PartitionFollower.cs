@@ -18,6 +18,9 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
     public const string FetchMethod = "/" + ReplicationService.ServiceName + "/Fetch";
     public const string EpochEndMethod = "/" + ReplicationService.ServiceName + "/EpochEnd";
 
+    /// <summary>Short: a new leader is often just opening its log, and every retry delay adds to a failover.</summary>
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMilliseconds(250);
+
     private readonly Partition _partition;
     private readonly CommitLog _log;
     private readonly PartitionLeadership _leadership;
@@ -82,7 +85,7 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
                 return;
             }
 
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRetryDelay.Ticks));
         }
     }
 

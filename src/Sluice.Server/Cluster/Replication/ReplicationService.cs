@@ -22,7 +22,8 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
     public void Register(GrpcMethodRegistry registry) => registry
         .AddDuplexStreaming<FetchRequest, FetchResponse>(ServiceName, "Fetch", FetchRequest.Parser, FetchAsync)
         .AddUnary<EpochEndRequest, EpochEndResponse>(ServiceName, "EpochEnd", EpochEndRequest.Parser, (r, c) => Run(() => EpochEnd(r)))
-        .AddUnary<AlterIsrRequest, AlterIsrResponse>(ServiceName, "AlterIsr", AlterIsrRequest.Parser, (r, c) => Run(() => AlterIsrAsync(r, c)));
+        .AddUnary<AlterIsrRequest, AlterIsrResponse>(ServiceName, "AlterIsr", AlterIsrRequest.Parser, (r, c) => Run(() => AlterIsrAsync(r, c)))
+        .AddUnary<ResumePartitionRequest, ResumePartitionResponse>(ServiceName, "Resume", ResumePartitionRequest.Parser, (r, c) => Run(() => ResumeAsync(r, c)));
 
     private async ValueTask<T> Run<T>(Func<ValueTask<T>> action)
     {
@@ -90,6 +91,17 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
     {
         CheckPeer(request.LeaderId, node.View.Current.Brokers.TryGetValue(request.LeaderId, out var b) ? b.Lease : -1);
         return await node.Controller.AlterIsrAsync(request, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<ResumePartitionResponse> ResumeAsync(ResumePartitionRequest request, GrpcCallContext context)
+    {
+        if (!node.Controller.IsController(node.View.Current))
+        {
+            throw new PartitionUnavailableException("this broker is no longer the controller; try again");
+        }
+
+        await node.ResumeOnControllerAsync(request, context.CancellationToken).ConfigureAwait(false);
+        return new ResumePartitionResponse();
     }
 
     /// <summary>
