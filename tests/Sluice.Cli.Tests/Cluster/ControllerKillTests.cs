@@ -6,6 +6,7 @@ using Xunit.Abstractions;
 namespace Sluice.Cli.Tests.Cluster;
 
 /// <summary>Real brokers, real etcd: the controller's broker is SIGKILLed while admin calls run through another broker.</summary>
+[Collection(ProcessClusterCollection.Name)]
 public sealed class ControllerKillTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(5);

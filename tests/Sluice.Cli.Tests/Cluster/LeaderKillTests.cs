@@ -7,6 +7,7 @@ using Xunit.Abstractions;
 namespace Sluice.Cli.Tests.Cluster;
 
 /// <summary>Real brokers, real etcd: the partition leader's process is SIGKILLed under publish load, three times.</summary>
+[Collection(ProcessClusterCollection.Name)]
 public sealed class LeaderKillTests(ITestOutputHelper output)
 {
     private const string Stream = "killed";

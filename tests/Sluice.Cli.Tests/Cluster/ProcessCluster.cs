@@ -277,4 +277,11 @@ internal sealed class BrokerProcess(string id, int port, string dataDir)
         where TRequest : class, Google.Protobuf.IMessage<TRequest>
         where TResponse : class, Google.Protobuf.IMessage<TResponse>
         => Channel.UnaryAsync("/proto.API/" + method, request, parser, timeout);
+
+    /// <summary>Publishes with ALL straight to this broker (3 s deadline) and returns the acked offset; throws on any error.</summary>
+    public async Task<long> PublishAsync(string stream, string value)
+    {
+        var request = new PublishRequest { Stream = stream, Value = Google.Protobuf.ByteString.CopyFromUtf8(value), AckPolicy = Protocol.Api.AckPolicy.All };
+        return (await CallAsync("Publish", request, PublishResponse.Parser, TimeSpan.FromSeconds(3))).Ack.Offset;
+    }
 }
