@@ -215,6 +215,14 @@ public sealed class LeaderKillTests(ITestOutputHelper output)
             load._window.Release();
         }
 
-        private void Fail(Exception e) => _failures.AddOrUpdate(e.GetType().Name + (e is SluiceException { StatusCode: { } code } ? "/" + code : string.Empty), 1, (_, n) => n + 1);
+        private void Fail(Exception e) => _failures.AddOrUpdate(
+            e switch
+            {
+                PublishFailedException p => $"{e.GetType().Name}/{p.Code} \"{p.Message}\"",
+                SluiceException { StatusCode: { } code } => $"{e.GetType().Name}/{code}",
+                _ => e.GetType().Name,
+            },
+            1,
+            (_, n) => n + 1);
     }
 }
