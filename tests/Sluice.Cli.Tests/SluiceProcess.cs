@@ -21,6 +21,10 @@ public sealed class SluiceProcess : IAsyncDisposable
 
     public IReadOnlyList<string> Stdout => Snapshot(_stdout);
 
+    public bool HasExited => _process.HasExited;
+
+    public int ProcessId => _process.Id;
+
     public IReadOnlyList<string> Stderr => Snapshot(_stderr);
 
     public static string SluiceDll { get; } = FindSluiceDll();

@@ -32,6 +32,8 @@ internal static partial class ApiErrors
             CorruptLogException e => new GrpcException(GrpcStatusCode.Unavailable, $"the partition's data is damaged: {e.Description}"), // found on read: served up to the damage
             TimeoutException e => new GrpcException(GrpcStatusCode.Internal, e.Message),
             CommitLogClosedException => new GrpcException(GrpcStatusCode.Internal, "the partition's log is closed"), // its own message names the directory
+            // etcd down or unreachable: the client may retry later (its message names etcd's endpoints, so a fixed text).
+            Storage.Metadata.MetadataUnavailableException => new GrpcException(GrpcStatusCode.Unavailable, "cluster metadata store (etcd) unavailable; try again later"),
             // Its message holds a server path; the store has logged it, the client learns only what happened.
             Storage.Metadata.MetadataStoreFaultedException => new GrpcException(GrpcStatusCode.Internal, "metadata write failed: the server could not write to its disk (details in its log)"),
             _ => new GrpcException(GrpcStatusCode.Internal, InternalMessage),
