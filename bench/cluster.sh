@@ -31,6 +31,7 @@
 #   --failover K   measure failover K times instead of throughput
 #   --out FILE     also write the summary (markdown) to FILE
 #   --keep         keep the temp dir (logs) and print its path
+# Environment: ETCD (the etcd binary), SLUICE_EXTRA_CONFIG (YAML appended to every broker's config)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,7 +56,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --out) out="$2"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -123,6 +124,8 @@ wait_port "$etcd_pid" "$etcd_port" etcd
 level=warn
 [ "$FAILOVER" -gt 0 ] && level=info   # the failover logs say who was elected when
 printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
+# SLUICE_EXTRA_CONFIG: more YAML for every broker, e.g. $'streams:\n  duplicate.window: 0s'
+[ -n "${SLUICE_EXTRA_CONFIG:-}" ] && printf '%s\n' "$SLUICE_EXTRA_CONFIG" >>"$work/sluice.yaml"
 start_broker() { # id
   local b="$1"
   mkdir -p "$work/$b/data" "$work/$b/run"
@@ -159,6 +162,11 @@ PY
 }
 
 if [ "$FAILOVER" -eq 0 ]; then
+  # What the three brokers spend with no publisher (membership renewals, idle fetch loops): a fixed cost
+  # inside every run's CPU figure, which dominates the short synchronous runs.
+  idle_before="$(snapshot)"; sleep 5; idle_after="$(snapshot)"
+  idle_ms="$(python3 -c 'import os,sys; b=sys.argv[1].split(); a=sys.argv[2].split(); print(round((float(a[0])-float(b[0]))/os.sysconf("SC_CLK_TCK")*1000/5))' "$idle_before" "$idle_after")"
+  echo "idle: the three brokers used $idle_ms ms of CPU per second with no publisher" >&2
   configs="rf1-leader rf3-leader rf3-all"
   : >"$work/runs.tsv"
   rotate() { local r="$1"; shift; local a=("$@"); local n=${#a[@]}; for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r) % n))]}"; done; }
@@ -192,9 +200,9 @@ PY
       done
     done
   done
-  summary="$(python3 - "$work/runs.tsv" "$SYNC_N" "$WIN_N" "$WINDOW" "$MS" <<'PY'
+  summary="$(python3 - "$work/runs.tsv" "$SYNC_N" "$WIN_N" "$WINDOW" "$MS" "$idle_ms" <<'PY'
 import sys, statistics as st
-path, sync_n, win_n, window, ms = sys.argv[1:]
+path, sync_n, win_n, window, ms, idle = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 out = [f"{ms}-byte messages; sync = one publish awaited at a time ({sync_n} per run), windowed = {window} in flight ({win_n} per run); medians of {len(rows) // 6} runs", "",
        "| configuration | shape | msgs/s (median) | p50 ms | p99 ms | brokers' CPU µs/msg | client CPU µs/msg | runs (msgs/s) |", "|---|---|---:|---:|---:|---:|---:|---|"]
@@ -215,6 +223,7 @@ for shape in ["sync", "windowed"]:
         out.append(f"{shape}: RF 3 LEADER / RF 1 = {med[('rf3-leader', shape)] / base:.2f}, RF 3 ALL / RF 1 = {med[('rf3-all', shape)] / base:.2f}")
 steal = [float(x[7]) for x in rows]; loads = [float(x[8]) for x in rows] + [float(x[9]) for x in rows]
 errors = sum(int(x[10]) for x in rows)
+out.append(f"idle brokers (no publisher): {idle} ms CPU per second, included in the brokers' CPU column")
 out.append(f"load average {min(loads):.1f}..{max(loads):.1f} (median {st.median(loads):.1f}); steal per run {min(steal):.2f}..{max(steal):.2f} %; errors {errors}")
 print("\n".join(out))
 PY
