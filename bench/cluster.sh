@@ -162,11 +162,6 @@ PY
 }
 
 if [ "$FAILOVER" -eq 0 ]; then
-  # What the three brokers spend with no publisher (membership renewals, idle fetch loops): a fixed cost
-  # inside every run's CPU figure, which dominates the short synchronous runs.
-  idle_before="$(snapshot)"; sleep 5; idle_after="$(snapshot)"
-  idle_ms="$(python3 -c 'import os,sys; b=sys.argv[1].split(); a=sys.argv[2].split(); print(round((float(a[0])-float(b[0]))/os.sysconf("SC_CLK_TCK")*1000/5))' "$idle_before" "$idle_after")"
-  echo "idle: the three brokers used $idle_ms ms of CPU per second with no publisher" >&2
   configs="rf1-leader rf3-leader rf3-all"
   : >"$work/runs.tsv"
   rotate() { local r="$1"; shift; local a=("$@"); local n=${#a[@]}; for i in $(seq 0 $((n - 1))); do echo "${a[$(((i + r) % n))]}"; done; }
@@ -200,6 +195,11 @@ PY
       done
     done
   done
+  # What the three brokers spend with no publisher (membership renewals, idle fetch loops), a fixed cost inside
+  # every run's CPU figure; measured after the rows, once start-up JIT compilation is over.
+  idle_before="$(snapshot)"; sleep 5; idle_after="$(snapshot)"
+  idle_ms="$(python3 -c 'import os,sys; b=sys.argv[1].split(); a=sys.argv[2].split(); print(round((float(a[0])-float(b[0]))/os.sysconf("SC_CLK_TCK")*1000/5))' "$idle_before" "$idle_after")"
+  echo "idle: the three brokers used $idle_ms ms of CPU per second with no publisher" >&2
   summary="$(python3 - "$work/runs.tsv" "$SYNC_N" "$WIN_N" "$WINDOW" "$MS" "$idle_ms" <<'PY'
 import sys, statistics as st
 path, sync_n, win_n, window, ms, idle = sys.argv[1:]
