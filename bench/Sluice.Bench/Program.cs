@@ -39,6 +39,16 @@ public static class Program
             return 0;
         }
 
+        if (options.Mode == BenchMode.PartitionState)
+        {
+            return await ClusterModes.PartitionStateAsync(options, output, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (options.Mode == BenchMode.Pulse)
+        {
+            return await ClusterModes.PulseAsync(options, output, cancellationToken).ConfigureAwait(false);
+        }
+
         try
         {
             var report = await BenchRunner.RunAsync(options, cancellationToken).ConfigureAwait(false);

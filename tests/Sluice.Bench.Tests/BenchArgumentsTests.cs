@@ -65,6 +65,24 @@ public class BenchArgumentsTests
     }
 
     [Fact]
+    public void Cluster_flags_and_modes_are_parsed()
+    {
+        var o = Parse("producer", "--replication-factor", "3", "--min-isr", "2", "--create-stream");
+        Assert.Equal(3, o.ReplicationFactor);
+        Assert.Equal(2, o.MinIsr);
+        Assert.Equal(1, Parse("producer").ReplicationFactor);
+        Assert.Null(Parse("producer").MinIsr);
+        Assert.Equal(-1, Parse("producer", "--replication-factor", "-1").ReplicationFactor);
+        var pulse = Parse("pulse", "-s", "127.0.0.1:1,127.0.0.1:2", "--stream", "f", "--ack-policy", "all", "--gap-ms", "20");
+        Assert.Equal(BenchMode.Pulse, pulse.Mode);
+        Assert.Equal(20, pulse.GapMilliseconds);
+        Assert.Equal(BenchAckPolicy.All, pulse.AckPolicy);
+        var state = Parse("partition-state", "--stream", "f", "--partition", "1");
+        Assert.Equal(BenchMode.PartitionState, state.Mode);
+        Assert.Equal(1, state.Partition);
+    }
+
+    [Fact]
     public void Help_returns_null()
     {
         Assert.Null(BenchArguments.Parse(["--help"]));
@@ -96,6 +114,10 @@ public class BenchArgumentsTests
     [InlineData("a JetStream stream name cannot contain", new[] { "producer", "-t", "jetstream", "--stream", "a.b" })]
     [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "-t", "jetstream" })]
     [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "-s", "127.0.0.1:9292" })]
+    [InlineData("--replication-factor cannot be 0", new[] { "producer", "--replication-factor", "0" })]
+    [InlineData("--min-isr: 0 is outside", new[] { "producer", "--min-isr", "0" })]
+    [InlineData("not supported with --target jetstream", new[] { "producer", "-t", "jetstream", "--replication-factor", "3" })]
+    [InlineData("partition-state and pulse need a Sluice cluster", new[] { "pulse", "-t", "jetstream" })]
     public void Bad_command_lines_say_what_is_wrong(string expected, string[] args)
     {
         Assert.Contains(expected, Error(args), StringComparison.Ordinal);

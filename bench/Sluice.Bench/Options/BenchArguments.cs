@@ -12,7 +12,12 @@ public sealed class BenchUsageException(string message) : Exception(message);
 public static class BenchArguments
 {
     public const string Usage = """
-        usage: sluice-bench <producer|consumer> [flags]
+        usage: sluice-bench <producer|consumer|partition-state|pulse> [flags]
+
+          partition-state   print the leader, replicas and ISR of --stream/--partition as one JSON line
+          pulse             publish to --stream until SIGTERM/SIGINT (--pub-batch in flight, default 1) and
+                            print "gap FROM_US TO_US ERRORS [FIRST_ERROR]" (Unix microseconds) for every pause
+                            between acks over --gap-ms, then "acked N errors M"
 
           -t, --target sluice|jetstream   system under test (default sluice)
           -s, --servers a,b               servers (default 127.0.0.1:9292, or nats://127.0.0.1:4222 for jetstream)
@@ -30,6 +35,10 @@ public static class BenchArguments
                                           publishers (or a first subscription): the client code is then
                                           JIT-tiered as in a long-running app (default 0)
           -p, --partitions N              partitions; messages go round-robin (default 1)
+              --replication-factor N      replication factor of the stream --create-stream creates
+                                          (default 1; -1 = every broker)
+              --min-isr N                 min ISR of that stream for ack policy all (default: the server's)
+              --gap-ms N                  pulse: report pauses between acks longer than this (default 50)
               --partition N               partition consumer mode reads (default 0)
               --ack-policy none|leader|all  (default leader)
               --transport native|httpclient   HTTP/2 under Sluice's client (default native)
@@ -65,7 +74,9 @@ public static class BenchArguments
             {
                 "producer" => BenchMode.Producer,
                 "consumer" => BenchMode.Consumer,
-                _ => throw new BenchUsageException($"unknown mode '{args[0]}': expected producer or consumer"),
+                "partition-state" => BenchMode.PartitionState,
+                "pulse" => BenchMode.Pulse,
+                _ => throw new BenchUsageException($"unknown mode '{args[0]}': expected producer, consumer, partition-state or pulse"),
             },
         };
 
@@ -141,6 +152,15 @@ public static class BenchArguments
                 case "-p" or "--partitions":
                     options = options with { Partitions = (int)Integer(Value(), arg, min: 1, max: 10_000) };
                     break;
+                case "--replication-factor":
+                    options = options with { ReplicationFactor = (int)Integer(Value(), arg, min: -1, max: 1_000) };
+                    break;
+                case "--min-isr":
+                    options = options with { MinIsr = (int)Integer(Value(), arg, min: 1, max: 1_000) };
+                    break;
+                case "--gap-ms":
+                    options = options with { GapMilliseconds = (int)Integer(Value(), arg, min: 1, max: 3_600_000) };
+                    break;
                 case "--partition":
                     options = options with { Partition = (int)Integer(Value(), arg, min: 0, max: 10_000) };
                     break;
@@ -185,6 +205,31 @@ public static class BenchArguments
 
     private static void Validate(BenchOptions o)
     {
+        if (o.Mode is BenchMode.PartitionState or BenchMode.Pulse)
+        {
+            if (o.Target != BenchTarget.Sluice || o.InProcess)
+            {
+                throw new BenchUsageException("partition-state and pulse need a Sluice cluster (--servers), not --target jetstream or --in-process");
+            }
+
+            if (o.ReplicationFactor == 0)
+            {
+                throw new BenchUsageException("--replication-factor cannot be 0");
+            }
+
+            return;
+        }
+
+        if (o.ReplicationFactor == 0)
+        {
+            throw new BenchUsageException("--replication-factor cannot be 0");
+        }
+
+        if (o.Target == BenchTarget.JetStream && (o.ReplicationFactor != 1 || o.MinIsr is not null))
+        {
+            throw new BenchUsageException("--replication-factor and --min-isr are not supported with --target jetstream yet (its streams have one replica)");
+        }
+
         if (o.Mode == BenchMode.Consumer)
         {
             if (o.Concurrent != 1 || o.PubBatch != 1 || o.Connections != 1)

@@ -8,6 +8,16 @@ public enum BenchMode
 
     /// <summary>Read <see cref="BenchOptions.Messages"/> messages from the start of a partition and measure throughput.</summary>
     Consumer,
+
+    /// <summary>Print a partition's leader, replicas and ISR as one JSON line (for scripts driving a cluster).</summary>
+    PartitionState,
+
+    /// <summary>
+    /// Publish one message (or a window) at a time until SIGTERM or SIGINT and print every pause between two
+    /// acks longer than <see cref="BenchOptions.GapMilliseconds"/>, with wall-clock times, so a script that
+    /// kills brokers can tell how long each failover stopped the acks.
+    /// </summary>
+    Pulse,
 }
 
 /// <summary>The system under test.</summary>
@@ -93,6 +103,15 @@ public sealed record BenchOptions
     public int Connections { get; init; } = 1;
 
     public int Partitions { get; init; } = 1;
+
+    /// <summary>Replication factor of the stream <see cref="CreateStream"/> creates (-1: every broker).</summary>
+    public int ReplicationFactor { get; init; } = 1;
+
+    /// <summary>The created stream's min ISR for ack policy all; null: the server's default.</summary>
+    public int? MinIsr { get; init; }
+
+    /// <summary>Pulse mode: a pause between acks longer than this is printed.</summary>
+    public int GapMilliseconds { get; init; } = 50;
 
     /// <summary>The partition consumer mode reads.</summary>
     public int Partition { get; init; }

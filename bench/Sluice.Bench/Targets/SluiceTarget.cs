@@ -32,7 +32,7 @@ public sealed class SluiceTarget(BenchOptions options) : IBenchTarget
     {
         try
         {
-            await Admin.CreateStreamAsync(options.Subject, options.Stream, StreamOptions.Default with { Partitions = options.Partitions }, cancellationToken).ConfigureAwait(false);
+            await Admin.CreateStreamAsync(options.Subject, options.Stream, StreamOptions.Default with { Partitions = options.Partitions, ReplicationFactor = options.ReplicationFactor, MinIsr = options.MinIsr }, cancellationToken).ConfigureAwait(false);
             return true;
         }
         catch (StreamExistsException)
