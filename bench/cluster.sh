@@ -65,29 +65,15 @@ done
 [ -x "$ETCD" ] || { echo "cluster.sh: etcd not found (apt-get install -y etcd-server, or set ETCD)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "cluster.sh: python3 is needed" >&2; exit 1; }
 
-if [ "$build" -eq 1 ]; then
-  echo "building Release (sluice, sluice-bench)..." >&2
-  dotnet build "$repo/src/Sluice.Cli" -c Release -nologo -clp:ErrorsOnly >&2
-  dotnet build "$repo/bench/Sluice.Bench" -c Release -nologo -clp:ErrorsOnly >&2
-fi
-sluice="$repo/src/Sluice.Cli/bin/Release/net10.0/sluice"
-bench="$repo/bench/Sluice.Bench/bin/Release/net10.0/sluice-bench"
-[ -x "$sluice" ] && [ -x "$bench" ] || { echo "cluster.sh: build first (missing $sluice or $bench)" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
+build_tools cluster.sh
 
 work="$(mktemp -d -t sluice-cluster-XXXXXX)"
 etcd_pid=""
 pulse_pid=""
 declare -A pid port
 
-stop_pid() {
-  local p="$1"
-  [ -n "$p" ] || return 0
-  kill -0 "$p" 2>/dev/null || return 0
-  kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; return 0; }; sleep 0.1; done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM

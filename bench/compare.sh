@@ -72,29 +72,15 @@ fi
 systems="jetstream sluice"
 [ -n "$liftbridge" ] && systems="jetstream sluice liftbridge"
 
-if [ "$build" -eq 1 ]; then
-  echo "building Release (sluice, sluice-bench)..." >&2
-  dotnet build "$repo/src/Sluice.Cli" -c Release -nologo -clp:ErrorsOnly >&2
-  dotnet build "$repo/bench/Sluice.Bench" -c Release -nologo -clp:ErrorsOnly >&2
-fi
-sluice="$repo/src/Sluice.Cli/bin/Release/net10.0/sluice"
-bench="$repo/bench/Sluice.Bench/bin/Release/net10.0/sluice-bench"
-[ -x "$sluice" ] && [ -x "$bench" ] || { echo "compare.sh: build first (missing $sluice or $bench)" >&2; exit 1; }
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
+build_tools compare.sh
 
 work="$(mktemp -d -t sluice-compare-XXXXXX)"
 nats_pid=""
 sluice_pid=""
 lb_pid=""
 
-stop_pid() {
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
