@@ -135,7 +135,23 @@ public sealed class LocalEtcd : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _process = process;
+        AppDomain.CurrentDomain.ProcessExit += KillOnExit; // a test run or CLI that exits without disposing leaves no etcd behind
         await WaitHealthyAsync(process, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void KillOnExit(object? sender, EventArgs e)
+    {
+        try
+        {
+            if (_process is { HasExited: false } process)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Exited meanwhile.
+        }
     }
 
     /// <summary>Kills etcd (its whole process tree) by PID and waits for it to exit.</summary>
@@ -147,6 +163,7 @@ public sealed class LocalEtcd : IAsyncDisposable
         }
 
         _process = null;
+        AppDomain.CurrentDomain.ProcessExit -= KillOnExit;
         try
         {
             if (!process.HasExited)

@@ -139,23 +139,29 @@ internal sealed class ClusterHarness : IAsyncDisposable
     public static CreateStreamRequest Stream(string name, int replicationFactor, int partitions = 1) =>
         new() { Name = name, Subject = name + ".subject", ReplicationFactor = replicationFactor, Partitions = partitions };
 
+    /// <summary>Stops every broker, then the stores and etcd, whatever failed before (a failing stop is rethrown last).</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var broker in Brokers)
+        try
         {
-            await broker.DisposeAsync();
+            foreach (var broker in Brokers)
+            {
+                await broker.DisposeAsync();
+            }
         }
-
-        foreach (var store in _stores)
+        finally
         {
-            await store.DisposeAsync();
-        }
+            foreach (var store in _stores)
+            {
+                await store.DisposeAsync();
+            }
 
-        if (Etcd is not null)
-        {
-            await Etcd.DisposeAsync();
-        }
+            if (Etcd is not null)
+            {
+                await Etcd.DisposeAsync();
+            }
 
-        _storeDir.Dispose();
+            _storeDir.Dispose();
+        }
     }
 }
