@@ -653,6 +653,17 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         {
             ThrowIfStopped();
             partition.ThrowIfOffline();
+            if (partition.Leadership is not null && Forwarder is { } cluster && !partition.IsPaused)
+            {
+                // The leadership moved away between the check above and the enqueue: send it to the new leader.
+                if (await cluster.ForwardAsync(partition, item, cancellationToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             if (!partition.IsPaused)
             {
                 // Not paused yet not open: deleted under us, or a pause is closing it right now.

@@ -45,6 +45,10 @@ internal sealed class ClusterHarness : IAsyncDisposable
 
     public IEnumerable<BrokerHarness> Running => Brokers.Where(b => b.IsRunning);
 
+    /// <remarks>
+    /// The lease TTL defaults to 5 s: brokers here stop gracefully (revoking their leases), so the TTL does not slow
+    /// the tests, and a test process running many brokers on 2 cores must not fence a leader by a late renewal.
+    /// </remarks>
     public static async Task<ClusterHarness> StartAsync(int brokers, Func<ServerOptions, ServerOptions>? configure = null, TimeSpan? leaseTtl = null, Metadata metadata = Metadata.Embedded)
     {
         var dir = new TempDirectory("sluice-cluster-metadata");
@@ -73,7 +77,7 @@ internal sealed class ClusterHarness : IAsyncDisposable
                         o = o with { Clustering = o.Clustering with { ServerId = id, ReplicaMaxLagTime = TimeSpan.FromSeconds(2) } };
                         return configure?.Invoke(o) ?? o;
                     },
-                    new ClusterSettings(store, leaseTtl ?? TimeSpan.FromSeconds(3))));
+                    new ClusterSettings(store, leaseTtl ?? TimeSpan.FromSeconds(5))));
             }
 
             await WaitForAsync(() => harness.Brokers.All(b => b.Server.Cluster!.View.Current.Brokers.Count == brokers), "every broker sees every broker");
