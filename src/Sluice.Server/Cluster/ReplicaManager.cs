@@ -116,7 +116,11 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
                 if (!_broker.TryGetStream(entry.Record.Request.Name, out var stream))
                 {
                     var states = snapshot.States.Where(s => s.Key.Stream == entry.Record.Request.Name).ToDictionary(s => s.Key.Partition, s => s.Value);
-                    stream = _broker.AddStreamLocked(entry.Record, entry.CreateRevision, states);
+                    stream = _broker.AddStreamLocked(entry.Record, entry.CreateRevision, states, p =>
+                    {
+                        p.Leadership = snapshot.Leadership(entry, p.Id);
+                        p.ApplyClusterState(snapshot.States.GetValueOrDefault((entry.Record.Request.Name, p.Id)) ?? EmptyState);
+                    });
                 }
 
                 stream.Record.ResumeAll = entry.Record.ResumeAll;

@@ -90,10 +90,18 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         }
     }
 
-    /// <summary>Adds a stream the cluster metadata holds; its partitions stay closed until given a role. Caller holds the lock.</summary>
-    public MessageStream AddStreamLocked(StreamRecord record, long createRevision, IReadOnlyDictionary<int, PartitionStateRecord> states)
+    /// <summary>
+    /// Adds a stream the cluster metadata holds; its partitions stay closed until given a role. <paramref name="prepare"/>
+    /// gives each partition its leadership before the stream becomes visible to publishers. Caller holds the lock.
+    /// </summary>
+    public MessageStream AddStreamLocked(StreamRecord record, long createRevision, IReadOnlyDictionary<int, PartitionStateRecord> states, Action<Partition> prepare)
     {
         var stream = Build(record, createRevision, states);
+        foreach (var partition in stream.Partitions)
+        {
+            prepare(partition);
+        }
+
         _streams[stream.Name] = stream;
         return stream;
     }
@@ -674,6 +682,11 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
 
                 await _lock.WaitAsync(cancellationToken).ConfigureAwait(false); // let the pause finish, then resume
                 _lock.Release();
+                if (partition.Leadership is not null && Forwarder is not null)
+                {
+                    continue; // a cluster member still applying the metadata: forward or append on the next turn
+                }
+
                 if (!partition.IsPaused && partition.Runtime is null)
                 {
                     ThrowIfStopped();
