@@ -350,8 +350,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
                 }
             }
 
-            await View.NextChange.WaitAsync(TimeSpan.FromSeconds(1), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
-            cancellationToken.ThrowIfCancellationRequested();
+            await View.WaitForChangeAsync(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -450,8 +449,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
                 }
             }
 
-            await View.NextChange.WaitAsync(TimeSpan.FromMilliseconds(250), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
-            cancellationToken.ThrowIfCancellationRequested();
+            await View.WaitForChangeAsync(TimeSpan.FromMilliseconds(250), cancellationToken).ConfigureAwait(false);
         }
     }
 

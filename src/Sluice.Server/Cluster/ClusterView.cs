@@ -104,6 +104,18 @@ internal sealed partial class ClusterView : IAsyncDisposable
         await _loaded.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Waits for the next change, at most <paramref name="timeout"/> (no change is not an error); throws only when cancelled.</summary>
+    public async Task WaitForChangeAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await NextChange.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
     /// <summary>Waits until the snapshot has reached <paramref name="revision"/> (a write's own revision).</summary>
     public async Task WaitForRevisionAsync(long revision, CancellationToken cancellationToken)
     {
@@ -163,16 +175,15 @@ internal sealed partial class ClusterView : IAsyncDisposable
     private async Task<ClusterSnapshot> LoadAsync(CancellationToken cancellationToken)
     {
         var all = await _store.GetPrefixAsync(ClusterKeys.Root, cancellationToken).ConfigureAwait(false);
-        var snapshot = ClusterSnapshot.Empty;
         var events = all.Kvs.Select(kv => new WatchEvent(WatchEventType.Put, kv, null)).ToList();
-        snapshot = Apply(snapshot, events);
-        return new ClusterSnapshotBuilder(snapshot) { Revision = all.Header.Revision }.Build();
+        return Apply(ClusterSnapshot.Empty, events, all.Header.Revision);
     }
 
     private static ClusterSnapshot Apply(ClusterSnapshot snapshot, WatchResponse response) =>
-        new ClusterSnapshotBuilder(Apply(snapshot, response.Events)) { Revision = response.EventRevision }.Build();
+        Apply(snapshot, response.Events, response.EventRevision);
 
-    private static ClusterSnapshot Apply(ClusterSnapshot snapshot, IReadOnlyList<WatchEvent> events)
+    /// <summary>The snapshot after <paramref name="events"/>, at <paramref name="revision"/>.</summary>
+    private static ClusterSnapshot Apply(ClusterSnapshot snapshot, IReadOnlyList<WatchEvent> events, long revision)
     {
         var brokers = snapshot.Brokers.ToBuilder();
         var streams = snapshot.Streams.ToBuilder();
@@ -239,7 +250,7 @@ internal sealed partial class ClusterView : IAsyncDisposable
 
         return new ClusterSnapshot
         {
-            Revision = snapshot.Revision,
+            Revision = revision,
             Brokers = brokers.ToImmutable(),
             Controller = controller,
             ControllerRevision = controllerRevision,
@@ -267,22 +278,6 @@ internal sealed partial class ClusterView : IAsyncDisposable
         await _stop.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
         _stop.Dispose();
-    }
-
-    private sealed class ClusterSnapshotBuilder(ClusterSnapshot from)
-    {
-        public long Revision { get; init; }
-
-        public ClusterSnapshot Build() => new()
-        {
-            Revision = Revision,
-            Brokers = from.Brokers,
-            Controller = from.Controller,
-            ControllerRevision = from.ControllerRevision,
-            Streams = from.Streams,
-            Leaders = from.Leaders,
-            States = from.States,
-        };
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The cluster metadata watch met a compacted revision; reading the metadata again")]

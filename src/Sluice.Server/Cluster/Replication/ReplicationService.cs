@@ -45,7 +45,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
         }
     }
 
-    private (Partition Partition, LeaderReplication Replication, CommitLog Log) Led(string stream, int id, long epoch)
+    private (LeaderReplication Replication, CommitLog Log) Led(string stream, int id, long epoch)
     {
         if (!broker.TryGetStream(stream, out var s) || !s.TryGetPartition(id, out var partition))
         {
@@ -62,7 +62,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
             throw new GrpcException(GrpcStatusCode.FailedPrecondition, $"leader epoch mismatch: this leader has {replication.Epoch}, the request {epoch}");
         }
 
-        return (partition, replication, log);
+        return (replication, log);
     }
 
     private ValueTask<EpochEndResponse> EpochEnd(EpochEndRequest request)
@@ -89,7 +89,13 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
 
     private async ValueTask<AlterIsrResponse> AlterIsrAsync(AlterIsrRequest request, GrpcCallContext context)
     {
-        CheckPeer(request.LeaderId, node.View.Current.Brokers.TryGetValue(request.LeaderId, out var b) ? b.Lease : -1);
+        // The request names the leader and its epoch, which the controller checks against the metadata; the leader
+        // must be a registered broker.
+        if (!node.View.Current.Brokers.ContainsKey(request.LeaderId))
+        {
+            throw new GrpcException(GrpcStatusCode.PermissionDenied, $"broker '{request.LeaderId}' is not registered in the cluster");
+        }
+
         return await node.Controller.AlterIsrAsync(request, context.CancellationToken).ConfigureAwait(false);
     }
 
@@ -116,7 +122,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
         await foreach (var request in requests.WithCancellation(token).ConfigureAwait(false))
         {
             CheckPeer(request.ReplicaId, request.BrokerLease);
-            var (partition, replication, log) = Led(request.Stream, request.Partition, request.LeaderEpoch);
+            var (replication, log) = Led(request.Stream, request.Partition, request.LeaderEpoch);
             if (request.FetchOffset > log.NextOffset)
             {
                 // The follower has what this leader never wrote: it must truncate first.
@@ -144,7 +150,6 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
             response.HighWatermark = log.HighWatermark;
             lastHw = response.HighWatermark;
             await responses.WriteAsync(response, token).ConfigureAwait(false);
-            _ = partition;
         }
     }
 
