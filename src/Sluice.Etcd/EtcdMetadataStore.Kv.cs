@@ -10,7 +10,7 @@ public sealed partial class EtcdMetadataStore
     public async ValueTask<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default)
     {
         var pb = ToPb(request);
-        var response = await UnaryAsync(o => _kv.RangeAsync(pb, o), r => r.Header, new ErrorContext(Revision: request.Revision), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Kv.RangeAsync(pb, o), r => r.Header, new ErrorContext(Revision: request.Revision), cancellationToken).ConfigureAwait(false);
         return FromPb(response);
     }
 
@@ -18,7 +18,7 @@ public sealed partial class EtcdMetadataStore
     public async ValueTask<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default)
     {
         var pb = ToPb(request);
-        var response = await UnaryAsync(o => _kv.PutAsync(pb, o), r => r.Header, new ErrorContext(LeaseId: request.Lease, Key: request.Key), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Kv.PutAsync(pb, o), r => r.Header, new ErrorContext(LeaseId: request.Lease, Key: request.Key), cancellationToken).ConfigureAwait(false);
         return FromPb(response);
     }
 
@@ -26,7 +26,7 @@ public sealed partial class EtcdMetadataStore
     public async ValueTask<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default)
     {
         var pb = ToPb(request);
-        var response = await UnaryAsync(o => _kv.DeleteRangeAsync(pb, o), r => r.Header, default, cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Kv.DeleteRangeAsync(pb, o), r => r.Header, default, cancellationToken).ConfigureAwait(false);
         return FromPb(response);
     }
 
@@ -35,7 +35,7 @@ public sealed partial class EtcdMetadataStore
     {
         var pb = ToPb(request);
         var context = new ErrorContext(LeaseId: FirstLease(request), Revision: FirstRevision(request));
-        var response = await UnaryAsync(o => _kv.TxnAsync(pb, o), r => r.Header, context, cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Kv.TxnAsync(pb, o), r => r.Header, context, cancellationToken).ConfigureAwait(false);
         return FromPb(response);
     }
 

@@ -11,7 +11,7 @@ public sealed partial class EtcdMetadataStore
         ArgumentOutOfRangeException.ThrowIfLessThan(ttlSeconds, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(id);
         var request = new Rpc.LeaseGrantRequest { TTL = ttlSeconds, ID = id };
-        var response = await UnaryAsync(o => _lease.LeaseGrantAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Lease.LeaseGrantAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
         if (!string.IsNullOrEmpty(response.Error))
         {
             throw new MetadataStoreException($"etcd: {response.Error}");
@@ -29,9 +29,10 @@ public sealed partial class EtcdMetadataStore
     {
         ThrowIfDisposed();
         Rpc.LeaseKeepAliveResponse response;
+        var member = _members.Current;
         try
         {
-            using var call = _lease.LeaseKeepAlive(Call(cancellationToken));
+            using var call = member.Lease.LeaseKeepAlive(Call(cancellationToken));
             await call.RequestStream.WriteAsync(new Rpc.LeaseKeepAliveRequest { ID = id }, cancellationToken).ConfigureAwait(false);
             if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
             {
@@ -43,7 +44,7 @@ public sealed partial class EtcdMetadataStore
         }
         catch (Grpc.Core.RpcException e)
         {
-            throw await MapAsync(e, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
+            throw await MapAsync(e, member, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
         }
 
         Observe(response.Header);
@@ -59,21 +60,21 @@ public sealed partial class EtcdMetadataStore
     public async ValueTask LeaseRevokeAsync(long id, CancellationToken cancellationToken = default)
     {
         var request = new Rpc.LeaseRevokeRequest { ID = id };
-        await UnaryAsync(o => _lease.LeaseRevokeAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
+        await UnaryAsync((m, o) => m.Lease.LeaseRevokeAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
     public async ValueTask<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(long id, bool keys = false, CancellationToken cancellationToken = default)
     {
         var request = new Rpc.LeaseTimeToLiveRequest { ID = id, Keys = keys };
-        var response = await UnaryAsync(o => _lease.LeaseTimeToLiveAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Lease.LeaseTimeToLiveAsync(request, o), r => r.Header, new ErrorContext(LeaseId: id), cancellationToken).ConfigureAwait(false);
         return new LeaseTimeToLiveResponse(Header(response.Header), response.ID, response.TTL, response.GrantedTTL, response.Keys.Select(k => k.ToByteArray()).ToArray());
     }
 
     /// <inheritdoc />
     public async ValueTask<IReadOnlyList<long>> LeaseLeasesAsync(CancellationToken cancellationToken = default)
     {
-        var response = await UnaryAsync(o => _lease.LeaseLeasesAsync(new Rpc.LeaseLeasesRequest(), o), r => r.Header, default, cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Lease.LeaseLeasesAsync(new Rpc.LeaseLeasesRequest(), o), r => r.Header, default, cancellationToken).ConfigureAwait(false);
         return response.Leases.Select(l => l.ID).ToArray();
     }
 }

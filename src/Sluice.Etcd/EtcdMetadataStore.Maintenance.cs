@@ -14,13 +14,13 @@ public sealed partial class EtcdMetadataStore
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(revision, 1);
         var request = new Rpc.CompactionRequest { Revision = revision, Physical = true };
-        var response = await UnaryAsync(o => _kv.CompactAsync(request, o), r => r.Header, new ErrorContext(Revision: revision), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Kv.CompactAsync(request, o), r => r.Header, new ErrorContext(Revision: revision), cancellationToken).ConfigureAwait(false);
         Max(ref _compactRevision, revision);
         return new CompactResponse(Header(response.Header));
     }
 
     /// <summary>
-    /// etcd's HashKV from the member the channel picks. Like the embedded store's it is a CRC-32C (Castagnoli), but
+    /// etcd's HashKV from the member calls go to now. Like the embedded store's it is a CRC-32C (Castagnoli), but
     /// over etcd's own encoding of each key version (its revision key and marshalled KeyValue in the bolt "key"
     /// bucket), so it is comparable only between members of one etcd cluster, never with the embedded store's hash.
     /// </summary>
@@ -28,14 +28,14 @@ public sealed partial class EtcdMetadataStore
     {
         ArgumentOutOfRangeException.ThrowIfNegative(revision);
         var request = new Rpc.HashKVRequest { Revision = revision };
-        var response = await UnaryAsync(o => _maintenance.HashKVAsync(request, o), r => r.Header, new ErrorContext(Revision: revision), cancellationToken).ConfigureAwait(false);
+        var response = await UnaryAsync((m, o) => m.Maintenance.HashKVAsync(request, o), r => r.Header, new ErrorContext(Revision: revision), cancellationToken).ConfigureAwait(false);
         Max(ref _compactRevision, response.CompactRevision);
         return new HashKVResponse(Header(response.Header), response.Hash, response.CompactRevision, revision > 0 ? revision : response.Header.Revision);
     }
 
     /// <summary>
     /// Streams etcd's snapshot (its bolt database file, as <c>etcdctl snapshot save</c> writes it and
-    /// <c>etcdctl snapshot restore</c> reads it) from the member the channel picks. Not the embedded store's format.
+    /// <c>etcdctl snapshot restore</c> reads it) from the member calls go to now. Not the embedded store's format.
     /// The deadline applies to each chunk, so a large snapshot is not cut off while it keeps flowing.
     /// </summary>
     public async Task SnapshotAsync(Stream destination, CancellationToken cancellationToken = default)
@@ -43,9 +43,10 @@ public sealed partial class EtcdMetadataStore
         ArgumentNullException.ThrowIfNull(destination);
         ThrowIfDisposed();
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var member = _members.Current;
         try
         {
-            using var call = _maintenance.Snapshot(new Rpc.SnapshotRequest(), new CallOptions(cancellationToken: idle.Token));
+            using var call = member.Maintenance.Snapshot(new Rpc.SnapshotRequest(), new CallOptions(cancellationToken: idle.Token));
             while (true)
             {
                 idle.CancelAfter(_options.RequestTimeout);
@@ -65,7 +66,7 @@ public sealed partial class EtcdMetadataStore
         }
         catch (RpcException e)
         {
-            throw await MapAsync(e, default, cancellationToken).ConfigureAwait(false);
+            throw await MapAsync(e, member, default, cancellationToken).ConfigureAwait(false);
         }
     }
 }

@@ -228,6 +228,7 @@ public sealed partial class EtcdMetadataStore
         private readonly SemaphoreSlim _writeLock = new(1, 1);
         private AsyncDuplexStreamingCall<Rpc.WatchRequest, Rpc.WatchResponse>? _call;
         private Task? _probe;
+        private EtcdMembers.Member? _member;
 
         public WatchStream(EtcdMetadataStore store, CancellationToken caller)
         {
@@ -243,7 +244,8 @@ public sealed partial class EtcdMetadataStore
         {
             try
             {
-                _call = _store._watch.Watch(new CallOptions(cancellationToken: _cts.Token));
+                _member = _store._members.Current;
+                _call = _member.Watch.Watch(new CallOptions(cancellationToken: _cts.Token));
                 await WriteAsync(create).ConfigureAwait(false);
                 _probe = ProbeAsync();
                 return true;
@@ -251,6 +253,7 @@ public sealed partial class EtcdMetadataStore
             catch (Exception e) when (IsStreamFailure(e))
             {
                 _store._logger.LogDebug(e, "etcd watch stream could not be opened");
+                _store._members.Failed(_member!);
                 return false;
             }
             catch (Exception e) when (e is RpcException or IOException && _caller.IsCancellationRequested)
@@ -272,6 +275,7 @@ public sealed partial class EtcdMetadataStore
             catch (Exception e) when (IsStreamFailure(e))
             {
                 _store._logger.LogDebug(e, "etcd watch stream broke or went silent");
+                _store._members.Failed(_member!);
                 return null;
             }
             catch (Exception e) when (e is RpcException or IOException && _caller.IsCancellationRequested)

@@ -1,10 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using dotnet_etcd;
-using Etcdserverpb;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using Sluice.Storage.Metadata;
 
@@ -25,11 +22,7 @@ namespace Sluice.Etcd;
 /// </remarks>
 public sealed partial class EtcdMetadataStore : IMetadataStore
 {
-    private readonly EtcdClient _client;
-    private readonly KV.KVClient _kv;
-    private readonly Lease.LeaseClient _lease;
-    private readonly Watch.WatchClient _watch;
-    private readonly Maintenance.MaintenanceClient _maintenance;
+    private readonly EtcdMembers _members;
     private readonly EtcdMetadataStoreOptions _options;
     private readonly ILogger _logger;
     private readonly string _endpoints;
@@ -44,15 +37,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<EtcdMetadataStore>();
         _endpoints = string.Join(",", options.Endpoints);
-        var serverName = new Uri(options.Endpoints[0]).Host;
-        _client = options.UsesTls
-            ? new EtcdClient(_endpoints, ConfigureTls, serverName: serverName, configureChannelOptions: ConfigureChannel)
-            : new EtcdClient(_endpoints, serverName: serverName, configureChannelOptions: ConfigureChannel);
-        var connection = _client.GetConnection();
-        _kv = connection.KVClient;
-        _lease = connection.LeaseClient;
-        _watch = connection.WatchClient;
-        _maintenance = connection.MaintenanceClient;
+        _members = new EtcdMembers(options, options.UsesTls ? ConfigureTls : null, _logger);
     }
 
     /// <summary>
@@ -71,8 +56,9 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     public string Endpoints => _endpoints;
 
     /// <summary>
-    /// Creates a store and checks that etcd answers (within <see cref="EtcdMetadataStoreOptions.RequestTimeout"/>),
-    /// which also sets <see cref="Revision"/>. Throws <see cref="MetadataUnavailableException"/> when it does not.
+    /// Creates a store and checks that etcd answers (within <see cref="EtcdMetadataStoreOptions.RequestTimeout"/>,
+    /// trying each endpoint), which also sets <see cref="Revision"/>. Throws <see cref="MetadataUnavailableException"/>
+    /// when none does.
     /// </summary>
     public static async Task<EtcdMetadataStore> ConnectAsync(EtcdMetadataStoreOptions options, CancellationToken cancellationToken = default)
     {
@@ -81,8 +67,18 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
         var store = new EtcdMetadataStore(options);
         try
         {
-            await store.ReadCurrentRevisionAsync(cancellationToken).ConfigureAwait(false);
-            return store;
+            // Each member in turn (a failed call moves on to the next): one member down does not stop a start.
+            for (var tried = 1; ; tried++)
+            {
+                try
+                {
+                    await store.ReadCurrentRevisionAsync(cancellationToken).ConfigureAwait(false);
+                    return store;
+                }
+                catch (MetadataUnavailableException) when (tried < options.Endpoints.Count)
+                {
+                }
+            }
         }
         catch
         {
@@ -100,28 +96,8 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
         }
 
         await _disposing.CancelAsync().ConfigureAwait(false);
-        _client.Dispose();
+        _members.Dispose();
         _disposing.Dispose();
-    }
-
-    private void ConfigureChannel(GrpcChannelOptions channel)
-    {
-        channel.LoggerFactory = new WarningsOnlyLoggerFactory(_options.LoggerFactory);
-
-        // gRPC's default reconnect backoff grows to 2 minutes; etcd restarts take about a second, and a broker
-        // should notice it is back within about that.
-        channel.InitialReconnectBackoff = TimeSpan.FromMilliseconds(100);
-        channel.MaxReconnectBackoff = TimeSpan.FromSeconds(1);
-        if (channel.HttpHandler is SocketsHttpHandler sockets)
-        {
-            sockets.ConnectTimeout = _options.DialTimeout;
-
-            // A half-open connection (a partition, a frozen member) is found by HTTP/2 pings within ~15 s; a watch's
-            // liveness check only restarts its call, which would reuse the dead connection. Not below 10 s: etcd
-            // answers pings more often than every 5 s with GOAWAY (its --grpc-keepalive-min-time).
-            sockets.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
-            sockets.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
-        }
     }
 
     private void ConfigureTls(SslClientAuthenticationOptions ssl)
@@ -189,7 +165,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     {
         // A one-key read of "\0": cheap, and its header carries the current revision.
         var response = await UnaryAsync(
-            o => _kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFrom(0), CountOnly = true }, o),
+            (m, o) => m.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFrom(0), CountOnly = true }, o),
             r => r.Header,
             default,
             cancellationToken).ConfigureAwait(false);
@@ -197,13 +173,14 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     }
 
     /// <summary>Runs one unary call with the deadline, records the revision and maps etcd's errors.</summary>
-    private async ValueTask<T> UnaryAsync<T>(Func<CallOptions, AsyncUnaryCall<T>> call, Func<T, Etcdserverpb.ResponseHeader?> header, ErrorContext context, CancellationToken cancellationToken)
+    private async ValueTask<T> UnaryAsync<T>(Func<EtcdMembers.Member, CallOptions, AsyncUnaryCall<T>> call, Func<T, Etcdserverpb.ResponseHeader?> header, ErrorContext context, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
+        var member = _members.Current;
         T response;
         try
         {
-            using var pending = call(Call(cancellationToken));
+            using var pending = call(member, Call(cancellationToken));
             response = await pending.ResponseAsync.ConfigureAwait(false);
         }
         catch (RpcException e) when (cancellationToken.IsCancellationRequested)
@@ -212,7 +189,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
         }
         catch (RpcException e)
         {
-            throw await MapAsync(e, context, cancellationToken).ConfigureAwait(false);
+            throw await MapAsync(e, member, context, cancellationToken).ConfigureAwait(false);
         }
 
         Observe(header(response));
@@ -222,7 +199,7 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     /// <summary>What a failed call was about, so its error can name it.</summary>
     private readonly record struct ErrorContext(long Revision = 0, long LeaseId = 0, byte[]? Key = null);
 
-    private async ValueTask<Exception> MapAsync(RpcException e, ErrorContext context, CancellationToken cancellationToken)
+    private async ValueTask<Exception> MapAsync(RpcException e, EtcdMembers.Member member, ErrorContext context, CancellationToken cancellationToken)
     {
         var detail = e.Status.Detail ?? string.Empty;
         switch (e.StatusCode)
@@ -232,7 +209,10 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
             case StatusCode.Internal or StatusCode.Unavailable when FindTlsFailure(e) is { } tls:
                 _logger.LogDebug(e, "TLS handshake with etcd at {Endpoints} failed", _endpoints);
                 return new MetadataUnavailableException($"etcd ({_endpoints}): the TLS handshake failed: {tls.Message}");
-            case StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted:
+            case StatusCode.Unavailable or StatusCode.DeadlineExceeded:
+                _members.Failed(member);
+                return Unavailable(e);
+            case StatusCode.Cancelled or StatusCode.Aborted:
                 return Unavailable(e);
             case StatusCode.OutOfRange when detail.Contains("compacted", StringComparison.Ordinal):
                 return new CompactedException(context.Revision, await LearnCompactRevisionAsync(cancellationToken).ConfigureAwait(false));
@@ -278,8 +258,10 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     private MetadataUnavailableException Unavailable(Exception e)
     {
         _logger.LogDebug(e, "etcd at {Endpoints} unavailable", _endpoints);
-        return new MetadataUnavailableException(
-            $"etcd ({_endpoints}) did not answer within {_options.RequestTimeout.TotalSeconds:0.###} s: it is down, unreachable or overloaded");
+        var why = e is RpcException { StatusCode: StatusCode.Unavailable } rpc
+            ? $"is unreachable ({rpc.Status.Detail})"
+            : $"did not answer within {_options.RequestTimeout.TotalSeconds:0.###} s: it is down, unreachable or overloaded";
+        return new MetadataUnavailableException($"etcd ({_endpoints}) {why}");
     }
 
     /// <summary>The compaction revision, which only a hash (or a watch) reports; used on the compacted-error path.</summary>

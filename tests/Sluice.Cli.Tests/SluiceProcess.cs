@@ -11,6 +11,7 @@ public sealed class SluiceProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly List<string> _stdout = [];
     private readonly List<string> _stderr = [];
+    private readonly List<string> _output = [];
     private readonly SemaphoreSlim _lineAdded = new(0);
     private Task _stdinWriter = Task.CompletedTask;
 
@@ -26,6 +27,9 @@ public sealed class SluiceProcess : IAsyncDisposable
     public int ProcessId => _process.Id;
 
     public IReadOnlyList<string> Stderr => Snapshot(_stderr);
+
+    /// <summary>Standard output and error interleaved in the order their lines arrived.</summary>
+    public IReadOnlyList<string> Output => Snapshot(_output);
 
     public static string SluiceDll { get; } = FindSluiceDll();
 
@@ -226,6 +230,11 @@ public sealed class SluiceProcess : IAsyncDisposable
         lock (lines)
         {
             lines.Add(line);
+        }
+
+        lock (_output)
+        {
+            _output.Add(line);
         }
 
         _lineAdded.Release();

@@ -180,6 +180,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             Ack.Types.Error.TooLarge => throw new InvalidRequestException(TooLargeMessage),
             Ack.Types.Error.Encryption => throw new BrokerInternalException("encryption failed on partition"),
             _ when item.RefusalReason == StorageErrors.DiskFullMessage => throw new StorageFullException(),
+            _ when item.RefusalReason == PublishErrors.LeaderChanged => throw new PartitionUnavailableException(PublishErrors.LeaderChanged),
             _ => throw new BrokerInternalException(ApiErrors.InternalMessage),
         };
     }

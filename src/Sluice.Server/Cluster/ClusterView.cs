@@ -155,8 +155,9 @@ internal sealed partial class ClusterView : IAsyncDisposable
             {
                 LogReload(_logger);
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or Google.Protobuf.InvalidProtocolBufferException)
+            catch (Exception ex)
             {
+                // Any failure, expected or not, is retried: a view that stopped following etcd would go stale silently.
                 LogWatchFailed(_logger, ex, delay.TotalMilliseconds);
                 try
                 {

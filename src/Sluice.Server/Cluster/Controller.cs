@@ -82,8 +82,9 @@ internal sealed partial class Controller : IAsyncDisposable
             {
                 // No change for a second: evaluate again (a lagging follower, a preferred leader back in the ISR).
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or BrokerException)
+            catch (Exception ex)
             {
+                // Any failure is retried: a controller loop that ended would leave failed leaders where they are.
                 LogDecisionFailed(_logger, ex);
                 try
                 {

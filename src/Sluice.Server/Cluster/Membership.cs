@@ -105,6 +105,7 @@ internal sealed partial class Membership : IAsyncDisposable
     {
         var period = TimeSpan.FromTicks(_ttl.Ticks / 3);
         var failed = false;
+        var failingSince = 0L; // Stopwatch ticks of the first failure in a row; 0 while renewals succeed
         while (!stop.IsCancellationRequested)
         {
             try
@@ -124,13 +125,19 @@ internal sealed partial class Membership : IAsyncDisposable
                 }
 
                 var sent = Stopwatch.GetTimestamp();
-                var response = await _store.LeaseKeepAliveAsync(Lease, stop).ConfigureAwait(false);
+                // Bounded here too: a renewal that never returns must not stop the loop, whatever the store's client does.
+                var response = await _store.LeaseKeepAliveAsync(Lease, stop).AsTask().WaitAsync(_ttl, stop).ConfigureAwait(false);
                 if (response.Ttl <= 0)
                 {
                     throw new LeaseNotFoundException(Lease);
                 }
 
                 Interlocked.Exchange(ref _renewedSentAt, sent);
+                if (failingSince != 0)
+                {
+                    LogRenewedAgain(_logger, _self.Id, Stopwatch.GetElapsedTime(failingSince).TotalMilliseconds);
+                    failingSince = 0;
+                }
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -138,24 +145,44 @@ internal sealed partial class Membership : IAsyncDisposable
             }
             catch (LeaseNotFoundException)
             {
+                failingSince = 0;
                 LogLeaseLost(_logger, _self.Id, Lease);
                 Interlocked.Exchange(ref _lease, 0);
                 await ReregisterAsync(stop).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or TimeoutException)
+            catch (Exception ex)
             {
+                // Whatever failed, the loop goes on: if it stopped, this broker would stay fenced with nothing said.
                 failed = true;
-                LogKeepAliveFailed(_logger, ex, _self.Id);
+                if (ex is not (MetadataStoreException or IOException or InvalidOperationException or TimeoutException or OperationCanceledException))
+                {
+                    LogKeepAliveUnexpected(_logger, ex, _self.Id);
+                }
+                else if (failingSince == 0)
+                {
+                    LogKeepAliveFailing(_logger, _self.Id, ex.Message, RetryDelay.TotalMilliseconds);
+                }
+                else
+                {
+                    LogKeepAliveFailed(_logger, ex, _self.Id);
+                }
+
+                if (failingSince == 0)
+                {
+                    failingSince = Stopwatch.GetTimestamp();
+                }
             }
         }
     }
 
     private async Task ReregisterAsync(CancellationToken stop)
     {
+        var attempts = 0;
         while (!stop.IsCancellationRequested)
         {
             try
             {
+                attempts++;
                 if (await TryRegisterAsync(stop).ConfigureAwait(false))
                 {
                     Reregistered?.Invoke(Lease);
@@ -166,9 +193,17 @@ internal sealed partial class Membership : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException or InvalidOperationException or TimeoutException)
+            catch (Exception ex)
             {
-                LogKeepAliveFailed(_logger, ex, _self.Id);
+                // As in the keepalive loop: nothing may end the attempts but stopping.
+                if (attempts == 1)
+                {
+                    LogReregisterFailing(_logger, _self.Id, ex.Message);
+                }
+                else
+                {
+                    LogKeepAliveFailed(_logger, ex, _self.Id);
+                }
             }
 
             try
@@ -216,6 +251,18 @@ internal sealed partial class Membership : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Broker {BrokerId} could not revoke its cluster lease while stopping ({Reason}); the others see it leave when the lease expires, within {TtlSeconds} s")]
     private static partial void LogRevokeFailed(ILogger logger, string brokerId, double ttlSeconds, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Renewing the cluster lease of broker {BrokerId} failed")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Renewing the cluster lease of broker {BrokerId} failed: {Reason}; retrying every {RetryMs} ms")]
+    private static partial void LogKeepAliveFailing(ILogger logger, string brokerId, string reason, double retryMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {BrokerId} could not register again: {Reason}; retrying every 250 ms")]
+    private static partial void LogReregisterFailing(ILogger logger, string brokerId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Renewing the cluster lease of broker {BrokerId} failed unexpectedly; retrying")]
+    private static partial void LogKeepAliveUnexpected(ILogger logger, Exception exception, string brokerId);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Renewing the cluster lease of broker {BrokerId} failed again")]
     private static partial void LogKeepAliveFailed(ILogger logger, Exception exception, string brokerId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {BrokerId} renewed its cluster lease again after {FailingMs:F0} ms of failures")]
+    private static partial void LogRenewedAgain(ILogger logger, string brokerId, double failingMs);
 }

@@ -202,9 +202,26 @@ internal sealed class ProcessCluster : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
-                throw new Xunit.Sdk.XunitException($"timed out waiting for {what}");
+                throw new Xunit.Sdk.XunitException($"timed out waiting for {what}\n{LogTails()}");
             }
         }
+    }
+
+    /// <summary>The last lines each running broker wrote, so a timeout says what the brokers were doing.</summary>
+    public string LogTails(int lines = 60)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var broker in Brokers)
+        {
+            if (broker.Process is { } process)
+            {
+                var all = process.Output.Where(l => !l.StartsWith("   at ", StringComparison.Ordinal)).ToList();
+                text.Append("--- ").Append(broker.Id).Append(" (last ").Append(lines).Append(" lines) ---\n");
+                text.AppendJoin('\n', all.Skip(Math.Max(0, all.Count - lines))).Append('\n');
+            }
+        }
+
+        return text.ToString();
     }
 
     /// <summary>

@@ -149,9 +149,19 @@ internal sealed partial class LeaderReplication
         }
     }
 
-    /// <summary>Periodic: drops followers that have not been caught up for the max lag time.</summary>
+    /// <summary>
+    /// Periodic: drops followers that have not been caught up for the max lag time. While this broker's lease is in
+    /// doubt it does that instead: messages waiting for ALL fail now (this broker may no longer be the leader, so it
+    /// cannot say they are committed) rather than at their publishers' deadlines.
+    /// </summary>
     public void CheckLag()
     {
+        if (!_isLive())
+        {
+            FailParked();
+            return;
+        }
+
         string? laggard = null;
         lock (_lock)
         {
@@ -191,10 +201,24 @@ internal sealed partial class LeaderReplication
     /// <summary>Leadership ended: messages waiting for ALL fail (their fate is up to the next leader).</summary>
     public void Stop()
     {
-        List<Parked> failed;
         lock (_lock)
         {
             _stopped = true;
+        }
+
+        FailParked();
+    }
+
+    private void FailParked()
+    {
+        List<Parked> failed;
+        lock (_lock)
+        {
+            if (_parked.Count == 0)
+            {
+                return;
+            }
+
             failed = [.. _parked];
             _parked.Clear();
         }

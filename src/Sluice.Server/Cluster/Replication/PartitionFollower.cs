@@ -75,6 +75,11 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
             {
                 LogWriteFailed(_logger, ex, _partition.Stream.Name, _partition.Id);
             }
+            catch (Exception ex)
+            {
+                // Not expected, but a follower that stopped would leave this replica behind with nothing said.
+                LogUnexpected(_logger, ex, _partition.Stream.Name, _partition.Id);
+            }
 
             try
             {
@@ -192,6 +197,9 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Follower of {Stream}/{Partition}: fetching from {Leader} failed ({Reason}); retrying")]
     private static partial void LogFetchFailed(ILogger logger, string stream, int partition, string leader, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Follower of {Stream}/{Partition}: fetching failed unexpectedly; retrying")]
+    private static partial void LogUnexpected(ILogger logger, Exception exception, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Follower of {Stream}/{Partition}: writing replicated records failed; retrying")]
     private static partial void LogWriteFailed(ILogger logger, Exception exception, string stream, int partition);

@@ -79,4 +79,94 @@ public sealed class EtcdStoreTests(EtcdFixture fixture) : IClassFixture<EtcdFixt
             },
             "the store to reach etcd again");
     }
+
+    [Fact]
+    public async Task A_frozen_etcd_fails_calls_at_their_deadline_with_MetadataUnavailableException_not_as_cancelled()
+    {
+        // A deadline is etcd's failure, not the caller's cancellation: a background loop that took it for a
+        // cancellation would stop for good.
+        var options = fixture.Options with { RequestTimeout = TimeSpan.FromMilliseconds(700) };
+        await using var store = await fixture.ConnectAsync(options);
+        var lease = await store.LeaseGrantAsync(30);
+        await SignalAsync("STOP");
+        try
+        {
+            await Assert.ThrowsAsync<MetadataUnavailableException>(async () => await store.Put(_prefix + "frozen", "x"));
+            await Assert.ThrowsAsync<MetadataUnavailableException>(async () => await store.LeaseKeepAliveAsync(lease.Id));
+        }
+        finally
+        {
+            await SignalAsync("CONT");
+        }
+
+        await store.Put(_prefix + "thawed", "x");
+    }
+
+    [Fact]
+    public async Task After_outages_longer_than_the_dial_timeout_the_same_store_reaches_etcd_again_at_once()
+    {
+        // Renewing as a broker does (every 200 ms while failing) through outages several dial timeouts long: each time
+        // etcd is back, the next calls get through (a client stuck "connecting" would time out on every call).
+        var options = fixture.Options with { RequestTimeout = TimeSpan.FromSeconds(1), DialTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var store = await fixture.ConnectAsync(options);
+        for (var outage = 0; outage < 3; outage++)
+        {
+            var lease = await store.LeaseGrantAsync(30);
+            await fixture.Etcd.StopAsync();
+            var down = System.Diagnostics.Stopwatch.StartNew();
+            while (down.Elapsed < TimeSpan.FromSeconds(1.5))
+            {
+                await Assert.ThrowsAsync<MetadataUnavailableException>(async () => await store.LeaseKeepAliveAsync(lease.Id));
+                await Task.Delay(200);
+            }
+
+            await fixture.Etcd.StartAgainAsync();
+            var back = System.Diagnostics.Stopwatch.StartNew();
+            await WaitUntilAsync(
+                async () =>
+                {
+                    try
+                    {
+                        await store.LeaseKeepAliveAsync(lease.Id);
+                        return true;
+                    }
+                    catch (MetadataUnavailableException)
+                    {
+                        await Task.Delay(200);
+                        return false;
+                    }
+                },
+                "a lease renewal to get through after etcd restarted");
+            Assert.True(back.Elapsed < TimeSpan.FromSeconds(5), $"the first renewal got through {back.Elapsed.TotalMilliseconds:F0} ms after etcd was back");
+        }
+    }
+
+    [Fact]
+    public async Task A_store_given_a_dead_endpoint_first_connects_through_the_next_and_stays_on_it()
+    {
+        var dead = $"http://127.0.0.1:{FreePort()}";
+        var options = fixture.Options with { Endpoints = [dead, fixture.Etcd.ClientUrl], RequestTimeout = TimeSpan.FromSeconds(2) };
+        await using var store = await fixture.ConnectAsync(options);
+        for (var i = 0; i < 5; i++)
+        {
+            await store.Put(_prefix + "k", $"{i}");
+        }
+
+        Assert.Equal("4", Assert.Single((await store.Get(_prefix + "k")).Kvs).ValueString);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        var pid = fixture.Etcd.ProcessId ?? throw new InvalidOperationException("etcd is not running");
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync();
+        Assert.Equal(0, kill.ExitCode);
+    }
 }
