@@ -33,6 +33,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, System.Net.IPAddress[]> _resolved = new(StringComparer.OrdinalIgnoreCase);
     private ReplicaManager? _replicas;
 
     /// <summary>A member that has not joined yet: register its API (admin, forwarding, replication) first, then <see cref="StartAsync"/>.</summary>
@@ -101,6 +102,63 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
         var address = $"{record.Host}:{record.Port}";
         return _channels.GetOrAdd(address, static a => new GrpcChannel(new Uri("http://" + a)));
+    }
+
+    /// <summary>
+    /// Whether <paramref name="address"/> is where a registered broker runs (its advertised host, resolved in the
+    /// background when it is a name): the connection limits keep room for such addresses. Never blocks.
+    /// </summary>
+    public bool IsBrokerAddress(System.Net.IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        foreach (var record in View.Current.Brokers.Values)
+        {
+            if (System.Net.IPAddress.TryParse(record.Host, out var ip))
+            {
+                if (ip.Equals(address))
+                {
+                    return true;
+                }
+            }
+            else if (_resolved.TryGetValue(record.Host, out var ips))
+            {
+                if (ips.Contains(address))
+                {
+                    return true;
+                }
+            }
+            else
+            {
+                Resolve(record.Host);
+            }
+        }
+
+        return false;
+    }
+
+    private void Resolve(string host)
+    {
+        if (!_resolved.TryAdd(host, []))
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                var ips = await System.Net.Dns.GetHostAddressesAsync(host).ConfigureAwait(false);
+                _resolved[host] = [.. ips.Select(ip => ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip)];
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                _resolved.TryRemove(host, out _); // tried again on the next connection from anywhere past the limits
+            }
+        });
     }
 
     /// <summary>The brokers as FetchMetadata lists them, with the partitions each holds and leads.</summary>

@@ -32,4 +32,7 @@ public sealed class GrpcCallContext
 
     /// <summary>"ip:port" of the client.</summary>
     public string Peer => _exchange.Peer;
+
+    /// <summary>The caller proved to be a registered broker: see <see cref="IGrpcExchange.MarkPeerBroker"/>.</summary>
+    internal void MarkPeerBroker() => _exchange.MarkPeerBroker();
 }

@@ -38,6 +38,20 @@ public sealed record GrpcServerOptions
     public int MaxConnectionsPerAddress { get; init; } = int.MaxValue;
 
     /// <summary>
+    /// Whether an address is a registered cluster broker's (null on a single node). A connection from one is
+    /// accepted past <see cref="MaxConnections"/> and <see cref="MaxConnectionsPerAddress"/>, up to
+    /// <see cref="ReservedPeerConnections"/>, and must then carry an authenticated internal call within
+    /// <see cref="PeerIdentifyTimeout"/>. Native transport only.
+    /// </summary>
+    public Func<System.Net.IPAddress, bool>? IsPeerBrokerAddress { get; init; }
+
+    /// <summary>Connections kept for other brokers beyond the client limits. Default 64.</summary>
+    public int ReservedPeerConnections { get; init; } = 64;
+
+    /// <summary>How long a connection admitted from the broker reserve has to show a broker's identity. Default 10 s.</summary>
+    public TimeSpan PeerIdentifyTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Response bytes all native connections together may hold unsent because their clients read slower than
     /// the server writes (subscriptions, mostly). Past it, the connection holding the most is cut: its
     /// streams are reset with ENHANCE_YOUR_CALM (gRPC: RESOURCE_EXHAUSTED) and a GOAWAY says why. Default 256 MiB.

@@ -39,6 +39,12 @@ internal interface IGrpcExchange
     /// <summary>A request header's value (several joined by ", "), or null.</summary>
     string? RequestHeader(string name);
 
+    /// <summary>
+    /// The call proved to come from a registered broker: its connection no longer counts against the client
+    /// connection limits or the slow-subscriber budget. Kestrel does nothing (its limits apply to brokers too).
+    /// </summary>
+    void MarkPeerBroker();
+
     /// <summary>The HTTP status of the response; only before <see cref="ResponseStarted"/>. Default 200.</summary>
     void SetStatusCode(int statusCode);
 

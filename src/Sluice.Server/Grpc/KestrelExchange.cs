@@ -23,6 +23,11 @@ internal sealed class KestrelExchange(HttpContext http) : IGrpcExchange
 
     public X509Certificate2? ClientCertificate => http.Connection.ClientCertificate;
 
+    public void MarkPeerBroker()
+    {
+        // Kestrel's connection limits are its own: brokers count against them like clients (docs/cluster.md).
+    }
+
     public string Peer => $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}";
 
     public string? RequestHeader(string name) => http.Request.Headers.TryGetValue(name, out var values) && values.Count > 0 ? values.ToString() : null;

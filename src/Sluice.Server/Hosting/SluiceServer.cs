@@ -147,7 +147,7 @@ public sealed class SluiceServer : IAsyncDisposable
             }
 
             var listen = options.ListenEndpoint;
-            grpc = new GrpcServer(GrpcOptions(options, limits), registry, loggers);
+            grpc = new GrpcServer(GrpcOptions(options, limits) with { IsPeerBrokerAddress = node is null ? null : node.IsBrokerAddress }, registry, loggers);
             await grpc.StartAsync(ct).ConfigureAwait(false);
             if (node is not null)
             {

@@ -28,6 +28,11 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly List<Socket> _sockets = [];
     private readonly Dictionary<Http2ServerConnection, IPAddress> _connections = [];
     private readonly Dictionary<IPAddress, int> _perAddress = [];
+    private readonly Dictionary<Http2ServerConnection, (long Deadline, string Refusal)> _provisional = []; // admitted from the broker reserve, not yet identified
+    private int _peerBrokers; // connections that carried an authenticated internal call, under _sync
+    private readonly Func<IPAddress, bool>? _isPeerBrokerAddress;
+    private readonly int _reservedPeerConnections;
+    private readonly TimeSpan _peerIdentifyTimeout;
     private readonly HashSet<Http2ServerConnection> _draining = []; // cut for reading too slowly, bytes not yet gone, under _sync
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
@@ -45,6 +50,9 @@ internal sealed partial class Http2Listener : IDisposable
         MaxConnections = options.MaxConnections;
         MaxConnectionsPerAddress = options.MaxConnectionsPerAddress;
         MaxConnectionsSource = options.MaxConnectionsSource;
+        _isPeerBrokerAddress = options.IsPeerBrokerAddress;
+        _reservedPeerConnections = options.ReservedPeerConnections;
+        _peerIdentifyTimeout = options.PeerIdentifyTimeout;
         InlineRequestReads = options.InlineIo;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
         IdleTimeout = options.IdleTimeout;
@@ -212,20 +220,62 @@ internal sealed partial class Http2Listener : IDisposable
     public void StartCall(Http2ServerStream stream) =>
         ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Stream.RunAsync(state.Handler), (Stream: stream, Handler: _handler), preferLocal: false);
 
+    /// <summary>
+    /// A call on <paramref name="connection"/> proved it comes from a registered broker: the connection leaves the
+    /// client connection counts and the slow-subscriber budget (a follower's fetch stream must not be cut as a slow
+    /// subscriber, nor replication wait for clients to free a slot).
+    /// </summary>
+    public void MarkPeerBroker(Http2ServerConnection connection)
+    {
+        lock (_sync)
+        {
+            if (connection.IsPeerBroker || !_connections.TryGetValue(connection, out var address))
+            {
+                return;
+            }
+
+            connection.IsPeerBroker = true;
+            _peerBrokers++;
+            if (!_provisional.Remove(connection))
+            {
+                ReleaseAddressLocked(address);
+            }
+        }
+
+        connection.ExemptFromOutputBudget();
+    }
+
     public void OnConnectionClosed(Http2ServerConnection connection)
     {
         lock (_sync)
         {
-            if (_connections.Remove(connection, out var address) && _perAddress.TryGetValue(address, out var count))
+            if (!_connections.Remove(connection, out var address))
             {
-                if (count <= 1)
-                {
-                    _perAddress.Remove(address);
-                }
-                else
-                {
-                    _perAddress[address] = count - 1;
-                }
+                return;
+            }
+
+            if (connection.IsPeerBroker)
+            {
+                _peerBrokers--;
+            }
+            else if (!_provisional.Remove(connection))
+            {
+                ReleaseAddressLocked(address);
+            }
+        }
+    }
+
+    private void ReleaseAddressLocked(IPAddress address)
+    {
+        if (_perAddress.TryGetValue(address, out var count))
+        {
+            if (count <= 1)
+            {
+                _perAddress.Remove(address);
+            }
+            else
+            {
+                _perAddress[address] = count - 1;
             }
         }
     }
@@ -404,9 +454,10 @@ internal sealed partial class Http2Listener : IDisposable
                         continue;
                     }
 
-                    // Built only when there is room: a refused socket must not cost a connection's buffers.
+                    // Built only when there is room: a refused socket must not cost a connection's buffers. Brokers'
+                    // connections (identified, or admitted from their reserve) are not clients and do not count.
                     var fromAddress = _perAddress.GetValueOrDefault(address);
-                    if (_connections.Count >= MaxConnections)
+                    if (_connections.Count - _peerBrokers - _provisional.Count >= MaxConnections)
                     {
                         refusal = $"the server serves at most {MaxConnections} connections ({MaxConnectionsSource})";
                     }
@@ -414,11 +465,21 @@ internal sealed partial class Http2Listener : IDisposable
                     {
                         refusal = ConnectionLimitPerAddress.Refusal(MaxConnectionsPerAddress);
                     }
-                    else
+
+                    if (refusal is null)
                     {
                         connection = new Http2ServerConnection(this, socket, logger);
                         _connections.Add(connection, address);
                         _perAddress[address] = fromAddress + 1;
+                    }
+                    else if (_peerBrokers + _provisional.Count < _reservedPeerConnections && _isPeerBrokerAddress?.Invoke(address) == true)
+                    {
+                        // Replication must not stop because clients took every slot: a registered broker's address
+                        // gets in from a reserve, and has a while to prove it is that broker (OnKeepAliveTick).
+                        connection = new Http2ServerConnection(this, socket, logger);
+                        _connections.Add(connection, address);
+                        _provisional[connection] = (Environment.TickCount64 + (long)_peerIdentifyTimeout.TotalMilliseconds, refusal);
+                        refusal = null;
                     }
                 }
 
@@ -478,9 +539,29 @@ internal sealed partial class Http2Listener : IDisposable
     private void OnKeepAliveTick()
     {
         Http2ServerConnection[] connections;
+        List<(Http2ServerConnection Connection, string Refusal)>? unproven = null;
         lock (_sync)
         {
             connections = [.. _connections.Keys];
+            foreach (var (connection, (deadline, refusal)) in _provisional)
+            {
+                if (Environment.TickCount64 > deadline)
+                {
+                    (unproven ??= []).Add((connection, refusal));
+                }
+            }
+
+            foreach (var (connection, refusal) in unproven ?? [])
+            {
+                _provisional[connection] = (long.MaxValue, refusal); // cut once; it stays counted here until it closes
+            }
+        }
+
+        // Admitted from the broker reserve but showed no broker identity: refused after all, as at accept.
+        foreach (var (connection, refusal) in unproven ?? [])
+        {
+            LogUnprovenPeer(_logger, connection.Peer, _peerIdentifyTimeout.TotalSeconds);
+            connection.CutSlowClient(refusal, SlowClientDrainMilliseconds);
         }
 
         var now = Environment.TickCount64;
@@ -529,6 +610,9 @@ internal sealed partial class Http2Listener : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Refusing gRPC connections: {Reason} (logged at most every 10 s)")]
     private static partial void LogConnectionRefused(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Closed the connection from {Peer}: admitted past the connection limits from a broker's address, it made no authenticated internal call within {Seconds} s")]
+    private static partial void LogUnprovenPeer(ILogger logger, string peer, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cut the connection from {Peer}: it held {Bytes} unsent bytes, the most of any, when all clients together passed subscriptions.max.buffered.bytes ({Limit})")]
     private static partial void LogSlowClientCut(ILogger logger, string peer, long bytes, long limit);

@@ -114,6 +114,12 @@ internal sealed partial class Http2ServerConnection : IDisposable
     /// <summary>The verified client certificate under mutual TLS.</summary>
     public X509Certificate2? ClientCertificate => _clientCertificate;
 
+    /// <summary>Carried an authenticated internal call: another broker (set by the listener, under its lock).</summary>
+    public bool IsPeerBroker { get; set; }
+
+    /// <summary>Takes this connection's output off the slow-subscriber budget for good (a broker's).</summary>
+    public void ExemptFromOutputBudget() => _socketStream.WriteOff();
+
     internal Http2Listener Listener => _listener;
 
     /// <summary>Starts the connection's reader thread: TLS handshake, preface, then frames until the connection ends.</summary>

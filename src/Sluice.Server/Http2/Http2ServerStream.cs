@@ -127,6 +127,8 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
 
     public string Peer => _connection.Peer;
 
+    public void MarkPeerBroker() => _connection.Listener.MarkPeerBroker(_connection);
+
     internal Http2ServerConnection Connection => _connection;
 
     /// <summary>The buffered response bytes not yet sent.</summary>

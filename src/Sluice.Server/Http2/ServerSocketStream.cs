@@ -66,7 +66,7 @@ internal sealed class ServerSocketStream : Stream
         }
     }
 
-    /// <summary>Takes this stream's queued bytes off the budget for good: the connection is being closed.</summary>
+    /// <summary>Takes this stream's queued bytes off the budget for good: the connection is being closed, or is a broker's.</summary>
     public void WriteOff()
     {
         lock (_sendSync)

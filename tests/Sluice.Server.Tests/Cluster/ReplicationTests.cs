@@ -106,6 +106,24 @@ public sealed class ReplicationTests
         Assert.Equal(1, (await leader.PublishAsync("strict", "leader only", policy: AckPolicy.Leader))!.Offset);
     }
 
+    [Fact]
+    public async Task FollowersReplicatePastAClientConnectionLimitTheirAddressHasUsedUp()
+    {
+        // Every broker and this test connect from 127.0.0.1, which may hold one client connection per broker.
+        await using var cluster = await ClusterHarness.StartAsync(3, o => o with { GrpcMaxConnectionsPerAddress = 1 });
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("limited", replicationFactor: 3));
+        var leader = cluster[cluster.Leadership("limited").Leader];
+
+        // ALL needs both followers' fetch streams, whatever clients hold.
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(i, (await leader.PublishAsync("limited", "m" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        Assert.All(cluster.Brokers, b => Assert.Equal(9, ClusterHarness.LogOf(b, "limited")!.NewestOffset));
+        Assert.Equal(3, cluster.Leadership("limited").Isr.Count);
+    }
+
     [Theory]
     [InlineData(Metadata.Embedded)]
     [InlineData(Metadata.Etcd)]

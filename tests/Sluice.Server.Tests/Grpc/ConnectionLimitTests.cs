@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Protocol.Http2;
 using Sluice.Server.Grpc;
@@ -40,6 +41,47 @@ public sealed class ConnectionLimitTests
         await first.DisposeAsync();
         await using var again = await ConnectWhenFreedAsync(server.Port);
         await HealthyAsync(again);
+    }
+
+    [Fact]
+    public async Task A_broker_address_gets_in_past_the_limits_and_keeps_its_place_only_by_proving_it_is_a_broker()
+    {
+        // Every connection here comes from 127.0.0.1, which the cluster would list as a broker's address.
+        var registry = new GrpcMethodRegistry().AddUnary<Empty, Empty>("test.Internal", "Identify", Empty.Parser, (_, context) =>
+        {
+            context.MarkPeerBroker(); // what the replication service does once a caller's broker id and lease check out
+            return ValueTask.FromResult(new Empty());
+        });
+        var options = GrpcServerOptions.Default with
+        {
+            Port = 0,
+            MaxConnections = 10,
+            MaxConnectionsPerAddress = 1,
+            IsPeerBrokerAddress = address => IPAddress.IsLoopback(address),
+            PeerIdentifyTimeout = TimeSpan.FromMilliseconds(300),
+        };
+        await using var server = new GrpcServer(options, registry, NullLoggerFactory.Instance);
+        await server.StartAsync();
+        await using var client = await HealthyAsync(await RawH2Client.ConnectAndHandshakeAsync(server.Port));
+
+        // Past the per-address limit: admitted from the broker reserve. This one proves it is a broker and stays.
+        await using var broker = await RawH2Client.ConnectAndHandshakeAsync(server.Port);
+        await broker.SendRequestAsync(1, endStream: false, "/test.Internal/Identify");
+        await broker.SendDataAsync(1, new byte[5], endStream: true);
+        Assert.Equal("0", (await broker.ReadResponseAsync(1)).Trailer("grpc-status"));
+
+        // This one only makes client calls: once its time to prove itself is up, it is refused as at accept.
+        await using var pretender = await HealthyAsync(await RawH2Client.ConnectAndHandshakeAsync(server.Port));
+        var goAway = await pretender.WaitForGoAwayAsync();
+        Assert.Equal(Http2ErrorCode.EnhanceYourCalm, goAway.ErrorCode);
+        Assert.Equal(
+            "the server serves at most 1 connections from one client address (grpc.max.connections.per.address)",
+            Encoding.UTF8.GetString(goAway.Payload.AsSpan(8)));
+
+        // The broker's connection does not take the client's place: both go on working.
+        Assert.False(await broker.SeesWithinAsync(f => f.Type == FrameType.GoAway, TimeSpan.FromMilliseconds(600)));
+        await HealthyAsync(broker, streamId: 3);
+        await HealthyAsync(client, streamId: 3);
     }
 
     private static async Task<GrpcServer> StartAsync(GrpcServerTransport transport, int maxConnections, int perAddress)

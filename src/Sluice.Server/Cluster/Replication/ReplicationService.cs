@@ -21,7 +21,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
 
     public void Register(GrpcMethodRegistry registry) => registry
         .AddDuplexStreaming<FetchRequest, FetchResponse>(ServiceName, "Fetch", FetchRequest.Parser, FetchAsync)
-        .AddUnary<EpochEndRequest, EpochEndResponse>(ServiceName, "EpochEnd", EpochEndRequest.Parser, (r, c) => Run(() => EpochEnd(r)))
+        .AddUnary<EpochEndRequest, EpochEndResponse>(ServiceName, "EpochEnd", EpochEndRequest.Parser, (r, c) => Run(() => EpochEnd(r, c)))
         .AddUnary<AlterIsrRequest, AlterIsrResponse>(ServiceName, "AlterIsr", AlterIsrRequest.Parser, (r, c) => Run(() => AlterIsrAsync(r, c)))
         .AddUnary<ResumePartitionRequest, ResumePartitionResponse>(ServiceName, "Resume", ResumePartitionRequest.Parser, (r, c) => Run(() => ResumeAsync(r, c)));
 
@@ -37,12 +37,15 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
         }
     }
 
-    private void CheckPeer(string brokerId, long lease)
+    /// <summary>Refuses a caller that is not the registered broker it names; marks the connection of one that is.</summary>
+    private void CheckPeer(string brokerId, long lease, GrpcCallContext context)
     {
         if (!node.View.Current.Brokers.TryGetValue(brokerId, out var record) || record.Lease != lease)
         {
             throw new GrpcException(GrpcStatusCode.PermissionDenied, $"broker '{brokerId}' with lease {lease} is not registered in the cluster");
         }
+
+        context.MarkPeerBroker();
     }
 
     private (LeaderReplication Replication, CommitLog Log) Led(string stream, int id, long epoch)
@@ -65,9 +68,9 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
         return (replication, log);
     }
 
-    private ValueTask<EpochEndResponse> EpochEnd(EpochEndRequest request)
+    private ValueTask<EpochEndResponse> EpochEnd(EpochEndRequest request, GrpcCallContext context)
     {
-        CheckPeer(request.ReplicaId, request.BrokerLease);
+        CheckPeer(request.ReplicaId, request.BrokerLease, context);
         if (!broker.TryGetStream(request.Stream, out var s) || !s.TryGetPartition(request.Partition, out var partition) || partition.Runtime is not { Replication: not null, Log: var log })
         {
             throw new GrpcException(GrpcStatusCode.FailedPrecondition, "Server not partition leader");
@@ -121,7 +124,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
         var lastHw = long.MinValue;
         await foreach (var request in requests.WithCancellation(token).ConfigureAwait(false))
         {
-            CheckPeer(request.ReplicaId, request.BrokerLease);
+            CheckPeer(request.ReplicaId, request.BrokerLease, context);
             var (replication, log) = Led(request.Stream, request.Partition, request.LeaderEpoch);
             if (request.FetchOffset > log.NextOffset)
             {
