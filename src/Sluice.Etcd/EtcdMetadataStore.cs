@@ -259,9 +259,23 @@ public sealed partial class EtcdMetadataStore : IMetadataStore
     {
         _logger.LogDebug(e, "etcd at {Endpoints} unavailable", _endpoints);
         var why = e is RpcException { StatusCode: StatusCode.Unavailable } rpc
-            ? $"is unreachable ({rpc.Status.Detail})"
+            ? $"is unreachable ({SocketError(rpc) ?? "the connection failed"})"
             : $"did not answer within {_options.RequestTimeout.TotalSeconds:0.###} s: it is down, unreachable or overloaded";
         return new MetadataUnavailableException($"etcd ({_endpoints}) {why}");
+    }
+
+    /// <summary>The socket's own words ("Connection refused"), without the exception types around them.</summary>
+    private static string? SocketError(RpcException e)
+    {
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Net.Sockets.SocketException socket)
+            {
+                return socket.Message;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The compaction revision, which only a hash (or a watch) reports; used on the compacted-error path.</summary>

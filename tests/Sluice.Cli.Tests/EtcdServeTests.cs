@@ -45,7 +45,7 @@ public class EtcdServeTests
         {
             Assert.Equal(1, code);
             var line = Assert.Single(sluice.Stderr);
-            Assert.Contains($"Cannot start the server: etcd ({url}) did not answer", line, StringComparison.Ordinal);
+            Assert.Contains($"Cannot start the server: etcd ({url}) is unreachable (Connection refused)", line, StringComparison.Ordinal);
         }
     }
 }
