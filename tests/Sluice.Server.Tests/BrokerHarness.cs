@@ -55,8 +55,17 @@ internal sealed class BrokerHarness : IAsyncDisposable
     private async Task StartServerAsync()
     {
         Server = Cluster is null ? await SluiceServer.StartAsync(Options, DebugLoggers) : await SluiceServer.StartAsync(Options, DebugLoggers, Cluster, CancellationToken.None);
-        Channel = new GrpcChannel(new Uri($"http://127.0.0.1:{Server.Port}"));
+        Channel = Options.Tls.Enabled
+            ? new GrpcChannel(new Uri($"https://127.0.0.1:{Server.Port}"), GrpcChannelOptions.Default with { Tls = new GrpcClientTlsOptions { TrustedCertificateAuthorities = Authorities(Options.Tls.Cert) } })
+            : new GrpcChannel(new Uri($"http://127.0.0.1:{Server.Port}"));
         IsRunning = true;
+    }
+
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2Collection Authorities(string pemPath)
+    {
+        var authorities = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        authorities.ImportFromPemFile(pemPath);
+        return authorities;
     }
 
     /// <summary>Graceful stop, keeping the data directory for <see cref="StartAgainAsync"/>.</summary>

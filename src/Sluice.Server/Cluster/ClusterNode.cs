@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Sluice.Client.Grpc;
@@ -34,6 +35,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, System.Net.IPAddress[]> _resolved = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Lazy<X509Certificate2> _ownCertificate;
     private ReplicaManager? _replicas;
 
     /// <summary>A member that has not joined yet: register its API (admin, forwarding, replication) first, then <see cref="StartAsync"/>.</summary>
@@ -44,6 +46,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         _loggers = loggers;
         _logger = loggers.CreateLogger<ClusterNode>();
         View = new ClusterView(settings.Store, loggers.CreateLogger<ClusterView>());
+        _ownCertificate = new Lazy<X509Certificate2>(() => X509Certificate2.CreateFromPemFile(broker.Options.Tls.Cert, broker.Options.Tls.Key));
     }
 
     public ClusterSettings Settings { get; }
@@ -101,7 +104,37 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }
 
         var address = $"{record.Host}:{record.Port}";
-        return _channels.GetOrAdd(address, static a => new GrpcChannel(new Uri("http://" + a)));
+        return _channels.GetOrAdd(address, a => OpenPeerChannel(a, record.Host));
+    }
+
+    /// <summary>
+    /// Without TLS, h2c. With TLS, https presenting this broker's own certificate (the peer checks it names this
+    /// broker's host) and trusting <c>tls.client.auth.ca</c> when set, else the system store.
+    /// </summary>
+    private GrpcChannel OpenPeerChannel(string address, string host)
+    {
+        var tls = _broker.Options.Tls;
+        if (!tls.Enabled)
+        {
+            return new GrpcChannel(new Uri("http://" + address));
+        }
+
+        X509Certificate2Collection? authorities = null;
+        if (tls.ClientAuthCa.Length > 0)
+        {
+            authorities = [];
+            authorities.ImportFromPemFile(tls.ClientAuthCa);
+        }
+
+        return new GrpcChannel(new Uri("https://" + address), GrpcChannelOptions.Default with
+        {
+            Tls = new GrpcClientTlsOptions
+            {
+                ClientCertificate = _ownCertificate.Value,
+                TrustedCertificateAuthorities = authorities,
+                TargetHost = host,
+            },
+        });
     }
 
     /// <summary>
@@ -497,9 +530,15 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
                     return true;
                 }
-                catch (GrpcException ex) when (ex.StatusCode is GrpcStatusCode.Unavailable || (ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Message.Contains("leader", StringComparison.Ordinal)))
+                catch (GrpcException ex) when (LeaderGone(ex))
                 {
-                    // The leader is going or gone: wait for the next one, within the caller's deadline.
+                    // The leader is going or gone: wait for the next one, within the caller's deadline. Unless the
+                    // message may be stored already and only a message id would let the next leader drop a repeat:
+                    // then the publisher decides, as with Liftbridge (which never resends for it).
+                    if (MayBeStored(ex) && !Array.Exists(item.Headers, h => h.Name == DuplicateWindow.HeaderName))
+                    {
+                        throw new PartitionUnavailableException(Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
+                    }
                 }
                 catch (GrpcException ex)
                 {
@@ -509,6 +548,46 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
             await View.WaitForChangeAsync(TimeSpan.FromMilliseconds(250), cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    private static bool LeaderGone(GrpcException ex) =>
+        ex.StatusCode is GrpcStatusCode.Unavailable
+        || (ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Message.Contains("leader", StringComparison.Ordinal))
+        || (ex.StatusCode == GrpcStatusCode.Internal && ex.Message.Contains("shutting down", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Whether a forwarded publish that failed with <paramref name="ex"/> may have been appended by the leader: yes
+    /// when the leader said so, or when the connection broke after the request went out; no for a refusal made
+    /// before any append (not the leader, fenced, shutting down) or a connection that was never made.
+    /// </summary>
+    internal static bool MayBeStored(GrpcException ex)
+    {
+        if (ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderChanged, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        if (ex.StatusCode != GrpcStatusCode.Unavailable
+            || ex.Message.Contains(LeaderReplication.FencedRefusal, StringComparison.Ordinal)
+            || ex.Message.Contains("shutting down", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        for (Exception? inner = ex.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused or System.Net.Sockets.SocketError.HostUnreachable or System.Net.Sockets.SocketError.NetworkUnreachable })
+            {
+                return false; // never connected: nothing was sent
+            }
+
+            if (inner is HttpProtocolException { ErrorCode: 0x7 })
+            {
+                return false; // REFUSED_STREAM: the server did not process it
+            }
+        }
+
+        return true;
     }
 
     private static PublishRequest ToRequest(Partition partition, PublishItem item)

@@ -114,6 +114,12 @@ public sealed record GrpcServerTlsOptions
     public bool RequireClientCertificate { get; init; }
 
     /// <summary>
+    /// Ask clients for a certificate but accept them without one: a cluster's brokers prove who they are with
+    /// theirs, clients need none. A certificate sent is checked as under <see cref="RequireClientCertificate"/>.
+    /// </summary>
+    public bool RequestClientCertificate { get; init; }
+
+    /// <summary>
     /// PEM file with the CA certificate(s) that client certificates must chain to. Null uses the
     /// system trust store.
     /// </summary>

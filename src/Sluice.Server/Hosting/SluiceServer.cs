@@ -147,7 +147,18 @@ public sealed class SluiceServer : IAsyncDisposable
             }
 
             var listen = options.ListenEndpoint;
-            grpc = new GrpcServer(GrpcOptions(options, limits) with { IsPeerBrokerAddress = node is null ? null : node.IsBrokerAddress }, registry, loggers);
+            var grpcOptions = GrpcOptions(options, limits);
+            if (node is not null)
+            {
+                // Other brokers connect here too: room for them past the client limits, and with TLS their certificates.
+                grpcOptions = grpcOptions with
+                {
+                    IsPeerBrokerAddress = node.IsBrokerAddress,
+                    Tls = grpcOptions.Tls is { } serverTls ? serverTls with { RequestClientCertificate = true } : null,
+                };
+            }
+
+            grpc = new GrpcServer(grpcOptions, registry, loggers);
             await grpc.StartAsync(ct).ConfigureAwait(false);
             if (node is not null)
             {

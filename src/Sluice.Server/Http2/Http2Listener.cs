@@ -588,7 +588,7 @@ internal sealed partial class Http2Listener : IDisposable
         {
             ServerCertificateContext = SslStreamCertificateContext.Create(certificate, intermediates, offline: true),
             ApplicationProtocols = [SslApplicationProtocol.Http2],
-            ClientCertificateRequired = tls.RequireClientCertificate,
+            ClientCertificateRequired = tls.RequireClientCertificate || tls.RequestClientCertificate, // "required" only makes SslStream ask; the callback decides
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             RemoteCertificateValidationCallback = (_, certificate, _, errors) =>

@@ -1,5 +1,6 @@
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Cluster;
 
@@ -122,6 +123,39 @@ public sealed class ReplicationTests
 
         Assert.All(cluster.Brokers, b => Assert.Equal(9, ClusterHarness.LogOf(b, "limited")!.NewestOffset));
         Assert.Equal(3, cluster.Leadership("limited").Isr.Count);
+    }
+
+    [Fact]
+    public async Task WithTlsBrokersReplicateWithTheirCertificatesAndAnInternalCallWithoutOneIsRefused()
+    {
+        using var dir = new TempDirectory("sluice-cluster-tls");
+        var certificate = TestCertificate.CreateSelfSigned(dir); // names 127.0.0.1, where every broker registers
+        await using var cluster = await ClusterHarness.StartAsync(3, o => o with
+        {
+            Tls = o.Tls with { Cert = certificate.CertificatePath, Key = certificate.KeyPath, ClientAuthCa = certificate.CertificatePath },
+        });
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("sealed", replicationFactor: 3));
+        var leadership = cluster.Leadership("sealed");
+        var leader = cluster[leadership.Leader];
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(i, (await leader.PublishAsync("sealed", "m" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        Assert.All(cluster.Brokers, b => Assert.Equal(4, ClusterHarness.LogOf(b, "sealed")!.NewestOffset));
+
+        // A registered broker's id and current lease, but no certificate: not enough.
+        var follower = cluster[leadership.Isr.First(id => id != leadership.Leader)];
+        var request = new Sluice.Protocol.Internal.EpochEndRequest
+        {
+            ReplicaId = follower.Options.Clustering.ServerId,
+            BrokerLease = follower.Server.Cluster!.Membership.Lease,
+            Stream = "sealed",
+            LeaderEpoch = leadership.Epoch,
+        };
+        var error = await Assert.ThrowsAsync<GrpcException>(() => leader.Channel.UnaryAsync("/sluice.internal.Replication/EpochEnd", request, Sluice.Protocol.Internal.EpochEndResponse.Parser, TimeSpan.FromSeconds(5)));
+        Assert.Equal(GrpcStatusCode.PermissionDenied, error.StatusCode);
+        Assert.Contains("must present its TLS certificate", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -78,6 +78,9 @@ internal sealed partial class LeaderReplication
         Advance();
     }
 
+    /// <summary>Why a leader whose lease is in doubt refuses a message (before appending it).</summary>
+    public const string FencedRefusal = "this broker lost contact with the cluster metadata and stopped acknowledging as leader";
+
     /// <summary>
     /// Refuses a message before it is appended: when this broker may no longer be the leader (its lease is
     /// in doubt), or, for ack policy ALL, when the ISR is smaller than the stream's min ISR.
@@ -86,7 +89,7 @@ internal sealed partial class LeaderReplication
     {
         if (!_isLive())
         {
-            throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: this broker lost contact with the cluster metadata and stopped acknowledging as leader");
+            throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: {FencedRefusal}");
         }
 
         var minIsr = _partition.Stream.Settings.MinIsr;
