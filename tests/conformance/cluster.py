@@ -669,7 +669,8 @@ def main():
     wait_for(settled, 'the final leader with its high watermark at its newest offset')
     end = final['end']
     stored = read_log(final['addr'], end)
-    wait_for(lambda: len(subscriber.received) > end or subscriber.error is not None, 'the subscriber reaches the end of the log')
+    wait_for(lambda: (subscriber.received and subscriber.received[-1][0] >= end) or subscriber.error is not None,
+             'the subscriber reaches the end of the log', timeout=20)
     subscriber.close()
     subscriber.join(timeout=10)
 
