@@ -622,8 +622,11 @@ def main():
         p.start()
 
     def more_acks(count, what):
+        # Both publishers must get on after a kill, not just the faster one.
         target = acks(publishers) + count
-        wait_for(lambda: acks(publishers) >= target or any(p.error for p in publishers), what)
+        each = {p.name: len(p.acked) + count // 10 for p in publishers}
+        wait_for(lambda: (acks(publishers) >= target and all(len(p.acked) >= each[p.name] for p in publishers))
+                 or any(p.error for p in publishers), what)
         for p in publishers:
             if p.error:
                 raise RuntimeError(f'publisher {p.name} failed: {p.error}')
