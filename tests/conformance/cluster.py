@@ -429,6 +429,7 @@ class V2Publisher(Publisher):
             self.client.close()
             self.client = connect_answering()
             self.rebuilds += 1
+            log(f'v2 publisher: new client, hashing {STREAM}:0 to {self.client.hashed_addr(STREAM, 0)}')
 
 
 class V1Publisher(Publisher):
@@ -450,6 +451,7 @@ class V1Publisher(Publisher):
                     raise PublishError(f'{e.code().name} "{e.details()}"') from None
                 self.broker.close()
                 self.broker = Broker(random.choice(self.addrs))
+                log(f'v1 publisher: {e.code().name} "{e.details()}"; re-dialled {self.broker.addr}')
         raise AssertionError('unreachable')
 
 
@@ -616,7 +618,7 @@ def main():
     stop = threading.Event()
     subscriber = Subscriber(LiftbridgeStyleClient(list(PIDS)))
     publishers = [V2Publisher(stop), V1Publisher(stop, list(PIDS))]
-    log(f'v2 publisher hashes {STREAM}:0 to {publishers[0].client.hashed_addr(STREAM, 0)}')
+    log(f'v2 publisher hashes {STREAM}:0 to {publishers[0].client.hashed_addr(STREAM, 0)}; v1 publisher dialled {publishers[1].broker.addr}')
     subscriber.start()
     for p in publishers:
         p.start()
