@@ -156,6 +156,7 @@ class LiftbridgeStyleClient:
         self.brokers = {a: Broker(a) for a in self.bootstrap}
         self.ack_streams = {}
         self.pending = {}
+        self.open_retries = collections.Counter()  # why opening a subscription was tried again
         self.metadata = None
         self.update_metadata()
         for addr in self.known_addrs():
@@ -267,6 +268,7 @@ class LiftbridgeStyleClient:
                 addr = self.leader_addr(request.stream, request.partition, request.readISRReplica)
             except LookupError as e:
                 error = e
+                self.open_retries[str(e)] += 1
                 time.sleep(pause)
                 self.try_update_metadata()
                 continue
@@ -278,6 +280,7 @@ class LiftbridgeStyleClient:
             except grpc.RpcError as e:
                 if e.code() in (UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
                     error = e
+                    self.open_retries[f'{e.code().name} "{e.details()}"' if e.code() != UNAVAILABLE else 'UNAVAILABLE'] += 1
                     time.sleep(pause)
                     self.try_update_metadata()
                     continue
@@ -717,7 +720,8 @@ def main():
             f'{sum(p.sends.values()) - len(p.sends)} resends in all, {p.rebuilds} client rebuilds, failures {dict(p.failures)}')
     log(f'{end + 1} stored; stored twice after a resend: {len(resent)} {resent}')
     log(f'stored twice though sent once (the forwarding broker sent it again to the new leader): {len(forwarded_twice)} {forwarded_twice}')
-    log(f'subscriber resubscribed {len(subscriber.resubscribes)} times ({[d for _, d in subscriber.resubscribes]})')
+    log(f'subscriber resubscribed {len(subscriber.resubscribes)} times ({[d for _, d in subscriber.resubscribes]}); '
+        f'opens tried again: {dict(subscriber.client.open_retries)}')
     log('failover ms: ' + ', '.join(f'{f * 1000:.0f}' for f in failovers))
     for f in failures:
         print(f'FAIL {f}', flush=True)
