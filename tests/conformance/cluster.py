@@ -33,11 +33,11 @@ Publish retries
   (possibly re-dialled) stream, at most 5 times, then returns the error. FAILED_PRECONDITION on
   that write means "readonly partition".
 - The v2 ack-stream reader re-dials the same broker when the stream ends with UNAVAILABLE: at most
-  5 tries 50 ms apart. If those fail, the reader stops for good. The client never dials that
-  broker again, because a metadata refresh keeps existing connections. Every later publish hashed
-  to that broker fails with end-of-stream, even after the broker is back. Connect also fails
-  outright if any listed address is down. An application has to build a new client with addresses
-  that answer; the emulated application does that.
+  5 tries 50 ms apart. If those fail, or the stream ends any other way, the reader stops for good.
+  The client never dials that broker again, because a metadata refresh keeps existing
+  connections. Every later publish hashed to that broker fails with end-of-stream, even after the
+  broker is back. Connect also fails outright if any listed address is down. An application has
+  to build a new client with addresses that answer; the emulated application does that.
 - Acks are matched by correlation id. A message without an ack after AckWaitTime (5 s by default,
   or the context's deadline) fails with "ack timeout". It is never resent by the library.
 - v1 Publish retries only on UNAVAILABLE. It dials a random known address and calls again at once,
@@ -65,6 +65,11 @@ one at a time with ack policy ALL. Each retries a failed message after 100 ms, a
 would, and the v2 one rebuilds its client when the library gave up on a broker. A v2-style
 subscriber starts at the earliest offset, without ReadISRReplica. Payloads are unique, so the
 checks can tell a message stored twice (a retry after a lost ack) from a lost or misplaced one.
+
+Where the emulation differs: the hash ring uses CRC-32 points rather than serialx/hashring's MD5
+ones (a different broker may be picked, by the same rule); a re-dial waits up to 0.2 s for the
+connection where grpc-go fails at once on a refused port; grpcio cannot report a failed write, so
+"the stream has ended" stands for Go's io.EOF from Send.
 """
 import argparse
 import bisect
