@@ -11,23 +11,13 @@ client certificate (mutual TLS). Expects an empty server (no streams). Exits 0 w
 failure and exits 1. Message classes are generated from proto/ at start (grpc_tools.protoc).
 """
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import traceback
 
 import grpc
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO = os.path.normpath(os.path.join(HERE, '..', '..', 'proto'))
-
-
-def generate():
-    out = tempfile.mkdtemp(prefix='sluice-conformance-')
-    subprocess.run([sys.executable, '-m', 'grpc_tools.protoc', f'-I{PROTO}', f'--python_out={out}',
-                    os.path.join(PROTO, 'api.proto'), os.path.join(PROTO, 'health.proto')], check=True)
-    sys.path.insert(0, out)
+from protos import generate
 
 
 def parse_args(argv):
