@@ -126,6 +126,36 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task AnEncryptedStreamIsCiphertextOnEveryReplicaAndTheNextLeaderServesItsPlaintext()
+    {
+        // Every broker has the same master key, as a cluster's brokers must.
+        await using var cluster = await ClusterHarness.StartAsync(3, o => o with { EncryptionKeySource = () => "0123456789abcdef" });
+        var request = ClusterHarness.Stream("vault", replicationFactor: 3);
+        request.Encryption = new NullableBool { Value = true };
+        await cluster.Brokers[0].CreateStreamAsync(request);
+        var first = cluster.Leadership("vault");
+        var leader = cluster[first.Leader];
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(i, (await leader.PublishAsync("vault", "top-secret-" + i, policy: AckPolicy.All))!.Offset);
+        }
+
+        foreach (var broker in cluster.Brokers)
+        {
+            var logs = Directory.GetFiles(Path.Combine(broker.DataDir, "streams", "vault"), "*.log", SearchOption.AllDirectories);
+            Assert.NotEmpty(logs);
+            var disk = string.Concat(logs.Select(f => System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(f))));
+            Assert.DoesNotContain("top-secret", disk, StringComparison.Ordinal);
+        }
+
+        await leader.StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("vault") is { } l && l != leader, "a follower leads");
+        await using var call = await cluster.Leader("vault")!.SubscribeAsync(new SubscribeRequest { Stream = "vault", StartPosition = StartPosition.Earliest });
+        var messages = await BrokerHarness.ReadAsync(call, 10);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => "top-secret-" + i), messages.Select(m => m.Value.ToStringUtf8()));
+    }
+
+    [Fact]
     public async Task WithTlsBrokersReplicateWithTheirCertificatesAndAnInternalCallWithoutOneIsRefused()
     {
         using var dir = new TempDirectory("sluice-cluster-tls");
