@@ -37,6 +37,24 @@ public sealed class IdempotentPublishTests
         Assert.Matches("^[0-9A-Za-z]{22}$", Assert.Single(cluster.Requests<PublishToSubjectRequest>("PublishToSubject")).Headers[IdHeader].ToStringUtf8());
     }
 
+    [Theory]
+    [InlineData("partition 0 of stream foo: " + Sluice.Protocol.Wire.PublishErrors.LeaderFenced)]
+    [InlineData(Sluice.Protocol.Wire.PublishErrors.ShuttingDown)]
+    [InlineData(Sluice.Protocol.Wire.PublishErrors.LeaderChanged)]
+    public async Task A_refusal_that_leaves_a_resend_safe_is_sent_again_with_the_same_id(string refusal)
+    {
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = await ConnectAsync(cluster);
+        await client.CreateStreamAsync("foo", "foo");
+        cluster.FailNextPublish(PublishAsyncError.Types.Code.Internal, refusal);
+
+        var ack = await client.PublishAsync("foo", Bytes("a"), new MessageOptions { AckPolicy = AckPolicy.All }).WaitAsync(WaitLimit);
+        Assert.Equal(0, ack!.Offset);
+        var requests = cluster.Requests<PublishRequest>("PublishAsync");
+        Assert.Equal(2, requests.Length);
+        Assert.Equal(requests[0].Headers[IdHeader], requests[1].Headers[IdHeader]);
+    }
+
     [Fact]
     public async Task Turned_off_no_id_is_added()
     {

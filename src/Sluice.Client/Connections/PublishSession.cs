@@ -231,11 +231,12 @@ internal sealed class PublishSession : IAsyncDisposable
             return; // timed out or cancelled already, or an ack of AckPolicy NONE
         }
 
-        if (error is not null && error.Code == PublishAsyncError.Types.Code.Internal && error.Message == PublishErrors.LeaderChanged
+        if (error is not null && error.Code == PublishAsyncError.Types.Code.Internal && PublishErrors.AllowsResend(error.Message)
             && pending.Resendable is not null && _resend is not null)
         {
-            // Appended by a leader that lost its leadership before the ISR had it: the next leader may or may not
-            // have it, and the message id makes a resend to it safe.
+            // Appended by a leader that lost its leadership before the ISR had it (the next leader may or may not
+            // have it, and the message id makes a resend to it safe), or refused before any append by a fenced or
+            // stopping leader: sent again to whoever leads once the metadata says so.
             _resend([pending], new BrokerUnavailableException(error.Message));
         }
         else if (error is not null)

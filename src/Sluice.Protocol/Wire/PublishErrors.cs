@@ -9,4 +9,22 @@ public static class PublishErrors
     /// not be stored: a resend with the same message id is safe.
     /// </summary>
     public const string LeaderChanged = "the partition leader changed before the message was replicated; it may or may not be stored";
+
+    /// <summary>
+    /// A leader whose cluster lease is in doubt refused the message before appending it (UNAVAILABLE; async error
+    /// INTERNAL, after the partition's name). Nothing was stored: sending it again, to whoever leads next, is safe.
+    /// </summary>
+    public const string LeaderFenced = "this broker lost contact with the cluster metadata and stopped acknowledging as leader";
+
+    /// <summary>A broker that is stopping refused the message before appending it (INTERNAL). Nothing was stored.</summary>
+    public const string ShuttingDown = "the server is shutting down";
+
+    /// <summary>
+    /// Whether a refusal with this text leaves a resend safe for a message with a message id: the leadership moved
+    /// (a repeat is dropped by id), or nothing was stored.
+    /// </summary>
+    public static bool AllowsResend(string message) =>
+        message == LeaderChanged
+        || message.EndsWith(LeaderFenced, StringComparison.Ordinal)
+        || message == ShuttingDown;
 }

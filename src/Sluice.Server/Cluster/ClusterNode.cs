@@ -553,7 +553,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     private static bool LeaderGone(GrpcException ex) =>
         ex.StatusCode is GrpcStatusCode.Unavailable
         || (ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Message.Contains("leader", StringComparison.Ordinal))
-        || (ex.StatusCode == GrpcStatusCode.Internal && ex.Message.Contains("shutting down", StringComparison.Ordinal));
+        || (ex.StatusCode == GrpcStatusCode.Internal && ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.ShuttingDown, StringComparison.Ordinal));
 
     /// <summary>
     /// Whether a forwarded publish that failed with <paramref name="ex"/> may have been appended by the leader: yes
@@ -568,8 +568,8 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }
 
         if (ex.StatusCode != GrpcStatusCode.Unavailable
-            || ex.Message.Contains(LeaderReplication.FencedRefusal, StringComparison.Ordinal)
-            || ex.Message.Contains("shutting down", StringComparison.Ordinal))
+            || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderFenced, StringComparison.Ordinal)
+            || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.ShuttingDown, StringComparison.Ordinal))
         {
             return false;
         }

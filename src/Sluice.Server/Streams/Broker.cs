@@ -839,7 +839,7 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
     {
         if (_stopped)
         {
-            throw new BrokerInternalException("the server is shutting down");
+            throw new BrokerInternalException(Sluice.Protocol.Wire.PublishErrors.ShuttingDown);
         }
     }
 

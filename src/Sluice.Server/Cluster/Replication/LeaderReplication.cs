@@ -79,7 +79,7 @@ internal sealed partial class LeaderReplication
     }
 
     /// <summary>Why a leader whose lease is in doubt refuses a message (before appending it).</summary>
-    public const string FencedRefusal = "this broker lost contact with the cluster metadata and stopped acknowledging as leader";
+    public const string FencedRefusal = Sluice.Protocol.Wire.PublishErrors.LeaderFenced;
 
     /// <summary>
     /// Refuses a message before it is appended: when this broker may no longer be the leader (its lease is
