@@ -293,6 +293,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }).ConfigureAwait(false);
     }
 
+    public Task AutoPauseAsync(Partition partition, CancellationToken cancellationToken) =>
+        PauseAsync(partition.Stream.Name, [partition.Id], resumeAll: false, cancellationToken);
+
     public async Task SetReadonlyAsync(string name, IReadOnlyList<int> partitions, bool value, CancellationToken cancellationToken)
     {
         var now = Partition.NowNanoseconds();

@@ -515,10 +515,22 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
 
     private async Task AutoPauseAsync(Partition partition)
     {
+        if (partition.Leadership is not null)
+        {
+            // A cluster: the leader asks the controller, which pauses the partition on every broker. Not under the
+            // broker's lock, which applying that decision here takes.
+            if (Forwarder is { } cluster && !_stopped && !partition.IsPaused && partition.ShouldAutoPause())
+            {
+                await cluster.AutoPauseAsync(partition, _stopping.Token).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         await _lock.WaitAsync(_stopping.Token).ConfigureAwait(false);
         try
         {
-            if (_stopped || partition.IsPaused || partition.Leadership is not null || !partition.ShouldAutoPause() || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
+            if (_stopped || partition.IsPaused || !partition.ShouldAutoPause() || !_streams.TryGetValue(partition.Stream.Name, out var stream) || stream != partition.Stream)
             {
                 return;
             }

@@ -25,4 +25,7 @@ internal interface IPublishForwarder
 
     /// <summary>Resumes a paused partition through the controller (a subscribe with resume, or a publish, reached it).</summary>
     Task ResumeAsync(Partition partition, CancellationToken cancellationToken);
+
+    /// <summary>Pauses a partition its leader found idle for the stream's autoPauseTime, through the controller.</summary>
+    Task AutoPauseAsync(Partition partition, CancellationToken cancellationToken);
 }

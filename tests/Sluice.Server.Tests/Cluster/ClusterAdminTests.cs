@@ -33,6 +33,24 @@ public sealed class ClusterAdminTests
     }
 
     [Fact]
+    public async Task AnIdlePartitionIsPausedByItsLeaderOnEveryBrokerAndAPublishResumesIt()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        var request = ClusterHarness.Stream("idle", replicationFactor: 3);
+        request.AutoPauseTime = new NullableInt64 { Value = 300 };
+        await cluster.Brokers[0].CreateStreamAsync(request);
+        await cluster.Brokers[0].PublishAsync("idle", "only", policy: AckPolicy.All);
+
+        foreach (var broker in cluster.Brokers)
+        {
+            await ClusterHarness.WaitForAsync(() => broker.Server.Broker.TryGetStream("idle", out var s) && s.Partitions.All(p => p.IsPaused && p.Log is null), $"{broker.Options.Clustering.ServerId} has closed the idle partition");
+        }
+
+        Assert.True((await cluster.Brokers[1].MetadataAsync("idle")).StreamMetadata[0].Partitions[0].Paused);
+        Assert.Equal(1, (await cluster.Brokers[2].PublishAsync("idle", "again", policy: AckPolicy.All))!.Offset);
+    }
+
+    [Fact]
     public async Task AReadonlyPartitionRefusesPublishesOnEveryBrokerUntilItIsWritableAgain()
     {
         await using var cluster = await ClusterHarness.StartAsync(3);
