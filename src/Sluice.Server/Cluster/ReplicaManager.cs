@@ -195,7 +195,7 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
 
             if (partition.OpenFollower(_broker.Context) is { } log)
             {
-                _followers[partition] = new PartitionFollower(partition, log, leadership, _node, _logger);
+                _followers[partition] = new PartitionFollower(partition, log, leadership, _node, _broker.Context, _logger);
                 LogFollowing(_logger, partition.Stream.Name, partition.Id, leadership.Leader, leadership.Epoch);
             }
 

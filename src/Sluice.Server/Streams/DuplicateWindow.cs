@@ -49,6 +49,12 @@ internal sealed class DuplicateWindow
     private readonly List<Repeat> _repeats = [];
     private int _recorded;
 
+    /// <summary>
+    /// The newest offset whose id the window holds from reading the log or following the leader; long.MinValue once
+    /// a leader's appends (or nothing yet) decide it. Under <c>_lock</c>.
+    /// </summary>
+    private long _reflects = long.MinValue;
+
     public DuplicateWindow(TimeSpan window, int maxIds = DefaultMaxIds)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(window, TimeSpan.Zero);
@@ -101,6 +107,7 @@ internal sealed class DuplicateWindow
     {
         ArgumentNullException.ThrowIfNull(log);
         var since = Partition.NowNanoseconds() - _windowNanoseconds;
+        var newest = log.NewestOffset;
         var found = new List<(UInt128 Id, long Offset, long Timestamp)>();
         var index = new Dictionary<UInt128, int>();
         var offset = log.NewestOffset;
@@ -150,6 +157,54 @@ internal sealed class DuplicateWindow
                 _ids[id] = new Stored(recordOffset, timestamp);
                 _order.Enqueue((id, timestamp));
             }
+
+            _reflects = newest;
+        }
+    }
+
+    /// <summary>
+    /// Whether the window already holds every id up to <paramref name="newestOffset"/>, the end of the log a new
+    /// leader opens: a follower kept it up to date, so taking the lead needs no reading back.
+    /// </summary>
+    public bool Reflects(long newestOffset)
+    {
+        lock (_lock)
+        {
+            return _reflects != long.MinValue && _reflects == newestOffset;
+        }
+    }
+
+    /// <summary>A follower wrote <paramref name="records"/> (in offset order, after what the window holds): remembers their ids.</summary>
+    public void RecordReplicated(ReadOnlySpan<LogRecord> records)
+    {
+        if (records.IsEmpty)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            foreach (var record in records)
+            {
+                if (IdOf(record.Headers, out _) is not { } id)
+                {
+                    continue;
+                }
+
+                ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_ids, id, out var exists);
+                if (!exists)
+                {
+                    slot = new Stored(record.Offset, record.Timestamp);
+                    _order.Enqueue((id, record.Timestamp));
+                }
+            }
+
+            while (_ids.Count > _maxIds && _order.TryDequeue(out var oldest))
+            {
+                _ids.Remove(oldest.Id);
+            }
+
+            _reflects = _reflects != long.MinValue && records[0].Offset == _reflects + 1 ? records[^1].Offset : long.MinValue;
         }
     }
 
@@ -202,6 +257,7 @@ internal sealed class DuplicateWindow
     {
         lock (_lock)
         {
+            _reflects = long.MinValue; // a leader's window: the next leadership reads the log again
             for (var i = 0; i < n; i++)
             {
                 if (IdOf(items[i].Headers, out _) is not { } id)

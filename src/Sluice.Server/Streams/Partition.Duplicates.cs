@@ -11,10 +11,15 @@ internal sealed partial class Partition
     /// <summary>The window of message ids, or null when <c>streams.duplicate.window</c> is 0.</summary>
     internal DuplicateWindow? Duplicates => _duplicates;
 
+    private int _windowRebuilds;
+
+    /// <summary>How many times the duplicate window was read back from the log (for tests: a promotion should not need it).</summary>
+    internal int WindowRebuilds => Volatile.Read(ref _windowRebuilds);
+
     /// <summary>
     /// (Re)reads the window from <paramref name="log"/>. Call it before the partition takes publishes as
-    /// leader: <see cref="Open"/> does; the cluster layer calls it when this broker becomes the leader of a
-    /// partition it followed (a follower's appends do not go through the window).
+    /// leader: <see cref="Open"/> does unless a follower kept the window up to date
+    /// (<see cref="PrepareWindowAsFollower"/>, <see cref="RememberReplicated"/>).
     /// </summary>
     internal void RebuildDuplicateWindow(BrokerContext context, CommitLog log)
     {
@@ -28,6 +33,7 @@ internal sealed partial class Partition
         _duplicates ??= new DuplicateWindow(window);
         try
         {
+            Interlocked.Increment(ref _windowRebuilds);
             _duplicates.RebuildFrom(log);
         }
         catch (Exception ex) when (ex is CommitLogException or IOException or UnauthorizedAccessException or InvalidDataException)
@@ -36,6 +42,21 @@ internal sealed partial class Partition
             LogWindowRebuildFailed(_logger, ex, Stream.Name, Id);
         }
     }
+
+    /// <summary>
+    /// A follower, before it fetches: reads the ids of its copy into the window, off any publish path, and then
+    /// keeps it up to date with <see cref="RememberReplicated"/>, so taking the lead needs no reading back.
+    /// </summary>
+    internal void PrepareWindowAsFollower(BrokerContext context, CommitLog log)
+    {
+        if (_duplicates?.Reflects(log.NewestOffset) != true)
+        {
+            RebuildDuplicateWindow(context, log);
+        }
+    }
+
+    /// <summary>A follower wrote these records: their ids join the window.</summary>
+    internal void RememberReplicated(ReadOnlySpan<LogRecord> records) => _duplicates?.RecordReplicated(records);
 
     /// <summary>Takes repeats out of the batch before it is stamped and appended; <see cref="SettleRepeats"/> answers them.</summary>
     private int DropRepeats(PublishItem[] items, int n, long now) => _duplicates?.Filter(items, n, now) ?? n;

@@ -210,7 +210,11 @@ internal sealed partial class Partition : IDisposable
             return;
         }
 
-        RebuildDuplicateWindow(context, log);
+        if (_duplicates?.Reflects(log.NewestOffset) != true)
+        {
+            RebuildDuplicateWindow(context, log); // a follower that kept its window up to date skips this (the hand-back pause)
+        }
+
         replication?.Attach(log);
 
         Volatile.Write(ref _lastTimestamp, 0);

@@ -126,6 +126,40 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task AFollowerTakesTheLeadWithItsDuplicateWindowReadyAndDropsARepeatOfTheOldLeadersMessage()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("once", replicationFactor: 3));
+        var first = cluster.Leadership("once");
+        var leader = cluster[first.Leader];
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(i, (await PublishWithIdAsync(leader, "once", "m" + i, "id-" + i))!.Offset);
+        }
+
+        var followers = cluster.Brokers.Where(b => b != leader).ToList();
+        await ClusterHarness.WaitForAsync(() => followers.All(b => ClusterHarness.LogOf(b, "once")?.NewestOffset == 19), "both followers have all 20");
+        var rebuilds = followers.ToDictionary(b => b, b => Partition0(b).WindowRebuilds);
+
+        await leader.StopAsync();
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("once") is { } l && l != leader, "a follower leads");
+        var next = cluster.Leader("once")!;
+        Assert.Equal(rebuilds[next], Partition0(next).WindowRebuilds); // taking the lead read nothing back
+        Assert.Equal(7, (await PublishWithIdAsync(next, "once", "m7 again", "id-7"))!.Offset); // the old leader's copy
+        Assert.Equal(20, (await PublishWithIdAsync(next, "once", "m20", "id-20"))!.Offset);
+
+        static Sluice.Server.Streams.Partition Partition0(BrokerHarness broker) =>
+            broker.Server.Broker.TryGetStream("once", out var s) && s.TryGetPartition(0, out var p) ? p : throw new InvalidOperationException("no partition");
+    }
+
+    private static async Task<Ack?> PublishWithIdAsync(BrokerHarness broker, string stream, string value, string id)
+    {
+        var request = new PublishRequest { Stream = stream, Value = Google.Protobuf.ByteString.CopyFromUtf8(value), AckPolicy = AckPolicy.All };
+        request.Headers["Sluice-Msg-Id"] = Google.Protobuf.ByteString.CopyFromUtf8(id);
+        return (await broker.CallAsync("Publish", request, PublishResponse.Parser)).Ack;
+    }
+
+    [Fact]
     public async Task AnEncryptedStreamIsCiphertextOnEveryReplicaAndTheNextLeaderServesItsPlaintext()
     {
         // Every broker has the same master key, as a cluster's brokers must.

@@ -25,13 +25,15 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
     private readonly CommitLog _log;
     private readonly PartitionLeadership _leadership;
     private readonly ClusterNode _node;
+    private readonly BrokerContext _context;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
 
-    public PartitionFollower(Partition partition, CommitLog log, PartitionLeadership leadership, ClusterNode node, ILogger logger)
+    public PartitionFollower(Partition partition, CommitLog log, PartitionLeadership leadership, ClusterNode node, BrokerContext context, ILogger logger)
     {
         _partition = partition;
+        _context = context;
         _log = log;
         _leadership = leadership;
         _node = node;
@@ -53,6 +55,7 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
                 if (!truncated)
                 {
                     await TruncateAsync(channel, stop).ConfigureAwait(false);
+                    _partition.PrepareWindowAsFollower(_context, _log);
                     truncated = true;
                 }
 
@@ -166,6 +169,7 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
                 }
 
                 await _log.AppendReplicatedAsync(records.AsMemory(start, end - start), stop).ConfigureAwait(false);
+                _partition.RememberReplicated(records.AsSpan(start, end - start));
                 start = end;
             }
         }
