@@ -21,12 +21,13 @@ import argparse
 import concurrent.futures
 import os
 import re
+import signal
 import sys
 import time
 import traceback
 
 from cluster_scenarios import CLUSTER_SCENARIOS, failover_once, summary
-from harness import HERE, Cluster, ClusterProbe, Probe, ScenarioAborted, Server
+from harness import HERE, Cluster, ClusterProbe, Probe, ScenarioAborted, Server, stop_all
 from scenarios import SCENARIOS
 
 COMPATIBILITY = os.path.normpath(os.path.join(HERE, '..', '..', 'docs', 'compatibility.md'))
@@ -214,5 +215,16 @@ def failover(args):
     return 0
 
 
+def interrupted(signum, _frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print('interrupted: stopping every server started', file=sys.stderr)
+        sys.exit(130)
+    finally:
+        stop_all()

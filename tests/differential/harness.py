@@ -43,6 +43,16 @@ QUIET = 0.7
 OPEN = 3.0
 
 
+# Every server and cluster that may hold processes, so that the runner can stop them all by PID when it is
+# interrupted (SIGINT, SIGTERM) or fails between a start and the matching stop.
+LIVE = set()
+
+
+def stop_all():
+    for server in list(LIVE):
+        server.stop()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -74,6 +84,7 @@ class Server:
         return path
 
     def start(self):
+        LIVE.add(self)
         config = self._write_config()
         args = self.command + ['--config', config, '--raft-bootstrap-seed', '--embedded-nats',
                                '--data-dir', f'{self.dir}/data', '--port', str(self.port)]
@@ -106,6 +117,7 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, keep=False):
+        LIVE.discard(self)
         if self.process is not None:
             if self.process.poll() is None:
                 os.kill(self.process.pid, signal.SIGTERM)
@@ -531,6 +543,7 @@ class Cluster:
 
     # --- start -------------------------------------------------------------------------------------
     def start(self):
+        LIVE.add(self)
         if self.kind == 'liftbridge':
             self._start_liftbridge()
         else:
@@ -634,6 +647,7 @@ class Cluster:
 
     # --- stop --------------------------------------------------------------------------------------
     def stop(self, keep=False):
+        LIVE.discard(self)
         # Liftbridge: n3 and n2 before n1, which hosts NATS.
         for node in reversed(self.nodes):
             if node.pid is not None:
