@@ -61,9 +61,9 @@ def settled(p, stream, isr=3, pid=0, limit=WAIT, nodes=None):
     return wait_for(check, limit)
 
 
-def create(p, name, **fields):
+def create(p, name, subject=None, **fields):
     fields.setdefault('replicationFactor', 3)
-    p.raw('CreateStream', api_pb2.CreateStreamRequest(name=name, subject=name, **fields))
+    p.raw('CreateStream', api_pb2.CreateStreamRequest(name=name, subject=subject or name, **fields))
 
 
 def led_off_node1(p, prefix, **fields):
@@ -211,6 +211,23 @@ def c4(p):
     other.read_all('readISRReplica on a non-replica', sub('solo', startPosition=api_pb2.EARLIEST, readISRReplica=True), expect=1)
     other.publish('publish through a non-replica', stream='solo', value=b'y')
 
+
+
+@cluster_scenario('C7 PublishToSubject to a wildcard stream through a follower')
+def c7(p):
+    create(p, 'wild', subject='w.*')
+    view = settled(p, 'wild')
+    if view is None:
+        p.see('setup: wild settles', 'no')
+        return
+    leader = p.cluster.node_of(view.leader)
+    follower = next(n for n in p.cluster.nodes if n is not leader)
+    for role, node in (('leader', leader), ('follower', follower)):
+        r = p.at(node).call(f'PublishToSubject w.{role} on the {role}', 'PublishToSubject',
+                            api_pb2.PublishToSubjectRequest(subject=f'w.{role}', value=role.encode()))
+        if r is not None:
+            p.at(node).ack(f'PublishToSubject w.{role} on the {role} ack', r.ack if r.HasField('ack') else None)
+    p.at(leader).read_all('read on the leader', sub('wild', startPosition=api_pb2.EARLIEST, stopPosition=api_pb2.STOP_LATEST))
 
 # --- failures ------------------------------------------------------------------------------------
 
