@@ -615,17 +615,12 @@ class Cluster:
                 time.sleep(0.1)
 
     # --- failures --------------------------------------------------------------------------------
-    def kill(self, node):
-        """SIGKILL, as a crash. Never node1 of Liftbridge: it hosts the NATS server every node uses."""
+    def kill(self, node, sig=signal.SIGKILL):
+        """SIGKILL by default, as a crash; SIGTERM is a graceful stop (SIGKILL after 15 s). Never node1 of
+        Liftbridge: it hosts the NATS server every node uses."""
         if self.kind == 'liftbridge' and node.index == 0:
             raise ValueError('node1 of the Liftbridge cluster hosts NATS; kill another node')
-        os.kill(node.pid, signal.SIGKILL)
-        if node.process is not None:
-            node.process.wait(10)
-        else:
-            deadline = time.monotonic() + 10
-            while pid_alive(node.pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
+        stop_pid(node.pid, node.process, grace=15.0, sig=sig)
 
     def restart(self, node):
         """Starts a killed node again with its own configuration and data."""
