@@ -7,6 +7,7 @@ differently. Scenarios that need a partition's leader or a follower look it up i
 Liftbridge's node1 hosts the NATS server all three use, so a scenario that kills a broker kills one that is
 not node1 (it creates streams until one is led elsewhere), on both systems alike.
 """
+import math
 import signal
 import statistics
 import threading
@@ -14,7 +15,7 @@ import time
 
 import grpc
 
-from harness import WAIT, api_pb2, shape, status, unary
+from harness import WAIT, ClusterProbe, api_pb2, shape, status, unary
 from scenarios import wait_for
 
 CLUSTER_SCENARIOS = []
@@ -369,7 +370,6 @@ def failover_once(cluster, stream_prefix):
     back to back (1 s deadline each), and a watcher polls node1's metadata every 50 ms. Returns
     (seconds kill -> new leader in node1's metadata, seconds kill -> first ALL ack after the kill), then
     restarts the killed node and waits until it is in the ISR again (so the next run starts whole)."""
-    from harness import ClusterProbe
     p = ClusterProbe(cluster)
     name, leader = led_off_node1(p, stream_prefix)
     if name is None:
@@ -407,7 +407,7 @@ def failover_once(cluster, stream_prefix):
 
 
 def summary(values):
-    ok = [v for v in values if v == v]
+    ok = [v for v in values if not math.isnan(v)]
     if not ok:
         return 'none'
     return f'median {statistics.median(ok):.2f} s, worst {max(ok):.2f} s, best {min(ok):.2f} s ({len(ok)}/{len(values)} runs)'
