@@ -8,6 +8,7 @@
 #   --cluster         the cluster scenarios (tests/differential/cluster_scenarios.py): 3 Liftbridge nodes
 #                     (run-cluster.sh beside the binary, or $LIFTBRIDGE_RUN_CLUSTER) against 3 Sluice brokers on etcd
 #   --failover N      time N leader kills (SIGKILL) on each system, alternating; prints medians and the load average
+#   --failover-signal term   with --failover: stop the leaders with SIGTERM (a graceful stop) instead
 #   --liftbridge BIN  the Liftbridge v1.9.0 binary (default: $LIFTBRIDGE_BIN)
 #   --only TEXT       run only scenarios whose name contains TEXT (e.g. --only B21)
 #   --show            print every observation of both servers, not only the differences
@@ -27,9 +28,10 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --cluster) cluster=1; pass+=(--cluster); shift ;;
     --failover) cluster=1; pass+=(--failover "${2:?--failover needs a count}"); shift 2 ;;
+    --failover-signal) pass+=(--failover-signal "${2:?--failover-signal needs kill or term}"); shift 2 ;;
     --only) pass+=(--only "${2:?--only needs a text}"); shift 2 ;;
     --show|--keep) pass+=("$1"); shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

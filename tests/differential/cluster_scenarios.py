@@ -365,8 +365,8 @@ def c6(p):
 
 # --- failover timing (differential.py --failover N) ------------------------------------------------
 
-def failover_once(cluster, stream_prefix):
-    """Kills the leader of a fresh RF=3 stream (not node1) while a publisher on node1 sends ALL publishes
+def failover_once(cluster, stream_prefix, sig=signal.SIGKILL):
+    """Kills (`sig`: SIGKILL, or SIGTERM for a graceful stop) the leader of a fresh RF=3 stream (not node1) while a publisher on node1 sends ALL publishes
     back to back (1 s deadline each), and a watcher polls node1's metadata every 50 ms. Returns
     (seconds kill -> new leader in node1's metadata, seconds kill -> first ALL ack after the kill), then
     restarts the killed node and waits until it is in the ISR again (so the next run starts whole)."""
@@ -390,7 +390,7 @@ def failover_once(cluster, stream_prefix):
             time.sleep(0.05)
 
     killed_at = time.monotonic()
-    cluster.kill(leader)
+    cluster.kill(leader, sig)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     deadline = killed_at + FAILOVER_LIMIT

@@ -47,6 +47,8 @@ def parse_args():
     parser.add_argument('--keep', action='store_true', help='keep server directories (logs) of scenarios that differ')
     parser.add_argument('--cluster', action='store_true', help='run the cluster scenarios against 3 brokers of each system')
     parser.add_argument('--failover', type=int, default=0, help='time N leader kills on each system, alternating')
+    parser.add_argument('--failover-signal', choices=['kill', 'term'], default='kill',
+                        help='with --failover: SIGKILL (a crash, the default) or SIGTERM (a graceful stop)')
     parser.add_argument('--run-cluster', default=None, help="Liftbridge's run-cluster.sh (with --cluster or --failover)")
     args = parser.parse_args(argv)
     if not sluice:
@@ -194,6 +196,7 @@ def main():
 def failover(args):
     """--failover N: one cluster of each system; N leader kills on each, alternating; prints every run and the medians."""
     clusters = {}
+    word = 'stop' if args.failover_signal == 'term' else 'kill'
     times = {'liftbridge': [], 'sluice': []}
     try:
         for kind, command in (('liftbridge', [args.liftbridge]), ('sluice', args.sluice)):
@@ -201,17 +204,19 @@ def failover(args):
         for i in range(args.failover):
             for kind in ('liftbridge', 'sluice') if i % 2 == 0 else ('sluice', 'liftbridge'):
                 load = os.getloadavg()[0]
-                elected, acked = failover_once(clusters[kind], f'kill{i}s')
+                sig = signal.SIGTERM if args.failover_signal == 'term' else signal.SIGKILL
+                elected, acked = failover_once(clusters[kind], f'kill{i}s', sig)
                 times[kind].append((elected, acked))
-                print(f'run {i + 1} {kind:<10} kill -> new leader in metadata {elected:6.2f} s, kill -> first ALL ack {acked:6.2f} s'
+                print(f'run {i + 1} {kind:<10} {word} -> new leader in metadata {elected:6.2f} s, {word} -> first ALL ack {acked:6.2f} s'
                       f'  (load average {load:.2f})', flush=True)
     finally:
         for c in clusters.values():
             c.stop()
-    print(f'\nload average at the end: {" ".join(f"{x:.2f}" for x in os.getloadavg())}')
+    print(f'\nleaders stopped with {"SIGTERM" if args.failover_signal == "term" else "SIGKILL"}')
+    print(f'load average at the end: {" ".join(f"{x:.2f}" for x in os.getloadavg())}')
     for kind, runs in times.items():
-        print(f'{kind:<10} kill -> new leader in metadata: {summary([e for e, _ in runs])}')
-        print(f'{"":<10} kill -> first ALL ack:          {summary([a for _, a in runs])}')
+        print(f'{kind:<10} {word} -> new leader in metadata: {summary([e for e, _ in runs])}')
+        print(f'{"":<10} {word} -> first ALL ack:          {summary([a for _, a in runs])}')
     return 0
 
 
