@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --failover-signal) pass+=(--failover-signal "${2:?--failover-signal needs kill or term}"); shift 2 ;;
     --only) pass+=(--only "${2:?--only needs a text}"); shift 2 ;;
     --show|--keep) pass+=("$1"); shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
