@@ -3,6 +3,8 @@
 what a client observes differs.
 
     python3 differential.py --liftbridge BIN --sluice CMD... [--only TEXT] [--keep]
+    python3 differential.py --cluster --run-cluster SCRIPT --liftbridge BIN --sluice CMD... [--only TEXT] [--keep]
+    python3 differential.py --failover N --run-cluster SCRIPT --liftbridge BIN --sluice CMD...
 
 --sluice takes the rest of the command line up to the next flag (e.g. `--sluice /path/to/sluice serve`).
 Each scenario runs on a fresh server of each kind (127.0.0.1, free ports, temp directory, embedded NATS,
@@ -10,16 +12,22 @@ the same generated liftbridge.yaml), stopped by PID afterwards. A scenario print
 observation matches, DIFF with the differing fields otherwise. A difference listed in documented.txt
 prints as "documented" with the docs/compatibility.md text that explains it. Exit status: 0 when
 no undocumented difference remains, 1 otherwise, 2 on bad usage.
+
+--cluster runs the cluster scenarios (cluster_scenarios.py) instead: three Liftbridge nodes started by
+run-cluster.sh against three Sluice brokers on one etcd (--sluice is then the `sluice serve` command the
+brokers run). --failover N times N leader kills on each system, alternating, and prints medians.
 """
 import argparse
 import concurrent.futures
 import os
 import re
+import signal
 import sys
 import time
 import traceback
 
-from harness import HERE, Probe, ScenarioAborted, Server
+from cluster_scenarios import CLUSTER_SCENARIOS, failover_once, summary
+from harness import HERE, Cluster, ClusterProbe, Probe, ScenarioAborted, Server, stop_all
 from scenarios import SCENARIOS
 
 COMPATIBILITY = os.path.normpath(os.path.join(HERE, '..', '..', 'docs', 'compatibility.md'))
@@ -37,10 +45,17 @@ def parse_args():
     parser.add_argument('--only', default=None, help='run only scenarios whose name contains this text')
     parser.add_argument('--show', action='store_true', help='print every observation of both servers')
     parser.add_argument('--keep', action='store_true', help='keep server directories (logs) of scenarios that differ')
+    parser.add_argument('--cluster', action='store_true', help='run the cluster scenarios against 3 brokers of each system')
+    parser.add_argument('--failover', type=int, default=0, help='time N leader kills on each system, alternating')
+    parser.add_argument('--failover-signal', choices=['kill', 'term'], default='kill',
+                        help='with --failover: SIGKILL (a crash, the default) or SIGTERM (a graceful stop)')
+    parser.add_argument('--run-cluster', default=None, help="Liftbridge's run-cluster.sh (with --cluster or --failover)")
     args = parser.parse_args(argv)
     if not sluice:
         parser.error('--sluice COMMAND... is required')
     args.sluice = sluice
+    if (args.cluster or args.failover) and not args.run_cluster:
+        parser.error('--cluster and --failover need --run-cluster SCRIPT')
     return args
 
 
@@ -65,20 +80,22 @@ def load_documented():
     return rows
 
 
-def run_one(kind, command, fn, config, env):
-    server = Server(kind, command, config, env)
+def run_one(kind, command, fn, config, env, run_cluster=None):
+    server = Cluster(kind, command, run_cluster, env) if run_cluster else Server(kind, command, config, env)
     try:
         server.start()
     except Exception as err:  # noqa: BLE001 - a server that does not start is an observation too
         server.stop(keep=True)
         return [('server start', str(err))], server
-    probe = Probe(server)
+    probe = ClusterProbe(server) if run_cluster else Probe(server)
     try:
         fn(probe)
     except ScenarioAborted:
         pass
     except Exception:  # noqa: BLE001 - the scenario's own failure is recorded, then compared
         probe.see('scenario error', traceback.format_exc().strip().split('\n')[-1])
+    if getattr(probe, 'notes', None):
+        server.notes = probe.notes
     return probe.observed, server
 
 
@@ -117,7 +134,10 @@ def documented_by(rows, scenario, field):
 def main():
     args = parse_args()
     rows = load_documented()
-    chosen = [s for s in SCENARIOS if args.only is None or args.only in s[0]]
+    if args.failover:
+        return failover(args)
+    run_cluster = args.run_cluster if args.cluster else None
+    chosen = [s for s in (CLUSTER_SCENARIOS if args.cluster else SCENARIOS) if args.only is None or args.only in s[0]]
     started = time.monotonic()
     counts = {'SAME': 0, 'DOCUMENTED': 0, 'DIFF': 0}
     used_rows = set()
@@ -125,8 +145,8 @@ def main():
         t0 = time.monotonic()
         # Both servers at once: a scenario's time is the slower server's, not the sum.
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            lb_future = pool.submit(run_one, 'liftbridge', [args.liftbridge], fn, config, env)
-            sl_future = pool.submit(run_one, 'sluice', args.sluice, fn, config, env)
+            lb_future = pool.submit(run_one, 'liftbridge', [args.liftbridge], fn, config, env, run_cluster)
+            sl_future = pool.submit(run_one, 'sluice', args.sluice, fn, config, env, run_cluster)
             (lb, lb_server), (sl, sl_server) = lb_future.result(), sl_future.result()
         a, b = keyed(lb), keyed(sl)
         if args.show:
@@ -156,12 +176,18 @@ def main():
             by_cited.setdefault(cited, []).append(field)
         for cited, fields_ in by_cited.items():
             print(f'    documented  {", ".join(fields_)}\n                -> docs/compatibility.md: "{cited}"', flush=True)
+        for server in (lb_server, sl_server):
+            for note in getattr(server, 'notes', []):
+                print(f'    note [{server.kind}] {note}', flush=True)
         keep = args.keep and verdict == 'DIFF'
         for server in (lb_server, sl_server):
             server.stop(keep=keep)
         if keep:
-            print(f'    logs: {lb_server.dir}/server.log  {sl_server.dir}/server.log')
-    unused = list(dict.fromkeys(cited for _, _, cited in rows if cited not in used_rows))
+            print(f'    logs under: {lb_server.dir}  {sl_server.dir}')
+    # Only rows meant for this run's scenarios can be stale in it: those naming them, and the catch-all `*` rows,
+    # which were written for the single-node scenarios.
+    unused = list(dict.fromkeys(cited for s, _, cited in rows if cited not in used_rows
+                                and (not args.cluster if s == '*' else any(matches(name, s) for name, *_ in chosen))))
     if args.only is None and unused:
         for cited in unused:
             print(f'note: documented.txt entry matched nothing in this run: "{cited}"')
@@ -170,5 +196,43 @@ def main():
     return 1 if counts['DIFF'] else 0
 
 
+def failover(args):
+    """--failover N: one cluster of each system; N leader kills on each, alternating; prints every run and the medians."""
+    clusters = {}
+    word = 'stop' if args.failover_signal == 'term' else 'kill'
+    times = {'liftbridge': [], 'sluice': []}
+    try:
+        for kind, command in (('liftbridge', [args.liftbridge]), ('sluice', args.sluice)):
+            clusters[kind] = Cluster(kind, command, args.run_cluster).start()
+        for i in range(args.failover):
+            for kind in ('liftbridge', 'sluice') if i % 2 == 0 else ('sluice', 'liftbridge'):
+                load = os.getloadavg()[0]
+                sig = signal.SIGTERM if args.failover_signal == 'term' else signal.SIGKILL
+                elected, acked = failover_once(clusters[kind], f'kill{i}s', sig)
+                times[kind].append((elected, acked))
+                print(f'run {i + 1} {kind:<10} {word} -> new leader in metadata {elected:6.2f} s, {word} -> first ALL ack {acked:6.2f} s'
+                      f'  (load average {load:.2f})', flush=True)
+    finally:
+        for c in clusters.values():
+            c.stop()
+    print(f'\nleaders stopped with {"SIGTERM" if args.failover_signal == "term" else "SIGKILL"}')
+    print(f'load average at the end: {" ".join(f"{x:.2f}" for x in os.getloadavg())}')
+    for kind, runs in times.items():
+        print(f'{kind:<10} {word} -> new leader in metadata: {summary([e for e, _ in runs])}')
+        print(f'{"":<10} {word} -> first ALL ack:          {summary([a for _, a in runs])}')
+    return 0
+
+
+def interrupted(signum, _frame):
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print('interrupted: stopping every server started', file=sys.stderr)
+        sys.exit(130)
+    finally:
+        stop_all()

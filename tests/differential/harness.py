@@ -43,6 +43,16 @@ QUIET = 0.7
 OPEN = 3.0
 
 
+# Every server and cluster that may hold processes, so that the runner can stop them all by PID when it is
+# interrupted (SIGINT, SIGTERM) or fails between a start and the matching stop.
+LIVE = set()
+
+
+def stop_all():
+    for server in list(LIVE):
+        server.stop()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -74,6 +84,7 @@ class Server:
         return path
 
     def start(self):
+        LIVE.add(self)
         config = self._write_config()
         args = self.command + ['--config', config, '--raft-bootstrap-seed', '--embedded-nats',
                                '--data-dir', f'{self.dir}/data', '--port', str(self.port)]
@@ -106,6 +117,7 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, keep=False):
+        LIVE.discard(self)
         if self.process is not None:
             if self.process.poll() is None:
                 os.kill(self.process.pid, signal.SIGTERM)
@@ -442,3 +454,261 @@ class Nats:
 
     def close(self):
         self.sock.close()
+
+
+# --- clusters (differential.py --cluster) ------------------------------------------------------------
+
+def free_base_port(count=3):
+    """A base port with `count` consecutive free ports after it (run-cluster.sh and brokers need P..P+count-1)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(('127.0.0.1', port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError(f'no {count} consecutive free ports found')
+
+
+def pid_alive(pid):
+    """True while `pid` runs (a zombie or a missing process counts as gone)."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def stop_pid(pid, process=None, grace=15.0, sig=signal.SIGTERM):
+    """Signals `pid`, waits up to `grace` seconds, then SIGKILLs it. `process` (a Popen we own) is reaped."""
+    if not pid_alive(pid):
+        if process is not None:
+            process.poll()
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return
+        if process is None and not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process is not None:
+        process.wait()
+
+
+class Node:
+    """One broker of a cluster: its name (node1..node3, the same for both systems), id, port, PID."""
+
+    def __init__(self, index, server_id, port, directory):
+        self.index, self.server_id, self.port, self.dir = index, server_id, port, directory
+        self.name = f'node{index + 1}'
+        self.pid, self.process, self.log = None, None, None
+        self.channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+
+    def alive(self):
+        return self.pid is not None and pid_alive(self.pid)
+
+
+class Cluster:
+    """Three brokers of one system on 127.0.0.1 (free ports, a temp dir), every process stopped by PID.
+
+    Liftbridge: /work/shared/tools/liftbridge/run-cluster.sh (n1..n3, one NATS embedded in n1, Raft).
+    Sluice: one etcd and three `sluice serve --etcd-endpoints` brokers b1..b3, started the way `sluice cluster`
+    starts them (ClusterCommand), but each as a child of this harness: `sluice cluster` stops the whole
+    cluster when one broker exits, and a failover scenario kills one broker and restarts it.
+    """
+
+    def __init__(self, kind, command, run_cluster=None, env=None):
+        self.kind, self.command, self.run_cluster, self.env = kind, command, run_cluster, env or {}
+        self.dir = tempfile.mkdtemp(prefix=f'differential-cluster-{kind}-')
+        self.nodes = []
+        self.etcd = None
+        self.server_id = None  # Probe's normalisation: no single "this server" in a cluster
+        self.port = None
+
+    # --- start -------------------------------------------------------------------------------------
+    def start(self):
+        LIVE.add(self)
+        if self.kind == 'liftbridge':
+            self._start_liftbridge()
+        else:
+            self._start_sluice()
+        self.wait_brokers(60)
+        return self
+
+    def _start_liftbridge(self):
+        base, nats_port = free_base_port(3), free_port()
+        self.nats_port = nats_port
+        out = subprocess.run([self.run_cluster, str(base), str(nats_port), self.dir, self.command[0]], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **self.env})
+        pids = dict(re.findall(r'^PID (n\d) (\d+)$', out.stdout, re.M))
+        for i in range(3):
+            node = Node(i, f'n{i + 1}', base + i, os.path.join(self.dir, f'n{i + 1}'))
+            node.pid = int(pids[node.server_id]) if node.server_id in pids else None
+            self.nodes.append(node)
+        if out.returncode != 0 or len(pids) != 3:
+            raise RuntimeError(f'run-cluster.sh failed ({out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}')
+
+    def _start_sluice(self):
+        client, peer = free_port(), free_port()
+        self.etcd_url = f'http://127.0.0.1:{client}'
+        etcd_dir = os.path.join(self.dir, 'etcd')
+        # The flags LocalEtcd (sluice cluster) gives etcd.
+        args = ['etcd', '--name', 'sluice', '--data-dir', etcd_dir, '--listen-client-urls', self.etcd_url,
+                '--advertise-client-urls', self.etcd_url, '--listen-peer-urls', f'http://127.0.0.1:{peer}',
+                '--initial-advertise-peer-urls', f'http://127.0.0.1:{peer}', '--initial-cluster', f'sluice=http://127.0.0.1:{peer}',
+                '--auto-compaction-mode', 'revision', '--auto-compaction-retention', '1000']
+        self.etcd_log = open(os.path.join(self.dir, 'etcd.log'), 'wb')
+        self.etcd = subprocess.Popen(args, stdout=self.etcd_log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not _port_open(client):
+            if self.etcd.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'etcd did not start; see {self.dir}/etcd.log')
+            time.sleep(0.1)
+        base = free_base_port(3)
+        for i in range(3):
+            node = Node(i, f'b{i + 1}', base + i, os.path.join(self.dir, f'b{i + 1}'))
+            self.nodes.append(node)
+            self._spawn_sluice(node)
+
+    def _spawn_sluice(self, node):
+        os.makedirs(node.dir, exist_ok=True)
+        node.log = open(os.path.join(node.dir, 'server.log'), 'ab')
+        node.process = subprocess.Popen(self.command + ['--server-id', node.server_id, '--host', '127.0.0.1', '--port', str(node.port),
+                                                        '--data-dir', os.path.join(node.dir, 'data'), '--etcd-endpoints', self.etcd_url],
+                                        stdout=node.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
+        node.pid = node.process.pid
+
+    def log_path(self, node):
+        return os.path.join(node.dir, 'liftbridge.log' if self.kind == 'liftbridge' else 'server.log')
+
+    def wait_brokers(self, limit, count=3, nodes=None):
+        """Waits until FetchMetadata on every live node lists `count` brokers."""
+        deadline = time.monotonic() + limit
+        for node in nodes or [n for n in self.nodes if n.alive()]:
+            while True:
+                if not node.alive():
+                    raise RuntimeError(f'{self.kind} {node.name} exited; see {self.log_path(node)}')
+                try:
+                    r = unary(node.channel, 'FetchMetadata', api_pb2.FetchMetadataRequest(), api_pb2.FetchMetadataResponse, 2)
+                    if len(r.brokers) >= count:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f'{self.kind} {node.name} does not list {count} brokers after {limit} s; see {self.log_path(node)}')
+                time.sleep(0.1)
+
+    # --- failures --------------------------------------------------------------------------------
+    def kill(self, node, sig=signal.SIGKILL):
+        """SIGKILL by default, as a crash; SIGTERM is a graceful stop (SIGKILL after 15 s). Never node1 of
+        Liftbridge: it hosts the NATS server every node uses."""
+        if self.kind == 'liftbridge' and node.index == 0:
+            raise ValueError('node1 of the Liftbridge cluster hosts NATS; kill another node')
+        stop_pid(node.pid, node.process, grace=15.0, sig=sig)
+
+    def restart(self, node):
+        """Starts a killed node again with its own configuration and data."""
+        if node.log is not None:
+            node.log.close()
+        if self.kind == 'liftbridge':
+            node.log = open(self.log_path(node), 'ab')
+            node.process = subprocess.Popen(self.command + ['--config', os.path.join(node.dir, 'liftbridge.yaml')], stdout=node.log,
+                                            stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True)
+            node.pid = node.process.pid
+        else:
+            self._spawn_sluice(node)
+
+    def node_of(self, server_id):
+        return next((n for n in self.nodes if n.server_id == server_id), None)
+
+    def alive(self):
+        return all(n.alive() for n in self.nodes)
+
+    # --- stop --------------------------------------------------------------------------------------
+    def stop(self, keep=False):
+        LIVE.discard(self)
+        # Liftbridge: n3 and n2 before n1, which hosts NATS.
+        for node in reversed(self.nodes):
+            if node.pid is not None:
+                stop_pid(node.pid, node.process)
+            if node.log is not None:
+                node.log.close()
+            node.channel.close()
+        if self.etcd is not None:
+            stop_pid(self.etcd.pid, self.etcd)
+            self.etcd_log.close()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ClusterProbe(Probe):
+    """A Probe over a cluster: `at(node)` aims the calls at one broker; broker ids become node1..node3 and
+    a partition's leader and replicas are recorded by shape (counts, memberships), not by id, since the two
+    systems place replicas differently. `note` records what is printed but not compared (timings)."""
+
+    def __init__(self, cluster, node=None, shared=None):
+        self.cluster = cluster
+        self.server = cluster
+        self.node = node or cluster.nodes[0]
+        self.channel = self.node.channel
+        self.observed = shared.observed if shared else []
+        self.notes = shared.notes if shared else []
+
+    def at(self, node):
+        return ClusterProbe(self.cluster, node, self)
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def server_name(self, value):
+        node = self.cluster.node_of(value)
+        return node.name if node else value
+
+    def metadata(self, label, streams=()):
+        r = self.call(label, 'FetchMetadata', api_pb2.FetchMetadataRequest(streams=list(streams)))
+        if r is None:
+            return None
+        ports = {n.port: n.name for n in self.cluster.nodes}
+        self.see(f'{label} brokers', sorted(({'id': self.server_name(b.id), 'host': b.host, 'port': f'port of {ports.get(b.port, b.port)}'}
+                                             for b in r.brokers), key=lambda b: b['id']))
+        for s in sorted(r.streamMetadata, key=lambda s: s.name):
+            self.see(f'{label} {s.name!r} stream', {'name': s.name, 'subject': s.subject, 'error': api_pb2.StreamMetadata.Error.Name(s.error),
+                                                    'partitions': sorted(s.partitions.keys())})
+            for pid in sorted(s.partitions):
+                self.partition_metadata(f'{label} {s.name!r} partition {pid}', s.partitions[pid])
+        return r
+
+    def partition_metadata(self, label, p):
+        self.see(label, shape(p))
+
+
+def shape(p):
+    """A partition's metadata without broker ids."""
+    replicas, isr = list(p.replicas), list(p.isr)
+    return {'id': p.id, 'has leader': bool(p.leader), 'replicas': len(replicas), 'distinct replicas': len(set(replicas)),
+            'isr': len(isr), 'isr within replicas': set(isr) <= set(replicas), 'leader in isr': p.leader in isr,
+            'highWatermark': p.highWatermark, 'newestOffset': p.newestOffset, 'paused': p.paused, 'readonly': p.readonly}
