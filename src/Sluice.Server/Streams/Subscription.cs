@@ -97,6 +97,13 @@ internal sealed class Subscription
         }
         else if (partition.Leadership is { } leadership && !partition.IsPaused)
         {
+            if (leadership.Leader == _broker.ServerId || (request.ReadISRReplica && leadership.Isr.Contains(_broker.ServerId)))
+            {
+                // The metadata already says this server serves it; the log opens in a moment (a hand-back, a
+                // failover). UNAVAILABLE: clients try again, where "not leader" would send them elsewhere or stop them.
+                throw new PartitionUnavailableException($"partition {partition.Id} of stream {partition.Stream.Name} is opening on this server; try again");
+            }
+
             // Liftbridge's answer; clients look the leader up again and resubscribe there.
             throw new PreconditionFailedException(leadership.Leader.Length == 0 ? "Partition has no leader" : "Server not partition leader");
         }
@@ -281,6 +288,9 @@ internal sealed class Subscription
     {
         PartitionCloseReason.Deleted => new PartitionDeletedException("commit log was deleted"),
         PartitionCloseReason.Paused => new PartitionPausedException("commit log was closed"),
+        // One node: Liftbridge's INTERNAL. A cluster: UNAVAILABLE, the status Liftbridge's clients resubscribe on (to the
+        // next leader); a real Liftbridge node closes the connection first, which clients see as UNAVAILABLE too.
+        PartitionCloseReason.Stopping when partition.Leadership is not null => new PartitionUnavailableException("Server is shutting down"),
         PartitionCloseReason.Stopping => new BrokerInternalException("Server is shutting down"),
         PartitionCloseReason.LeadershipLost => new PartitionUnavailableException($"this server no longer leads partition {partition.Id} of stream {partition.Stream.Name}"),
         _ when partition.IsPaused => new PartitionPausedException("commit log was closed"),

@@ -160,6 +160,27 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task ALeaderStoppedGracefullyEndsItsSubscriptionsWithUnavailableSoClientsResubscribeToTheNext()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("rolling", replicationFactor: 3));
+        var leader = cluster[cluster.Leadership("rolling").Leader];
+        await leader.PublishAsync("rolling", "m0", policy: AckPolicy.All);
+
+        // Its own channel: the harness's is closed by the stop, which would end the call on this side first.
+        using var channel = new Sluice.Client.Grpc.GrpcChannel(new Uri($"http://127.0.0.1:{leader.Server.Port}"));
+        await using var call = channel.ServerStreaming("/proto.API/Subscribe", new SubscribeRequest { Stream = "rolling", StartPosition = StartPosition.Earliest }, Message.Parser);
+        Assert.True(await call.MoveNextAsync()); // the handshake frame
+        Assert.Single(await BrokerHarness.ReadAsync(call, 1));
+
+        var reading = BrokerHarness.ReadToEndAsync(call);
+        await leader.Server.DisposeAsync();
+        var (_, error) = await reading;
+        Assert.NotNull(error);
+        Assert.Equal(GrpcStatusCode.Unavailable, error.StatusCode); // one node keeps Liftbridge's INTERNAL (behaviour 35)
+    }
+
+    [Fact]
     public async Task AnEncryptedStreamIsCiphertextOnEveryReplicaAndTheNextLeaderServesItsPlaintext()
     {
         // Every broker has the same master key, as a cluster's brokers must.
