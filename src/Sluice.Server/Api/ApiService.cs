@@ -235,18 +235,36 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         return partition;
     }
 
-    internal static PublishItem NewItem(WirePublishRequest request, Partition partition, IAckReceiver? receiver) => new()
+    internal static PublishItem NewItem(WirePublishRequest request, Partition partition, IAckReceiver? receiver)
     {
-        Key = request.Key.IsEmpty ? null : request.Key,
-        Value = request.Value.IsEmpty ? null : request.Value,
-        Headers = PublishItem.BuildHeaders(request.HeaderEntries == 0 ? null : request.GetHeaders(), partition.SubjectUtf8, ReadOnlyMemory<byte>.Empty),
-        Subject = partition.Subject,
-        AckInbox = request.AckInbox,
-        CorrelationIdUtf8 = request.CorrelationIdUtf8,
-        AckPolicy = request.AckPolicy,
-        ExpectedOffset = request.ExpectedOffset, // quirk 3 (kept): 0 is a real expectation, only -1 means any
-        Receiver = receiver,
-    };
+        var headers = request.HeaderEntries == 0 ? null : request.GetHeaders();
+        var subject = partition.Subject;
+        ReadOnlyMemory<byte> subjectUtf8 = partition.SubjectUtf8;
+        if (headers is not null && headers.Remove(PublishItem.ForwardedSubjectHeader, out var forwarded))
+        {
+            // A PublishToSubject another broker forwarded here keeps the subject it was published to, when that
+            // subject is one the stream takes (a client cannot name any other this way).
+            var published = System.Text.Encoding.UTF8.GetString(forwarded.Span);
+            if (Subjects.Matches(partition.Stream.Subject, published))
+            {
+                subject = published;
+                subjectUtf8 = forwarded;
+            }
+        }
+
+        return new()
+        {
+            Key = request.Key.IsEmpty ? null : request.Key,
+            Value = request.Value.IsEmpty ? null : request.Value,
+            Headers = PublishItem.BuildHeaders(headers, subjectUtf8, ReadOnlyMemory<byte>.Empty),
+            Subject = subject,
+            AckInbox = request.AckInbox,
+            CorrelationIdUtf8 = request.CorrelationIdUtf8,
+            AckPolicy = request.AckPolicy,
+            ExpectedOffset = request.ExpectedOffset, // quirk 3 (kept): 0 is a real expectation, only -1 means any
+            Receiver = receiver,
+        };
+    }
 
     private async Task PublishAsyncAsync(IAsyncEnumerable<WirePublishRequest> requests, GrpcStreamWriter<object> responses, GrpcCallContext context)
     {

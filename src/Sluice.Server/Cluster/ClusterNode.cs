@@ -622,6 +622,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             }
         }
 
+        if (!string.Equals(item.Subject, partition.Subject, StringComparison.Ordinal))
+        {
+            request.Headers[PublishItem.ForwardedSubjectHeader] = ByteString.CopyFromUtf8(item.Subject); // a PublishToSubject's own subject
+        }
+
         return request;
     }
 

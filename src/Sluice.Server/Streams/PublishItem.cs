@@ -89,6 +89,12 @@ internal sealed class PublishItem
     public const string ReplyHeader = "reply";
 
     /// <summary>
+    /// Carries the subject of a PublishToSubject from the broker that took it to the partition's leader; the leader
+    /// stores it as <see cref="SubjectHeader"/> and drops this one.
+    /// </summary>
+    public const string ForwardedSubjectHeader = "Sluice-Forwarded-Subject";
+
+    /// <summary>
     /// Builds the stored headers: the user's, with "subject" and "reply" set by the server, overwriting
     /// user headers of those names (as Liftbridge does).
     /// </summary>

@@ -181,6 +181,30 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task APublishToSubjectForwardedToTheLeaderKeepsTheSubjectItWasPublishedTo()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        var request = ClusterHarness.Stream("wild", replicationFactor: 3);
+        request.Subject = "w.*";
+        await cluster.Brokers[0].CreateStreamAsync(request);
+        var leader = cluster[cluster.Leadership("wild").Leader];
+        var other = cluster.Brokers.First(b => b != leader);
+
+        var response = await other.CallAsync("PublishToSubject", new PublishToSubjectRequest { Subject = "w.follower", Value = Google.Protobuf.ByteString.CopyFromUtf8("v"), AckPolicy = AckPolicy.All }, PublishToSubjectResponse.Parser);
+        Assert.Equal("w.follower", response.Ack.MsgSubject);
+
+        // A plain Publish cannot use the forwarding header to name a subject the stream does not take.
+        var sneaky = new PublishRequest { Stream = "wild", Value = Google.Protobuf.ByteString.CopyFromUtf8("s"), AckPolicy = AckPolicy.All };
+        sneaky.Headers["Sluice-Forwarded-Subject"] = Google.Protobuf.ByteString.CopyFromUtf8("elsewhere");
+        await leader.CallAsync("Publish", sneaky, PublishResponse.Parser);
+
+        await using var call = await leader.SubscribeAsync(new SubscribeRequest { Stream = "wild", StartPosition = StartPosition.Earliest });
+        var messages = await BrokerHarness.ReadAsync(call, 2);
+        Assert.Equal(["w.follower", "w.*"], messages.Select(m => m.Subject));
+        Assert.All(messages, m => Assert.False(m.Headers.ContainsKey("Sluice-Forwarded-Subject")));
+    }
+
+    [Fact]
     public async Task AnEncryptedStreamIsCiphertextOnEveryReplicaAndTheNextLeaderServesItsPlaintext()
     {
         // Every broker has the same master key, as a cluster's brokers must.
