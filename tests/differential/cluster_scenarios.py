@@ -68,6 +68,15 @@ def create(p, name, subject=None, **fields):
     p.raw('CreateStream', api_pb2.CreateStreamRequest(name=name, subject=subject or name, **fields))
 
 
+def create_settled(p, name, subject=None, isr=3, **fields):
+    """Creates the stream and waits until every broker agrees on its partition 0; None (and a 'setup' observation) if not."""
+    create(p, name, subject, **fields)
+    view = settled(p, name, isr=isr)
+    if view is None:
+        p.see(f'setup: {name} settles', 'no')
+    return view
+
+
 def led_off_node1(p, prefix, **fields):
     """Creates streams prefix0, prefix1, ... until one's leader is not node1 (the node that must not be killed);
     returns (name, leader node). Not recorded: how many it took depends on placement."""
@@ -158,10 +167,8 @@ def c2(p):
 
 @cluster_scenario('C3 Publish to a follower')
 def c3(p):
-    create(p, 'foo')
-    view = settled(p, 'foo')
+    view = create_settled(p, 'foo')
     if view is None:
-        p.see('setup: foo settles', 'no')
         return
     leader = p.cluster.node_of(view.leader)
     follower = next(n for n in p.cluster.nodes if n is not leader)
@@ -185,10 +192,8 @@ def c3(p):
 
 @cluster_scenario('C4 Subscribe on a follower and on a non-replica')
 def c4(p):
-    create(p, 'foo')
-    view = settled(p, 'foo')
+    view = create_settled(p, 'foo')
     if view is None:
-        p.see('setup: foo settles', 'no')
         return
     leader = p.cluster.node_of(view.leader)
     followers = [n for n in p.cluster.nodes if n is not leader]
@@ -202,10 +207,8 @@ def c4(p):
     p.raw('Publish', api_pb2.PublishRequest(stream='foo', value=b'3', ackPolicy=api_pb2.ALL, expectedOffset=-1))
     live.take('live readISRReplica on a follower', 1)
     # A stream with one replica: the two other brokers hold none of it.
-    create(p, 'solo', replicationFactor=1)
-    solo = settled(p, 'solo', isr=1)
+    solo = create_settled(p, 'solo', isr=1, replicationFactor=1)
     if solo is None:
-        p.see('setup: solo settles', 'no')
         return
     p.raw('Publish', api_pb2.PublishRequest(stream='solo', value=b'x', expectedOffset=-1))
     other = p.at(next(n for n in p.cluster.nodes if n.server_id != solo.leader))
@@ -217,10 +220,8 @@ def c4(p):
 
 @cluster_scenario('C7 PublishToSubject to a wildcard stream through a follower')
 def c7(p):
-    create(p, 'wild', subject='w.*')
-    view = settled(p, 'wild')
+    view = create_settled(p, 'wild', subject='w.*')
     if view is None:
-        p.see('setup: wild settles', 'no')
         return
     leader = p.cluster.node_of(view.leader)
     follower = next(n for n in p.cluster.nodes if n is not leader)
