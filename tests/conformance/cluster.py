@@ -40,8 +40,8 @@ Publish retries
   to build a new client with addresses that answer; the emulated application does that.
 - Acks are matched by correlation id. A message without an ack after AckWaitTime (5 s by default,
   or the context's deadline) fails with "ack timeout". It is never resent by the library.
-- v1 Publish retries only on UNAVAILABLE. It dials a random known address and calls again at once,
-  at most 10 times in all. Every other status, DEADLINE_EXCEEDED included, goes to the caller.
+- v1 Publish retries only on UNAVAILABLE. It dials the known addresses in random order, takes the
+  first that connects, and calls again at once, at most 10 times in all. Every other status, DEADLINE_EXCEEDED included, goes to the caller.
 - Neither client sets a message id, so an application that retries after a lost ack may store a
   message twice.
 
@@ -441,12 +441,17 @@ class V2Publisher(Publisher):
 
 
 class V1Publisher(Publisher):
-    """go-liftbridge v1: unary Publish on one connection; UNAVAILABLE re-dials a random known address."""
+    """go-liftbridge v1: unary Publish on one connection; UNAVAILABLE re-dials the first known address that connects, tried in random order."""
 
     def __init__(self, stop, addrs):
         super().__init__('v1', stop)
         self.addrs = addrs
-        self.broker = Broker(random.choice(addrs))
+        self.broker = self.dial()
+
+    def dial(self):
+        """go-liftbridge's dialBroker: the known addresses in random order, the first that connects."""
+        order = random.sample(self.addrs, len(self.addrs))
+        return Broker(next((addr for addr in order if answers(addr)), order[0]))
 
     def publish(self, value):
         request = api_pb2.PublishRequest(stream=STREAM, value=value, ackPolicy=api_pb2.ALL, expectedOffset=-1)
@@ -458,7 +463,7 @@ class V1Publisher(Publisher):
                 if e.code() != UNAVAILABLE or attempt == 9:
                     raise PublishError(f'{e.code().name} "{e.details()}"') from None
                 self.broker.close()
-                self.broker = Broker(random.choice(self.addrs))
+                self.broker = self.dial()
                 log(f'v1 publisher: {e.code().name} "{e.details()}"; re-dialled {self.broker.addr}')
         raise AssertionError('unreachable')
 
