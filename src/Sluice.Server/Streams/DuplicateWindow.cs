@@ -199,10 +199,7 @@ internal sealed class DuplicateWindow
                 }
             }
 
-            while (_ids.Count > _maxIds && _order.TryDequeue(out var oldest))
-            {
-                _ids.Remove(oldest.Id);
-            }
+            TrimToMaxIdsLocked();
 
             _reflects = _reflects != long.MinValue && records[0].Offset == _reflects + 1 ? records[^1].Offset : long.MinValue;
         }
@@ -274,10 +271,16 @@ internal sealed class DuplicateWindow
                 }
             }
 
-            while (_ids.Count > _maxIds && _order.TryDequeue(out var oldest))
-            {
-                _ids.Remove(oldest.Id);
-            }
+            TrimToMaxIdsLocked();
+        }
+    }
+
+    /// <summary>Forgets the oldest ids past the window's size (under <c>_lock</c>).</summary>
+    private void TrimToMaxIdsLocked()
+    {
+        while (_ids.Count > _maxIds && _order.TryDequeue(out var oldest))
+        {
+            _ids.Remove(oldest.Id);
         }
     }
 

@@ -47,14 +47,14 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
 
         // With TLS an id and a lease read from etcd are not proof enough: the caller's certificate (already checked
         // against tls.client.auth.ca, or the system store, by the handshake) must name the host the broker registered.
-        if (broker.Options.Tls.Enabled && context.ClientCertificate is not { } certificate)
+        if (broker.Options.Tls.Enabled)
         {
-            throw new GrpcException(GrpcStatusCode.PermissionDenied, $"broker '{brokerId}' must present its TLS certificate on internal calls");
-        }
-
-        if (broker.Options.Tls.Enabled && !context.ClientCertificate!.MatchesHostname(record.Host))
-        {
-            throw new GrpcException(GrpcStatusCode.PermissionDenied, $"the TLS certificate presented for broker '{brokerId}' does not name its host {record.Host}");
+            var certificate = context.ClientCertificate
+                ?? throw new GrpcException(GrpcStatusCode.PermissionDenied, $"broker '{brokerId}' must present its TLS certificate on internal calls");
+            if (!certificate.MatchesHostname(record.Host))
+            {
+                throw new GrpcException(GrpcStatusCode.PermissionDenied, $"the TLS certificate presented for broker '{brokerId}' does not name its host {record.Host}");
+            }
         }
 
         context.MarkPeerBroker();
