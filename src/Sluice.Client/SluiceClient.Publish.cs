@@ -311,7 +311,13 @@ public sealed partial class SluiceClient
                     }
                     catch (SessionBrokenException ex)
                     {
-                        failure = ex.InnerException ?? failure;
+                        // The caller gets a SluiceException: a transport error (a refused connect) becomes the broker being unavailable.
+                        failure = ex.InnerException switch
+                        {
+                            SluiceException known => known,
+                            { } other => new BrokerUnavailableException(other.Message, other),
+                            null => failure,
+                        };
                         break; // this one and the rest go again after a pause
                     }
                     catch (ArgumentException ex)
