@@ -39,6 +39,7 @@ public sealed class TcpProxy : IAsyncDisposable
     private readonly Task _acceptLoop;
     private EndPoint? _target;
     private long _accepted;
+    private long _latencyTicks;
 
     private TcpProxy(EndPoint? target)
     {
@@ -64,6 +65,16 @@ public sealed class TcpProxy : IAsyncDisposable
     {
         get => Volatile.Read(ref _target);
         set => Volatile.Write(ref _target, value);
+    }
+
+    /// <summary>
+    /// A delay before each forwarded chunk, both ways (zero, the default, forwards at once): a slow or distant link.
+    /// Chunks of one direction stay in order, so a long delay also caps the link's throughput.
+    /// </summary>
+    public TimeSpan Latency
+    {
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _latencyTicks));
+        set => Interlocked.Exchange(ref _latencyTicks, value.Ticks);
     }
 
     /// <summary>Connections currently forwarded.</summary>
@@ -229,7 +240,7 @@ public sealed class TcpProxy : IAsyncDisposable
     }
 
     /// <summary>Copies <paramref name="from"/> to <paramref name="to"/>, waiting at <paramref name="gate"/> before each write.</summary>
-    private static async Task PumpAsync(Socket from, Socket to, Gate gate, CancellationToken cancellationToken)
+    private async Task PumpAsync(Socket from, Socket to, Gate gate, CancellationToken cancellationToken)
     {
         var buffer = new byte[ChunkBytes];
         try
@@ -246,6 +257,11 @@ public sealed class TcpProxy : IAsyncDisposable
                 }
 
                 await gate.WaitOpenAsync(read, cancellationToken).ConfigureAwait(false);
+                if (Latency is { Ticks: > 0 } latency)
+                {
+                    await Task.Delay(latency, cancellationToken).ConfigureAwait(false);
+                }
+
                 var sent = 0;
                 while (sent < read)
                 {

@@ -103,7 +103,8 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             return null;
         }
 
-        var address = $"{record.Host}:{record.Port}";
+        // A mapped address replaces only where this broker dials; TLS still names the advertised host.
+        var address = _broker.Options.Clustering.PeerAddresses.TryGetValue(brokerId, out var mapped) ? mapped : $"{record.Host}:{record.Port}";
         return _channels.GetOrAdd(address, a => OpenPeerChannel(a, record.Host));
     }
 

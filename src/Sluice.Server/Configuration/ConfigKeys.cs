@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Sluice.Server.Configuration;
 
 /// <summary>
@@ -91,6 +93,7 @@ internal static class ConfigKeys
         Key("clustering.etcd.tls.key", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { TlsKey = NonEmpty(v, "a PEM file path") } } }),
         Key("clustering.etcd.dial.timeout", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { DialTimeout = Positive(v) } } }),
         Key("clustering.etcd.request.timeout", (o, v) => o with { Clustering = o.Clustering with { Etcd = o.Clustering.Etcd with { RequestTimeout = Positive(v) } } }),
+        Key("clustering.peer.addresses", (o, v) => o with { Clustering = o.Clustering with { PeerAddresses = PeerAddresses(v) } }),
         Key("clustering.broker.lease.ttl", (o, v) => o with { Clustering = o.Clustering with { BrokerLeaseTtl = WholeSeconds(v) } }),
 
         Key("activity.stream.enabled", (o, v) => o with { Activity = o.Activity with { Enabled = v.Bool() } }),
@@ -149,6 +152,25 @@ internal static class ConfigKeys
     }
 
     // etcd client URLs; a bare host:port means plain http, as etcdctl reads it.
+    private static Dictionary<string, string> PeerAddresses(ConfigValue v)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in v.List())
+        {
+            var equals = entry.IndexOf('=', StringComparison.Ordinal);
+            var id = equals > 0 ? entry[..equals].Trim() : "";
+            var address = equals > 0 ? entry[(equals + 1)..].Trim() : "";
+            var colon = address.LastIndexOf(':');
+            if (id.Length == 0 || colon <= 0 || !int.TryParse(address[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535
+                || !result.TryAdd(id, address))
+            {
+                throw new InvalidSettingValueException("a list of distinct broker-id=host:port entries, such as b2=127.0.0.1:9300,b3=10.0.0.3:9292");
+            }
+        }
+
+        return result;
+    }
+
     private static string[] EtcdEndpoints(ConfigValue v)
     {
         var endpoints = v.List().Select(e => e.Contains("://", StringComparison.Ordinal) ? e : "http://" + e).ToArray();

@@ -262,6 +262,13 @@ public sealed record ClusteringOptions
 
     /// <summary>`clustering.broker.lease.ttl` (3 s, whole seconds): how long a broker that stops refreshing its etcd lease stays a member.</summary>
     public TimeSpan BrokerLeaseTtl { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// `clustering.peer.addresses`: `id=host:port` entries; this broker dials the named peer at that address instead
+    /// of the one the peer advertises (a proxy per link, a NAT, a second network). Other peers are dialled as they
+    /// advertise. TLS still checks the peer's certificate against its advertised host.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> PeerAddresses { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>`clustering.etcd.*`.</summary>

@@ -49,6 +49,15 @@ public class EtcdSettingsTests
     }
 
     [Fact]
+    public void Peer_addresses_map_broker_ids_to_the_address_dialled()
+    {
+        var peers = Load.Options("clustering.peer.addresses: b2=127.0.0.1:9300, b3=[::1]:9301").Clustering.PeerAddresses;
+        Assert.Equal("127.0.0.1:9300", peers["b2"]);
+        Assert.Equal("[::1]:9301", peers["b3"]);
+        Assert.Empty(Load.Options("").Clustering.PeerAddresses);
+    }
+
+    [Fact]
     public void The_etcd_endpoints_flag_overrides_the_file_and_repeats()
     {
         var flags = new ConfigFlags { EtcdEndpoints = ["http://a:2379,http://b:2379", "http://c:2379"] };
@@ -65,6 +74,11 @@ public class EtcdSettingsTests
     [InlineData("clustering.broker.lease.ttl: 0s", "clustering.broker.lease.ttl")]
     [InlineData("clustering.etcd.tls.cert: /c.pem", "clustering.etcd.tls.key")]
     [InlineData("clustering.etcd.tls.key: /k.pem", "clustering.etcd.tls.cert")]
+    [InlineData("clustering.peer.addresses: b2", "clustering.peer.addresses")]
+    [InlineData("clustering.peer.addresses: b2=127.0.0.1", "clustering.peer.addresses")]
+    [InlineData("clustering.peer.addresses: b2=127.0.0.1:0", "clustering.peer.addresses")]
+    [InlineData("clustering.peer.addresses: =127.0.0.1:9", "clustering.peer.addresses")]
+    [InlineData("clustering.peer.addresses: b2=h:1,b2=h:2", "clustering.peer.addresses")]
     public void Bad_etcd_settings_are_refused_with_their_key(string yaml, string key) =>
         Assert.Equal(key, Load.Failure(yaml).Key);
 }
