@@ -35,10 +35,8 @@ internal sealed class Checker(NemesisOptions options, Probe probe, Workload work
             await CheckPartitionAsync(partition, [.. acks[partition]], failed).ConfigureAwait(false);
         }
 
-        foreach (var error in workload.SubscriberErrors)
-        {
-            Violations.Add(error);
-        }
+        Violations.AddRange(workload.SubscriberErrors);
+        Violations.AddRange(workload.ClientErrors);
     }
 
     private async Task CheckPartitionAsync(int partition, List<AckRecord> acks, HashSet<string> failed)

@@ -32,6 +32,7 @@ internal sealed class Workload : IAsyncDisposable
     private readonly long[] _sequences;
     private readonly long[] _nextOffsets;
     private readonly ConcurrentQueue<string> _subscriberErrors = new();
+    private readonly ConcurrentQueue<string> _clientErrors = new();
 
     public Workload(NemesisOptions options, IReadOnlyList<string> addresses, Stopwatch clock)
     {
@@ -52,6 +53,9 @@ internal sealed class Workload : IAsyncDisposable
 
     /// <summary>Offsets a subscriber received out of order (a gap or a repeat), as text.</summary>
     public IReadOnlyCollection<string> SubscriberErrors => _subscriberErrors;
+
+    /// <summary>Publishes that failed with an exception the client does not document (a client defect), as text.</summary>
+    public IReadOnlyCollection<string> ClientErrors => _clientErrors;
 
     public int Resubscribes => _resubscribes;
 
@@ -132,8 +136,14 @@ internal sealed class Workload : IAsyncDisposable
                 var ack = await client.PublishAsync(_options.Stream, Payload(name), options).ConfigureAwait(false);
                 Acks.Enqueue(new AckRecord(name, partition, ack!.Offset, sent, Now));
             }
-            catch (Exception e) when (e is SluiceException or InvalidOperationException or IOException or TimeoutException)
+            catch (Exception e)
             {
+                // A SluiceException is the client's documented failure; anything else is a client defect, reported.
+                if (e is not SluiceException)
+                {
+                    _clientErrors.Enqueue($"publisher {publisher}: '{name}' failed with {e.GetType().Name}, not a SluiceException: {e.Message}");
+                }
+
                 Failures.Enqueue(new FailureRecord(name, partition, sent, Now, e.GetType().Name + ": " + e.Message));
                 await Delay(TimeSpan.FromMilliseconds(100), stop).ConfigureAwait(false);
             }

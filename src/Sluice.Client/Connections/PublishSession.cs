@@ -87,12 +87,12 @@ internal sealed class PublishSession : IAsyncDisposable
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            if (pending is not null)
+            // When the stream's failure took the message first, that failure owns it (it resends or completes it):
+            // telling the caller to send it again would put it in flight twice.
+            if (pending is null || Forget(pending.CorrelationId))
             {
-                Forget(pending.CorrelationId);
+                throw new SessionBrokenException(_failure ?? ex);
             }
-
-            throw new SessionBrokenException(_failure ?? ex);
         }
         catch (OperationCanceledException)
         {

@@ -485,7 +485,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         if (snapshot.Controller is { } controller && PeerChannel(controller.BrokerId) is { } channel)
         {
             await channel.UnaryAsync("/" + ReplicationService.ServiceName + "/AlterIsr", request, AlterIsrResponse.Parser, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            return;
         }
+
+        // Not done: the leader must not take an ISR change as written (it asks again on its next check).
+        throw new InvalidOperationException("no controller is known");
     }
 
     // ---------------------------------------------------------------- forwarding (IPublishForwarder)

@@ -18,6 +18,12 @@ namespace Sluice.Server.Cluster.Replication;
 /// is caught up when it asks for the offset after the leader's log end as it was when the leader last
 /// answered it; it leaves the ISR when it has not been caught up for <c>replica.max.lag.time</c>, and
 /// joins again once its position passes the high watermark.
+/// <para>
+/// A follower asked into the ISR counts in the high watermark from the moment it is asked for, not from when the
+/// metadata confirms it (Kafka's "maximal ISR"): once etcd lists it, the controller may make it leader at any time
+/// (a preferred-leader hand-back is immediate), so nothing may be committed that it does not hold. It stops counting
+/// when the metadata lists it (it is a member then) or when an ISR without it has been written.
+/// </para>
 /// </remarks>
 internal sealed partial class LeaderReplication
 {
@@ -34,6 +40,7 @@ internal sealed partial class LeaderReplication
     private CommitLog? _log;
     private bool _stopped;
     private bool _isrChangeInFlight;
+    private string? _joining;
 
     public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task> alterIsr, TimeSpan maxLag, ILogger logger)
     {
@@ -168,7 +175,7 @@ internal sealed partial class LeaderReplication
         string? laggard = null;
         lock (_lock)
         {
-            foreach (var member in _isr)
+            foreach (var member in _joining is { } joining ? _isr.Append(joining) : _isr)
             {
                 if (member != _self && _followers.TryGetValue(member, out var progress)
                     && Stopwatch.GetElapsedTime(Math.Max(progress.CaughtUpAt, progress.Since)) > _maxLag)
@@ -192,6 +199,11 @@ internal sealed partial class LeaderReplication
         lock (_lock)
         {
             _isr = isr;
+            if (_joining is { } joining && isr.Contains(joining, StringComparer.Ordinal))
+            {
+                _joining = null; // a member now
+            }
+
             foreach (var follower in _followers.Values)
             {
                 follower.Since = Stopwatch.GetTimestamp(); // lag is counted from when membership changed
@@ -250,7 +262,7 @@ internal sealed partial class LeaderReplication
             }
 
             var hw = log.NewestOffset;
-            foreach (var member in _isr)
+            foreach (var member in _joining is { } joining ? _isr.Append(joining) : _isr)
             {
                 if (member != _self)
                 {
@@ -308,6 +320,11 @@ internal sealed partial class LeaderReplication
             }
 
             _isrChangeInFlight = true;
+            if (add is not null)
+            {
+                _joining = add; // counted in the high watermark from now on (see the remarks)
+            }
+
             request = new AlterIsrRequest { Stream = _partition.Stream.Name, Partition = _partition.Id, LeaderId = _self, LeaderEpoch = Epoch, Isr = { isr } };
         }
 
@@ -316,6 +333,13 @@ internal sealed partial class LeaderReplication
             try
             {
                 await _alterIsr(request).ConfigureAwait(false);
+                lock (_lock)
+                {
+                    if (_joining is { } joining && !request.Isr.Contains(joining))
+                    {
+                        _joining = null; // an ISR without it is what the metadata holds now
+                    }
+                }
             }
             catch (Exception ex)
             {
