@@ -154,9 +154,9 @@ internal static class NemesisRun
         var someLeader = leaders[index % options.Partitions] ?? leaders.Values.FirstOrDefault(l => l is not null)
             ?? throw new InvalidOperationException("no partition has a leader before the fault");
 
-        // A follower: preferably a broker that leads nothing, else one that is not the chosen partition's leader.
-        string Follower() => cluster.BrokerIds.FirstOrDefault(b => LedBy(b).Count == 0)
-            ?? cluster.BrokerIds.Where(b => b != someLeader).OrderBy(_ => random.Next()).First();
+        // A follower: the broker that leads the fewest partitions (with as many partitions as brokers each leads one,
+        // so it is a follower of the others and a leader of its own, and both sides of a full disk are seen).
+        string Follower() => cluster.BrokerIds.OrderBy(b => LedBy(b).Count).ThenBy(_ => random.Next()).First();
 
         double Now() => clock.Elapsed.TotalMilliseconds;
         switch (kind)
