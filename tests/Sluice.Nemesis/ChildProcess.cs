@@ -12,18 +12,25 @@ internal sealed class ChildProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StreamWriter _log;
     private readonly Lock _sync = new();
+    private readonly Action<string>? _onLine;
 
-    private ChildProcess(Process process, StreamWriter log)
+    private ChildProcess(Process process, StreamWriter log, Action<string>? onLine)
     {
         _process = process;
         _log = log;
+        _onLine = onLine;
     }
 
     public int Id => _process.Id;
 
     public bool HasExited => _process.HasExited;
 
-    public static ChildProcess Start(string program, IEnumerable<string> arguments, string logFile)
+    /// <summary>Starts <paramref name="program"/>; its output goes to <paramref name="logFile"/>.</summary>
+    /// <param name="program">The executable.</param>
+    /// <param name="arguments">Its arguments, each passed as is.</param>
+    /// <param name="logFile">Appended to, with a start marker.</param>
+    /// <param name="onLine">Called with each output line as it arrives (on a reader thread), or null.</param>
+    public static ChildProcess Start(string program, IEnumerable<string> arguments, string logFile, Action<string>? onLine = null)
     {
         var start = new ProcessStartInfo(program)
         {
@@ -56,7 +63,7 @@ internal sealed class ChildProcess : IAsyncDisposable
             throw new InvalidOperationException($"cannot run '{program}': {e.Message}", e);
         }
 
-        var child = new ChildProcess(process, log);
+        var child = new ChildProcess(process, log, onLine);
         process.OutputDataReceived += (_, e) => child.Write(e.Data);
         process.ErrorDataReceived += (_, e) => child.Write(e.Data);
         process.BeginOutputReadLine();
@@ -132,6 +139,8 @@ internal sealed class ChildProcess : IAsyncDisposable
         {
             return;
         }
+
+        _onLine?.Invoke(line);
 
         lock (_sync)
         {

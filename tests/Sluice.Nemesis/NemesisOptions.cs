@@ -9,6 +9,12 @@ internal sealed record NemesisOptions
     /// <summary>Where logs, configs and data go (the caller creates and removes it).</summary>
     public required string WorkDirectory { get; init; }
 
+    /// <summary>The system under test: "sluice" or "liftbridge".</summary>
+    public string SystemName { get; init; } = "sluice";
+
+    /// <summary>The Liftbridge server binary, for <see cref="SystemName"/> "liftbridge".</summary>
+    public string? LiftbridgeBinary { get; init; }
+
     public int Brokers { get; init; } = 3;
 
     public int EtcdMembers { get; init; } = 3;

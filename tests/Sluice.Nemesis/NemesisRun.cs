@@ -44,9 +44,7 @@ internal static class NemesisRun
         var log = options.Log ?? TextWriter.Null;
         void Say(string line) => log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[{clock.Elapsed.TotalSeconds,7:0.0}s] {line}"));
 
-#pragma warning disable CA1859 // the interface is what the nemesis may use of a system; Sluice is the only one wired so far
-        await using IClusterUnderTest cluster = await SluiceCluster.StartAsync(options, cancellationToken).ConfigureAwait(false);
-#pragma warning restore CA1859
+        await using var cluster = await StartClusterAsync(options, cancellationToken).ConfigureAwait(false);
         using var probe = new Probe(cluster);
         var addresses = cluster.BrokerIds.Select(cluster.ClientAddress).ToList();
         Say($"{cluster.Name}: {string.Join(", ", cluster.BrokerIds.Select(b => $"{b} {cluster.ClientAddress(b)}"))}; logs in {options.WorkDirectory}");
@@ -70,7 +68,8 @@ internal static class NemesisRun
             var kind = options.Faults[i];
             if (!cluster.Supports(kind))
             {
-                throw new InvalidOperationException($"{cluster.Name} cannot be given the fault {NemesisOptions.KebabName(kind)} in this setup");
+                Say($"fault {i + 1}/{options.Faults.Count}: {NemesisOptions.KebabName(kind)} does not apply to {cluster.Name}; skipped");
+                continue;
             }
 
             var fault = await InjectAsync(i, kind, cluster, probe, options, random, clock, cancellationToken).ConfigureAwait(false);
@@ -117,6 +116,13 @@ internal static class NemesisRun
         return new NemesisResult(cluster.Name, options, faults, [.. workload.Acks], [.. workload.Failures], violations,
             checker.MessagesStored, checker.FailedButStored, checker.LostAcks, checker.Duplicates, workload.Resubscribes, duration);
     }
+
+    private static async Task<IClusterUnderTest> StartClusterAsync(NemesisOptions options, CancellationToken cancellationToken) => options.SystemName switch
+    {
+        "sluice" => await SluiceCluster.StartAsync(options, cancellationToken).ConfigureAwait(false),
+        "liftbridge" => await LiftbridgeCluster.StartAsync(options, cancellationToken).ConfigureAwait(false),
+        _ => throw new ArgumentException($"unknown system '{options.SystemName}': sluice or liftbridge"),
+    };
 
     private static async Task CreateStreamAsync(NemesisOptions options, IReadOnlyList<string> addresses, CancellationToken cancellationToken)
     {

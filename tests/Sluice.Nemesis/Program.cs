@@ -14,6 +14,8 @@ for (var i = 0; i < args.Length; i++)
     switch (args[i])
     {
         case "--plan": plan = Next(); break;
+        case "--system": options["--system"] = Next(); break;
+        case "--liftbridge": options["--liftbridge"] = Next(); break;
         case "--sluice-dll": sluiceDll = Next(); break;
         case "--work": work = Next(); break;
         case "--out": output = Next(); break;
@@ -22,7 +24,8 @@ for (var i = 0; i < args.Length; i++)
             break;
         case "-h" or "--help":
             Console.WriteLine("""
-                usage: sluice-nemesis --plan KIND:N[,KIND:N...] [--sluice-dll PATH] [--work DIR] [--out FILE]
+                usage: sluice-nemesis --plan KIND:N[,KIND:N...] [--system sluice|liftbridge] [--liftbridge BINARY]
+                         [--sluice-dll PATH] [--work DIR] [--out FILE]
                          [--partitions 3] [--publishers 6] [--hold 8] [--quiet 3] [--seed 1] [--tmpfs-mb 1024]
                          [--recovery-timeout 60] [--message-bytes 256] [--extra-config YAML]
                 kinds: leader-kill, controller-kill, pause, partition, etcd-kill, disk-full (needs --tmpfs-mb, root), slow-follower
@@ -45,7 +48,9 @@ var faults = NemesisOptions.ParsePlan(plan);
 work ??= Path.Combine(Path.GetTempPath(), "sluice-nemesis-" + DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
 var nemesis = new NemesisOptions
 {
-    SluiceDll = sluiceDll ?? SluiceBuild.FindDll(),
+    SystemName = options.GetValueOrDefault("--system", "sluice"),
+    LiftbridgeBinary = options.GetValueOrDefault("--liftbridge"),
+    SluiceDll = sluiceDll ?? (options.GetValueOrDefault("--system", "sluice") == "sluice" ? SluiceBuild.FindDll() : ""),
     WorkDirectory = work,
     Faults = faults,
     Partitions = Int("--partitions", 3),
