@@ -24,11 +24,13 @@ internal sealed record NemesisResult(
     IReadOnlyList<AckRecord> Acks,
     IReadOnlyList<FailureRecord> Failures,
     IReadOnlyList<string> Violations,
+    IReadOnlyList<string> Crashes,
     long MessagesStored,
     long FailedButStored,
     long LostAcks,
     long Duplicates,
     int Resubscribes,
+    double LoadStartedMs,
     double DurationMs);
 
 /// <summary>
@@ -57,9 +59,11 @@ internal static class NemesisRun
 
         var faults = new List<FaultRecord>();
         var violations = new List<string>();
+        var crashes = new List<string>();
         var random = new Random(options.Seed);
         await using var workload = new Workload(options, addresses, clock);
         workload.Start();
+        var loadStarted = clock.Elapsed.TotalMilliseconds;
         Say($"load: {options.Publishers} publishers (acks ALL) and {options.Partitions} subscribers on {options.Partitions} partitions, replication factor {options.Brokers}");
         await Task.Delay(options.Quiet, cancellationToken).ConfigureAwait(false);
 
@@ -83,6 +87,14 @@ internal static class NemesisRun
             await Task.Delay(options.Hold, cancellationToken).ConfigureAwait(false);
             await HealAsync(fault, cluster, options).ConfigureAwait(false);
             fault.HealedMs = clock.Elapsed.TotalMilliseconds;
+            foreach (var broker in cluster.BrokerIds.Where(b => !cluster.IsRunning(b)))
+            {
+                // Nothing the nemesis did stops a process for good: one that is gone now crashed.
+                crashes.Add($"fault {i + 1} ({NemesisOptions.KebabName(kind)} on {fault.Target}): {broker} exited by itself; see {cluster.LogPath(broker)}");
+                Say($"  {broker} crashed; starting it again");
+                await cluster.RestartAsync(broker).ConfigureAwait(false);
+            }
+
             var recovered = await WaitRecoveredAsync(options, probe, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
             fault.RecoveredMs = recovered is null ? null : clock.Elapsed.TotalMilliseconds;
             if (recovered is null)
@@ -113,8 +125,8 @@ internal static class NemesisRun
         await checker.CheckAsync().ConfigureAwait(false);
         violations.AddRange(checker.Violations);
         Say($"checked: {checker.MessagesStored} messages stored, {violations.Count} violations");
-        return new NemesisResult(cluster.Name, options, faults, [.. workload.Acks], [.. workload.Failures], violations,
-            checker.MessagesStored, checker.FailedButStored, checker.LostAcks, checker.Duplicates, workload.Resubscribes, duration);
+        return new NemesisResult(cluster.Name, options, faults, [.. workload.Acks], [.. workload.Failures], violations, crashes,
+            checker.MessagesStored, checker.FailedButStored, checker.LostAcks, checker.Duplicates, workload.Resubscribes, loadStarted, duration);
     }
 
     private static async Task<IClusterUnderTest> StartClusterAsync(NemesisOptions options, CancellationToken cancellationToken) => options.SystemName switch

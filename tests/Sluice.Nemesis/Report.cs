@@ -33,12 +33,12 @@ internal static class Report
     public static double RateDuringFault(NemesisResult result, FaultRecord fault) =>
         result.Acks.Count(a => a.AckedMs > fault.InjectedMs && a.AckedMs <= fault.HealedMs) / Math.Max(0.001, (fault.HealedMs - fault.InjectedMs) / 1000);
 
-    /// <summary>ALL acks per second outside every fault (injection to recovery).</summary>
+    /// <summary>ALL acks per second under load outside every fault (injection to recovery).</summary>
     public static double QuietRate(NemesisResult result)
     {
         bool InFault(double t) => result.Faults.Any(f => t > f.InjectedMs && t <= (f.RecoveredMs ?? f.WindowEndMs));
         var faultMs = result.Faults.Sum(f => (f.RecoveredMs ?? f.WindowEndMs) - f.InjectedMs);
-        var quietMs = Math.Max(1, result.DurationMs - faultMs);
+        var quietMs = Math.Max(1, result.DurationMs - result.LoadStartedMs - faultMs);
         return result.Acks.Count(a => !InFault(a.AckedMs)) / (quietMs / 1000);
     }
 
@@ -64,6 +64,12 @@ internal static class Report
         text.Append('\n');
         text.Append(i, $"- acked with ALL: {result.Acks.Count:N0}; failed publishes: {result.Failures.Count:N0} (of which stored anyway, once: {result.FailedButStored:N0})\n");
         text.Append(i, $"- **acked messages lost: {result.LostAcks}**; stored twice: {result.Duplicates}; messages in the final logs: {result.MessagesStored:N0}; subscriber resubscribes: {result.Resubscribes}\n");
+        text.Append(i, $"- broker crashes: {result.Crashes.Count}\n");
+        foreach (var crash in result.Crashes)
+        {
+            text.Append("  - ").Append(crash).Append('\n');
+        }
+
         text.Append(i, $"- violations: {result.Violations.Count}\n");
         foreach (var violation in result.Violations.Take(50))
         {

@@ -42,6 +42,7 @@ public sealed class NemesisTests(ITestOutputHelper output)
 
         output.WriteLine(Report.Markdown(result) + "\n" + Report.Timeline(result));
         Assert.True(result.Violations.Count == 0, Report.Markdown(result) + LogTails(dir.Path));
+        Assert.Empty(result.Crashes);
         Assert.All(result.Faults, f => Assert.NotNull(f.RecoveredMs));
         Assert.True(result.Acks.Count > 0 && result.MessagesStored >= result.Acks.Count, Report.Markdown(result));
     }
