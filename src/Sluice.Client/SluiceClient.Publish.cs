@@ -13,6 +13,7 @@ public sealed partial class SluiceClient
 
     private Action<Exception>? _onAckHandlerError;
     private Action<List<PendingAck>, Exception>? _resend;
+    private Action<PublishSession, List<(string Stream, int Partition)>>? _silent;
 
     /// <summary>
     /// Publishes a message to a stream partition and returns its ack (null with
@@ -270,6 +271,36 @@ public sealed partial class SluiceClient
     /// <summary>A fresh message id (a NUID: unique across clients, cheap), or null when the caller set one or the option is off.</summary>
     private string? NewMessageId(MessageOptions options) =>
         Options.IdempotentPublishing && !(options.Headers?.ContainsKey(PublishFrame.MessageIdHeader) ?? false) ? Nuid.Next() : null;
+
+    /// <summary>
+    /// A publish stream whose broker has answered nothing for a while although messages wait on it: when the metadata
+    /// now names another leader for one of their partitions (the broker is paused, or cut off from the cluster but not
+    /// from this client), the stream is given up and its messages with ids go to the new leaders, without waiting for
+    /// their ack deadlines. The ids make a copy the old leader stored anyway harmless.
+    /// </summary>
+    private void OnSilentPublishStream(PublishSession session, List<(string Stream, int Partition)> partitions) => _ = CheckSilentPublishStreamAsync(session, partitions);
+
+    private async Task CheckSilentPublishStreamAsync(PublishSession session, List<(string Stream, int Partition)> partitions)
+    {
+        try
+        {
+            await TryRefreshMetadataAsync(_closing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // closing
+        }
+
+        foreach (var (stream, partition) in partitions)
+        {
+            if (LeaderAddress(stream, partition) is { } leader && leader != session.Address)
+            {
+                _logger.LogInformation("The publish stream to {Address} is silent and {Leader} now leads {Stream}/{Partition}: resending its messages", session.Address, leader, stream, partition);
+                session.Abandon(new BrokerUnavailableException($"{session.Address} stopped answering and no longer leads partition {partition} of stream '{stream}'"));
+                return;
+            }
+        }
+    }
 
     /// <summary>A broken publish stream left these messages unacknowledged (in publish order); they are sent again in the background.</summary>
     private void Resend(List<PendingAck> messages, Exception failure) => _ = ResendAsync(messages, failure);

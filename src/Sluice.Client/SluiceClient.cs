@@ -23,6 +23,9 @@ public sealed partial class SluiceClient : IAsyncDisposable
     private const int LeaderAttempts = 5;           // go-liftbridge doResilientLeaderRPC
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(50);
 
+    // A metadata read that takes longer goes to another broker (a paused broker keeps its connections open).
+    private static readonly TimeSpan MetadataTimeout = TimeSpan.FromSeconds(2);
+
     private readonly string[] _seeds;
     private readonly Dictionary<string, BrokerConnection> _connections = new(StringComparer.Ordinal);
     private volatile BrokerConnection? _lastConnection;
@@ -319,7 +322,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_connections.TryGetValue(address, out var connection))
             {
-                connection = new BrokerConnection(address, ToUri(address), _channelOptions, Options.AckWaitTime, _logger, _resend ??= Resend);
+                connection = new BrokerConnection(address, ToUri(address), _channelOptions, Options.AckWaitTime, _logger, _resend ??= Resend, _silent ??= OnSilentPublishStream);
                 _connections[address] = connection;
                 _logger.LogDebug("Opened a connection to {Address}", address);
             }
@@ -378,8 +381,10 @@ public sealed partial class SluiceClient : IAsyncDisposable
             {
                 return await GetConnection(address).Channel.UnaryAsync(ApiPrefix + method, request, parser, timeout, cancellationToken).ConfigureAwait(false);
             }
-            catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.Unavailable)
+            catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.Unavailable || (ex.StatusCode == GrpcStatusCode.DeadlineExceeded && method == "FetchMetadata"))
             {
+                // A metadata read may go anywhere: a broker that does not answer in time (a paused process keeps its
+                // connections open) is passed over like one that is down.
                 _logger.LogDebug("{Method} on {Address} failed: {Detail}; trying another broker", method, address, ex.Detail);
                 last = ex;
             }
@@ -499,7 +504,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
     {
         try
         {
-            var response = await InvokeAnyAsync("FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, RpcKind.Other, null, _closing.Token).ConfigureAwait(false);
+            var response = await InvokeAnyAsync("FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, RpcKind.Other, MetadataTimeout, _closing.Token).ConfigureAwait(false);
             var metadata = SluiceMetadata.FromProto(response, DateTimeOffset.UtcNow);
             _metadata = metadata;
             _addresses = [.. _seeds.Union(metadata.Brokers.Select(b => b.Address), StringComparer.Ordinal)];

@@ -13,13 +13,19 @@ internal sealed class BrokerConnection : IAsyncDisposable
     private readonly TimeSpan _ackWaitTime;
     private readonly ILogger _logger;
     private readonly Action<List<PendingAck>, Exception>? _resend;
+    private readonly Action<PublishSession, List<(string Stream, int Partition)>>? _silent;
     private PublishSession? _session;
     private bool _disposed;
 
-    /// <summary>Opens the channel; <paramref name="resend"/> gets the messages a broken publish stream leaves unacknowledged that may be sent again.</summary>
-    public BrokerConnection(string address, Uri uri, GrpcChannelOptions options, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null)
+    /// <summary>
+    /// Opens the channel; <paramref name="resend"/> gets the messages a broken publish stream leaves unacknowledged that
+    /// may be sent again, and <paramref name="silent"/> hears of a publish stream whose broker has stopped answering.
+    /// </summary>
+    public BrokerConnection(string address, Uri uri, GrpcChannelOptions options, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null,
+        Action<PublishSession, List<(string Stream, int Partition)>>? silent = null)
     {
         _resend = resend;
+        _silent = silent;
         Address = address;
         Channel = new GrpcChannel(uri, options);
         _ackWaitTime = ackWaitTime;
@@ -49,7 +55,7 @@ internal sealed class BrokerConnection : IAsyncDisposable
             }
 
             var broken = _session;
-            _session = new PublishSession(Channel, Address, _ackWaitTime, _logger, _resend);
+            _session = new PublishSession(Channel, Address, _ackWaitTime, _logger, _resend, _silent);
             if (broken is not null)
             {
                 _logger.LogInformation("Reopened the publish stream to {Address}", Address);

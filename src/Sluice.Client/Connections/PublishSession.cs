@@ -31,19 +31,53 @@ internal sealed class PublishSession : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly string _address;
     private readonly Action<List<PendingAck>, Exception>? _resend;
+    private readonly Action<PublishSession, List<(string Stream, int Partition)>>? _silent;
+    private readonly long _ackWaitMs;
     private readonly Task _reader;
     private readonly Task _timeouts;
     private volatile Exception? _failure;
+    private long _lastAnswerAt = PendingAck.Now;
+    private long _lastSilenceReport;
 
-    public PublishSession(GrpcChannel channel, string address, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null)
+    /// <summary>
+    /// How long the broker may answer nothing while messages wait before the client checks whether it still leads
+    /// their partitions: a stopped or paused process keeps its connections open, and only the metadata shows that
+    /// the cluster has moved on (the broker lease is 3 s by default).
+    /// </summary>
+    internal static readonly TimeSpan SilenceCheck = TimeSpan.FromSeconds(1);
+
+    public PublishSession(GrpcChannel channel, string address, TimeSpan ackWaitTime, ILogger logger, Action<List<PendingAck>, Exception>? resend = null,
+        Action<PublishSession, List<(string Stream, int Partition)>>? silent = null)
     {
         _address = address;
         _logger = logger;
         _resend = resend;
+        _silent = silent;
+        _ackWaitMs = (long)ackWaitTime.TotalMilliseconds;
         _pendingByChars = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
         _call = channel.DuplexStreaming<PublishFrame, WirePublishResponse>(Method, WirePublishResponse.Decode, timeout: null, inlineResponses: true, _stop.Token);
         _reader = Task.Run(ReadAcksAsync, CancellationToken.None);
         _timeouts = Task.Run(() => ScanTimeoutsAsync(ackWaitTime), CancellationToken.None);
+    }
+
+    /// <summary>"host:port" of the broker.</summary>
+    public string Address => _address;
+
+    /// <summary>
+    /// Gives the stream up: what waits on it fails with <paramref name="failure"/> (resent when it is a
+    /// <see cref="BrokerUnavailableException"/> and the message can be), and the stream is cancelled.
+    /// </summary>
+    public void Abandon(Exception failure)
+    {
+        Fail(failure);
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed meanwhile.
+        }
     }
 
     /// <summary>The stream broke or was closed; a new session is needed.</summary>
@@ -186,6 +220,7 @@ internal sealed class PublishSession : IAsyncDisposable
 
     private void Dispatch(WirePublishResponse response)
     {
+        Volatile.Write(ref _lastAnswerAt, PendingAck.Now);
         if (!response.IsSimple)
         {
             Dispatch(response.ToResponse());
@@ -272,6 +307,8 @@ internal sealed class PublishSession : IAsyncDisposable
                     }
                 }
 
+                ReportSilence(now);
+
                 // Completed outside the lock: a callback may publish again.
                 if (late is not null)
                 {
@@ -285,6 +322,41 @@ internal sealed class PublishSession : IAsyncDisposable
         catch (OperationCanceledException)
         {
             // The session closed.
+        }
+    }
+
+    /// <summary>
+    /// When messages have waited longer than <see cref="SilenceCheck"/> and the broker has answered nothing for as
+    /// long, tells the owner which partitions they are for (at most once per <see cref="SilenceCheck"/>).
+    /// </summary>
+    private void ReportSilence(long now)
+    {
+        var check = (long)SilenceCheck.TotalMilliseconds;
+        if (_silent is null || _failure is not null || now - Volatile.Read(ref _lastAnswerAt) < check || now - _lastSilenceReport < check)
+        {
+            return;
+        }
+
+        List<(string Stream, int Partition)>? partitions = null;
+        lock (_pendingLock)
+        {
+            foreach (var pending in _pending.Values)
+            {
+                if (pending.Resendable is { } frame && now - (pending.Deadline - _ackWaitMs) >= check)
+                {
+                    partitions ??= [];
+                    if (!partitions.Contains((frame.Stream, frame.Partition)))
+                    {
+                        partitions.Add((frame.Stream, frame.Partition));
+                    }
+                }
+            }
+        }
+
+        if (partitions is not null)
+        {
+            _lastSilenceReport = now;
+            _silent(this, partitions);
         }
     }
 
