@@ -28,6 +28,7 @@ internal sealed record NemesisResult(
     long MessagesStored,
     long FailedButStored,
     long LostAcks,
+    long UncheckedAcks,
     long Duplicates,
     int Resubscribes,
     double LoadStartedMs,
@@ -126,7 +127,7 @@ internal static class NemesisRun
         violations.AddRange(checker.Violations);
         Say($"checked: {checker.MessagesStored} messages stored, {violations.Count} violations");
         return new NemesisResult(cluster.Name, options, faults, [.. workload.Acks], [.. workload.Failures], violations, crashes,
-            checker.MessagesStored, checker.FailedButStored, checker.LostAcks, checker.Duplicates, workload.Resubscribes, loadStarted, duration);
+            checker.MessagesStored, checker.FailedButStored, checker.LostAcks, checker.UncheckedAcks, checker.Duplicates, workload.Resubscribes, loadStarted, duration);
     }
 
     private static async Task<IClusterUnderTest> StartClusterAsync(NemesisOptions options, CancellationToken cancellationToken) => options.SystemName switch

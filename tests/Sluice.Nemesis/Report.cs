@@ -63,7 +63,7 @@ internal static class Report
 
         text.Append('\n');
         text.Append(i, $"- acked with ALL: {result.Acks.Count:N0}; failed publishes: {result.Failures.Count:N0} (of which stored anyway, once: {result.FailedButStored:N0})\n");
-        text.Append(i, $"- **acked messages lost: {result.LostAcks}**; stored twice: {result.Duplicates}; messages in the final logs: {result.MessagesStored:N0}; subscriber resubscribes: {result.Resubscribes}\n");
+        text.Append(i, $"- **acked messages lost: {result.LostAcks}**{(result.UncheckedAcks > 0 ? $" (and {result.UncheckedAcks:N0} on partitions that could not be read at the check)" : "")}; stored twice: {result.Duplicates}; messages in the final logs: {result.MessagesStored:N0}; subscriber resubscribes: {result.Resubscribes}\n");
         text.Append(i, $"- broker crashes: {result.Crashes.Count}\n");
         foreach (var crash in result.Crashes)
         {
