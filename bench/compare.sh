@@ -43,7 +43,7 @@
 #   --failover N with --cluster and --liftbridge: also time N leader kills on each (scripts/differential.sh)
 # Row sizes (messages) and knobs can be set in the environment:
 #   ROW_A=200000 ROW_B=1000000 ROW_C=1000000 ROW_D=500000 ROW_E=1000000 ROW_F=300000
-#   CLUSTER_ROW_A=5000 CLUSTER_ROW_B=200000 CLUSTER_ROW_C=200000 CLUSTER_ROW_D=100000 CLUSTER_ROW_E=300000
+#   CLUSTER_ROW_A=3000 CLUSTER_ROW_B=100000 CLUSTER_ROW_C=100000 CLUSTER_ROW_D=50000 CLUSTER_ROW_E=200000
 #   RUNS=3 MESSAGE_SIZE=256 MAX_STEAL=3 NATS_SERVER=/usr/sbin/nats-server WARMUP=1 LIFTBRIDGE_BIN= ETCD=
 #   LIFTBRIDGE_RUN_CLUSTER=
 set -euo pipefail
@@ -77,11 +77,11 @@ if [ "$cluster" -eq 1 ]; then
   if [ "$quick" -eq 1 ]; then
     : "${CLUSTER_ROW_A:=1000}" "${CLUSTER_ROW_B:=20000}" "${CLUSTER_ROW_C:=20000}" "${CLUSTER_ROW_D:=10000}" "${CLUSTER_ROW_E:=50000}"
   fi
-  ROW_A="${CLUSTER_ROW_A:-5000}"
-  ROW_B="${CLUSTER_ROW_B:-200000}"
-  ROW_C="${CLUSTER_ROW_C:-200000}"
-  ROW_D="${CLUSTER_ROW_D:-100000}"
-  ROW_E="${CLUSTER_ROW_E:-300000}"
+  ROW_A="${CLUSTER_ROW_A:-3000}"
+  ROW_B="${CLUSTER_ROW_B:-100000}"
+  ROW_C="${CLUSTER_ROW_C:-100000}"
+  ROW_D="${CLUSTER_ROW_D:-50000}"
+  ROW_E="${CLUSTER_ROW_E:-200000}"
   ROW_F="${CLUSTER_ROW_F:-30000}"
   rows="${rows:-ABCDE}"
 else
