@@ -293,7 +293,7 @@ def steal(path, limit):
 def line(path, row, run, system):
     d = load_file(path)
     lat = d["latency_us"] or {}
-    print(f"  row {row} run {run} {system:10} {d['msgs_per_sec']:>11,.0f} msgs/s  p99 {lat.get('p99', '-')} us  "
+    print(f"  row {row} run {run} {system:10} {d['msgs_per_sec']:>11,.0f} msgs/s  p99 {lat.get('p99', '-')} us  max {lat.get('max', '-')} us  "
           f"server cpu {d['server']['cpu_us_per_msg']:.2f} us/msg  rss {d['server']['peak_rss_kb'] / 1024:.0f} MiB  "
           f"client cpu {d['client']['cpu_us_per_msg']:.2f} us/msg  steal {d['steal_percent'] or 0:.2f}%"
           + per_process(d))
@@ -430,19 +430,21 @@ order() {
 # message in row D fell 92 -> 54 -> 32 -> 28 -> 24 us over its first five 60k-message runs); nats-server
 # is compiled ahead of time and gains little, but gets the same treatment. WARMUP=0 skips most of it.
 echo "warming up the servers ($systems) with every row's shape (not measured)..." >&2
-# Cluster mode: a tenth of the messages (a replicated ALL publish costs several times more) for the same JIT effect.
-w() { if [ "$cluster" -eq 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; }
+# Cluster mode: fewer messages (a replicated ALL publish costs several times more; Liftbridge's synchronous ones
+# run at about 100 msgs/s), but enough for the brokers' JIT to settle: after 10,000 synchronous ALL publishes the
+# three Sluice brokers still spent 877 µs per message, a third of it compiling; after 30,000, 531 µs.
+w() { if [ "$cluster" -eq 1 ]; then echo "$2"; else echo "$1"; fi; } # single cluster
 for system in $systems; do
   if [ "${WARMUP:-1}" != 0 ]; then
-    bench "$system" producer --stream warmup --subject warmup --create-stream -n "$(w 20000)" --pb 1 --ack-policy "$ack" >/dev/null
-    bench "$system" producer --stream warmup --subject warmup -n "$(w 300000)" --pb 100 --ack-policy "$ack" >/dev/null
-    bench "$system" producer --stream warmup --subject warmup -n "$(w 300000)" -c 4 --pb 100 --ack-policy "$ack" >/dev/null
-    bench "$system" producer --stream warmup --subject warmup -n "$(w 150000)" -c 64 --pb 1 --ack-policy "$ack" >/dev/null
+    bench "$system" producer --stream warmup --subject warmup --create-stream -n "$(w 20000 6000)" --pb 1 --ack-policy "$ack" >/dev/null
+    bench "$system" producer --stream warmup --subject warmup -n "$(w 300000 75000)" --pb 100 --ack-policy "$ack" >/dev/null
+    bench "$system" producer --stream warmup --subject warmup -n "$(w 300000 75000)" -c 4 --pb 100 --ack-policy "$ack" >/dev/null
+    bench "$system" producer --stream warmup --subject warmup -n "$(w 150000 40000)" -c 64 --pb 1 --ack-policy "$ack" >/dev/null
     if [ "$cluster" -eq 0 ]; then
       bench "$system" producer --stream warmup --subject warmup -n 150000 -c 64 --connections 64 --pb 1 >/dev/null
     fi
-    bench "$system" consumer --stream warmup --subject warmup -n "$(w 300000)" >/dev/null
-    bench "$system" consumer --stream warmup --subject warmup -n "$(w 300000)" >/dev/null
+    bench "$system" consumer --stream warmup --subject warmup -n "$(w 300000 100000)" >/dev/null
+    bench "$system" consumer --stream warmup --subject warmup -n "$(w 300000 100000)" >/dev/null
   fi
   bench "$system" producer --stream warmup --subject warmup --create-stream -n 3000 --ack-policy "$ack" >/dev/null
   bench "$system" consumer --stream warmup --subject warmup -n 3000 --delete-stream >/dev/null
