@@ -63,6 +63,15 @@ start_etcd() {
     >"$dir/etcd.log" 2>&1 &
   etcd_pid=$!
   wait_listening "$etcd_pid" "$client" etcd "$dir/etcd.log"
+  # Listening is not serving: a broker gives etcd 5 s to answer at start-up, which a busy machine can miss while
+  # etcd elects itself. Wait until its health endpoint says so.
+  for _ in $(seq 1 120); do
+    python3 -c 'import json, sys, urllib.request; sys.exit(0 if json.load(urllib.request.urlopen(sys.argv[1] + "/health", timeout=2)).get("health") == "true" else 1)' \
+      "$etcd_url" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  echo "$(basename "$0"): etcd at $etcd_url is not healthy after 60 s; see $dir/etcd.log" >&2
+  exit 1
 }
 
 # start_sluice_broker ID PORT DIR CONFIG LEVEL: `sluice serve --etcd-endpoints $etcd_url` as broker ID on
