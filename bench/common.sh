@@ -35,16 +35,28 @@ sys.exit("no free port range")
 PY
 }
 
-# wait_listening PID PORT NAME LOG [SECONDS]: returns once 127.0.0.1:PORT accepts a connection (default within 60 s);
-# exits 1, with the end of LOG, if PID exits first or the time runs out.
-wait_listening() {
-  local p="$1" port="$2" name="$3" log="$4" secs="${5:-60}"
+# try_listening PID PORT [SECONDS]: 0 once 127.0.0.1:PORT accepts a connection (default within 60 s), 1 if PID exited
+# first, 2 if the time ran out.
+try_listening() {
+  local p="$1" port="$2" secs="${3:-60}"
   for _ in $(seq 1 $((secs * 10))); do
-    kill -0 "$p" 2>/dev/null || { echo "$(basename "$0"): $name exited during startup:" >&2; tail -50 "$log" >&2; exit 1; }
+    kill -0 "$p" 2>/dev/null || return 1
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "$(basename "$0"): $name did not listen on 127.0.0.1:$port within $secs s; see $log" >&2
+  return 2
+}
+
+# wait_listening PID PORT NAME LOG [SECONDS]: returns once 127.0.0.1:PORT accepts a connection (default within 60 s);
+# exits 1, with the end of LOG, if PID exits first or the time runs out.
+wait_listening() {
+  local status=0
+  try_listening "$1" "$2" "${5:-60}" || status=$?
+  case "$status" in
+    0) return 0 ;;
+    1) echo "$(basename "$0"): $3 exited during startup:" >&2; tail -50 "$4" >&2 ;;
+    *) echo "$(basename "$0"): $3 did not listen on 127.0.0.1:$2 within ${5:-60} s; see $4" >&2 ;;
+  esac
   exit 1
 }
 
@@ -84,6 +96,35 @@ start_sluice_broker() {
   (cd "$dir/$b/run" && exec "$sluice" serve --server-id "$b" --host 127.0.0.1 --port "$port" --data-dir "$dir/$b/data" \
     --etcd-endpoints "$etcd_url" -c "$config" --level "$level") >>"$dir/$b.log" 2>&1 &
   broker_pid=$!
+}
+
+# start_sluice_brokers DIR CONFIG LEVEL: brokers b1..b3 on etcd (start_sluice_broker), each on a free port, waiting
+# until all listen; a broker that exits during start-up (on a loaded machine etcd can miss a broker's 5 s start-up
+# deadline) is started again, 3 tries each. Sets the arrays broker_pids and broker_ports (b1 first) and $brokers
+# (host:port,...), and appends every pid it starts to the caller's array `started` (what its cleanup stops).
+start_sluice_brokers() {
+  local dir="$1" config="$2" level="$3" i try status
+  broker_pids=(); broker_ports=()
+  for i in 1 2 3; do
+    broker_ports+=("$(free_port)")
+    start_sluice_broker "b$i" "${broker_ports[$((i - 1))]}" "$dir" "$config" "$level"
+    broker_pids+=("$broker_pid"); started+=("$broker_pid")
+  done
+  for i in 1 2 3; do
+    for try in 1 2 3; do
+      status=0
+      try_listening "${broker_pids[$((i - 1))]}" "${broker_ports[$((i - 1))]}" 60 || status=$?
+      [ "$status" -eq 0 ] && break
+      if [ "$status" -eq 1 ] && [ "$try" -lt 3 ]; then
+        echo "$(basename "$0"): b$i exited during start-up (try $try), starting it again: $(tail -1 "$dir/b$i.log")" >&2
+        start_sluice_broker "b$i" "${broker_ports[$((i - 1))]}" "$dir" "$config" "$level"
+        broker_pids[$((i - 1))]="$broker_pid"; started+=("$broker_pid")
+        continue
+      fi
+      wait_listening "${broker_pids[$((i - 1))]}" "${broker_ports[$((i - 1))]}" "b$i" "$dir/b$i.log" 1
+    done
+  done
+  brokers="127.0.0.1:${broker_ports[0]},127.0.0.1:${broker_ports[1]},127.0.0.1:${broker_ports[2]}"
 }
 
 # wait_rf3_stream LOG ARGS...: the brokers listen before all three have registered; returns once `sluice-bench ARGS`

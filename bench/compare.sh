@@ -130,6 +130,7 @@ cleanup() {
   local status=$? i
   trap - EXIT INT TERM
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop_pid "${started[$i]}"; done
+  stop_pid "${etcd_pid:-}"   # set by start_etcd before it is known to be healthy
   rm -rf "$work"
   exit "$status"
 }
@@ -211,17 +212,11 @@ NATSCONF
 
   # Sluice: one etcd and three brokers on it, as bench/cluster.sh starts them.
   start_etcd "$work"; started+=("$etcd_pid")
-  declare -A sl_port
-  sl_pids=()
-  for b in b1 b2 b3; do
-    sl_port[$b]="$(free_port)"
-    start_sluice_broker "$b" "${sl_port[$b]}" "$work" "$work/sluice.yaml" warn
-    sl_pids+=("$broker_pid"); started+=("$broker_pid")
-  done
-  for b in b1 b2 b3; do wait_port "${sl_pids[${b#b} - 1]}" "${sl_port[$b]}" "$b"; done
-  servers_of[sluice]="127.0.0.1:${sl_port[b1]},127.0.0.1:${sl_port[b2]},127.0.0.1:${sl_port[b3]}"
+  start_sluice_brokers "$work" "$work/sluice.yaml" warn
+  sl_pids=("${broker_pids[@]}")
+  servers_of[sluice]="$brokers"
   pids_of[sluice]="$(IFS=,; echo "${sl_pids[*]}"),$etcd_pid"   # etcd last: the per-process table names it
-  where="JetStream pids ${pids_of[jetstream]} ports ${js_port[1]},${js_port[2]},${js_port[3]}; Sluice brokers pids ${sl_pids[*]} ports ${sl_port[b1]},${sl_port[b2]},${sl_port[b3]}, etcd pid $etcd_pid $etcd_url"
+  where="JetStream pids ${pids_of[jetstream]} ports ${js_port[1]},${js_port[2]},${js_port[3]}; Sluice brokers pids ${sl_pids[*]} at $brokers, etcd pid $etcd_pid $etcd_url"
 
   if [ -n "$liftbridge" ]; then
     # Liftbridge: its own script, three nodes on consecutive ports, NATS embedded in n1; it prints "PID n<i> <pid>".
