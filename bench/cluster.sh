@@ -71,12 +71,14 @@ work="$(mktemp -d -t sluice-cluster-XXXXXX)"
 etcd_pid=""
 pulse_pid=""
 declare -A pid port
+started=()   # start_sluice_brokers lists every broker process it starts (cleanup stops pid[]: the live ones)
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   stop_pid "$pulse_pid"
   for b in b1 b2 b3; do stop_pid "${pid[$b]:-}"; done
+  for p in "${started[@]}"; do stop_pid "$p"; done   # brokers of a start-up that failed half-way
   stop_pid "$etcd_pid"
   if [ "$keep" -eq 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
   exit "$status"
@@ -95,9 +97,9 @@ printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
 # SLUICE_EXTRA_CONFIG: more YAML for every broker, e.g. $'streams:\n  duplicate.window: 0s'
 [ -n "${SLUICE_EXTRA_CONFIG:-}" ] && printf '%s\n' "$SLUICE_EXTRA_CONFIG" >>"$work/sluice.yaml"
 start_broker() { start_sluice_broker "$1" "${port[$1]}" "$work" "$work/sluice.yaml" "$level"; pid[$1]=$broker_pid; } # id
-for b in b1 b2 b3; do port[$b]="$(free_port)"; start_broker "$b"; done
-for b in b1 b2 b3; do wait_port "${pid[$b]}" "${port[$b]}" "$b"; done
-servers="127.0.0.1:${port[b1]},127.0.0.1:${port[b2]},127.0.0.1:${port[b3]}"
+start_sluice_brokers "$work" "$work/sluice.yaml" "$level"
+for i in 1 2 3; do pid[b$i]="${broker_pids[$((i - 1))]}"; port[b$i]="${broker_ports[$((i - 1))]}"; done
+servers="$brokers"
 echo "etcd $etcd_url (pid $etcd_pid); b1 ${port[b1]} (pid ${pid[b1]}), b2 ${port[b2]} (pid ${pid[b2]}), b3 ${port[b3]} (pid ${pid[b3]}); logs in $work" >&2
 wait_rf3_stream "$work/ready.log" -s "$servers"
 
