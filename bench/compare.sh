@@ -45,7 +45,7 @@
 #   ROW_A=200000 ROW_B=1000000 ROW_C=1000000 ROW_D=500000 ROW_E=1000000 ROW_F=300000
 #   CLUSTER_ROW_A=3000 CLUSTER_ROW_B=100000 CLUSTER_ROW_C=100000 CLUSTER_ROW_D=50000 CLUSTER_ROW_E=200000
 #   RUNS=3 MESSAGE_SIZE=256 MAX_STEAL=3 NATS_SERVER=/usr/sbin/nats-server WARMUP=1 LIFTBRIDGE_BIN= ETCD=
-#   LIFTBRIDGE_RUN_CLUSTER=
+#   LIFTBRIDGE_RUN_CLUSTER= RUN_TIMEOUT=1800 CLUSTER_RUN_TIMEOUT=300 (seconds; a run that fails is tried again, 3 tries)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -100,7 +100,9 @@ RUNS="${RUNS:-3}"
 MESSAGE_SIZE="${MESSAGE_SIZE:-256}"
 MAX_STEAL="${MAX_STEAL:-3}"
 NATS_SERVER="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
-RUN_TIMEOUT=1800
+# A run that takes longer has hung (a cluster's run lasts minutes at most): it fails and is tried again.
+RUN_TIMEOUT="${RUN_TIMEOUT:-1800}"
+[ "$cluster" -eq 1 ] && RUN_TIMEOUT="${CLUSTER_RUN_TIMEOUT:-300}"
 
 [ -x "$NATS_SERVER" ] || { echo "compare.sh: nats-server not found (apt-get install -y nats-server, or set NATS_SERVER)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "compare.sh: python3 is needed for the summary" >&2; exit 1; }
@@ -403,12 +405,15 @@ PY
 measure() {
   local row="$1" run="$2" system="$3"; shift 3
   local file="$work/results/$row-$system-$run.json" try steal
+  local retry=()
   for try in 1 2 3; do
-    if ! bench "$system" "$@" >"$file" 2>"$work/err.txt"; then
+    if ! bench "$system" "$@" "${retry[@]}" >"$file" 2>"$work/err.txt"; then
       echo "compare.sh: row $row run $run on $system failed (try $try):" >&2
       cat "$work/err.txt" "$file" >&2
       [ "$try" -lt 3 ] || exit 1
       { head -c 300 "$work/err.txt" | tr '\n' ' '; echo; } >>"$file.failed"
+      # A stream that a failed try left half-made (Liftbridge under load) is not used again: the next try makes its own.
+      case " $* " in *" --create-stream "*) retry=(--stream "bench-$row-$run-$try" --subject "bench-$row-$run-$try") ;; esac
       continue
     fi
     if steal="$(python3 "$work/report.py" steal "$file" "$MAX_STEAL")"; then
