@@ -44,7 +44,6 @@ FAILOVER=0
 build=1
 out=""
 keep=0
-ETCD="${ETCD:-$(command -v etcd || echo /usr/bin/etcd)}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift ;;
@@ -62,7 +61,6 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-[ -x "$ETCD" ] || { echo "cluster.sh: etcd not found (apt-get install -y etcd-server, or set ETCD)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "cluster.sh: python3 is needed" >&2; exit 1; }
 
 # shellcheck source=bench/common.sh
@@ -73,12 +71,14 @@ work="$(mktemp -d -t sluice-cluster-XXXXXX)"
 etcd_pid=""
 pulse_pid=""
 declare -A pid port
+started=()   # start_sluice_brokers lists every broker process it starts (cleanup stops pid[]: the live ones)
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   stop_pid "$pulse_pid"
   for b in b1 b2 b3; do stop_pid "${pid[$b]:-}"; done
+  for p in "${started[@]}"; do stop_pid "$p"; done   # brokers of a start-up that failed half-way
   stop_pid "$etcd_pid"
   if [ "$keep" -eq 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
   exit "$status"
@@ -86,53 +86,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 now_us() { date +%s%6N; }
-wait_port() { # pid port name
-  for _ in $(seq 1 600); do
-    kill -0 "$1" 2>/dev/null || { echo "cluster.sh: $3 exited during startup:" >&2; tail -50 "$work/$3.log" >&2; exit 1; }
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "cluster.sh: $3 did not listen on 127.0.0.1:$2 within 60 s" >&2; exit 1
-}
+wait_port() { wait_listening "$1" "$2" "$3" "$work/$3.log"; } # pid port name
 
-etcd_port="$(free_port)"
-etcd_peer="$(free_port)"
-etcd_url="http://127.0.0.1:$etcd_port"
-"$ETCD" --name sluice --data-dir "$work/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-  --initial-cluster "sluice=http://127.0.0.1:$etcd_peer" --auto-compaction-mode revision --auto-compaction-retention 1000 \
-  >"$work/etcd.log" 2>&1 &
-etcd_pid=$!
-wait_port "$etcd_pid" "$etcd_port" etcd
+start_etcd "$work"
 
 level=warn
 [ "$FAILOVER" -gt 0 ] && level=info   # the failover logs say who was elected when
 printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
 # SLUICE_EXTRA_CONFIG: more YAML for every broker, e.g. $'streams:\n  duplicate.window: 0s'
 [ -n "${SLUICE_EXTRA_CONFIG:-}" ] && printf '%s\n' "$SLUICE_EXTRA_CONFIG" >>"$work/sluice.yaml"
-start_broker() { # id
-  local b="$1"
-  mkdir -p "$work/$b/data" "$work/$b/run"
-  # Run from an empty directory beside the data dir: ASP.NET Core's config watcher covers the working directory.
-  (cd "$work/$b/run" && exec "$sluice" serve --server-id "$b" --host 127.0.0.1 --port "${port[$b]}" --data-dir "$work/$b/data" \
-    --etcd-endpoints "$etcd_url" -c "$work/sluice.yaml" --level "$level") >>"$work/$b.log" 2>&1 &
-  pid[$b]=$!
-}
-for b in b1 b2 b3; do port[$b]="$(free_port)"; start_broker "$b"; done
-for b in b1 b2 b3; do wait_port "${pid[$b]}" "${port[$b]}" "$b"; done
-servers="127.0.0.1:${port[b1]},127.0.0.1:${port[b2]},127.0.0.1:${port[b3]}"
+start_broker() { start_sluice_broker "$1" "${port[$1]}" "$work" "$work/sluice.yaml" "$level"; pid[$1]=$broker_pid; } # id
+start_sluice_brokers "$work" "$work/sluice.yaml" "$level"
+for i in 1 2 3; do pid[b$i]="${broker_pids[$((i - 1))]}"; port[b$i]="${broker_ports[$((i - 1))]}"; done
+servers="$brokers"
 echo "etcd $etcd_url (pid $etcd_pid); b1 ${port[b1]} (pid ${pid[b1]}), b2 ${port[b2]} (pid ${pid[b2]}), b3 ${port[b3]} (pid ${pid[b3]}); logs in $work" >&2
-
-# The brokers listen before all three have registered: wait until an RF 3 stream can be created.
-ready=0
-for _ in $(seq 1 60); do
-  if "$bench" producer -s "$servers" --stream ready --subject ready --create-stream --delete-stream --replication-factor 3 \
-      --ack-policy all -n 10 --timeout 30 >"$work/ready.log" 2>&1; then ready=1; break; fi
-  sleep 1
-done
-[ "$ready" -eq 1 ] || { echo "cluster.sh: the cluster did not accept an RF 3 stream within 60 s:" >&2; cat "$work/ready.log" >&2; exit 1; }
+wait_rf3_stream "$work/ready.log" -s "$servers"
 
 # CPU ticks of the three brokers, steal and total jiffies, load average: one line.
 snapshot() {

@@ -50,7 +50,7 @@ public class BenchArgumentsTests
         Assert.True(o.DeleteStream);
         Assert.Equal(BenchOutput.Json, o.Output);
         Assert.Equal(TimeSpan.FromSeconds(30), o.Timeout);
-        Assert.Equal(42, o.ServerPid);
+        Assert.Equal([42], o.ServerPids);
         Assert.Equal(-7, o.Seed);
     }
 
@@ -80,6 +80,23 @@ public class BenchArgumentsTests
         var state = Parse("partition-state", "--stream", "f", "--partition", "1");
         Assert.Equal(BenchMode.PartitionState, state.Mode);
         Assert.Equal(1, state.Partition);
+    }
+
+    [Fact]
+    public void Server_pids_are_a_list_and_may_repeat_the_flag()
+    {
+        Assert.Empty(Parse("producer").ServerPids);
+        Assert.Equal([11, 12, 13], Parse("producer", "--server-pid", "11, 12,13").ServerPids);
+        Assert.Equal([11, 12, 13], Parse("producer", "--server-pid", "11", "--server-pid=12,13").ServerPids);
+    }
+
+    [Fact]
+    public void Jetstream_streams_take_a_replication_factor()
+    {
+        var o = Parse("producer", "-t", "jetstream", "--replication-factor", "3", "--ack-policy", "all", "--create-stream");
+        Assert.Equal(3, o.ReplicationFactor);
+        Assert.Equal(3, Sluice.Bench.Targets.JetStreamTarget.StreamConfigFor(o, 0).NumReplicas);
+        Assert.Equal(1, Sluice.Bench.Targets.JetStreamTarget.StreamConfigFor(Parse("producer", "-t", "jetstream"), 0).NumReplicas);
     }
 
     [Fact]
@@ -116,7 +133,12 @@ public class BenchArgumentsTests
     [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "-s", "127.0.0.1:9292" })]
     [InlineData("--replication-factor cannot be 0", new[] { "producer", "--replication-factor", "0" })]
     [InlineData("--min-isr: 0 is outside", new[] { "producer", "--min-isr", "0" })]
-    [InlineData("not supported with --target jetstream", new[] { "producer", "-t", "jetstream", "--replication-factor", "3" })]
+    [InlineData("--min-isr does not apply to --target jetstream", new[] { "producer", "-t", "jetstream", "--replication-factor", "3", "--min-isr", "2" })]
+    [InlineData("a JetStream stream has 1 to 5 replicas", new[] { "producer", "-t", "jetstream", "--replication-factor", "7" })]
+    [InlineData("a JetStream stream has 1 to 5 replicas", new[] { "producer", "-t", "jetstream", "--replication-factor", "-1" })]
+    [InlineData("--server-pid: 'x' is not a whole number", new[] { "producer", "--server-pid", "1,x" })]
+    [InlineData("--server-pid needs at least one pid", new[] { "producer", "--server-pid", "," })]
+    [InlineData("--in-process runs a Sluice server here", new[] { "producer", "--in-process", "--server-pid", "1" })]
     [InlineData("partition-state and pulse need a Sluice cluster", new[] { "pulse", "-t", "jetstream" })]
     public void Bad_command_lines_say_what_is_wrong(string expected, string[] args)
     {

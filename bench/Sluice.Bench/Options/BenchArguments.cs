@@ -36,7 +36,8 @@ public static class BenchArguments
                                           JIT-tiered as in a long-running app (default 0)
           -p, --partitions N              partitions; messages go round-robin (default 1)
               --replication-factor N      replication factor of the stream --create-stream creates
-                                          (default 1; -1 = every broker)
+                                          (default 1; -1 = every broker; jetstream: replicas 1..5, whose
+                                          PubAck waits for a quorum of them)
               --min-isr N                 min ISR of that stream for ack policy all (default: the server's)
               --gap-ms N                  pulse: report pauses between acks longer than this (default 50)
               --partition N               partition consumer mode reads (default 0)
@@ -46,7 +47,8 @@ public static class BenchArguments
               --delete-stream             delete the stream at the end
           -o, --output text|json          (default text)
               --timeout SECONDS           fail the run after this long (default 600)
-              --server-pid PID            measure this server's CPU time and memory around the timed part
+              --server-pid PID[,PID...]   measure these server processes' CPU time and memory around the timed
+                                          part, summed (every process a system needs: brokers, etcd, ...)
               --seed N                    seed of the random payloads (default 1)
               --in-process                start a Sluice server in this process (temp dir, free port) and
                                           report allocations and GCs of client and server together
@@ -185,7 +187,13 @@ public static class BenchArguments
                     options = options with { Timeout = TimeSpan.FromSeconds(Integer(Value(), arg, min: 1, max: 86_400)) };
                     break;
                 case "--server-pid":
-                    options = options with { ServerPid = (int)Integer(Value(), arg, min: 1, max: int.MaxValue) };
+                    var pids = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    options = options with
+                    {
+                        ServerPids = pids.Length > 0
+                            ? [.. options.ServerPids, .. pids.Select(pid => (int)Integer(pid, arg, min: 1, max: int.MaxValue))]
+                            : throw new BenchUsageException($"{arg} needs at least one pid"),
+                    };
                     break;
                 case "--in-process":
                     NoValue();
@@ -225,9 +233,14 @@ public static class BenchArguments
             throw new BenchUsageException("--replication-factor cannot be 0");
         }
 
-        if (o.Target == BenchTarget.JetStream && (o.ReplicationFactor != 1 || o.MinIsr is not null))
+        if (o.Target == BenchTarget.JetStream && o.MinIsr is not null)
         {
-            throw new BenchUsageException("--replication-factor and --min-isr are not supported with --target jetstream yet (its streams have one replica)");
+            throw new BenchUsageException("--min-isr does not apply to --target jetstream: its PubAck waits for a quorum of the replicas");
+        }
+
+        if (o.Target == BenchTarget.JetStream && o.ReplicationFactor is < 1 or > 5)
+        {
+            throw new BenchUsageException($"--replication-factor {o.ReplicationFactor}: a JetStream stream has 1 to 5 replicas");
         }
 
         if (o.Mode == BenchMode.Consumer)
@@ -252,7 +265,7 @@ public static class BenchArguments
             throw new BenchUsageException($"--connections ({o.Connections}) cannot exceed --concurrent ({o.Concurrent}): a connection without a publisher measures nothing");
         }
 
-        if (o.InProcess && (o.Target != BenchTarget.Sluice || o.Servers.Count > 0 || o.ServerPid != 0))
+        if (o.InProcess && (o.Target != BenchTarget.Sluice || o.Servers.Count > 0 || o.ServerPids.Count > 0))
         {
             throw new BenchUsageException("--in-process runs a Sluice server here: it excludes --target jetstream, --servers and --server-pid");
         }

@@ -39,7 +39,7 @@ public enum BenchAckPolicy
     /// <summary>The partition leader has stored the message (JetStream: the PubAck).</summary>
     Leader,
 
-    /// <summary>Every in-sync replica has stored the message (JetStream with one replica: the PubAck).</summary>
+    /// <summary>Every in-sync replica has stored the message (JetStream: the PubAck, sent once a quorum of the replicas stored it).</summary>
     All,
 }
 
@@ -104,7 +104,7 @@ public sealed record BenchOptions
 
     public int Partitions { get; init; } = 1;
 
-    /// <summary>Replication factor of the stream <see cref="CreateStream"/> creates (-1: every broker).</summary>
+    /// <summary>Replication factor of the stream <see cref="CreateStream"/> creates (-1: every broker; JetStream: its replicas, 1..5).</summary>
     public int ReplicationFactor { get; init; } = 1;
 
     /// <summary>The created stream's min ISR for ack policy all; null: the server's default.</summary>
@@ -127,8 +127,11 @@ public sealed record BenchOptions
     /// <summary>The whole run fails if it has not finished by then (a lost ack would otherwise hang it).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);
 
-    /// <summary>A server process whose CPU time and memory are measured around the timed part (0: none).</summary>
-    public int ServerPid { get; init; }
+    /// <summary>
+    /// Server processes whose CPU time and memory are measured around the timed part and summed: every process a
+    /// system needs (a cluster's brokers and its etcd, say). Empty: none.
+    /// </summary>
+    public IReadOnlyList<int> ServerPids { get; init; } = [];
 
     /// <summary>Starts a Sluice server inside this process (temp data dir, free port) instead of connecting to one.</summary>
     public bool InProcess { get; init; }

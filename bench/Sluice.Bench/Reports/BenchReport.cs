@@ -49,7 +49,11 @@ public sealed record BenchReport
 
     public double? ServerCpuSeconds { get; init; }
 
+    /// <summary>Each peak RSS of <see cref="ServerProcesses"/>, summed.</summary>
     public long? ServerPeakRssKb { get; init; }
+
+    /// <summary>Each measured server process on its own (<see cref="ServerCpuSeconds"/> is their sum).</summary>
+    public IReadOnlyList<Runs.ProcessUsage> ServerProcesses { get; init; } = [];
 
     public double? StealPercent { get; init; }
 
@@ -67,7 +71,7 @@ public sealed record BenchReport
 
     public double BytesPerSecond => DurationSeconds > 0 ? Bytes / DurationSeconds : 0;
 
-    public double? ServerCpuMicrosecondsPerMessage => ServerCpuSeconds is { } s && Messages > 0 ? s * 1e6 / Messages : null;
+    public double? ServerCpuMicrosecondsPerMessage => ServerCpuSeconds is { } s && Messages > 0 ? PerMessage(s) : null;
 
     public double ClientCpuMicrosecondsPerMessage => Messages > 0 ? ClientCpuSeconds * 1e6 / Messages : 0;
 
@@ -95,6 +99,13 @@ public sealed record BenchReport
         if (ServerCpuSeconds is { } cpu)
         {
             text.AppendLine(c, $"server      cpu {ServerCpuMicrosecondsPerMessage:F2} µs/msg ({cpu:F2} s), peak rss {ServerPeakRssKb / 1024.0:F1} MiB");
+            if (ServerProcesses.Count > 1)
+            {
+                foreach (var p in ServerProcesses)
+                {
+                    text.AppendLine(c, $"  pid {p.Pid,-7} cpu {PerMessage(p.CpuSeconds):F2} µs/msg ({p.CpuSeconds:F2} s), peak rss {p.PeakRssKb / 1024.0:F1} MiB");
+                }
+            }
         }
 
         text.AppendLine(c, $"{(o.InProcess ? "process" : "client"),-11} cpu {ClientCpuMicrosecondsPerMessage:F2} µs/msg, alloc {ClientAllocatedBytesPerMessage:F0} B/msg, gc {ClientGen0}/{ClientGen1}/{ClientGen2}");
@@ -166,6 +177,18 @@ public sealed record BenchReport
                 json.WriteNumber("cpu_s", Math.Round(cpu, 3));
                 json.WriteNumber("cpu_us_per_msg", Math.Round(ServerCpuMicrosecondsPerMessage ?? 0, 3));
                 json.WriteNumber("peak_rss_kb", ServerPeakRssKb ?? 0);
+                json.WriteStartArray("processes");
+                foreach (var p in ServerProcesses)
+                {
+                    json.WriteStartObject();
+                    json.WriteNumber("pid", p.Pid);
+                    json.WriteNumber("cpu_s", Math.Round(p.CpuSeconds, 3));
+                    json.WriteNumber("cpu_us_per_msg", Math.Round(PerMessage(p.CpuSeconds), 3));
+                    json.WriteNumber("peak_rss_kb", p.PeakRssKb);
+                    json.WriteEndObject();
+                }
+
+                json.WriteEndArray();
             }
 
             json.WriteEndObject();
@@ -193,6 +216,8 @@ public sealed record BenchReport
 
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
+
+    private double PerMessage(double seconds) => Messages > 0 ? seconds * 1e6 / Messages : 0;
 
     private static string Target(BenchTarget target) => target == BenchTarget.JetStream ? "jetstream" : "sluice";
 }

@@ -112,7 +112,7 @@ public static class BenchRunner
 
             var workers = publishers.Select(_ => new PublisherWorker()).ToArray();
             var client = ClientSnapshot.Take();
-            using var probe = ProcessProbe.Start(options.ServerPid);
+            using var probe = ProcessProbe.Start(options.ServerPids);
             var clock = Stopwatch.StartNew();
             await PublishAllAsync(options, publishers, workers, workload, acks, cancellationToken).ConfigureAwait(false);
             clock.Stop();
@@ -184,7 +184,7 @@ public static class BenchRunner
                 () =>
                 {
                     client = ClientSnapshot.Take();
-                    probe = ProcessProbe.Start(options.ServerPid);
+                    probe = ProcessProbe.Start(options.ServerPids);
                     clock.Start();
                 },
                 cancellationToken).ConfigureAwait(false);
@@ -200,9 +200,8 @@ public static class BenchRunner
 
     /// <summary>This process's CPU time, allocations and collections at one moment.</summary>
     /// <summary>A report of the counts, the timed part's duration, the server's CPU, peak RSS and steal, and the client's usage.</summary>
-    private static BenchReport Measured(BenchOptions options, Stopwatch clock, (double? CpuSeconds, long? PeakRssKb, double? StealPercent) server, ClientSnapshot used, long messages, long errors, long bytes)
+    private static BenchReport Measured(BenchOptions options, Stopwatch clock, ServerUsage server, ClientSnapshot used, long messages, long errors, long bytes)
     {
-        var (serverCpu, serverPeak, steal) = server;
         return new BenchReport
         {
             Options = options,
@@ -210,9 +209,10 @@ public static class BenchRunner
             Errors = errors,
             Bytes = bytes,
             DurationSeconds = clock.Elapsed.TotalSeconds,
-            ServerCpuSeconds = serverCpu,
-            ServerPeakRssKb = serverPeak,
-            StealPercent = steal,
+            ServerCpuSeconds = server.CpuSeconds,
+            ServerPeakRssKb = server.PeakRssKb,
+            ServerProcesses = server.Processes,
+            StealPercent = server.StealPercent,
             ClientCpuSeconds = used.CpuSeconds,
             ClientAllocatedBytes = used.AllocatedBytes,
             ClientGen0 = used.Gen0,

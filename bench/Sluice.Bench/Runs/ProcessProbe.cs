@@ -2,7 +2,20 @@ using System.Globalization;
 
 namespace Sluice.Bench.Runs;
 
-/// <summary>CPU time and memory of a server process, and hypervisor steal of the machine, from /proc (Linux).</summary>
+/// <summary>What one server process used over a probe: CPU seconds and peak RSS in KiB.</summary>
+public sealed record ProcessUsage(int Pid, double CpuSeconds, long PeakRssKb);
+
+/// <summary>What the probed server processes used together, and hypervisor steal of the machine.</summary>
+/// <param name="CpuSeconds">CPU time summed over every process; null without a pid.</param>
+/// <param name="PeakRssKb">Each process's peak RSS, summed: what a machine must hold for all of them at once, at worst; null without a pid.</param>
+/// <param name="StealPercent">Hypervisor steal as a share of the machine's CPU time; null when /proc/stat is unreadable.</param>
+/// <param name="Processes">Each process on its own, in the order given.</param>
+public sealed record ServerUsage(double? CpuSeconds, long? PeakRssKb, double? StealPercent, IReadOnlyList<ProcessUsage> Processes);
+
+/// <summary>
+/// CPU time and memory of the server processes (all of a cluster's: brokers, etcd, nats-servers), and hypervisor
+/// steal of the machine, from /proc (Linux).
+/// </summary>
 public sealed class ProcessProbe : IDisposable
 {
     // /proc reports process times in USER_HZ, which Linux fixes at 100 for every architecture's user ABI.
@@ -11,47 +24,58 @@ public sealed class ProcessProbe : IDisposable
     // RSS is sampled this often in case the kernel refuses to reset the peak (VmHWM).
     private static readonly TimeSpan RssSampleInterval = TimeSpan.FromMilliseconds(50);
 
-    private readonly int _pid;
+    private readonly int[] _pids;
+    private readonly double[] _startCpu;
+    private readonly long[] _sampledPeakKb;
+    private readonly bool[] _peakReset;
     private readonly Timer? _sampler;
-    private readonly bool _peakReset;
-    private long _sampledPeakKb;
 
-    private ProcessProbe(int pid)
+    private ProcessProbe(IReadOnlyList<int> pids)
     {
-        _pid = pid;
-        if (pid > 0)
+        _pids = [.. pids];
+        _peakReset = new bool[_pids.Length];
+        _sampledPeakKb = new long[_pids.Length];
+        _startCpu = new double[_pids.Length];
+        for (var i = 0; i < _pids.Length; i++)
         {
-            _peakReset = TryResetPeak(pid);
-            _sampledPeakKb = ReadStatusKb(pid, "VmRSS:") ?? 0;
+            _peakReset[i] = TryResetPeak(_pids[i]);
+            _sampledPeakKb[i] = ReadStatusKb(_pids[i], "VmRSS:") ?? 0;
+            _startCpu[i] = ReadCpuSeconds(_pids[i]);
+        }
+
+        if (_pids.Length > 0)
+        {
             _sampler = new Timer(_ => Sample(), null, RssSampleInterval, RssSampleInterval);
         }
 
-        StartCpuSeconds = pid > 0 ? ReadCpuSeconds(pid) : 0;
         StartSteal = CpuJiffies.Read();
     }
 
-    public double StartCpuSeconds { get; }
-
     public CpuJiffies StartSteal { get; }
 
-    /// <summary>Starts measuring <paramref name="pid"/> (0: only the machine's steal).</summary>
-    public static ProcessProbe Start(int pid) => new(pid);
+    /// <summary>Starts measuring <paramref name="pids"/> (none: only the machine's steal).</summary>
+    public static ProcessProbe Start(IReadOnlyList<int> pids)
+    {
+        ArgumentNullException.ThrowIfNull(pids);
+        return new ProcessProbe(pids);
+    }
 
-    /// <summary>Server CPU seconds, server peak RSS in KiB (null without a pid), and steal % since the start.</summary>
-    public (double? CpuSeconds, long? PeakRssKb, double? StealPercent) Stop()
+    /// <summary>What the processes used since the start, each and summed, and steal % since the start.</summary>
+    public ServerUsage Stop()
     {
         _sampler?.Dispose();
-        double? cpu = null;
-        long? peak = null;
-        if (_pid > 0)
+        Sample();
+        var processes = new ProcessUsage[_pids.Length];
+        for (var i = 0; i < _pids.Length; i++)
         {
-            Sample();
-            cpu = ReadCpuSeconds(_pid) - StartCpuSeconds;
-            var hwm = _peakReset ? ReadStatusKb(_pid, "VmHWM:") : null;
-            peak = Math.Max(Interlocked.Read(ref _sampledPeakKb), hwm ?? 0);
+            var hwm = _peakReset[i] ? ReadStatusKb(_pids[i], "VmHWM:") : null;
+            processes[i] = new ProcessUsage(_pids[i], ReadCpuSeconds(_pids[i]) - _startCpu[i], Math.Max(Interlocked.Read(ref _sampledPeakKb[i]), hwm ?? 0));
         }
 
-        return (cpu, peak, CpuJiffies.Read().StealPercentSince(StartSteal));
+        var steal = CpuJiffies.Read().StealPercentSince(StartSteal);
+        return processes.Length == 0
+            ? new ServerUsage(null, null, steal, processes)
+            : new ServerUsage(processes.Sum(p => p.CpuSeconds), processes.Sum(p => p.PeakRssKb), steal, processes);
     }
 
     public void Dispose() => _sampler?.Dispose();
@@ -104,14 +128,17 @@ public sealed class ProcessProbe : IDisposable
 
     private void Sample()
     {
-        if (ReadStatusKb(_pid, "VmRSS:") is { } rss)
+        for (var i = 0; i < _pids.Length; i++)
         {
-            long seen;
-            do
+            if (ReadStatusKb(_pids[i], "VmRSS:") is { } rss)
             {
-                seen = Interlocked.Read(ref _sampledPeakKb);
+                long seen;
+                do
+                {
+                    seen = Interlocked.Read(ref _sampledPeakKb[i]);
+                }
+                while (rss > seen && Interlocked.CompareExchange(ref _sampledPeakKb[i], rss, seen) != seen);
             }
-            while (rss > seen && Interlocked.CompareExchange(ref _sampledPeakKb, rss, seen) != seen);
         }
     }
 }

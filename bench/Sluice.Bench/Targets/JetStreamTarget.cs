@@ -7,8 +7,8 @@ using Sluice.Bench.Options;
 namespace Sluice.Bench.Targets;
 
 /// <summary>
-/// NATS JetStream through the official client (NATS.Net): one file-storage, single-replica stream per
-/// partition (partition 0 is the stream itself on the subject, partition N &gt; 0 is "&lt;stream&gt;-N" on
+/// NATS JetStream through the official client (NATS.Net): one file-storage stream per partition, with
+/// <see cref="BenchOptions.ReplicationFactor"/> replicas (its PubAck comes once a quorum of them stored the message) (partition 0 is the stream itself on the subject, partition N &gt; 0 is "&lt;stream&gt;-N" on
 /// "&lt;subject&gt;.N", Liftbridge's subject mapping), publishes read their PubAcks, and the consumer is an
 /// ordered consumer (ephemeral, deliver all, no acks, pulling in batches), as a user reading a stream from the start would write it.
 /// </summary>
@@ -31,6 +31,16 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
     internal static string SubjectName(BenchOptions options, int partition) =>
         partition == 0 ? options.Subject : string.Create(CultureInfo.InvariantCulture, $"{options.Subject}.{partition}");
 
+    /// <summary>The stream <see cref="CreateStreamAsync"/> creates for <paramref name="partition"/>.</summary>
+    internal static StreamConfig StreamConfigFor(BenchOptions options, int partition) =>
+        new(StreamName(options, partition), [SubjectName(options, partition)])
+        {
+            Retention = StreamConfigRetention.Limits,
+            Storage = StreamConfigStorage.File,
+            NumReplicas = options.ReplicationFactor,
+            Discard = StreamConfigDiscard.Old,
+        };
+
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
         _admin = await ConnectAsync("sluice-bench-admin", cancellationToken).ConfigureAwait(false);
@@ -42,16 +52,9 @@ public sealed class JetStreamTarget(BenchOptions options) : IBenchTarget
         var created = true;
         for (var p = 0; p < options.Partitions; p++)
         {
-            var config = new StreamConfig(StreamName(options, p), [SubjectName(options, p)])
-            {
-                Retention = StreamConfigRetention.Limits,
-                Storage = StreamConfigStorage.File,
-                NumReplicas = 1,
-                Discard = StreamConfigDiscard.Old,
-            };
             try
             {
-                await js.CreateStreamAsync(config, cancellationToken).ConfigureAwait(false);
+                await js.CreateStreamAsync(StreamConfigFor(options, p), cancellationToken).ConfigureAwait(false);
             }
             catch (NatsJSApiException ex) when (ex.Error.ErrCode == StreamNameExists)
             {
