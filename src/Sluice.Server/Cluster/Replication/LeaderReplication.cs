@@ -109,7 +109,7 @@ internal sealed partial class LeaderReplication
         {
             if (_stopped)
             {
-                Fail(item);
+                Fail(item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
                 return;
             }
 
@@ -191,11 +191,20 @@ internal sealed partial class LeaderReplication
     {
         lock (_lock)
         {
-            _isr = isr;
-            foreach (var follower in _followers.Values)
+            if (isr.SequenceEqual(_isr, StringComparer.Ordinal))
             {
-                follower.Since = Stopwatch.GetTimestamp(); // lag is counted from when membership changed
+                return; // the same ISR, applied again (reconciliation re-applies every second): no lag clock restarts
             }
+
+            foreach (var (id, follower) in _followers)
+            {
+                if (!_isr.Contains(id, StringComparer.Ordinal) && isr.Contains(id, StringComparer.Ordinal))
+                {
+                    follower.Since = Stopwatch.GetTimestamp(); // a member that just joined gets a whole lag window
+                }
+            }
+
+            _isr = isr;
         }
 
         Advance();
@@ -228,13 +237,13 @@ internal sealed partial class LeaderReplication
 
         foreach (var parked in failed)
         {
-            Fail(parked.Item);
+            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
         }
     }
 
-    private void Fail(PublishItem item)
+    private void Fail(PublishItem item, string reason)
     {
-        item.RefusalReason = Sluice.Protocol.Wire.PublishErrors.LeaderChanged;
+        item.RefusalReason = reason;
         item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
         item.Receiver?.FlushAcks();
     }
@@ -242,6 +251,7 @@ internal sealed partial class LeaderReplication
     private void Advance()
     {
         List<Parked>? released = null;
+        var belowMinIsr = false;
         lock (_lock)
         {
             if (_log is not { } log || _stopped || !_isLive())
@@ -268,10 +278,24 @@ internal sealed partial class LeaderReplication
             {
                 (released ??= []).Add(_parked.Dequeue());
             }
+
+            // The high watermark can pass a message because the ISR shrank, not because more replicas have it: below
+            // min ISR an ALL ack would promise copies that may not exist (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+            belowMinIsr = released is not null && _isr.Count < _partition.Stream.Settings.MinIsr;
         }
 
         if (released is null)
         {
+            return;
+        }
+
+        if (belowMinIsr)
+        {
+            foreach (var parked in released)
+            {
+                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend);
+            }
+
             return;
         }
 
