@@ -8,17 +8,20 @@
 #      LEADER, then --probe with ack ALL: the leader's ack latency with every follower in sync;
 #   2. a follower (never the leader) is stopped with SIGTERM, and --backlog messages are published
 #      (--window in flight, ack LEADER) while it is down;
-#   3. during: the follower is started again with the same id and data dir, and at once the same two
-#      synchronous publishers run side by side (LEADER and ALL) while the script polls the ISR; the
-#      catch-up time is from the restart to the follower being back in the ISR.
+#   3. during: the follower is started again with the same id and data dir; once it listens (its own
+#      start-up is not counted), two synchronous publishers run side by side, --probe-during messages
+#      each, one LEADER and one ALL, while the script polls the ISR; the catch-up time is from the
+#      follower listening to it being back in the ISR. The summary says how much of each publisher's
+#      run fell inside the catch-up.
 # Prints p50/p99 of each publisher before and during, the catch-up time, the backlog in MB, and the
 # load average. Everything started is stopped by PID on exit, error or Ctrl-C.
 #
-# usage: bench/catchup.sh [--runs N] [--backlog N] [--probe N] [--window W] [--ms BYTES] [--no-build]
-#                         [--out FILE] [--keep]
+# usage: bench/catchup.sh [--runs N] [--backlog N] [--probe N] [--probe-during N] [--window W] [--ms BYTES]
+#                         [--no-build] [--out FILE] [--keep]
 #   --runs N      rounds (default 3)
 #   --backlog N   messages published while the follower is down (default 300000)
-#   --probe N     messages per synchronous probe publisher (default 3000)
+#   --probe N     messages per synchronous probe publisher before the stop (default 3000)
+#   --probe-during N  messages per synchronous probe publisher during the catch-up (default 10000)
 #   --window W    publishes in flight for the backlog (default 200)
 #   --ms BYTES    message size (default 256)
 #   --out FILE    also write the summary (markdown) to FILE
@@ -30,6 +33,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 RUNS=3
 BACKLOG=300000
 PROBE=3000
+PROBE_DURING=10000
 WINDOW=200
 MS=256
 build=1
@@ -41,12 +45,13 @@ while [ $# -gt 0 ]; do
     --runs) RUNS="$2"; shift ;;
     --backlog) BACKLOG="$2"; shift ;;
     --probe) PROBE="$2"; shift ;;
+    --probe-during) PROBE_DURING="$2"; shift ;;
     --window) WINDOW="$2"; shift ;;
     --ms) MS="$2"; shift ;;
     --no-build) build=0 ;;
     --out) out="$2"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "catchup.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -132,9 +137,10 @@ wait_full_isr() { # timeout seconds
   done
 }
 # One synchronous publisher; writes its JSON result to $2.
-probe() { # ack-policy out.json
-  "$bench" producer -s "$servers" --stream catchup --ack-policy "$1" -n "$PROBE" --pb 1 --ms "$MS" --warmup 200 \
+probe() { # ack-policy out.json messages
+  "$bench" producer -s "$servers" --stream catchup --ack-policy "$1" -n "$3" --pb 1 --ms "$MS" \
     --timeout 600 --output json >"$2" 2>"$2.err"
+  date +%s%6N >"$2.end"
 }
 lat() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=j.get("latency_us") or {}; print(l.get("p50",0), l.get("p99",0), j.get("errors",0), round(j["msgs_per_sec"]))' "$1"; }
 
@@ -145,8 +151,8 @@ for r in $(seq 1 "$RUNS"); do
   follower=""
   for b in b3 b2 b1; do [ "$b" != "$leader" ] && { follower="$b"; break; }; done
   load_before="$(cut -d' ' -f1 /proc/loadavg)"
-  probe leader "$work/before-leader.json"
-  probe all "$work/before-all.json"
+  probe leader "$work/before-leader.json" "$PROBE"
+  probe all "$work/before-all.json" "$PROBE"
 
   stop_pid "${pid[$follower]}"
   until [ "$(isr_size)" -eq 2 ]; do sleep 0.1; done
@@ -154,35 +160,40 @@ for r in $(seq 1 "$RUNS"); do
     --timeout 900 --output json >"$work/backlog.json" 2>"$work/backlog.err" || { cat "$work/backlog.err" >&2; exit 1; }
 
   load_during="$(cut -d' ' -f1 /proc/loadavg)"
-  t_start="$(now_us)"
   start_broker "$follower"
-  probe leader "$work/during-leader.json" & p1=$!
-  probe all "$work/during-all.json" & p2=$!
+  wait_port "${pid[$follower]}" "${port[$follower]}" "$follower"
+  t_start="$(now_us)"
+  probe leader "$work/during-leader.json" "$PROBE_DURING" & p1=$!
+  probe all "$work/during-all.json" "$PROBE_DURING" & p2=$!
+  # The follower's log size every half second: the catch-up's pace.
+  (while :; do echo "$(( ($(now_us) - t_start) / 1000 )) $(du -sb "$work/$follower/data/streams" | cut -f1)"; sleep 0.5; done) >"$work/growth-$r.log" & sampler=$!
   wait_full_isr 300
   t_isr="$(now_us)"
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   wait "$p1" "$p2"
-  t_probes="$(now_us)"
   catchup_ms=$(( (t_isr - t_start) / 1000 ))
-  probes_ms=$(( (t_probes - t_start) / 1000 ))
+  # How long each probe ran past the catch-up (its start-up and first publishes fall inside it).
+  probes_ms="$(( ($(cat "$work/during-leader.json.end") - t_start) / 1000 ))/$(( ($(cat "$work/during-all.json.end") - t_start) / 1000 ))"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$leader" "$follower" "$catchup_ms" "$probes_ms" \
     "$(lat "$work/before-leader.json")" "$(lat "$work/before-all.json")" "$(lat "$work/during-leader.json")" "$(lat "$work/during-all.json")" \
     "$load_before $load_during" >>"$work/runs.tsv"
-  echo "run $r: leader $leader, follower $follower; back in the ISR $catchup_ms ms after its restart (probes done after $probes_ms ms); before LEADER/ALL p50 p99 us: $(lat "$work/before-leader.json" | cut -d' ' -f1,2) / $(lat "$work/before-all.json" | cut -d' ' -f1,2); during: $(lat "$work/during-leader.json" | cut -d' ' -f1,2) / $(lat "$work/during-all.json" | cut -d' ' -f1,2); load $load_before, $load_during" >&2
+  echo "run $r: leader $leader, follower $follower; back in the ISR $catchup_ms ms after it listened (LEADER/ALL probes ended $probes_ms ms after it); before LEADER/ALL p50 p99 us: $(lat "$work/before-leader.json" | cut -d' ' -f1,2) / $(lat "$work/before-all.json" | cut -d' ' -f1,2); during: $(lat "$work/during-leader.json" | cut -d' ' -f1,2) / $(lat "$work/during-all.json" | cut -d' ' -f1,2); load $load_before, $load_during" >&2
 done
 
-summary="$(python3 - "$work/runs.tsv" "$BACKLOG" "$MS" "$PROBE" <<'PY'
+summary="$(python3 - "$work/runs.tsv" "$BACKLOG" "$MS" "$PROBE" "$PROBE_DURING" <<'PY'
 import sys, statistics as st
-path, backlog, ms, probe = sys.argv[1:]
+path, backlog, ms, probe, probe_during = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 def col(i, k): return [float(r[i].split()[k]) for r in rows]
 mb = int(backlog) * (int(ms) + 40) / 1e6  # payload plus the record header, roughly
 out = [f"{len(rows)} runs; backlog {int(backlog):,} messages of {ms} bytes (~{mb:.0f} MB) published while one follower was down; "
-       f"probes: {probe} synchronous publishes each, ack LEADER and ack ALL, RF 3, min ISR 2", "",
+       f"probes: synchronous publishers, one ack LEADER and one ack ALL, {probe} publishes each before and {probe_during} each during; RF 3, min ISR 2", "",
        "| | LEADER p50 ms | LEADER p99 ms | ALL p50 ms | ALL p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
 for name, li, ai in [("before (all in sync)", 5, 6), ("during catch-up", 7, 8)]:
     out.append(f"| {name} | {st.median(col(li,0))/1000:.2f} | {st.median(col(li,1))/1000:.2f} | {st.median(col(ai,0))/1000:.2f} | {st.median(col(ai,1))/1000:.2f} | {int(sum(col(li,2)) + sum(col(ai,2)))} |")
-cu = [int(r[3]) for r in rows]; pr = [int(r[4]) for r in rows]
-out += ["", f"restart → back in the ISR: median {st.median(cu):,.0f} ms (each: {' / '.join(f'{x:,}' for x in cu)}); the probes ran {' / '.join(f'{x:,}' for x in pr)} ms from the restart",
+cu = [int(r[3]) for r in rows]
+pr = [r[4] for r in rows]
+out += ["", f"follower listening → back in the ISR (catch-up): median {st.median(cu):,.0f} ms (each: {' / '.join(f'{x:,}' for x in cu)}); the LEADER/ALL probes ended {' ; '.join(pr)} ms after it listened",
         f"load average before/during per run: {'; '.join(r[9] for r in rows)}"]
 print("\n".join(out))
 PY
