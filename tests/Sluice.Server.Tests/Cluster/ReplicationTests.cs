@@ -173,6 +173,65 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task ALeaderStoppedGracefullyLetsItsFollowersFetchWhatItAppendedAndAcksItBeforeLeaving()
+    {
+        var proxies = new[] { TcpProxy.Start(), TcpProxy.Start(), TcpProxy.Start() };
+        var next = 0;
+        try
+        {
+            await using var cluster = await ClusterHarness.StartAsync(3, o => o with { Listen = new HostPort("127.0.0.1", 0), Port = proxies[next++].Port });
+            for (var i = 0; i < 3; i++)
+            {
+                proxies[i].Target = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, cluster.Brokers[i].Server.Port);
+            }
+
+            await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("planned", replicationFactor: 3));
+            var leader = cluster[cluster.Leadership("planned").Leader];
+            Assert.Equal(0, (await leader.PublishAsync("planned", "m0", policy: AckPolicy.All))!.Offset);
+
+            // The followers cannot fetch for now: an ALL message is appended and waits for them.
+            var proxy = proxies[cluster.Brokers.IndexOf(leader)];
+            proxy.Pause();
+            using var channel = new Sluice.Client.Grpc.GrpcChannel(new Uri($"http://127.0.0.1:{leader.Server.Port}")); // the harness's closes with the stop
+            var publishing = channel.UnaryAsync("/proto.API/Publish", new PublishRequest { Stream = "planned", Value = Google.Protobuf.ByteString.CopyFromUtf8("in flight"), AckPolicy = AckPolicy.All }, PublishResponse.Parser, TimeSpan.FromSeconds(20));
+            await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(leader, "planned")!.NewestOffset == 1, "the leader appends the message");
+
+            // The stop begins: the leader refuses new messages before appending them, then the followers may fetch again.
+            var stopping = leader.StopAsync();
+            await BrokerHarness.WaitUntilAsync(
+                async () =>
+                {
+                    try
+                    {
+                        await channel.UnaryAsync("/proto.API/Publish", new PublishRequest { Stream = "planned", Value = Google.Protobuf.ByteString.CopyFromUtf8("late"), AckPolicy = AckPolicy.Leader }, PublishResponse.Parser, TimeSpan.FromSeconds(5));
+                        return false;
+                    }
+                    catch (GrpcException e) when (e.StatusCode == GrpcStatusCode.Internal && e.Message.Contains("shutting down", StringComparison.Ordinal))
+                    {
+                        return true;
+                    }
+                },
+                "the stopping leader refuses new messages");
+            proxy.Resume();
+
+            // Acked by the leader it was sent to, at the offset it was appended at, and the next leader has it there.
+            Assert.Equal(1, (await publishing).Ack.Offset);
+            await stopping;
+            await ClusterHarness.WaitForAsync(() => cluster.Leader("planned") is { } l && l != leader, "another broker leads");
+            var successor = cluster.Leader("planned")!;
+            using var batch = ClusterHarness.LogOf(successor, "planned")!.Read(1, 1024);
+            Assert.Equal("in flight", Google.Protobuf.ByteString.CopyFrom(batch[0].Value!.Value.Span).ToStringUtf8());
+        }
+        finally
+        {
+            foreach (var proxy in proxies)
+            {
+                await proxy.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task FollowersReplicatePastAClientConnectionLimitTheirAddressHasUsedUp()
     {
         // Every broker and this test connect from 127.0.0.1, which may hold one client connection per broker.

@@ -33,6 +33,7 @@ internal sealed partial class LeaderReplication
     private IReadOnlyList<string> _isr;
     private CommitLog? _log;
     private bool _stopped;
+    private volatile bool _draining;
     private bool _isrChangeInFlight;
 
     public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task> alterIsr, TimeSpan maxLag, ILogger logger)
@@ -90,6 +91,11 @@ internal sealed partial class LeaderReplication
         if (!_isLive())
         {
             throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: {FencedRefusal}");
+        }
+
+        if (_draining)
+        {
+            throw new BrokerInternalException(Sluice.Protocol.Wire.PublishErrors.ShuttingDown);
         }
 
         var minIsr = _partition.Stream.Settings.MinIsr;
@@ -208,6 +214,24 @@ internal sealed partial class LeaderReplication
         }
 
         Advance();
+    }
+
+    /// <summary>
+    /// A graceful stop is coming: refuse new messages (before appending them, so a resend is safe) and let the
+    /// followers fetch what is appended, so <see cref="Committed"/> becomes true.
+    /// </summary>
+    public void Drain() => _draining = true;
+
+    /// <summary>Whether the ISR has everything appended: no message waits for ALL, the high watermark is at the log end.</summary>
+    public bool Committed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _stopped || _log is null || (_parked.Count == 0 && _log.HighWatermark >= _log.NewestOffset);
+            }
+        }
     }
 
     /// <summary>Leadership ended: messages waiting for ALL fail (their fate is up to the next leader).</summary>
