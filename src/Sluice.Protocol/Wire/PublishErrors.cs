@@ -16,6 +16,13 @@ public static class PublishErrors
     /// </summary>
     public const string LeaderFenced = "this broker lost contact with the cluster metadata and stopped acknowledging as leader";
 
+    /// <summary>
+    /// A message with ack policy ALL was appended while the ISR met the stream's min ISR, but the ISR shrank below it
+    /// before the message was committed (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND; unary FAILED_PRECONDITION, async
+    /// error INTERNAL). Fewer replicas than min ISR may hold it, so it is not acknowledged; it may or may not be stored.
+    /// </summary>
+    public const string NotEnoughReplicasAfterAppend = "not enough in-sync replicas to commit the message after it was appended; it may or may not be stored";
+
     /// <summary>A broker that is stopping refused the message before appending it (INTERNAL). Nothing was stored.</summary>
     public const string ShuttingDown = "the server is shutting down";
 

@@ -648,6 +648,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
     public async ValueTask DisposeAsync()
     {
+        if (_replicas is not null && Membership is { IsLive: true })
+        {
+            await DrainAsync().ConfigureAwait(false);
+        }
+
         _broker.Forwarder = null;
         if (Controller is not null)
         {
@@ -670,6 +675,38 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             channel.Dispose();
         }
     }
+
+    /// <summary>
+    /// Before a graceful stop gives up this broker's leaderships (by revoking its lease): each partition it leads
+    /// refuses new messages and waits, at most one lease TTL, until its followers have everything it appended. The
+    /// messages waiting for ALL are then acked here instead of failing with "may or may not be stored", and no
+    /// LEADER-acked tail is left for the next leader to cut.
+    /// </summary>
+    private async Task DrainAsync()
+    {
+        var led = _broker.Streams.SelectMany(s => s.Partitions).Select(p => p.Runtime?.Replication).OfType<LeaderReplication>().ToList();
+        if (led.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var replication in led)
+        {
+            replication.Drain();
+        }
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (led.Exists(r => !r.Committed) && System.Diagnostics.Stopwatch.GetElapsedTime(started) < Settings.LeaseTtl)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(10)).ConfigureAwait(false);
+        }
+
+        var uncommitted = led.Count(r => !r.Committed);
+        LogDrained(_logger, led.Count, uncommitted, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopping: {Partitions} partition(s) led here drained ({Uncommitted} not fully replicated) in {Ms:F0} ms; leaving the cluster")]
+    private static partial void LogDrained(ILogger logger, int partitions, int uncommitted, double ms);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
     private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);

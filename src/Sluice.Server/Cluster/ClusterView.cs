@@ -85,6 +85,13 @@ internal sealed partial class ClusterView : IAsyncDisposable
 
     public ClusterSnapshot Current => _current;
 
+    /// <summary>
+    /// Runs on each new snapshot before <see cref="Current"/> shows it, so what this broker acts on at once (a leader's
+    /// ISR for min ISR) is never behind what its metadata shows (FetchMetadata, or a test reading <see cref="Current"/>).
+    /// Must be quick and must not throw.
+    /// </summary>
+    public Action<ClusterSnapshot>? BeforePublish { get; set; }
+
     /// <summary>Completes the next time the snapshot changes.</summary>
     public Task NextChange
     {
@@ -263,6 +270,7 @@ internal sealed partial class ClusterView : IAsyncDisposable
 
     private void Publish(ClusterSnapshot snapshot)
     {
+        BeforePublish?.Invoke(snapshot);
         _current = snapshot;
         TaskCompletionSource changed;
         lock (_waitersLock)

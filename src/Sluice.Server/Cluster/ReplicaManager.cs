@@ -47,6 +47,7 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
     /// <summary>Applies the current metadata once, then follows it.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        _node.View.BeforePublish = ApplyIsrAhead;
         await ReconcileAsync(_node.View.Current, cancellationToken).ConfigureAwait(false);
         _loop = Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
         var period = TimeSpan.FromTicks(Math.Clamp(_broker.Options.Clustering.ReplicaMaxLagTime.Ticks / 4, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(1).Ticks));
@@ -89,6 +90,30 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
                 catch (OperationCanceledException)
                 {
                     return;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A new ISR for a partition this broker leads in the same epoch, applied as the snapshot arrives rather than on the
+    /// next reconciliation (which waits for the broker's lock): an ALL publish that comes after FetchMetadata showed
+    /// the ISR below min ISR is refused before it is appended, as a Kafka client expects.
+    /// </summary>
+    private void ApplyIsrAhead(ClusterSnapshot snapshot)
+    {
+        var self = _node.BrokerId;
+        foreach (var stream in _broker.Streams)
+        {
+            foreach (var partition in stream.Partitions)
+            {
+                if (partition.Runtime?.Replication is { } replication
+                    && snapshot.Leaders.TryGetValue((stream.Name, partition.Id), out var written)
+                    && written.Record.Leader == self
+                    && written.Record.LeaderEpoch == replication.Epoch
+                    && !written.Record.Isr.SequenceEqual(replication.Isr, StringComparer.Ordinal))
+                {
+                    replication.UpdateIsr([.. written.Record.Isr]);
                 }
             }
         }
@@ -239,6 +264,7 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
     /// <summary>Stops following (closing the followers' logs); leaders close with the broker.</summary>
     public async ValueTask DisposeAsync()
     {
+        _node.View.BeforePublish = null;
         await _stop.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
         if (_lagTimer is not null)

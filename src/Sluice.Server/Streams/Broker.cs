@@ -673,6 +673,13 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         {
             ThrowIfStopped();
             partition.ThrowIfOffline();
+            if (partition.Leadership is not null && Forwarder is null)
+            {
+                // A cluster member whose node has left (a graceful stop in progress): nothing was appended, so say so
+                // in the words that let a client send it again to whoever leads.
+                throw new BrokerInternalException(Sluice.Protocol.Wire.PublishErrors.ShuttingDown);
+            }
+
             if (partition.Leadership is not null && Forwarder is { } cluster && !partition.IsPaused)
             {
                 // The leadership moved away between the check above and the enqueue: send it to the new leader.

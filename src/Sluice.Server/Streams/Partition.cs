@@ -143,12 +143,16 @@ internal sealed partial class Partition : IDisposable
         }
     }
 
-    public long HighWatermark => Log?.HighWatermark ?? _closedHighWatermark;
+    public long HighWatermark => Log?.HighWatermark ?? Volatile.Read(ref _closingLog)?.HighWatermark ?? _closedHighWatermark;
 
-    public long NewestOffset => Log?.NewestOffset ?? _closedNewestOffset;
+    public long NewestOffset => Log?.NewestOffset ?? Volatile.Read(ref _closingLog)?.NewestOffset ?? _closedNewestOffset;
 
     private long _closedHighWatermark = -1;
     private long _closedNewestOffset = -1;
+
+    // A leader's log between leaving the runtime and its final offsets being recorded (a close awaits the NATS
+    // unsubscribe and the writer): metadata read meanwhile must not fall back to older closed values.
+    private CommitLog? _closingLog;
 
     public PartitionStateRecord ToRecord() => new()
     {
@@ -345,13 +349,18 @@ internal sealed partial class Partition : IDisposable
     /// <summary>Closes the follower's log (the follower has stopped writing to it).</summary>
     public void CloseFollower(bool delete = false)
     {
-        if (Interlocked.Exchange(ref _followerLog, null) is not { } log)
+        if (_followerLog is not { } log)
         {
             return;
         }
 
+        // Recorded before the log leaves, so metadata read in between shows these, not older values.
         _closedHighWatermark = log.HighWatermark;
         _closedNewestOffset = log.NewestOffset;
+        if (Interlocked.CompareExchange(ref _followerLog, null, log) != log)
+        {
+            return;
+        }
         if (delete)
         {
             log.Delete();
@@ -391,6 +400,7 @@ internal sealed partial class Partition : IDisposable
             return;
         }
 
+        Volatile.Write(ref _closingLog, runtime.Log);
         _runtime = null;
         runtime.Reason = reason;
         if (runtime.Feed is { } feed)
@@ -406,6 +416,7 @@ internal sealed partial class Partition : IDisposable
         runtime.Replication?.Stop(); // messages still waiting for the ISR fail: the next leader decides their fate
         _closedHighWatermark = runtime.Log.HighWatermark;
         _closedNewestOffset = runtime.Log.NewestOffset;
+        Volatile.Write(ref _closingLog, null);
         if (reason == PartitionCloseReason.Deleted)
         {
             runtime.Log.Delete();

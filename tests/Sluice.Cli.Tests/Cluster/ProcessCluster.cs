@@ -84,6 +84,43 @@ internal sealed class ProcessCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>SIGTERM, a graceful stop as a service manager does it; waits for the exit, which must be status 0.</summary>
+    public async Task TerminateAsync(BrokerProcess broker)
+    {
+        Assert.Contains(broker, Brokers);
+        var process = broker.Process ?? throw new InvalidOperationException($"{broker.Id} is not running");
+        await process.TerminateAsync();
+        var exitCode = await process.WaitForExitAsync(Timeout);
+        Assert.True(exitCode == 0, $"{broker.Id} exited with {exitCode} after SIGTERM:\n{process.Transcript()}");
+        broker.Process = null;
+        await process.DisposeAsync();
+    }
+
+    /// <summary>
+    /// Waits until the partition's leader (every broker agreeing, all replicas in sync) answers as leader with its high
+    /// watermark at its newest offset; returns the leader and that offset.
+    /// </summary>
+    public async Task<(string Leader, long End)> WaitForSettledEndAsync(string stream, int partition = 0)
+    {
+        var leader = await WaitForFullIsrAsync(stream, partition);
+        PartitionMetadata? metadata = null;
+        await WaitForAsync(
+            async () =>
+            {
+                try
+                {
+                    metadata = (await this[leader].CallAsync("FetchPartitionMetadata", new FetchPartitionMetadataRequest { Stream = stream, Partition = partition }, FetchPartitionMetadataResponse.Parser, TimeSpan.FromSeconds(5))).Metadata;
+                    return metadata.HighWatermark == metadata.NewestOffset;
+                }
+                catch (Protocol.Grpc.GrpcException e) when (e.StatusCode == Protocol.Grpc.GrpcStatusCode.FailedPrecondition)
+                {
+                    return false; // named leader in the metadata, not yet leading
+                }
+            },
+            $"{leader} answers as leader of {stream}/{partition} with its high watermark at its newest offset");
+        return (leader, metadata!.HighWatermark);
+    }
+
     /// <summary>Starts a stopped broker again on the same port and data directory (it waits to register itself).</summary>
     public void Restart(BrokerProcess broker)
     {
@@ -228,7 +265,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
     /// Every message of the partition on this broker up to <paramref name="lastOffset"/>, read with readISRReplica
     /// (so a follower serves its own copy).
     /// </summary>
-    public static async Task<List<Message>> ReadLogAsync(BrokerProcess broker, string stream, long lastOffset)
+    public static async Task<List<Message>> ReadLogAsync(BrokerProcess broker, string stream, long lastOffset, int partition = 0)
     {
         var messages = new List<Message>();
         if (lastOffset < 0)
@@ -240,6 +277,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
         var request = new SubscribeRequest
         {
             Stream = stream,
+            Partition = partition,
             StartPosition = Protocol.Api.StartPosition.Earliest,
             ReadISRReplica = true,
         };

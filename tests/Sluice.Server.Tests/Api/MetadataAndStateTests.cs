@@ -53,6 +53,37 @@ public sealed class MetadataAndStateTests
     }
 
     [Fact]
+    public async Task A_partition_being_paused_reports_its_offsets_while_it_closes()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("foo", "foo");
+        for (var i = 0; i < 3; i++)
+        {
+            await h.PublishAsync("foo", "m" + i);
+        }
+
+        // The close waits for an append in progress: hold the partition's write gate as one would.
+        Assert.True(h.Server.Broker.TryGetStream("foo", out var stream));
+        var gate = stream.Partitions[0].Runtime!.WriteGate;
+        await gate.WaitAsync();
+        var pausing = h.PauseAsync("foo");
+        try
+        {
+            await WaitUntilAsync(async () => (await h.PartitionMetadataAsync("foo")).Paused, "the partition to show as paused");
+            var closing = await h.PartitionMetadataAsync("foo");
+            Assert.Equal((2L, 2L), (closing.NewestOffset, closing.HighWatermark));
+        }
+        finally
+        {
+            gate.Release();
+        }
+
+        await pausing;
+        var paused = await h.PartitionMetadataAsync("foo");
+        Assert.Equal((2L, 2L), (paused.NewestOffset, paused.HighWatermark));
+    }
+
+    [Fact]
     public async Task Behaviour30_pause_and_readonly_timestamps_keep_first_and_move_latest()
     {
         await using var h = await StartAsync();

@@ -1,5 +1,6 @@
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.Server.Configuration;
 using Sluice.TestKit;
 
 namespace Sluice.Server.Tests.Cluster;
@@ -97,14 +98,137 @@ public sealed class ReplicationTests
         var leader = cluster[leadership.Leader];
         Assert.Equal(0, (await leader.PublishAsync("strict", "both", policy: AckPolicy.All))!.Offset);
 
-        await cluster.Brokers.Single(b => b != leader).StopAsync();
-        await ClusterHarness.WaitForAsync(() => cluster.Leadership("strict").Isr.Count == 1, "the ISR shrinks to the leader");
-        var error = await Assert.ThrowsAsync<GrpcException>(() => leader.PublishAsync("strict", "alone", policy: AckPolicy.All));
-        Assert.Equal(GrpcStatusCode.FailedPrecondition, error.StatusCode);
-        Assert.Contains("not enough in-sync replicas (1 < 2)", error.Message, StringComparison.Ordinal);
-        Assert.Equal(0, ClusterHarness.LogOf(leader, "strict")!.NewestOffset); // refused before the append
+        // The leader's reconciliation is held back (it waits for the broker's lock): once the leader's own metadata
+        // shows the ISR below min ISR, its min ISR check must know it too, whenever the roles are applied.
+        var held = new TaskCompletionSource();
+        var release = new TaskCompletionSource();
+        var holding = leader.Server.Broker.WithLockAsync(
+            async () =>
+            {
+                held.SetResult();
+                await release.Task;
+            },
+            CancellationToken.None);
+        await held.Task;
+        try
+        {
+            await cluster.Brokers.Single(b => b != leader).StopAsync();
+            await ClusterHarness.WaitForAsync(() => IsrOn(leader) == 1, "the leader's metadata shows the ISR shrunk to the leader");
+            var error = await Assert.ThrowsAsync<GrpcException>(() => leader.PublishAsync("strict", "alone", policy: AckPolicy.All));
+            Assert.Equal(GrpcStatusCode.FailedPrecondition, error.StatusCode);
+            Assert.Contains("not enough in-sync replicas (1 < 2)", error.Message, StringComparison.Ordinal);
+            Assert.Equal(0, ClusterHarness.LogOf(leader, "strict")!.NewestOffset); // refused before the append
+        }
+        finally
+        {
+            release.SetResult();
+            await holding;
+        }
 
         Assert.Equal(1, (await leader.PublishAsync("strict", "leader only", policy: AckPolicy.Leader))!.Offset);
+
+        static int IsrOn(BrokerHarness broker)
+        {
+            var view = broker.Server.Cluster!.View.Current;
+            return view.Leadership(view.Streams["strict"], 0).Isr.Count;
+        }
+    }
+
+    [Fact]
+    public async Task AnAllPublishAppendedBeforeTheIsrFellBelowMinIsrIsNotAckedButRefused()
+    {
+        // Each broker advertises a proxy in front of its port, so the followers' fetches from one broker can be stalled.
+        var proxies = new[] { TcpProxy.Start(), TcpProxy.Start() };
+        var next = 0;
+        try
+        {
+            await using var cluster = await ClusterHarness.StartAsync(2, o => o with { Listen = new HostPort("127.0.0.1", 0), Port = proxies[next++].Port });
+            for (var i = 0; i < 2; i++)
+            {
+                proxies[i].Target = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, cluster.Brokers[i].Server.Port);
+            }
+
+            var request = ClusterHarness.Stream("strict", replicationFactor: 2);
+            request.MinIsr = new NullableInt32 { Value = 2 };
+            await cluster.Brokers[0].CreateStreamAsync(request);
+            var leader = cluster[cluster.Leadership("strict").Leader];
+            Assert.Equal(0, (await leader.PublishAsync("strict", "both", policy: AckPolicy.All))!.Offset);
+            Assert.Equal(2, cluster.Leadership("strict").Isr.Count);
+
+            // The follower hangs (its fetches stall on the way): the message is appended with the ISR at 2, then the
+            // leader drops the follower after the max lag time, and the high watermark passes the message with only the
+            // leader holding it. An ALL ack then would promise a second copy that does not exist.
+            proxies[cluster.Brokers.IndexOf(leader)].Pause();
+            var error = await Assert.ThrowsAsync<GrpcException>(() => leader.PublishAsync("strict", "alone", policy: AckPolicy.All));
+            Assert.Equal(GrpcStatusCode.FailedPrecondition, error.StatusCode);
+            Assert.Contains("not enough in-sync replicas", error.Message, StringComparison.Ordinal); // after the append, or before it on a slow run
+        }
+        finally
+        {
+            foreach (var proxy in proxies)
+            {
+                await proxy.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ALeaderStoppedGracefullyLetsItsFollowersFetchWhatItAppendedAndAcksItBeforeLeaving()
+    {
+        var proxies = new[] { TcpProxy.Start(), TcpProxy.Start(), TcpProxy.Start() };
+        var next = 0;
+        try
+        {
+            await using var cluster = await ClusterHarness.StartAsync(3, o => o with { Listen = new HostPort("127.0.0.1", 0), Port = proxies[next++].Port });
+            for (var i = 0; i < 3; i++)
+            {
+                proxies[i].Target = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, cluster.Brokers[i].Server.Port);
+            }
+
+            await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("planned", replicationFactor: 3));
+            var leader = cluster[cluster.Leadership("planned").Leader];
+            Assert.Equal(0, (await leader.PublishAsync("planned", "m0", policy: AckPolicy.All))!.Offset);
+
+            // The followers cannot fetch for now: an ALL message is appended and waits for them.
+            var proxy = proxies[cluster.Brokers.IndexOf(leader)];
+            proxy.Pause();
+            using var channel = new Sluice.Client.Grpc.GrpcChannel(new Uri($"http://127.0.0.1:{leader.Server.Port}")); // the harness's closes with the stop
+            var publishing = channel.UnaryAsync("/proto.API/Publish", new PublishRequest { Stream = "planned", Value = Google.Protobuf.ByteString.CopyFromUtf8("in flight"), AckPolicy = AckPolicy.All }, PublishResponse.Parser, TimeSpan.FromSeconds(20));
+            await ClusterHarness.WaitForAsync(() => ClusterHarness.LogOf(leader, "planned")!.NewestOffset == 1, "the leader appends the message");
+
+            // The stop begins: the leader refuses new messages before appending them, then the followers may fetch again.
+            var stopping = leader.StopAsync();
+            await BrokerHarness.WaitUntilAsync(
+                async () =>
+                {
+                    try
+                    {
+                        await channel.UnaryAsync("/proto.API/Publish", new PublishRequest { Stream = "planned", Value = Google.Protobuf.ByteString.CopyFromUtf8("late"), AckPolicy = AckPolicy.Leader }, PublishResponse.Parser, TimeSpan.FromSeconds(5));
+                        return false;
+                    }
+                    catch (GrpcException e) when (e.StatusCode == GrpcStatusCode.Internal && e.Message.Contains("shutting down", StringComparison.Ordinal))
+                    {
+                        return true;
+                    }
+                },
+                "the stopping leader refuses new messages");
+            proxy.Resume();
+
+            // Acked by the leader it was sent to, at the offset it was appended at, and the next leader has it there.
+            Assert.Equal(1, (await publishing).Ack.Offset);
+            await stopping;
+            await ClusterHarness.WaitForAsync(() => cluster.Leader("planned") is { } l && l != leader, "another broker leads");
+            var successor = cluster.Leader("planned")!;
+            using var batch = ClusterHarness.LogOf(successor, "planned")!.Read(1, 1024);
+            Assert.Equal("in flight", Google.Protobuf.ByteString.CopyFrom(batch[0].Value!.Value.Span).ToStringUtf8());
+        }
+        finally
+        {
+            foreach (var proxy in proxies)
+            {
+                await proxy.DisposeAsync();
+            }
+        }
     }
 
     [Fact]

@@ -38,7 +38,8 @@ public sealed class NatsResilienceTests
         await using var h = await NatsBrokerHarness.StartAsync(o => o with { Streams = o.Streams with { AutoPauseTime = TimeSpan.FromMilliseconds(100) } });
         await h.CreateStreamAsync("idle", "idle");
         await h.CreateStreamAsync("watched", "watched", configure: r => r.AutoPauseDisableIfSubscribers = new NullableBool { Value = true });
-        await using var subscriber = await h.Broker.SubscribeAsync(new SubscribeRequest { Stream = "watched" });
+        // With resume: on a loaded machine the 100 ms can pass between the create and this subscribe.
+        await using var subscriber = await h.Broker.SubscribeAsync(new SubscribeRequest { Stream = "watched", Resume = true });
 
         for (var i = 0; i < 5; i++)
         {

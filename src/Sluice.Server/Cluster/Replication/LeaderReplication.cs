@@ -39,6 +39,7 @@ internal sealed partial class LeaderReplication
     private IReadOnlyList<string> _isr;
     private CommitLog? _log;
     private bool _stopped;
+    private volatile bool _draining;
     private bool _isrChangeInFlight;
     private string? _joining;
 
@@ -99,6 +100,11 @@ internal sealed partial class LeaderReplication
             throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: {FencedRefusal}");
         }
 
+        if (_draining)
+        {
+            throw new BrokerInternalException(Sluice.Protocol.Wire.PublishErrors.ShuttingDown);
+        }
+
         var minIsr = _partition.Stream.Settings.MinIsr;
         if (item.AckPolicy == AckPolicy.All && Isr.Count < minIsr)
         {
@@ -116,7 +122,7 @@ internal sealed partial class LeaderReplication
         {
             if (_stopped)
             {
-                Fail(item);
+                Fail(item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
                 return;
             }
 
@@ -198,19 +204,46 @@ internal sealed partial class LeaderReplication
     {
         lock (_lock)
         {
-            _isr = isr;
             if (_joining is { } joining && isr.Contains(joining, StringComparer.Ordinal))
             {
                 _joining = null; // a member now
             }
 
-            foreach (var follower in _followers.Values)
+            if (isr.SequenceEqual(_isr, StringComparer.Ordinal))
             {
-                follower.Since = Stopwatch.GetTimestamp(); // lag is counted from when membership changed
+                return; // the same ISR, applied again (reconciliation re-applies every second): no lag clock restarts
             }
+
+            foreach (var (id, follower) in _followers)
+            {
+                if (!_isr.Contains(id, StringComparer.Ordinal) && isr.Contains(id, StringComparer.Ordinal))
+                {
+                    follower.Since = Stopwatch.GetTimestamp(); // a member that just joined gets a whole lag window
+                }
+            }
+
+            _isr = isr;
         }
 
         Advance();
+    }
+
+    /// <summary>
+    /// A graceful stop is coming: refuse new messages (before appending them, so a resend is safe) and let the
+    /// followers fetch what is appended, so <see cref="Committed"/> becomes true.
+    /// </summary>
+    public void Drain() => _draining = true;
+
+    /// <summary>Whether the ISR has everything appended: no message waits for ALL, the high watermark is at the log end.</summary>
+    public bool Committed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _stopped || _log is null || (_parked.Count == 0 && _log.HighWatermark >= _log.NewestOffset);
+            }
+        }
     }
 
     /// <summary>Leadership ended: messages waiting for ALL fail (their fate is up to the next leader).</summary>
@@ -240,13 +273,13 @@ internal sealed partial class LeaderReplication
 
         foreach (var parked in failed)
         {
-            Fail(parked.Item);
+            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
         }
     }
 
-    private void Fail(PublishItem item)
+    private void Fail(PublishItem item, string reason)
     {
-        item.RefusalReason = Sluice.Protocol.Wire.PublishErrors.LeaderChanged;
+        item.RefusalReason = reason;
         item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
         item.Receiver?.FlushAcks();
     }
@@ -254,6 +287,7 @@ internal sealed partial class LeaderReplication
     private void Advance()
     {
         List<Parked>? released = null;
+        var belowMinIsr = false;
         lock (_lock)
         {
             if (_log is not { } log || _stopped || !_isLive())
@@ -280,10 +314,24 @@ internal sealed partial class LeaderReplication
             {
                 (released ??= []).Add(_parked.Dequeue());
             }
+
+            // The high watermark can pass a message because the ISR shrank, not because more replicas have it: below
+            // min ISR an ALL ack would promise copies that may not exist (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+            belowMinIsr = released is not null && _isr.Count < _partition.Stream.Settings.MinIsr;
         }
 
         if (released is null)
         {
+            return;
+        }
+
+        if (belowMinIsr)
+        {
+            foreach (var parked in released)
+            {
+                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend);
+            }
+
             return;
         }
 
