@@ -964,18 +964,24 @@ internal sealed partial class Partition : IDisposable
         });
     }
 
-    /// <summary>Idle for autoPauseTime and, if the stream asks, without subscribers. Checked again under the broker's lock before pausing.</summary>
+    /// <summary>
+    /// Idle for autoPauseTime, everything replicated and, if the stream asks, without subscribers. Checked again under
+    /// the broker's lock before pausing.
+    /// </summary>
     public bool ShouldAutoPause()
     {
         var settings = Stream.Settings;
-        if (settings.AutoPauseTime <= TimeSpan.Zero || _runtime is null)
+        if (settings.AutoPauseTime <= TimeSpan.Zero || _runtime is not { } runtime)
         {
             return false;
         }
 
+        // A leader whose followers are still copying messages (ALL publishes waiting, or a high watermark behind the
+        // log end) is not idle: pausing would fail those publishes as "leader changed".
         var idle = Environment.TickCount64 - Interlocked.Read(ref _lastActivityTicks);
         return idle >= settings.AutoPauseTime.TotalMilliseconds
-            && !(settings.AutoPauseDisableIfSubscribers && Subscribers > 0);
+            && !(settings.AutoPauseDisableIfSubscribers && Subscribers > 0)
+            && runtime.Replication is not { Committed: false };
     }
 
     public static long NowNanoseconds() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
