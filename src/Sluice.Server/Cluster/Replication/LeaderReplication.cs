@@ -25,7 +25,7 @@ internal sealed partial class LeaderReplication
     private readonly Partition _partition;
     private readonly string _self;
     private readonly Func<bool> _isLive;
-    private readonly Func<AlterIsrRequest, Task> _alterIsr;
+    private readonly Func<AlterIsrRequest, Task<bool>> _alterIsr;
     private readonly TimeSpan _maxLag;
     private readonly ILogger _logger;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
@@ -36,7 +36,12 @@ internal sealed partial class LeaderReplication
     private volatile bool _draining;
     private bool _isrChangeInFlight;
 
-    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task> alterIsr, TimeSpan maxLag, ILogger logger)
+    // A follower this leader asked the controller to add to the ISR, until the ISR it applies has it or the request
+    // fails. It counts for the high watermark meanwhile (Kafka's maximal ISR): once the controller has written it, it
+    // may be elected (or handed the preferred leadership), so it must already hold everything acked.
+    private string? _joining;
+
+    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task<bool>> alterIsr, TimeSpan maxLag, ILogger logger)
     {
         _partition = partition;
         _self = self;
@@ -211,6 +216,10 @@ internal sealed partial class LeaderReplication
             }
 
             _isr = isr;
+            if (_joining is { } joining && isr.Contains(joining, StringComparer.Ordinal))
+            {
+                _joining = null;
+            }
         }
 
         Advance();
@@ -292,6 +301,11 @@ internal sealed partial class LeaderReplication
                 }
             }
 
+            if (_joining is { } joining && !_isr.Contains(joining, StringComparer.Ordinal) && _followers.TryGetValue(joining, out var joiner))
+            {
+                hw = Math.Min(hw, joiner.Position - 1);
+            }
+
             if (hw > log.HighWatermark)
             {
                 log.SetHighWatermark(hw);
@@ -349,6 +363,11 @@ internal sealed partial class LeaderReplication
                 return;
             }
 
+            if (add is not null && (!_followers.TryGetValue(add, out var candidate) || _log is not { } log || candidate.Position <= log.HighWatermark))
+            {
+                return; // the high watermark moved past it since its fetch: asked again once it has caught up again
+            }
+
             var isr = _isr.Where(m => m != remove).ToList();
             if (add is not null && !isr.Contains(add, StringComparer.Ordinal))
             {
@@ -356,14 +375,20 @@ internal sealed partial class LeaderReplication
             }
 
             _isrChangeInFlight = true;
+            if (add is not null)
+            {
+                _joining = add;
+            }
+
             request = new AlterIsrRequest { Stream = _partition.Stream.Name, Partition = _partition.Id, LeaderId = _self, LeaderEpoch = Epoch, Isr = { isr } };
         }
 
         _ = Task.Run(async () =>
         {
+            var applied = false;
             try
             {
-                await _alterIsr(request).ConfigureAwait(false);
+                applied = await _alterIsr(request).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
@@ -374,7 +399,16 @@ internal sealed partial class LeaderReplication
                 lock (_lock)
                 {
                     _isrChangeInFlight = false;
+                    if (!applied && add is not null && _joining == add)
+                    {
+                        _joining = null; // not written: it may not be elected, so it no longer holds the high watermark
+                    }
                 }
+            }
+
+            if (!applied && add is not null)
+            {
+                Advance();
             }
         });
     }
