@@ -181,59 +181,59 @@ internal static class NemesisRun
         switch (kind)
         {
             case FaultKind.LeaderKill:
-            {
-                var record = new FaultRecord(index, kind, someLeader, LedBy(someLeader), Now());
-                await cluster.KillAsync(someLeader).ConfigureAwait(false);
-                return record;
-            }
+                {
+                    var record = new FaultRecord(index, kind, someLeader, LedBy(someLeader), Now());
+                    await cluster.KillAsync(someLeader).ConfigureAwait(false);
+                    return record;
+                }
 
             case FaultKind.ControllerKill:
-            {
-                var controller = await cluster.ControllerAsync(cancellationToken).ConfigureAwait(false) ?? someLeader;
-                var record = new FaultRecord(index, kind, controller, LedBy(controller), Now());
-                await cluster.KillAsync(controller).ConfigureAwait(false);
-                return record;
-            }
+                {
+                    var controller = await cluster.ControllerAsync(cancellationToken).ConfigureAwait(false) ?? someLeader;
+                    var record = new FaultRecord(index, kind, controller, LedBy(controller), Now());
+                    await cluster.KillAsync(controller).ConfigureAwait(false);
+                    return record;
+                }
 
             case FaultKind.Pause:
-            {
-                var record = new FaultRecord(index, kind, someLeader, LedBy(someLeader), Now());
-                cluster.Freeze(someLeader);
-                return record;
-            }
+                {
+                    var record = new FaultRecord(index, kind, someLeader, LedBy(someLeader), Now());
+                    cluster.Freeze(someLeader);
+                    return record;
+                }
 
             case FaultKind.Partition:
-            {
-                // Alternate: a link that stalls (packets lost) and one that also resets what is open.
-                var reset = index % 2 == 1;
-                var record = new FaultRecord(index, kind, someLeader + (reset ? " (reset)" : " (stall)"), LedBy(someLeader), Now());
-                cluster.Isolate(someLeader, reset);
-                return record;
-            }
+                {
+                    // Alternate: a link that stalls (packets lost) and one that also resets what is open.
+                    var reset = index % 2 == 1;
+                    var record = new FaultRecord(index, kind, someLeader + (reset ? " (reset)" : " (stall)"), LedBy(someLeader), Now());
+                    cluster.Isolate(someLeader, reset);
+                    return record;
+                }
 
             case FaultKind.EtcdKill:
-            {
-                var member = index % cluster.MetadataMembers;
-                var record = new FaultRecord(index, kind, "etcd e" + (member + 1).ToString(CultureInfo.InvariantCulture), all, Now());
-                await cluster.KillMetadataMemberAsync(member).ConfigureAwait(false);
-                return record;
-            }
+                {
+                    var member = index % cluster.MetadataMembers;
+                    var record = new FaultRecord(index, kind, "etcd e" + (member + 1).ToString(CultureInfo.InvariantCulture), all, Now());
+                    await cluster.KillMetadataMemberAsync(member).ConfigureAwait(false);
+                    return record;
+                }
 
             case FaultKind.DiskFull:
-            {
-                var follower = Follower();
-                var record = new FaultRecord(index, kind, follower, all, Now());
-                cluster.FillDisk(follower);
-                return record;
-            }
+                {
+                    var follower = Follower();
+                    var record = new FaultRecord(index, kind, follower, all, Now());
+                    cluster.FillDisk(follower);
+                    return record;
+                }
 
             case FaultKind.SlowFollower:
-            {
-                var follower = Follower();
-                var record = new FaultRecord(index, kind, follower, all, Now());
-                cluster.SlowLinks(follower, options.SlowLatency);
-                return record;
-            }
+                {
+                    var follower = Follower();
+                    var record = new FaultRecord(index, kind, follower, all, Now());
+                    cluster.SlowLinks(follower, options.SlowLatency);
+                    return record;
+                }
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown fault");

@@ -472,24 +472,21 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }
     }
 
-    /// <summary>A leader's ISR change, to the controller (here or remote).</summary>
-    public async Task AlterIsrAsync(AlterIsrRequest request)
+    /// <summary>A leader's ISR change, to the controller (here or remote); true when the controller wrote it.</summary>
+    public async Task<bool> AlterIsrAsync(AlterIsrRequest request)
     {
         var snapshot = View.Current;
         if (Controller.IsController(snapshot))
         {
-            await Controller.AlterIsrAsync(request, CancellationToken.None).ConfigureAwait(false);
-            return;
+            return (await Controller.AlterIsrAsync(request, CancellationToken.None).ConfigureAwait(false)).Applied;
         }
 
         if (snapshot.Controller is { } controller && PeerChannel(controller.BrokerId) is { } channel)
         {
-            await channel.UnaryAsync("/" + ReplicationService.ServiceName + "/AlterIsr", request, AlterIsrResponse.Parser, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            return;
+            return (await channel.UnaryAsync("/" + ReplicationService.ServiceName + "/AlterIsr", request, AlterIsrResponse.Parser, TimeSpan.FromSeconds(5)).ConfigureAwait(false)).Applied;
         }
 
-        // Not done: the leader must not take an ISR change as written (it asks again on its next check).
-        throw new InvalidOperationException("no controller is known");
+        return false;
     }
 
     // ---------------------------------------------------------------- forwarding (IPublishForwarder)

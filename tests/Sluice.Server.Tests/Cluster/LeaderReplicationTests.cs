@@ -17,7 +17,7 @@ public sealed class LeaderReplicationTests : IDisposable
     private readonly CommitLog _log;
     private readonly Partition _partition;
     private readonly List<AlterIsrRequest> _requests = [];
-    private readonly TaskCompletionSource _controller = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _answer = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LeaderReplicationTests()
     {
@@ -36,14 +36,14 @@ public sealed class LeaderReplicationTests : IDisposable
         return replication;
     }
 
-    private Task AlterIsrAsync(AlterIsrRequest request)
+    private Task<bool> AlterIsrAsync(AlterIsrRequest request)
     {
         lock (_requests)
         {
             _requests.Add(request);
         }
 
-        return _controller.Task;
+        return _answer.Task;
     }
 
     private void Append(int count)
@@ -75,7 +75,7 @@ public sealed class LeaderReplicationTests : IDisposable
         Assert.Equal(10, _log.HighWatermark);
 
         // Confirmed by the metadata: b3 is a member like any other.
-        _controller.SetResult();
+        _answer.SetResult(true);
         leader.UpdateIsr(["b1", "b2", "b3"]);
         Append(1);
         leader.OnFetch("b2", 12);
@@ -87,7 +87,7 @@ public sealed class LeaderReplicationTests : IDisposable
     [Fact]
     public async Task A_follower_asked_into_the_isr_stops_counting_once_an_isr_without_it_is_written()
     {
-        _controller.SetResult();
+        _answer.SetResult(true);
         var leader = Leader("b1", "b2");
         Append(10);
         leader.OnFetch("b2", 10);
@@ -105,6 +105,31 @@ public sealed class LeaderReplicationTests : IDisposable
         leader.UpdateIsr(["b1", "b2"]);
         leader.OnFetch("b2", 11);
         Assert.Equal(10, _log.HighWatermark);
+    }
+
+    [Fact]
+    public async Task A_follower_asked_into_the_isr_holds_the_high_watermark_from_a_lagging_fetch_until_it_is_written_or_a_member()
+    {
+        var leader = Leader("b1", "b2");
+        Append(10);
+        leader.OnFetch("b2", 10);
+        Assert.Equal(9, _log.HighWatermark);
+        leader.OnFetch("b3", 10); // b3 holds everything up to the high watermark: the leader asks to add it
+        await ClusterHarness.WaitForAsync(() => { lock (_requests) { return _requests.Count == 1; } }, "the leader asks the controller to add b3");
+
+        // Once written, b3 could be elected: what the leader acks from now on must be on b3 too.
+        Append(10);
+        leader.OnFetch("b2", 20);
+        Assert.Equal(9, _log.HighWatermark);
+        leader.OnFetch("b3", 15);
+        Assert.Equal(14, _log.HighWatermark);
+
+        // Refused: an earlier request may still have been written (the controller's view can lag), so b3 still counts.
+        _answer.SetResult(false);
+        leader.OnFetch("b2", 20);
+        Assert.Equal(14, _log.HighWatermark);
+        leader.OnFetch("b3", 20);
+        Assert.Equal(19, _log.HighWatermark);
     }
 
     public void Dispose()

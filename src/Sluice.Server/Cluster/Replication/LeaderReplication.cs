@@ -22,7 +22,9 @@ namespace Sluice.Server.Cluster.Replication;
 /// A follower asked into the ISR counts in the high watermark from the moment it is asked for, not from when the
 /// metadata confirms it (Kafka's "maximal ISR"): once etcd lists it, the controller may make it leader at any time
 /// (a preferred-leader hand-back is immediate), so nothing may be committed that it does not hold. It stops counting
-/// when the metadata lists it (it is a member then) or when an ISR without it has been written.
+/// when the metadata lists it (it is a member then) or when an ISR without it has been written (a removal asked
+/// for by the lag rule, which watches it as a member). A refused or unanswered request keeps it counting: an
+/// earlier request may have been written while the controller's answer or view lagged.
 /// </para>
 /// </remarks>
 internal sealed partial class LeaderReplication
@@ -31,7 +33,7 @@ internal sealed partial class LeaderReplication
     private readonly Partition _partition;
     private readonly string _self;
     private readonly Func<bool> _isLive;
-    private readonly Func<AlterIsrRequest, Task> _alterIsr;
+    private readonly Func<AlterIsrRequest, Task<bool>> _alterIsr;
     private readonly TimeSpan _maxLag;
     private readonly ILogger _logger;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
@@ -43,7 +45,7 @@ internal sealed partial class LeaderReplication
     private bool _isrChangeInFlight;
     private string? _joining;
 
-    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task> alterIsr, TimeSpan maxLag, ILogger logger)
+    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task<bool>> alterIsr, TimeSpan maxLag, ILogger logger)
     {
         _partition = partition;
         _self = self;
@@ -367,6 +369,11 @@ internal sealed partial class LeaderReplication
                 isr.Add(add);
             }
 
+            if (add is not null && (!_followers.TryGetValue(add, out var candidate) || _log is not { } log || candidate.Position <= log.HighWatermark))
+            {
+                return; // the high watermark moved past it since its fetch: asked again once it has caught up again
+            }
+
             _isrChangeInFlight = true;
             if (add is not null)
             {
@@ -380,12 +387,12 @@ internal sealed partial class LeaderReplication
         {
             try
             {
-                await _alterIsr(request).ConfigureAwait(false);
+                var applied = await _alterIsr(request).ConfigureAwait(false);
                 lock (_lock)
                 {
-                    if (_joining is { } joining && !request.Isr.Contains(joining))
+                    if (_joining is { } joining && applied && !request.Isr.Contains(joining))
                     {
-                        _joining = null; // an ISR without it is what the metadata holds now
+                        _joining = null; // an ISR without it is what etcd holds now
                     }
                 }
             }
