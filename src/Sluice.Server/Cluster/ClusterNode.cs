@@ -555,8 +555,10 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         }
     }
 
-    private static bool LeaderGone(GrpcException ex) =>
-        ex.StatusCode is GrpcStatusCode.Unavailable
+    // A leader that does not answer in time (a paused process keeps its connections open) is treated as gone: the
+    // forward waits for the next leader, and resends only with a message id (the request did go out).
+    internal static bool LeaderGone(GrpcException ex) =>
+        ex.StatusCode is GrpcStatusCode.Unavailable or GrpcStatusCode.DeadlineExceeded
         || (ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Message.Contains("leader", StringComparison.Ordinal))
         || (ex.StatusCode == GrpcStatusCode.Internal && ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.ShuttingDown, StringComparison.Ordinal));
 
@@ -567,9 +569,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     /// </summary>
     internal static bool MayBeStored(GrpcException ex)
     {
-        if (ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderChanged, StringComparison.Ordinal))
+        if (ex.StatusCode == GrpcStatusCode.DeadlineExceeded || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderChanged, StringComparison.Ordinal))
         {
-            return true;
+            return true; // said so, or sent and never answered
         }
 
         if (ex.StatusCode != GrpcStatusCode.Unavailable

@@ -18,6 +18,15 @@ public sealed class ForwardingTests
     }
 
     [Fact]
+    public void A_leader_that_does_not_answer_in_time_is_gone_and_may_have_stored_the_publish()
+    {
+        // A paused leader: the forward waits for the next leader, and resends only a publish with a message id.
+        var timedOut = new GrpcException(GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
+        Assert.True(ClusterNode.LeaderGone(timedOut));
+        Assert.True(ClusterNode.MayBeStored(timedOut));
+    }
+
+    [Fact]
     public void A_publish_refused_before_any_append_or_never_sent_is_resent()
     {
         var refused = new HttpRequestException("Connection refused", new SocketException((int)SocketError.ConnectionRefused));
