@@ -79,35 +79,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 now_us() { date +%s%6N; }
-wait_port() { # pid port name
-  for _ in $(seq 1 600); do
-    kill -0 "$1" 2>/dev/null || { echo "catchup.sh: $3 exited during startup:" >&2; tail -50 "$work/$3.log" >&2; exit 1; }
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "catchup.sh: $3 did not listen on 127.0.0.1:$2 within 60 s" >&2; exit 1
-}
+wait_port() { wait_listening "$1" "$2" "$3" "$work/$3.log"; } # pid port name
 
-etcd_port="$(free_port)"
-etcd_peer="$(free_port)"
-etcd_url="http://127.0.0.1:$etcd_port"
-"$ETCD" --name sluice --data-dir "$work/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-  --initial-cluster "sluice=http://127.0.0.1:$etcd_peer" --auto-compaction-mode revision --auto-compaction-retention 1000 \
-  >"$work/etcd.log" 2>&1 &
-etcd_pid=$!
-wait_port "$etcd_pid" "$etcd_port" etcd
+start_etcd "$work" # common.sh: sets etcd_pid and etcd_url
 
 printf 'storage:\n  durability: never\n' >"$work/sluice.yaml"
 [ -n "${SLUICE_EXTRA_CONFIG:-}" ] && printf '%s\n' "$SLUICE_EXTRA_CONFIG" >>"$work/sluice.yaml"
 start_broker() { # id
-  local b="$1"
-  mkdir -p "$work/$b/data" "$work/$b/run"
-  (cd "$work/$b/run" && exec "$sluice" serve --server-id "$b" --host 127.0.0.1 --port "${port[$b]}" --data-dir "$work/$b/data" \
-    --etcd-endpoints "$etcd_url" -c "$work/sluice.yaml" --level info) >>"$work/$b.log" 2>&1 &
-  pid[$b]=$!
+  start_sluice_broker "$1" "${port[$1]}" "$work" "$work/sluice.yaml" info # common.sh
+  pid[$1]=$broker_pid
 }
 for b in b1 b2 b3; do port[$b]="$(free_port)"; start_broker "$b"; done
 for b in b1 b2 b3; do wait_port "${pid[$b]}" "${port[$b]}" "$b"; done
