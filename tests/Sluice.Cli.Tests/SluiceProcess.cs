@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Reflection;
+using Sluice.TestKit;
 
 namespace Sluice.Cli.Tests;
 
@@ -31,7 +31,7 @@ public sealed class SluiceProcess : IAsyncDisposable
     /// <summary>Standard output and error interleaved in the order their lines arrived.</summary>
     public IReadOnlyList<string> Output => Snapshot(_output);
 
-    public static string SluiceDll { get; } = FindSluiceDll();
+    public static string SluiceDll => SluiceBuild.SluiceDll;
 
     public static SluiceProcess Start(params string[] args) => Start(args, stdin: null);
 
@@ -238,25 +238,5 @@ public sealed class SluiceProcess : IAsyncDisposable
         }
 
         _lineAdded.Release();
-    }
-
-    private static string FindSluiceDll()
-    {
-        // Same configuration and target framework as this test assembly, built by the same solution build.
-        var configuration = typeof(SluiceProcess).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
-        var framework = new DirectoryInfo(AppContext.BaseDirectory).Name;
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Sluice.slnx")))
-        {
-            dir = dir.Parent;
-        }
-
-        if (dir is null)
-        {
-            throw new InvalidOperationException("Sluice.slnx not found above " + AppContext.BaseDirectory);
-        }
-
-        var path = Path.Combine(dir.FullName, "src", "Sluice.Cli", "bin", configuration, framework, "sluice.dll");
-        return File.Exists(path) ? path : throw new FileNotFoundException("Build the solution first; sluice.dll not found", path);
     }
 }

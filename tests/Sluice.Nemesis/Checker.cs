@@ -44,36 +44,33 @@ internal sealed class Checker(NemesisOptions options, Probe probe, Workload work
 
     private async Task CheckPartitionAsync(int partition, List<AckRecord> acks, HashSet<string> failed)
     {
+        // Every in-sync replica when the ISR is full; otherwise what the leader holds, at least (what readers get).
         var healthy = await probe.TryHealthyAsync(options.Stream, partition).ConfigureAwait(false);
-        if (healthy is null)
+        var leader = healthy?.Leader ?? await probe.TryLeaderAsync(options.Stream, partition).ConfigureAwait(false);
+        if (leader is null)
         {
-            // Check what the leader holds, at least: its copy is what readers get.
-            var leader = await probe.TryLeaderAsync(options.Stream, partition).ConfigureAwait(false);
-            healthy = leader is null ? null : await probe.TryPartitionAsync(leader, options.Stream, partition).ConfigureAwait(false);
-            if (healthy is null || string.IsNullOrEmpty(healthy.Leader))
-            {
-                UncheckedAcks += acks.Count;
-                Violations.Add($"partition {partition}: no leader at the check; its {acks.Count} acked messages could not be checked");
-                return;
-            }
-
-            Violations.Add($"partition {partition}: no full ISR at the check (ISR {string.Join(",", healthy.Isr)}); checked the leader {healthy.Leader}'s copy only");
-            healthy = healthy.Clone();
-            healthy.Isr.Clear();
-            healthy.Isr.Add(healthy.Leader);
+            UncheckedAcks += acks.Count;
+            Violations.Add($"partition {partition}: no leader at the check; its {acks.Count} acked messages could not be checked");
+            return;
         }
 
-        var view = await probe.TryLeaderViewAsync(healthy.Leader, options.Stream, partition).ConfigureAwait(false);
+        IReadOnlyList<string> readFrom = healthy is null ? [leader] : healthy.Isr;
+        if (healthy is null)
+        {
+            Violations.Add($"partition {partition}: no full ISR at the check; checked the leader {leader}'s copy only");
+        }
+
+        var view = await probe.TryLeaderViewAsync(leader, options.Stream, partition).ConfigureAwait(false);
         if (view is null)
         {
             UncheckedAcks += acks.Count;
-            Violations.Add($"partition {partition}: its leader {healthy.Leader} did not answer FetchPartitionMetadata; its {acks.Count} acked messages could not be checked");
+            Violations.Add($"partition {partition}: its leader {leader} did not answer FetchPartitionMetadata; its {acks.Count} acked messages could not be checked");
             return;
         }
 
         var hw = view.HighWatermark;
         var replicas = new Dictionary<string, List<Message>>(StringComparer.Ordinal);
-        foreach (var broker in healthy.Isr)
+        foreach (var broker in readFrom)
         {
             try
             {
@@ -91,7 +88,7 @@ internal sealed class Checker(NemesisOptions options, Probe probe, Workload work
             return;
         }
 
-        var reference = replicas.ContainsKey(healthy.Leader) ? healthy.Leader : replicas.Keys.First();
+        var reference = replicas.ContainsKey(leader) ? leader : replicas.Keys.First();
         var log = replicas[reference];
         foreach (var (broker, other) in replicas.Where(r => r.Key != reference))
         {

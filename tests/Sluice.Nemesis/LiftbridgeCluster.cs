@@ -77,28 +77,11 @@ internal sealed class LiftbridgeCluster : IClusterUnderTest
 
     public string LogPath(string broker) => _nodes[broker].LogFile;
 
-    public bool IsRunning(string broker) => _nodes[broker].Process is { HasExited: false };
+    public bool IsRunning(string broker) => _nodes[broker].IsRunning;
 
-    public async Task KillAsync(string broker)
-    {
-        var node = _nodes[broker];
-        if (node.Process is { } process)
-        {
-            node.Process = null;
-            await process.DisposeAsync().ConfigureAwait(false);
-        }
-    }
+    public Task KillAsync(string broker) => _nodes[broker].KillAsync();
 
-    public async Task StopGracefullyAsync(string broker)
-    {
-        var node = _nodes[broker];
-        if (node.Process is { } process)
-        {
-            await process.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
-            node.Process = null;
-            await process.DisposeAsync().ConfigureAwait(false);
-        }
-    }
+    public Task StopGracefullyAsync(string broker) => _nodes[broker].StopGracefullyAsync();
 
     public async Task RestartAsync(string broker)
     {
@@ -107,9 +90,9 @@ internal sealed class LiftbridgeCluster : IClusterUnderTest
         await WaitPortAsync(node.Port, CancellationToken.None).ConfigureAwait(false);
     }
 
-    public void Freeze(string broker) => _nodes[broker].Process?.Signal("STOP");
+    public void Freeze(string broker) => _nodes[broker].Signal("STOP");
 
-    public void Thaw(string broker) => _nodes[broker].Process?.Signal("CONT");
+    public void Thaw(string broker) => _nodes[broker].Signal("CONT");
 
     public void Isolate(string broker, bool reset)
     {
@@ -125,22 +108,9 @@ internal sealed class LiftbridgeCluster : IClusterUnderTest
 
     public void SlowLinks(string broker, TimeSpan latency) => _nodes[broker].NatsProxy.Latency = latency;
 
-    public void FillDisk(string broker)
-    {
-        var node = _nodes[broker];
-        var tmpfs = node.Tmpfs ?? throw new InvalidOperationException("the disk-full fault needs the nodes on tmpfs");
-        node.Filler = tmpfs.Fill("nemesis-filler");
-    }
+    public void FillDisk(string broker) => _nodes[broker].FillDisk();
 
-    public void FreeDisk(string broker)
-    {
-        var node = _nodes[broker];
-        if (node.Filler is { } filler)
-        {
-            File.Delete(filler);
-            node.Filler = null;
-        }
-    }
+    public void FreeDisk(string broker) => _nodes[broker].FreeDisk();
 
     public Task KillMetadataMemberAsync(int member) => throw new NotSupportedException("Liftbridge has no etcd");
 
@@ -148,13 +118,13 @@ internal sealed class LiftbridgeCluster : IClusterUnderTest
 
     /// <summary>The running node that last said it became the metadata leader and has not said it lost it since.</summary>
     public Task<string?> ControllerAsync(CancellationToken cancellationToken) =>
-        Task.FromResult(_nodes.Values.Where(n => IsRunning(n.Id) && n.LeaderSince is not null).OrderByDescending(n => n.LeaderSince).FirstOrDefault()?.Id);
+        Task.FromResult(_nodes.Values.Where(n => n.IsRunning && n.LeaderSince is not null).OrderByDescending(n => n.LeaderSince).FirstOrDefault()?.Id);
 
     public async ValueTask DisposeAsync()
     {
         foreach (var node in _nodes.Values)
         {
-            await KillAsync(node.Id).ConfigureAwait(false);
+            await node.KillAsync().ConfigureAwait(false);
             await node.NatsProxy.DisposeAsync().ConfigureAwait(false);
         }
 
@@ -215,23 +185,9 @@ internal sealed class LiftbridgeCluster : IClusterUnderTest
         }
     }
 
-    private sealed class Node(string id, int port, TcpProxy natsProxy, SmallTmpfs? tmpfs, string workDirectory)
+    private sealed class Node(string id, int port, TcpProxy natsProxy, SmallTmpfs? tmpfs, string workDirectory) : ManagedNode(id, port, tmpfs, workDirectory)
     {
-        public string Id { get; } = id;
-
-        public int Port { get; } = port;
-
         public TcpProxy NatsProxy { get; } = natsProxy;
-
-        public SmallTmpfs? Tmpfs { get; } = tmpfs;
-
-        public string DataDirectory { get; } = tmpfs is null ? Path.Combine(workDirectory, id) : Path.Combine(tmpfs.Path, "data");
-
-        public string LogFile { get; } = Path.Combine(workDirectory, id + ".log");
-
-        public ChildProcess? Process { get; set; }
-
-        public string? Filler { get; set; }
 
         /// <summary>When its log last said it became the metadata leader (ticks), or null since it said it lost it.</summary>
         public long? LeaderSince { get; set; }

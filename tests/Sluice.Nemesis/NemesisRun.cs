@@ -53,7 +53,7 @@ internal static class NemesisRun
         Say($"{cluster.Name}: {string.Join(", ", cluster.BrokerIds.Select(b => $"{b} {cluster.ClientAddress(b)}"))}; logs in {options.WorkDirectory}");
 
         await CreateStreamAsync(options, addresses, cancellationToken).ConfigureAwait(false);
-        if (await WaitRecoveredAsync(options, probe, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false) is null)
+        if (!await WaitRecoveredAsync(options, probe, cancellationToken).ConfigureAwait(false))
         {
             throw new InvalidOperationException($"the stream's {options.Partitions} partitions did not get a leader and a full ISR within {options.RecoveryTimeout.TotalSeconds:0} s (logs in {options.WorkDirectory})");
         }
@@ -86,7 +86,7 @@ internal static class NemesisRun
             faults.Add(fault);
             Say($"fault {i + 1}/{options.Faults.Count}: {NemesisOptions.KebabName(kind)} on {fault.Target} (affects {Describe(fault.Affected)})");
             await Task.Delay(options.Hold, cancellationToken).ConfigureAwait(false);
-            await HealAsync(fault, cluster, options).ConfigureAwait(false);
+            await HealAsync(fault, cluster).ConfigureAwait(false);
             fault.HealedMs = clock.Elapsed.TotalMilliseconds;
             foreach (var broker in cluster.BrokerIds.Where(b => !cluster.IsRunning(b)))
             {
@@ -96,14 +96,14 @@ internal static class NemesisRun
                 await cluster.RestartAsync(broker).ConfigureAwait(false);
             }
 
-            var recovered = await WaitRecoveredAsync(options, probe, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
-            fault.RecoveredMs = recovered is null ? null : clock.Elapsed.TotalMilliseconds;
-            if (recovered is null)
+            var recovered = await WaitRecoveredAsync(options, probe, cancellationToken).ConfigureAwait(false);
+            fault.RecoveredMs = recovered ? clock.Elapsed.TotalMilliseconds : null;
+            if (!recovered)
             {
                 violations.Add($"fault {i + 1} ({NemesisOptions.KebabName(kind)} on {fault.Target}): the cluster did not have a leader and a full ISR on every partition within {options.RecoveryTimeout.TotalSeconds:0} s of the heal");
             }
 
-            Say($"  healed; {(recovered is null ? "NOT recovered" : $"full ISR everywhere {(fault.RecoveredMs!.Value - fault.HealedMs) / 1000:0.0} s after the heal")}; acked so far {workload.Acks.Count}, failed {workload.Failures.Count}");
+            Say($"  healed; {(!recovered ? "NOT recovered" : $"full ISR everywhere {(fault.RecoveredMs!.Value - fault.HealedMs) / 1000:0.0} s after the heal")}; acked so far {workload.Acks.Count}, failed {workload.Failures.Count}");
             await Task.Delay(options.Quiet, cancellationToken).ConfigureAwait(false);
         }
 
@@ -115,7 +115,7 @@ internal static class NemesisRun
 
         var duration = clock.Elapsed.TotalMilliseconds;
         Say($"publishers stopped: {workload.Acks.Count} acked, {workload.Failures.Count} failed; checking");
-        if (await WaitRecoveredAsync(options, probe, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false) is null)
+        if (!await WaitRecoveredAsync(options, probe, cancellationToken).ConfigureAwait(false))
         {
             violations.Add($"after the last fault the cluster did not have a leader and a full ISR on every partition within {options.RecoveryTimeout.TotalSeconds:0} s");
         }
@@ -240,7 +240,7 @@ internal static class NemesisRun
         }
     }
 
-    private static async Task HealAsync(FaultRecord fault, IClusterUnderTest cluster, NemesisOptions options)
+    private static async Task HealAsync(FaultRecord fault, IClusterUnderTest cluster)
     {
         var broker = fault.Target.Split(' ')[0];
         switch (fault.Kind)
@@ -266,15 +266,13 @@ internal static class NemesisRun
             default:
                 throw new ArgumentOutOfRangeException(nameof(fault), fault.Kind, "unknown fault");
         }
-
-        _ = options;
     }
 
-    /// <summary>Waits until every partition has a leader and a full ISR every broker agrees on; null on timeout.</summary>
-    private static async Task<bool?> WaitRecoveredAsync(NemesisOptions options, Probe probe, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>Waits until every partition has a leader and a full ISR every broker agrees on; false after the recovery timeout.</summary>
+    private static async Task<bool> WaitRecoveredAsync(NemesisOptions options, Probe probe, CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < timeout)
+        while (deadline.Elapsed < options.RecoveryTimeout)
         {
             var healthy = true;
             for (var p = 0; p < options.Partitions && healthy; p++)
@@ -290,7 +288,7 @@ internal static class NemesisRun
             await Task.Delay(100, cancellationToken).ConfigureAwait(false);
         }
 
-        return null;
+        return false;
     }
 
     /// <summary>Waits (bounded) until each subscriber has received everything up to its partition's high watermark.</summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sluice.Nemesis;
+using Sluice.TestKit;
 
 // sluice-nemesis: a fault-injection run against a local Sluice cluster (see scripts/nemesis.sh and docs/reliability.md).
 // Exit code 0 when the checker found nothing, 1 when it found violations, 2 on bad arguments.
@@ -50,7 +51,7 @@ var nemesis = new NemesisOptions
 {
     SystemName = options.GetValueOrDefault("--system", "sluice"),
     LiftbridgeBinary = options.GetValueOrDefault("--liftbridge"),
-    SluiceDll = sluiceDll ?? (options.GetValueOrDefault("--system", "sluice") == "sluice" ? SluiceBuild.FindDll() : ""),
+    SluiceDll = sluiceDll ?? (options.GetValueOrDefault("--system", "sluice") == "sluice" ? SluiceBuild.SluiceDll : ""),
     WorkDirectory = work,
     Faults = faults,
     Partitions = Int("--partitions", 3),

@@ -48,7 +48,7 @@ internal static class Report
         var options = result.Options;
         var i = CultureInfo.InvariantCulture;
         text.Append(i, $"### {result.System}: {result.Faults.Count} faults in {result.DurationMs / 60000:0.0} min\n\n");
-        text.Append(i, $"{options.Brokers} brokers, {options.EtcdMembers} etcd members, stream `{options.Stream}` with {options.Partitions} partitions, replication factor {options.Brokers}, min ISR {options.MinInsyncReplicas}; ")
+        text.Append(i, $"{options.Brokers} brokers, {(result.System == "Liftbridge" ? "one nats-server (its metadata is its own Raft)" : $"{options.EtcdMembers} etcd members")}, stream `{options.Stream}` with {options.Partitions} partitions, replication factor {options.Brokers}, min ISR {options.MinInsyncReplicas}; ")
             .Append(i, $"{options.Publishers} publishers (acks ALL, a message id each, one publish at a time), {options.Partitions} subscribers; each fault held {options.Hold.TotalSeconds:0} s.\n\n");
         text.Append("| fault | count | longest ALL-ack gap, median / max (s) | heal → full ISR, median / max (s) | acks/s during the fault (quiet: ")
             .Append(QuietRate(result).ToString("0", i)).Append(") | failed publishes |\n|---|---|---|---|---|---|\n");

@@ -70,28 +70,11 @@ internal sealed class SluiceCluster : IClusterUnderTest
 
     public string LogPath(string broker) => _brokers[broker].LogFile;
 
-    public bool IsRunning(string broker) => _brokers[broker].Process is { HasExited: false };
+    public bool IsRunning(string broker) => _brokers[broker].IsRunning;
 
-    public async Task KillAsync(string broker)
-    {
-        var b = _brokers[broker];
-        if (b.Process is { } process)
-        {
-            b.Process = null;
-            await process.DisposeAsync().ConfigureAwait(false);
-        }
-    }
+    public Task KillAsync(string broker) => _brokers[broker].KillAsync();
 
-    public async Task StopGracefullyAsync(string broker)
-    {
-        var b = _brokers[broker];
-        if (b.Process is { } process)
-        {
-            await process.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
-            b.Process = null;
-            await process.DisposeAsync().ConfigureAwait(false);
-        }
-    }
+    public Task StopGracefullyAsync(string broker) => _brokers[broker].StopGracefullyAsync();
 
     public Task RestartAsync(string broker)
     {
@@ -99,9 +82,9 @@ internal sealed class SluiceCluster : IClusterUnderTest
         return Task.CompletedTask;
     }
 
-    public void Freeze(string broker) => _brokers[broker].Process?.Signal("STOP");
+    public void Freeze(string broker) => _brokers[broker].Signal("STOP");
 
-    public void Thaw(string broker) => _brokers[broker].Process?.Signal("CONT");
+    public void Thaw(string broker) => _brokers[broker].Signal("CONT");
 
     public void Isolate(string broker, bool reset)
     {
@@ -131,22 +114,9 @@ internal sealed class SluiceCluster : IClusterUnderTest
         }
     }
 
-    public void FillDisk(string broker)
-    {
-        var b = _brokers[broker];
-        var tmpfs = b.Tmpfs ?? throw new InvalidOperationException("the disk-full fault needs the brokers on tmpfs (--tmpfs-mb)");
-        b.Filler = tmpfs.Fill("nemesis-filler");
-    }
+    public void FillDisk(string broker) => _brokers[broker].FillDisk();
 
-    public void FreeDisk(string broker)
-    {
-        var b = _brokers[broker];
-        if (b.Filler is { } filler)
-        {
-            File.Delete(filler);
-            b.Filler = null;
-        }
-    }
+    public void FreeDisk(string broker) => _brokers[broker].FreeDisk();
 
     public Task KillMetadataMemberAsync(int member) => _etcd.KillAsync(member);
 
@@ -167,7 +137,7 @@ internal sealed class SluiceCluster : IClusterUnderTest
     {
         foreach (var broker in _brokers.Values)
         {
-            await KillAsync(broker.Id).ConfigureAwait(false);
+            await broker.KillAsync().ConfigureAwait(false);
         }
 
         if (_store is not null)
@@ -222,7 +192,7 @@ internal sealed class SluiceCluster : IClusterUnderTest
 
     private void Start(Broker broker)
     {
-        if (IsRunning(broker.Id))
+        if (broker.IsRunning)
         {
             throw new InvalidOperationException($"{broker.Id} is already running");
         }
@@ -243,24 +213,10 @@ internal sealed class SluiceCluster : IClusterUnderTest
         broker.Process = ChildProcess.Start("dotnet", arguments, broker.LogFile);
     }
 
-    private sealed class Broker(string id, int port, SmallTmpfs? tmpfs, string workDirectory)
+    private sealed class Broker(string id, int port, SmallTmpfs? tmpfs, string workDirectory) : ManagedNode(id, port, tmpfs, workDirectory)
     {
-        public string Id { get; } = id;
-
-        public int Port { get; } = port;
-
-        public SmallTmpfs? Tmpfs { get; } = tmpfs;
-
-        public string DataDirectory { get; } = tmpfs is null ? Path.Combine(workDirectory, id) : Path.Combine(tmpfs.Path, "data");
-
-        public string LogFile { get; } = Path.Combine(workDirectory, id + ".log");
-
         public List<TcpProxy> EtcdProxies { get; } = [];
 
         public Dictionary<string, TcpProxy> PeerProxies { get; } = new(StringComparer.Ordinal);
-
-        public ChildProcess? Process { get; set; }
-
-        public string? Filler { get; set; }
     }
 }

@@ -361,6 +361,7 @@ internal sealed partial class Partition : IDisposable
         {
             return;
         }
+
         if (delete)
         {
             log.Delete();

@@ -183,7 +183,7 @@ internal sealed partial class LeaderReplication
         string? laggard = null;
         lock (_lock)
         {
-            foreach (var member in _joining is { } joining ? _isr.Append(joining) : _isr)
+            foreach (var member in CountedLocked)
             {
                 if (member != _self && _followers.TryGetValue(member, out var progress)
                     && Stopwatch.GetElapsedTime(Math.Max(progress.CaughtUpAt, progress.Since)) > _maxLag)
@@ -229,6 +229,9 @@ internal sealed partial class LeaderReplication
 
         Advance();
     }
+
+    /// <summary>The members whose positions bound the high watermark: the ISR, and a follower asked into it (see the remarks). Under the lock.</summary>
+    private IEnumerable<string> CountedLocked => _joining is { } joining ? _isr.Append(joining) : _isr;
 
     /// <summary>
     /// A graceful stop is coming: refuse new messages (before appending them, so a resend is safe) and let the
@@ -298,7 +301,7 @@ internal sealed partial class LeaderReplication
             }
 
             var hw = log.NewestOffset;
-            foreach (var member in _joining is { } joining ? _isr.Append(joining) : _isr)
+            foreach (var member in CountedLocked)
             {
                 if (member != _self)
                 {
@@ -363,15 +366,15 @@ internal sealed partial class LeaderReplication
                 return;
             }
 
+            if (add is not null && (!_followers.TryGetValue(add, out var candidate) || _log is not { } log || candidate.Position <= log.HighWatermark))
+            {
+                return; // the high watermark moved past it since its fetch: asked again once it has caught up again
+            }
+
             var isr = _isr.Where(m => m != remove).ToList();
             if (add is not null && !isr.Contains(add, StringComparer.Ordinal))
             {
                 isr.Add(add);
-            }
-
-            if (add is not null && (!_followers.TryGetValue(add, out var candidate) || _log is not { } log || candidate.Position <= log.HighWatermark))
-            {
-                return; // the high watermark moved past it since its fetch: asked again once it has caught up again
             }
 
             _isrChangeInFlight = true;
