@@ -657,16 +657,19 @@ public sealed class Http2ConnectionTests
         var connection = await server.AcceptAndHandshakeAsync();
         await connection.ReadHeadersAsync();
         await connection.ReadBodyAsync(1);
+        // The HEADERS below are the last frame the client receives, so nothing may fail the read before
+        // the ping delay plus the ping timeout (500 ms) have passed since they were sent. The clock starts
+        // before sending: whatever delays the client's side only makes the measured time longer.
+        var watch = Stopwatch.StartNew();
         await connection.SendHeadersAsync(1, endStream: false, (":status", "200"));
         using var response = await responseTask.WaitAsync(Timeout);
         var body = await response.Content.ReadAsStreamAsync();
-        var watch = Stopwatch.StartNew();
         var pending = body.ReadAsync(new byte[16]).AsTask();
 
         var ping = await connection.WaitForFrameAsync(f => f.Type == FrameType.Ping, TimeSpan.FromSeconds(3), "a keepalive PING");
         Assert.False(ping.IsAck);
         await Assert.ThrowsAnyAsync<IOException>(() => pending.WaitAsync(TimeSpan.FromSeconds(5)));
-        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(5));
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(450), TimeSpan.FromSeconds(5));
         await connection.Closed.WaitAsync(Timeout);
     }
 
