@@ -38,6 +38,7 @@ internal sealed partial class LeaderReplication
     private readonly ILogger _logger;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
     private readonly Queue<Parked> _parked = new();
+    private FetchWaiter[] _fetchWaiters = []; // copied on change: read on every append without the lock
     private IReadOnlyList<string> _isr;
     private CommitLog? _log;
     private bool _stopped;
@@ -132,8 +133,42 @@ internal sealed partial class LeaderReplication
         }
     }
 
-    /// <summary>The end of an append batch: move the high watermark if the ISR allows it.</summary>
+    /// <summary>The end of an append batch: move the high watermark if the ISR allows it, and answer parked fetches.</summary>
     public void AfterBatch() => Advance();
+
+    /// <summary>A follower's fetch stream parks here between answers (see <see cref="FetchWaiter"/>).</summary>
+    public void AddFetchWaiter(FetchWaiter waiter)
+    {
+        bool stopped;
+        lock (_lock)
+        {
+            _fetchWaiters = [.. _fetchWaiters, waiter];
+            stopped = _stopped;
+        }
+
+        if (stopped)
+        {
+            waiter.Wake();
+        }
+    }
+
+    public void RemoveFetchWaiter(FetchWaiter waiter)
+    {
+        lock (_lock)
+        {
+            _fetchWaiters = [.. _fetchWaiters.Where(w => !ReferenceEquals(w, waiter))];
+        }
+    }
+
+    /// <summary>Resumes parked fetches that now have records or a higher high watermark to answer with, on this thread.</summary>
+    private void WakeFetchers()
+    {
+        Interlocked.MemoryBarrier(); // the log's change is visible before a waiter's state is read (see FetchWaiter.WaitAsync)
+        foreach (var waiter in Volatile.Read(ref _fetchWaiters))
+        {
+            waiter.WakeIfReady();
+        }
+    }
 
     /// <summary>
     /// A follower asked for <paramref name="fetchOffset"/>: it holds everything below. Returns the leader's log
@@ -254,12 +289,18 @@ internal sealed partial class LeaderReplication
     /// <summary>Leadership ended: messages waiting for ALL fail (their fate is up to the next leader).</summary>
     public void Stop()
     {
+        FetchWaiter[] waiters;
         lock (_lock)
         {
             _stopped = true;
+            waiters = _fetchWaiters;
         }
 
         FailParked();
+        foreach (var waiter in waiters)
+        {
+            waiter.Wake(); // their next look finds this leadership over
+        }
     }
 
     private void FailParked()
@@ -289,7 +330,14 @@ internal sealed partial class LeaderReplication
         item.Receiver?.FlushAcks();
     }
 
+    /// <summary>Moves the high watermark, sends the acks it releases, then answers the fetches that were waiting for it or for records.</summary>
     private void Advance()
+    {
+        ReleaseCommitted();
+        WakeFetchers();
+    }
+
+    private void ReleaseCommitted()
     {
         List<Parked>? released = null;
         var belowMinIsr = false;

@@ -127,18 +127,34 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
 
     private async Task FetchAsync(GrpcChannel channel, CancellationToken stop)
     {
-        await using var call = channel.DuplexStreaming<FetchRequest, FetchResponse>(FetchMethod, FetchResponse.Parser, timeout: null, stop);
+        // A leader that stops answering (paused, cut off) ends the call after the fetch timeout plus its idle wait.
+        // One timer, moved on every answer, rather than a token and a timer per answer.
+        using var silence = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var limit = _node.FetchTimeout + _node.IdleWait;
+        silence.CancelAfter(limit);
+
+        // Answers are read on the connection's reader thread: applying one writes the log without blocking, and a
+        // hop to the thread pool per answer would be a context switch each way.
+        await using var call = channel.DuplexStreaming<FetchRequest, FetchResponse>(FetchMethod, FetchResponse.Parser.ParseFrom, timeout: null, inlineResponses: true, silence.Token);
         await call.WriteAsync(NextRequest(), stop).ConfigureAwait(false);
         while (true)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            timeout.CancelAfter(_node.FetchTimeout + _node.IdleWait);
-            var moved = await call.MoveNextAsync().AsTask().WaitAsync(timeout.Token).ConfigureAwait(false);
+            bool moved;
+            try
+            {
+                moved = await call.MoveNextAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (silence.IsCancellationRequested && !stop.IsCancellationRequested && ex is GrpcException or OperationCanceledException)
+            {
+                throw new TimeoutException($"the leader sent nothing for {limit.TotalSeconds:0.#} s", ex);
+            }
+
             if (!moved)
             {
                 throw new PartitionUnavailableException("the leader ended the fetch stream");
             }
 
+            silence.CancelAfter(limit);
             await ApplyAsync(call.Current, stop).ConfigureAwait(false);
             await call.WriteAsync(NextRequest(), stop).ConfigureAwait(false);
         }

@@ -134,6 +134,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
     {
         var token = context.CancellationToken;
         var lastHw = long.MinValue;
+        using var waiter = new FetchWaiter(token);
         await foreach (var request in requests.WithCancellation(token).ConfigureAwait(false))
         {
             CheckPeer(request.ReplicaId, request.BrokerLease, context);
@@ -147,7 +148,11 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
             replication.OnFetch(request.ReplicaId, request.FetchOffset);
             if (request.FetchOffset >= log.NextOffset && log.HighWatermark <= lastHw)
             {
-                await WaitForChangeAsync(log, request.FetchOffset, lastHw, token).ConfigureAwait(false);
+                // Nothing new: wait for records, a higher high watermark or the idle wait (then the same high
+                // watermark tells the follower this leader is alive).
+                await waiter.WaitAsync(replication, log, request.FetchOffset, lastHw, node.IdleWait).ConfigureAwait(false);
+                token.ThrowIfCancellationRequested();
+                (replication, log) = Led(request.Stream, request.Partition, request.LeaderEpoch); // leadership may have ended meanwhile
             }
 
             var response = new FetchResponse { LeaderEpoch = replication.Epoch, LogStartOffset = Math.Max(0, log.OldestOffset) };
@@ -165,24 +170,6 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
             response.HighWatermark = log.HighWatermark;
             lastHw = response.HighWatermark;
             await responses.WriteAsync(response, token).ConfigureAwait(false);
-        }
-    }
-
-    private async Task WaitForChangeAsync(CommitLog log, long fetchOffset, long lastHw, CancellationToken cancellationToken)
-    {
-        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        wait.CancelAfter(node.IdleWait);
-        try
-        {
-            var data = log.WaitForOffsetAsync(fetchOffset, committed: false, wait.Token).AsTask();
-            var hw = log.WaitForOffsetAsync(Math.Max(0, lastHw + 1), committed: true, wait.Token).AsTask();
-            await Task.WhenAny(data, hw).ConfigureAwait(false);
-            await wait.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(data, hw).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            // Idle: answer with the same high watermark so the follower knows the leader is alive.
         }
     }
 }
