@@ -41,6 +41,8 @@ public sealed class IdempotentPublishTests
     [InlineData("partition 0 of stream foo: " + Sluice.Protocol.Wire.PublishErrors.LeaderFenced)]
     [InlineData(Sluice.Protocol.Wire.PublishErrors.ShuttingDown)]
     [InlineData(Sluice.Protocol.Wire.PublishErrors.LeaderChanged)]
+    [InlineData(Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull)]
+    [InlineData("partition 0 of stream foo: " + Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull)]
     public async Task A_refusal_that_leaves_a_resend_safe_is_sent_again_with_the_same_id(string refusal)
     {
         await using var cluster = await FakeCluster.StartAsync();

@@ -23,6 +23,13 @@ public static class PublishErrors
     /// </summary>
     public const string NotEnoughReplicasAfterAppend = "not enough in-sync replicas to commit the message after it was appended; it may or may not be stored";
 
+    /// <summary>
+    /// The partition leader's disk is full and another in-sync replica is taking the partition over (UNAVAILABLE; async
+    /// error INTERNAL, after the partition's name when refused before the append). Nothing was stored: send it again,
+    /// to the next leader.
+    /// </summary>
+    public const string LeaderStorageFull = "no space left on device on the partition leader, which is handing the partition to another in-sync replica; nothing was stored";
+
     /// <summary>A broker that is stopping refused the message before appending it (INTERNAL). Nothing was stored.</summary>
     public const string ShuttingDown = "the server is shutting down";
 
@@ -33,5 +40,6 @@ public static class PublishErrors
     public static bool AllowsResend(string message) =>
         message == LeaderChanged
         || message.EndsWith(LeaderFenced, StringComparison.Ordinal)
+        || message.EndsWith(LeaderStorageFull, StringComparison.Ordinal)
         || message == ShuttingDown;
 }

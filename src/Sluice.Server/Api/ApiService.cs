@@ -181,6 +181,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             Ack.Types.Error.Encryption => throw new BrokerInternalException("encryption failed on partition"),
             _ when item.RefusalReason == StorageErrors.DiskFullMessage => throw new StorageFullException(),
             _ when item.RefusalReason == PublishErrors.LeaderChanged => throw new PartitionUnavailableException(PublishErrors.LeaderChanged),
+            _ when item.RefusalReason == PublishErrors.LeaderStorageFull => throw new PartitionUnavailableException(PublishErrors.LeaderStorageFull),
             _ when item.RefusalReason == PublishErrors.NotEnoughReplicasAfterAppend => throw new PreconditionFailedException(PublishErrors.NotEnoughReplicasAfterAppend),
             _ => throw new BrokerInternalException(ApiErrors.InternalMessage),
         };

@@ -43,6 +43,7 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     {
         Settings = settings;
         _broker = broker;
+        Storage = new StorageHealth(broker.Options.DataDir);
         _loggers = loggers;
         _logger = loggers.CreateLogger<ClusterNode>();
         View = new ClusterView(settings.Store, loggers.CreateLogger<ClusterView>());
@@ -64,6 +65,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     public bool IsLive => Membership.IsLive;
 
     private ClusteringOptions Clustering => _broker.Options.Clustering;
+
+    /// <summary>Whether this broker's disk is full (its leaderships move, and its followers stay out of the ISR).</summary>
+    public StorageHealth Storage { get; }
 
     /// <summary>`clustering.replica.fetch.timeout`.</summary>
     public TimeSpan FetchTimeout => Clustering.ReplicaFetchTimeout;
@@ -576,7 +580,8 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
         if (ex.StatusCode != GrpcStatusCode.Unavailable
             || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderFenced, StringComparison.Ordinal)
-            || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.ShuttingDown, StringComparison.Ordinal))
+            || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.ShuttingDown, StringComparison.Ordinal)
+            || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull, StringComparison.Ordinal))
         {
             return false;
         }

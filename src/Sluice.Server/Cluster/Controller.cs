@@ -233,6 +233,11 @@ internal sealed partial class Controller : IAsyncDisposable
             }
 
             var current = snapshot.Leadership(stream, request.Partition);
+            if (request.Resign)
+            {
+                return await ResignLockedAsync(snapshot, request, current, cancellationToken).ConfigureAwait(false);
+            }
+
             var isr = current.Replicas.Where(r => request.Isr.Contains(r) && (r == current.Leader || snapshot.IsAlive(r))).ToList();
             if (current.Leader != request.LeaderId || current.Epoch != request.LeaderEpoch || !isr.Contains(current.Leader, StringComparer.Ordinal))
             {
@@ -252,6 +257,29 @@ internal sealed partial class Controller : IAsyncDisposable
         {
             _decisions.Release();
         }
+    }
+
+    /// <summary>
+    /// A leader that cannot store (its disk is full) hands its partition to the first live member of the ISR it names,
+    /// in preference order, with a new epoch; it leaves the ISR, so the preferred-leader rule does not hand the
+    /// partition back until it has caught up again. Refused when the leader or epoch moved on, or nobody can take over.
+    /// </summary>
+    private async Task<AlterIsrResponse> ResignLockedAsync(ClusterSnapshot snapshot, AlterIsrRequest request, PartitionLeadership current, CancellationToken cancellationToken)
+    {
+        var isr = current.Replicas.Where(r => r != current.Leader && request.Isr.Contains(r) && current.Isr.Contains(r, StringComparer.Ordinal) && snapshot.IsAlive(r)).ToList();
+        if (current.Leader != request.LeaderId || current.Epoch != request.LeaderEpoch || isr.Count == 0)
+        {
+            return new AlterIsrResponse { Applied = false, Current = current.ToRecord() };
+        }
+
+        var desired = new PartitionLeaderRecord { Leader = isr[0], Isr = { isr }, LeaderEpoch = current.Epoch + 1 };
+        var applied = await WriteLeaderAsync(snapshot, request.Stream, request.Partition, current, desired, cancellationToken).ConfigureAwait(false);
+        if (applied)
+        {
+            LogResigned(_logger, request.Stream, request.Partition, current.Leader, desired.Leader, desired.LeaderEpoch);
+        }
+
+        return new AlterIsrResponse { Applied = applied, Current = applied ? desired : current.ToRecord() };
     }
 
     // ---------------------------------------------------------------- streams
@@ -461,6 +489,9 @@ internal sealed partial class Controller : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Partition {Stream}/{Partition}: leader {From} -> {To}, ISR [{Isr}], epoch {Epoch}")]
     private static partial void LogLeadership(ILogger logger, string stream, int partition, string from, string to, string isr, long epoch);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: leader {From} has no space left; {To} leads now (epoch {Epoch})")]
+    private static partial void LogResigned(ILogger logger, string stream, int partition, string from, string to, long epoch);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Partition {Stream}/{Partition}: ISR [{From}] -> [{To}]")]
     private static partial void LogIsrChanged(ILogger logger, string stream, int partition, string from, string to);

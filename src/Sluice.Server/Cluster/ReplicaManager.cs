@@ -194,7 +194,7 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
 
             await StepDownAsync(partition).ConfigureAwait(false);
             await StopFollowingAsync(partition, delete: false).ConfigureAwait(false);
-            var replication = new LeaderReplication(partition, self, leadership, () => _node.IsLive, _node.AlterIsrAsync, _broker.Options.Clustering.ReplicaMaxLagTime, _logger);
+            var replication = new LeaderReplication(partition, self, leadership, () => _node.IsLive, _node.AlterIsrAsync, _broker.Options.Clustering.ReplicaMaxLagTime, _logger, _node.Storage);
             partition.Open(_broker.Context, leadership.Epoch, replication);
             if (partition.Runtime is not null)
             {

@@ -647,11 +647,14 @@ internal sealed partial class Partition : IDisposable
         catch (Exception ex)
         {
             LogAppendFailed(_logger, ex, Stream.Name, Id);
+            var reason = !StorageErrors.IsDiskFull(ex) ? null
+                : runtime.Replication?.StepDownForFullDisk() == true ? Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull
+                : StorageErrors.DiskFullMessage;
             for (var i = 0; i < n; i++)
             {
                 if (items[i] is { } failed) // null: refused before the append (encryption)
                 {
-                    failed.RefusalReason = StorageErrors.IsDiskFull(ex) ? StorageErrors.DiskFullMessage : null;
+                    failed.RefusalReason = reason;
                     failed.Receiver?.OnAck(failed, ErrorAck(failed, Ack.Types.Error.Unknown));
                 }
             }

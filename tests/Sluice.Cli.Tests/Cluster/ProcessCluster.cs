@@ -43,6 +43,22 @@ internal sealed class ProcessCluster : IAsyncDisposable
     /// <param name="config">Extra YAML for every broker (e.g. "clustering.broker.lease.ttl: 5s"), or null.</param>
     public static async Task<ProcessCluster> StartAsync(int count, string? config = null)
     {
+        // A port found free can be taken by someone else's connection before the broker binds it (a loaded machine,
+        // tests in parallel): start again on fresh ports rather than fail the test.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(count, config);
+            }
+            catch (Xunit.Sdk.XunitException ex) when (attempt < 3 && ex.Message.Contains("Address already in use", StringComparison.Ordinal))
+            {
+            }
+        }
+    }
+
+    private static async Task<ProcessCluster> StartOnceAsync(int count, string? config)
+    {
         var etcd = await LocalEtcd.StartAsync();
         var dir = new TempDirectory("sluice-pcluster");
         string? configFile = null;

@@ -36,6 +36,7 @@ internal sealed partial class LeaderReplication
     private readonly Func<AlterIsrRequest, Task<bool>> _alterIsr;
     private readonly TimeSpan _maxLag;
     private readonly ILogger _logger;
+    private readonly StorageHealth? _storage;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
     private readonly Queue<Parked> _parked = new();
     private FetchWaiter[] _fetchWaiters = []; // copied on change: read on every append without the lock
@@ -45,9 +46,11 @@ internal sealed partial class LeaderReplication
     private volatile bool _draining;
     private bool _isrChangeInFlight;
     private string? _joining;
+    private volatile bool _resigning;
 
-    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task<bool>> alterIsr, TimeSpan maxLag, ILogger logger)
+    public LeaderReplication(Partition partition, string self, PartitionLeadership leadership, Func<bool> isLive, Func<AlterIsrRequest, Task<bool>> alterIsr, TimeSpan maxLag, ILogger logger, StorageHealth? storage = null)
     {
+        _storage = storage;
         _partition = partition;
         _self = self;
         Epoch = leadership.Epoch;
@@ -101,6 +104,11 @@ internal sealed partial class LeaderReplication
         if (!_isLive())
         {
             throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: {FencedRefusal}");
+        }
+
+        if (_resigning)
+        {
+            throw new PartitionUnavailableException($"partition {_partition.Id} of stream {_partition.Stream.Name}: {Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull}");
         }
 
         if (_draining)
@@ -174,9 +182,9 @@ internal sealed partial class LeaderReplication
     /// A follower asked for <paramref name="fetchOffset"/>: it holds everything below. Returns the leader's log
     /// end to remember for this answer.
     /// </summary>
-    public void OnFetch(string follower, long fetchOffset)
+    public void OnFetch(string follower, long fetchOffset, bool storageFull = false)
     {
-        bool expand;
+        bool expand, drop;
         lock (_lock)
         {
             if (!_followers.TryGetValue(follower, out var progress) || _log is not { } log)
@@ -192,7 +200,11 @@ internal sealed partial class LeaderReplication
 
             progress.LogEndAtLastAnswer = log.NextOffset;
             progress.AnsweredAt = Stopwatch.GetTimestamp();
-            expand = !_isr.Contains(follower, StringComparer.Ordinal) && fetchOffset > log.HighWatermark;
+            // A follower whose disk is full cannot catch up: it joins nobody's ISR (so no leadership comes back to it),
+            // and a member leaves at once rather than after the lag time, during which every ALL ack would wait for it.
+            var member = _isr.Contains(follower, StringComparer.Ordinal);
+            expand = !member && !storageFull && fetchOffset > log.HighWatermark;
+            drop = member && storageFull && fetchOffset < log.NextOffset;
         }
 
         Advance();
@@ -200,6 +212,90 @@ internal sealed partial class LeaderReplication
         {
             RequestIsr(add: follower, remove: null);
         }
+        else if (drop)
+        {
+            LogFollowerFull(_logger, _partition.Stream.Name, _partition.Id, follower);
+            RequestIsr(add: null, remove: follower);
+        }
+    }
+
+    /// <summary>
+    /// An append failed for lack of space. With another in-sync replica to take over, this leader refuses new messages
+    /// (before appending, so a resend is safe), lets the followers take what it has, and asks the controller to hand
+    /// the partition over; returns true (the failed messages may be sent again, to the next leader). Alone in the ISR
+    /// it keeps the leadership and returns false: its publishers see "no space left on device" until there is room.
+    /// </summary>
+    public bool StepDownForFullDisk()
+    {
+        _storage?.ReportFull();
+        lock (_lock)
+        {
+            if (_stopped || !_isr.Any(m => m != _self))
+            {
+                return false;
+            }
+
+            if (_resigning)
+            {
+                return true;
+            }
+
+            _resigning = true;
+        }
+
+        LogResigning(_logger, _partition.Stream.Name, _partition.Id);
+        _ = Task.Run(ResignAsync);
+        return true;
+    }
+
+    private async Task ResignAsync()
+    {
+        try
+        {
+            // What is appended reaches the followers first, so the next leader does not cut it (a second at most:
+            // nothing new is appended meanwhile).
+            var started = Stopwatch.GetTimestamp();
+            while (!Committed && Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(1))
+            {
+                await Task.Delay(10).ConfigureAwait(false);
+            }
+
+            for (var attempt = 0; attempt < 5; attempt++)
+            {
+                AlterIsrRequest request;
+                lock (_lock)
+                {
+                    if (_stopped)
+                    {
+                        return;
+                    }
+
+                    request = new AlterIsrRequest { Stream = _partition.Stream.Name, Partition = _partition.Id, LeaderId = _self, LeaderEpoch = Epoch, Isr = { _isr.Where(m => m != _self) }, Resign = true };
+                }
+
+                try
+                {
+                    if (await _alterIsr(request).ConfigureAwait(false))
+                    {
+                        return; // the new leadership reaches this broker through the metadata, which stops this one
+                    }
+                }
+                catch (Exception ex)
+                {
+                    LogAlterIsrFailed(_logger, ex, _partition.Stream.Name, _partition.Id);
+                }
+
+                await Task.Delay(500).ConfigureAwait(false);
+            }
+
+            LogResignRefused(_logger, _partition.Stream.Name, _partition.Id);
+        }
+        catch (Exception ex)
+        {
+            LogAlterIsrFailed(_logger, ex, _partition.Stream.Name, _partition.Id);
+        }
+
+        _resigning = false; // keep leading; the next failed append tries again
     }
 
     /// <summary>
@@ -474,6 +570,15 @@ internal sealed partial class LeaderReplication
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: follower {Follower} has not caught up for {Seconds} s; asking to remove it from the ISR")]
     private static partial void LogLagging(ILogger logger, string stream, int partition, string follower, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: follower {Follower} reports a full disk; asking to remove it from the ISR")]
+    private static partial void LogFollowerFull(ILogger logger, string stream, int partition, string follower);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: no space left on device; handing the leadership to another in-sync replica")]
+    private static partial void LogResigning(ILogger logger, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: the controller did not move the leadership off this full disk; keeping it and refusing publishes until there is room")]
+    private static partial void LogResignRefused(ILogger logger, string stream, int partition);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: asking the controller for an ISR change failed; retried on the next check")]
     private static partial void LogAlterIsrFailed(ILogger logger, Exception exception, string stream, int partition);

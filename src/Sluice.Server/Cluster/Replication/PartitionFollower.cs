@@ -66,6 +66,11 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
             {
                 return;
             }
+            catch (Exception ex) when (StorageErrors.IsDiskFull(ex))
+            {
+                _node.Storage.ReportFull(); // told to the leader with every fetch until there is room again
+                LogWriteFailed(_logger, ex, _partition.Stream.Name, _partition.Id);
+            }
             catch (Exception ex) when (ex is GrpcException or IOException or HttpRequestException or OperationCanceledException or TimeoutException or BrokerException or InvalidDataException or ObjectDisposedException)
             {
                 LogFetchFailed(_logger, _partition.Stream.Name, _partition.Id, _leadership.Leader, ex.Message);
@@ -206,6 +211,7 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
         FetchOffset = _log.NextOffset,
         LeaderEpoch = _leadership.Epoch,
         MaxBytes = _node.MaxFetchBytes,
+        StorageFull = _node.Storage.IsFull,
     };
 
     public async ValueTask DisposeAsync()

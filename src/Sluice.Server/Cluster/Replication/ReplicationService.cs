@@ -145,7 +145,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
                 throw new GrpcException(GrpcStatusCode.OutOfRange, $"fetch offset {request.FetchOffset} is past the leader's log end {log.NextOffset}");
             }
 
-            replication.OnFetch(request.ReplicaId, request.FetchOffset);
+            replication.OnFetch(request.ReplicaId, request.FetchOffset, request.StorageFull);
             if (request.FetchOffset >= log.NextOffset && log.HighWatermark <= lastHw)
             {
                 // Nothing new: wait for records, a higher high watermark or the idle wait (then the same high
