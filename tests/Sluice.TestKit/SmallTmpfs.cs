@@ -36,6 +36,18 @@ public sealed class SmallTmpfs : IDisposable
             // No space left: the point.
         }
 
+        var small = new byte[512];
+        try
+        {
+            while (true)
+            {
+                file.Write(small); // whatever a whole block no longer fits in
+            }
+        }
+        catch (IOException)
+        {
+        }
+
         return path;
     }
 

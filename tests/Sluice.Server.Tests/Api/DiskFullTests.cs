@@ -1,8 +1,8 @@
 using Google.Protobuf;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
+using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
-using static Sluice.Server.Tests.FullDisk;
 
 namespace Sluice.Server.Tests.Api;
 
@@ -15,12 +15,11 @@ public sealed class DiskFullTests
     [Fact]
     public async Task A_full_disk_answers_ResourceExhausted_on_create_and_publish_and_the_server_restarts()
     {
-        using var mount = TmpfsMount.Create(megabytes: 16);
+        using var mount = new SmallTmpfs(16 << 20);
         await using var h = await StartAsync(o => o with { DataDir = mount.Path });
         await h.CreateStreamAsync("a", "a");
         Assert.NotNull(await h.PublishAsync("a", "before"));
-        var filler = Path.Combine(mount.Path, "filler");
-        Fill(filler);
+        var filler = mount.Fill();
 
         var ex = await ThrowsGrpcAsync(GrpcStatusCode.ResourceExhausted, () => h.CreateStreamAsync("b", "b", partitions: 2));
         Assert.Equal("no space left on device", ex.Detail);
@@ -49,12 +48,11 @@ public sealed class DiskFullTests
     [Fact]
     public async Task When_the_metadata_log_cannot_grow_the_server_answers_ResourceExhausted_and_still_stops_and_starts()
     {
-        using var mount = TmpfsMount.Create(megabytes: 16);
+        using var mount = new SmallTmpfs(16 << 20);
         await using var h = await StartAsync(o => o with { DataDir = mount.Path });
         await h.CreateStreamAsync("a", "a", partitions: 2);
         await h.CreateStreamAsync("b", "b");
-        var filler = Path.Combine(mount.Path, "filler");
-        Fill(filler);
+        var filler = mount.Fill();
 
         // Each readonly change is one small metadata write: the store's log fills its last page, then fails.
         GrpcException? refused = null;

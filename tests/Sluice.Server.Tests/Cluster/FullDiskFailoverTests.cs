@@ -1,8 +1,8 @@
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Wire;
+using Sluice.TestKit;
 using static Sluice.Server.Tests.BrokerHarness;
-using static Sluice.Server.Tests.FullDisk;
 
 namespace Sluice.Server.Tests.Cluster;
 
@@ -18,7 +18,7 @@ public sealed class FullDiskFailoverTests
     [Fact]
     public async Task A_leader_whose_disk_fills_hands_the_partition_over_and_takes_it_back_once_there_is_room()
     {
-        var mounts = new[] { "b1", "b2", "b3" }.ToDictionary(id => id, _ => TmpfsMount.Create(megabytes: 24));
+        var mounts = new[] { "b1", "b2", "b3" }.ToDictionary(id => id, _ => new SmallTmpfs(24 << 20));
         try
         {
             await using var cluster = await ClusterHarness.StartAsync(3, o => o with { DataDir = mounts[o.Clustering.ServerId!].Path });
@@ -29,8 +29,7 @@ public sealed class FullDiskFailoverTests
             var leader = cluster[first.Leader];
             Assert.NotNull(await leader.PublishAsync("full", "before", policy: AckPolicy.All));
 
-            var filler = Path.Combine(mounts[first.Leader].Path, "filler");
-            Fill(filler);
+            var filler = mounts[first.Leader].Fill();
 
             // Refused before anything was stored, with a text that tells a client to send it again to the next leader.
             var ex = await ThrowsGrpcAsync(GrpcStatusCode.Unavailable, () => leader.PublishAsync("full", Big, policy: AckPolicy.All));
@@ -73,7 +72,7 @@ public sealed class FullDiskFailoverTests
     [Fact]
     public async Task A_follower_whose_disk_fills_leaves_the_isr_at_once_and_acks_all_go_on()
     {
-        var mounts = new[] { "b1", "b2", "b3" }.ToDictionary(id => id, _ => TmpfsMount.Create(megabytes: 24));
+        var mounts = new[] { "b1", "b2", "b3" }.ToDictionary(id => id, _ => new SmallTmpfs(24 << 20));
         try
         {
             // A lag time far longer than the test's waits: only the follower's own report can take it out in time.
@@ -90,7 +89,7 @@ public sealed class FullDiskFailoverTests
             var full = leadership.Replicas.First(r => r != leadership.Leader);
             Assert.NotNull(await leader.PublishAsync("follower-full", "before", policy: AckPolicy.All));
 
-            Fill(Path.Combine(mounts[full].Path, "filler"));
+            mounts[full].Fill();
             using var timeout = new CancellationTokenSource(ClusterHarness.Timeout);
             Assert.NotNull(await leader.PublishAsync("follower-full", Big, policy: AckPolicy.All).WaitAsync(timeout.Token));
             Assert.DoesNotContain(full, cluster.Leadership("follower-full").Isr);
