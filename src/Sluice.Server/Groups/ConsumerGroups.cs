@@ -71,6 +71,8 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         {
             await DropDeletedStreamsAsync(view.Id, cancellationToken).ConfigureAwait(false); // a stream deleted while this server was down
         }
+
+        await MoveFromDeadCoordinatorsAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The group as this server last saw it, or null.</summary>
@@ -100,8 +102,6 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             throw new InvalidRequestException("No streams provided");
         }
 
-        // Groups keep their positions in cursors (__group:<groupId>): they need the cursors stream.
-        await _placement.EnsureCursorsStreamAsync(cancellationToken).ConfigureAwait(false);
         var view = await MutateAsync(request.GroupId, current =>
         {
             if (current?.Member(request.ConsumerId) is not null)
@@ -111,7 +111,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
 
             foreach (var stream in request.Streams)
             {
-                if (!_broker.TryGetStream(stream, out _))
+                if (_placement.PartitionCount(stream) == 0)
                 {
                     throw new PreconditionFailedException("stream does not exist");
                 }
@@ -124,6 +124,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }, cancellationToken).ConfigureAwait(false);
 
         LogJoined(_logger, request.ConsumerId, request.GroupId, view!.Epoch);
+
+        // Groups keep their positions in cursors (__group:<groupId>): they need the cursors stream.
+        await _placement.EnsureCursorsStreamAsync(cancellationToken).ConfigureAwait(false);
         return new JoinConsumerGroupResponse
         {
             Coordinator = view.Coordinator,
@@ -287,8 +290,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         return load;
     }
 
-    private void Reassign(ConsumerGroupRecord record) =>
-        GroupAssignor.Assign(record.Members, stream => _broker.TryGetStream(stream, out var s) ? s.Partitions.Length : 0);
+    private void Reassign(ConsumerGroupRecord record) => GroupAssignor.Assign(record.Members, _placement.PartitionCount);
 
     // ---------------------------------------------------------------- subscription fencing
 
@@ -551,7 +553,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                         var stream = e.Kv.KeyString[StreamCatalog.StreamsPrefix.Length..];
                         foreach (var view in Snapshot().Where(v => v.Coordinator == ServerId && v.Record.Members.Any(m => m.Streams.Contains(stream))))
                         {
-                            await DropDeletedStreamsAsync(view.Id, cancellationToken).ConfigureAwait(false);
+                            await DropDeletedStreamsAsync(view.Id, cancellationToken, stream).ConfigureAwait(false);
                         }
                     }
 
@@ -575,11 +577,15 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }
     }
 
-    /// <summary>Removes streams that no longer exist from the group's members and hands their partitions out again.</summary>
-    private Task<GroupView?> DropDeletedStreamsAsync(string groupId, CancellationToken cancellationToken) =>
+    /// <summary>
+    /// Removes streams that no longer exist from the group's members and hands their partitions out again.
+    /// <paramref name="deleted"/> counts as gone even if this broker's view still has it (the watch can be ahead of it).
+    /// </summary>
+    private Task<GroupView?> DropDeletedStreamsAsync(string groupId, CancellationToken cancellationToken, string? deleted = null) =>
         MutateAsync(groupId, current =>
         {
-            if (current is null || current.Record.Members.All(m => m.Streams.All(s => _broker.TryGetStream(s, out _))))
+            bool Exists(string s) => s != deleted && _placement.PartitionCount(s) > 0;
+            if (current is null || current.Record.Members.All(m => m.Streams.All(Exists)))
             {
                 return current?.Record;
             }
@@ -587,12 +593,12 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             var next = current.Record.Clone();
             foreach (var member in next.Members)
             {
-                var kept = member.Streams.Where(s => _broker.TryGetStream(s, out _)).ToList();
+                var kept = member.Streams.Where(Exists).ToList();
                 member.Streams.Clear();
                 member.Streams.AddRange(kept);
             }
 
-            Reassign(next);
+            GroupAssignor.Assign(next.Members, s => Exists(s) ? _placement.PartitionCount(s) : 0);
             return next;
         }, cancellationToken);
 
@@ -612,6 +618,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                 expired = [.. _lastSeen.Where(e => now - e.Value > timeout).Select(e => e.Key)];
             }
 
+            await MoveFromDeadCoordinatorsAsync(cancellationToken).ConfigureAwait(false);
             foreach (var (group, consumer) in expired)
             {
                 try
@@ -629,6 +636,27 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                 {
                     LogExpiryFailed(_logger, ex, consumer, group); // tried again on the next tick
                 }
+            }
+        }
+    }
+
+    /// <summary>On the controller (or a single node): groups whose coordinator's broker is gone get a live one.</summary>
+    private async Task MoveFromDeadCoordinatorsAsync(CancellationToken cancellationToken)
+    {
+        if (!_placement.MovesDeadCoordinators)
+        {
+            return;
+        }
+
+        foreach (var view in Snapshot().Where(v => !_placement.IsAlive(v.Coordinator)))
+        {
+            try
+            {
+                await MoveCoordinatorAsync(view.Id, view.Coordinator, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is MetadataStoreException or IOException)
+            {
+                LogMoveFailed(_logger, ex, view.Id); // tried again on the next tick
             }
         }
     }
@@ -662,6 +690,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Consumer groups: watching the metadata store failed; reading it again")]
     private static partial void LogWatchFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not give consumer group {Group} a new coordinator; trying again")]
+    private static partial void LogMoveFailed(ILogger logger, Exception exception, string group);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not remove expired consumer {Consumer} from group {Group}; trying again")]
     private static partial void LogExpiryFailed(ILogger logger, Exception exception, string consumer, string group);

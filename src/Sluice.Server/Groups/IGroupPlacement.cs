@@ -11,7 +11,13 @@ internal interface IGroupPlacement
     /// <summary>True while <paramref name="brokerId"/> is a live member (a dead coordinator's groups move).</summary>
     bool IsAlive(string brokerId);
 
-    /// <summary>Creates the cursors stream when it does not exist (groups keep their positions there).</summary>
+    /// <summary>True on the one broker that moves the groups of dead coordinators (this server, or the controller).</summary>
+    bool MovesDeadCoordinators { get; }
+
+    /// <summary>The stream's partition count as the metadata says, 0 when it does not exist.</summary>
+    int PartitionCount(string stream);
+
+    /// <summary>Makes sure the cursors stream exists after a join (groups keep their positions there).</summary>
     Task EnsureCursorsStreamAsync(CancellationToken cancellationToken);
 }
 
@@ -21,6 +27,10 @@ internal sealed class SingleNodeGroupPlacement(Broker broker) : IGroupPlacement
     public string ChooseCoordinator(IReadOnlyDictionary<string, int> coordinatorLoad) => broker.ServerId;
 
     public bool IsAlive(string brokerId) => brokerId == broker.ServerId;
+
+    public bool MovesDeadCoordinators => true; // a group coordinated by another id (the server id was changed) comes here
+
+    public int PartitionCount(string stream) => broker.TryGetStream(stream, out var s) ? s.Partitions.Length : 0;
 
     public async Task EnsureCursorsStreamAsync(CancellationToken cancellationToken)
     {

@@ -148,6 +148,8 @@ public sealed class SluiceServer : IAsyncDisposable
             {
                 node = new ClusterNode(cluster, broker, loggers);
                 groups = new ConsumerGroups(broker, store, new ClusterGroupPlacement(node, broker), loggers);
+                var clusterGroups = groups;
+                node.GroupsInUse = () => clusterGroups.Snapshot().Count > 0;
                 new ApiService(broker, node, node.Brokers, groups).Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
