@@ -8,7 +8,8 @@ namespace Sluice.Server.Groups;
 /// partition to the member subscribed to that stream with the fewest partitions so far across all streams (ties
 /// to the smallest consumer id). Which partitions a member gets is sticky: a member keeps the ones it already
 /// had up to its count, and only the rest move, so a join or a leave moves as few partitions as that balance allows
-/// (Liftbridge hands every partition out again from partition 0). A new group gets exactly Liftbridge's assignment.
+/// (Liftbridge hands every partition out again from partition 0). A partition nobody keeps goes to its owner under
+/// Liftbridge's rule when that member has room, so with nothing to keep the result is Liftbridge's.
 /// </summary>
 internal static class GroupAssignor
 {
