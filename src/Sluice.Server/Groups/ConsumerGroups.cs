@@ -189,21 +189,33 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             throw new PreconditionFailedException("broker is not the consumer group coordinator");
         }
 
+        // Any fetch of a member is its heartbeat, one with an old epoch too (Liftbridge counts only a fetch with the
+        // current epoch): during a burst of joins a live member whose fetches keep meeting a new epoch must not expire.
+        var member = view.Member(request.ConsumerId);
+        bool active;
+        lock (_gate)
+        {
+            var key = (request.GroupId, request.ConsumerId);
+            active = member is not null && _lastSeen.ContainsKey(key);
+            if (active)
+            {
+                _lastSeen[key] = Environment.TickCount64;
+            }
+        }
+
         if (request.Epoch != view.Epoch)
         {
             throw new PreconditionFailedException("client-provided group epoch differs from broker group epoch");
         }
 
-        var member = view.Member(request.ConsumerId) ?? throw new PreconditionFailedException("consumer is not a member of the consumer group");
-        lock (_gate)
+        if (member is null)
         {
-            var key = (request.GroupId, request.ConsumerId);
-            if (!_lastSeen.ContainsKey(key))
-            {
-                throw new GrpcException(GrpcStatusCode.Unknown, "consumer not active for server (no timer)"); // Liftbridge's answer for this race
-            }
+            throw new PreconditionFailedException("consumer is not a member of the consumer group");
+        }
 
-            _lastSeen[key] = Environment.TickCount64;
+        if (!active)
+        {
+            throw new GrpcException(GrpcStatusCode.Unknown, "consumer not active for server (no timer)"); // Liftbridge's answer for this race
         }
 
         var response = new FetchConsumerGroupAssignmentsResponse { Epoch = view.Epoch };
