@@ -2,8 +2,8 @@ using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Wire;
-using Sluice.Server.Grpc;
 using Sluice.Server.Groups;
+using Sluice.Server.Grpc;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
 

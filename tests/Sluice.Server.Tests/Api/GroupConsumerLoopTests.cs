@@ -10,12 +10,12 @@ public sealed class GroupConsumerLoopTests
     [Fact]
     public async Task Three_consumers_share_six_partitions_one_each_at_a_time_and_a_killed_one_loses_no_message()
     {
-        await using var h = await StartAsync(o => o with { Groups = o.Groups with { ConsumerTimeout = TimeSpan.FromSeconds(1) } });
+        await using var h = await StartAsync(o => o with { Groups = o.Groups with { ConsumerTimeout = TimeSpan.FromSeconds(3) } });
         await h.CreateStreamAsync("s", "s", partitions: 6);
         var processed = new ConcurrentDictionary<(int Partition, long Offset), ConcurrentBag<string>>();
         void Handle(string consumer, Message m) => processed.GetOrAdd((m.Partition, m.Offset), _ => []).Add(consumer);
 
-        var interval = TimeSpan.FromMilliseconds(400); // go-liftbridge's default: 0.4 x the consumer timeout
+        var interval = TimeSpan.FromMilliseconds(1200); // go-liftbridge's default: 0.4 x the consumer timeout
         var consumers = new[] { "c1", "c2", "c3" }.Select(id => new GroupConsumerLoop(h, "g", id, ["s"], interval, Handle)).ToList();
         try
         {
@@ -24,7 +24,7 @@ public sealed class GroupConsumerLoopTests
                 await c.StartAsync();
             }
 
-            var deadline = DateTime.UtcNow.AddSeconds(10);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
             while (!consumers.All(c => c.Reading.Count == 2) && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(20);
@@ -38,7 +38,7 @@ public sealed class GroupConsumerLoopTests
                 await h.PublishManyAsync("s", 10, partition: p, prefix: "a");
             }
 
-            await WaitUntilAsync(() => Task.FromResult(processed.Count == 60), "the first 60 messages are processed");
+            await WaitUntilAsync(() => Task.FromResult(processed.Count == 60), "the first 60 messages are processed", TimeSpan.FromSeconds(30));
             for (var p = 0; p < 6; p++)
             {
                 var readers = processed.Where(e => e.Key.Partition == p).SelectMany(e => e.Value).Distinct().ToList();
@@ -54,7 +54,7 @@ public sealed class GroupConsumerLoopTests
                 await h.PublishManyAsync("s", 10, partition: p, prefix: "b");
             }
 
-            await WaitUntilAsync(() => Task.FromResult(processed.Count == 120), "all 120 messages are processed", TimeSpan.FromSeconds(20));
+            await WaitUntilAsync(() => Task.FromResult(processed.Count == 120), "all 120 messages are processed", TimeSpan.FromSeconds(30));
             Assert.All(Enumerable.Range(0, 6), p => Assert.Equal(20, processed.Keys.Count(k => k.Partition == p)));
             Assert.Equal(6, consumers[0].Reading.Count + consumers[1].Reading.Count);
             // The only errors: a subscription started with the epoch a join or the expiry had just ended (refused, then
