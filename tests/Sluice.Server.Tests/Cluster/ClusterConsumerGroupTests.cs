@@ -41,10 +41,12 @@ public sealed class ClusterConsumerGroupTests
         await ClusterHarness.WaitForAsync(() => cluster.Brokers.All(b => b.Server.Broker.Cursors.Enabled), "the controller created __cursors for the group");
     }
 
-    [Fact]
-    public async Task When_the_coordinators_broker_stops_another_broker_coordinates_and_members_fetch_there()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task When_the_coordinators_broker_stops_another_broker_coordinates_and_members_fetch_there(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("s", replicationFactor: 3, partitions: 4));
         await ClusterHarness.WaitForAsync(() => cluster.Brokers.All(b => b.Server.Broker.TryGetStream("s", out _)), "every broker has the stream");
         await JoinAsync(cluster.Brokers[0], "g", "c1", "s");
@@ -53,17 +55,17 @@ public sealed class ClusterConsumerGroupTests
 
         await cluster.Brokers.Single(b => b.Server.ServerId == dead).StopAsync();
         var survivor = cluster.Running.First();
-        ConsumerGroupMetadata metadata = null!;
+        ConsumerGroupMetadata group = null!;
         await BrokerHarness.WaitUntilAsync(
-            async () => (metadata = await GroupMetadataAsync(survivor, "g")).Coordinator != dead,
+            async () => (group = await GroupMetadataAsync(survivor, "g")).Coordinator != dead,
             "the group gets a live coordinator",
             ClusterHarness.Timeout);
-        Assert.True(metadata.Epoch > join.Epoch);
-        var coordinator = cluster.Running.Single(b => b.Server.ServerId == metadata.Coordinator);
-        await BrokerHarness.WaitUntilAsync(async () => (await GroupMetadataAsync(coordinator, "g")).Epoch == metadata.Epoch, "the new coordinator has seen its election");
+        Assert.True(group.Epoch > join.Epoch);
+        var coordinator = cluster.Running.Single(b => b.Server.ServerId == group.Coordinator);
+        await BrokerHarness.WaitUntilAsync(async () => (await GroupMetadataAsync(coordinator, "g")).Epoch == group.Epoch, "the new coordinator has seen its election");
 
-        var c1 = await FetchAsync(coordinator, "g", "c1", metadata.Epoch);
-        var c2 = await FetchAsync(coordinator, "g", "c2", metadata.Epoch);
+        var c1 = await FetchAsync(coordinator, "g", "c1", group.Epoch);
+        var c2 = await FetchAsync(coordinator, "g", "c2", group.Epoch);
         Assert.Equal([0, 1, 2, 3], c1.Assignments.Single().Partitions.Concat(c2.Assignments.Single().Partitions).Order());
     }
 }
