@@ -91,7 +91,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         ConsumerGroups.GroupFence? fence = null;
         try
         {
-            if (request.Consumer is { ConsumerId.Length: > 0 })
+            if (request.Consumer is { GroupId.Length: > 0, ConsumerId.Length: > 0 })
             {
                 // A group member: only with the group's current epoch and on a partition assigned to it (docs/consumer-groups.md).
                 fence = await groups.FenceAsync(request, token).ConfigureAwait(false);

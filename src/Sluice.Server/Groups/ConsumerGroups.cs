@@ -644,9 +644,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                         _lastSeen.Remove((group, consumer)); // gone already
                     }
                 }
-                catch (Exception ex) when (ex is MetadataStoreException or IOException)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
-                    LogExpiryFailed(_logger, ex, consumer, group); // tried again on the next tick
+                    LogExpiryFailed(_logger, ex, consumer, group); // tried again on the next tick: the loop must outlive a failure
                 }
             }
         }
@@ -666,9 +666,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             {
                 await MoveCoordinatorAsync(view.Id, view.Coordinator, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is MetadataStoreException or IOException)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                LogMoveFailed(_logger, ex, view.Id); // tried again on the next tick
+                LogMoveFailed(_logger, ex, view.Id); // tried again on the next tick: the loop must outlive a failure
             }
         }
     }

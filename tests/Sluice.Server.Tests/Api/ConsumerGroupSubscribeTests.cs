@@ -65,6 +65,16 @@ public sealed class ConsumerGroupSubscribeTests
     }
 
     [Fact]
+    public async Task A_consumer_id_without_a_group_id_is_a_plain_subscription_as_in_Liftbridge()
+    {
+        await using var h = await StartAsync();
+        await h.CreateStreamAsync("s", "s");
+        await h.PublishAsync("s", "x");
+        await using var sub = await h.SubscribeAsync(new SubscribeRequest { Stream = "s", StartPosition = StartPosition.Earliest, Consumer = new Consumer { ConsumerId = "c1" } });
+        Assert.Equal("x", (await ReadAsync(sub, 1))[0].Value.ToStringUtf8());
+    }
+
+    [Fact]
     public async Task Group_subscriptions_cannot_read_from_a_replica()
     {
         await using var h = await StartAsync();
