@@ -68,4 +68,34 @@ public sealed class ClusterConsumerGroupTests
         var c2 = await FetchAsync(coordinator, "g", "c2", group.Epoch);
         Assert.Equal([0, 1, 2, 3], c1.Assignments.Single().Partitions.Concat(c2.Assignments.Single().Partitions).Order());
     }
+    [Fact]
+    public async Task The_partition_leader_fences_group_members_from_the_shared_group_state()
+    {
+        await using var cluster = await ClusterHarness.StartAsync(3);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("s", replicationFactor: 3, partitions: 2));
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("s", 0) is not null && cluster.Leader("s", 1) is not null, "both partitions have an open leader");
+        var first = await JoinAsync(cluster.Brokers[1], "g", "c1", "s");
+        var leader = cluster.Leader("s", 1)!;
+        await using var sub = await leader.SubscribeAsync(new SubscribeRequest
+        {
+            Stream = "s",
+            Partition = 1,
+            StartPosition = StartPosition.Earliest,
+            Consumer = new Consumer { GroupId = "g", ConsumerId = "c1", GroupEpoch = first.Epoch },
+        });
+
+        // c2 joins through another broker and takes partition 1: the leader ends c1's subscription and refuses the old epoch.
+        var second = await JoinAsync(cluster.Brokers[2], "g", "c2", "s");
+        var (_, error) = await BrokerHarness.ReadToEndAsync(sub);
+        Assert.Null(error);
+        await using var stale = leader.Channel.ServerStreaming("/proto.API/Subscribe", new SubscribeRequest
+        {
+            Stream = "s",
+            Partition = 1,
+            Consumer = new Consumer { GroupId = "g", ConsumerId = "c1", GroupEpoch = first.Epoch },
+        }, Message.Parser);
+        var refused = await Assert.ThrowsAsync<GrpcException>(async () => await stale.MoveNextAsync());
+        Assert.Equal(GrpcStatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.Contains($"is not the group's current epoch {second.Epoch}", refused.Detail, StringComparison.Ordinal);
+    }
 }
