@@ -138,7 +138,10 @@ const checks = [
     await unary(api, 'PauseStream', { name: 'orders', partitions: [1] });
     const p = await unary(api, 'FetchPartitionMetadata', { stream: 'orders', partition: 1 });
     assert.strictEqual(p.metadata.paused, true);
-    await expectStatus(unary(api, 'JoinConsumerGroup', { groupId: 'g', consumerId: 'c', streams: ['orders'] }), grpc.status.UNIMPLEMENTED);
+    const joined = await unary(api, 'JoinConsumerGroup', { groupId: 'g', consumerId: 'c', streams: ['orders'] });
+    const group = (await unary(api, 'FetchMetadata', { groups: ['g'] })).groupMetadata[0];
+    assert.strictEqual(group.coordinator, joined.coordinator);
+    assert.strictEqual(group.error, 'OK');
   }],
   ['DeleteStream, then NOT_FOUND', async () => {
     await unary(api, 'DeleteStream', { name: 'orders' });

@@ -187,8 +187,13 @@ def check_metadata():
     assert len(r.brokers) == 1
     orders = [s for s in r.streamMetadata if s.name == 'orders']
     assert orders and orders[0].partitions[0].highWatermark == 4999, orders
-    expect_status(lambda: api('JoinConsumerGroup', api_pb2.JoinConsumerGroupRequest(groupId='g', consumerId='c', streams=['orders']), api_pb2.JoinConsumerGroupResponse),
-                  grpc.StatusCode.UNIMPLEMENTED)
+    joined = api('JoinConsumerGroup', api_pb2.JoinConsumerGroupRequest(groupId='g', consumerId='c', streams=['orders']), api_pb2.JoinConsumerGroupResponse)
+    assert (joined.coordinator, joined.epoch) == (r.brokers[0].id, 0), joined
+    group = api('FetchMetadata', api_pb2.FetchMetadataRequest(groups=['g']), api_pb2.FetchMetadataResponse).groupMetadata[0]
+    assert (group.error, group.coordinator) == (api_pb2.ConsumerGroupMetadata.OK, joined.coordinator), group
+    assigned = api('FetchConsumerGroupAssignments', api_pb2.FetchConsumerGroupAssignmentsRequest(groupId='g', consumerId='c', epoch=0),
+                   api_pb2.FetchConsumerGroupAssignmentsResponse)
+    assert [(a.stream, sorted(a.partitions)) for a in assigned.assignments] == [('orders', [0, 1])], assigned
 
 
 def check_concurrent_calls():
@@ -217,7 +222,7 @@ CHECKS = [
     ('Subscribe cancelled by the client ends with CANCELLED', check_subscribe_cancel),
     ('a deadline ends a live subscription with DEADLINE_EXCEEDED', check_deadline),
     ('a 900 KiB message round-trips', check_large_message),
-    ('FetchMetadata, and consumer groups are UNIMPLEMENTED', check_metadata),
+    ('FetchMetadata, and a consumer group: join, group metadata, assignments', check_metadata),
     ('50 concurrent unary calls on one connection', check_concurrent_calls),
     ('DeleteStream, then NOT_FOUND', check_delete),
 ]

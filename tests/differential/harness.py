@@ -145,6 +145,8 @@ RESPONSES = {
     'Publish': api_pb2.PublishResponse, 'PublishToSubject': api_pb2.PublishToSubjectResponse,
     'SetCursor': api_pb2.SetCursorResponse, 'FetchCursor': api_pb2.FetchCursorResponse,
     'JoinConsumerGroup': api_pb2.JoinConsumerGroupResponse, 'LeaveConsumerGroup': api_pb2.LeaveConsumerGroupResponse,
+    'FetchConsumerGroupAssignments': api_pb2.FetchConsumerGroupAssignmentsResponse,
+    'ReportConsumerGroupCoordinator': api_pb2.ReportConsumerGroupCoordinatorResponse,
 }
 
 

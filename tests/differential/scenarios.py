@@ -651,3 +651,161 @@ def b31_subscribe(p):
     p.raw('PauseStream', api_pb2.PauseStreamRequest(name='foo'))
     p.read_all('earliest', sub('foo', startPosition=api_pb2.EARLIEST))
     p.read_all('earliest with resume', sub('foo', startPosition=api_pb2.EARLIEST, resume=True), expect=1)
+
+
+# --- consumer groups (§3.8) ---------------------------------------------------------------
+# Epochs differ in value (Liftbridge's Raft index, Sluice's store revision): only 0 / nonzero and their order
+# are recorded. Which partitions a member holds may differ (Sluice's sticky rule); counts and coverage do not.
+
+def join(p, label, group, consumer, *streams):
+    return p.call(label, 'JoinConsumerGroup', api_pb2.JoinConsumerGroupRequest(groupId=group, consumerId=consumer, streams=list(streams)))
+
+
+def epoch_of(value):
+    return 'zero' if value == 0 else 'nonzero'
+
+
+def seen_join(p, label, r):
+    if r is not None:
+        p.see(f'{label} response', {'coordinator': p.server_name(r.coordinator), 'epoch': epoch_of(r.epoch),
+                                    'consumerTimeout': r.consumerTimeout, 'coordinatorTimeout': r.coordinatorTimeout})
+    return r
+
+
+def fetch(p, label, group, consumer, epoch):
+    r = p.call(label, 'FetchConsumerGroupAssignments', api_pb2.FetchConsumerGroupAssignmentsRequest(groupId=group, consumerId=consumer, epoch=epoch))
+    if r is None:
+        return None
+    return {a.stream: sorted(a.partitions) for a in r.assignments}
+
+
+def group_metadata(p, label, group):
+    r = p.raw('FetchMetadata', api_pb2.FetchMetadataRequest(groups=[group]))
+    g = r.groupMetadata[0]
+    p.see(label, {'groupId': g.groupId, 'error': api_pb2.ConsumerGroupMetadata.Error.Name(g.error),
+                  'coordinator': p.server_name(g.coordinator), 'epoch': epoch_of(g.epoch)})
+    return g
+
+
+@scenario('G1 JoinConsumerGroup validation')
+def g1(p):
+    create(p, 'foo')
+    join(p, 'no group', '', 'c1', 'foo')
+    join(p, 'no consumer', 'g', '', 'foo')
+    join(p, 'no streams', 'g', 'c1')
+    join(p, 'missing stream', 'g', 'c1', 'nope')
+    group_metadata(p, 'group after the failed joins', 'g')
+    seen_join(p, 'join', join(p, 'join', 'g', 'c1', 'foo'))
+    join(p, 'join again', 'g', 'c1', 'foo')
+    join(p, 'second member, missing stream', 'g', 'c2', 'nope')
+
+
+@scenario('G2 joins, epochs and assignments')
+def g2(p):
+    create(p, 'foo', partitions=6)
+    first = seen_join(p, 'c1 join', join(p, 'c1 join', 'g', 'c1', 'foo'))
+    p.see('c1 alone', fetch(p, 'c1 fetch', 'g', 'c1', first.epoch))
+    second = seen_join(p, 'c2 join', join(p, 'c2 join', 'g', 'c2', 'foo'))
+    p.see('epoch grew', second.epoch > first.epoch)
+    fetch(p, 'c1 fetch with the old epoch', 'g', 'c1', first.epoch)
+    third = seen_join(p, 'c3 join', join(p, 'c3 join', 'g', 'c3', 'foo'))
+    g = group_metadata(p, 'metadata', 'g')
+    p.see('metadata epoch is the last join', g.epoch == third.epoch)
+    got = [fetch(p, f'{c} fetch', 'g', c, third.epoch) for c in ('c1', 'c2', 'c3')]
+    p.see('counts', [len(a.get('foo', [])) for a in got])
+    p.see('all partitions once', sorted(x for a in got for x in a.get('foo', [])))
+    fetch(p, 'stranger fetch', 'g', 'c9', third.epoch)
+    fetch(p, 'unknown group fetch', 'nope', 'c1', 0)
+    fetch(p, 'fetch without group', '', 'c1', 0)
+
+
+@scenario('G3 leave')
+def g3(p):
+    create(p, 'foo', partitions=4)
+    join(p, 'c1 join', 'g', 'c1', 'foo')
+    join(p, 'c2 join', 'g', 'c2', 'foo')
+    p.call('leave unknown group', 'LeaveConsumerGroup', api_pb2.LeaveConsumerGroupRequest(groupId='nope', consumerId='c1'))
+    p.call('leave as stranger', 'LeaveConsumerGroup', api_pb2.LeaveConsumerGroupRequest(groupId='g', consumerId='c9'))
+    p.call('leave without consumer', 'LeaveConsumerGroup', api_pb2.LeaveConsumerGroupRequest(groupId='g'))
+    p.call('c2 leaves', 'LeaveConsumerGroup', api_pb2.LeaveConsumerGroupRequest(groupId='g', consumerId='c2'))
+    g = group_metadata(p, 'metadata after c2 left', 'g')
+    p.see('c1 after c2 left', fetch(p, 'c1 fetch', 'g', 'c1', g.epoch))
+    p.call('c1 leaves', 'LeaveConsumerGroup', api_pb2.LeaveConsumerGroupRequest(groupId='g', consumerId='c1'))
+    group_metadata(p, 'metadata after the last leave', 'g')
+
+
+@scenario('G4 ReportConsumerGroupCoordinator')
+def g4(p):
+    create(p, 'foo')
+    r = join(p, 'join', 'g', 'c1', 'foo')
+
+    def report(label, group, consumer, coordinator, epoch):
+        p.call(label, 'ReportConsumerGroupCoordinator', api_pb2.ReportConsumerGroupCoordinatorRequest(
+            groupId=group, consumerId=consumer, coordinator=coordinator, epoch=epoch))
+
+    report('no coordinator', 'g', 'c1', '', 0)
+    report('no consumer', 'g', '', r.coordinator, 0)
+    report('unknown group', 'nope', 'c1', r.coordinator, 0)
+    report('stranger', 'g', 'c9', r.coordinator, r.epoch)
+    report('the live coordinator', 'g', 'c1', r.coordinator, r.epoch)
+    group_metadata(p, 'metadata after the report', 'g')
+
+
+@scenario('G5 Subscribe as a group member')
+def g5(p):
+    create(p, 'foo', partitions=2)
+    fill(p, 'foo', 1, partition=0)
+    fill(p, 'foo', 1, partition=1)
+    first = join(p, 'c1 join', 'g', 'c1', 'foo')
+    second = join(p, 'c2 join', 'g', 'c2', 'foo')
+    mine = fetch(p, 'c1 fetch', 'g', 'c1', second.epoch)['foo'][0]
+    theirs = 1 - mine
+
+    def member(consumer, partition, epoch):
+        return sub('foo', partition, startPosition=api_pb2.EARLIEST, consumer=api_pb2.Consumer(groupId='g', consumerId=consumer, groupEpoch=epoch))
+
+    s = p.subscribe(member('c1', mine, second.epoch))
+    s.take('assigned, current epoch', 1)
+    s = p.subscribe(member('c1', theirs, second.epoch))
+    s.take('not assigned, current epoch', 1)
+    s = p.subscribe(member('c1', mine, first.epoch))
+    s.take('assigned, stale epoch', 1)
+    s = p.subscribe(member('c9', mine, second.epoch))
+    s.take('not a member', 1)
+    replica = member('c1', mine, second.epoch)
+    replica.readISRReplica = True
+    s = p.subscribe(replica)
+    s.take('readISRReplica', 1)
+
+
+@scenario('G6 a silent member expires', config={'groups.consumer.timeout': '1s'})
+def g6(p):
+    create(p, 'foo', partitions=4)
+    join(p, 'c1 join', 'g', 'c1', 'foo')
+    join(p, 'c2 join', 'g', 'c2', 'foo')
+
+    def c1_has_all():
+        g = p.raw('FetchMetadata', api_pb2.FetchMetadataRequest(groups=['g'])).groupMetadata[0]
+        try:
+            r = unary(p.channel, 'FetchConsumerGroupAssignments', api_pb2.FetchConsumerGroupAssignmentsRequest(groupId='g', consumerId='c1', epoch=g.epoch),
+                      api_pb2.FetchConsumerGroupAssignmentsResponse)
+        except grpc.RpcError:
+            return False
+        return sum(len(a.partitions) for a in r.assignments) == 4
+
+    p.see('c1 gets every partition while c2 is silent', bool(wait_for(c1_has_all)))
+    g = group_metadata(p, 'metadata', 'g')
+    fetch(p, 'c2 fetch after expiry', 'g', 'c2', g.epoch)
+
+
+@scenario('G7 a deleted stream leaves the group')
+def g7(p):
+    create(p, 'foo', partitions=2)
+    create(p, 'bar', partitions=2)
+    r = join(p, 'join', 'g', 'c1', 'foo', 'bar')
+    p.see('before', fetch(p, 'fetch before', 'g', 'c1', r.epoch))
+    p.raw('DeleteStream', api_pb2.DeleteStreamRequest(name='bar'))
+    g = wait_for(lambda: (lambda m: m if m.epoch != r.epoch else None)(p.raw('FetchMetadata', api_pb2.FetchMetadataRequest(groups=['g'])).groupMetadata[0]))
+    p.see('epoch changed', g is not None)
+    if g is not None:
+        p.see('after', fetch(p, 'fetch after', 'g', 'c1', g.epoch))

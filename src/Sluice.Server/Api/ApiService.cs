@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Wire;
+using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
@@ -15,16 +16,15 @@ namespace Sluice.Server.Api;
 /// <remarks>
 /// Admin calls go to <paramref name="admin"/> (the broker itself, or in a cluster the controller through
 /// <c>ClusterNode</c>); FetchMetadata lists <paramref name="brokers"/> (this server, or every cluster member).
+/// Consumer-group calls go to <paramref name="groups"/> (Groups/ConsumerGroups).
 /// </remarks>
-internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumerable<Sluice.Protocol.Api.Broker>> brokers)
+internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumerable<Sluice.Protocol.Api.Broker>> brokers, ConsumerGroups groups)
 {
     public const string ServiceName = "proto.API";
 
     public const string TooLargeMessage = "message exceeds max replication size";
 
     private readonly ILogger _logger = broker.Loggers.CreateLogger<ApiService>();
-
-    public const string ConsumerGroupsUnimplemented = "Consumer groups are not supported by this server yet; they arrive in a later release";
 
     public void Register(GrpcMethodRegistry registry)
     {
@@ -41,13 +41,11 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             .AddUnary<PublishToSubjectRequest, PublishToSubjectResponse>(ServiceName, "PublishToSubject", PublishToSubjectRequest.Parser, (r, c) => Run(c, () => PublishToSubjectAsync(r, c)))
             .AddUnary<SetCursorRequest, SetCursorResponse>(ServiceName, "SetCursor", SetCursorRequest.Parser, (r, c) => Run(c, () => SetCursorAsync(r, c)))
             .AddUnary<FetchCursorRequest, FetchCursorResponse>(ServiceName, "FetchCursor", FetchCursorRequest.Parser, (r, c) => Run(c, () => FetchCursorAsync(r, c)))
-            .AddUnary<JoinConsumerGroupRequest, JoinConsumerGroupResponse>(ServiceName, "JoinConsumerGroup", JoinConsumerGroupRequest.Parser, (_, _) => throw Unimplemented())
-            .AddUnary<LeaveConsumerGroupRequest, LeaveConsumerGroupResponse>(ServiceName, "LeaveConsumerGroup", LeaveConsumerGroupRequest.Parser, (_, _) => throw Unimplemented())
-            .AddUnary<FetchConsumerGroupAssignmentsRequest, FetchConsumerGroupAssignmentsResponse>(ServiceName, "FetchConsumerGroupAssignments", FetchConsumerGroupAssignmentsRequest.Parser, (_, _) => throw Unimplemented())
-            .AddUnary<ReportConsumerGroupCoordinatorRequest, ReportConsumerGroupCoordinatorResponse>(ServiceName, "ReportConsumerGroupCoordinator", ReportConsumerGroupCoordinatorRequest.Parser, (_, _) => throw Unimplemented());
+            .AddUnary<JoinConsumerGroupRequest, JoinConsumerGroupResponse>(ServiceName, "JoinConsumerGroup", JoinConsumerGroupRequest.Parser, (r, c) => Run(c, () => groups.JoinAsync(r, c.CancellationToken)))
+            .AddUnary<LeaveConsumerGroupRequest, LeaveConsumerGroupResponse>(ServiceName, "LeaveConsumerGroup", LeaveConsumerGroupRequest.Parser, (r, c) => Run(c, async () => { await groups.LeaveAsync(r, c.CancellationToken).ConfigureAwait(false); return new LeaveConsumerGroupResponse(); }))
+            .AddUnary<FetchConsumerGroupAssignmentsRequest, FetchConsumerGroupAssignmentsResponse>(ServiceName, "FetchConsumerGroupAssignments", FetchConsumerGroupAssignmentsRequest.Parser, (r, c) => Run(c, () => groups.FetchAssignmentsAsync(r, c.CancellationToken)))
+            .AddUnary<ReportConsumerGroupCoordinatorRequest, ReportConsumerGroupCoordinatorResponse>(ServiceName, "ReportConsumerGroupCoordinator", ReportConsumerGroupCoordinatorRequest.Parser, (r, c) => Run(c, async () => { await groups.ReportCoordinatorAsync(r, c.CancellationToken).ConfigureAwait(false); return new ReportConsumerGroupCoordinatorResponse(); }));
     }
-
-    private static GrpcException Unimplemented() => new(GrpcStatusCode.Unimplemented, ConsumerGroupsUnimplemented);
 
     private async ValueTask<T> Run<T>(GrpcCallContext context, Func<Task<T>> action)
     {
@@ -90,18 +88,29 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
     private async Task SubscribeAsync(SubscribeRequest request, GrpcStreamWriter<RecordMessage> responses, GrpcCallContext context)
     {
         var token = context.CancellationToken;
-        if (request.Consumer is { ConsumerId.Length: > 0 })
-        {
-            throw Unimplemented(); // a group member's subscription: reading as a plain subscriber would hand it every partition's messages
-        }
-
+        ConsumerGroups.GroupFence? fence = null;
         try
         {
+            if (request.Consumer is { GroupId.Length: > 0, ConsumerId.Length: > 0 })
+            {
+                // A group member: only with the group's current epoch and on a partition assigned to it (docs/consumer-groups.md).
+                fence = await groups.FenceAsync(request, token).ConfigureAwait(false);
+                token = fence?.Token ?? token;
+            }
+
             await new Subscription(broker, request).RunAsync((m, flush) => responses.WriteAsync(m, flush, token), () => responses.FlushAsync(token), token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (fence is { Ended: true } && !context.CancellationToken.IsCancellationRequested)
+        {
+            // The partition went to another member: the subscription ends with status OK, as Liftbridge ends a replaced one.
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
             throw ApiErrors.ToGrpc(ex, _logger);
+        }
+        finally
+        {
+            fence?.Dispose();
         }
     }
 
@@ -130,7 +139,9 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
 
         foreach (var group in request.Groups)
         {
-            response.GroupMetadata.Add(new ConsumerGroupMetadata { GroupId = group, Error = ConsumerGroupMetadata.Types.Error.UnknownGroup });
+            response.GroupMetadata.Add(groups.TryGet(group) is { } view
+                ? new ConsumerGroupMetadata { GroupId = group, Coordinator = view.Coordinator, Epoch = view.Epoch }
+                : new ConsumerGroupMetadata { GroupId = group, Error = ConsumerGroupMetadata.Types.Error.UnknownGroup });
         }
 
         return response;

@@ -92,8 +92,11 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
         Controller.Start();
     }
 
+    /// <summary>True once consumer groups exist: they keep their positions in cursors, so the controller creates <c>__cursors</c>.</summary>
+    public Func<bool> GroupsInUse { get; set; } = () => false;
+
     private IEnumerable<CreateStreamRequest> MissingInternalStreams(ClusterSnapshot snapshot) =>
-        _broker.InternalStreamRequests(snapshot.Brokers.Count)
+        _broker.InternalStreamRequests(snapshot.Brokers.Count, GroupsInUse())
             .Where(r => !snapshot.Streams.ContainsKey(r.Name))
             .Select(r => _broker.NormalizeCreate(r, internalStream: true, snapshot.Brokers.Count));
 

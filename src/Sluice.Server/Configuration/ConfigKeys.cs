@@ -23,7 +23,6 @@ internal static class ConfigKeys
     private const string NoRaftLog = "etcd replaces Raft in Sluice, so there is no Raft log to replay at startup";
     private const string OneCompactionThread = "Sluice compacts each partition on one thread, which any limit allows";
     private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
-    private const string NoGroups = "consumer groups arrive in a later release";
     private const string NoTelemetry = "Sluice never sends telemetry";
 
     public static IReadOnlyList<ConfigKey> All { get; } =
@@ -104,8 +103,8 @@ internal static class ConfigKeys
         Key("cursors.stream.replication.factor", (o, v) => o with { Cursors = o.Cursors with { ReplicationFactor = ReplicationFactor(v) } }),
         Key("cursors.stream.auto.pause.time", (o, v) => o with { Cursors = o.Cursors with { AutoPauseTime = v.Duration() } }),
 
-        Key("groups.consumer.timeout", (o, v) => o with { Groups = o.Groups with { ConsumerTimeout = v.Duration() } }, NoGroups),
-        Key("groups.coordinator.timeout", (o, v) => o with { Groups = o.Groups with { CoordinatorTimeout = v.Duration() } }, NoGroups),
+        Key("groups.consumer.timeout", (o, v) => o with { Groups = o.Groups with { ConsumerTimeout = v.Duration() } }),
+        Key("groups.coordinator.timeout", (o, v) => o with { Groups = o.Groups with { CoordinatorTimeout = v.Duration() } }),
 
         Key("telemetry.enabled", (o, v) => o with { Telemetry = o.Telemetry with { Enabled = v.Bool() } }, NoTelemetry),
         Key("telemetry.interval.seconds", (o, v) => o with { Telemetry = o.Telemetry with { IntervalSeconds = v.Int(1) } }, NoTelemetry),

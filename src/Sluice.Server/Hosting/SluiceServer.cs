@@ -5,6 +5,7 @@ using Sluice.Server.Api;
 using Sluice.Server.Cluster;
 using Sluice.Server.Cluster.Replication;
 using Sluice.Server.Configuration;
+using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
 using Sluice.Server.Nats;
 using Sluice.Server.Streams;
@@ -60,6 +61,8 @@ public sealed class SluiceServer : IAsyncDisposable
 
     /// <summary>This server as a cluster member; null on a single node.</summary>
     internal ClusterNode? Cluster { get; }
+
+    internal ConsumerGroups Groups { get; private init; } = null!;
 
     /// <summary>
     /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
@@ -123,6 +126,7 @@ public sealed class SluiceServer : IAsyncDisposable
         GrpcServer? grpc = null;
         NatsAttachment? nats = null;
         ClusterNode? node = null;
+        ConsumerGroups? groups = null;
         try
         {
             var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
@@ -137,12 +141,16 @@ public sealed class SluiceServer : IAsyncDisposable
             (string Host, int Port) Advertised() => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server?.Port ?? grpc!.Port : options.AdvertisedAddress.Port);
             if (cluster is null)
             {
-                new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())]).Register(registry);
+                groups = new ConsumerGroups(broker, store, new SingleNodeGroupPlacement(broker), loggers);
+                new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups).Register(registry);
             }
             else
             {
                 node = new ClusterNode(cluster, broker, loggers);
-                new ApiService(broker, node, node.Brokers).Register(registry);
+                groups = new ConsumerGroups(broker, store, new ClusterGroupPlacement(node, broker), loggers);
+                var clusterGroups = groups;
+                node.GroupsInUse = () => clusterGroups.Snapshot().Count > 0;
+                new ApiService(broker, node, node.Brokers, groups).Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
 
@@ -166,12 +174,18 @@ public sealed class SluiceServer : IAsyncDisposable
                 await node.StartAsync(host, port, ct).ConfigureAwait(false);
             }
 
-            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock);
+            await groups.StartAsync(ct).ConfigureAwait(false);
+            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock) { Groups = groups };
             logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
             return server;
         }
         catch
         {
+            if (groups is not null)
+            {
+                await groups.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (node is not null)
             {
                 await node.DisposeAsync().ConfigureAwait(false);
@@ -273,6 +287,7 @@ public sealed class SluiceServer : IAsyncDisposable
 
         _grpc.Health.SetStatus(string.Empty, ServingStatus.NotServing);
         _grpc.Health.SetStatus(ApiService.ServiceName, ServingStatus.NotServing);
+        await Groups.DisposeAsync().ConfigureAwait(false);
         if (Cluster is not null)
         {
             await Cluster.DisposeAsync().ConfigureAwait(false); // leaves the cluster first: the others take over its leaderships

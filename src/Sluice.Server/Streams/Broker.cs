@@ -43,7 +43,7 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         _catalog = new StreamCatalog(store);
         _loggers = loggers;
         _logger = loggers.CreateLogger<Broker>();
-        Cursors = new CursorStore(this, context.Options.Cursors.Partitions);
+        Cursors = new CursorStore(this);
     }
 
     public BrokerContext Context { get; }
@@ -155,7 +155,7 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
     }
 
     /// <summary>The server's own streams as configured: the activity stream and the cursors stream, when enabled.</summary>
-    public IEnumerable<CreateStreamRequest> InternalStreamRequests(int clusterSize)
+    public IEnumerable<CreateStreamRequest> InternalStreamRequests(int clusterSize, bool groupsInUse = false)
     {
         if (Options.Activity.Enabled)
         {
@@ -168,13 +168,14 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
             };
         }
 
-        if (Options.Cursors.Partitions > 0)
+        if (Options.Cursors.Partitions > 0 || groupsInUse)
         {
             yield return new CreateStreamRequest
             {
                 Name = CursorsStreamName,
                 Subject = Options.Clustering.Namespace + ".cursors",
-                Partitions = Options.Cursors.Partitions,
+                // Consumer groups keep their positions in cursors, so they turn cursors on (docs/consumer-groups.md).
+                Partitions = Options.Cursors.Partitions > 0 ? Options.Cursors.Partitions : CursorStore.PartitionsForGroups,
                 // -1 (all) or at most the cluster (a single server: a warning at startup says so).
                 ReplicationFactor = Options.Cursors.ReplicationFactor == -1 ? -1 : Math.Min(Options.Cursors.ReplicationFactor, clusterSize),
                 CompactEnabled = new NullableBool { Value = true },

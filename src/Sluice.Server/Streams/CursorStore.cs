@@ -10,8 +10,15 @@ namespace Sluice.Server.Streams;
 /// <c>"cursorId,stream,partition"</c>, partition <c>crc32(key) % N</c>, value a <see cref="Cursor"/>
 /// record. Reads go through an LRU cache, then a reverse scan of the cursor's partition.
 /// </summary>
-internal sealed class CursorStore(Broker broker, int partitions)
+/// <remarks>
+/// The partition count is the stream's: <c>cursors.stream.partitions</c> when the server created it, or
+/// <see cref="PartitionsForGroups"/> when consumer groups turned cursors on.
+/// </remarks>
+internal sealed class CursorStore(Broker broker)
 {
+    /// <summary>Partitions of a cursors stream that consumer groups created: a group writes a cursor per partition every few seconds, which one partition carries.</summary>
+    public const int PartitionsForGroups = 1;
+
     /// <summary>Liftbridge's cache size.</summary>
     private const int CacheCapacity = 512;
 
@@ -22,12 +29,12 @@ internal sealed class CursorStore(Broker broker, int partitions)
     private readonly Dictionary<string, LinkedListNode<(string Key, long Offset)>> _cache = new(StringComparer.Ordinal);
     private readonly LinkedList<(string Key, long Offset)> _lru = new();
 
-    public bool Enabled => partitions > 0;
+    public bool Enabled => broker.TryGetStream(Broker.CursorsStreamName, out _);
 
     public static string Key(string cursorId, string stream, int partition) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{cursorId},{stream},{partition}");
 
-    public int PartitionFor(string key) => (int)(Crc32Ieee.Compute(key) % (uint)partitions);
+    private static int PartitionFor(string key, int partitions) => (int)(Crc32Ieee.Compute(key) % (uint)partitions);
 
     public async Task SetAsync(string cursorId, string stream, int partition, long offset, CancellationToken cancellationToken)
     {
@@ -116,13 +123,13 @@ internal sealed class CursorStore(Broker broker, int partitions)
 
     private Partition CursorsPartition(string cursorId, string stream, int partition, out string key)
     {
-        if (!Enabled || !broker.TryGetStream(Broker.CursorsStreamName, out var cursors))
+        if (!broker.TryGetStream(Broker.CursorsStreamName, out var cursors))
         {
             throw new BrokerInternalException("Cursors stream does not exist");
         }
 
         key = Key(cursorId, stream, partition);
-        return cursors.Partitions[PartitionFor(key)];
+        return cursors.Partitions[PartitionFor(key, cursors.Partitions.Length)];
     }
 
     private void Remember(string key, long offset)

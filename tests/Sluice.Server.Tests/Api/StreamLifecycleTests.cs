@@ -140,15 +140,4 @@ public sealed class StreamLifecycleTests
         await ThrowsGrpcAsync(GrpcStatusCode.InvalidArgument, () => h.CreateStreamAsync("../evil", "foo"));
         await ThrowsGrpcAsync(GrpcStatusCode.InvalidArgument, () => h.CreateStreamAsync("..", "foo"));
     }
-
-    [Fact]
-    public async Task Consumer_group_rpcs_answer_Unimplemented_with_a_clear_message()
-    {
-        await using var h = await StartAsync();
-        var ex = await ThrowsGrpcAsync(GrpcStatusCode.Unimplemented, () => h.CallAsync("JoinConsumerGroup", new JoinConsumerGroupRequest { GroupId = "g", ConsumerId = "c", Streams = { "s" } }, JoinConsumerGroupResponse.Parser));
-        Assert.Contains("later release", ex.Detail, StringComparison.Ordinal);
-        await ThrowsGrpcAsync(GrpcStatusCode.Unimplemented, () => h.CallAsync("LeaveConsumerGroup", new LeaveConsumerGroupRequest(), LeaveConsumerGroupResponse.Parser));
-        await ThrowsGrpcAsync(GrpcStatusCode.Unimplemented, () => h.CallAsync("FetchConsumerGroupAssignments", new FetchConsumerGroupAssignmentsRequest(), FetchConsumerGroupAssignmentsResponse.Parser));
-        await ThrowsGrpcAsync(GrpcStatusCode.Unimplemented, () => h.CallAsync("ReportConsumerGroupCoordinator", new ReportConsumerGroupCoordinatorRequest(), ReportConsumerGroupCoordinatorResponse.Parser));
-    }
 }

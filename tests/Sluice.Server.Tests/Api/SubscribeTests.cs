@@ -304,18 +304,6 @@ public sealed class SubscribeTests
     }
 
     [Fact]
-    public async Task A_consumer_group_subscription_is_Unimplemented_not_a_plain_subscription()
-    {
-        await using var h = await StartAsync();
-        await h.CreateStreamAsync("foo", "foo");
-        await h.PublishAsync("foo", "x");
-        var request = new SubscribeRequest { Stream = "foo", StartPosition = StartPosition.Earliest, Consumer = new Consumer { GroupId = "g", ConsumerId = "c1" } };
-        await using var call = h.Channel.ServerStreaming("/proto.API/Subscribe", request, Message.Parser);
-        var ex = await Assert.ThrowsAsync<GrpcException>(async () => await call.MoveNextAsync());
-        Assert.Equal((GrpcStatusCode.Unimplemented, Sluice.Server.Api.ApiService.ConsumerGroupsUnimplemented), (ex.StatusCode, ex.Detail));
-    }
-
-    [Fact]
     public async Task Subscribe_with_resume_resumes_a_paused_partition_and_without_it_fails()
     {
         await using var h = await StartAsync();

@@ -23,7 +23,7 @@ public class IgnoredSettingsTests
         var keys = loaded.IgnoredSettings.Select(s => s.Key).ToList();
         Assert.Equal(
             ["tls.client.authz.enabled", "clustering.raft.bootstrap.seed", "clustering.replica.max.leader.timeout",
-             "groups.consumer.timeout", "telemetry.enabled"],
+             "telemetry.enabled"],
             keys);
         var seed = loaded.IgnoredSettings.Single(s => s.Key == "clustering.raft.bootstrap.seed");
         Assert.Equal("flag --raft-bootstrap-seed", seed.Source);
@@ -34,7 +34,7 @@ public class IgnoredSettingsTests
 
     [Fact]
     public void Honoured_keys_are_not_reported() =>
-        Assert.Empty(Load.Yaml("port: 1\nlogging.level: debug\nstreams.retention.max.age: 1h\nstorage.durability: always").IgnoredSettings);
+        Assert.Empty(Load.Yaml("port: 1\nlogging.level: debug\nstreams.retention.max.age: 1h\nstorage.durability: always\ngroups.consumer.timeout: 1m\ngroups.coordinator.timeout: 1m").IgnoredSettings);
 
     [Fact]
     public void Replication_keys_are_honoured_now() =>
