@@ -134,9 +134,10 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
                 Assert.Equal(Enumerable.Range(0, 30).Select(i => (long)i), all.Where(r => r.Partition == partition).Select(r => r.Offset).Distinct().Order()); // none skipped
             }
 
+            // c0 stopped its handlers and committed before leaving, so the next owners start right after its last message.
             var duplicates = all.GroupBy(r => r).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
             output.WriteLine($"duplicates around the move: {duplicates.Count}");
-            Assert.All(duplicates, d => Assert.Contains(d.Partition, owned[0])); // only on the partitions that moved
+            Assert.Empty(duplicates);
         }
         finally
         {
