@@ -187,4 +187,37 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         await second.CommitAsync();
         Assert.Equal(9, await client.FetchCursorAsync("__group:g", "orders", 0));
     }
+
+    [SluiceOnly(Reason)]
+    [Fact]
+    public async Task A_member_rides_out_a_server_restart()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("orders", "orders", StreamOptions.Default with { Partitions = 2 });
+        await PublishAsync(client, "orders", 2, 5);
+
+        var member = new Member();
+        await using var consumer = client.CreateConsumer("g", member.Options("c1"));
+        await consumer.SubscribeAsync(["orders"], member.Handle);
+        await WaitUntilAsync(() => member.Received.Count >= 10, "the consumer read the first messages");
+
+        // Fetches and subscriptions fail while the server is down; the member backs off and carries on after.
+        await server.StopAsync();
+        await server.RestartAsync();
+        await PublishAsync(client, "orders", 2, 5);
+        await WaitUntilAsync(() => member.Received.Distinct().Count() >= 20, "the consumer read the messages published after the restart");
+        Assert.Equal(2, consumer.Assignments.Count);
+        foreach (var partition in Enumerable.Range(0, 2))
+        {
+            Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), member.Received.Where(r => r.Partition == partition).Select(r => r.Offset).Distinct().Order());
+        }
+
+        // Its fetch loop survived the outage: a second member gets a partition from it.
+        var other = new Member();
+        await using var second = client.CreateConsumer("g", other.Options("c2"));
+        await second.SubscribeAsync(["orders"], other.Handle);
+        await WaitUntilAsync(() => consumer.Assignments.Count == 1 && second.Assignments.Count == 1, "the two members share the partitions");
+        Assert.Contains(member.Events, e => e.StartsWith('-'));
+    }
 }
