@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
 using Sluice.Client.Internal;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
@@ -103,6 +105,40 @@ public sealed class SluiceConsumer : IAsyncDisposable
         _handler = handler;
         await JoinAsync(cancellationToken).ConfigureAwait(false);
         _loop = Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Joins the group for <paramref name="streams"/> and yields the messages of its assigned partitions (each partition in
+    /// offset order, partitions interleaved). A message counts as handled, and is committed, once the enumeration moves
+    /// past it (asks for the next one); ending the enumeration does not end membership: dispose the consumer for that.
+    /// </summary>
+    /// <param name="streams">The streams to share with the group.</param>
+    /// <param name="cancellationToken">Ends the enumeration.</param>
+    /// <exception cref="InvalidOperationException">The consumer is already subscribed.</exception>
+    public async IAsyncEnumerable<SluiceMessage> ReadAllAsync(IEnumerable<string> streams, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        // Each partition's handler waits until its message has been moved past, so at most one message per partition waits here.
+        var channel = Channel.CreateUnbounded<(SluiceMessage Message, TaskCompletionSource MovedPast, CancellationToken Token)>();
+        await SubscribeAsync(
+            streams,
+            async (message, token) =>
+            {
+                var movedPast = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                await channel.Writer.WriteAsync((message, movedPast, token), token).ConfigureAwait(false);
+                await movedPast.Task.WaitAsync(token).ConfigureAwait(false);
+            },
+            cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var item = await channel.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (item.Token.IsCancellationRequested)
+            {
+                continue; // its partition was revoked meanwhile: the next owner delivers it
+            }
+
+            yield return item.Message;
+            item.MovedPast.TrySetResult();
+        }
     }
 
     /// <summary>Commits, for every partition the member reads, the offset of the last message whose handler has returned.</summary>

@@ -220,4 +220,36 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         await WaitUntilAsync(() => consumer.Assignments.Count == 1 && second.Assignments.Count == 1, "the two members share the partitions");
         Assert.Contains(member.Events, e => e.StartsWith('-'));
     }
+
+    [SluiceOnly(Reason)]
+    [Fact]
+    public async Task Enumerated_messages_count_as_handled_once_the_enumeration_moves_past_them()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("orders", "orders");
+        await PublishAsync(client, "orders", 1, 10);
+
+        var offsets = new List<long>();
+        await using (var consumer = client.CreateConsumer("g", Fast with { ConsumerId = "c1" }))
+        {
+            await foreach (var message in consumer.ReadAllAsync(["orders"]).WithCancellation(TimeoutToken()))
+            {
+                offsets.Add(message.Offset);
+                if (message.Offset == 5)
+                {
+                    await consumer.CommitAsync();
+                    Assert.Equal(4, await client.FetchCursorAsync("__group:g", "orders", 0)); // 5 is being handled
+                }
+
+                if (message.Offset == 9)
+                {
+                    break; // never moved past 9
+                }
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), offsets);
+        Assert.Equal(8, await client.FetchCursorAsync("__group:g", "orders", 0));
+    }
 }
