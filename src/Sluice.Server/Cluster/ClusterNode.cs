@@ -542,8 +542,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
 
                     return true;
                 }
-                catch (GrpcException ex) when (LeaderGone(ex))
+                catch (GrpcException ex) when (LeaderGone(ex) || (ex.StatusCode == GrpcStatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
                 {
+                    // (Cancelled, not by us: a stopping leader aborts the calls it is serving.)
                     // The leader is going or gone: wait for the next one, within the caller's deadline. Unless the
                     // message may be stored already and only a message id would let the next leader drop a repeat:
                     // then the publisher decides, as with Liftbridge (which never resends for it).
@@ -576,9 +577,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     /// </summary>
     internal static bool MayBeStored(GrpcException ex)
     {
-        if (ex.StatusCode == GrpcStatusCode.DeadlineExceeded || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderChanged, StringComparison.Ordinal))
+        if (ex.StatusCode is GrpcStatusCode.DeadlineExceeded or GrpcStatusCode.Cancelled || ex.Message.Contains(Sluice.Protocol.Wire.PublishErrors.LeaderChanged, StringComparison.Ordinal))
         {
-            return true; // said so, or sent and never answered
+            return true; // said so, or sent and never answered (or aborted by a stopping leader)
         }
 
         if (ex.StatusCode != GrpcStatusCode.Unavailable
