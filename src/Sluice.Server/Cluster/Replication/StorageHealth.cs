@@ -22,6 +22,11 @@ internal sealed class StorageHealth(string dataDir)
     {
         get
         {
+            if (!Volatile.Read(ref _full))
+            {
+                return false; // every follower fetch asks: no lock while the disk is fine
+            }
+
             lock (_lock)
             {
                 if (!_full || Stopwatch.GetTimestamp() - _checkedAt < CheckEvery)
