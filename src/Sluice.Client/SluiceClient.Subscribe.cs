@@ -114,6 +114,7 @@ public sealed partial class SluiceClient
             ReadISRReplica = options.ReadIsrReplica,
             Resume = options.Resume,
             Reverse = options.Reverse,
+            Consumer = options.GroupConsumer,
         };
 
         Exception? last = null;

@@ -78,6 +78,9 @@ public sealed record SubscribeOptions
     /// <summary>Read backwards, from the start position towards offset 0 (Liftbridge v2.4+ servers). Default false.</summary>
     public bool Reverse { get; init; }
 
+    /// <summary>The group member a consumer-group subscription reads for (set by <see cref="SluiceConsumer"/>), or null.</summary>
+    internal Protocol.Api.Consumer? GroupConsumer { get; init; }
+
     /// <summary>Start at <paramref name="offset"/>.</summary>
     /// <param name="offset">The first offset to read.</param>
     public SubscribeOptions StartAtOffset(long offset) => this with { StartPosition = StartPosition.Offset, StartOffset = offset };

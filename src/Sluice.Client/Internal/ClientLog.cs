@@ -19,4 +19,19 @@ internal static partial class ClientLog
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Subscription handler for {Stream}[{Partition}] failed; the subscription ends")]
     public static partial void LogHandlerFailed(this ILogger logger, Exception exception, string stream, int partition);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Consumer {ConsumerId} joined group {GroupId} at epoch {Epoch} (coordinator {Coordinator})")]
+    public static partial void LogConsumerJoined(this ILogger logger, string consumerId, string groupId, ulong epoch, string coordinator);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Consumer {ConsumerId} of group {GroupId}: {Step} failed; refreshing the group's coordinator and epoch")]
+    public static partial void LogConsumerStepFailed(this ILogger logger, Exception exception, string consumerId, string groupId, string step);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Consumer {ConsumerId} of group {GroupId} at epoch {Epoch}: assigned {Assigned}, revoked {Revoked}")]
+    public static partial void LogConsumerRebalanced(this ILogger logger, string consumerId, string groupId, ulong epoch, string assigned, string revoked);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Consumer {ConsumerId}: the subscription to {Stream}[{Partition}] ended ({Reason})")]
+    public static partial void LogConsumerPartitionEnded(this ILogger logger, string consumerId, string stream, int partition, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Consumer {ConsumerId}: a partition callback failed")]
+    public static partial void LogConsumerCallbackFailed(this ILogger logger, Exception exception, string consumerId);
 }
