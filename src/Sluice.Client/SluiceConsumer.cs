@@ -39,6 +39,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
     private readonly CancellationTokenSource _stop;
     private readonly ConcurrentDictionary<StreamPartition, Reader> _readers = new();
     private readonly HashSet<StreamPartition> _owned = [];
+    private readonly Dictionary<StreamPartition, (int Failures, DateTime RetryAt)> _handlerFailures = []; // only on the loop
     private readonly SemaphoreSlim _commitGate = new(1, 1);
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private Func<SluiceMessage, CancellationToken, ValueTask>? _handler;
@@ -320,6 +321,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
 
         // Stop what moved away, and clear subscriptions that ended (committing them, so a new one starts after them).
         var stopping = _readers.Where(r => !assigned.Contains(r.Key) || r.Value.Loop.IsCompleted).Select(r => r.Key).ToArray();
+        NoteHandlerFailures(stopping);
         await StopReadersAsync(stopping).ConfigureAwait(false);
         var revoked = _owned.Where(p => !assigned.Contains(p)).ToList();
         var added = assigned.Where(p => !_owned.Contains(p)).OrderBy(p => p.Stream, StringComparer.Ordinal).ThenBy(p => p.Partition).ToList();
@@ -333,9 +335,20 @@ public sealed class SluiceConsumer : IAsyncDisposable
         await NotifyAsync(_options.PartitionsAssigned, added).ConfigureAwait(false);
         _owned.UnionWith(added);
 
+        foreach (var partition in _handlerFailures.Keys.Where(p => !assigned.Contains(p)).ToList())
+        {
+            _handlerFailures.Remove(partition);
+        }
+
         var failed = false;
         foreach (var partition in assigned.Where(p => !_readers.ContainsKey(p)))
         {
+            if (_handlerFailures.TryGetValue(partition, out var failure) && failure.RetryAt > DateTime.UtcNow)
+            {
+                failed = true; // its handler failed lately: start it again after a pause, not in a tight loop
+                continue;
+            }
+
             try
             {
                 await StartReaderAsync(partition, response.Epoch, stop).ConfigureAwait(false);
@@ -349,6 +362,27 @@ public sealed class SluiceConsumer : IAsyncDisposable
         }
 
         return failed;
+    }
+
+    /// <summary>
+    /// Delays the restart of partitions whose handler threw, doubling the pause (up to <see cref="MaxBackoff"/>) while
+    /// the handler fails again without handling a message, so a message that always fails does not spin the loop.
+    /// </summary>
+    private void NoteHandlerFailures(IEnumerable<StreamPartition> stopping)
+    {
+        foreach (var partition in stopping)
+        {
+            var reader = _readers[partition];
+            if (!reader.HandlerFailed)
+            {
+                _handlerFailures.Remove(partition);
+                continue;
+            }
+
+            var failures = reader.Handled > reader.Started ? 1 : (_handlerFailures.TryGetValue(partition, out var f) ? f.Failures + 1 : 1);
+            var pause = TimeSpan.FromMilliseconds(Math.Min(MaxBackoff.TotalMilliseconds, 100 * Math.Pow(2, failures - 1)));
+            _handlerFailures[partition] = (failures, DateTime.UtcNow + pause);
+        }
     }
 
     private async Task StartReaderAsync(StreamPartition partition, ulong epoch, CancellationToken stop)
@@ -399,6 +433,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
             reason = ex is SluiceException ? ex.Message : "the handler failed";
             if (ex is not SluiceException)
             {
+                reader.HandlerFailed = true;
                 _client.Logger.LogHandlerFailed(ex, reader.Partition.Stream, reader.Partition.Partition);
             }
         }
@@ -503,6 +538,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
     private sealed class Reader(StreamPartition partition, SluiceSubscription subscription, CancellationTokenSource cancel, long committed)
     {
         private long _handled = committed;
+        private volatile bool _handlerFailed;
 
         public StreamPartition Partition { get; } = partition;
 
@@ -517,6 +553,16 @@ public sealed class SluiceConsumer : IAsyncDisposable
         {
             get => Interlocked.Read(ref _handled);
             set => Interlocked.Exchange(ref _handled, value);
+        }
+
+        /// <summary>The offset the reader started after.</summary>
+        public long Started { get; } = committed;
+
+        /// <summary>Whether the reader ended because the handler threw.</summary>
+        public bool HandlerFailed
+        {
+            get => _handlerFailed;
+            set => _handlerFailed = value;
         }
 
         /// <summary>The offset last committed (only under the commit gate).</summary>

@@ -197,6 +197,66 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
 
     [SluiceOnly(Reason)]
     [Fact]
+    public async Task A_message_whose_handler_throws_is_delivered_again_and_nothing_after_it_is_committed_first()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("orders", "orders");
+        await PublishAsync(client, "orders", 1, 10);
+
+        // Offset 3 fails three times, then succeeds.
+        var handled = new ConcurrentQueue<long>();
+        var attemptsOf3 = 0;
+        await using var consumer = client.CreateConsumer("g", Fast with { ConsumerId = "c1" });
+        await consumer.SubscribeAsync(["orders"], (message, _) =>
+        {
+            if (message.Offset == 3 && Interlocked.Increment(ref attemptsOf3) <= 3)
+            {
+                throw new InvalidOperationException("the handler failed on purpose");
+            }
+
+            handled.Enqueue(message.Offset);
+            return ValueTask.CompletedTask;
+        });
+        await WaitUntilAsync(() => handled.Count >= 10, "every message handled");
+
+        Assert.Equal(4, Volatile.Read(ref attemptsOf3));
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), handled); // each handled once, in order: 4 came only after 3 succeeded
+        await consumer.CommitAsync();
+        Assert.Equal(9, await client.FetchCursorAsync("__group:g", "orders", 0));
+    }
+
+    [SluiceOnly(Reason)]
+    [Fact]
+    public async Task A_consumer_restarted_before_the_group_expired_its_old_self_carries_on_as_that_member()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("orders", "orders", StreamOptions.Default with { Partitions = 2 });
+        await PublishAsync(client, "orders", 2, 5);
+
+        // The first process dies without leaving: its connection closes, the coordinator still lists the member.
+        var crashed = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        var first = new Member();
+        var old = crashed.CreateConsumer("g", first.Options("c1"));
+        await old.SubscribeAsync(["orders"], first.Handle);
+        await WaitUntilAsync(() => first.Received.Count >= 10, "the first incarnation read everything");
+        await old.CommitAsync();
+        await crashed.DisposeAsync();
+        await old.DisposeAsync(); // its leave fails: the client is closed
+
+        var member = new Member();
+        await using var restarted = client.CreateConsumer("g", member.Options("c1"));
+        await restarted.SubscribeAsync(["orders"], member.Handle); // "already a member" is not an error
+        await WaitUntilAsync(() => restarted.Assignments.Count == 2, "the restarted member reads both partitions");
+        await PublishAsync(client, "orders", 2, 5);
+        await WaitUntilAsync(() => member.Received.Count >= 10, "the restarted member read the new messages");
+        Assert.Equal(10, member.Received.Count); // and only those: it resumed after the committed positions
+        Assert.All(member.Received, r => Assert.True(r.Offset >= 5));
+    }
+
+    [SluiceOnly(Reason)]
+    [Fact]
     public async Task A_member_rides_out_a_server_restart()
     {
         await using var server = await RealServer.StartAsync();
