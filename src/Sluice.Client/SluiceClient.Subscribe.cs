@@ -149,6 +149,11 @@ public sealed partial class SluiceClient
                 var first = call.Current;
                 return (call, first.IsHandshake ? null : first);
             }
+            catch (GrpcException ex) when (options.GroupConsumer is not null && SluiceErrors.IsGroupRefusal(ex))
+            {
+                await call.DisposeAsync().ConfigureAwait(false);
+                throw new ConsumerFencedException(ex.Detail, ex); // the same request cannot succeed: the member must fetch its assignments
+            }
             catch (GrpcException ex) when (ex.StatusCode is GrpcStatusCode.Unavailable or GrpcStatusCode.FailedPrecondition)
             {
                 await call.DisposeAsync().ConfigureAwait(false);

@@ -161,7 +161,15 @@ public sealed class SluiceConsumer : IAsyncDisposable
         }
 
         await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false); // never faults: RunAsync catches everything
+        try
+        {
+            await _loop.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // RunAsync handles what it expects; anything else must not keep the member from committing and leaving.
+            _client.Logger.LogConsumerStepFailed(ex, ConsumerId, GroupId, "fetching assignments");
+        }
         var revoked = await StopReadersAsync(_readers.Keys.ToArray()).ConfigureAwait(false);
         if (Volatile.Read(ref _subscribed) != 0)
         {
@@ -227,6 +235,10 @@ public sealed class SluiceConsumer : IAsyncDisposable
             {
                 return;
             }
+            catch (ObjectDisposedException) when (stop.IsCancellationRequested || _client.ClosingToken.IsCancellationRequested)
+            {
+                return;
+            }
             catch (Exception ex)
             {
                 failures++;
@@ -286,7 +298,15 @@ public sealed class SluiceConsumer : IAsyncDisposable
             {
                 // Liftbridge moves a coordinator its members report; Sluice moves one whose broker is gone.
                 var report = new ReportConsumerGroupCoordinatorRequest { GroupId = GroupId, ConsumerId = ConsumerId, Coordinator = _coordinator, Epoch = Epoch };
-                await _client.InvokeAnyAsync("ReportConsumerGroupCoordinator", report, ReportConsumerGroupCoordinatorResponse.Parser, RpcKind.Other, null, stop).ConfigureAwait(false);
+                try
+                {
+                    await _client.InvokeAnyAsync("ReportConsumerGroupCoordinator", report, ReportConsumerGroupCoordinatorResponse.Parser, RpcKind.Other, null, stop).ConfigureAwait(false);
+                }
+                catch (SluiceException ex)
+                {
+                    // Typically "coordinator generation mismatch": the group already moved. Reading it again finds where.
+                    _client.Logger.LogConsumerStepFailed(ex, ConsumerId, GroupId, "reporting the coordinator");
+                }
             }
 
             await RefreshGroupAsync(stop).ConfigureAwait(false);
@@ -294,6 +314,10 @@ public sealed class SluiceConsumer : IAsyncDisposable
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
             return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false; // the client was closed under the member: nothing left to recover with
         }
         catch (Exception ex) when (ex is SluiceException or OperationCanceledException)
         {
@@ -341,6 +365,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
         }
 
         var failed = false;
+        var starting = new List<Task<bool>>();
         foreach (var partition in assigned.Where(p => !_readers.ContainsKey(p)))
         {
             if (_handlerFailures.TryGetValue(partition, out var failure) && failure.RetryAt > DateTime.UtcNow)
@@ -349,19 +374,31 @@ public sealed class SluiceConsumer : IAsyncDisposable
                 continue;
             }
 
-            try
-            {
-                await StartReaderAsync(partition, response.Epoch, stop).ConfigureAwait(false);
-            }
-            catch (SluiceException ex)
-            {
-                // Typically the epoch moved on since this fetch: the next fetch learns the new one.
-                _client.Logger.LogConsumerPartitionEnded(ConsumerId, partition.Stream, partition.Partition, ex.Message);
-                failed = true;
-            }
+            starting.Add(TryStartReaderAsync(partition, response.Epoch, stop));
+        }
+
+        // Started together: a rebalance that hands over several partitions costs one round of calls, not one per partition.
+        foreach (var started in await Task.WhenAll(starting).ConfigureAwait(false))
+        {
+            failed |= !started;
         }
 
         return failed;
+    }
+
+    private async Task<bool> TryStartReaderAsync(StreamPartition partition, ulong epoch, CancellationToken stop)
+    {
+        try
+        {
+            await StartReaderAsync(partition, epoch, stop).ConfigureAwait(false);
+            return true;
+        }
+        catch (SluiceException ex)
+        {
+            // Typically the epoch moved on since this fetch (ConsumerFencedException): the next fetch learns the new one.
+            _client.Logger.LogConsumerPartitionEnded(ConsumerId, partition.Stream, partition.Partition, ex.Message);
+            return false;
+        }
     }
 
     /// <summary>

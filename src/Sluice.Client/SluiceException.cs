@@ -100,6 +100,14 @@ public sealed class IncorrectOffsetException(string message)
 public sealed class BrokerUnavailableException(string message, Exception? innerException = null)
     : SluiceException(message, innerException);
 
+/// <summary>
+/// The group's coordinator does not let this consumer-group member read the partition now: its group epoch is stale,
+/// the partition is not assigned to it, or the group is gone. <see cref="SluiceConsumer"/> fetches its assignments
+/// again; retrying the same subscription cannot succeed.
+/// </summary>
+public sealed class ConsumerFencedException(string message, Exception? innerException = null)
+    : SluiceException(message, innerException);
+
 /// <summary>A payload is not a valid Liftbridge envelope of the expected type (see <see cref="SluiceEnvelope"/>).</summary>
 public sealed class InvalidEnvelopeException(string message, Exception? innerException = null)
     : SluiceException(message, innerException);

@@ -276,6 +276,10 @@ public sealed class SluiceSubscription : IAsyncEnumerable<SluiceMessage>, IAsync
                 logger.LogResubscribed(Stream, Partition, attempt);
                 return;
             }
+            catch (ConsumerFencedException)
+            {
+                throw; // the group moved on (a new epoch after a coordinator change): its member resubscribes itself
+            }
             catch (SluiceException ex)
             {
                 logger.LogResubscribeAttemptFailed(ex, Stream, Partition);

@@ -59,6 +59,15 @@ internal static class SluiceErrors
         _ => new PublishFailedException((PublishErrorCode)(int)error.Code, error.Message),
     };
 
+    /// <summary>
+    /// Whether a consumer-group subscription was refused by the group rather than by the partition: Sluice and Liftbridge
+    /// say so with FAILED_PRECONDITION and a text naming the group, the epoch or the assignment ("not leader" and a
+    /// paused partition use the same status, so the text is all there is).
+    /// </summary>
+    public static bool IsGroupRefusal(GrpcException ex) =>
+        ex.StatusCode == GrpcStatusCode.FailedPrecondition && ex.Detail is { } detail &&
+        (detail.Contains("group", StringComparison.OrdinalIgnoreCase) || detail.Contains("assigned", StringComparison.OrdinalIgnoreCase));
+
     private static string With(string error, string? detail) =>
         string.IsNullOrEmpty(detail) ? error : $"{error}: {detail}";
 }
