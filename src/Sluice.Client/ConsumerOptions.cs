@@ -9,6 +9,23 @@ public readonly record struct StreamPartition(string Stream, int Partition)
     public override string ToString() => $"{Stream}[{Partition}]";
 }
 
+/// <summary>Where a consumer-group member starts reading a partition for which the group has no committed position.</summary>
+public enum AutoOffsetReset
+{
+    /// <summary>At the oldest message the partition holds, so nothing published before the group started is skipped (the default).</summary>
+    Earliest = 0,
+
+    /// <summary>Only messages published after the member starts reading the partition (Kafka's <c>latest</c>, go-liftbridge's default).</summary>
+    Latest = 1,
+
+    /// <summary>
+    /// Not at all: the partition is not read and <see cref="ConsumerOptions.OnError"/> gets a
+    /// <see cref="NoCommittedOffsetException"/> (go-liftbridge's AutoOffsetNone); it is tried again on later fetches, so a
+    /// position set with <c>SetCursor</c> for the group's cursor starts it.
+    /// </summary>
+    None = 2,
+}
+
 /// <summary>Settings of a consumer-group member (<see cref="SluiceClient.CreateConsumer"/>).</summary>
 public sealed record ConsumerOptions
 {
@@ -30,6 +47,16 @@ public sealed record ConsumerOptions
     /// </summary>
     public TimeSpan? FetchInterval { get; init; }
 
+    /// <summary>Where to start a partition the group has no committed position for. Default <see cref="AutoOffsetReset.Earliest"/>.</summary>
+    public AutoOffsetReset AutoOffsetReset { get; init; } = AutoOffsetReset.Earliest;
+
+    /// <summary>
+    /// Called with errors the member meets while it runs (go-liftbridge's ConsumerError): a handler that threw (its message
+    /// comes again), a partition with no committed position under <see cref="AutoOffsetReset.None"/>. The member carries
+    /// on; the errors are logged either way.
+    /// </summary>
+    public Func<Exception, ValueTask>? OnError { get; init; }
+
     /// <summary>Called with the partitions the member starts reading after a rebalance (before their first message).</summary>
     public Func<IReadOnlyList<StreamPartition>, ValueTask>? PartitionsAssigned { get; init; }
 
@@ -46,6 +73,11 @@ public sealed record ConsumerOptions
         if (AutoCommitInterval < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(AutoCommitInterval), AutoCommitInterval, "auto-commit interval cannot be negative");
+        }
+
+        if (!Enum.IsDefined(AutoOffsetReset))
+        {
+            throw new ArgumentOutOfRangeException(nameof(AutoOffsetReset), AutoOffsetReset, "unknown auto offset reset");
         }
 
         if (FetchInterval is { } fetch && fetch <= TimeSpan.Zero)

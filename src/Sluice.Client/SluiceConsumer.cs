@@ -40,6 +40,7 @@ public sealed class SluiceConsumer : IAsyncDisposable
     private readonly ConcurrentDictionary<StreamPartition, Reader> _readers = new();
     private readonly HashSet<StreamPartition> _owned = [];
     private readonly Dictionary<StreamPartition, (int Failures, DateTime RetryAt)> _handlerFailures = []; // only on the loop
+    private readonly ConcurrentDictionary<StreamPartition, byte> _noOffsetReported = new();
     private readonly SemaphoreSlim _commitGate = new(1, 1);
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     private Func<SluiceMessage, CancellationToken, ValueTask>? _handler;
@@ -364,6 +365,11 @@ public sealed class SluiceConsumer : IAsyncDisposable
             _handlerFailures.Remove(partition);
         }
 
+        foreach (var partition in _noOffsetReported.Keys.Where(p => !assigned.Contains(p)))
+        {
+            _noOffsetReported.TryRemove(partition, out _);
+        }
+
         var failed = false;
         var starting = new List<Task<bool>>();
         foreach (var partition in assigned.Where(p => !_readers.ContainsKey(p)))
@@ -391,6 +397,17 @@ public sealed class SluiceConsumer : IAsyncDisposable
         try
         {
             await StartReaderAsync(partition, epoch, stop).ConfigureAwait(false);
+            return true;
+        }
+        catch (NoCommittedOffsetException ex)
+        {
+            // Not a transient failure: report it once per assignment, and look again on the regular fetches.
+            _client.Logger.LogConsumerPartitionEnded(ConsumerId, partition.Stream, partition.Partition, ex.Message);
+            if (_noOffsetReported.TryAdd(partition, 0))
+            {
+                await ReportErrorAsync(ex).ConfigureAwait(false);
+            }
+
             return true;
         }
         catch (SluiceException ex)
@@ -425,10 +442,15 @@ public sealed class SluiceConsumer : IAsyncDisposable
     private async Task StartReaderAsync(StreamPartition partition, ulong epoch, CancellationToken stop)
     {
         var cursor = await _client.FetchCursorAsync(CursorId, partition.Stream, partition.Partition, stop).ConfigureAwait(false);
+        if (cursor < 0 && _options.AutoOffsetReset == AutoOffsetReset.None)
+        {
+            throw new NoCommittedOffsetException($"no previous consumer group offset found for partition {partition.Partition} of stream {partition.Stream}");
+        }
+
         var options = SubscribeOptions.Default with
         {
             Partition = partition.Partition,
-            StartPosition = cursor >= 0 ? StartPosition.Offset : StartPosition.Earliest,
+            StartPosition = cursor >= 0 ? StartPosition.Offset : _options.AutoOffsetReset == AutoOffsetReset.Latest ? StartPosition.NewOnly : StartPosition.Earliest,
             StartOffset = cursor >= 0 ? cursor + 1 : 0,
             GroupConsumer = new Consumer { GroupId = GroupId, ConsumerId = ConsumerId, GroupEpoch = epoch },
         };
@@ -453,11 +475,14 @@ public sealed class SluiceConsumer : IAsyncDisposable
     {
         var token = reader.Cancel.Token;
         var reason = "ended by the server (the partition moved)";
+        var inHandler = false;
         try
         {
             await foreach (var message in reader.Subscription.ReadAllAsync(token).ConfigureAwait(false))
             {
+                inHandler = true;
                 await _handler!(message, token).ConfigureAwait(false);
+                inHandler = false;
                 reader.Handled = message.Offset;
             }
         }
@@ -465,14 +490,16 @@ public sealed class SluiceConsumer : IAsyncDisposable
         {
             reason = "stopped";
         }
+        catch (Exception ex) when (inHandler)
+        {
+            reason = "the handler failed";
+            reader.HandlerFailed = true;
+            _client.Logger.LogHandlerFailed(ex, reader.Partition.Stream, reader.Partition.Partition);
+            await ReportErrorAsync(ex).ConfigureAwait(false);
+        }
         catch (Exception ex)
         {
-            reason = ex is SluiceException ? ex.Message : "the handler failed";
-            if (ex is not SluiceException)
-            {
-                reader.HandlerFailed = true;
-                _client.Logger.LogHandlerFailed(ex, reader.Partition.Stream, reader.Partition.Partition);
-            }
+            reason = ex.Message; // the subscription failed (fenced, resubscribe gave up): the next fetch starts it again
         }
 
         _client.Logger.LogConsumerPartitionEnded(ConsumerId, reader.Partition.Stream, reader.Partition.Partition, reason);
@@ -552,6 +579,23 @@ public sealed class SluiceConsumer : IAsyncDisposable
         finally
         {
             _commitGate.Release();
+        }
+    }
+
+    private async Task ReportErrorAsync(Exception error)
+    {
+        if (_options.OnError is not { } callback)
+        {
+            return;
+        }
+
+        try
+        {
+            await callback(error).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _client.Logger.LogConsumerCallbackFailed(ex, ConsumerId);
         }
     }
 

@@ -108,6 +108,13 @@ public sealed class BrokerUnavailableException(string message, Exception? innerE
 public sealed class ConsumerFencedException(string message, Exception? innerException = null)
     : SluiceException(message, innerException);
 
+/// <summary>
+/// A consumer-group member with <see cref="AutoOffsetReset.None"/> was assigned a partition for which the group has no
+/// committed position (go-liftbridge's "no previous consumer group offset found").
+/// </summary>
+public sealed class NoCommittedOffsetException(string message)
+    : SluiceException(message);
+
 /// <summary>A payload is not a valid Liftbridge envelope of the expected type (see <see cref="SluiceEnvelope"/>).</summary>
 public sealed class InvalidEnvelopeException(string message, Exception? innerException = null)
     : SluiceException(message, innerException);

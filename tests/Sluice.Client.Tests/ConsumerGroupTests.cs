@@ -207,7 +207,8 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         // Offset 3 fails three times, then succeeds.
         var handled = new ConcurrentQueue<long>();
         var attemptsOf3 = 0;
-        await using var consumer = client.CreateConsumer("g", Fast with { ConsumerId = "c1" });
+        var errors = new ConcurrentQueue<Exception>();
+        await using var consumer = client.CreateConsumer("g", Fast with { ConsumerId = "c1", OnError = e => { errors.Enqueue(e); return ValueTask.CompletedTask; } });
         await consumer.SubscribeAsync(["orders"], (message, _) =>
         {
             if (message.Offset == 3 && Interlocked.Increment(ref attemptsOf3) <= 3)
@@ -221,6 +222,8 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         await WaitUntilAsync(() => handled.Count >= 10, "every message handled");
 
         Assert.Equal(4, Volatile.Read(ref attemptsOf3));
+        Assert.Equal(3, errors.Count);
+        Assert.All(errors, e => Assert.Equal("the handler failed on purpose", e.Message));
         Assert.Equal(Enumerable.Range(0, 10).Select(i => (long)i), handled); // each handled once, in order: 4 came only after 3 succeeded
         await consumer.CommitAsync();
         Assert.Equal(9, await client.FetchCursorAsync("__group:g", "orders", 0));
@@ -253,6 +256,47 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         await WaitUntilAsync(() => member.Received.Count >= 10, "the restarted member read the new messages");
         Assert.Equal(10, member.Received.Count); // and only those: it resumed after the committed positions
         Assert.All(member.Received, r => Assert.True(r.Offset >= 5));
+    }
+
+    [SluiceOnly(Reason)]
+    [Fact]
+    public async Task Without_a_committed_position_Latest_reads_only_new_messages_and_None_waits_for_one()
+    {
+        await using var server = await RealServer.StartAsync();
+        await using var client = await SluiceClient.ConnectAsync([server.Address], FastOptions);
+        await client.CreateStreamAsync("orders", "orders");
+        await client.CreateStreamAsync("invoices", "invoices");
+        await PublishAsync(client, "orders", 1, 5);
+        await PublishAsync(client, "invoices", 1, 5);
+
+        var latest = new Member();
+        await using (var consumer = client.CreateConsumer("new-only", latest.Options("c1") with { AutoOffsetReset = AutoOffsetReset.Latest }))
+        {
+            await consumer.SubscribeAsync(["orders"], latest.Handle);
+            await WaitUntilAsync(() => consumer.Assignments.Count == 1, "the member reads the partition");
+            await PublishAsync(client, "orders", 1, 3);
+            await WaitUntilAsync(() => latest.Received.Count >= 3, "the member read the new messages");
+            Assert.Equal([(0, 5L), (0, 6L), (0, 7L)], latest.Received);
+        }
+
+        var none = new Member();
+        var errors = new ConcurrentQueue<Exception>();
+        await using var waiting = client.CreateConsumer("no-reset", none.Options("c1") with
+        {
+            AutoOffsetReset = AutoOffsetReset.None,
+            OnError = e => { errors.Enqueue(e); return ValueTask.CompletedTask; },
+        });
+        await waiting.SubscribeAsync(["invoices"], none.Handle);
+        await WaitUntilAsync(() => !errors.IsEmpty, "the member reported the missing position");
+        var error = Assert.IsType<NoCommittedOffsetException>(Assert.Single(errors));
+        Assert.Equal("no previous consumer group offset found for partition 0 of stream invoices", error.Message);
+        Assert.Empty(waiting.Assignments);
+
+        // An operator sets the group's position: the member starts after it on a later fetch, and reported the error once.
+        await client.SetCursorAsync("__group:no-reset", "invoices", 0, 2);
+        await WaitUntilAsync(() => none.Received.Count >= 2, "the member read after the position set for it");
+        Assert.Equal([(0, 3L), (0, 4L)], none.Received);
+        Assert.Single(errors);
     }
 
     [SluiceOnly(Reason)]
