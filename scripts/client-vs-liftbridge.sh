@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs Sluice.Client's real-server scenarios (tests/Sluice.Client.Tests, classes RealServer* and
-# DuplexWriterFailureTests) against a real Liftbridge node instead of the in-process Sluice server:
+# Runs Sluice.Client's real-server scenarios (tests/Sluice.Client.Tests, classes RealServer*,
+# ConsumerGroupTests and DuplexWriterFailureTests) against a real Liftbridge node instead of the in-process Sluice server:
 # admin calls, every ack policy, both publish forms, every subscribe start and stop position,
 # metadata, cursors, failures. Scenarios that only make sense for Sluice carry [SluiceOnly(reason)]
 # (the trait Server=SluiceOnly) and are left out. Not part of ./test.sh: it needs the Liftbridge binary.
@@ -36,5 +36,5 @@ grep -rh -A1 '^ *\[SluiceOnly(' tests/Sluice.Client.Tests --include='*.cs' \
   | awk 'match($0, /SluiceOnly\("[^"]*"/) { reason = substr($0, RSTART + 12, RLENGTH - 13) }
          match($0, /Task [A-Za-z0-9_]+/) { print "  " substr($0, RSTART + 5, RLENGTH - 5) ": " reason }'
 SLUICE_TEST_LIFTBRIDGE_BIN=$lb exec dotnet test tests/Sluice.Client.Tests -c Release --no-build -nologo \
-  --filter '(FullyQualifiedName~Sluice.Client.Tests.RealServer|FullyQualifiedName~DuplexWriterFailureTests)&Server!=SluiceOnly' \
+  --filter '(FullyQualifiedName~Sluice.Client.Tests.RealServer|FullyQualifiedName~ConsumerGroupTests|FullyQualifiedName~DuplexWriterFailureTests)&Server!=SluiceOnly' \
   --logger 'console;verbosity=normal' "${extra[@]}"

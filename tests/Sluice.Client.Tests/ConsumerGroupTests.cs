@@ -4,10 +4,15 @@ using static Sluice.Client.Tests.TestHelpers;
 
 namespace Sluice.Client.Tests;
 
-/// <summary><see cref="SluiceConsumer"/> against the real in-process Sluice broker.</summary>
+/// <summary>
+/// <see cref="SluiceConsumer"/> against the real in-process Sluice broker, and against Liftbridge v1.9.0 with
+/// scripts/client-vs-liftbridge.sh (all but one pass there unchanged).
+/// </summary>
 public sealed class ConsumerGroupTests(ITestOutputHelper output)
 {
-    private const string Reason = "the exact partition moves and fencing are Sluice's (sticky assignment); not yet checked against Liftbridge";
+    // Liftbridge rebalances every partition when one member leaves, so a partition can move between two live members, and
+    // its new owner may read the group's cursor before the old owner's commit: it repeats a few messages there.
+    private const string Reason = "no repeats after a leave needs Sluice's sticky assignment (Liftbridge moves the other members' partitions too)";
 
     // Fast rebalances: the members fetch their assignments often; commits happen on rebalance, disposal and CommitAsync.
     private static readonly ConsumerOptions Fast = ConsumerOptions.Default with { FetchInterval = TimeSpan.FromMilliseconds(100), AutoCommitInterval = TimeSpan.Zero };
@@ -47,7 +52,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         await Task.WhenAll(publishes);
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task One_consumer_gets_every_partition_and_every_message()
     {
@@ -74,7 +78,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.Equal(["+orders[0],orders[1],orders[2]"], member.Events);
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task A_generated_consumer_id_is_unique()
     {
@@ -155,7 +158,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         }
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task A_commit_covers_only_handled_messages_and_a_restarted_consumer_resumes_after_it()
     {
@@ -195,7 +197,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.Equal(9, await client.FetchCursorAsync("__group:g", "orders", 0));
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task A_message_whose_handler_throws_is_delivered_again_and_nothing_after_it_is_committed_first()
     {
@@ -229,7 +230,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.Equal(9, await client.FetchCursorAsync("__group:g", "orders", 0));
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task A_consumer_restarted_before_the_group_expired_its_old_self_carries_on_as_that_member()
     {
@@ -258,7 +258,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.All(member.Received, r => Assert.True(r.Offset >= 5));
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task Without_a_committed_position_Latest_reads_only_new_messages_and_None_waits_for_one()
     {
@@ -299,7 +298,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.Single(errors);
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task A_member_rides_out_a_server_restart()
     {
@@ -332,7 +330,6 @@ public sealed class ConsumerGroupTests(ITestOutputHelper output)
         Assert.Contains(member.Events, e => e.StartsWith('-'));
     }
 
-    [SluiceOnly(Reason)]
     [Fact]
     public async Task Enumerated_messages_count_as_handled_once_the_enumeration_moves_past_them()
     {

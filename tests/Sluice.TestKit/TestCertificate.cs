@@ -28,4 +28,20 @@ public sealed record TestCertificate(string CertificatePath, string KeyPath)
         File.WriteAllText(result.KeyPath, key.ExportPkcs8PrivateKeyPem());
         return result;
     }
+
+    /// <summary>
+    /// A client certificate with the given CN, signed by this certificate (a CA), with its private key: what mutual TLS
+    /// and authorization tests present as a client.
+    /// </summary>
+    public X509Certificate2 IssueClientCertificate(string commonName)
+    {
+        using var authority = X509Certificate2.CreateFromPemFile(CertificatePath, KeyPath);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=" + commonName, key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], false)); // client authentication
+        var serial = new byte[8];
+        RandomNumberGenerator.Fill(serial);
+        using var issued = request.Create(authority, DateTimeOffset.UtcNow.AddMinutes(-4), DateTimeOffset.UtcNow.AddHours(12), serial); // within the authority's validity
+        return issued.CopyWithPrivateKey(key);
+    }
 }

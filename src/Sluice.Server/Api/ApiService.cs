@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Api;
 using Sluice.Protocol.Grpc;
 using Sluice.Protocol.Wire;
+using Sluice.Server.Authorization;
 using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
 using Sluice.Server.Streams;
@@ -18,7 +19,7 @@ namespace Sluice.Server.Api;
 /// <c>ClusterNode</c>); FetchMetadata lists <paramref name="brokers"/> (this server, or every cluster member).
 /// Consumer-group calls go to <paramref name="groups"/> (Groups/ConsumerGroups).
 /// </remarks>
-internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumerable<Sluice.Protocol.Api.Broker>> brokers, ConsumerGroups groups)
+internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumerable<Sluice.Protocol.Api.Broker>> brokers, ConsumerGroups groups, Authorizer? authz = null)
 {
     public const string ServiceName = "proto.API";
 
@@ -34,18 +35,21 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             .AddUnary<PauseStreamRequest, PauseStreamResponse>(ServiceName, "PauseStream", PauseStreamRequest.Parser, (r, c) => Run(c, () => PauseStreamAsync(r, c)))
             .AddUnary<SetStreamReadonlyRequest, SetStreamReadonlyResponse>(ServiceName, "SetStreamReadonly", SetStreamReadonlyRequest.Parser, (r, c) => Run(c, () => SetStreamReadonlyAsync(r, c)))
             .AddServerStreaming<SubscribeRequest, RecordMessage>(ServiceName, "Subscribe", SubscribeRequest.Parser, SubscribeAsync)
-            .AddUnary<FetchMetadataRequest, FetchMetadataResponse>(ServiceName, "FetchMetadata", FetchMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchMetadata(r))))
-            .AddUnary<FetchPartitionMetadataRequest, FetchPartitionMetadataResponse>(ServiceName, "FetchPartitionMetadata", FetchPartitionMetadataRequest.Parser, (r, c) => Run(c, () => Task.FromResult(FetchPartitionMetadata(r))))
+            .AddUnary<FetchMetadataRequest, FetchMetadataResponse>(ServiceName, "FetchMetadata", FetchMetadataRequest.Parser, (r, c) => Run(c, () => { Authorize(c, "*", "FetchMetadata"); return Task.FromResult(FetchMetadata(r)); }))
+            .AddUnary<FetchPartitionMetadataRequest, FetchPartitionMetadataResponse>(ServiceName, "FetchPartitionMetadata", FetchPartitionMetadataRequest.Parser, (r, c) => Run(c, () => { Authorize(c, r.Stream, "FetchPartitionMetadata"); return Task.FromResult(FetchPartitionMetadata(r)); }))
             .AddUnary<WirePublishRequest, PublishResponse>(ServiceName, "Publish", WirePublishRequest.Decode, (r, c) => Run(c, () => PublishAsync(r, c)))
             .AddDuplexStreaming<WirePublishRequest, object>(ServiceName, "PublishAsync", WirePublishRequest.Decode, PublishAsyncAsync)
             .AddUnary<PublishToSubjectRequest, PublishToSubjectResponse>(ServiceName, "PublishToSubject", PublishToSubjectRequest.Parser, (r, c) => Run(c, () => PublishToSubjectAsync(r, c)))
             .AddUnary<SetCursorRequest, SetCursorResponse>(ServiceName, "SetCursor", SetCursorRequest.Parser, (r, c) => Run(c, () => SetCursorAsync(r, c)))
             .AddUnary<FetchCursorRequest, FetchCursorResponse>(ServiceName, "FetchCursor", FetchCursorRequest.Parser, (r, c) => Run(c, () => FetchCursorAsync(r, c)))
-            .AddUnary<JoinConsumerGroupRequest, JoinConsumerGroupResponse>(ServiceName, "JoinConsumerGroup", JoinConsumerGroupRequest.Parser, (r, c) => Run(c, () => groups.JoinAsync(r, c.CancellationToken)))
-            .AddUnary<LeaveConsumerGroupRequest, LeaveConsumerGroupResponse>(ServiceName, "LeaveConsumerGroup", LeaveConsumerGroupRequest.Parser, (r, c) => Run(c, async () => { await groups.LeaveAsync(r, c.CancellationToken).ConfigureAwait(false); return new LeaveConsumerGroupResponse(); }))
-            .AddUnary<FetchConsumerGroupAssignmentsRequest, FetchConsumerGroupAssignmentsResponse>(ServiceName, "FetchConsumerGroupAssignments", FetchConsumerGroupAssignmentsRequest.Parser, (r, c) => Run(c, () => groups.FetchAssignmentsAsync(r, c.CancellationToken)))
-            .AddUnary<ReportConsumerGroupCoordinatorRequest, ReportConsumerGroupCoordinatorResponse>(ServiceName, "ReportConsumerGroupCoordinator", ReportConsumerGroupCoordinatorRequest.Parser, (r, c) => Run(c, async () => { await groups.ReportCoordinatorAsync(r, c.CancellationToken).ConfigureAwait(false); return new ReportConsumerGroupCoordinatorResponse(); }));
+            .AddUnary<JoinConsumerGroupRequest, JoinConsumerGroupResponse>(ServiceName, "JoinConsumerGroup", JoinConsumerGroupRequest.Parser, (r, c) => Run(c, () => { Authorize(c, r.GroupId, "JoinConsumerGroup"); return groups.JoinAsync(r, c.CancellationToken); }))
+            .AddUnary<LeaveConsumerGroupRequest, LeaveConsumerGroupResponse>(ServiceName, "LeaveConsumerGroup", LeaveConsumerGroupRequest.Parser, (r, c) => Run(c, async () => { Authorize(c, r.GroupId, "LeaveConsumerGroup"); await groups.LeaveAsync(r, c.CancellationToken).ConfigureAwait(false); return new LeaveConsumerGroupResponse(); }))
+            .AddUnary<FetchConsumerGroupAssignmentsRequest, FetchConsumerGroupAssignmentsResponse>(ServiceName, "FetchConsumerGroupAssignments", FetchConsumerGroupAssignmentsRequest.Parser, (r, c) => Run(c, () => { Authorize(c, r.GroupId, "FetchConsumerGroupAssignments"); return groups.FetchAssignmentsAsync(r, c.CancellationToken); }))
+            .AddUnary<ReportConsumerGroupCoordinatorRequest, ReportConsumerGroupCoordinatorResponse>(ServiceName, "ReportConsumerGroupCoordinator", ReportConsumerGroupCoordinatorRequest.Parser, (r, c) => Run(c, async () => { Authorize(c, r.GroupId, "ReportConsumerGroupCoordinator"); await groups.ReportCoordinatorAsync(r, c.CancellationToken).ConfigureAwait(false); return new ReportConsumerGroupCoordinatorResponse(); }));
     }
+
+    /// <summary>With <c>tls.client.authz</c> on: PERMISSION_DENIED unless the policy allows (docs/security.md).</summary>
+    private void Authorize(GrpcCallContext context, string resource, string action) => authz?.Check(context, resource, action);
 
     private async ValueTask<T> Run<T>(GrpcCallContext context, Func<Task<T>> action)
     {
@@ -63,24 +67,28 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
 
     private async Task<CreateStreamResponse> CreateStreamAsync(CreateStreamRequest request, GrpcCallContext context)
     {
+        Authorize(context, request.Name, "CreateStream");
         await admin.CreateStreamAsync(request, context.CancellationToken).ConfigureAwait(false);
         return new CreateStreamResponse();
     }
 
     private async Task<DeleteStreamResponse> DeleteStreamAsync(DeleteStreamRequest request, GrpcCallContext context)
     {
+        Authorize(context, request.Name, "DeleteStream");
         await admin.DeleteStreamAsync(request.Name, context.CancellationToken).ConfigureAwait(false);
         return new DeleteStreamResponse();
     }
 
     private async Task<PauseStreamResponse> PauseStreamAsync(PauseStreamRequest request, GrpcCallContext context)
     {
+        Authorize(context, request.Name, "PauseStream");
         await admin.PauseAsync(request.Name, request.Partitions, request.ResumeAll, context.CancellationToken).ConfigureAwait(false);
         return new PauseStreamResponse();
     }
 
     private async Task<SetStreamReadonlyResponse> SetStreamReadonlyAsync(SetStreamReadonlyRequest request, GrpcCallContext context)
     {
+        Authorize(context, request.Name, "SetStreamReadonly");
         await admin.SetReadonlyAsync(request.Name, request.Partitions, request.Readonly, context.CancellationToken).ConfigureAwait(false);
         return new SetStreamReadonlyResponse();
     }
@@ -91,6 +99,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         ConsumerGroups.GroupFence? fence = null;
         try
         {
+            Authorize(context, request.Stream, "Subscribe"); // before the subscription starts (Liftbridge checks after)
             if (request.Consumer is { GroupId.Length: > 0, ConsumerId.Length: > 0 })
             {
                 // A group member: only with the group's current epoch and on a partition assigned to it (docs/consumer-groups.md).
@@ -171,6 +180,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             throw new InvalidRequestException("no stream provided");
         }
 
+        Authorize(context, request.Stream, "Publish");
         var partition = CheckPublish(request);
         var waitForAck = context.Deadline is not null && request.AckPolicy != AckPolicy.None;
         var waiter = waitForAck ? new AckWaiter() : null;
@@ -282,6 +292,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
     private async Task PublishAsyncAsync(IAsyncEnumerable<WirePublishRequest> requests, GrpcStreamWriter<object> responses, GrpcCallContext context)
     {
         var session = new PublishAsyncSession(responses, context.CancellationToken);
+        var caller = authz?.Identify(context.ClientCertificate);
         var requestReader = requests.GetAsyncEnumerator(context.CancellationToken);
         var reading = false; // a MoveNextAsync is outstanding: the reader cannot be disposed then
         try
@@ -298,7 +309,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
                 // a lone request (a synchronous publisher) is appended on this thread instead.
                 next = requestReader.MoveNextAsync();
                 reading = true;
-                await PublishOneAsync(session, request, moreComing: next.IsCompleted, context).ConfigureAwait(false);
+                await PublishOneAsync(session, request, moreComing: next.IsCompleted, caller, context).ConfigureAwait(false);
             }
 
             reading = false;
@@ -316,8 +327,15 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
     }
 
     /// <summary>One PublishAsync request: refusals become async errors on the stream, the ack comes through the session.</summary>
-    private async Task PublishOneAsync(PublishAsyncSession session, WirePublishRequest request, bool moreComing, GrpcCallContext context)
+    private async Task PublishOneAsync(PublishAsyncSession session, WirePublishRequest request, bool moreComing, Authorizer.Caller? caller, GrpcCallContext context)
     {
+        if (caller is { } who && authz!.Denial(who, request.Stream, "Publish") is { } denied)
+        {
+            // Liftbridge reports PERMISSION_DENIED and then stores the message anyway (its quirk); Sluice does not store it.
+            session.SendError(request.CorrelationId, PublishAsyncError.Types.Code.PermissionDenied, denied);
+            return;
+        }
+
         Partition partition;
         try
         {
@@ -379,6 +397,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
 
     private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context)
     {
+        Authorize(context, request.Subject, "PublishToSubject");
         if (!Subjects.IsValid(request.Subject) || request.Subject.AsSpan().IndexOfAny("*>") >= 0)
         {
             throw new InvalidRequestException("Subject is invalid");
@@ -436,6 +455,8 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
     private async Task<SetCursorResponse> SetCursorAsync(SetCursorRequest request, GrpcCallContext context)
     {
         CheckCursorRequest(request.Stream, request.CursorId);
+        Authorize(context, request.Stream, "SetCursor");
+        Authorize(context, Broker.CursorsStreamName, "Publish"); // as in Liftbridge, where SetCursor publishes to __cursors as the caller
         await broker.Cursors.SetAsync(request.CursorId, request.Stream, request.Partition, request.Offset, context.CancellationToken).ConfigureAwait(false);
         return new SetCursorResponse();
     }
@@ -443,6 +464,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
     private async Task<FetchCursorResponse> FetchCursorAsync(FetchCursorRequest request, GrpcCallContext context)
     {
         CheckCursorRequest(request.Stream, request.CursorId);
+        Authorize(context, request.Stream, "FetchCursor");
         var offset = await broker.Cursors.FetchAsync(request.CursorId, request.Stream, request.Partition, context.CancellationToken).ConfigureAwait(false);
         return new FetchCursorResponse { Offset = offset };
     }

@@ -22,7 +22,6 @@ internal static class ConfigKeys
     private const string NoBrokerList = "brokers follow the cluster metadata through an etcd watch, so there is no list to cache";
     private const string NoRaftLog = "etcd replaces Raft in Sluice, so there is no Raft log to replay at startup";
     private const string OneCompactionThread = "Sluice compacts each partition on one thread, which any limit allows";
-    private const string NoAuthz = "client authorization (Casbin) is not implemented yet";
     private const string NoTelemetry = "Sluice never sends telemetry";
 
     public static IReadOnlyList<ConfigKey> All { get; } =
@@ -45,9 +44,9 @@ internal static class ConfigKeys
         Key("tls.cert", (o, v) => o with { Tls = o.Tls with { Cert = v.String().Trim() } }),
         Key("tls.client.auth.enabled", (o, v) => o with { Tls = o.Tls with { ClientAuthEnabled = v.Bool() } }),
         Key("tls.client.auth.ca", (o, v) => o with { Tls = o.Tls with { ClientAuthCa = v.String().Trim() } }),
-        Key("tls.client.authz.enabled", (o, v) => o with { Tls = o.Tls with { ClientAuthzEnabled = v.Bool() } }, NoAuthz),
-        Key("tls.client.authz.model", (o, v) => o with { Tls = o.Tls with { ClientAuthzModel = v.String() } }, NoAuthz),
-        Key("tls.client.authz.policy", (o, v) => o with { Tls = o.Tls with { ClientAuthzPolicy = v.String() } }, NoAuthz),
+        Key("tls.client.authz.enabled", (o, v) => o with { Tls = o.Tls with { ClientAuthzEnabled = v.Bool() } }),
+        Key("tls.client.authz.model", (o, v) => o with { Tls = o.Tls with { ClientAuthzModel = v.String() } }),
+        Key("tls.client.authz.policy", (o, v) => o with { Tls = o.Tls with { ClientAuthzPolicy = v.String() } }),
 
         Key("nats.servers", (o, v) => o with { Nats = o.Nats with { Servers = v.List() } }),
         Key("nats.user", (o, v) => o with { Nats = o.Nats with { User = v.String() } }),

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -28,6 +29,11 @@ public static class ServerRunner
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             return 0;
+        }
+        catch (ConfigurationException e)
+        {
+            logger.LogError("Cannot start the server: {Reason}", e.Message);
+            return 1;
         }
         catch (Nats.NatsAttachmentException e)
         {
@@ -71,6 +77,18 @@ public static class ServerRunner
             logger.LogInformation("serving proto.API on {Address}{Tls}", endpoint with { Port = server.Port }, options.Tls.Enabled ? " (TLS)" : "");
             logger.LogInformation("server id: {ServerId}, data in {DataDir}", server.ServerId, options.DataDir);
             logger.LogInformation("advertising {Address} to clients", advertised);
+            using var onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+            {
+                context.Cancel = true; // SIGHUP reloads; it never stops the server
+                if (server.Authorization is null)
+                {
+                    logger.LogInformation("received SIGHUP: authorization is off, nothing to reload");
+                }
+                else
+                {
+                    server.ReloadAuthorization(); // logs what it did
+                }
+            });
             try
             {
                 await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);

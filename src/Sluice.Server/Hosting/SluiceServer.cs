@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Etcd;
 using Sluice.Server.Api;
+using Sluice.Server.Authorization;
 using Sluice.Server.Cluster;
 using Sluice.Server.Cluster.Replication;
 using Sluice.Server.Configuration;
@@ -64,6 +65,13 @@ public sealed class SluiceServer : IAsyncDisposable
 
     internal ConsumerGroups Groups { get; private init; } = null!;
 
+    /// <summary>The authorization policy in force (<c>tls.client.authz.*</c>), or null when authorization is off.</summary>
+    public Authorizer? Authorization { get; private init; }
+
+    /// <summary>Reads the authorization model and policy files again (what SIGHUP does).</summary>
+    /// <returns>Whether the new policy is in force: false when authorization is off or a file does not load (the old policy stays).</returns>
+    public bool ReloadAuthorization() => Authorization?.Reload() ?? false;
+
     /// <summary>
     /// Opens the metadata store and every stream under <see cref="ServerOptions.DataDir"/> (recovering
     /// logs after a crash), then listens. Throws if the data cannot be opened or the port bound.
@@ -89,6 +97,7 @@ public sealed class SluiceServer : IAsyncDisposable
         }
 
         options = options with { Storage = options.Storage with { MaxOpenFiles = limits.MaxOpenFiles } };
+        var authorizer = Authorizer.Create(options.Tls, loggers); // before anything opens: bad policy files stop the start here
 
         // The store (or, in a cluster, the data lock) takes the data directory's lock: nothing in the directory (the
         // server id included) is written before it, so a second server on the same directory is refused without touching it.
@@ -142,7 +151,7 @@ public sealed class SluiceServer : IAsyncDisposable
             if (cluster is null)
             {
                 groups = new ConsumerGroups(broker, store, new SingleNodeGroupPlacement(broker), loggers);
-                new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups).Register(registry);
+                new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups, authorizer).Register(registry);
             }
             else
             {
@@ -150,7 +159,14 @@ public sealed class SluiceServer : IAsyncDisposable
                 groups = new ConsumerGroups(broker, store, new ClusterGroupPlacement(node, broker), loggers);
                 var clusterGroups = groups;
                 node.GroupsInUse = () => clusterGroups.Snapshot().Count > 0;
-                new ApiService(broker, node, node.Brokers, groups).Register(registry);
+                if (authorizer is not null)
+                {
+                    // Forwarded publishes come from brokers, which checked the client that sent them.
+                    var clusterNode = node;
+                    authorizer.IsBrokerCertificate = certificate => clusterNode.View.Current.Brokers.Values.Any(b => certificate.MatchesHostname(b.Host));
+                }
+
+                new ApiService(broker, node, node.Brokers, groups, authorizer).Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
 
@@ -175,7 +191,7 @@ public sealed class SluiceServer : IAsyncDisposable
             }
 
             await groups.StartAsync(ct).ConfigureAwait(false);
-            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock) { Groups = groups };
+            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock) { Groups = groups, Authorization = authorizer };
             logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
             return server;
         }
