@@ -170,6 +170,9 @@ public sealed class SluiceProcess : IAsyncDisposable
     /// <summary>Sends SIGINT, what Ctrl-C in a terminal does.</summary>
     public Task InterruptAsync() => SignalAsync("-INT");
 
+    /// <summary>Sends SIGHUP (what reloads the authorization policy).</summary>
+    public Task HangUpAsync() => SignalAsync("-HUP");
+
     /// <summary>SIGINT to sluice's whole process group, what Ctrl-C in a terminal does (see <see cref="StartAsProcessGroup"/>).</summary>
     public Task InterruptProcessGroupAsync() => SignalAsync("-INT", group: true);
 
