@@ -32,6 +32,7 @@ internal static class SluiceCommandLine
         root.Subcommands.Add(PubCommand.Create());
         root.Subcommands.Add(SubCommand.Create());
         root.Subcommands.Add(MetadataCommand.Create());
+        root.Subcommands.Add(TopCommand.Create());
         root.Subcommands.Add(RepairCommand.Create());
         root.Subcommands.Add(ClusterCommand.Create());
         root.Subcommands.Add(HelpCommand(root));
