@@ -92,6 +92,24 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }
     }
 
+    /// <summary>Every group as the store holds it now, by id (any broker answers the same).</summary>
+    public async Task<List<GroupView>> ListAsync(CancellationToken cancellationToken)
+    {
+        var all = await _store.GetPrefixAsync(KeyPrefix, cancellationToken).ConfigureAwait(false);
+        return [.. all.Kvs.Select(ViewOf).OrderBy(v => v.Id, StringComparer.Ordinal)];
+    }
+
+    /// <summary>On the group's coordinator: how long ago each member last fetched its assignments; empty elsewhere.</summary>
+    public Dictionary<string, TimeSpan> HeartbeatAges(string groupId)
+    {
+        lock (_gate)
+        {
+            var now = Environment.TickCount64;
+            return _lastSeen.Where(e => e.Key.Group == groupId)
+                .ToDictionary(e => e.Key.Consumer, e => TimeSpan.FromMilliseconds(now - e.Value), StringComparer.Ordinal);
+        }
+    }
+
     // ---------------------------------------------------------------- the four RPCs
 
     public async Task<JoinConsumerGroupResponse> JoinAsync(JoinConsumerGroupRequest request, CancellationToken cancellationToken)
@@ -419,7 +437,8 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
     private static GroupView ViewOf(KeyValue kv) =>
         new(ConsumerGroupRecord.Parser.ParseFrom(kv.Value), kv.ModRevision, GroupView.EpochOf(kv.Version, kv.ModRevision));
 
-    private async Task<GroupView?> RefreshAsync(string groupId, CancellationToken cancellationToken)
+    /// <summary>The group as the store holds it now (this server's copy is brought up to date too), or null.</summary>
+    public async Task<GroupView?> RefreshAsync(string groupId, CancellationToken cancellationToken)
     {
         var read = await _store.RangeAsync(new RangeRequest(Key(groupId)), cancellationToken).ConfigureAwait(false);
         var view = read.Kvs.Count == 0 ? null : ViewOf(read.Kvs[0]);

@@ -143,6 +143,7 @@ public sealed class SluiceServer : IAsyncDisposable
             {
                 groups = new ConsumerGroups(broker, store, new SingleNodeGroupPlacement(broker), loggers);
                 new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups).Register(registry);
+                new AdminService(broker, groups, node: null).Register(registry);
             }
             else
             {
@@ -151,6 +152,7 @@ public sealed class SluiceServer : IAsyncDisposable
                 var clusterGroups = groups;
                 node.GroupsInUse = () => clusterGroups.Snapshot().Count > 0;
                 new ApiService(broker, node, node.Brokers, groups).Register(registry);
+                new AdminService(broker, groups, node).Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
 
