@@ -73,20 +73,20 @@ public static class GroupMode
         var publisher = Task.Run(() => PublishAsync(admin, options.Stream, partitions, publishing.Token), CancellationToken.None);
         try
         {
-            await MeasureAsync(output, "join", members, group, ct, async () =>
+            await MeasureAsync(output, "join", members, group, async () =>
             {
                 var member = await Member.StartAsync(members.Count, options, groupId, consumerOptions, group, ct).ConfigureAwait(false);
                 members.Add(member);
                 return member;
-            }).ConfigureAwait(false);
+            }, ct).ConfigureAwait(false);
 
             var leaver = members[0];
-            await MeasureAsync(output, "leave", members, group, ct, async () =>
+            await MeasureAsync(output, "leave", members, group, async () =>
             {
                 members.Remove(leaver);
                 await leaver.DisposeAsync().ConfigureAwait(false);
                 return null;
-            }).ConfigureAwait(false);
+            }, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -101,7 +101,7 @@ public static class GroupMode
         return 0;
     }
 
-    private static async Task MeasureAsync(TextWriter output, string what, List<Member> members, GroupState group, CancellationToken ct, Func<Task<Member?>> change)
+    private static async Task MeasureAsync(TextWriter output, string what, List<Member> members, GroupState group, Func<Task<Member?>> change, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         var since = Stopwatch.GetTimestamp();
