@@ -6,10 +6,12 @@ namespace Sluice.Server.Tests.Cluster;
 /// <summary>sluice.admin.v1.Admin in a cluster: any broker lists and describes a group with the coordinator's and the leaders' figures.</summary>
 public sealed class ClusterAdminServiceTests
 {
-    [Fact]
-    public async Task Every_broker_describes_a_group_with_heartbeats_offsets_from_each_leader_and_cursors_from_theirs()
+    [Theory]
+    [InlineData(Metadata.Embedded)]
+    [InlineData(Metadata.Etcd)]
+    public async Task Every_broker_describes_a_group_with_heartbeats_offsets_from_each_leader_and_cursors_from_theirs(Metadata metadata)
     {
-        await using var cluster = await ClusterHarness.StartAsync(3);
+        await using var cluster = await ClusterHarness.StartAsync(3, metadata: metadata);
         // One replica per partition: a broker knows a partition's offsets only where it leads it.
         await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("s", replicationFactor: 1, partitions: 3));
         await ClusterHarness.WaitForAsync(() => Enumerable.Range(0, 3).All(p => cluster.Leader("s", p) is not null), "every partition has an open leader");
