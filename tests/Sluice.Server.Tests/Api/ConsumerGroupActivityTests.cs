@@ -22,6 +22,7 @@ public sealed class ConsumerGroupActivityTests
         await h.CreateStreamAsync("t", "t");
         await JoinAsync(h, "g", "c1", "s", "t");
         var second = await JoinAsync(h, "g", "c2", "s");
+        await FetchAsync(h, "g", "c1", second.Epoch); // c1's heartbeat: it must outlive the steps before its expiry
 
         // Deleting t takes it from c1: a rebalance that is neither a join nor a leave.
         await h.DeleteStreamAsync("t");
@@ -29,7 +30,7 @@ public sealed class ConsumerGroupActivityTests
             async () =>
             {
                 var epoch = await EpochAsync(h, "g");
-                await FetchAsync(h, "g", "c1", epoch); // c1's heartbeat, so it outlives the steps before its expiry
+                await FetchAsync(h, "g", "c1", epoch); // c1's heartbeat again
                 return epoch > second.Epoch;
             },
             "the group is rebalanced after the stream's deletion");
