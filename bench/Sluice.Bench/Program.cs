@@ -44,6 +44,11 @@ public static class Program
             return await ClusterModes.PartitionStateAsync(options, output, cancellationToken).ConfigureAwait(false);
         }
 
+        if (options.Mode == BenchMode.Group)
+        {
+            return await GroupMode.RunAsync(options, output, cancellationToken).ConfigureAwait(false);
+        }
+
         if (options.Mode == BenchMode.Pulse)
         {
             return await ClusterModes.PulseAsync(options, output, cancellationToken).ConfigureAwait(false);

@@ -29,6 +29,7 @@ internal static class SluiceCommandLine
         ServeCommand.Attach(root);
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(StreamCommand.Create());
+        root.Subcommands.Add(GroupCommand.Create());
         root.Subcommands.Add(PubCommand.Create());
         root.Subcommands.Add(SubCommand.Create());
         root.Subcommands.Add(MetadataCommand.Create());

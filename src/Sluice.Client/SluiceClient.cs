@@ -379,7 +379,9 @@ public sealed partial class SluiceClient : IAsyncDisposable
             var address = addresses[(start + attempt) % addresses.Length];
             try
             {
-                return await GetConnection(address).Channel.UnaryAsync(ApiPrefix + method, request, parser, timeout, cancellationToken).ConfigureAwait(false);
+                // A method of another service (Sluice's admin calls) comes as its full path.
+                var path = method.StartsWith('/') ? method : ApiPrefix + method;
+                return await GetConnection(address).Channel.UnaryAsync(path, request, parser, timeout, cancellationToken).ConfigureAwait(false);
             }
             catch (GrpcException ex) when (ex.StatusCode == GrpcStatusCode.Unavailable || (ex.StatusCode == GrpcStatusCode.DeadlineExceeded && method == "FetchMetadata"))
             {

@@ -83,6 +83,16 @@ public class BenchArgumentsTests
     }
 
     [Fact]
+    public void Group_mode_takes_its_members_and_fetch_interval_and_needs_a_sluice_server()
+    {
+        var group = Parse("group", "-s", "127.0.0.1:1", "--stream", "g", "-n", "1000", "-c", "4", "--fetch-interval-ms", "1000");
+        Assert.Equal((BenchMode.Group, 4, TimeSpan.FromSeconds(1)), (group.Mode, group.Concurrent, group.FetchInterval));
+        Assert.Null(Parse("group").FetchInterval);
+        Assert.Contains("group needs a Sluice server", Error("group", "--in-process"), StringComparison.Ordinal);
+        Assert.Contains("group needs a Sluice server", Error("group", "-t", "jetstream"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Server_pids_are_a_list_and_may_repeat_the_flag()
     {
         Assert.Empty(Parse("producer").ServerPids);

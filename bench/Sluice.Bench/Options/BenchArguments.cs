@@ -12,7 +12,12 @@ public sealed class BenchUsageException(string message) : Exception(message);
 public static class BenchArguments
 {
     public const string Usage = """
-        usage: sluice-bench <producer|consumer|partition-state|pulse> [flags]
+        usage: sluice-bench <producer|consumer|group|partition-state|pulse> [flags]
+
+          group             a consumer group of -c members drains the first -n messages of --stream (publish
+                            them first in producer mode), then a member joins and one leaves while a publisher
+                            keeps every partition busy: prints msgs/s and each rebalance's time until every
+                            partition is read again by its new owner
 
           partition-state   print the leader, replicas and ISR of --stream/--partition as one JSON line
           pulse             publish to --stream until SIGTERM/SIGINT (--pub-batch in flight, default 1) and
@@ -40,6 +45,8 @@ public static class BenchArguments
                                           PubAck waits for a quorum of them)
               --min-isr N                 min ISR of that stream for ack policy all (default: the server's)
               --gap-ms N                  pulse: report pauses between acks longer than this (default 50)
+              --fetch-interval-ms N       group: the members' assignment fetch interval (default: the
+                                          consumer's, 0.4 x the server's groups.consumer.timeout)
               --partition N               partition consumer mode reads (default 0)
               --ack-policy none|leader|all  (default leader)
               --transport native|httpclient   HTTP/2 under Sluice's client (default native)
@@ -78,7 +85,8 @@ public static class BenchArguments
                 "consumer" => BenchMode.Consumer,
                 "partition-state" => BenchMode.PartitionState,
                 "pulse" => BenchMode.Pulse,
-                _ => throw new BenchUsageException($"unknown mode '{args[0]}': expected producer, consumer, partition-state or pulse"),
+                "group" => BenchMode.Group,
+                _ => throw new BenchUsageException($"unknown mode '{args[0]}': expected producer, consumer, group, partition-state or pulse"),
             },
         };
 
@@ -163,6 +171,9 @@ public static class BenchArguments
                 case "--gap-ms":
                     options = options with { GapMilliseconds = (int)Integer(Value(), arg, min: 1, max: 3_600_000) };
                     break;
+                case "--fetch-interval-ms":
+                    options = options with { FetchInterval = TimeSpan.FromMilliseconds(Integer(Value(), arg, min: 1, max: 3_600_000)) };
+                    break;
                 case "--partition":
                     options = options with { Partition = (int)Integer(Value(), arg, min: 0, max: 10_000) };
                     break;
@@ -213,7 +224,12 @@ public static class BenchArguments
 
     private static void Validate(BenchOptions o)
     {
-        if (o.Mode is BenchMode.PartitionState or BenchMode.Pulse)
+        if (o.Mode == BenchMode.Group && (o.Target != BenchTarget.Sluice || o.InProcess))
+        {
+            throw new BenchUsageException("group needs a Sluice server (--servers), not --target jetstream or --in-process");
+        }
+
+        if (o.Mode is BenchMode.PartitionState or BenchMode.Pulse or BenchMode.Group)
         {
             if (o.Target != BenchTarget.Sluice || o.InProcess)
             {

@@ -18,6 +18,12 @@ public enum BenchMode
     /// kills brokers can tell how long each failover stopped the acks.
     /// </summary>
     Pulse,
+
+    /// <summary>
+    /// A consumer group of <see cref="BenchOptions.Concurrent"/> members drains <see cref="BenchOptions.Messages"/> messages of
+    /// an existing stream, then one more member joins and one leaves: throughput and rebalance times (Runs/GroupMode.cs).
+    /// </summary>
+    Group,
 }
 
 /// <summary>The system under test.</summary>
@@ -123,6 +129,9 @@ public sealed record BenchOptions
     public bool DeleteStream { get; init; }
 
     public BenchOutput Output { get; init; } = BenchOutput.Text;
+
+    /// <summary>Group mode: the members' assignment fetch interval (their heartbeat); null: the consumer's default (0.4 × the server's consumer timeout).</summary>
+    public TimeSpan? FetchInterval { get; init; }
 
     /// <summary>The whole run fails if it has not finished by then (a lost ack would otherwise hang it).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);

@@ -134,17 +134,18 @@ internal static class StreamCommand
     private static Command DescribeCommand()
     {
         var name = StreamName();
-        var command = new Command("describe", "Show a stream's partitions: leader, replicas, ISR, high watermark, newest offset, paused, readonly") { name };
+        var command = new Command("describe", "Show a stream's partitions: leader, replicas, ISR, high watermark, newest offset, paused, readonly, and the consumer groups reading each with their lag") { name };
         ClientCommand.SetAction(command, new ConnectionFlags(), async (session, parsed) =>
         {
             var stream = await session.GetStreamAsync(parsed.GetRequiredValue(name)).ConfigureAwait(false);
+            var groups = await GroupCommand.GroupsReadingAsync(session, stream.Name).ConfigureAwait(false);
             var partitions = new List<PartitionJson>();
             foreach (var id in stream.Partitions.Keys.Order())
             {
                 // The leader's view: cluster metadata does not carry offsets and states.
                 var partition = await session.Client.FetchPartitionMetadataAsync(stream.Name, id, session.Interrupted).ConfigureAwait(false);
                 partitions.Add(new PartitionJson(id, partition.LeaderId, partition.Replicas, partition.Isr, partition.HighWatermark, partition.NewestOffset,
-                    partition.Paused, partition.Readonly, Timestamps.FormatOrNull(partition.MessagesReceivedTimestamps.Latest)));
+                    partition.Paused, partition.Readonly, Timestamps.FormatOrNull(partition.MessagesReceivedTimestamps.Latest), groups.GetValueOrDefault(id) ?? []));
             }
 
             var description = new StreamDescriptionJson(stream.Name, stream.Subject, Timestamps.FormatOrNull(stream.CreationTime), partitions);
@@ -163,6 +164,22 @@ internal static class StreamCommand
             }
 
             session.Output.Write(table);
+
+            // Groups get a table of their own: one row per group and partition keeps the partition table narrow.
+            if (partitions.Any(p => p.Groups.Count > 0))
+            {
+                var lag = CommandOutput.CreateTable("PARTITION", "GROUP", "MEMBER", "COMMITTED", "LAG");
+                foreach (var p in partitions)
+                {
+                    foreach (var g in p.Groups)
+                    {
+                        CommandOutput.AddRow(lag, Number(p.Id), g.Group, g.Member, g.CommittedOffset is { } c ? Number(c) : "-", g.Lag is { } l ? Number(l) : "-");
+                    }
+                }
+
+                session.Output.Write(lag);
+            }
+
             return 0;
         });
         return command;

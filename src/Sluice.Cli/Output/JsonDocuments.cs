@@ -17,7 +17,24 @@ internal sealed record PartitionJson(
     long NewestOffset,
     bool Paused,
     bool Readonly,
-    string? LatestMessageTime);
+    string? LatestMessageTime,
+    IReadOnlyList<PartitionGroupJson> Groups);
+
+/// <summary>A consumer group reading a partition (in `stream describe`): its member there, committed offset and lag.</summary>
+internal sealed record PartitionGroupJson(string Group, string Member, long? CommittedOffset, long? Lag);
+
+internal sealed record GroupJson(string GroupId, string Coordinator, ulong Epoch, int Members, IReadOnlyList<string> Streams);
+
+internal sealed record GroupAssignmentJson(string Stream, IReadOnlyList<int> Partitions);
+
+/// <summary>A group member; <c>LastHeartbeatAgeMs</c> is null when the group's coordinator could not be asked.</summary>
+internal sealed record GroupMemberJson(string ConsumerId, IReadOnlyList<string> Streams, long? LastHeartbeatAgeMs, IReadOnlyList<GroupAssignmentJson> Assignments);
+
+/// <summary>An assigned partition: <c>CommittedOffset</c> and <c>Lag</c> are null while the group has no cursor there.</summary>
+internal sealed record GroupPartitionJson(string Stream, int Partition, string ConsumerId, long? CommittedOffset, long HighWatermark, long NewestOffset, long? Lag, string? Error);
+
+/// <summary><c>TotalLag</c> is the sum of the partitions' lags, null unless every partition has one.</summary>
+internal sealed record GroupDescriptionJson(string GroupId, string Coordinator, ulong Epoch, long? TotalLag, IReadOnlyList<GroupMemberJson> Members, IReadOnlyList<GroupPartitionJson> Partitions);
 
 internal sealed record StreamDescriptionJson(string Name, string Subject, string? CreationTime, IReadOnlyList<PartitionJson> Partitions);
 
@@ -48,6 +65,8 @@ internal sealed record MessageJson(
 [JsonSerializable(typeof(IReadOnlyList<StreamJson>))]
 [JsonSerializable(typeof(StreamDescriptionJson))]
 [JsonSerializable(typeof(StreamChangeJson))]
+[JsonSerializable(typeof(IReadOnlyList<GroupJson>))]
+[JsonSerializable(typeof(GroupDescriptionJson))]
 [JsonSerializable(typeof(AckJson))]
 [JsonSerializable(typeof(MessageJson))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

@@ -39,6 +39,13 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
     /// <summary>Each group's latest state (null once deleted) with the revision it was seen at: older news is ignored.</summary>
     private readonly Dictionary<string, (GroupView? View, long Revision)> _groups = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// The revision up to which this server has seen every change of every group (the watch, or a full read). A deleted
+    /// group's entry is dropped once this passes its deletion, and news of a group not known here at or below it is
+    /// stale (a live group at or below it would be known), so dropped entries never come back from a late read.
+    /// </summary>
+    private long _seenThrough;
+
     /// <summary>On the coordinator: when each member last fetched its assignments (Environment.TickCount64).</summary>
     private readonly Dictionary<(string Group, string Consumer), long> _lastSeen = [];
 
@@ -92,6 +99,24 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }
     }
 
+    /// <summary>Every group as the store holds it now, by id (any broker answers the same).</summary>
+    public async Task<List<GroupView>> ListAsync(CancellationToken cancellationToken)
+    {
+        var all = await _store.GetPrefixAsync(KeyPrefix, cancellationToken).ConfigureAwait(false);
+        return [.. all.Kvs.Select(ViewOf).OrderBy(v => v.Id, StringComparer.Ordinal)];
+    }
+
+    /// <summary>On the group's coordinator: how long ago each member last fetched its assignments; empty elsewhere.</summary>
+    public Dictionary<string, TimeSpan> HeartbeatAges(string groupId)
+    {
+        lock (_gate)
+        {
+            var now = Environment.TickCount64;
+            return _lastSeen.Where(e => e.Key.Group == groupId)
+                .ToDictionary(e => e.Key.Consumer, e => TimeSpan.FromMilliseconds(now - e.Value), StringComparer.Ordinal);
+        }
+    }
+
     // ---------------------------------------------------------------- the four RPCs
 
     public async Task<JoinConsumerGroupResponse> JoinAsync(JoinConsumerGroupRequest request, CancellationToken cancellationToken)
@@ -102,7 +127,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             throw new InvalidRequestException("No streams provided");
         }
 
-        var view = await MutateAsync(request.GroupId, current =>
+        var (view, revision, _) = await MutateWithRevisionAsync(request.GroupId, current =>
         {
             if (current?.Member(request.ConsumerId) is not null)
             {
@@ -124,6 +149,12 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }, cancellationToken).ConfigureAwait(false);
 
         LogJoined(_logger, request.ConsumerId, request.GroupId, view!.Epoch);
+        await EmitActivityAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.JoinConsumerGroup,
+            JoinConsumerGroupOp = new JoinConsumerGroupOp { GroupId = request.GroupId, ConsumerId = request.ConsumerId, Streams = { request.Streams } },
+            ConsumerGroupRebalanceOp = RebalanceOp(request.GroupId, view, "joined"),
+        }).ConfigureAwait(false);
 
         // Groups keep their positions in cursors (__group:<groupId>): they need the cursors stream.
         await _placement.EnsureCursorsStreamAsync(cancellationToken).ConfigureAwait(false);
@@ -144,7 +175,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
 
     private async Task LeaveAsync(string groupId, string consumerId, bool expired, CancellationToken cancellationToken)
     {
-        var view = await MutateAsync(groupId, current =>
+        var (view, revision, _) = await MutateWithRevisionAsync(groupId, current =>
         {
             if (current is null)
             {
@@ -168,6 +199,12 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }, cancellationToken).ConfigureAwait(false);
 
         LogLeft(_logger, consumerId, groupId, expired ? "expired" : "left", view?.Epoch);
+        await EmitActivityAsync(revision, new ActivityStreamEvent
+        {
+            Op = ActivityStreamOp.LeaveConsumerGroup,
+            LeaveConsumerGroupOp = new LeaveConsumerGroupOp { GroupId = groupId, ConsumerId = consumerId, Expired = expired },
+            ConsumerGroupRebalanceOp = RebalanceOp(groupId, view, expired ? "expired" : "left"),
+        }).ConfigureAwait(false);
     }
 
     public async Task<FetchConsumerGroupAssignmentsResponse> FetchAssignmentsAsync(FetchConsumerGroupAssignmentsRequest request, CancellationToken cancellationToken)
@@ -256,7 +293,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
     /// <summary>Gives the groups of a broker that is gone to live ones (the controller calls this in a cluster).</summary>
     public async Task MoveCoordinatorAsync(string groupId, string deadCoordinator, CancellationToken cancellationToken)
     {
-        var view = await MutateAsync(groupId, current =>
+        var (view, revision, changed) = await MutateWithRevisionAsync(groupId, current =>
         {
             if (current is null || current.Coordinator != deadCoordinator || _placement.IsAlive(current.Coordinator))
             {
@@ -270,9 +307,10 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             return next;
         }, cancellationToken).ConfigureAwait(false);
 
-        if (view is not null && view.Coordinator != deadCoordinator)
+        if (changed && view is not null && view.Coordinator != deadCoordinator)
         {
             LogCoordinatorMoved(_logger, groupId, deadCoordinator, view.Coordinator, view.Epoch);
+            await EmitRebalanceAsync(revision, groupId, view, "coordinator moved").ConfigureAwait(false);
         }
     }
 
@@ -382,7 +420,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
     /// concurrent change. The change returns the new record, null to delete the group, or the current record
     /// itself for "nothing to do". It may throw to refuse.
     /// </summary>
-    private async Task<GroupView?> MutateAsync(string groupId, Func<GroupView?, ConsumerGroupRecord?> change, CancellationToken cancellationToken)
+    private async Task<(GroupView? View, long Revision, bool Changed)> MutateWithRevisionAsync(string groupId, Func<GroupView?, ConsumerGroupRecord?> change, CancellationToken cancellationToken)
     {
         var key = Key(groupId);
         while (true)
@@ -393,12 +431,12 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             var next = change(current);
             if (current is not null && ReferenceEquals(next, current.Record))
             {
-                return current;
+                return (current, current.ModRevision, false);
             }
 
             if (current is null && next is null)
             {
-                return null;
+                return (null, read.Header.Revision, false);
             }
 
             var compare = current is null ? Compare.Version(key, CompareResult.Equal, 0) : Compare.ModRevision(key, CompareResult.Equal, current.ModRevision);
@@ -412,14 +450,15 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             var revision = response.Header.Revision;
             var view = next is null ? null : new GroupView(next, revision, current is null ? 0 : (ulong)revision);
             Apply(groupId, view, revision);
-            return view;
+            return (view, revision, true);
         }
     }
 
     private static GroupView ViewOf(KeyValue kv) =>
         new(ConsumerGroupRecord.Parser.ParseFrom(kv.Value), kv.ModRevision, GroupView.EpochOf(kv.Version, kv.ModRevision));
 
-    private async Task<GroupView?> RefreshAsync(string groupId, CancellationToken cancellationToken)
+    /// <summary>The group as the store holds it now (this server's copy is brought up to date too), or null.</summary>
+    public async Task<GroupView?> RefreshAsync(string groupId, CancellationToken cancellationToken)
     {
         var read = await _store.RangeAsync(new RangeRequest(Key(groupId)), cancellationToken).ConfigureAwait(false);
         var view = read.Kvs.Count == 0 ? null : ViewOf(read.Kvs[0]);
@@ -436,6 +475,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
             Apply(view.Id, view, kv.ModRevision);
         }
 
+        SeenThrough(all.Header.Revision);
         return all.Header.Revision;
     }
 
@@ -445,9 +485,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         List<GroupFence> ended = [];
         lock (_gate)
         {
-            if (_groups.TryGetValue(groupId, out var known) && known.Revision >= revision)
+            if (_groups.TryGetValue(groupId, out var known) ? known.Revision >= revision : view is null || revision <= _seenThrough)
             {
-                return;
+                return; // older news; or a group not known here that is gone, or was deleted before _seenThrough
             }
 
             _groups[groupId] = (view, revision);
@@ -484,6 +524,77 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
         }
     }
 
+    /// <summary>Every change up to <paramref name="revision"/> is in: deleted groups' entries at or below it go.</summary>
+    private void SeenThrough(long revision)
+    {
+        lock (_gate)
+        {
+            if (revision <= _seenThrough)
+            {
+                return;
+            }
+
+            _seenThrough = revision;
+            foreach (var (groupId, entry) in _groups.Where(e => e.Value.View is null && e.Value.Revision <= revision).ToList())
+            {
+                _groups.Remove(groupId);
+            }
+        }
+    }
+
+    /// <summary>Groups this server keeps an entry for, deleted ones not yet dropped included (tests watch it for leaks).</summary>
+    internal int TrackedGroupCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _groups.Count;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- activity
+
+    /// <summary>
+    /// Publishes a group change to <c>__activity</c> (when <c>activity.stream.enabled</c>), from the broker that made it,
+    /// with the change's store revision as its id, like the stream events. Best effort, as those: a failure is logged.
+    /// </summary>
+    private async Task EmitActivityAsync(long revision, ActivityStreamEvent activity)
+    {
+        if (!_broker.Options.Activity.Enabled)
+        {
+            return;
+        }
+
+        activity.Id = (ulong)revision;
+        try
+        {
+            await _broker.PublishActivityAsync(activity.ToByteArray(), _broker.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerException or OperationCanceledException or Sluice.Storage.Log.CommitLogException)
+        {
+            LogActivityFailed(_logger, ex, activity.Op.ToString());
+        }
+    }
+
+    /// <summary>A change of assignments or coordinator without a join or leave: Sluice's own op (docs/consumer-groups.md).</summary>
+    private Task EmitRebalanceAsync(long revision, string groupId, GroupView view, string reason) =>
+        EmitActivityAsync(revision, new ActivityStreamEvent { Op = ActivityStreamOp.RebalanceConsumerGroup, ConsumerGroupRebalanceOp = RebalanceOp(groupId, view, reason) });
+
+    private static ConsumerGroupRebalanceOp RebalanceOp(string groupId, GroupView? view, string reason)
+    {
+        var op = new ConsumerGroupRebalanceOp { GroupId = groupId, Reason = reason, Deleted = view is null };
+        if (view is not null)
+        {
+            op.Epoch = view.Epoch;
+            op.Coordinator = view.Coordinator;
+            op.Members.AddRange(view.Record.Members.Select(m => new ConsumerGroupMemberAssignments { ConsumerId = m.Id, Assignments = { m.Assignments.Select(a => a.Clone()) } }));
+        }
+
+        return op;
+    }
+
     // ---------------------------------------------------------------- background work
 
     private async Task WatchGroupsAsync(long fromRevision, CancellationToken cancellationToken)
@@ -500,6 +611,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                         Apply(groupId, e.Type == WatchEventType.Put ? ViewOf(e.Kv) : null, e.Kv.ModRevision);
                     }
 
+                    SeenThrough(response.EventRevision);
                     fromRevision = response.EventRevision + 1;
                 }
             }
@@ -541,6 +653,7 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
                     Apply(gone.Id, null, all.Header.Revision);
                 }
 
+                SeenThrough(all.Header.Revision);
                 return all.Header.Revision + 1;
             }
             catch (Exception ex) when (ex is MetadataStoreException or IOException)
@@ -593,8 +706,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
     /// Removes streams that no longer exist from the group's members and hands their partitions out again.
     /// <paramref name="deleted"/> counts as gone even if this broker's view still has it (the watch can be ahead of it).
     /// </summary>
-    private Task<GroupView?> DropDeletedStreamsAsync(string groupId, CancellationToken cancellationToken, string? deleted = null) =>
-        MutateAsync(groupId, current =>
+    private async Task DropDeletedStreamsAsync(string groupId, CancellationToken cancellationToken, string? deleted = null)
+    {
+        var (view, revision, changed) = await MutateWithRevisionAsync(groupId, current =>
         {
             bool Exists(string s) => s != deleted && _placement.PartitionCount(s) > 0;
             if (current is null || current.Record.Members.All(m => m.Streams.All(Exists)))
@@ -612,7 +726,12 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
 
             GroupAssignor.Assign(next.Members, s => Exists(s) ? _placement.PartitionCount(s) : 0);
             return next;
-        }, cancellationToken);
+        }, cancellationToken).ConfigureAwait(false);
+        if (changed && view is not null)
+        {
+            await EmitRebalanceAsync(revision, groupId, view, "stream deleted").ConfigureAwait(false);
+        }
+    }
 
     /// <summary>On the coordinator: removes members that have not fetched their assignments within the consumer timeout.</summary>
     private async Task ExpireMembersAsync(CancellationToken cancellationToken)
@@ -705,6 +824,9 @@ internal sealed partial class ConsumerGroups : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not give consumer group {Group} a new coordinator; trying again")]
     private static partial void LogMoveFailed(ILogger logger, Exception exception, string group);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not publish the {Op} activity event")]
+    private static partial void LogActivityFailed(ILogger logger, Exception exception, string op);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not remove expired consumer {Consumer} from group {Group}; trying again")]
     private static partial void LogExpiryFailed(ILogger logger, Exception exception, string consumer, string group);

@@ -152,6 +152,7 @@ public sealed class SluiceServer : IAsyncDisposable
             {
                 groups = new ConsumerGroups(broker, store, new SingleNodeGroupPlacement(broker), loggers);
                 new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups, authorizer).Register(registry);
+                new AdminService(broker, groups, node: null, authorizer).Register(registry);
             }
             else
             {
@@ -167,6 +168,7 @@ public sealed class SluiceServer : IAsyncDisposable
                 }
 
                 new ApiService(broker, node, node.Brokers, groups, authorizer).Register(registry);
+                new AdminService(broker, groups, node, authorizer).Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
 

@@ -747,6 +747,31 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         return policy == AckPolicy.None ? null : await receiver.Task.WaitAsync(Options.Activity.PublishTimeout, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// An activity event made outside a metadata operation (consumer-group changes), with `activity.stream.publish.ack.policy`
+    /// and `.timeout`; in a cluster it goes to the activity stream's leader. Nothing happens while the stream does not exist.
+    /// </summary>
+    public async Task PublishActivityAsync(byte[] value, CancellationToken cancellationToken)
+    {
+        if (!_streams.TryGetValue(ActivityStreamName, out var stream))
+        {
+            return;
+        }
+
+        var policy = Options.Activity.PublishAckPolicy switch
+        {
+            PublishAckPolicy.None => AckPolicy.None,
+            PublishAckPolicy.Leader => AckPolicy.Leader,
+            _ => AckPolicy.All,
+        };
+        var receiver = new AckWaiter();
+        await PublishAsync(stream.Partitions[0], NewInternalItem(stream.Partitions[0], null, value, receiver, policy), cancellationToken).ConfigureAwait(false);
+        if (policy != AckPolicy.None)
+        {
+            await receiver.Task.WaitAsync(Options.Activity.PublishTimeout, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Publishes a server record (cursor) and waits for its ack.</summary>
     public async Task<Ack> PublishInternalAsync(Partition partition, byte[]? key, byte[] value, CancellationToken cancellationToken)
     {

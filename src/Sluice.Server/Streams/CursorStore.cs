@@ -98,6 +98,10 @@ internal sealed class CursorStore(Broker broker)
         return -1;
     }
 
+    /// <summary>The partition of <c>__cursors</c> that holds this cursor, or null when there is no cursors stream.</summary>
+    public Partition? PartitionOf(string cursorId, string stream, int partition) =>
+        Enabled ? CursorsPartition(cursorId, stream, partition, out _) : null;
+
     /// <summary>In a cluster, the leader of the cursors partition answers (Liftbridge's text; clients route there).</summary>
     private static void ThrowIfNotLeader(Partition target)
     {
