@@ -23,4 +23,11 @@ public sealed partial class SluiceClient
         ThrowIfDisposed();
         return await InvokeAnyAsync(AdminPrefix + "DescribeConsumerGroup", new DescribeConsumerGroupRequest { GroupId = groupId }, DescribeConsumerGroupResponse.Parser, RpcKind.Other, null, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>The controller and the live brokers as the answering broker sees them (UNIMPLEMENTED on Liftbridge).</summary>
+    internal async Task<DescribeClusterResponse> DescribeClusterAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        return await InvokeAnyAsync(AdminPrefix + "DescribeCluster", new DescribeClusterRequest(), DescribeClusterResponse.Parser, RpcKind.Other, null, cancellationToken).ConfigureAwait(false);
+    }
 }

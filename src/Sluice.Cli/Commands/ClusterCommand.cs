@@ -39,6 +39,7 @@ internal static partial class ClusterCommand
             dataDir,
         };
         command.SetAction((parsed, ct) => RunAsync(parsed.GetValue(brokers), parsed.GetValue(basePort), Path.GetFullPath(parsed.GetValue(dataDir)!), ct));
+        command.Subcommands.Add(ClusterStatusCommand.Create());
         return command;
     }
 

@@ -39,7 +39,26 @@ internal sealed partial class AdminService(Broker broker, ConsumerGroups groups,
 
     public void Register(GrpcMethodRegistry registry) => registry
         .AddUnary<ListConsumerGroupsRequest, ListConsumerGroupsResponse>(ServiceName, "ListConsumerGroups", ListConsumerGroupsRequest.Parser, (r, c) => Run(() => { authz?.Check(c, "*", "ListConsumerGroups"); return ListAsync(c.CancellationToken); }))
-        .AddUnary<DescribeConsumerGroupRequest, DescribeConsumerGroupResponse>(ServiceName, "DescribeConsumerGroup", DescribeConsumerGroupRequest.Parser, (r, c) => Run(() => { authz?.Check(c, r.GroupId, "DescribeConsumerGroup"); return DescribeAsync(r, c.CancellationToken); }));
+        .AddUnary<DescribeConsumerGroupRequest, DescribeConsumerGroupResponse>(ServiceName, "DescribeConsumerGroup", DescribeConsumerGroupRequest.Parser, (r, c) => Run(() => { authz?.Check(c, r.GroupId, "DescribeConsumerGroup"); return DescribeAsync(r, c.CancellationToken); }))
+        .AddUnary<DescribeClusterRequest, DescribeClusterResponse>(ServiceName, "DescribeCluster", DescribeClusterRequest.Parser, (_, c) => Run(() => { authz?.Check(c, "*", "DescribeCluster"); return Task.FromResult(DescribeCluster()); }));
+
+    private DescribeClusterResponse DescribeCluster()
+    {
+        if (node is null)
+        {
+            return new DescribeClusterResponse { ServerId = broker.ServerId, Brokers = { broker.ServerId } };
+        }
+
+        var snapshot = node.View.Current;
+        return new DescribeClusterResponse
+        {
+            ServerId = broker.ServerId,
+            Clustered = true,
+            Controller = snapshot.Controller?.BrokerId ?? string.Empty,
+            MetadataRevision = snapshot.Revision,
+            Brokers = { snapshot.Brokers.Keys.Order(StringComparer.Ordinal) },
+        };
+    }
 
     private async ValueTask<T> Run<T>(Func<Task<T>> action)
     {
