@@ -11,17 +11,6 @@ namespace Sluice.Cli.Tests;
 /// <summary><c>sluice serve</c> with <c>tls.client.authz</c>: SIGHUP reloads the policy; bad settings stop the start.</summary>
 public sealed partial class AuthorizationReloadTests
 {
-    private const string Model = """
-        [request_definition]
-        r = sub, obj, act
-        [policy_definition]
-        p = sub, obj, act
-        [policy_effect]
-        e = some(where (p.eft == allow))
-        [matchers]
-        m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
-        """;
-
     private static string Config(TempDirectory dir, TestCertificate certificate, bool clientAuth = true) => $"""
         host: 127.0.0.1
         tls:
@@ -39,7 +28,7 @@ public sealed partial class AuthorizationReloadTests
     {
         using var dir = new TempDirectory("sluice-authz");
         var certificate = TestCertificate.CreateSelfSigned(dir);
-        await File.WriteAllTextAsync(dir.Sub("model.conf"), Model);
+        await File.WriteAllTextAsync(dir.Sub("model.conf"), AuthorizationFiles.LiftbridgeModel);
         await File.WriteAllTextAsync(dir.Sub("policy.csv"), "p, app, *, FetchMetadata\n");
         await File.WriteAllTextAsync(dir.Sub("sluice.yaml"), Config(dir, certificate));
         await using var sluice = SluiceProcess.Start("serve", "-c", dir.Sub("sluice.yaml"), "-p", "0", "-d", dir.Sub("data"));
@@ -77,7 +66,7 @@ public sealed partial class AuthorizationReloadTests
     {
         using var dir = new TempDirectory("sluice-authz");
         var certificate = TestCertificate.CreateSelfSigned(dir);
-        await File.WriteAllTextAsync(dir.Sub("model.conf"), Model);
+        await File.WriteAllTextAsync(dir.Sub("model.conf"), AuthorizationFiles.LiftbridgeModel);
         await File.WriteAllTextAsync(dir.Sub("policy.csv"), "p, app, *, FetchMetadata\n");
 
         await File.WriteAllTextAsync(dir.Sub("sluice.yaml"), Config(dir, certificate, clientAuth: false));
@@ -89,7 +78,7 @@ public sealed partial class AuthorizationReloadTests
         }
 
         await File.WriteAllTextAsync(dir.Sub("sluice.yaml"), Config(dir, certificate));
-        await File.WriteAllTextAsync(dir.Sub("model.conf"), Model.Replace("r.act == p.act", "globMatch(r.act, p.act)", StringComparison.Ordinal));
+        await File.WriteAllTextAsync(dir.Sub("model.conf"), AuthorizationFiles.LiftbridgeModel.Replace("r.act == p.act", "globMatch(r.act, p.act)", StringComparison.Ordinal));
         (code, sluice) = await SluiceProcess.RunAsync("serve", "-c", dir.Sub("sluice.yaml"), "-p", "0", "-d", dir.Sub("data"));
         await using (sluice)
         {

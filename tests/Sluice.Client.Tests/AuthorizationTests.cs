@@ -10,20 +10,6 @@ namespace Sluice.Client.Tests;
 /// <summary><c>tls.client.authz</c>: Liftbridge's ACL model enforced on a real server with client certificates.</summary>
 public sealed class AuthorizationTests : IAsyncLifetime, IDisposable
 {
-    private const string Model = """
-        [request_definition]
-        r = sub, obj, act
-
-        [policy_definition]
-        p = sub, obj, act
-
-        [policy_effect]
-        e = some(where (p.eft == allow))
-
-        [matchers]
-        m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
-        """;
-
     private const string Policy = """
         p, client1, *, FetchMetadata
         p, client1, foo, CreateStream
@@ -50,7 +36,7 @@ public sealed class AuthorizationTests : IAsyncLifetime, IDisposable
     public async Task InitializeAsync()
     {
         _authority = TestCertificate.CreateSelfSigned(_dir);
-        await File.WriteAllTextAsync(_dir.Sub("model.conf"), Model);
+        await File.WriteAllTextAsync(_dir.Sub("model.conf"), AuthorizationFiles.LiftbridgeModel);
         await File.WriteAllTextAsync(PolicyPath, Policy);
         _server = await RealServer.StartAsync(o => o with
         {

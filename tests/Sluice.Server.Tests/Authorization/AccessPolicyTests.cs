@@ -1,25 +1,12 @@
 using Sluice.Server.Authorization;
 
+using Sluice.TestKit;
+
 namespace Sluice.Server.Tests.Authorization;
 
 /// <summary>The Casbin model and CSV policy evaluation behind <c>tls.client.authz</c>.</summary>
 public sealed class AccessPolicyTests
 {
-    // Liftbridge's documented ACL model and example policy (documentation/authentication_authorization.md).
-    private const string AclModel = """
-        [request_definition]
-        r = sub, obj, act
-
-        [policy_definition]
-        p = sub, obj, act
-
-        [policy_effect]
-        e = some(where (p.eft == allow))
-
-        [matchers]
-        m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
-        """;
-
     private const string LiftbridgePolicy = """
         p, client1, *, FetchMetadata
         p, client1, foo, CreateStream
@@ -38,7 +25,7 @@ public sealed class AccessPolicyTests
     [Fact]
     public void Liftbridge_example_policy_allows_exactly_its_rules()
     {
-        var policy = AccessPolicy.Parse(AclModel, LiftbridgePolicy);
+        var policy = AccessPolicy.Parse(AuthorizationFiles.LiftbridgeModel, LiftbridgePolicy);
         Assert.Equal(12, policy.RuleCount);
         Assert.True(policy.Enforce("client1", "*", "FetchMetadata"));
         Assert.True(policy.Enforce("client1", "foo", "Publish"));
@@ -108,8 +95,8 @@ public sealed class AccessPolicyTests
     [Fact]
     public void An_empty_policy_allows_nothing_and_a_deny_only_model_allows_everything_else()
     {
-        Assert.False(AccessPolicy.Parse(AclModel, "").Enforce("client1", "*", "FetchMetadata"));
-        var denyOnly = AclModel.Replace("some(where (p.eft == allow))", "!some(where (p.eft == deny))", StringComparison.Ordinal)
+        Assert.False(AccessPolicy.Parse(AuthorizationFiles.LiftbridgeModel, "").Enforce("client1", "*", "FetchMetadata"));
+        var denyOnly = AuthorizationFiles.LiftbridgeModel.Replace("some(where (p.eft == allow))", "!some(where (p.eft == deny))", StringComparison.Ordinal)
             .Replace("p = sub, obj, act", "p = sub, obj, act, eft", StringComparison.Ordinal);
         var acl = AccessPolicy.Parse(denyOnly, "p, client1, foo, Publish, deny");
         Assert.False(acl.Enforce("client1", "foo", "Publish"));
@@ -118,7 +105,7 @@ public sealed class AccessPolicyTests
 
     [Theory]
     [InlineData("[matchers]\nm = r.sub == p.sub", "[request_definition] needs 'r = ...'")] // a section missing
-    [InlineData(AclModel + "\n[extra]\nx = 1", "unsupported section [extra]")]
+    [InlineData(AuthorizationFiles.LiftbridgeModel + "\n[extra]\nx = 1", "unsupported section [extra]")]
     [InlineData("[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = r.sub == p.sub && globMatch(r.obj, p.obj)", "line 8: unsupported matcher function 'globMatch'")]
     [InlineData("[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[policy_effect]\ne = max(p.eft)\n[matchers]\nm = r.sub == p.sub", "line 6: unsupported policy effect")]
     [InlineData("[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = r.user == p.sub", "'r.user' is not a field of the request definition")]
@@ -137,7 +124,7 @@ public sealed class AccessPolicyTests
     [InlineData("p, \"client1, foo, Publish", "line 1: unterminated quote")]
     public void A_policy_line_it_cannot_read_is_refused_with_its_line(string policy, string reason)
     {
-        var error = Assert.Throws<FormatException>(() => AccessPolicy.Parse(AclModel, policy, "model.conf", "policy.csv"));
+        var error = Assert.Throws<FormatException>(() => AccessPolicy.Parse(AuthorizationFiles.LiftbridgeModel, policy, "model.conf", "policy.csv"));
         Assert.Contains("policy.csv " + reason, error.Message, StringComparison.Ordinal);
     }
 
