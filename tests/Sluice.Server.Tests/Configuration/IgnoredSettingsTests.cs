@@ -11,7 +11,6 @@ public class IgnoredSettingsTests
             """
             clustering.raft.bootstrap.seed: true
             clustering.replica.max.leader.timeout: 30s
-            tls.client.authz.enabled: true
             nats.embedded.config: nats.conf
             telemetry.enabled: true
             groups.consumer.timeout: 1m
@@ -22,8 +21,7 @@ public class IgnoredSettingsTests
 
         var keys = loaded.IgnoredSettings.Select(s => s.Key).ToList();
         Assert.Equal(
-            ["tls.client.authz.enabled", "clustering.raft.bootstrap.seed", "clustering.replica.max.leader.timeout",
-             "telemetry.enabled"],
+            ["clustering.raft.bootstrap.seed", "clustering.replica.max.leader.timeout", "telemetry.enabled"],
             keys);
         var seed = loaded.IgnoredSettings.Single(s => s.Key == "clustering.raft.bootstrap.seed");
         Assert.Equal("flag --raft-bootstrap-seed", seed.Source);
