@@ -115,6 +115,8 @@ internal static class ConfigKeys
         Key("grpc.max.connections", (o, v) => o with { GrpcMaxConnections = v.Int(1, 1_000_000) }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
         Key("grpc.max.connections.per.address", (o, v) => o with { GrpcMaxConnectionsPerAddress = v.Int(1, 1_000_000) }),
+        Key("monitor.listen", (o, v) => o with { Monitor = o.Monitor with { Listen = v.HostPort() } }),
+        Key("monitor.partition.series.max", (o, v) => o with { Monitor = o.Monitor with { PartitionSeriesMax = v.Int(0, 100_000) } }),
         Key("subscriptions.max.buffered.bytes", (o, v) => o with { SubscriptionsMaxBufferedBytes = v.Long(1L << 20, long.MaxValue) }),
     ];
 
