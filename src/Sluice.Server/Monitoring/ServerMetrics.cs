@@ -136,7 +136,7 @@ internal sealed class ServerMetrics : IDisposable
         lock (_selectionLock)
         {
             // The instruments of one scrape share one selection (each would otherwise sort every partition again).
-            if (now - _recentAt < 1000)
+            if (_recentAt != long.MinValue && now - _recentAt < 250)
             {
                 return _recent;
             }
