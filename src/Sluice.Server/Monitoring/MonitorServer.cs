@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
 using Sluice.Server.Hosting;
@@ -45,6 +46,7 @@ internal sealed partial class MonitorServer : IAsyncDisposable
         var listen = options.Monitor.Listen ?? throw new ArgumentException("monitor.listen is not set", nameof(options));
         var ownMeter = metrics.Meter;
         var meters = Sdk.CreateMeterProviderBuilder()
+            .ConfigureResource(resource => resource.AddService("sluice", serviceVersion: typeof(MonitorServer).Assembly.GetName().Version?.ToString()))
             .AddMeter(ServerMetrics.MeterName, "Sluice.Server.Nats")
             .AddRuntimeInstrumentation()
             // Another server in the same process (the tests' clusters) has a meter of the same name: only this one's counts.
