@@ -107,17 +107,18 @@ public sealed class SluiceServer : IAsyncDisposable
         // The monitoring port opens first, so /healthz answers and /readyz says "recovering" while the data is opened.
         var metrics = new ServerMetrics(options.Monitor.PartitionSeriesMax);
         MonitorServer? monitor = null;
-        if (options.Monitor.Listen is not null)
+        try
         {
-            try
+            metrics.Provider = MetricsPipeline.Build(options, metrics);
+            if (options.Monitor.Listen is not null)
             {
-                monitor = await MonitorServer.StartAsync(options, metrics, loggers, ct).ConfigureAwait(false);
+                monitor = await MonitorServer.StartAsync(options, metrics.Provider!, loggers, ct).ConfigureAwait(false);
             }
-            catch
-            {
-                metrics.Dispose();
-                throw;
-            }
+        }
+        catch
+        {
+            metrics.Dispose();
+            throw;
         }
 
         // The store (or, in a cluster, the data lock) takes the data directory's lock: nothing in the directory (the

@@ -1,4 +1,3 @@
-using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -8,9 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using OpenTelemetry;
 using OpenTelemetry.Metrics;
-using OpenTelemetry.Resources;
 using Sluice.Server.Configuration;
 using Sluice.Server.Grpc;
 using Sluice.Server.Hosting;
@@ -40,53 +37,39 @@ internal sealed partial class MonitorServer : IAsyncDisposable
     /// <summary>The bound port (the OS-assigned one for port 0).</summary>
     public int Port { get; private set; }
 
-    /// <summary>Binds and serves. Throws if the address cannot be bound or the TLS files read.</summary>
-    public static async Task<MonitorServer> StartAsync(ServerOptions options, ServerMetrics metrics, ILoggerFactory loggers, CancellationToken ct)
+    /// <summary>
+    /// Binds and serves /metrics from <paramref name="meters"/> (built by <see cref="MetricsPipeline"/> with the Prometheus
+    /// exporter; the caller keeps and disposes it). Throws if the address cannot be bound or the TLS files read.
+    /// </summary>
+    public static async Task<MonitorServer> StartAsync(ServerOptions options, MeterProvider meters, ILoggerFactory loggers, CancellationToken ct)
     {
         var listen = options.Monitor.Listen ?? throw new ArgumentException("monitor.listen is not set", nameof(options));
-        var ownMeter = metrics.Meter;
-        var meters = Sdk.CreateMeterProviderBuilder()
-            .ConfigureResource(resource => resource.AddService("sluice", serviceVersion: typeof(MonitorServer).Assembly.GetName().Version?.ToString()))
-            .AddMeter(ServerMetrics.MeterName, "Sluice.Server.Nats")
-            .AddRuntimeInstrumentation()
-            // Another server in the same process (the tests' clusters) has a meter of the same name: only this one's counts.
-            .AddView(instrument => instrument.Meter.Name != ServerMetrics.MeterName ? null
-                : !ReferenceEquals(instrument.Meter, ownMeter) ? MetricStreamConfiguration.Drop
-                : CardinalityFor(instrument, options.Monitor.PartitionSeriesMax))
-            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0) // a scrape right after a publish sees it
-            .Build();
-
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "Sluice.Server.Monitor",
+            ContentRootPath = AppContext.BaseDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
+        builder.Services.AddSingleton(loggers);
+        builder.WebHost.ConfigureKestrel(kestrel => Listen(kestrel, listen, options.Tls));
+        var app = builder.Build();
+        var monitor = new MonitorServer(app, meters, loggers.CreateLogger<MonitorServer>());
+        monitor.Map(app);
         try
         {
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-            {
-                ApplicationName = "Sluice.Server.Monitor",
-                ContentRootPath = AppContext.BaseDirectory,
-                Args = ["--hostBuilder:reloadConfigOnChange=false"],
-            });
-            builder.Services.AddSingleton(loggers);
-            builder.WebHost.ConfigureKestrel(kestrel => Listen(kestrel, listen, options.Tls));
-            var app = builder.Build();
-            var monitor = new MonitorServer(app, meters, loggers.CreateLogger<MonitorServer>());
-            monitor.Map(app);
             await app.StartAsync(ct).ConfigureAwait(false);
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            monitor.Port = new Uri(address.Replace("://+", "://localhost", StringComparison.Ordinal)).Port;
-            LogListening(monitor._logger, address);
-            return monitor;
         }
         catch
         {
-            meters.Dispose();
+            await app.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-    }
 
-    /// <summary>Every instrument keeps OpenTelemetry's default of 2,000 series, except per-partition ones when the cap is higher.</summary>
-    private static MetricStreamConfiguration? CardinalityFor(Instrument instrument, int partitionSeriesMax) =>
-        instrument.Name.StartsWith("sluice.partition.", StringComparison.Ordinal) && partitionSeriesMax >= 2000
-            ? new MetricStreamConfiguration { CardinalityLimit = partitionSeriesMax + 1 }
-            : null;
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        monitor.Port = new Uri(address).Port;
+        LogListening(monitor._logger, address);
+        return monitor;
+    }
 
     /// <summary>The server is open: /readyz follows its state from now on.</summary>
     public void Started(SluiceServer server) => _server = server;
@@ -208,7 +191,6 @@ internal sealed partial class MonitorServer : IAsyncDisposable
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
-        _meters.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Monitoring port listening on {Address} (/metrics, /healthz, /readyz, /v1/*)")]

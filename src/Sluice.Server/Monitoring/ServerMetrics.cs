@@ -78,6 +78,9 @@ internal sealed class ServerMetrics : IDisposable
 
     public Meter Meter => _meter;
 
+    /// <summary>What exports these instruments (the monitoring port, OTLP); null when nothing does. Disposed with this.</summary>
+    public OpenTelemetry.Metrics.MeterProvider? Provider { get; set; }
+
     /// <summary>What the observable instruments read; set as the server starts.</summary>
     public Broker? Broker { get; set; }
 
@@ -312,5 +315,9 @@ internal sealed class ServerMetrics : IDisposable
 
     private Measurement<long> Connections() => new(Grpc?.ActiveConnections ?? 0);
 
-    public void Dispose() => _meter.Dispose();
+    public void Dispose()
+    {
+        Provider?.Dispose(); // flushes a last OTLP export
+        _meter.Dispose();
+    }
 }

@@ -55,3 +55,23 @@ public class MonitorListenTests
         Assert.Contains("monitor.listen", error.Message, StringComparison.Ordinal);
     }
 }
+
+public class MonitorOtlpSettingsTests
+{
+    [Fact]
+    public void Otlp_export_is_off_by_default_and_set_by_endpoint_protocol_and_interval()
+    {
+        Assert.Null(Load.Options("port: 9000").Monitor.OtlpEndpoint);
+        var options = Load.Options("monitor:\n  otlp.endpoint: http://127.0.0.1:4318\n  otlp.protocol: http/protobuf\n  otlp.interval: 15s\n").Monitor;
+        Assert.Equal(new Uri("http://127.0.0.1:4318"), options.OtlpEndpoint);
+        Assert.Equal(OtlpProtocol.HttpProtobuf, options.OtlpProtocol);
+        Assert.Equal(TimeSpan.FromSeconds(15), options.OtlpInterval);
+    }
+
+    [Theory]
+    [InlineData("monitor.otlp.endpoint: collector:4317")]
+    [InlineData("monitor.otlp.protocol: http/json")]
+    [InlineData("monitor.otlp.interval: 0s")]
+    public void A_bad_otlp_setting_is_refused(string yaml) =>
+        Assert.Contains("monitor.otlp", Load.Failure(yaml).Message, StringComparison.Ordinal);
+}

@@ -130,7 +130,8 @@ public sealed class MonitorTests
         using var dir = new TempDirectory("sluice-monitor");
         var options = WithMonitor(ServerOptions.Default with { Host = "127.0.0.1", Port = 0, DataDir = dir.Path });
         using var metrics = new ServerMetrics(options.Monitor.PartitionSeriesMax);
-        await using var monitor = await MonitorServer.StartAsync(options, metrics, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, CancellationToken.None);
+        metrics.Provider = MetricsPipeline.Build(options, metrics);
+        await using var monitor = await MonitorServer.StartAsync(options, metrics.Provider!, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, CancellationToken.None);
         using var http = NewClient();
         var url = $"http://127.0.0.1:{monitor.Port}";
 
