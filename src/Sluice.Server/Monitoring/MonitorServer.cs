@@ -59,6 +59,11 @@ internal sealed partial class MonitorServer : IAsyncDisposable
         {
             await app.StartAsync(ct).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw new MonitorListenException(listen, e); // names the monitoring port, not the gRPC one
+        }
         catch
         {
             await app.DisposeAsync().ConfigureAwait(false);
@@ -195,4 +200,11 @@ internal sealed partial class MonitorServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Monitoring port listening on {Address} (/metrics, /healthz, /readyz, /v1/*)")]
     private static partial void LogListening(ILogger logger, string address);
+}
+
+/// <summary>The monitoring port could not be bound (in use, not an address of this machine).</summary>
+public sealed class MonitorListenException(HostPort address, Exception inner)
+    : IOException($"cannot listen on the monitoring port {address}: {inner.Message}", inner)
+{
+    public HostPort Address { get; } = address;
 }
