@@ -6,6 +6,7 @@
 # usage: bench/monitor-ab.sh [checkout]     (build it first: dotnet build src/Sluice.Cli -c Release; dotnet build bench/Sluice.Bench -c Release)
 #   ROUNDS=3 RUNS=3 bench/monitor-ab.sh .
 #   ROWS="C" ROUNDS=4 bench/monitor-ab.sh .    # only some rows
+#   BASE=/tmp/sluice-base bench/monitor-ab.sh .  # also a checkout without the monitoring code (e.g. git archive of the parent commit, built), first in each round
 set -u
 repo=$(cd "${1:-.}" && pwd)
 ROUNDS=${ROUNDS:-2}
@@ -16,6 +17,10 @@ for round in $(seq "$ROUNDS"); do
     name=${row%%|*}; args=${row#*|}
     case " ${ROWS:-B C D} " in *" $name "*) ;; *) continue ;; esac
     echo "round $round row $name ($(cut -d' ' -f1-3 /proc/loadavg))"
+    if [ -n "${BASE:-}" ]; then
+      # shellcheck disable=SC2086
+      "$repo/bench/ab.sh" "$BASE" "$name-base" $args
+    fi
     # shellcheck disable=SC2086
     "$repo/bench/ab.sh" "$repo" "$name-off" $args
     mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

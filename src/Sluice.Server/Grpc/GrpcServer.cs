@@ -229,13 +229,13 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>One gRPC call, from request headers to the status.</summary>
-    private async Task HandleCallAsync(IGrpcExchange exchange)
+    private Task HandleCallAsync(IGrpcExchange exchange)
     {
         var path = exchange.Path;
         if (!HttpMethods.IsPost(exchange.Method))
         {
             exchange.SetStatusCode(StatusCodes.Status405MethodNotAllowed);
-            return;
+            return Task.CompletedTask;
         }
 
         if (exchange.ContentType is not { } contentType || !contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
@@ -244,7 +244,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
             exchange.SetStatusCode(StatusCodes.Status415UnsupportedMediaType);
             exchange.SetResponseHeader("grpc-status", ((int)GrpcStatusCode.Internal).ToString(System.Globalization.CultureInfo.InvariantCulture));
             exchange.SetResponseHeader("grpc-message", GrpcStatusMessage.Encode($"Content-Type '{exchange.ContentType}' is not supported; expected application/grpc"));
-            return;
+            return Task.CompletedTask;
         }
 
         exchange.SetResponseHeader("content-type", "application/grpc");
@@ -254,9 +254,15 @@ public sealed partial class GrpcServer : IAsyncDisposable
         {
             WriteStatus(exchange, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
             Metrics?.RpcEnded("/_OTHER/_OTHER", GrpcStatusCode.Unimplemented, System.Diagnostics.Stopwatch.GetTimestamp());
-            return;
+            return Task.CompletedTask;
         }
 
+        // Timed only while something reads the metric: otherwise a call pays no extra state machine for it.
+        return Metrics is { RpcTimed: true } metrics ? TimedAsync(metrics, exchange, path, method) : ServeAsync(exchange, path, method);
+    }
+
+    private async Task TimedAsync(Monitoring.ServerMetrics metrics, IGrpcExchange exchange, string path, GrpcMethod method)
+    {
         var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         var status = GrpcStatusCode.Unknown;
         try
@@ -265,7 +271,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         }
         finally
         {
-            Metrics?.RpcEnded(path, status, startedAt);
+            metrics.RpcEnded(path, status, startedAt);
         }
     }
 

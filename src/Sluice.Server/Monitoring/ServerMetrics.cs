@@ -101,6 +101,9 @@ internal sealed class ServerMetrics : IDisposable
 
     public void LeaderChanged(string stream) => _leaderChanges.Add(1, new KeyValuePair<string, object?>("messaging.destination.name", stream));
 
+    /// <summary>Whether gRPC calls are timed now (something listens to the call-duration histogram).</summary>
+    public bool RpcTimed => _rpcDuration.Enabled;
+
     /// <summary>One finished gRPC call. <paramref name="path"/> must be a registered method's (others are counted as "_OTHER").</summary>
     public void RpcEnded(string path, GrpcStatusCode status, long startedAt)
     {
