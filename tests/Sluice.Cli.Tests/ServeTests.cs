@@ -118,3 +118,35 @@ public class ServeTests
         Assert.Empty(sluice.Stderr);
     }
 }
+
+public class ServeMonitorTests
+{
+    [Fact]
+    public async Task The_monitor_listen_flag_opens_the_monitoring_port_beside_the_gRPC_port()
+    {
+        using var dir = new TempDirectory("sluice-cli-monitor");
+        await using var sluice = SluiceProcess.Start("serve", "--host", "127.0.0.1", "-p", "0", "-d", dir.Sub("data"), "--monitor-listen", "127.0.0.1:0");
+        var line = await sluice.WaitForLineAsync("Monitoring port listening on http://127.0.0.1:");
+        var port = int.Parse(Regex.Match(line, @"127\.0\.0\.1:(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        await sluice.WaitForLineAsync("serving proto.API on 127.0.0.1:");
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+        Assert.Equal("ready\n", await http.GetStringAsync($"http://127.0.0.1:{port}/readyz"));
+        await sluice.TerminateAsync();
+        Assert.Equal(0, await sluice.WaitForExitAsync());
+    }
+
+    [Fact]
+    public async Task A_monitoring_port_in_use_stops_the_start_with_status_1_naming_it()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        using var dir = new TempDirectory("sluice-cli-monitor");
+        var (code, sluice) = await SluiceProcess.RunAsync("serve", "--host", "127.0.0.1", "-p", "0", "-d", dir.Sub("data"), "--monitor-listen", $"127.0.0.1:{port}");
+        await using (sluice)
+        {
+            Assert.True(code == 1, sluice.Transcript());
+            Assert.Contains(sluice.Stdout.Concat(sluice.Stderr), l => l.Contains($"cannot listen on the monitoring port 127.0.0.1:{port}", StringComparison.Ordinal));
+        }
+    }
+}

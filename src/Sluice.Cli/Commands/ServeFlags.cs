@@ -33,11 +33,13 @@ internal sealed class ServeFlags
         "Bootstrap the cluster with these peer ids (accepted and ignored: single node)");
     public Option<string[]> EtcdEndpoints { get; } = Flag<string[]>("etcd-endpoints",
         "Keep the metadata in etcd at URL[,URL] (repeatable) instead of the data dir: for brokers that form a cluster");
+    public Option<string> MonitorListen { get; } = Flag<string>("monitor-listen",
+        "Serve /metrics, /healthz, /readyz and JSON views on HOST:PORT (default: off)");
 
     private IEnumerable<Option> All =>
     [
         Config, ServerId, Namespace, NatsServers, EmbeddedNats, EmbeddedNatsConfig, DataDir, Port, Host,
-        TlsCert, TlsKey, Level, RaftBootstrapSeed, RaftBootstrapPeers, EtcdEndpoints,
+        TlsCert, TlsKey, Level, RaftBootstrapSeed, RaftBootstrapPeers, EtcdEndpoints, MonitorListen,
     ];
 
     public void AddTo(Command command)
@@ -65,6 +67,7 @@ internal sealed class ServeFlags
         RaftBootstrapSeed = IsGiven(parsed, RaftBootstrapSeed) ? parsed.GetValue(RaftBootstrapSeed) : null,
         RaftBootstrapPeers = Given(parsed, RaftBootstrapPeers),
         EtcdEndpoints = Given(parsed, EtcdEndpoints),
+        MonitorListen = Given(parsed, MonitorListen),
     };
 
     private static T? Given<T>(ParseResult parsed, Option<T> option)

@@ -152,6 +152,11 @@ internal sealed partial class ReplicaManager : IAsyncDisposable
                 foreach (var partition in stream.Partitions)
                 {
                     var leadership = snapshot.Leadership(entry, partition.Id);
+                    if (partition.Leadership is { } before && (before.Leader != leadership.Leader || before.Epoch != leadership.Epoch))
+                    {
+                        _broker.Context.Metrics?.LeaderChanged(stream.Name);
+                    }
+
                     partition.Leadership = leadership;
                     partition.ApplyClusterState(snapshot.States.GetValueOrDefault((entry.Record.Request.Name, partition.Id)) ?? EmptyState);
                     if (partition.IsPaused)

@@ -28,6 +28,9 @@ public sealed record ConfigFlags
     /// <summary>`--etcd-endpoints`: each item may itself be comma-separated.</summary>
     public IReadOnlyList<string>? EtcdEndpoints { get; init; }
 
+    /// <summary>`--monitor-listen`: the monitoring port's host:port.</summary>
+    public string? MonitorListen { get; init; }
+
     /// <summary>The flags that were given, as (key, flag name, value).</summary>
     internal IEnumerable<(string Key, string Flag, RawSetting Value)> Settings()
     {
@@ -49,5 +52,6 @@ public sealed record ConfigFlags
         if (RaftBootstrapSeed is { } seed) { yield return ("clustering.raft.bootstrap.seed", "--raft-bootstrap-seed", S("--raft-bootstrap-seed", B(seed))); }
         if (RaftBootstrapPeers is not null) { yield return ("clustering.raft.bootstrap.peers", "--raft-bootstrap-peers", L("--raft-bootstrap-peers", RaftBootstrapPeers)); }
         if (EtcdEndpoints is not null) { yield return ("clustering.etcd.endpoints", "--etcd-endpoints", L("--etcd-endpoints", EtcdEndpoints)); }
+        if (MonitorListen is not null) { yield return ("monitor.listen", "--monitor-listen", S("--monitor-listen", MonitorListen)); }
     }
 }

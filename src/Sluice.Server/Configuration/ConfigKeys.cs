@@ -114,6 +114,11 @@ internal static class ConfigKeys
         Key("grpc.max.connections", (o, v) => o with { GrpcMaxConnections = v.Int(1, 1_000_000) }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
         Key("grpc.max.connections.per.address", (o, v) => o with { GrpcMaxConnectionsPerAddress = v.Int(1, 1_000_000) }),
+        Key("monitor.listen", (o, v) => o with { Monitor = o.Monitor with { Listen = v.HostPort() } }),
+        Key("monitor.partition.series.max", (o, v) => o with { Monitor = o.Monitor with { PartitionSeriesMax = v.Int(0, 100_000) } }),
+        Key("monitor.otlp.endpoint", (o, v) => o with { Monitor = o.Monitor with { OtlpEndpoint = OtlpEndpoint(v) } }),
+        Key("monitor.otlp.protocol", (o, v) => o with { Monitor = o.Monitor with { OtlpProtocol = OtlpProtocolOf(v) } }),
+        Key("monitor.otlp.interval", (o, v) => o with { Monitor = o.Monitor with { OtlpInterval = Positive(v) } }),
         Key("subscriptions.max.buffered.bytes", (o, v) => o with { SubscriptionsMaxBufferedBytes = v.Long(1L << 20, long.MaxValue) }),
     ];
 
@@ -187,6 +192,18 @@ internal static class ConfigKeys
 
         return endpoints;
     }
+
+    private static Uri OtlpEndpoint(ConfigValue v) =>
+        Uri.TryCreate(v.String().Trim(), UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Host.Length > 0
+            ? uri
+            : throw new InvalidSettingValueException("an http:// or https:// URL, such as http://127.0.0.1:4317");
+
+    private static OtlpProtocol OtlpProtocolOf(ConfigValue v) => v.String().Trim().ToLowerInvariant() switch
+    {
+        "grpc" => OtlpProtocol.Grpc,
+        "http/protobuf" => OtlpProtocol.HttpProtobuf,
+        _ => throw new InvalidSettingValueException("grpc or http/protobuf"),
+    };
 
     private static int ReplicationFactor(ConfigValue v)
     {

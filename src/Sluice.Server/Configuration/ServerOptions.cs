@@ -40,6 +40,7 @@ public sealed record ServerOptions
     public BatchOptions Batch { get; init; } = BatchOptions.Default;
     public StorageOptions Storage { get; init; } = StorageOptions.Default;
     public TelemetryOptions Telemetry { get; init; } = TelemetryOptions.Default;
+    public MonitorOptions Monitor { get; init; } = MonitorOptions.Default;
 
     /// <summary>`grpc.transport`: whose HTTP/2 serves the gRPC API, Kestrel's or the server's own (Sluice only).</summary>
     public Grpc.GrpcServerTransport GrpcTransport { get; init; } = Grpc.GrpcServerTransport.Native;

@@ -33,6 +33,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
     private Http2Listener? _native;
+    private int _kestrelConnections;
 
     public GrpcServer(GrpcServerOptions options, GrpcMethodRegistry methods, ILoggerFactory? loggerFactory = null)
     {
@@ -46,6 +47,12 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     public GrpcHealth Health { get; } = new();
+
+    /// <summary>Where calls are counted and timed; null counts nothing. Set before <see cref="StartAsync"/>.</summary>
+    internal Monitoring.ServerMetrics? Metrics { get; set; }
+
+    /// <summary>Connections open now, on either transport.</summary>
+    public int ActiveConnections => _native?.ConnectionCount ?? Volatile.Read(ref _kestrelConnections);
 
     /// <summary>The native transport's listener once started (null with Kestrel), for tests.</summary>
     internal Http2Listener? NativeListener => _native;
@@ -172,6 +179,19 @@ public sealed partial class GrpcServer : IAsyncDisposable
                 listen.Use(perAddress.Wrap); // first, so a refused connection costs no TLS handshake
             }
 
+            listen.Use(next => async connection =>
+            {
+                Interlocked.Increment(ref _kestrelConnections);
+                try
+                {
+                    await next(connection).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _kestrelConnections);
+                }
+            });
+
             if (_options.Tls is { } tls)
             {
                 listen.UseHttps(CreateHttpsOptions(tls));
@@ -193,7 +213,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         }
     }
 
-    private static HttpsConnectionAdapterOptions CreateHttpsOptions(GrpcServerTlsOptions tls)
+    internal static HttpsConnectionAdapterOptions CreateHttpsOptions(GrpcServerTlsOptions tls)
     {
         var https = new HttpsConnectionAdapterOptions
         {
@@ -209,13 +229,13 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>One gRPC call, from request headers to the status.</summary>
-    private async Task HandleCallAsync(IGrpcExchange exchange)
+    private Task HandleCallAsync(IGrpcExchange exchange)
     {
         var path = exchange.Path;
         if (!HttpMethods.IsPost(exchange.Method))
         {
             exchange.SetStatusCode(StatusCodes.Status405MethodNotAllowed);
-            return;
+            return Task.CompletedTask;
         }
 
         if (exchange.ContentType is not { } contentType || !contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
@@ -224,7 +244,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
             exchange.SetStatusCode(StatusCodes.Status415UnsupportedMediaType);
             exchange.SetResponseHeader("grpc-status", ((int)GrpcStatusCode.Internal).ToString(System.Globalization.CultureInfo.InvariantCulture));
             exchange.SetResponseHeader("grpc-message", GrpcStatusMessage.Encode($"Content-Type '{exchange.ContentType}' is not supported; expected application/grpc"));
-            return;
+            return Task.CompletedTask;
         }
 
         exchange.SetResponseHeader("content-type", "application/grpc");
@@ -233,14 +253,35 @@ public sealed partial class GrpcServer : IAsyncDisposable
         if (!_methods.TryGet(path, out var method))
         {
             WriteStatus(exchange, null, GrpcStatusCode.Unimplemented, $"unknown method {path}");
-            return;
+            Metrics?.RpcEnded("/_OTHER/_OTHER", GrpcStatusCode.Unimplemented, System.Diagnostics.Stopwatch.GetTimestamp());
+            return Task.CompletedTask;
         }
 
+        // Timed only while something reads the metric: otherwise a call pays no extra state machine for it.
+        return Metrics is { RpcTimed: true } metrics ? TimedAsync(metrics, exchange, path, method) : ServeAsync(exchange, path, method);
+    }
+
+    private async Task TimedAsync(Monitoring.ServerMetrics metrics, IGrpcExchange exchange, string path, GrpcMethod method)
+    {
+        var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        var status = GrpcStatusCode.Unknown;
+        try
+        {
+            status = await ServeAsync(exchange, path, method).ConfigureAwait(false);
+        }
+        finally
+        {
+            metrics.RpcEnded(path, status, startedAt);
+        }
+    }
+
+    /// <summary>A known method's call, after its headers were checked; returns the status it ended with.</summary>
+    private async Task<GrpcStatusCode> ServeAsync(IGrpcExchange exchange, string path, GrpcMethod method)
+    {
         var encoding = exchange.RequestHeader("grpc-encoding");
         if (encoding is not null && encoding != GrpcCompression.Identity && encoding != GrpcCompression.Gzip)
         {
-            WriteStatus(exchange, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
-            return;
+            return Ended(exchange, null, GrpcStatusCode.Unimplemented, $"grpc-encoding '{encoding}' is not supported (supported: {GrpcCompression.AcceptEncoding})");
         }
 
         TimeSpan? timeout = null;
@@ -248,8 +289,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         {
             if (!GrpcTimeout.TryParse(timeoutHeader, out var parsed))
             {
-                WriteStatus(exchange, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
-                return;
+                return Ended(exchange, null, GrpcStatusCode.Internal, $"malformed grpc-timeout '{timeoutHeader}'");
             }
 
             timeout = parsed;
@@ -276,33 +316,36 @@ public sealed partial class GrpcServer : IAsyncDisposable
         try
         {
             await method.InvokeAsync(call).ConfigureAwait(false);
-            WriteStatus(exchange, call, GrpcStatusCode.OK, null);
+            return Ended(exchange, call, GrpcStatusCode.OK, null);
         }
         catch (GrpcException ex)
         {
-            WriteStatus(exchange, call, ex.StatusCode, ex.Detail);
+            return Ended(exchange, call, ex.StatusCode, ex.Detail);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException && callCancel.IsCancellationRequested)
         {
             if (exchange.Aborted.IsCancellationRequested)
             {
                 LogClientGone(_logger, path);    // nobody left to tell
+                return GrpcStatusCode.Cancelled;
             }
-            else if (deadline.IsCancellationRequested)
-            {
-                WriteStatus(exchange, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded");
-            }
-            else
-            {
-                WriteStatus(exchange, call, GrpcStatusCode.Unavailable, "the server is shutting down");
-            }
+
+            return deadline.IsCancellationRequested
+                ? Ended(exchange, call, GrpcStatusCode.DeadlineExceeded, "Deadline Exceeded")
+                : Ended(exchange, call, GrpcStatusCode.Unavailable, "the server is shutting down");
         }
         catch (Exception ex)
         {
             LogHandlerFailed(_logger, ex, path);
             // The log has the exception; its type and message (paths, internals) are not the client's to see.
-            WriteStatus(exchange, call, GrpcStatusCode.Internal, "Exception was thrown by handler");
+            return Ended(exchange, call, GrpcStatusCode.Internal, "Exception was thrown by handler");
         }
+    }
+
+    private static GrpcStatusCode Ended(IGrpcExchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
+    {
+        WriteStatus(exchange, call, code, message);
+        return code;
     }
 
     /// <summary>

@@ -55,6 +55,11 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}. To start with what is readable, stop here and run `sluice repair --data-dir {DataDir}` (see docs/operations.md)", e.Message, options.DataDir);
             return 1;
         }
+        catch (Monitoring.MonitorListenException e)
+        {
+            logger.LogError("Cannot start the server: {Reason}", e.Message);
+            return 1;
+        }
         catch (Exception e) when (IsBindFailure(e))
         {
             logger.LogError("Cannot listen on {Endpoint}: {Reason}", endpoint, e.InnerException?.Message ?? e.Message);

@@ -8,6 +8,7 @@ using Sluice.Server.Cluster.Replication;
 using Sluice.Server.Configuration;
 using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
+using Sluice.Server.Monitoring;
 using Sluice.Server.Nats;
 using Sluice.Server.Streams;
 using Sluice.Storage.Metadata;
@@ -52,6 +53,19 @@ public sealed class SluiceServer : IAsyncDisposable
 
     /// <summary>The advertised host (what FetchMetadata reports).</summary>
     public string AdvertisedHost => Options.AdvertisedAddress.Host;
+
+    /// <summary>The monitoring port's bound port; null when `monitor.listen` is not set.</summary>
+    public int? MonitorPort => Monitor?.Port;
+
+    /// <summary>When the server finished starting (UTC).</summary>
+    public DateTime StartedAt { get; } = DateTime.UtcNow;
+
+    internal MonitorServer? Monitor { get; private init; }
+
+    internal ServerMetrics Metrics { get; private init; } = null!;
+
+    /// <summary>The brokers as FetchMetadata lists them (this one alone on a single node).</summary>
+    internal Func<IEnumerable<Sluice.Protocol.Api.Broker>> BrokerList { get; private init; } = () => [];
 
     /// <summary>Health of the gRPC endpoint ("" and "proto.API").</summary>
     public GrpcHealth Health => _grpc.Health;
@@ -99,6 +113,23 @@ public sealed class SluiceServer : IAsyncDisposable
         options = options with { Storage = options.Storage with { MaxOpenFiles = limits.MaxOpenFiles } };
         var authorizer = Authorizer.Create(options.Tls, loggers); // before anything opens: bad policy files stop the start here
 
+        // The monitoring port opens first, so /healthz answers and /readyz says "recovering" while the data is opened.
+        var metrics = new ServerMetrics(options.Monitor.PartitionSeriesMax);
+        MonitorServer? monitor = null;
+        try
+        {
+            metrics.Provider = MetricsPipeline.Build(options, metrics);
+            if (options.Monitor.Listen is not null)
+            {
+                monitor = await MonitorServer.StartAsync(options, metrics.Provider!, loggers, ct).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            metrics.Dispose();
+            throw;
+        }
+
         // The store (or, in a cluster, the data lock) takes the data directory's lock: nothing in the directory (the
         // server id included) is written before it, so a second server on the same directory is refused without touching it.
         FileStream? dataLock = null;
@@ -106,11 +137,28 @@ public sealed class SluiceServer : IAsyncDisposable
         IMetadataStore store;
         if (cluster is null && !options.Clustering.Etcd.Enabled)
         {
-            store = ownedStore = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+            try
+            {
+                store = ownedStore = await EmbeddedMetadataStore.OpenAsync(Path.Combine(dataDir, "metadata"), MetadataStoreOptions.Default with { LoggerFactory = loggers }, ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                await StopMonitoringAsync(monitor, metrics).ConfigureAwait(false);
+                throw;
+            }
         }
         else
         {
-            dataLock = Sluice.Storage.Metadata.Persistence.DirectoryLock.Acquire(dataDir);
+            try
+            {
+                dataLock = Sluice.Storage.Metadata.Persistence.DirectoryLock.Acquire(dataDir);
+            }
+            catch
+            {
+                await StopMonitoringAsync(monitor, metrics).ConfigureAwait(false);
+                throw;
+            }
+
             if (cluster is null)
             {
                 try
@@ -120,6 +168,7 @@ public sealed class SluiceServer : IAsyncDisposable
                 catch
                 {
                     await dataLock.DisposeAsync().ConfigureAwait(false);
+                    await StopMonitoringAsync(monitor, metrics).ConfigureAwait(false);
                     throw;
                 }
 
@@ -141,10 +190,11 @@ public sealed class SluiceServer : IAsyncDisposable
             var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
             // NATS hook: attach before the streams load, so every partition that opens subscribes.
             nats = NatsAttachment.IsConfigured(options) ? await NatsAttachment.StartAsync(options, serverId, loggers, ct).ConfigureAwait(false) : null;
-            var context = new BrokerContext(options, serverId) { Nats = nats };
+            var context = new BrokerContext(options, serverId) { Nats = nats, Metrics = metrics };
             broker = cluster is null
                 ? await Broker.OpenAsync(context, store, loggers, ct).ConfigureAwait(false)
                 : Broker.OpenClustered(context, store, loggers);
+            metrics.Broker = broker;
             var registry = new GrpcMethodRegistry();
             SluiceServer? server = null;
             (string Host, int Port) Advertised() => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server?.Port ?? grpc!.Port : options.AdvertisedAddress.Port);
@@ -157,14 +207,15 @@ public sealed class SluiceServer : IAsyncDisposable
             else
             {
                 node = new ClusterNode(cluster, broker, loggers);
+                metrics.Cluster = node;
                 groups = new ConsumerGroups(broker, store, new ClusterGroupPlacement(node, broker), loggers);
                 var clusterGroups = groups;
                 node.GroupsInUse = () => clusterGroups.Snapshot().Count > 0;
                 if (authorizer is not null)
                 {
                     // Forwarded publishes come from brokers, which checked the client that sent them.
-                    var clusterNode = node;
-                    authorizer.IsBrokerCertificate = certificate => clusterNode.View.Current.Brokers.Values.Any(b => certificate.MatchesHostname(b.Host));
+                    var members = node;
+                    authorizer.IsBrokerCertificate = certificate => members.View.Current.Brokers.Values.Any(b => certificate.MatchesHostname(b.Host));
                 }
 
                 new ApiService(broker, node, node.Brokers, groups, authorizer).Register(registry);
@@ -184,7 +235,8 @@ public sealed class SluiceServer : IAsyncDisposable
                 };
             }
 
-            grpc = new GrpcServer(grpcOptions, registry, loggers);
+            grpc = new GrpcServer(grpcOptions, registry, loggers) { Metrics = metrics };
+            metrics.Grpc = grpc;
             await grpc.StartAsync(ct).ConfigureAwait(false);
             if (node is not null)
             {
@@ -193,7 +245,17 @@ public sealed class SluiceServer : IAsyncDisposable
             }
 
             await groups.StartAsync(ct).ConfigureAwait(false);
-            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock) { Groups = groups, Authorization = authorizer };
+            var clusterNode = node;
+            var singleBroker = broker;
+            server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock)
+            {
+                Groups = groups,
+                Authorization = authorizer,
+                Monitor = monitor,
+                Metrics = metrics,
+                BrokerList = clusterNode is not null ? clusterNode.Brokers : () => [SelfBroker(singleBroker, Advertised())],
+            };
+            monitor?.Started(server);
             logger.LogInformation("Sluice server {ServerId} listening on {Host}:{Port}, data in {DataDir}", serverId, listen.Host, grpc.Port, dataDir);
             return server;
         }
@@ -230,8 +292,19 @@ public sealed class SluiceServer : IAsyncDisposable
             }
 
             dataLock?.Dispose();
+            await StopMonitoringAsync(monitor, metrics).ConfigureAwait(false);
             throw;
         }
+    }
+
+    private static async Task StopMonitoringAsync(MonitorServer? monitor, ServerMetrics metrics)
+    {
+        if (monitor is not null)
+        {
+            await monitor.DisposeAsync().ConfigureAwait(false);
+        }
+
+        metrics.Dispose();
     }
 
     private static Sluice.Protocol.Api.Broker SelfBroker(Broker broker, (string Host, int Port) advertised)
@@ -305,6 +378,7 @@ public sealed class SluiceServer : IAsyncDisposable
 
         _grpc.Health.SetStatus(string.Empty, ServingStatus.NotServing);
         _grpc.Health.SetStatus(ApiService.ServiceName, ServingStatus.NotServing);
+        Monitor?.NotReady("stopping");
         await Groups.DisposeAsync().ConfigureAwait(false);
         if (Cluster is not null)
         {
@@ -324,6 +398,7 @@ public sealed class SluiceServer : IAsyncDisposable
         }
 
         _dataLock?.Dispose();
+        await StopMonitoringAsync(Monitor, Metrics).ConfigureAwait(false);
         _logger.LogInformation("Sluice server {ServerId} stopped", ServerId);
     }
 }

@@ -65,6 +65,18 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>The bound port.</summary>
     public int Port { get; private set; }
 
+    /// <summary>Connections open now (clients and brokers).</summary>
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
     /// <summary>"http://ip:port" (or https), as logged.</summary>
     public string Address { get; private set; } = string.Empty;
 

@@ -29,7 +29,31 @@ internal sealed class CursorStore(Broker broker)
     private readonly Dictionary<string, LinkedListNode<(string Key, long Offset)>> _cache = new(StringComparer.Ordinal);
     private readonly LinkedList<(string Key, long Offset)> _lru = new();
 
+    /// <summary>How the .NET client names a consumer group's cursors: this prefix and the group id.</summary>
+    public const string GroupCursorPrefix = "__group:";
+
     public bool Enabled => broker.TryGetStream(Broker.CursorsStreamName, out _);
+
+    /// <summary>The cursors this broker stored or read lately (its cache), for the lag metrics.</summary>
+    public List<(string CursorId, string Stream, int Partition, long Offset)> Known()
+    {
+        lock (_cacheLock)
+        {
+            var known = new List<(string, string, int, long)>(_lru.Count);
+            foreach (var (key, offset) in _lru)
+            {
+                // "cursorId,stream,partition", read from the right: a cursor id may hold commas (a stream name with one is misread).
+                var last = key.LastIndexOf(',');
+                var middle = last > 0 ? key.LastIndexOf(',', last - 1) : -1;
+                if (middle >= 0 && int.TryParse(key.AsSpan(last + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var partition))
+                {
+                    known.Add((key[..middle], key[(middle + 1)..last], partition, offset));
+                }
+            }
+
+            return known;
+        }
+    }
 
     public static string Key(string cursorId, string stream, int partition) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{cursorId},{stream},{partition}");

@@ -36,6 +36,9 @@ internal sealed class BrokerContext
     /// <summary>The NATS link when NATS is configured: open partitions subscribe through it. Null runs everything in-process.</summary>
     public Nats.NatsAttachment? Nats { get; init; }
 
+    /// <summary>The server's instruments (the monitoring port reads them); null in tests that build a broker alone.</summary>
+    public Monitoring.ServerMetrics? Metrics { get; init; }
+
     /// <summary>The encryption master key read at start, or null; then <see cref="EncryptionKeyError"/> says why.</summary>
     public byte[]? EncryptionKey { get; }
 

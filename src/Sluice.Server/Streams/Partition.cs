@@ -70,6 +70,7 @@ internal sealed partial class Partition : IDisposable
     private volatile string? _offlineReason;
     private long _knownNextOffset;
     private bool _damaged;
+    private Monitoring.ServerMetrics? _metrics;
 
     public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger, Func<Partition, Task>? saveState = null)
     {
@@ -128,6 +129,9 @@ internal sealed partial class Partition : IDisposable
     public Cluster.PartitionLeadership? Leadership { get; set; }
 
     internal PartitionRuntime? Runtime => _runtime;
+
+    /// <summary>Messages and bytes in and out, read by the metrics when scraped.</summary>
+    internal Monitoring.PartitionTraffic Traffic { get; } = new();
 
     public int Subscribers => Volatile.Read(ref _subscribers);
 
@@ -208,6 +212,7 @@ internal sealed partial class Partition : IDisposable
             }
         }
 
+        _metrics = context.Metrics;
         var log = OpenLog(context, leaderEpoch, soleReplica: replication is null);
         if (log is null)
         {
@@ -265,7 +270,7 @@ internal sealed partial class Partition : IDisposable
         CommitLog log;
         try
         {
-            log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles), _logger);
+            log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles, context.Metrics?.FsyncObserver), _logger);
         }
         catch (CorruptLogException ex)
         {
@@ -816,9 +821,12 @@ internal sealed partial class Partition : IDisposable
 
         Interlocked.Exchange(ref _receivedLatest, timestamp);
         var commit = NowNanoseconds();
+        long bytes = 0;
+        long ackedAtCommit = 0;
         for (var i = 0; i < n; i++)
         {
             var item = items[i];
+            bytes += (item.Key?.Length ?? 0) + (item.Value?.Length ?? 0);
             if (item.Receiver is null || item.AckPolicy == AckPolicy.None || (belowMinIsr && item.AckPolicy == AckPolicy.All))
             {
                 continue;
@@ -831,6 +839,17 @@ internal sealed partial class Partition : IDisposable
             }
 
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
+            if (ackedAtCommit == 0)
+            {
+                ackedAtCommit = item.ReceivedAt;
+            }
+        }
+
+        Traffic.AddIn(n, bytes);
+        if (ackedAtCommit != 0)
+        {
+            // One sample per batch, its oldest acked message: a histogram record per message would cost more than the metric is worth.
+            _metrics?.PublishAcked(ackedAtCommit);
         }
 
         replication?.AfterBatch();

@@ -67,6 +67,9 @@ internal sealed class PublishItem
 
     public IAckReceiver? Receiver { get; init; }
 
+    /// <summary>When the server took the message (<see cref="System.Diagnostics.Stopwatch"/> ticks): the start of its publish-to-ack latency.</summary>
+    public long ReceivedAt { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
+
     /// <summary>Set with an Ack{UNKNOWN} when the cause is one a client is told about (a full disk); else the client sees "internal error".</summary>
     public string? RefusalReason { get; set; }
 

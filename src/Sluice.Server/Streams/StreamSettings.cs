@@ -102,8 +102,9 @@ internal sealed record StreamSettings
         }
     }
 
-    public CommitLogOptions ToLogOptions(ServerOptions server, FileHandleBudget budget) => new()
+    public CommitLogOptions ToLogOptions(ServerOptions server, FileHandleBudget budget, Action<TimeSpan>? fsyncObserver = null) => new()
     {
+        FsyncObserver = fsyncObserver,
         SegmentMaxBytes = Math.Clamp(SegmentMaxBytes, 1, 1L << 30), // the log's own ceiling is 1 GiB per segment
         SegmentMaxAge = SegmentMaxAge,
         RetentionMaxBytes = RetentionMaxBytes,

@@ -225,22 +225,33 @@ internal sealed class Subscription
                 }
             }
 
-            using (batch)
+            long sent = 0;
+            long bytes = 0;
+            try
             {
-                for (var i = 0; i < batch.Count; i++)
+                using (batch)
                 {
-                    var record = batch[i];
-                    if (stop >= 0 && record.Offset > stop)
+                    for (var i = 0; i < batch.Count; i++)
                     {
-                        throw new SubscriptionExhaustedException("Stop offset reached");
-                    }
+                        var record = batch[i];
+                        if (stop >= 0 && record.Offset > stop)
+                        {
+                            throw new SubscriptionExhaustedException("Stop offset reached");
+                        }
 
-                    await send(ToMessage(partition, streamName, record), false).ConfigureAwait(false);
-                    if (record.Offset == stop)
-                    {
-                        throw new SubscriptionExhaustedException("Stop offset reached");
+                        await send(ToMessage(partition, streamName, record), false).ConfigureAwait(false);
+                        sent++;
+                        bytes += (record.Key?.Length ?? 0) + (record.Value?.Length ?? 0);
+                        if (record.Offset == stop)
+                        {
+                            throw new SubscriptionExhaustedException("Stop offset reached");
+                        }
                     }
                 }
+            }
+            finally
+            {
+                partition.Traffic.AddOut(sent, bytes); // once per read batch, not per message
             }
 
             await flush().ConfigureAwait(false); // one flush per read batch, before waiting for more
@@ -272,10 +283,15 @@ internal sealed class Subscription
                     return;
                 }
 
+                long bytes = 0;
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    await send(ToMessage(partition, streamName, batch[i]), false).ConfigureAwait(false);
+                    var record = batch[i];
+                    await send(ToMessage(partition, streamName, record), false).ConfigureAwait(false);
+                    bytes += (record.Key?.Length ?? 0) + (record.Value?.Length ?? 0);
                 }
+
+                partition.Traffic.AddOut(batch.Count, bytes);
 
                 await flush().ConfigureAwait(false);
                 next = batch.NextOffset;

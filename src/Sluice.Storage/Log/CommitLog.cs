@@ -631,8 +631,10 @@ public sealed partial class CommitLog : IDisposable
     {
         try
         {
+            var started = Options.FsyncObserver is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
             segment.Sync();
             Interlocked.Increment(ref _fsyncs);
+            Options.FsyncObserver?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -49,6 +49,12 @@ public sealed record CommitLogOptions
     /// <summary>Open-file budget shared by all logs using it (default <see cref="FileHandleBudget.Shared"/>, 512 handles).</summary>
     public FileHandleBudget FileHandles { get; init; } = FileHandleBudget.Shared;
 
+    /// <summary>
+    /// Told how long each fsync of a segment took (null, the default, times nothing). Runs on the syncing
+    /// thread, so it must be quick: the server feeds a histogram with it.
+    /// </summary>
+    public Action<TimeSpan>? FsyncObserver { get; init; }
+
     /// <summary>Clock for segment age and retention age (default <see cref="System.TimeProvider.System"/>).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

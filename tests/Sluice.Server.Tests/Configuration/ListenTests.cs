@@ -28,3 +28,50 @@ public class ListenTests
         Assert.Equal(new HostPort("127.0.0.1", 0), options.AdvertisedAddress);
     }
 }
+
+public class MonitorListenTests
+{
+    [Fact]
+    public void The_monitoring_port_is_off_unless_monitor_listen_is_set()
+    {
+        Assert.Null(Load.Options("port: 9000").Monitor.Listen);
+        Assert.Equal(1000, Load.Options("port: 9000").Monitor.PartitionSeriesMax);
+    }
+
+    [Fact]
+    public void Monitor_listen_and_the_partition_series_cap_come_from_yaml_and_the_flag_wins()
+    {
+        var yaml = "monitor:\n  listen: 127.0.0.1:9293\n  partition.series.max: 50\n";
+        var options = Load.Options(yaml);
+        Assert.Equal(new HostPort("127.0.0.1", 9293), options.Monitor.Listen);
+        Assert.Equal(50, options.Monitor.PartitionSeriesMax);
+        Assert.Equal(new HostPort("0.0.0.0", 9400), Load.With(yaml, flags: new ConfigFlags { MonitorListen = "0.0.0.0:9400" }).Options.Monitor.Listen);
+    }
+
+    [Fact]
+    public void A_monitor_listen_that_is_not_host_and_port_is_refused()
+    {
+        var error = Load.Failure("monitor.listen: nowhere");
+        Assert.Contains("monitor.listen", error.Message, StringComparison.Ordinal);
+    }
+}
+
+public class MonitorOtlpSettingsTests
+{
+    [Fact]
+    public void Otlp_export_is_off_by_default_and_set_by_endpoint_protocol_and_interval()
+    {
+        Assert.Null(Load.Options("port: 9000").Monitor.OtlpEndpoint);
+        var options = Load.Options("monitor:\n  otlp.endpoint: http://127.0.0.1:4318\n  otlp.protocol: http/protobuf\n  otlp.interval: 15s\n").Monitor;
+        Assert.Equal(new Uri("http://127.0.0.1:4318"), options.OtlpEndpoint);
+        Assert.Equal(OtlpProtocol.HttpProtobuf, options.OtlpProtocol);
+        Assert.Equal(TimeSpan.FromSeconds(15), options.OtlpInterval);
+    }
+
+    [Theory]
+    [InlineData("monitor.otlp.endpoint: collector:4317")]
+    [InlineData("monitor.otlp.protocol: http/json")]
+    [InlineData("monitor.otlp.interval: 0s")]
+    public void A_bad_otlp_setting_is_refused(string yaml) =>
+        Assert.Contains("monitor.otlp", Load.Failure(yaml).Message, StringComparison.Ordinal);
+}
