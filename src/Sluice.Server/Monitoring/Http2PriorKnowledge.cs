@@ -18,9 +18,27 @@ internal static class Http2PriorKnowledge
 
     private static readonly byte[] H2 = "h2"u8.ToArray();
 
+    /// <summary>How long a new connection may stay silent: Kestrel's own request timeouts start only after this peek.</summary>
+    private static readonly TimeSpan FirstBytesTimeout = TimeSpan.FromSeconds(10);
+
     public static ConnectionDelegate Detect(ConnectionDelegate next) => async connection =>
     {
-        if (await StartsWithPrefaceAsync(connection).ConfigureAwait(false))
+        bool http2;
+        using (var silent = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed))
+        {
+            silent.CancelAfter(FirstBytesTimeout);
+            try
+            {
+                http2 = await StartsWithPrefaceAsync(connection, silent.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                connection.Abort(); // silent for too long, or gone
+                return;
+            }
+        }
+
+        if (http2)
         {
             // Kestrel reads the protocol choice from the TLS features; the connection stays cleartext.
             var alpn = new NegotiatedHttp2();
@@ -32,12 +50,12 @@ internal static class Http2PriorKnowledge
     };
 
     /// <summary>Examines (does not consume) the first bytes until they match the preface or cannot.</summary>
-    private static async Task<bool> StartsWithPrefaceAsync(ConnectionContext connection)
+    private static async Task<bool> StartsWithPrefaceAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
         var input = connection.Transport.Input;
         while (true)
         {
-            var read = await input.ReadAsync(connection.ConnectionClosed).ConfigureAwait(false);
+            var read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = read.Buffer;
             var (matches, whole) = Compare(buffer);
             if (!matches || whole || read.IsCompleted || read.IsCanceled)

@@ -113,6 +113,30 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public async Task A_connection_that_sends_nothing_is_closed_and_does_not_block_others()
+    {
+        await using var h = await BrokerHarness.StartAsync(WithMonitor);
+        var port = h.Server.MonitorPort!.Value;
+        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await silent.ConnectAsync(System.Net.IPAddress.Loopback, port);
+
+        using var http = new HttpClient();
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(new Uri($"http://127.0.0.1:{port}/healthz"))).StatusCode);
+
+        // The server gives up on the silent one (after 10 s): the read ends with 0 bytes or a reset.
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var buffer = new byte[16];
+        try
+        {
+            Assert.Equal(0, await silent.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, limit.Token));
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            // reset: closed as well
+        }
+    }
+
+    [Fact]
     public async Task Healthz_and_readyz_answer_on_a_started_single_node()
     {
         await using var h = await BrokerHarness.StartAsync(WithMonitor);
