@@ -25,9 +25,6 @@ internal sealed partial class AdminService(Broker broker, ConsumerGroups groups,
 {
     public const string ServiceName = "sluice.admin.v1.Admin";
 
-    /// <summary>The cursor id under which a group keeps its positions (the .NET consumer and go-liftbridge's use it).</summary>
-    public const string GroupCursorPrefix = "__group:";
-
     private const string LeaderUnavailable = "partition leader unavailable";
 
     private const string CursorUnavailable = "cursor unavailable";
@@ -145,7 +142,7 @@ internal sealed partial class AdminService(Broker broker, ConsumerGroups groups,
     {
         var description = new ConsumerGroupPartitionDescription { Stream = stream, Partition = partition, ConsumerId = consumer, HighWatermark = -1, NewestOffset = -1 };
         var offsets = await OffsetsAsync(stream, partition, cancellationToken).ConfigureAwait(false);
-        var cursor = await CursorAsync(GroupCursorPrefix + groupId, stream, partition, cancellationToken).ConfigureAwait(false);
+        var cursor = await CursorAsync(CursorStore.GroupCursorPrefix + groupId, stream, partition, cancellationToken).ConfigureAwait(false);
         var errors = new List<string>();
         if (offsets is { } o)
         {
