@@ -87,7 +87,7 @@ internal sealed partial class AdminService(Broker broker, ConsumerGroups groups,
         return response;
     }
 
-    private async Task<DescribeConsumerGroupResponse> DescribeAsync(DescribeConsumerGroupRequest request, CancellationToken cancellationToken)
+    internal async Task<DescribeConsumerGroupResponse> DescribeAsync(DescribeConsumerGroupRequest request, CancellationToken cancellationToken)
     {
         if (request.GroupId.Length == 0)
         {

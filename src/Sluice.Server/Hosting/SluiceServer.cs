@@ -79,6 +79,12 @@ public sealed class SluiceServer : IAsyncDisposable
 
     internal ConsumerGroups Groups { get; private init; } = null!;
 
+    /// <summary>Create, delete, pause, readonly as the API runs them: on the broker alone, or through the controller in a cluster.</summary>
+    internal IStreamAdmin StreamAdmin { get; private init; } = null!;
+
+    /// <summary>The admin service (group descriptions with lag), which the monitoring port's views reuse.</summary>
+    internal AdminService AdminApi { get; private init; } = null!;
+
     /// <summary>The authorization policy in force (<c>tls.client.authz.*</c>), or null when authorization is off.</summary>
     public Authorizer? Authorization { get; private init; }
 
@@ -197,12 +203,14 @@ public sealed class SluiceServer : IAsyncDisposable
             metrics.Broker = broker;
             var registry = new GrpcMethodRegistry();
             SluiceServer? server = null;
+            AdminService adminApi;
             (string Host, int Port) Advertised() => (options.AdvertisedAddress.Host, options.AdvertisedAddress.Port == 0 ? server?.Port ?? grpc!.Port : options.AdvertisedAddress.Port);
             if (cluster is null)
             {
                 groups = new ConsumerGroups(broker, store, new SingleNodeGroupPlacement(broker), loggers);
                 new ApiService(broker, broker, () => [SelfBroker(broker, Advertised())], groups, authorizer).Register(registry);
-                new AdminService(broker, groups, node: null, authorizer).Register(registry);
+                adminApi = new AdminService(broker, groups, node: null, authorizer);
+                adminApi.Register(registry);
             }
             else
             {
@@ -219,7 +227,8 @@ public sealed class SluiceServer : IAsyncDisposable
                 }
 
                 new ApiService(broker, node, node.Brokers, groups, authorizer).Register(registry);
-                new AdminService(broker, groups, node, authorizer).Register(registry);
+                adminApi = new AdminService(broker, groups, node, authorizer);
+                adminApi.Register(registry);
                 new ReplicationService(node, broker, loggers.CreateLogger<ReplicationService>()).Register(registry);
             }
 
@@ -250,6 +259,8 @@ public sealed class SluiceServer : IAsyncDisposable
             server = new SluiceServer(options, serverId, ownedStore, broker, grpc, logger, node, dataLock)
             {
                 Groups = groups,
+                StreamAdmin = (IStreamAdmin?)node ?? broker,
+                AdminApi = adminApi,
                 Authorization = authorizer,
                 Monitor = monitor,
                 Metrics = metrics,

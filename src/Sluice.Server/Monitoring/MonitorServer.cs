@@ -146,7 +146,10 @@ internal sealed partial class MonitorServer : IAsyncDisposable
         app.MapGet("/v1/streams", (HttpContext http) => View(http, MonitorViews.Streams));
         app.MapGet("/v1/partitions", (HttpContext http) => View(http, MonitorViews.Partitions));
         app.MapGet("/v1/cluster", (HttpContext http) => View(http, MonitorViews.Cluster));
-        app.MapGet("/v1/groups", (HttpContext http) => View(http, MonitorViews.Groups));
+        app.MapGet("/v1/groups", (HttpContext http) => ViewAsync(http, MonitorViews.GroupsAsync));
+        app.MapGet("/v1/cursors", (HttpContext http) => ViewAsync(http, MonitorViews.CursorsAsync));
+        app.MapGet("/v1/activity", (HttpContext http) => View(http, MonitorViews.Activity));
+        WebConsole.ConsoleEndpoints.Map(app, () => _server, () => _notReady);
     }
 
     /// <summary>Null when ready; else why not, in words an operator can act on.</summary>
@@ -192,13 +195,33 @@ internal sealed partial class MonitorServer : IAsyncDisposable
         return Results.Bytes(buffer.WrittenMemory.ToArray(), "application/json");
     }
 
+    /// <summary>A view that asks other parts of the server (or other brokers) before it can answer; writes the response itself.</summary>
+    private async Task ViewAsync(HttpContext http, Func<System.Text.Json.Utf8JsonWriter, SluiceServer, IQueryCollection, CancellationToken, Task> write)
+    {
+        http.Response.ContentType = "application/json";
+        if (_server is not { } server)
+        {
+            http.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            await http.Response.WriteAsync($"{{\"error\":\"not ready: {_notReady}\"}}\n", http.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        await using (var json = new System.Text.Json.Utf8JsonWriter(buffer, new System.Text.Json.JsonWriterOptions { Indented = http.Request.Query.ContainsKey("pretty") }))
+        {
+            await write(json, server, http.Request.Query, http.RequestAborted).ConfigureAwait(false);
+        }
+
+        await http.Response.Body.WriteAsync(buffer.WrittenMemory, http.RequestAborted).ConfigureAwait(false);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Monitoring port listening on {Address} (/metrics, /healthz, /readyz, /v1/*)")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Monitoring port listening on {Address} (web console at /console/, /metrics, /healthz, /readyz, /v1/*)")]
     private static partial void LogListening(ILogger logger, string address);
 }
 

@@ -1,13 +1,17 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Sluice.Protocol.Admin;
+using Sluice.Protocol.Api;
+using Sluice.Protocol.Internal;
 using Sluice.Server.Hosting;
 using Sluice.Server.Streams;
+using Broker = Sluice.Server.Streams.Broker;
 
 namespace Sluice.Server.Monitoring;
 
 /// <summary>
-/// The monitoring port's JSON views (/v1/server, /v1/streams, /v1/partitions, /v1/cluster, /v1/groups), in the spirit of
+/// The monitoring port's JSON views (/v1/server, /v1/streams, /v1/partitions, /v1/cluster, /v1/groups, /v1/cursors, /v1/activity), in the spirit of
 /// NATS's /varz: snake_case keys, numbers as numbers, written straight from the server's state (no reflection, so it stays
 /// trimmable). Keys are documented in docs/operations.md; new keys may be added, existing ones keep their meaning.
 /// </summary>
@@ -209,23 +213,47 @@ internal static class MonitorViews
         json.WriteEndObject();
     }
 
-    /// <summary>The consumer groups this broker knows of, with their members' assignments.</summary>
-    public static void Groups(Utf8JsonWriter json, SluiceServer server, IQueryCollection query)
+    /// <summary>
+    /// The consumer groups this broker knows of, with their members' assignments and, per assigned partition, the group's
+    /// committed offset and lag as `sluice group describe` computes them (asking the leaders and the coordinator in a cluster).
+    /// </summary>
+    public static async Task GroupsAsync(Utf8JsonWriter json, SluiceServer server, IQueryCollection query, CancellationToken cancellationToken)
     {
         json.WriteStartObject();
         json.WriteStartArray("groups");
         foreach (var group in server.Groups.Snapshot().OrderBy(g => g.Id, StringComparer.Ordinal))
         {
+            DescribeConsumerGroupResponse? described = null;
+            try
+            {
+                described = await server.AdminApi.DescribeAsync(new DescribeConsumerGroupRequest { GroupId = group.Id }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (NotFoundException)
+            {
+                continue; // the last member left since the snapshot
+            }
+
             json.WriteStartObject();
-            json.WriteString("id", group.Id);
-            json.WriteString("coordinator", group.Coordinator);
-            json.WriteNumber("epoch", group.Epoch);
+            json.WriteString("id", described.GroupId);
+            json.WriteString("coordinator", described.Coordinator);
+            json.WriteNumber("epoch", described.Epoch);
+            long? total = null;
+            foreach (var partition in described.Partitions)
+            {
+                if (partition.HasLag)
+                {
+                    total = (total ?? 0) + partition.Lag;
+                }
+            }
+
+            WriteNumberOrNull(json, "lag", total);
             json.WriteStartArray("members");
-            foreach (var member in group.Record.Members)
+            foreach (var member in described.Members)
             {
                 json.WriteStartObject();
-                json.WriteString("id", member.Id);
+                json.WriteString("id", member.ConsumerId);
                 WriteStrings(json, "streams", member.Streams);
+                WriteNumberOrNull(json, "last_heartbeat_age_ms", member.HasLastHeartbeatAgeMs ? member.LastHeartbeatAgeMs : null);
                 json.WriteStartArray("assignments");
                 foreach (var assignment in member.Assignments)
                 {
@@ -246,10 +274,297 @@ internal static class MonitorViews
             }
 
             json.WriteEndArray();
+            json.WriteStartArray("partitions");
+            foreach (var partition in described.Partitions)
+            {
+                json.WriteStartObject();
+                json.WriteString("stream", partition.Stream);
+                json.WriteNumber("partition", partition.Partition);
+                json.WriteString("consumer", partition.ConsumerId);
+                WriteNumberOrNull(json, "committed_offset", partition.HasCommittedOffset ? partition.CommittedOffset : null);
+                json.WriteNumber("high_watermark", partition.HighWatermark);
+                json.WriteNumber("newest_offset", partition.NewestOffset);
+                WriteNumberOrNull(json, "lag", partition.HasLag ? partition.Lag : null);
+                if (partition.Error.Length > 0)
+                {
+                    json.WriteString("error", partition.Error);
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
             json.WriteEndObject();
         }
 
         json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>Cursors read per request at most: a page an operator can read, and a bound on the work one request does.</summary>
+    internal const int CursorsMax = 1000;
+
+    /// <summary>Bytes of <c>__cursors</c> scanned per partition per request at most (cursor records are ~50 bytes: ~80,000 records).</summary>
+    private const long CursorsScanBytesMax = 4L * 1024 * 1024;
+
+    /// <summary>Bytes per reverse read step (as CursorStore scans).</summary>
+    private const int ScanChunkBytes = 256 * 1024;
+
+    /// <summary>
+    /// The cursors stored in the <c>__cursors</c> partitions this broker holds (leader or replica), newest value per cursor,
+    /// with the lag where this broker has the cursor's partition. A paused cursors partition this broker leads is resumed
+    /// first, as a FetchCursor would. Partitions held elsewhere are listed under <c>elsewhere</c>.
+    /// </summary>
+    public static async Task CursorsAsync(Utf8JsonWriter json, SluiceServer server, IQueryCollection query, CancellationToken cancellationToken)
+    {
+        var broker = server.Broker;
+        var only = query["stream"].ToString();
+        json.WriteStartObject();
+        if (!broker.TryGetStream(Broker.CursorsStreamName, out var cursorsStream))
+        {
+            json.WriteBoolean("enabled", false);
+            json.WriteStartArray("cursors");
+            json.WriteEndArray();
+            json.WriteEndObject();
+            return;
+        }
+
+        var found = new List<(string Cursor, string Stream, int Partition, long Offset, long Timestamp)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var elsewhere = new List<int>();
+        var truncated = false;
+        foreach (var partition in cursorsStream.Partitions)
+        {
+            if (partition.Log is null && partition.IsPaused && !partition.IsOffline && (partition.Leadership is null || partition.Leadership.Leader == server.ServerId))
+            {
+                await broker.ResumeAsync(partition, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (partition.Log is not { } log)
+            {
+                elsewhere.Add(partition.Id);
+                continue;
+            }
+
+            truncated |= !ScanCursors(log, only, seen, found, cancellationToken);
+        }
+
+        json.WriteBoolean("enabled", true);
+        json.WriteBoolean("truncated", truncated);
+        WriteNumbers(json, "elsewhere", elsewhere);
+        json.WriteStartArray("cursors");
+        foreach (var cursor in found.OrderBy(c => c.Cursor, StringComparer.Ordinal).ThenBy(c => c.Stream, StringComparer.Ordinal).ThenBy(c => c.Partition))
+        {
+            json.WriteStartObject();
+            json.WriteString("id", cursor.Cursor);
+            if (cursor.Cursor.StartsWith(CursorStore.GroupCursorPrefix, StringComparison.Ordinal))
+            {
+                json.WriteString("group", cursor.Cursor[CursorStore.GroupCursorPrefix.Length..]);
+            }
+
+            json.WriteString("stream", cursor.Stream);
+            json.WriteNumber("partition", cursor.Partition);
+            json.WriteNumber("offset", cursor.Offset);
+            json.WriteString("updated", DateTime.UnixEpoch.AddTicks(cursor.Timestamp / 100));
+            long? lag = null;
+            if (broker.TryGetStream(cursor.Stream, out var stream) && stream.TryGetPartition(cursor.Partition, out var target) && target.Log is not null)
+            {
+                json.WriteNumber("high_watermark", target.HighWatermark);
+                lag = Math.Max(0, target.HighWatermark - Math.Max(cursor.Offset, -1));
+            }
+
+            WriteNumberOrNull(json, "lag", lag);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>Newest first, the first value seen per key wins (the log is compacted, so older values may remain). False when a bound stopped it.</summary>
+    private static bool ScanCursors(Sluice.Storage.Log.CommitLog log, string onlyStream, HashSet<string> seen, List<(string, string, int, long, long)> found, CancellationToken cancellationToken)
+    {
+        var highWatermark = log.HighWatermark;
+        var next = highWatermark;
+        long scanned = 0;
+        while (next >= 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (scanned >= CursorsScanBytesMax || found.Count >= CursorsMax)
+            {
+                return false;
+            }
+
+            using var batch = log.ReadReverse(next, ScanChunkBytes);
+            scanned += batch.SizeInBytes;
+            foreach (var record in batch.Records)
+            {
+                if (record.Offset > highWatermark || record.Key is not { } key || record.Value is not { } value)
+                {
+                    continue;
+                }
+
+                var keyText = System.Text.Encoding.UTF8.GetString(key.Span);
+                if (!seen.Add(keyText))
+                {
+                    continue;
+                }
+
+                Cursor cursor;
+                try
+                {
+                    cursor = Cursor.Parser.ParseFrom(value.Span);
+                }
+                catch (Google.Protobuf.InvalidProtocolBufferException)
+                {
+                    continue; // not a cursor record (nothing but the server writes here)
+                }
+
+                if (onlyStream.Length == 0 || cursor.Stream == onlyStream)
+                {
+                    found.Add((cursor.CursorId, cursor.Stream, cursor.Partition, cursor.Offset, record.Timestamp));
+                    if (found.Count >= CursorsMax)
+                    {
+                        return false;
+                    }
+                }
+            }
+
+            next = batch.IsEmpty ? -1 : batch.NextOffset;
+        }
+
+        return true;
+    }
+
+    /// <summary>Events returned by default and at most (`?limit=`): the activity stream keeps every event, the view shows the newest.</summary>
+    internal const int ActivityDefault = 100;
+
+    internal const int ActivityMax = 1000;
+
+    /// <summary>
+    /// The newest events of the activity stream (<c>__activity</c>, when <c>activity.stream.enabled</c>), newest first, when this
+    /// broker holds its partition. Each event: its offset, time, operation and the operation's fields.
+    /// </summary>
+    public static void Activity(Utf8JsonWriter json, SluiceServer server, IQueryCollection query)
+    {
+        var limit = int.TryParse(query["limit"], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var asked) && asked > 0
+            ? Math.Min(asked, ActivityMax)
+            : ActivityDefault;
+        json.WriteStartObject();
+        if (!server.Broker.TryGetStream(Broker.ActivityStreamName, out var stream))
+        {
+            json.WriteBoolean("enabled", false);
+            json.WriteStartArray("events");
+            json.WriteEndArray();
+            json.WriteEndObject();
+            return;
+        }
+
+        json.WriteBoolean("enabled", true);
+        var partition = stream.Partitions[0];
+        json.WriteBoolean("here", partition.Log is not null);
+        json.WriteString("leader", partition.Leadership?.Leader ?? server.ServerId);
+        json.WriteStartArray("events");
+        if (partition.Log is { } log)
+        {
+            var highWatermark = log.HighWatermark;
+            var next = highWatermark;
+            var written = 0;
+            while (next >= 0 && written < limit)
+            {
+                using var batch = log.ReadReverse(next, ScanChunkBytes);
+                foreach (var record in batch.Records)
+                {
+                    if (record.Offset > highWatermark || record.Value is not { } value || written >= limit)
+                    {
+                        continue;
+                    }
+
+                    ActivityStreamEvent activity;
+                    try
+                    {
+                        activity = ActivityStreamEvent.Parser.ParseFrom(value.Span);
+                    }
+                    catch (Google.Protobuf.InvalidProtocolBufferException)
+                    {
+                        continue;
+                    }
+
+                    WriteActivity(json, record.Offset, record.Timestamp, activity);
+                    written++;
+                }
+
+                next = batch.IsEmpty ? -1 : batch.NextOffset;
+            }
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteActivity(Utf8JsonWriter json, long offset, long timestamp, ActivityStreamEvent activity)
+    {
+        json.WriteStartObject();
+        json.WriteNumber("offset", offset);
+        json.WriteString("time", DateTime.UnixEpoch.AddTicks(timestamp / 100));
+        json.WriteNumber("id", activity.Id);
+        json.WriteString("op", activity.Op switch
+        {
+            ActivityStreamOp.CreateStream => "CreateStream",
+            ActivityStreamOp.DeleteStream => "DeleteStream",
+            ActivityStreamOp.PauseStream => "PauseStream",
+            ActivityStreamOp.ResumeStream => "ResumeStream",
+            ActivityStreamOp.SetStreamReadonly => "SetStreamReadonly",
+            ActivityStreamOp.JoinConsumerGroup => "JoinConsumerGroup",
+            ActivityStreamOp.LeaveConsumerGroup => "LeaveConsumerGroup",
+            ActivityStreamOp.RebalanceConsumerGroup => "RebalanceConsumerGroup",
+            var other => ((int)other).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        switch (activity.Op)
+        {
+            case ActivityStreamOp.CreateStream when activity.CreateStreamOp is { } op:
+                json.WriteString("stream", op.Stream);
+                WriteNumbers(json, "partitions", op.Partitions);
+                break;
+            case ActivityStreamOp.DeleteStream when activity.DeleteStreamOp is { } op:
+                json.WriteString("stream", op.Stream);
+                break;
+            case ActivityStreamOp.PauseStream when activity.PauseStreamOp is { } op:
+                json.WriteString("stream", op.Stream);
+                WriteNumbers(json, "partitions", op.Partitions);
+                json.WriteBoolean("resume_all", op.ResumeAll);
+                break;
+            case ActivityStreamOp.ResumeStream when activity.ResumeStreamOp is { } op:
+                json.WriteString("stream", op.Stream);
+                WriteNumbers(json, "partitions", op.Partitions);
+                break;
+            case ActivityStreamOp.SetStreamReadonly when activity.SetStreamReadonlyOp is { } op:
+                json.WriteString("stream", op.Stream);
+                WriteNumbers(json, "partitions", op.Partitions);
+                json.WriteBoolean("readonly", op.Readonly);
+                break;
+            case ActivityStreamOp.JoinConsumerGroup when activity.JoinConsumerGroupOp is { } op:
+                json.WriteString("group", op.GroupId);
+                json.WriteString("consumer", op.ConsumerId);
+                WriteStrings(json, "streams", op.Streams);
+                break;
+            case ActivityStreamOp.LeaveConsumerGroup when activity.LeaveConsumerGroupOp is { } op:
+                json.WriteString("group", op.GroupId);
+                json.WriteString("consumer", op.ConsumerId);
+                json.WriteBoolean("expired", op.Expired);
+                break;
+            default:
+                break;
+        }
+
+        if (activity.ConsumerGroupRebalanceOp is { } rebalance)
+        {
+            json.WriteString("group", rebalance.GroupId);
+            json.WriteNumber("epoch", rebalance.Epoch);
+            json.WriteString("reason", rebalance.Reason);
+            json.WriteBoolean("group_deleted", rebalance.Deleted);
+        }
+
         json.WriteEndObject();
     }
 
@@ -268,6 +583,29 @@ internal static class MonitorViews
         {
             return (0, 0); // closed while read (a pause): it holds nothing open now
         }
+    }
+
+    private static void WriteNumberOrNull(Utf8JsonWriter json, string name, long? value)
+    {
+        if (value is { } v)
+        {
+            json.WriteNumber(name, v);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    private static void WriteNumbers(Utf8JsonWriter json, string name, IEnumerable<int> values)
+    {
+        json.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            json.WriteNumberValue(value);
+        }
+
+        json.WriteEndArray();
     }
 
     private static void WriteStrings(Utf8JsonWriter json, string name, IEnumerable<string> values)
