@@ -40,9 +40,13 @@ internal static partial class ConsoleEndpoints
         var assets = ConsoleAssets.Load();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Server.Monitoring.WebConsole");
         app.MapGet("/", http => Redirect(http));
-        app.MapGet("/console", http => Redirect(http));
         app.MapGet("/console/{file?}", http =>
         {
+            if (!http.Request.Path.Value!.EndsWith('/') && http.Request.RouteValues["file"] is null)
+            {
+                return Redirect(http); // "/console": the page's relative links need the slash
+            }
+
             var file = http.Request.RouteValues["file"] as string ?? "index.html";
             if (file == "index.html")
             {
