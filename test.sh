@@ -12,6 +12,8 @@ stage "install: what the tests need"
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+# Debian's chromium for the web console's browser tests (Playwright drives it; no `playwright install`)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # grpcio (gRPC's C core) for the Python conformance suite, in Debian's python3
 /usr/bin/python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 || need_apt+=(python3 python3-grpcio python3-grpc-tools python3-protobuf)
 # node and npm for the grpc-js conformance suite (a machine with only the .NET SDK has neither)

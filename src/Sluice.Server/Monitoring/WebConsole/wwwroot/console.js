@@ -267,8 +267,12 @@ function renderPartitions(d) {
     { title: 'Stream', mono: true, cell: (p) => p.stream },
     { title: 'Partition', num: true, cell: (p) => p.partition },
     { title: 'Leader', mono: true, key: 'leader', cell: (p) => p.leader || pill('none', 'bad') },
-    { title: 'Replicas', mono: true, cell: (p) => p.replicas.join(', ') },
-    { title: 'ISR', mono: true, key: 'isr', cls: (p) => underReplicated(p) ? 'error' : '', cell: (p) => p.isr.join(', ') || '–' },
+    // Replicas outside the ISR are named after it; all replicas are in the cell's tooltip.
+    { title: 'ISR', mono: true, key: 'isr', cls: (p) => underReplicated(p) ? 'error' : '', cell: (p) => {
+      const missing = p.replicas.filter((r) => !p.isr.includes(r));
+      const span = el('span', { title: 'replicas: ' + p.replicas.join(', ') }, p.isr.join(', ') || '–');
+      return missing.length ? [span, ` (out: ${missing.join(', ')})`] : span;
+    } },
     { title: 'High watermark', num: true, key: 'hw', cell: (p) => num(p.high_watermark) },
     { title: 'Newest', num: true, key: 'newest', cell: (p) => num(p.newest_offset) },
     { title: 'Uncommitted', num: true, cell: (p) => num(Math.max(0, p.newest_offset - p.high_watermark)) },
@@ -284,7 +288,7 @@ function renderPartitions(d) {
       p.readonly ? pill('readonly', 'info') : null,
       p.led_here ? pill('led here', 'ok') : null,
     ] },
-    { title: 'Problem', cls: () => 'wrap', cell: (p) => p.offline || '' },
+    ...(rows.some((p) => p.offline) ? [{ title: 'Problem', cls: () => 'wrap', cell: (p) => p.offline || '' }] : []),
   ], rows, 'No partitions', (p) => ({
     'data-partition': p.stream + '/' + p.partition,
     class: p.offline || underReplicated(p) ? 'bad' : (p.paused ? 'warn' : null),
