@@ -139,6 +139,9 @@ public sealed partial class ConsolePageTests(Browser browser, SeededServer seede
         await Expect(rows.Filter(new() { HasText = "JoinConsumerGroup" }).Filter(new() { HasText = "billing" })).ToHaveCountAsync(1);
         var offsets = await page.Locator("#activity-table tbody tr").EvaluateAllAsync<long[]>("rows => rows.map(r => Number(r.dataset.offset))");
         Assert.Equal(offsets.OrderDescending(), offsets);
+
+        var limited = (await Node.ViewAsync("/v1/activity?limit=2")).GetProperty("events").EnumerateArray().Select(e => e.GetProperty("offset").GetInt64()).ToArray();
+        Assert.Equal(offsets.Take(2), limited); // the newest two
         await page.Context.CloseAsync();
     }
 
