@@ -194,6 +194,15 @@ public sealed partial class ConsolePageTests(Browser browser, SeededServer seede
         using var temp = new Sluice.TestKit.TempDirectory("sluice-console-shots");
         var directory = string.IsNullOrEmpty(target) ? temp.Path : Path.GetFullPath(target);
         Directory.CreateDirectory(directory);
+        // A stream an operator froze and one that went idle, so the state columns show something; other tests ignore both.
+        await Node.Client.CreateStreamAsync("invoices.2025", "invoices-2025", Sluice.Client.StreamOptions.Default with { Partitions = 2 });
+        await Node.PublishAsync("invoices-2025", 0, 40);
+        await Node.PublishAsync("invoices-2025", 1, 35);
+        await Node.Client.SetStreamReadonlyAsync("invoices-2025");
+        await Node.Client.CreateStreamAsync("legacy.events", "legacy-events");
+        await Node.PublishAsync("legacy-events", 0, 9);
+        await Node.Client.PauseStreamAsync("legacy-events");
+
         // Into partitions the other tests of this class do not count.
         await using var orders = seeded.Traffic("orders", 1);
         await using var audit = seeded.Traffic("audit-log", 0);

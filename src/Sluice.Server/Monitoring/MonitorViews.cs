@@ -6,6 +6,7 @@ using Sluice.Protocol.Api;
 using Sluice.Protocol.Internal;
 using Sluice.Server.Hosting;
 using Sluice.Server.Streams;
+using Sluice.Storage.Log;
 using Broker = Sluice.Server.Streams.Broker;
 
 namespace Sluice.Server.Monitoring;
@@ -223,7 +224,7 @@ internal static class MonitorViews
         json.WriteStartArray("groups");
         foreach (var group in server.Groups.Snapshot().OrderBy(g => g.Id, StringComparer.Ordinal))
         {
-            DescribeConsumerGroupResponse? described = null;
+            DescribeConsumerGroupResponse described;
             try
             {
                 described = await server.AdminApi.DescribeAsync(new DescribeConsumerGroupRequest { GroupId = group.Id }, cancellationToken).ConfigureAwait(false);
@@ -231,6 +232,22 @@ internal static class MonitorViews
             catch (NotFoundException)
             {
                 continue; // the last member left since the snapshot
+            }
+            catch (Exception e) when (e is BrokerException or Sluice.Protocol.Grpc.GrpcException or Sluice.Storage.Metadata.MetadataUnavailableException)
+            {
+                // The metadata store or a peer failed: the group as this broker last saw it, without positions.
+                json.WriteStartObject();
+                json.WriteString("id", group.Id);
+                json.WriteString("coordinator", group.Coordinator);
+                json.WriteNumber("epoch", group.Epoch);
+                json.WriteNull("lag");
+                json.WriteStartArray("members");
+                json.WriteEndArray();
+                json.WriteStartArray("partitions");
+                json.WriteEndArray();
+                json.WriteString("error", e is Sluice.Storage.Metadata.MetadataUnavailableException ? "cluster metadata store (etcd) unavailable" : e.Message);
+                json.WriteEndObject();
+                continue;
             }
 
             json.WriteStartObject();
@@ -346,7 +363,14 @@ internal static class MonitorViews
                 continue;
             }
 
-            truncated |= !ScanCursors(log, only, seen, found, cancellationToken);
+            try
+            {
+                truncated |= !ScanCursors(log, only, seen, found, cancellationToken);
+            }
+            catch (Exception e) when (e is CommitLogClosedException or ObjectDisposedException)
+            {
+                elsewhere.Add(partition.Id); // closed while read (paused, or leadership moved): read nothing more from it
+            }
         }
 
         json.WriteBoolean("enabled", true);
@@ -382,7 +406,7 @@ internal static class MonitorViews
     }
 
     /// <summary>Newest first, the first value seen per key wins (the log is compacted, so older values may remain). False when a bound stopped it.</summary>
-    private static bool ScanCursors(Sluice.Storage.Log.CommitLog log, string onlyStream, HashSet<string> seen, List<(string, string, int, long, long)> found, CancellationToken cancellationToken)
+    private static bool ScanCursors(CommitLog log, string onlyStream, HashSet<string> seen, List<(string, string, int, long, long)> found, CancellationToken cancellationToken)
     {
         var highWatermark = log.HighWatermark;
         var next = highWatermark;
@@ -467,39 +491,51 @@ internal static class MonitorViews
         json.WriteStartArray("events");
         if (partition.Log is { } log)
         {
-            var highWatermark = log.HighWatermark;
-            var next = highWatermark;
-            var written = 0;
-            while (next >= 0 && written < limit)
+            try
             {
-                using var batch = log.ReadReverse(next, ScanChunkBytes);
-                foreach (var record in batch.Records)
-                {
-                    if (record.Offset > highWatermark || record.Value is not { } value || written >= limit)
-                    {
-                        continue;
-                    }
-
-                    ActivityStreamEvent activity;
-                    try
-                    {
-                        activity = ActivityStreamEvent.Parser.ParseFrom(value.Span);
-                    }
-                    catch (Google.Protobuf.InvalidProtocolBufferException)
-                    {
-                        continue;
-                    }
-
-                    WriteActivity(json, record.Offset, record.Timestamp, activity);
-                    written++;
-                }
-
-                next = batch.IsEmpty ? -1 : batch.NextOffset;
+                WriteNewestEvents(json, log, limit);
+            }
+            catch (Exception e) when (e is CommitLogClosedException or ObjectDisposedException)
+            {
+                // closed while read (leadership moved, shutdown): the events written so far stand
             }
         }
 
         json.WriteEndArray();
         json.WriteEndObject();
+    }
+
+    private static void WriteNewestEvents(Utf8JsonWriter json, CommitLog log, int limit)
+    {
+        var highWatermark = log.HighWatermark;
+        var next = highWatermark;
+        var written = 0;
+        while (next >= 0 && written < limit)
+        {
+            using var batch = log.ReadReverse(next, ScanChunkBytes);
+            foreach (var record in batch.Records)
+            {
+                if (record.Offset > highWatermark || record.Value is not { } value || written >= limit)
+                {
+                    continue;
+                }
+
+                ActivityStreamEvent activity;
+                try
+                {
+                    activity = ActivityStreamEvent.Parser.ParseFrom(value.Span);
+                }
+                catch (Google.Protobuf.InvalidProtocolBufferException)
+                {
+                    continue;
+                }
+
+                WriteActivity(json, record.Offset, record.Timestamp, activity);
+                written++;
+            }
+
+            next = batch.IsEmpty ? -1 : batch.NextOffset;
+        }
     }
 
     private static void WriteActivity(Utf8JsonWriter json, long offset, long timestamp, ActivityStreamEvent activity)

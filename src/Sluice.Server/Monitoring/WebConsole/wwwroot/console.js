@@ -195,11 +195,11 @@ function renderOverview(d) {
   let inRate = 0; let outRate = 0;
   for (const [i, o] of state.rates.values()) { inRate += i; outRate += o; }
   $('cards').replaceChildren(
-    card('Server', s.server_id, '', 'card-server'),
+    card('Server', s.server_id, 'id', 'card-server'),
     card('Version', s.version || '–'),
     card('Uptime', duration(s.uptime_seconds)),
     card('Mode', s.clustered ? 'cluster' : 'single node'),
-    card('Controller', c.controller || 'none', c.controller ? '' : 'bad', 'card-controller'),
+    card('Controller', c.controller || 'none', c.controller ? 'id' : 'bad', 'card-controller'),
     card('Brokers', num(c.brokers.length), '', 'card-brokers'),
     card('Streams', num(s.streams)),
     card('Partitions', num(s.partitions)),
@@ -231,7 +231,13 @@ function renderStreams(d) {
   const filter = $('streams-filter').value.trim().toLowerCase();
   const internal = $('streams-internal').checked;
   const paused = new Map();
-  for (const p of d.partitions.partitions) if (p.paused) paused.set(p.stream, (paused.get(p.stream) || 0) + 1);
+  const readonly = new Map();
+  for (const p of d.partitions.partitions) {
+    if (p.paused) paused.set(p.stream, (paused.get(p.stream) || 0) + 1);
+    if (p.readonly) readonly.set(p.stream, (readonly.get(p.stream) || 0) + 1);
+  }
+  const some = (counts, s, word, kind) => (counts.get(s.name)
+    ? pill(counts.get(s.name) === s.partitions ? word : `${counts.get(s.name)} ${word}`, kind) : null);
   const rows = d.streams.streams.filter((s) => (internal || !s.internal) && (!filter || s.name.toLowerCase().includes(filter)));
   renderTable($('streams-table'), [
     { title: 'Stream', mono: true, cell: (s) => s.name },
@@ -239,7 +245,7 @@ function renderStreams(d) {
     { title: 'Partitions', num: true, cell: (s) => num(s.partitions) },
     { title: 'RF', num: true, cell: (s) => s.replication_factor === -1 ? 'all' : num(s.replication_factor) },
     { title: 'State', cell: (s) => [s.internal ? pill('internal') : null, s.encrypted ? pill('encrypted', 'info') : null,
-      paused.get(s.name) ? pill(paused.get(s.name) === s.partitions ? 'paused' : `${paused.get(s.name)} paused`, 'warn') : null] },
+      some(paused, s, 'paused', 'warn'), some(readonly, s, 'readonly', 'info')] },
     { title: 'In msg/s', num: true, key: 'in-rate', cls: (s) => ((state.rates.get(s.name) || [0])[0] > 0 ? 'rate' : 'zero'), cell: (s) => rate((state.rates.get(s.name) || [])[0]) },
     { title: 'Out msg/s', num: true, key: 'out-rate', cls: (s) => ((state.rates.get(s.name) || [0, 0])[1] > 0 ? 'rate' : 'zero'), cell: (s) => rate((state.rates.get(s.name) || [])[1]) },
     { title: 'Received', num: true, key: 'received', cell: (s) => num(s.received_messages) },
