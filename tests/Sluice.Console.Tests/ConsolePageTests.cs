@@ -206,6 +206,7 @@ public sealed partial class ConsolePageTests(Browser browser, SeededServer seede
         // Into partitions the other tests of this class do not count.
         await using var orders = seeded.Traffic("orders", 1);
         await using var audit = seeded.Traffic("audit-log", 0);
+        await using var reader = await Node.Client.SubscribeAsync("orders", (_, _) => ValueTask.CompletedTask, Sluice.Client.SubscribeOptions.Default with { Partition = 1 }); // consumed as published
         foreach (var scheme in new[] { ColorScheme.Light, ColorScheme.Dark })
         {
             var page = await OpenAsync(browser, Node, "overview", new BrowserNewContextOptions
