@@ -116,13 +116,22 @@ public sealed class ConsoleActionTests(Browser browser, SeededServer seeded) : I
             <!doctype html><title>foreign</title>
             <form id="f" method="post" enctype="text/plain" action="{{Node.Origin}}/v1/streams/victim/pause"><input name="x" value="y"></form>
             <script>
-              fetch('{{Node.Origin}}/v1/streams/victim', { method: 'DELETE', mode: 'no-cors', credentials: 'include' })
-                .then(() => { document.title = 'fetch done'; }, () => { document.title = 'fetch done'; });
+              Promise.allSettled([
+                // A "simple" request reaches the server (the response stays opaque to this page)...
+                fetch('{{Node.Origin}}/v1/streams', { method: 'POST', mode: 'no-cors', credentials: 'include',
+                  headers: { 'Content-Type': 'text/plain' }, body: '{"name":"planted","subject":"planted"}' }),
+                // ...a DELETE needs a CORS preflight, which the monitoring port never grants.
+                fetch('{{Node.Origin}}/v1/streams/victim', { method: 'DELETE', credentials: 'include' }),
+              ]).then(results => { document.title = 'done: ' + results.map(r => r.status).join(','); });
             </script>
             """);
         var attacker = await page.Context.NewPageAsync();
         await attacker.GotoAsync(foreign.Url);
-        await Expect(attacker).ToHaveTitleAsync("fetch done");
+        // Both fail in the page: the POST's answer is blocked by Cross-Origin-Resource-Policy, the DELETE's preflight is refused.
+        await Expect(attacker).ToHaveTitleAsync("done: rejected,rejected");
+        Assert.Contains(Node.Log.Lines, line => line == "Web console: POST /v1/streams refused: cross-site request refused (Sec-Fetch-Site: cross-site)");
+        Assert.DoesNotContain(Node.Log.Lines, line => line.StartsWith("Web console: DELETE", StringComparison.Ordinal));
+        Assert.False(await Node.StreamExistsAsync("planted"));
         await attacker.Locator("#f").EvaluateAsync("f => f.submit()");
         await Expect(attacker.Locator("body")).ToContainTextAsync("cross-site request refused (Sec-Fetch-Site: cross-site)");
 

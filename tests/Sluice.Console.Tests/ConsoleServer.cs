@@ -24,6 +24,9 @@ public sealed class ConsoleServer : IAsyncDisposable
 
     public SluiceClient Client { get; private set; } = null!;
 
+    /// <summary>What the server logged.</summary>
+    public RecordedLog Log { get; } = new();
+
     public HttpClient Http { get; private set; } = null!;
 
     public string Scheme { get; private set; } = "http";
@@ -49,7 +52,8 @@ public sealed class ConsoleServer : IAsyncDisposable
             };
             options = configure?.Invoke(options, server._dir) ?? options;
             server.Scheme = options.Tls.Enabled ? "https" : "http";
-            server.Server = await SluiceServer.StartAsync(options);
+            var loggers = new Microsoft.Extensions.Logging.LoggerFactory([server.Log]);
+            server.Server = await SluiceServer.StartAsync(options, loggers);
             var clientOptions = SluiceClientOptions.Default with { AckWaitTime = TimeSpan.FromSeconds(10), ConnectTimeout = TimeSpan.FromSeconds(5) };
             server.Client = await SluiceClient.ConnectAsync([$"127.0.0.1:{server.Server.Port}"], client?.Invoke(server, clientOptions) ?? clientOptions);
             return server;
