@@ -90,6 +90,31 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public async Task Past_the_2000_series_limit_stream_totals_stay_exact_and_partition_series_are_capped_without_an_overflow_series()
+    {
+        const int streams = 5, partitionsEach = 500, cap = 100; // 2,500 active partitions: past OpenTelemetry's 2,000 per instrument
+        await using var h = await BrokerHarness.StartAsync(o => WithMonitor(o) with { Monitor = WithMonitor(o).Monitor with { PartitionSeriesMax = cap } });
+        for (var s = 0; s < streams; s++)
+        {
+            await h.CreateStreamAsync("wide" + s, "wide" + s, partitions: partitionsEach);
+        }
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, streams * partitionsEach), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+            await h.PublishAsync("wide" + (i / partitionsEach), "v" + i, partition: i % partitionsEach));
+
+        using var http = NewClient();
+        var metrics = await ScrapeAsync(http, h.Server.MonitorPort!.Value);
+        for (var s = 0; s < streams; s++)
+        {
+            Assert.Equal(partitionsEach, metrics.Value("sluice_stream_received_messages_total", ("messaging_destination_name", "wide" + s)));
+        }
+
+        Assert.Equal(cap, metrics.Find("sluice_partition_received_messages_total").Count());
+        Assert.Equal(cap, metrics.Find("sluice_partition_high_watermark").Count());
+        Assert.DoesNotContain(metrics.Samples, sample => sample.Labels.ContainsKey("otel_metric_overflow"));
+    }
+
+    [Fact]
     public async Task A_failed_call_is_counted_under_its_status_code()
     {
         await using var h = await BrokerHarness.StartAsync(WithMonitor);
