@@ -61,6 +61,43 @@ public sealed class TlsAndLoggingTests
         Assert.Contains(provider.Messages, m => m.StartsWith("Information Connected to 1 broker(s)", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_broker_outage_logs_the_reopened_publish_stream_once_not_once_per_attempt()
+    {
+        var provider = new CapturingLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(provider).SetMinimumLevel(LogLevel.Debug));
+        await using var cluster = await FakeCluster.StartAsync();
+        await using var client = await ConnectAsync(cluster, FastOptions with { LoggerFactory = loggerFactory });
+        await client.CreateStreamAsync("foo", "foo");
+        Assert.NotNull(await client.PublishAsync("foo", Bytes("before")));
+        await cluster[0].StopAsync();
+        for (var i = 0; i < 10; i++)
+        {
+            using var attempt = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            await Assert.ThrowsAnyAsync<Exception>(() => client.PublishAsync("foo", Bytes("during"), cancellationToken: attempt.Token));
+        }
+
+        await cluster[0].StartAsync();
+        SluiceAck? after = null;
+        for (var deadline = DateTime.UtcNow.AddSeconds(20); after is null && DateTime.UtcNow < deadline;)
+        {
+            try
+            {
+                after = await client.PublishAsync("foo", Bytes("after"));
+            }
+            catch (SluiceException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.NotNull(after);
+
+        var reopened = provider.Messages.Where(m => m.Contains("Reopened the publish stream", StringComparison.Ordinal)).ToList();
+        Assert.True(reopened.Count(m => m.StartsWith("Information", StringComparison.Ordinal)) <= 1, string.Join(Environment.NewLine, reopened));
+        Assert.NotEmpty(reopened);
+    }
+
     private sealed class CapturingLoggerProvider : ILoggerProvider
     {
         public ConcurrentQueue<string> Messages { get; } = new();

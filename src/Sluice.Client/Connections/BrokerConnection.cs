@@ -58,7 +58,9 @@ internal sealed class BrokerConnection : IAsyncDisposable
             _session = new PublishSession(Channel, Address, _ackWaitTime, _logger, _resend, _silent);
             if (broken is not null)
             {
-                _logger.LogInformation("Reopened the publish stream to {Address}", Address);
+                // While a broker is down every attempt opens a stream that breaks at once: say so once per outage (a
+                // stream that had worked), not once per attempt.
+                _logger.Log(broken.Answered ? LogLevel.Information : LogLevel.Debug, "Reopened the publish stream to {Address}", Address);
                 _ = broken.DisposeAsync().AsTask(); // already failed; releasing it needs no waiting
             }
 

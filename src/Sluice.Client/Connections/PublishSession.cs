@@ -37,6 +37,7 @@ internal sealed class PublishSession : IAsyncDisposable
     private readonly Task _timeouts;
     private volatile Exception? _failure;
     private long _lastAnswerAt = PendingAck.Now;
+    private volatile bool _answered;
     private long _lastSilenceReport;
 
     /// <summary>
@@ -79,6 +80,9 @@ internal sealed class PublishSession : IAsyncDisposable
             // Disposed meanwhile.
         }
     }
+
+    /// <summary>The broker answered on this stream at least once (it worked before it broke, if it broke).</summary>
+    public bool Answered => _answered;
 
     /// <summary>The stream broke or was closed; a new session is needed.</summary>
     public bool IsBroken => _failure is not null;
@@ -221,6 +225,10 @@ internal sealed class PublishSession : IAsyncDisposable
     private void Dispatch(WirePublishResponse response)
     {
         Volatile.Write(ref _lastAnswerAt, PendingAck.Now);
+        if (!_answered)
+        {
+            _answered = true;
+        }
         if (!response.IsSimple)
         {
             Dispatch(response.ToResponse());

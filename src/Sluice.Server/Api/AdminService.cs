@@ -160,10 +160,9 @@ internal sealed partial class AdminService(Broker broker, ConsumerGroups groups,
         else if (cursor >= 0)
         {
             description.CommittedOffset = cursor.Value;
-            if (offsets is not null)
+            if (offsets is not null && CursorStore.Lag(description.HighWatermark, cursor.Value) is { } lag)
             {
-                // Kafka's lag: log end offset - committed offset, where both are one past Liftbridge's offsets.
-                description.Lag = Math.Max(0, description.HighWatermark - cursor.Value);
+                description.Lag = lag;
             }
         }
 

@@ -273,7 +273,12 @@ internal sealed class ServerMetrics : IDisposable
     {
         foreach (var (cursor, partition, offset) in KnownCursors())
         {
-            yield return new Measurement<long>(Lag(partition, offset),
+            if (CursorStore.Lag(partition.HighWatermark, offset) is not { } lag)
+            {
+                continue;
+            }
+
+            yield return new Measurement<long>(lag,
                 new("sluice.cursor.id", cursor), new("messaging.destination.name", partition.Stream.Name),
                 new("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
@@ -284,10 +289,10 @@ internal sealed class ServerMetrics : IDisposable
         var byGroup = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (cursor, partition, offset) in KnownCursors())
         {
-            if (cursor.StartsWith(CursorStore.GroupCursorPrefix, StringComparison.Ordinal))
+            if (cursor.StartsWith(CursorStore.GroupCursorPrefix, StringComparison.Ordinal) && CursorStore.Lag(partition.HighWatermark, offset) is { } lag)
             {
                 var group = cursor[CursorStore.GroupCursorPrefix.Length..];
-                byGroup[group] = byGroup.GetValueOrDefault(group) + Lag(partition, offset);
+                byGroup[group] = byGroup.GetValueOrDefault(group) + lag;
             }
         }
 
@@ -296,9 +301,6 @@ internal sealed class ServerMetrics : IDisposable
             yield return new Measurement<long>(lag, new KeyValuePair<string, object?>("messaging.consumer.group.name", group));
         }
     }
-
-    /// <summary>Messages committed past the cursor: a cursor stores the last offset handled (-1 = none).</summary>
-    private static long Lag(Partition partition, long offset) => Math.Max(0, partition.HighWatermark - Math.Max(offset, -1));
 
     private IEnumerable<(string Cursor, Partition Partition, long Offset)> KnownCursors()
     {

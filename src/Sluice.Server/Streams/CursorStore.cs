@@ -32,6 +32,13 @@ internal sealed class CursorStore(Broker broker)
     /// <summary>How the .NET client names a consumer group's cursors: this prefix and the group id.</summary>
     public const string GroupCursorPrefix = "__group:";
 
+    /// <summary>
+    /// The one lag rule (metrics, admin API, CLI, console): messages committed past a cursor, which stores the last offset
+    /// handled. Kafka's log end offset minus committed offset is the same number, as both count one past. A cursor below 0
+    /// (none stored yet) has no lag, as Kafka shows "-": where the reader starts depends on its reset policy.
+    /// </summary>
+    public static long? Lag(long highWatermark, long cursor) => cursor < 0 ? null : Math.Max(0, highWatermark - cursor);
+
     public bool Enabled => broker.TryGetStream(Broker.CursorsStreamName, out _);
 
     /// <summary>The cursors this broker stored or read lately (its cache), for the lag metrics.</summary>

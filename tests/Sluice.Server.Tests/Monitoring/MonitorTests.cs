@@ -90,6 +90,31 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public async Task Past_the_2000_series_limit_stream_totals_stay_exact_and_partition_series_are_capped_without_an_overflow_series()
+    {
+        const int streams = 5, partitionsEach = 500, cap = 100; // 2,500 active partitions: past OpenTelemetry's 2,000 per instrument
+        await using var h = await BrokerHarness.StartAsync(o => WithMonitor(o) with { Monitor = WithMonitor(o).Monitor with { PartitionSeriesMax = cap } });
+        for (var s = 0; s < streams; s++)
+        {
+            await h.CreateStreamAsync("wide" + s, "wide" + s, partitions: partitionsEach);
+        }
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, streams * partitionsEach), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+            await h.PublishAsync("wide" + (i / partitionsEach), "v" + i, partition: i % partitionsEach));
+
+        using var http = NewClient();
+        var metrics = await ScrapeAsync(http, h.Server.MonitorPort!.Value);
+        for (var s = 0; s < streams; s++)
+        {
+            Assert.Equal(partitionsEach, metrics.Value("sluice_stream_received_messages_total", ("messaging_destination_name", "wide" + s)));
+        }
+
+        Assert.Equal(cap, metrics.Find("sluice_partition_received_messages_total").Count());
+        Assert.Equal(cap, metrics.Find("sluice_partition_high_watermark").Count());
+        Assert.DoesNotContain(metrics.Samples, sample => sample.Labels.ContainsKey("otel_metric_overflow"));
+    }
+
+    [Fact]
     public async Task A_failed_call_is_counted_under_its_status_code()
     {
         await using var h = await BrokerHarness.StartAsync(WithMonitor);
@@ -99,6 +124,29 @@ public sealed class MonitorTests
         Assert.Equal(1, metrics.Value("rpc_server_call_duration_seconds_count", ("rpc_method", "Publish"), ("rpc_grpc_status_code", "5"))); // NOT_FOUND
     }
 
+
+    [Fact]
+    public async Task Cursor_and_group_lag_count_the_messages_past_the_stored_cursor_and_leave_out_cursors_not_stored_yet()
+    {
+        await using var h = await BrokerHarness.StartAsync(o => WithMonitor(o) with { Cursors = o.Cursors with { Partitions = 1 } });
+        await h.CreateStreamAsync("orders", "orders.subject", partitions: 2);
+        await h.PublishManyAsync("orders", 10, partition: 0);
+        await h.PublishManyAsync("orders", 4, partition: 1);
+        Task Set(string cursor, int partition, long offset) => h.CallAsync("SetCursor",
+            new SetCursorRequest { CursorId = cursor, Stream = "orders", Partition = partition, Offset = offset }, SetCursorResponse.Parser);
+        await Set("reader", 0, 6);            // handled 0..6 of 0..9: 3 left
+        await Set("__group:billing", 0, 9);   // caught up on partition 0
+        await Set("__group:billing", 1, 0);   // 1..3 left on partition 1
+        await Set("__group:audit", 0, -1);    // stored, but nothing handled yet: no lag (Kafka's "-")
+
+        using var http = NewClient();
+        var metrics = await ScrapeAsync(http, h.Server.MonitorPort!.Value);
+        var stream = ("messaging_destination_name", "orders");
+        Assert.Equal(3, metrics.Value("sluice_cursor_lag", ("sluice_cursor_id", "reader"), stream, ("messaging_destination_partition_id", "0")));
+        Assert.Equal(3, metrics.Value("sluice_consumer_group_lag", ("messaging_consumer_group_name", "billing")));
+        Assert.Empty(metrics.Find("sluice_consumer_group_lag", ("messaging_consumer_group_name", "audit")));
+        Assert.Empty(metrics.Find("sluice_cursor_lag", ("sluice_cursor_id", "__group:audit")));
+    }
     [Fact]
     public async Task Fsync_latency_is_recorded_in_seconds_when_durability_is_always()
     {
