@@ -394,7 +394,7 @@ internal static class MonitorViews
             if (broker.TryGetStream(cursor.Stream, out var stream) && stream.TryGetPartition(cursor.Partition, out var target) && target.Log is not null)
             {
                 json.WriteNumber("high_watermark", target.HighWatermark);
-                lag = Math.Max(0, target.HighWatermark - Math.Max(cursor.Offset, -1));
+                lag = CursorStore.Lag(target.HighWatermark, cursor.Offset);
             }
 
             WriteNumberOrNull(json, "lag", lag);
