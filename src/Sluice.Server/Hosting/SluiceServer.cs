@@ -352,6 +352,7 @@ public sealed class SluiceServer : IAsyncDisposable
             MaxConnections = limits.MaxConnections,
             MaxConnectionsSource = limits.MaxConnectionsSource,
             MaxConnectionsPerAddress = limits.MaxConnectionsPerAddress,
+            MaxReaderThreads = limits.MaxReaderThreads,
             MaxBufferedOutputBytes = options.SubscriptionsMaxBufferedBytes,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions
