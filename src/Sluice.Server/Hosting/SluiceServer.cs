@@ -353,6 +353,7 @@ public sealed class SluiceServer : IAsyncDisposable
             MaxConnectionsSource = limits.MaxConnectionsSource,
             MaxConnectionsPerAddress = limits.MaxConnectionsPerAddress,
             MaxReaderThreads = limits.MaxReaderThreads,
+            ReaderLinger = options.GrpcReaderLinger,
             MaxBufferedOutputBytes = options.SubscriptionsMaxBufferedBytes,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions

@@ -11,7 +11,7 @@ namespace Sluice.Server.Http2;
 
 /// <summary>
 /// Accepts HTTP/2 connections for the gRPC server (<see cref="GrpcServerTransport.Native"/>): one
-/// <see cref="Http2ServerConnection"/> per client, each with its reader thread. Calls start on the
+/// <see cref="Http2ServerConnection"/> per client, read on a thread of its own while busy. Calls start on the
 /// thread pool. Also sends keepalive PINGs on quiet connections and shuts connections down with GOAWAY.
 /// </summary>
 internal sealed partial class Http2Listener : IDisposable

@@ -16,8 +16,10 @@ namespace Sluice.Server.Http2;
 /// <para>
 /// Why it exists: Kestrel moves every request body read, response flush and socket write through
 /// pipes whose loops run on the thread pool, which costs five to six context switches per
-/// synchronous publish; on a 2-core machine that is most of its price (docs/benchmarks.md). Here one
-/// dedicated thread per connection reads frames and hands them to the streams. A request body's
+/// synchronous publish; on a 2-core machine that is most of its price (docs/benchmarks.md). Here a
+/// dedicated thread per busy connection reads frames and hands them to the streams; a connection quiet for
+/// <see cref="Grpc.GrpcServerOptions.ReaderLinger"/> gives its thread and buffers back and gets a new thread
+/// when the client sends again (see <see cref="FillAsync"/>), so idle connections cost no threads. A request body's
 /// reader resumes on that thread (with <see cref="Grpc.GrpcServerOptions.InlineIo"/>), so a publish
 /// is decoded, appended and acked there, and a response is written to the socket on the thread that
 /// produces it. Socket writes never wait (<see cref="ServerSocketStream"/>), so any thread may write,
