@@ -148,7 +148,8 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     {
                         connection._listener.ReturnReaderThread();
                     }
-                }) { IsBackground = true, Name = "sluice-h2 " + Peer }.UnsafeStart((this, work, state));
+                })
+                { IsBackground = true, Name = "sluice-h2 " + Peer }.UnsafeStart((this, work, state));
                 return;
             }
             catch (Exception ex) when (ex is ThreadStartException or OutOfMemoryException)
