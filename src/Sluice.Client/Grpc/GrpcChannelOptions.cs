@@ -45,13 +45,6 @@ public sealed record GrpcChannelOptions
     /// <summary>Which HTTP/2 implementation carries the calls. Default <see cref="GrpcTransport.Native"/>.</summary>
     public GrpcTransport Transport { get; init; } = GrpcTransport.Native;
 
-    /// <summary>
-    /// Native transport: how long a connection's reader thread waits for a quiet server's next bytes before it ends;
-    /// the next bytes start a new one. A busy connection keeps its thread (the kernel wakes it straight from poll(2)),
-    /// and an application connected to many brokers holds no thread for the quiet ones. Zero ends it at once.
-    /// </summary>
-    public TimeSpan ReaderLinger { get; init; } = TimeSpan.FromMilliseconds(50);
-
     /// <summary>TLS settings for https:// addresses; ignored for http:// (h2c). Default null (system trust, no client certificate).</summary>
     public GrpcClientTlsOptions? Tls { get; init; }
 }

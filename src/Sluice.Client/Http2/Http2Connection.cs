@@ -43,7 +43,6 @@ internal sealed class Http2Connection : IDisposable
     private static int _threadReaderGeneration;
 
     private readonly Stream _transport;
-    private readonly ClientSocketStream _socket;
     private readonly string _scheme;
     private readonly string _authority;
     private readonly GrpcChannelOptions _options;
@@ -74,13 +73,11 @@ internal sealed class Http2Connection : IDisposable
     private readonly Queue<IDeferredCompletion> _deferred = new();
     private readonly Http2FrameReader _frames = new(ReadBufferSize, "server");
     private int _readerGeneration;
-    private int _readerThreads;
     private long _userCodeSince;
 
-    private Http2Connection(Stream transport, ClientSocketStream socket, Uri address, GrpcChannelOptions options)
+    private Http2Connection(Stream transport, Uri address, GrpcChannelOptions options)
     {
         _transport = transport;
-        _socket = socket;
         _scheme = address.Scheme;
         var host = address.HostNameType == UriHostNameType.IPv6 ? $"[{address.IdnHost}]" : address.IdnHost; // IdnHost drops IPv6 brackets
         _authority = address.IsDefaultPort ? host : $"{host}:{address.Port}";
@@ -91,9 +88,6 @@ internal sealed class Http2Connection : IDisposable
             _keepAlive = new Timer(static state => ((Http2Connection)state!).OnKeepAliveTick(), this, period, period);
         }
     }
-
-    /// <summary>Threads reading this connection now: one while it is busy (two while one is taken over), none while quiet.</summary>
-    internal int ReaderThreads => Volatile.Read(ref _readerThreads);
 
     /// <summary>The lock that guards this connection's and its streams' state.</summary>
     public Lock Sync { get; } = new();
@@ -142,8 +136,8 @@ internal sealed class Http2Connection : IDisposable
         try
         {
             var addresses = await Dns.GetHostAddressesAsync(address.IdnHost, timeout.Token).ConfigureAwait(false);
-            var (transport, socket) = await Task.Run(() => ConnectBlocking(addresses, address, options.Tls, timeout.Token), CancellationToken.None).ConfigureAwait(false);
-            var connection = new Http2Connection(transport, socket, address, options);
+            var transport = await Task.Run(() => ConnectBlocking(addresses, address, options.Tls, timeout.Token), CancellationToken.None).ConfigureAwait(false);
+            var connection = new Http2Connection(transport, address, options);
             await connection.StartAsync(timeout.Token).ConfigureAwait(false);
             return connection;
         }
@@ -164,7 +158,7 @@ internal sealed class Http2Connection : IDisposable
     /// ever ran an asynchronous operation turns non-blocking for good, and its synchronous calls then
     /// go through the runtime's epoll thread: two more thread hops per read. The token closes the socket.
     /// </summary>
-    private static (Stream Transport, ClientSocketStream Socket) ConnectBlocking(IPAddress[] addresses, Uri address, GrpcClientTlsOptions? tls, CancellationToken cancellationToken)
+    private static Stream ConnectBlocking(IPAddress[] addresses, Uri address, GrpcClientTlsOptions? tls, CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var abort = cancellationToken.Register(socket.Dispose);
@@ -172,16 +166,14 @@ internal sealed class Http2Connection : IDisposable
         try
         {
             socket.Connect(addresses, address.Port);
-            var plain = new ClientSocketStream(socket);
-            transport = plain;
+            transport = new NetworkStream(socket, ownsSocket: true);
             if (address.Scheme == Uri.UriSchemeHttps)
             {
                 transport = Authenticate(transport, address, tls);
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            plain.StartNonBlocking();
-            return (transport, plain);
+            return transport;
         }
         catch
         {
@@ -765,15 +757,7 @@ internal sealed class Http2Connection : IDisposable
         var reader = new Thread(static state =>
         {
             var (connection, generation) = ((Http2Connection, int))state!;
-            Interlocked.Increment(ref connection._readerThreads);
-            try
-            {
-                connection.ReadLoop(generation);
-            }
-            finally
-            {
-                Interlocked.Decrement(ref connection._readerThreads);
-            }
+            connection.ReadLoop(generation);
         })
         {
             IsBackground = true,
@@ -801,15 +785,22 @@ internal sealed class Http2Connection : IDisposable
                     return; // another reader took over while a completion held this thread
                 }
 
-                if (!FillOrPark(generation))
-                {
-                    return; // quiet: this thread ends, and a new reader goes on when the server sends
-                }
+                _frames.Fill(_transport);
             }
+        }
+        catch (Http2ConnectionException ex)
+        {
+            Abort(new IOException($"HTTP/2 protocol error from the server ({ex.Code}): {ex.Message}", ex), ex.Code);
+        }
+        catch (HpackException ex)
+        {
+            Abort(new IOException($"The server sent headers this client cannot decode: {ex.Message}", ex), Http2ErrorCode.CompressionError);
         }
         catch (Exception ex)
         {
-            OnReadFailed(ex);
+            Abort(ex is IOException or SocketException or ObjectDisposedException
+                ? new IOException($"The HTTP/2 connection closed: {ex.Message}", ex)
+                : new IOException($"The HTTP/2 connection failed: {ex.Message}", ex));
         }
         finally
         {
@@ -818,116 +809,6 @@ internal sealed class Http2Connection : IDisposable
 
         // The connection failed: completions queued before it (acks that did arrive) still run.
         RunDeferred(generation);
-    }
-
-    private void OnReadFailed(Exception ex)
-    {
-        switch (ex)
-        {
-            case Http2ConnectionException h2:
-                Abort(new IOException($"HTTP/2 protocol error from the server ({h2.Code}): {h2.Message}", h2), h2.Code);
-                break;
-            case HpackException hpack:
-                Abort(new IOException($"The server sent headers this client cannot decode: {hpack.Message}", hpack), Http2ErrorCode.CompressionError);
-                break;
-            default:
-                Abort(ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException
-                    ? new IOException($"The HTTP/2 connection closed: {ex.Message}", ex)
-                    : new IOException($"The HTTP/2 connection failed: {ex.Message}", ex));
-                break;
-        }
-    }
-
-    /// <summary>
-    /// Reads more of the server's bytes into <see cref="_frames"/>: at once if they have arrived, else after waiting in
-    /// poll(2) on this thread for up to <see cref="GrpcChannelOptions.ReaderLinger"/>. Past that the connection goes
-    /// quiet: false, this thread ends, the read buffer goes back to the pool, and a new reader thread goes on when the
-    /// server sends (so an application connected to many brokers holds no thread for the quiet ones).
-    /// </summary>
-    private bool FillOrPark(int generation)
-    {
-        var linger = (int)Math.Clamp(_options.ReaderLinger.TotalMilliseconds, 0, int.MaxValue);
-        if (ReferenceEquals(_transport, _socket))
-        {
-            while (true)
-            {
-                var read = _socket.TryRead(_frames.FreeSpace().Span);
-                if (read >= 0)
-                {
-                    _frames.Filled(read);
-                    return true;
-                }
-
-                if (linger <= 0 || !_socket.WaitReadable(linger))
-                {
-                    _frames.ReleaseIfEmpty();
-                    _ = ResumeWhenReadableAsync(generation, tls: null);
-                    return false;
-                }
-            }
-        }
-
-        // TLS: the SslStream may hold decrypted bytes the socket no longer shows, so ask it, not the socket.
-        var reading = _transport.ReadAsync(_frames.FreeSpace());
-        if (reading.IsCompletedSuccessfully)
-        {
-            _frames.Filled(reading.Result);
-            return true;
-        }
-
-        var task = reading.AsTask();
-        if (linger > 0)
-        {
-            try
-            {
-                if (task.Wait(linger))
-                {
-                    _frames.Filled(task.Result);
-                    return true;
-                }
-            }
-            catch (AggregateException ex) when (ex.InnerException is { } inner)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(inner);
-            }
-        }
-
-        _ = ResumeWhenReadableAsync(generation, task);
-        return false;
-    }
-
-    /// <summary>Starts a new reader of <paramref name="generation"/> once the server sends (or <paramref name="tls"/>'s read completes).</summary>
-    private async Task ResumeWhenReadableAsync(int generation, Task<int>? tls)
-    {
-        try
-        {
-            if (tls is null)
-            {
-                await _socket.WaitReadableAsync().ConfigureAwait(false);
-            }
-            else
-            {
-                _frames.Filled(await tls.ConfigureAwait(false));
-            }
-        }
-        catch (Exception ex)
-        {
-            OnReadFailed(ex);
-            return;
-        }
-
-        lock (_readerSync)
-        {
-            if (_readerGeneration != generation)
-            {
-                return; // another reader took over meanwhile (it does not while this one is quiet, but never two)
-            }
-        }
-
-        if (!IsClosed)
-        {
-            StartReader(generation);
-        }
     }
 
     /// <summary>Runs the deferred completions; false when another reader took over meanwhile.</summary>

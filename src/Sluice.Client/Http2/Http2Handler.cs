@@ -17,18 +17,6 @@ internal sealed class Http2Handler(Uri address, GrpcChannelOptions options) : Ht
     private Task<Http2Connection>? _connecting;
     private bool _disposed;
 
-    /// <summary>Reader threads running now for this handler's connections (tests: a quiet connection holds none).</summary>
-    internal int ReaderThreads
-    {
-        get
-        {
-            lock (_sync)
-            {
-                return _connections.Sum(c => c.ReaderThreads) + _draining.Sum(c => c.ReaderThreads);
-            }
-        }
-    }
-
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);

@@ -135,32 +135,6 @@ public sealed class Http2ConnectionTests
     // ---- 3. CONTINUATION and padding ----
 
     [Fact]
-    public async Task A_quiet_connection_holds_no_reader_thread_and_the_servers_next_frames_start_one()
-    {
-        await using var server = new ScriptedH2Server();
-        var handler = new Http2Handler(server.Address, GrpcChannelOptions.Default);
-        using var client = new HttpMessageInvoker(handler);
-        var responseTask = client.SendAsync(Request(server, Method, [0, 0, 0, 0, 0]), CancellationToken.None);
-        var connection = await server.AcceptAndHandshakeAsync();
-        await connection.ReadHeadersAsync();
-        await connection.ReadBodyAsync(1);
-
-        // Nothing from the server for longer than the reader linger: the reader thread ends.
-        await WaitUntilAsync(() => handler.ReaderThreads == 0, "the quiet connection's reader thread ends");
-
-        // The response then arrives on a new reader, which ends again once the connection is quiet.
-        await connection.SendHeaderBlockAsync(1, new HeaderBlock().Indexed(8).WithoutIndexing("content-type", "application/grpc", huffman: false).Span, endStream: false);
-        await connection.SendDataAsync(1, [0, 0, 0, 0, 1, 42], endStream: false);
-        await connection.SendHeaderBlockAsync(1, new HeaderBlock().WithoutIndexing("grpc-status", "0", huffman: false).Span, endStream: true);
-        using (var response = await responseTask.WaitAsync(Timeout))
-        {
-            Assert.Equal([0, 0, 0, 0, 1, 42], await ReadToEndAsync(response));
-        }
-
-        await WaitUntilAsync(() => handler.ReaderThreads == 0, "the reader thread ends again");
-    }
-
-    [Fact]
     public async Task Continuation_frames_and_padded_headers_and_data_decode()
     {
         await using var server = new ScriptedH2Server();
