@@ -8,8 +8,9 @@ namespace Sluice.Protocol.Http2;
 /// </summary>
 internal sealed class Http2FrameReader
 {
-    private readonly byte[] _buffer;
+    private readonly int _bufferSize;
     private readonly string _peer;
+    private byte[] _buffer;
     private int _start;
     private int _end;
 
@@ -18,12 +19,33 @@ internal sealed class Http2FrameReader
     public Http2FrameReader(int bufferSize, string peer)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bufferSize, Http2Frame.HeaderSize + Http2Frame.DefaultMaxFrameSize);
-        _buffer = new byte[bufferSize];
+        _bufferSize = bufferSize;
+        _buffer = [];
         _peer = peer;
     }
 
     /// <summary>The bytes read but not yet taken as frames.</summary>
     public ReadOnlySpan<byte> Buffered => _buffer.AsSpan(_start, _end - _start);
+
+    /// <summary>Whether a read buffer is held now (none before the first read and after <see cref="ReleaseIfEmpty"/>).</summary>
+    public bool HoldsBuffer => _buffer.Length > 0;
+
+    /// <summary>
+    /// Gives the read buffer back to the pool when nothing unread is in it, so a quiet connection holds none; the next
+    /// <see cref="FreeSpace"/> rents one again. Payloads returned earlier must not be used after this.
+    /// </summary>
+    public void ReleaseIfEmpty()
+    {
+        if (_start != _end || _buffer.Length == 0)
+        {
+            return;
+        }
+
+        var buffer = _buffer;
+        _buffer = [];
+        _start = _end = 0;
+        System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+    }
 
     /// <summary>Drops <paramref name="count"/> buffered bytes (a preface).</summary>
     public void Skip(int count) => _start += Math.Min(count, _end - _start);
@@ -66,9 +88,20 @@ internal sealed class Http2FrameReader
 
     /// <summary>Reads more bytes (waiting), moving unread bytes to the front first when the tail has no room for a frame.</summary>
     /// <exception cref="IOException">The peer closed the connection.</exception>
-    public void Fill(Stream transport)
+    public void Fill(Stream transport) => Filled(transport.Read(FreeSpace().Span));
+
+    /// <summary>
+    /// Where the next read goes: the free tail of the buffer (renting one if none is held), after moving unread bytes
+    /// to the front when the tail has no room for a frame. Pass what was read to <see cref="Filled"/>.
+    /// </summary>
+    public Memory<byte> FreeSpace()
     {
-        if (_start == _end)
+        if (_buffer.Length == 0)
+        {
+            _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(_bufferSize);
+            _start = _end = 0;
+        }
+        else if (_start == _end)
         {
             _start = _end = 0;
         }
@@ -79,7 +112,13 @@ internal sealed class Http2FrameReader
             _start = 0;
         }
 
-        var read = transport.Read(_buffer, _end, _buffer.Length - _end);
+        return _buffer.AsMemory(_end);
+    }
+
+    /// <summary><paramref name="read"/> bytes arrived in <see cref="FreeSpace"/>; 0 means the peer closed the connection.</summary>
+    /// <exception cref="IOException">The peer closed the connection.</exception>
+    public void Filled(int read)
+    {
         if (read == 0)
         {
             throw new IOException($"The {_peer} closed the connection.");

@@ -8,9 +8,19 @@ namespace Sluice.Protocol.Http2;
 /// </summary>
 internal sealed class Http2HeaderBlock(int maxBlockSize)
 {
-    private readonly ArrayBufferWriter<byte> _block = new(4096);
+    private readonly PooledBufferWriter _block = new(4096);
     private int _streamId;
     private bool _endStream;
+
+    /// <summary>Gives the block's buffer back to the pool unless a block is open (a quiet connection holds none).</summary>
+    public void ReleaseIfIdle()
+    {
+        if (_streamId == 0)
+        {
+            _block.ResetWrittenCount();
+            _block.ReleaseIfEmpty();
+        }
+    }
 
     /// <summary>A block is open: only CONTINUATION frames for its stream may follow.</summary>
     public bool InProgress => _streamId != 0;

@@ -112,6 +112,7 @@ internal static class ConfigKeys
         Key("storage.fsync.interval", (o, v) => o with { Storage = o.Storage with { FsyncInterval = Positive(v) } }),
         Key("grpc.transport", (o, v) => o with { GrpcTransport = v.Enum<Grpc.GrpcServerTransport>() }),
         Key("grpc.max.connections", (o, v) => o with { GrpcMaxConnections = v.Int(1, 1_000_000) }),
+        Key("grpc.reader.linger", (o, v) => o with { GrpcReaderLinger = v.Duration() }),
         Key("storage.max.open.files", (o, v) => o with { Storage = o.Storage with { MaxOpenFiles = v.Int(16) } }),
         Key("grpc.max.connections.per.address", (o, v) => o with { GrpcMaxConnectionsPerAddress = v.Int(1, 1_000_000) }),
         Key("monitor.listen", (o, v) => o with { Monitor = o.Monitor with { Listen = v.HostPort() } }),

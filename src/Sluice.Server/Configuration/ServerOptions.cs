@@ -48,6 +48,9 @@ public sealed record ServerOptions
     /// <summary>`grpc.max.connections`: client connections served at once (Sluice only).</summary>
     public int GrpcMaxConnections { get; init; } = Grpc.GrpcServerOptions.Default.MaxConnections;
 
+    /// <summary>`grpc.reader.linger`: how long a native connection keeps its reader thread while the client is quiet (Sluice only).</summary>
+    public TimeSpan GrpcReaderLinger { get; init; } = Grpc.GrpcServerOptions.Default.ReaderLinger;
+
     /// <summary>`grpc.max.connections.per.address`: connections one client IP address may hold; null = half of the connection limit (Sluice only).</summary>
     public int? GrpcMaxConnectionsPerAddress { get; init; }
 

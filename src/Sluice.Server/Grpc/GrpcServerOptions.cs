@@ -80,6 +80,20 @@ public sealed record GrpcServerOptions
     /// </summary>
     public bool InlineIo { get; init; } = true;
 
+    /// <summary>
+    /// How long a native connection's reader thread waits for a quiet client's next bytes before it gives the thread back.
+    /// A busy connection keeps its thread, which the kernel wakes straight from poll(2) (the shortest round trip); a quiet
+    /// one holds no thread and no read buffer, and gets a new thread when the client sends. Zero: a connection never holds
+    /// a thread, and each read that must wait resumes on the thread pool. Default 50 ms. Native transport only.
+    /// </summary>
+    public TimeSpan ReaderLinger { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>
+    /// Native connections read on a thread of their own at once; a connection that would need one past this is read on
+    /// the thread pool instead. Set below the process's thread limit (see ServerLimits). Native transport only.
+    /// </summary>
+    public int MaxReaderThreads { get; init; } = int.MaxValue;
+
     /// <summary>Whose HTTP/2 serves the calls. Default <see cref="GrpcServerTransport.Native"/>.</summary>
     public GrpcServerTransport Transport { get; init; } = GrpcServerTransport.Native;
 
@@ -94,9 +108,10 @@ public enum GrpcServerTransport
     Kestrel,
 
     /// <summary>
-    /// The server's own HTTP/2 connection (<c>Sluice.Server.Http2</c>): one reader thread per
-    /// connection, and responses written on the thread that produces them, without the thread-pool
-    /// hops Kestrel makes between the socket, the HTTP/2 layer and the handler.
+    /// The server's own HTTP/2 connection (<c>Sluice.Server.Http2</c>): a reader thread per busy
+    /// connection (none for a quiet one, see <see cref="GrpcServerOptions.ReaderLinger"/>), and responses
+    /// written on the thread that produces them, without the thread-pool hops Kestrel makes between the
+    /// socket, the HTTP/2 layer and the handler.
     /// </summary>
     Native,
 }

@@ -27,15 +27,21 @@ internal sealed record ServerLimits
     /// <summary>Client connections served at once from one IP address.</summary>
     public required int MaxConnectionsPerAddress { get; init; }
 
+    /// <summary>
+    /// Native transport: connections read on a thread of their own at once (a busy connection holds one; a quiet one
+    /// none). Past it a connection is read on the thread pool. Below the thread limit, so thread creation never fails.
+    /// </summary>
+    public int MaxReaderThreads { get; init; } = int.MaxValue;
+
     /// <summary>What the operator should know about each lowered limit.</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
     /// <summary>
     /// Open files: the segment budget gets at most half of what the open-file limit leaves after
     /// <see cref="ReservedFiles"/>, and connections (a socket each) the rest, so neither can starve the other.
-    /// Threads (native transport: a reader thread per connection): connections get what is left of the thread
-    /// limit after a headroom of an eighth (at least <see cref="MinThreadHeadroom"/>), so a flood of connections
-    /// is refused before thread creation fails, which the runtime cannot survive everywhere.
+    /// Threads (native transport: a reader thread per busy connection): reader threads get what is left of the thread
+    /// limit after a headroom of an eighth (at least <see cref="MinThreadHeadroom"/>), so thread creation never fails,
+    /// which the runtime cannot survive everywhere; connections themselves hold no thread while quiet.
     /// </summary>
     public static ServerLimits Compute(ServerOptions options, MachineLimits machine)
     {
@@ -65,15 +71,14 @@ internal sealed record ServerLimits
             }
         }
 
+        var readerThreads = int.MaxValue;
         if (options.GrpcTransport == Grpc.GrpcServerTransport.Native && machine.ThreadsAvailable is { } threads)
         {
             var headroom = Math.Max(MinThreadHeadroom, threads / 8);
-            var threadBudget = (int)Math.Clamp(threads - headroom, 1, int.MaxValue);
-            if (connections > threadBudget)
+            readerThreads = (int)Math.Clamp(threads - headroom, 1, int.MaxValue);
+            if (readerThreads < connections)
             {
-                warnings.Add(Invariant($"grpc.max.connections {connections} lowered to {threadBudget}: each connection has a reader thread and {threads} more threads can start ({machine.ThreadLimitSource}), less {headroom} kept for the server itself"));
-                connections = threadBudget;
-                source = "the process's thread limit";
+                warnings.Add(Invariant($"at most {readerThreads} connections get a reader thread of their own at once: {threads} more threads can start ({machine.ThreadLimitSource}), less {headroom} kept for the server itself; busy connections past that are read on the thread pool"));
             }
         }
 
@@ -84,6 +89,7 @@ internal sealed record ServerLimits
             MaxConnections = connections,
             MaxConnectionsSource = source,
             MaxConnectionsPerAddress = perAddress,
+            MaxReaderThreads = readerThreads,
             Warnings = warnings,
         };
     }

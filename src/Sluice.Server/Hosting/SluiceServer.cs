@@ -363,6 +363,8 @@ public sealed class SluiceServer : IAsyncDisposable
             MaxConnections = limits.MaxConnections,
             MaxConnectionsSource = limits.MaxConnectionsSource,
             MaxConnectionsPerAddress = limits.MaxConnectionsPerAddress,
+            MaxReaderThreads = limits.MaxReaderThreads,
+            ReaderLinger = options.GrpcReaderLinger,
             MaxBufferedOutputBytes = options.SubscriptionsMaxBufferedBytes,
             Tls = tls.Enabled
                 ? new GrpcServerTlsOptions

@@ -11,7 +11,7 @@ namespace Sluice.Server.Http2;
 
 /// <summary>
 /// Accepts HTTP/2 connections for the gRPC server (<see cref="GrpcServerTransport.Native"/>): one
-/// <see cref="Http2ServerConnection"/> per client, each with its reader thread. Calls start on the
+/// <see cref="Http2ServerConnection"/> per client, read on a thread of its own while busy. Calls start on the
 /// thread pool. Also sends keepalive PINGs on quiet connections and shuts connections down with GOAWAY.
 /// </summary>
 internal sealed partial class Http2Listener : IDisposable
@@ -54,6 +54,8 @@ internal sealed partial class Http2Listener : IDisposable
         _reservedPeerConnections = options.ReservedPeerConnections;
         _peerIdentifyTimeout = options.PeerIdentifyTimeout;
         InlineRequestReads = options.InlineIo;
+        ReaderLingerMilliseconds = (int)Math.Clamp(options.ReaderLinger.TotalMilliseconds, 0, int.MaxValue);
+        _maxReaderThreads = options.MaxReaderThreads;
         Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
         IdleTimeout = options.IdleTimeout;
         OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
@@ -103,6 +105,29 @@ internal sealed partial class Http2Listener : IDisposable
 
     /// <summary>Our SETTINGS_MAX_CONCURRENT_STREAMS; more open streams are refused.</summary>
     public int MaxConcurrentStreams { get; }
+
+    private readonly int _maxReaderThreads;
+    private int _readerThreads;
+
+    /// <summary>Connections being read on a thread of their own now.</summary>
+    public int ReaderThreads => Volatile.Read(ref _readerThreads);
+
+    /// <summary>Takes a reader thread from the budget; false when all are in use (read on the thread pool then).</summary>
+    internal bool TryTakeReaderThread()
+    {
+        if (Interlocked.Increment(ref _readerThreads) <= _maxReaderThreads)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _readerThreads);
+        return false;
+    }
+
+    internal void ReturnReaderThread() => Interlocked.Decrement(ref _readerThreads);
+
+    /// <summary>How long a connection's reader thread waits for a quiet client before giving the thread back (0: never holds one).</summary>
+    public int ReaderLingerMilliseconds { get; }
 
     /// <summary>Request body reads resume on the reader thread (see <see cref="GrpcServerOptions.InlineIo"/>).</summary>
     public bool InlineRequestReads { get; }

@@ -16,8 +16,10 @@ namespace Sluice.Server.Http2;
 /// <para>
 /// Why it exists: Kestrel moves every request body read, response flush and socket write through
 /// pipes whose loops run on the thread pool, which costs five to six context switches per
-/// synchronous publish; on a 2-core machine that is most of its price (docs/benchmarks.md). Here one
-/// dedicated thread per connection reads frames and hands them to the streams. A request body's
+/// synchronous publish; on a 2-core machine that is most of its price (docs/benchmarks.md). Here a
+/// dedicated thread per busy connection reads frames and hands them to the streams; a connection quiet for
+/// <see cref="Grpc.GrpcServerOptions.ReaderLinger"/> gives its thread and buffers back and gets a new thread
+/// when the client sends again (see <see cref="FillAsync"/>), so idle connections cost no threads. A request body's
 /// reader resumes on that thread (with <see cref="Grpc.GrpcServerOptions.InlineIo"/>), so a publish
 /// is decoded, appended and acked there, and a response is written to the socket on the thread that
 /// produces it. Socket writes never wait (<see cref="ServerSocketStream"/>), so any thread may write,
@@ -60,7 +62,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
     private readonly Lock _sync = new();
     private readonly Lock _writeLock = new();
     private readonly Http2CapacitySignal _capacity = new();
-    private readonly ArrayBufferWriter<byte> _output = new(16 * 1024);
+    private readonly PooledBufferWriter _output = new(16 * 1024); // given back to the pool while the connection is quiet
     private readonly ArrayBufferWriter<byte> _headerOut = new(512); // a response header block being encoded, under _writeLock
     private readonly Dictionary<int, Http2ServerStream> _streams = [];
     private readonly HpackDecoder _decoder = new(maxHeaderListSize: MaxHeaderListSize);
@@ -122,11 +124,60 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     internal Http2Listener Listener => _listener;
 
-    /// <summary>Starts the connection's reader thread: TLS handshake, preface, then frames until the connection ends.</summary>
-    public void Start()
+    /// <summary>Starts reading on a reader thread of its own: TLS handshake, preface, then frames until the connection ends.</summary>
+    public void Start() => RunOnNewReaderThread(static state => _ = ((Http2ServerConnection)state!).ReadLoopAsync(), this);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on a new reader thread; where the process may not start one (its thread limit), on
+    /// the thread pool instead, so the connection is still served, only without a thread of its own.
+    /// </summary>
+    private void RunOnNewReaderThread(Action<object?> work, object? state)
     {
-        var thread = new Thread(ReadLoop) { IsBackground = true, Name = "sluice-h2 " + Peer };
-        thread.Start();
+        if (_listener.TryTakeReaderThread())
+        {
+            try
+            {
+                new Thread(static s =>
+                {
+                    var (connection, work, state) = ((Http2ServerConnection, Action<object?>, object?))s!;
+                    try
+                    {
+                        work(state); // until the connection goes quiet (or ends): then the thread ends
+                    }
+                    finally
+                    {
+                        connection._listener.ReturnReaderThread();
+                    }
+                })
+                { IsBackground = true, Name = "sluice-h2 " + Peer }.UnsafeStart((this, work, state));
+                return;
+            }
+            catch (Exception ex) when (ex is ThreadStartException or OutOfMemoryException)
+            {
+                _listener.ReturnReaderThread();
+            }
+        }
+
+        ThreadPool.UnsafeQueueUserWorkItem(work, state, preferLocal: false);
+    }
+
+    /// <summary>
+    /// An awaitable that goes on on a new reader thread: how a connection that gave its thread back while the client was
+    /// quiet gets one again when the client sends.
+    /// </summary>
+    private readonly struct ToNewReaderThread(Http2ServerConnection connection) : ICriticalNotifyCompletion
+    {
+        public ToNewReaderThread GetAwaiter() => this;
+
+        public bool IsCompleted => false;
+
+        public void GetResult()
+        {
+        }
+
+        public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
+
+        public void UnsafeOnCompleted(Action continuation) => connection.RunOnNewReaderThread(static state => ((Action)state!)(), continuation);
     }
 
     /// <summary>Stops taking new streams (GOAWAY NO_ERROR); running ones go on, and the connection closes after the last.</summary>
@@ -630,7 +681,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
         Http2Frame.WriteHeaders(_output, streamId, _headerOut.WrittenSpan, endStream, _peerMaxFrameSize);
 
     /// <summary>Writes one control frame now; writes never wait, so the reader thread may call this too.</summary>
-    private void WriteControl(Action<ArrayBufferWriter<byte>> write)
+    private void WriteControl(Action<PooledBufferWriter> write)
     {
         lock (_writeLock)
         {
@@ -666,16 +717,25 @@ internal sealed partial class Http2ServerConnection : IDisposable
 
     // ---------------------------------------------------------------- reading (the reader thread)
 
-    private void ReadLoop()
+    private async Task ReadLoopAsync()
     {
         _readerThreadId = Environment.CurrentManagedThreadId;
         try
         {
-            _socketStream.ReadTimeoutMilliseconds = HandshakeTimeoutMilliseconds;
             if (_listener.Tls is { } tls)
             {
+                // Asynchronous, so a client that connects and says nothing holds no thread; the keepalive tick aborts a
+                // handshake that takes longer than HandshakeTimeoutMilliseconds.
                 var ssl = new SslStream(_socketStream, leaveInnerStreamOpen: true);
-                ssl.AuthenticateAsServer(tls);
+                var handshake = ssl.AuthenticateAsServerAsync(tls);
+                if (!handshake.IsCompleted)
+                {
+                    _readerThreadId = -1;
+                    await handshake.ConfigureAwait(false);
+                    await Resume();
+                }
+
+                handshake.GetAwaiter().GetResult();
                 _clientCertificate = ssl.RemoteCertificate as X509Certificate2 ?? (ssl.RemoteCertificate is { } c ? new X509Certificate2(c) : null);
                 lock (_writeLock)
                 {
@@ -683,7 +743,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 }
             }
 
-            ReadPreface();
+            await ReadPrefaceAsync().ConfigureAwait(false);
             WriteControl(output =>
             {
                 Http2Frame.WriteSettings(output,
@@ -700,8 +760,6 @@ internal sealed partial class Http2ServerConnection : IDisposable
                 _ready = true; // from here other threads may send frames (keepalive PINGs, GOAWAY)
                 _idleSinceTicks = Environment.TickCount64;
             }
-
-            _socketStream.ReadTimeoutMilliseconds = -1; // from here the keepalive PINGs find a dead client
 
             var first = true;
             while (true)
@@ -736,7 +794,11 @@ internal sealed partial class Http2ServerConnection : IDisposable
                     FlushLocked();
                 }
 
-                _frames.Fill(_transport);
+                var filling = FillAsync();
+                if (!filling.IsCompletedSuccessfully)
+                {
+                    await filling.ConfigureAwait(false);
+                }
             }
         }
         catch (Http2ConnectionException ex)
@@ -763,7 +825,7 @@ internal sealed partial class Http2ServerConnection : IDisposable
             WriteControl(output => Http2Frame.WriteGoAway(output, last, Http2ErrorCode.CompressionError, ex.Message));
             Abort(new IOException($"HTTP/2 header compression error: {ex.Message}", ex), graceful: true);
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or InvalidOperationException)
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException or InvalidOperationException or OperationCanceledException)
         {
             LogConnectionEnded(_logger, Peer, ex.Message);
             Abort(ex as IOException ?? new IOException(ex.Message, ex));
@@ -773,30 +835,147 @@ internal sealed partial class Http2ServerConnection : IDisposable
             LogReaderFailed(_logger, ex, Peer);
             Abort(new IOException($"The HTTP/2 connection failed: {ex.Message}", ex));
         }
+        finally
+        {
+            _readerThreadId = -1;
+        }
     }
 
-    private void ReadPreface()
+    /// <summary>
+    /// Reads more of the client's bytes into <see cref="_frames"/>. What has arrived is read at once. Otherwise a reader
+    /// thread waits in poll(2) for up to <see cref="Http2Listener.ReaderLingerMilliseconds"/> (the kernel wakes it directly,
+    /// which keeps a busy connection's round trip short), and past that gives the thread back: the connection then holds
+    /// neither a thread nor a read buffer until the client sends, and goes on on a new reader thread. With a linger of 0
+    /// it never holds a thread: each read that must wait resumes on the thread pool.
+    /// </summary>
+    private ValueTask FillAsync()
     {
-        var preface = Http2Frame.Preface;
+        var linger = _listener.ReaderLingerMilliseconds;
+        var onOwnThread = Thread.CurrentThread.IsThreadPoolThread is false;
+        if (ReferenceEquals(_transport, _socketStream))
+        {
+            while (true)
+            {
+                var read = _socketStream.TryRead(_frames.FreeSpace().Span);
+                if (read >= 0)
+                {
+                    _frames.Filled(read);
+                    return ValueTask.CompletedTask;
+                }
+
+                if (linger <= 0 || !onOwnThread || !_socketStream.WaitReadable(linger))
+                {
+                    return ParkAsync(tls: null);
+                }
+            }
+        }
+
+        // TLS: the SslStream may hold decrypted bytes the socket no longer shows, so ask it, not the socket.
+        var reading = _transport.ReadAsync(_frames.FreeSpace());
+        if (reading.IsCompletedSuccessfully)
+        {
+            _frames.Filled(reading.Result);
+            return ValueTask.CompletedTask;
+        }
+
+        var task = reading.AsTask();
+        if (linger > 0 && onOwnThread)
+        {
+            try
+            {
+                if (task.Wait(linger))
+                {
+                    _frames.Filled(task.Result);
+                    return ValueTask.CompletedTask;
+                }
+            }
+            catch (AggregateException ex) when (ex.InnerException is { } inner)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(inner);
+            }
+        }
+
+        return ParkAsync(task);
+    }
+
+    /// <summary>Gives the thread back until the client sends (or, with <paramref name="tls"/>, until that read completes).</summary>
+    private async ValueTask ParkAsync(Task<int>? tls)
+    {
+        _readerThreadId = -1;
+        if (tls is not null)
+        {
+            var read = await tls.ConfigureAwait(false);
+            await Resume();
+            _frames.Filled(read);
+            return;
+        }
+
         while (true)
         {
-            var buffered = _frames.Buffered;
-            var have = Math.Min(buffered.Length, preface.Length);
-            if (!buffered[..have].SequenceEqual(preface[..have]))
+            ReleaseBuffers();
+            await _socketStream.WaitReadableAsync().ConfigureAwait(false);
+            await Resume();
+            var read = _socketStream.TryRead(_frames.FreeSpace().Span);
+            if (read >= 0)
             {
-                throw new Http2ConnectionException(
-                    Http2ErrorCode.ProtocolError,
-                    "not an HTTP/2 connection preface: this endpoint speaks gRPC over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)");
-            }
-
-            if (have == preface.Length)
-            {
-                _frames.Skip(preface.Length);
+                _frames.Filled(read);
                 return;
             }
 
-            _frames.Fill(_transport);
+            _readerThreadId = -1; // woken with nothing to read after all: wait again
         }
+    }
+
+    /// <summary>A quiet connection's buffers go back to the pool: the read buffer, a header block's, the output's.</summary>
+    private void ReleaseBuffers()
+    {
+        _frames.ReleaseIfEmpty();
+        _headerBlock.ReleaseIfIdle();
+        lock (_writeLock)
+        {
+            _output.ReleaseIfEmpty(); // a writer (a subscription) rents it again when it next writes
+        }
+    }
+
+    /// <summary>After an await: goes on on a new reader thread (or here, on the pool, with a linger of 0), as the reader.</summary>
+    private async ValueTask Resume()
+    {
+        if (_listener.ReaderLingerMilliseconds > 0)
+        {
+            await new ToNewReaderThread(this);
+        }
+
+        _readerThreadId = Environment.CurrentManagedThreadId;
+    }
+
+    private async ValueTask ReadPrefaceAsync()
+    {
+        while (!PrefaceRead())
+        {
+            await FillAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>True once the whole preface was read (and skipped); throws as soon as the bytes differ from it.</summary>
+    private bool PrefaceRead()
+    {
+        var preface = Http2Frame.Preface;
+        var buffered = _frames.Buffered;
+        var have = Math.Min(buffered.Length, preface.Length);
+        if (!buffered[..have].SequenceEqual(preface[..have]))
+        {
+            throw new Http2ConnectionException(
+                Http2ErrorCode.ProtocolError,
+                "not an HTTP/2 connection preface: this endpoint speaks gRPC over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)");
+        }
+
+        if (have < preface.Length)
+        {
+            return false;
+        }
+
+        _frames.Skip(preface.Length);
+        return true;
     }
 
     private void OnFrame(FrameType type, byte flags, int streamId, ReadOnlySpan<byte> payload)

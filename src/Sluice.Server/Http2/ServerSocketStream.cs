@@ -116,6 +116,60 @@ internal sealed class ServerSocketStream : Stream
         }
     }
 
+    /// <summary>What the kernel has for us now, without waiting: -1 when nothing has arrived, 0 at end of stream.</summary>
+    public int TryRead(Span<byte> buffer)
+    {
+        while (true)
+        {
+            var read = _socket.Receive(buffer, SocketFlags.None, out var error);
+            switch (error)
+            {
+                case SocketError.Success:
+                    return read;
+                case SocketError.WouldBlock:
+                    return -1;
+                case SocketError.Interrupted:
+                    continue;
+                default:
+                    throw new IOException($"Reading from the client failed: {error}", new SocketException((int)error));
+            }
+        }
+    }
+
+    /// <summary>Waits in poll(2), on the calling thread, up to <paramref name="milliseconds"/> for data (or the end of the stream).</summary>
+    public bool WaitReadable(int milliseconds) => _socket.Poll(TimeSpan.FromMilliseconds(milliseconds), SelectMode.SelectRead);
+
+    /// <summary>
+    /// Completes when data (or the end of the stream) arrives, without holding a thread or a buffer meanwhile: a
+    /// zero-byte receive, which the runtime's event loop completes when the socket turns readable.
+    /// </summary>
+    public ValueTask<int> WaitReadableAsync() => _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+
+    /// <summary>What has arrived, or waits for it without holding a thread (TLS reads through this).</summary>
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var read = TryRead(buffer.Span);
+        return read >= 0 ? ValueTask.FromResult(read) : _socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    /// <summary>Writes never wait (see <see cref="Write(ReadOnlySpan{byte})"/>), so this completes at once.</summary>
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        Write(buffer.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+    {
+        Write(buffer.AsSpan(offset, count));
+        return Task.CompletedTask;
+    }
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     /// <summary>Sends what the kernel takes now and queues the rest; never waits for the client.</summary>

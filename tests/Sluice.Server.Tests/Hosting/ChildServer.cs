@@ -28,6 +28,9 @@ internal sealed class ChildServer : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The server's process id (the wrappers exec it in place).</summary>
+    public int ProcessId => _process.Id;
+
     /// <summary>Every line the child wrote to stdout or stderr so far.</summary>
     public IReadOnlyList<string> Output => [.. _output];
 

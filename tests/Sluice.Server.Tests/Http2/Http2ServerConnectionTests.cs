@@ -61,6 +61,56 @@ public sealed class Http2ServerConnectionTests
     }
 
     [Theory]
+    [InlineData(50)]
+    [InlineData(0)]
+    public async Task Quiet_connections_hold_no_reader_thread_and_a_request_split_by_pauses_is_served(int lingerMilliseconds)
+    {
+        using var listener = Http2Listener.Start(
+            GrpcServerOptions.Default with { Host = "127.0.0.1", Port = 0, ReaderLinger = TimeSpan.FromMilliseconds(lingerMilliseconds) },
+            Echo,
+            NullLoggerFactory.Instance);
+        var clients = new List<RawH2Client>();
+        try
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                clients.Add(await ConnectAsync(listener));
+            }
+
+            await WaitUntilAsync(() => listener.ReaderThreads == 0, "50 quiet connections give their reader threads back");
+
+            // A request whose parts arrive after the connection went quiet each time: each part wakes it.
+            var client = clients[17];
+            await client.SendRequestAsync(1, endStream: false, EchoPath);
+            await Task.Delay(200);
+            await client.SendDataAsync(1, "hello "u8, endStream: false);
+            await Task.Delay(200);
+            await client.SendDataAsync(1, "world"u8, endStream: true);
+            var response = await client.ReadResponseAsync(1);
+            Assert.Equal("hello world", Encoding.ASCII.GetString(response.Body));
+            Assert.Equal("0", response.Trailer("grpc-status"));
+
+            // Every connection at once, then quiet again.
+            await Task.WhenAll(clients.Select(async (c, i) =>
+            {
+                var id = c == client ? 3 : 1;
+                await c.SendRequestAsync(id, endStream: false, EchoPath);
+                await c.SendDataAsync(id, Encoding.ASCII.GetBytes("n" + i), endStream: true);
+                Assert.Equal("n" + i, Encoding.ASCII.GetString((await c.ReadResponseAsync(id)).Body));
+            }));
+            await WaitUntilAsync(() => listener.ReaderThreads == 0, "the connections go quiet again");
+            Assert.Equal(50, listener.ConnectionCount);
+        }
+        finally
+        {
+            foreach (var c in clients)
+            {
+                await c.DisposeAsync();
+            }
+        }
+    }
+
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public async Task Echo_request_gets_headers_data_and_trailers_with_end_stream(bool inlineIo)
@@ -1473,6 +1523,14 @@ public sealed class Http2ServerConnectionTests
             },
             handler,
             NullLoggerFactory.Instance);
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        for (var deadline = DateTime.UtcNow + Timeout; !condition(); await Task.Delay(20))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting until {what}");
+        }
+    }
 
     private static Task<RawH2Client> ConnectAsync(Http2Listener listener, params (ushort Id, uint Value)[] settings) =>
         RawH2Client.ConnectAndHandshakeAsync(listener.Port, settings);
