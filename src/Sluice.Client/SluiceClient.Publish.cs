@@ -34,7 +34,25 @@ public sealed partial class SluiceClient
         options ??= MessageOptions.Default;
         options.Validate();
         ThrowIfDisposed();
-        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        // The producer span runs until the ack (or the error); its context travels in the message's headers.
+        var activity = ClientTracing.StartPublish(stream, value.Length, "publish", "send");
+        try
+        {
+            var ack = await PublishAndWaitAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
+            ClientTracing.End(activity, ack);
+            return ack;
+        }
+        catch (Exception ex)
+        {
+            ClientTracing.End(activity, error: ex);
+            throw;
+        }
+    }
+
+    private async Task<SluiceAck?> PublishAndWaitAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
+    {
+        var request = await CreatePublishFrameAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("messaging.destination.partition.id", request.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
         {
             await SendAsync(request, default(NoAcks), cancellationToken).ConfigureAwait(false);
@@ -97,7 +115,30 @@ public sealed partial class SluiceClient
 
         // The common case runs without an async state machine of its own: the frame is built here,
         // and the send usually completes synchronously (queued on the broker's PublishAsync stream).
-        return SendWithCallbackAsync(CreatePublishFrame(stream, options.Partition ?? 0, value, options), onAck, state, cancellationToken);
+        return SendWithCallbackAsync(CreateTracedPublishFrame(stream, options.Partition ?? 0, value, options), onAck, state, cancellationToken);
+    }
+
+    /// <summary>
+    /// The callback forms' frame: when traced, a short "create" span (OpenTelemetry's span for a message whose send
+    /// is not awaited) gives the message its own context, which travels in its headers.
+    /// </summary>
+    private PublishFrame CreateTracedPublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options)
+    {
+        var activity = ClientTracing.StartPublish(stream, value.Length, "create", "create");
+        if (activity is null)
+        {
+            return CreatePublishFrame(stream, partition, value, options, activity: null);
+        }
+
+        activity.SetTag("messaging.destination.partition.id", partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            return CreatePublishFrame(stream, partition, value, options, activity);
+        }
+        finally
+        {
+            activity.Stop(); // also gives the caller back its Activity.Current
+        }
     }
 
     /// <summary>
@@ -122,6 +163,22 @@ public sealed partial class SluiceClient
         }
 
         ThrowIfDisposed();
+        var activity = ClientTracing.StartPublish(subject, value.Length, "publish_to_subject", "send");
+        try
+        {
+            var ack = await PublishToSubjectCoreAsync(subject, value, options, activity, cancellationToken).ConfigureAwait(false);
+            ClientTracing.End(activity, ack);
+            return ack;
+        }
+        catch (Exception ex)
+        {
+            ClientTracing.End(activity, error: ex);
+            throw;
+        }
+    }
+
+    private async Task<SluiceAck?> PublishToSubjectCoreAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
+    {
         var request = new PublishToSubjectRequest
         {
             Subject = subject,
@@ -131,7 +188,7 @@ public sealed partial class SluiceClient
             CorrelationId = options.CorrelationId ?? string.Empty,
             AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
         };
-        AddHeaders(request.Headers, options.Headers);
+        AddHeaders(request.Headers, ClientTracing.WithTraceContext(options.Headers, activity));
         if (NewMessageId(options) is { } id)
         {
             // The call is retried on another broker when one is unavailable: the id keeps that retry from storing it twice.
@@ -143,7 +200,8 @@ public sealed partial class SluiceClient
 
     private async ValueTask PublishPartitionedAsync<TState>(string stream, ReadOnlyMemory<byte> value, AckHandler<TState> onAck, TState state, MessageOptions options, CancellationToken cancellationToken)
     {
-        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        var partition = await ResolvePartitionAsync(stream, options, value, cancellationToken).ConfigureAwait(false);
+        var request = CreateTracedPublishFrame(stream, partition, value, options);
         await SendWithCallbackAsync(request, onAck, state, cancellationToken).ConfigureAwait(false);
     }
 
@@ -244,24 +302,24 @@ public sealed partial class SluiceClient
         return x;
     }
 
-    private async ValueTask<PublishFrame> CreatePublishFrameAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
+    private async ValueTask<PublishFrame> CreatePublishFrameAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
-        var partition = options.Partition ?? 0;
-        if (options.Partition is null && options.Partitioner is { } partitioner)
-        {
-            partition = await ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken).ConfigureAwait(false);
-        }
-
-        return CreatePublishFrame(stream, partition, value, options);
+        var partition = await ResolvePartitionAsync(stream, options, value, cancellationToken).ConfigureAwait(false);
+        return CreatePublishFrame(stream, partition, value, options, activity);
     }
 
-    private PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options) =>
+    private ValueTask<int> ResolvePartitionAsync(string stream, MessageOptions options, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) =>
+        options.Partition is null && options.Partitioner is { } partitioner
+            ? ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken)
+            : ValueTask.FromResult(options.Partition ?? 0);
+
+    private PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity) =>
         new(
             stream,
             partition,
             options.Key.Span,
             value.Span,
-            options.Headers,
+            ClientTracing.WithTraceContext(options.Headers, activity),
             options.AckInbox ?? string.Empty,
             string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
             (Protocol.Api.AckPolicy)(int)options.AckPolicy,

@@ -5,6 +5,7 @@ using Sluice.Protocol.Wire;
 using Sluice.Server.Authorization;
 using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
+using Sluice.Server.Monitoring;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
 
@@ -186,6 +187,26 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         var waiter = waitForAck ? new AckWaiter() : null;
         var item = NewItem(request, partition, WithNatsAck(waiter, request.AckInbox));
         CheckSize(item); // also without an ack to wait for: a dropped message must not look published
+        if (ServerTracing.Enabled)
+        {
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, context), "publish");
+        }
+
+        try
+        {
+            var response = await PublishAndWaitAsync(partition, item, waiter, request, context).ConfigureAwait(false);
+            ServerTracing.EndPublish(item);
+            return response;
+        }
+        catch (Exception ex)
+        {
+            ServerTracing.EndPublish(item, ex.Message);
+            throw;
+        }
+    }
+
+    private async Task<PublishResponse> PublishAndWaitAsync(Partition partition, PublishItem item, AckWaiter? waiter, WirePublishRequest request, GrpcCallContext context)
+    {
         await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
         await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
         if (waiter is null)
@@ -376,13 +397,25 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             session.Begin();
         }
 
+        if (ServerTracing.Enabled)
+        {
+            // Per message: the stream's own metadata describes whoever opened it, not each message, so only the
+            // message's traceparent header is a parent here.
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, call: null), "publish");
+        }
+
         try
         {
             await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
             await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
+            if (!tracked)
+            {
+                ServerTracing.EndPublish(item); // AckPolicy NONE: no ack will end it
+            }
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
+            ServerTracing.EndPublish(item, ex.Message);
             if (tracked)
             {
                 session.Abandon();
@@ -413,10 +446,34 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         var receiver = WithNatsAck(first, request.AckInbox); // every partition that stores it acks on NATS, as each Liftbridge leader does
         var item = NewSubjectItem(request, receiver);
         CheckSize(item);
-        for (var i = 0; i < targets.Count; i++)
+        List<PublishItem>? traced = null;
+        try
         {
-            await broker.PublishAsync(targets[i], i == 0 ? item : NewSubjectItem(request, receiver), context.CancellationToken).ConfigureAwait(false);
+            for (var i = 0; i < targets.Count; i++)
+            {
+                var target = i == 0 ? item : NewSubjectItem(request, receiver);
+                if (ServerTracing.Enabled)
+                {
+                    target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject");
+                    (traced ??= []).Add(target);
+                }
+
+                await broker.PublishAsync(targets[i], target, context.CancellationToken).ConfigureAwait(false);
+            }
+
+            var response = await AfterPublishToSubjectAsync(request, first, waitForAck, context).ConfigureAwait(false);
+            traced?.ForEach(t => ServerTracing.EndPublish(t));
+            return response;
         }
+        catch (Exception ex)
+        {
+            traced?.ForEach(t => ServerTracing.EndPublish(t, ex.Message));
+            throw;
+        }
+    }
+
+    private async Task<PublishToSubjectResponse> AfterPublishToSubjectAsync(PublishToSubjectRequest request, AckWaiter? first, bool waitForAck, GrpcCallContext context)
+    {
 
         // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.
         broker.Context.Nats?.PublishCopy(request);

@@ -137,7 +137,8 @@ internal sealed partial class LeaderReplication
                 return;
             }
 
-            _parked.Enqueue(new Parked(item, commit));
+            var wait = item.Trace is null ? null : Monitoring.ServerTracing.StartReplicaWait(_self, _partition, item, commit.Offset, _isr.Count);
+            _parked.Enqueue(new Parked(item, commit, wait));
         }
     }
 
@@ -415,12 +416,13 @@ internal sealed partial class LeaderReplication
 
         foreach (var parked in failed)
         {
-            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
+            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged, parked.Wait);
         }
     }
 
-    private void Fail(PublishItem item, string reason)
+    private void Fail(PublishItem item, string reason, System.Diagnostics.Activity? wait = null)
     {
+        Monitoring.ServerTracing.EndReplicaWait(wait, -1, reason);
         item.RefusalReason = reason;
         item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
         item.Receiver?.FlushAcks();
@@ -437,6 +439,7 @@ internal sealed partial class LeaderReplication
     {
         List<Parked>? released = null;
         var belowMinIsr = false;
+        var releasedAt = -1L;
         lock (_lock)
         {
             if (_log is not { } log || _stopped || !_isLive())
@@ -459,6 +462,7 @@ internal sealed partial class LeaderReplication
             }
 
             hw = log.HighWatermark;
+            releasedAt = hw;
             while (_parked.TryPeek(out var next) && next.Commit.Offset <= hw)
             {
                 (released ??= []).Add(_parked.Dequeue());
@@ -478,7 +482,7 @@ internal sealed partial class LeaderReplication
         {
             foreach (var parked in released)
             {
-                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend);
+                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend, parked.Wait);
             }
 
             return;
@@ -487,7 +491,14 @@ internal sealed partial class LeaderReplication
         IAckReceiver? flushed = null;
         foreach (var parked in released)
         {
+            if (parked.Wait is not null)
+            {
+                Monitoring.ServerTracing.EndReplicaWait(parked.Wait, releasedAt, failure: null);
+            }
+
+            var ack = parked.Item.Trace is null || parked.Item.Receiver is null ? null : Monitoring.ServerTracing.StartAck(_self, _partition, parked.Item, parked.Commit.Offset);
             parked.Item.Receiver?.OnCommitted(parked.Item, parked.Commit);
+            ack?.Stop();
         }
 
         foreach (var parked in released)
@@ -566,7 +577,8 @@ internal sealed partial class LeaderReplication
         public long Since = Stopwatch.GetTimestamp();
     }
 
-    private readonly record struct Parked(PublishItem Item, CommitInfo Commit);
+    /// <summary>A message with ack policy ALL waiting for the ISR; <c>Wait</c> is its span when traced.</summary>
+    private readonly record struct Parked(PublishItem Item, CommitInfo Commit, System.Diagnostics.Activity? Wait);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: follower {Follower} has not caught up for {Seconds} s; asking to remove it from the ISR")]
     private static partial void LogLagging(ILogger logger, string stream, int partition, string follower, double seconds);
