@@ -189,7 +189,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         CheckSize(item); // also without an ack to wait for: a dropped message must not look published
         if (ServerTracing.Enabled)
         {
-            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, context), "publish");
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, context), "publish", broker.Options.Monitor.TraceSampleRatio);
         }
 
         try
@@ -401,7 +401,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         {
             // Per message: the stream's own metadata describes whoever opened it, not each message, so only the
             // message's traceparent header is a parent here.
-            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, call: null), "publish");
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, call: null), "publish", broker.Options.Monitor.TraceSampleRatio);
         }
 
         try
@@ -454,7 +454,7 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
                 var target = i == 0 ? item : NewSubjectItem(request, receiver);
                 if (ServerTracing.Enabled)
                 {
-                    target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject");
+                    target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject", broker.Options.Monitor.TraceSampleRatio);
                     (traced ??= []).Add(target);
                 }
 

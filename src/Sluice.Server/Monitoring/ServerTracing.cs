@@ -80,13 +80,31 @@ internal static class ServerTracing
     /// <see cref="Activity.Current"/> as it was, since the span outlives this call (it ends with the ack).
     /// Null when nothing listens or the sampler drops it.
     /// </summary>
-    public static Activity? StartPublish(string brokerId, Partition partition, PublishItem item, ActivityContext parent, string operation)
+    /// <remarks>
+    /// Sampling happens here, before anything is allocated: a publish with a parent follows the parent's sampled flag,
+    /// one without starts a trace at <paramref name="rootRatio"/> (`monitor.otlp.traces.sample.ratio`). Left to the
+    /// OpenTelemetry sampler, a dropped publish would still allocate a propagation-only Activity.
+    /// </remarks>
+    public static Activity? StartPublish(string brokerId, Partition partition, PublishItem item, ActivityContext parent, string operation, double rootRatio)
     {
+        if (parent == default
+            ? rootRatio <= 0 || (rootRatio < 1 && Random.Shared.NextDouble() >= rootRatio)
+            : (parent.TraceFlags & ActivityTraceFlags.Recorded) == 0)
+        {
+            return null;
+        }
+
         var previous = Activity.Current;
         var activity = Source.StartActivity(ActivityKind.Server, parent, name: "publish " + partition.Stream.Name);
         Activity.Current = previous;
         if (activity is null)
         {
+            return null;
+        }
+
+        if (!activity.Recorded)
+        {
+            activity.Stop(); // a listener asked only for propagation: nothing downstream needs this one
             return null;
         }
 
@@ -286,9 +304,12 @@ internal static class ServerTracing
     /// The ack of a traced message: a short span (a child of its publish span) around handing the ack to the
     /// connection that sends it. Returns null for an untraced message.
     /// </summary>
-    public static Activity? StartAck(string brokerId, Partition partition, PublishItem item, long offset)
+    public static Activity? StartAck(string brokerId, Partition partition, PublishItem item, long offset, out Activity? publish)
     {
-        if (item.Trace is not { } publish)
+        // The publish span leaves the item here and ends after the ack span (EndAck), so the ack nests inside it
+        // whichever receiver sends the ack.
+        publish = item.TakeTrace();
+        if (publish is null)
         {
             return null;
         }
@@ -310,6 +331,13 @@ internal static class ServerTracing
         }
 
         return activity;
+    }
+
+    /// <summary>Ends the ack span, then the publish span it belongs to.</summary>
+    public static void EndAck(Activity? ack, Activity? publish)
+    {
+        ack?.Stop();
+        publish?.Stop();
     }
 
     /// <summary>Ends a publish span; an error (a refusal, an exception) marks it failed.</summary>

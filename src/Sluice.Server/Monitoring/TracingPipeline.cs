@@ -37,8 +37,10 @@ internal static class TracingPipeline
         return Sdk.CreateTracerProviderBuilder()
             .ConfigureResource(resource => resource.AddService("sluice", serviceVersion: typeof(TracingPipeline).Assembly.GetName().Version?.ToString(), serviceInstanceId: brokerId))
             .AddSource(ServerTracing.SourceName)
-            // A publish with a sampled parent (a client that traces it) is always traced; one without, at this ratio.
-            .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(monitor.TraceSampleRatio)))
+            // ServerTracing.StartPublish samples publishes (parent-based, `monitor.otlp.traces.sample.ratio` for
+            // roots) before starting a span; what reaches this sampler is already chosen, and the other spans are
+            // children of a sampled publish.
+            .SetSampler(new ParentBasedSampler(new AlwaysOnSampler()))
             .AddProcessor(new OwnSpans(brokerId, export))
             .Build();
     }

@@ -845,9 +845,14 @@ internal sealed partial class Partition : IDisposable
                 continue;
             }
 
-            var ack = item.Trace is null ? null : Monitoring.ServerTracing.StartAck(_brokerId, this, item, first + i);
+            System.Diagnostics.Activity? ack = null, publish = null;
+            if (item.Trace is not null)
+            {
+                ack = Monitoring.ServerTracing.StartAck(_brokerId, this, item, first + i, out publish);
+            }
+
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
-            ack?.Stop();
+            Monitoring.ServerTracing.EndAck(ack, publish);
             if (ackedAtCommit == 0)
             {
                 ackedAtCommit = item.ReceivedAt;

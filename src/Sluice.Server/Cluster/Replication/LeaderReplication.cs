@@ -496,9 +496,14 @@ internal sealed partial class LeaderReplication
                 Monitoring.ServerTracing.EndReplicaWait(parked.Wait, releasedAt, failure: null);
             }
 
-            var ack = parked.Item.Trace is null || parked.Item.Receiver is null ? null : Monitoring.ServerTracing.StartAck(_self, _partition, parked.Item, parked.Commit.Offset);
+            System.Diagnostics.Activity? ack = null, publish = null;
+            if (parked.Item.Trace is not null && parked.Item.Receiver is not null)
+            {
+                ack = Monitoring.ServerTracing.StartAck(_self, _partition, parked.Item, parked.Commit.Offset, out publish);
+            }
+
             parked.Item.Receiver?.OnCommitted(parked.Item, parked.Commit);
-            ack?.Stop();
+            Monitoring.ServerTracing.EndAck(ack, publish);
         }
 
         foreach (var parked in released)
