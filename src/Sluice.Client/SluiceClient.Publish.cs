@@ -28,13 +28,14 @@ public sealed partial class SluiceClient
     /// <exception cref="NoSuchPartitionException">The stream or partition does not exist.</exception>
     /// <exception cref="ReadonlyPartitionException">The partition is readonly.</exception>
     /// <exception cref="IncorrectOffsetException">The expected offset did not match.</exception>
-    public async Task<SluiceAck?> PublishAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    public Task<SluiceAck?> PublishAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default) =>
+        ClientTracing.Source.HasListeners() // the traced form costs a state machine more, so only when someone listens
+            ? PublishTracedAsync(stream, value, options, cancellationToken)
+            : PublishAndWaitAsync(stream, value, options, activity: null, cancellationToken);
+
+    /// <summary>The producer span runs until the ack (or the error); its context travels in the message's headers.</summary>
+    private async Task<SluiceAck?> PublishTracedAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(stream);
-        options ??= MessageOptions.Default;
-        options.Validate();
-        ThrowIfDisposed();
-        // The producer span runs until the ack (or the error); its context travels in the message's headers.
         var activity = ClientTracing.StartPublish(stream, value.Length, "publish", "send");
         try
         {
@@ -49,8 +50,12 @@ public sealed partial class SluiceClient
         }
     }
 
-    private async Task<SluiceAck?> PublishAndWaitAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
+    private async Task<SluiceAck?> PublishAndWaitAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(stream);
+        options ??= MessageOptions.Default;
+        options.Validate();
+        ThrowIfDisposed();
         var request = await CreatePublishFrameAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
         activity?.SetTag("messaging.destination.partition.id", request.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
@@ -151,18 +156,13 @@ public sealed partial class SluiceClient
     /// <param name="options">Key, headers, ack policy, ack inbox, correlation id; null means <see cref="MessageOptions.Default"/>.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <exception cref="AckTimeoutException">No ack within <see cref="SluiceClientOptions.AckWaitTime"/> (e.g. no stream on the subject).</exception>
-    public async Task<SluiceAck?> PublishToSubjectAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(subject);
-        options ??= MessageOptions.Default;
-        options.Validate();
-        if (options.ExpectedOffset != -1)
-        {
-            // PublishToSubjectRequest has no expected offset: dropping it would lose the caller's concurrency check.
-            throw new ArgumentException("ExpectedOffset needs a partition: publish to the stream with PublishAsync instead of to a subject", nameof(options));
-        }
+    public Task<SluiceAck?> PublishToSubjectAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default) =>
+        ClientTracing.Source.HasListeners()
+            ? PublishToSubjectTracedAsync(subject, value, options, cancellationToken)
+            : PublishToSubjectCoreAsync(subject, value, options, activity: null, cancellationToken);
 
-        ThrowIfDisposed();
+    private async Task<SluiceAck?> PublishToSubjectTracedAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
+    {
         var activity = ClientTracing.StartPublish(subject, value.Length, "publish_to_subject", "send");
         try
         {
@@ -177,8 +177,18 @@ public sealed partial class SluiceClient
         }
     }
 
-    private async Task<SluiceAck?> PublishToSubjectCoreAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
+    private async Task<SluiceAck?> PublishToSubjectCoreAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
+        ArgumentException.ThrowIfNullOrEmpty(subject);
+        options ??= MessageOptions.Default;
+        options.Validate();
+        if (options.ExpectedOffset != -1)
+        {
+            // PublishToSubjectRequest has no expected offset: dropping it would lose the caller's concurrency check.
+            throw new ArgumentException("ExpectedOffset needs a partition: publish to the stream with PublishAsync instead of to a subject", nameof(options));
+        }
+
+        ThrowIfDisposed();
         var request = new PublishToSubjectRequest
         {
             Subject = subject,

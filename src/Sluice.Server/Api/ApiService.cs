@@ -174,7 +174,8 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
 
     // ---------------------------------------------------------------- publishing
 
-    private async Task<PublishResponse> PublishAsync(WirePublishRequest request, GrpcCallContext context)
+    /// <remarks>Not async itself: the untraced call costs no state machine more than before (Run catches what the checks throw).</remarks>
+    private Task<PublishResponse> PublishAsync(WirePublishRequest request, GrpcCallContext context)
     {
         if (request.Stream.Length == 0)
         {
@@ -192,6 +193,12 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, context), "publish", broker.Options.Monitor.TraceSampleRatio);
         }
 
+        return item.Trace is null ? PublishAndWaitAsync(partition, item, waiter, request, context) : PublishTracedAsync(partition, item, waiter, request, context);
+    }
+
+    /// <summary>Ends the publish span when the call ends (if no ack span ended it first: NONE, no deadline, or a failure).</summary>
+    private async Task<PublishResponse> PublishTracedAsync(Partition partition, PublishItem item, AckWaiter? waiter, WirePublishRequest request, GrpcCallContext context)
+    {
         try
         {
             var response = await PublishAndWaitAsync(partition, item, waiter, request, context).ConfigureAwait(false);
@@ -428,7 +435,27 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         }
     }
 
-    private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context)
+    private Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context) =>
+        ServerTracing.Enabled ? PublishToSubjectTracedAsync(request, context) : PublishToSubjectAsync(request, context, traced: null);
+
+    /// <summary>Ends the publish spans of every stream that took the message when the call ends.</summary>
+    private async Task<PublishToSubjectResponse> PublishToSubjectTracedAsync(PublishToSubjectRequest request, GrpcCallContext context)
+    {
+        var traced = new List<PublishItem>();
+        try
+        {
+            var response = await PublishToSubjectAsync(request, context, traced).ConfigureAwait(false);
+            traced.ForEach(t => ServerTracing.EndPublish(t));
+            return response;
+        }
+        catch (Exception ex)
+        {
+            traced.ForEach(t => ServerTracing.EndPublish(t, ex.Message));
+            throw;
+        }
+    }
+
+    private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context, List<PublishItem>? traced)
     {
         Authorize(context, request.Subject, "PublishToSubject");
         if (!Subjects.IsValid(request.Subject) || request.Subject.AsSpan().IndexOfAny("*>") >= 0)
@@ -446,34 +473,18 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         var receiver = WithNatsAck(first, request.AckInbox); // every partition that stores it acks on NATS, as each Liftbridge leader does
         var item = NewSubjectItem(request, receiver);
         CheckSize(item);
-        List<PublishItem>? traced = null;
-        try
+        for (var i = 0; i < targets.Count; i++)
         {
-            for (var i = 0; i < targets.Count; i++)
+            var target = i == 0 ? item : NewSubjectItem(request, receiver);
+            if (traced is not null)
             {
-                var target = i == 0 ? item : NewSubjectItem(request, receiver);
-                if (ServerTracing.Enabled)
-                {
-                    target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject", broker.Options.Monitor.TraceSampleRatio);
-                    (traced ??= []).Add(target);
-                }
-
-                await broker.PublishAsync(targets[i], target, context.CancellationToken).ConfigureAwait(false);
+                target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject", broker.Options.Monitor.TraceSampleRatio);
+                traced.Add(target);
             }
 
-            var response = await AfterPublishToSubjectAsync(request, first, waitForAck, context).ConfigureAwait(false);
-            traced?.ForEach(t => ServerTracing.EndPublish(t));
-            return response;
+            await broker.PublishAsync(targets[i], target, context.CancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex)
-        {
-            traced?.ForEach(t => ServerTracing.EndPublish(t, ex.Message));
-            throw;
-        }
-    }
 
-    private async Task<PublishToSubjectResponse> AfterPublishToSubjectAsync(PublishToSubjectRequest request, AckWaiter? first, bool waitForAck, GrpcCallContext context)
-    {
 
         // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.
         broker.Context.Nats?.PublishCopy(request);

@@ -115,6 +115,31 @@ public sealed class TracingTests
     }
 
     [Fact]
+    public async Task A_publish_forwarded_to_the_leader_continues_the_receiving_brokers_span()
+    {
+        using var spans = new SpanRecorder(sampleServer: true);
+        await using var cluster = await ClusterHarness.StartAsync(2);
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("forwarded", replicationFactor: 1));
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("forwarded") is not null, "the stream has an open leader");
+        var leader = cluster.Leader("forwarded")!;
+        var other = cluster.Brokers.Single(b => b != leader);
+
+        ActivityTraceId traceId;
+        using (var caller = Caller.StartActivity("caller"))
+        {
+            traceId = caller!.TraceId;
+            Assert.NotNull(await other.PublishAsync("forwarded", "via the other broker"));
+        }
+
+        await ClusterHarness.WaitForAsync(() => spans.Of(traceId).Count(s => s.DisplayName == "publish forwarded") == 2, "both brokers' publish spans ended");
+        var trace = spans.Of(traceId);
+        var received = Assert.Single(trace, s => s.DisplayName == "publish forwarded" && Tag(s, ServerTracing.BrokerIdTag) == other.Server.ServerId);
+        var led = Assert.Single(trace, s => s.DisplayName == "publish forwarded" && Tag(s, ServerTracing.BrokerIdTag) == leader.Server.ServerId);
+        Assert.Equal(received.SpanId, led.ParentSpanId);
+        Assert.Equal(led.SpanId, Assert.Single(trace, s => s.DisplayName == "append forwarded").ParentSpanId);
+    }
+
+    [Fact]
     public async Task A_traceparent_in_the_call_metadata_is_continued_by_the_server()
     {
         using var spans = new SpanRecorder(sampleServer: true);
