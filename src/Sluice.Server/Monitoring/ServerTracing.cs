@@ -76,7 +76,8 @@ internal static class ServerTracing
     }
 
     /// <summary>
-    /// Starts the server span of one publish (kind Server: the broker serves a client's call) and leaves
+    /// Starts the server span of one publish (kind Server: the broker serves a client's call; Consumer for a message
+    /// captured from NATS) and leaves
     /// <see cref="Activity.Current"/> as it was, since the span outlives this call (it ends with the ack).
     /// Null when nothing listens or the sampler drops it.
     /// </summary>
@@ -85,7 +86,7 @@ internal static class ServerTracing
     /// one without starts a trace at <paramref name="rootRatio"/> (`monitor.otlp.traces.sample.ratio`). Left to the
     /// OpenTelemetry sampler, a dropped publish would still allocate a propagation-only Activity.
     /// </remarks>
-    public static Activity? StartPublish(string brokerId, Partition partition, PublishItem item, ActivityContext parent, string operation, double rootRatio)
+    public static Activity? StartPublish(string brokerId, Partition partition, PublishItem item, ActivityContext parent, string operation, double rootRatio, ActivityKind kind = ActivityKind.Server)
     {
         if (parent == default
             ? rootRatio <= 0 || (rootRatio < 1 && Random.Shared.NextDouble() >= rootRatio)
@@ -95,7 +96,8 @@ internal static class ServerTracing
         }
 
         var previous = Activity.Current;
-        var activity = Source.StartActivity(ActivityKind.Server, parent, name: "publish " + partition.Stream.Name);
+        // Server: a client's call served; Consumer: a message taken from a NATS subject ("receive <stream>").
+        var activity = Source.StartActivity(kind, parent, name: (kind == ActivityKind.Consumer ? "receive " : "publish ") + partition.Stream.Name);
         Activity.Current = previous;
         if (activity is null)
         {

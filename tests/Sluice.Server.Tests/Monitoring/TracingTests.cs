@@ -140,6 +140,29 @@ public sealed class TracingTests
     }
 
     [Fact]
+    public async Task A_message_captured_from_NATS_continues_the_traceparent_in_its_NATS_headers()
+    {
+        using var spans = new SpanRecorder(sampleServer: true);
+        await using var h = await Nats.NatsBrokerHarness.StartAsync();
+        await h.CreateStreamAsync("captured", "captured.sub");
+
+        var traceId = ActivityTraceId.CreateRandom();
+        var publisherSpan = ActivitySpanId.CreateRandom();
+        var headers = new NATS.Client.Core.NatsHeaders { [ServerTracing.TraceParentHeader] = $"00-{traceId}-{publisherSpan}-01" };
+        await h.Client.PublishAsync("captured.sub", "plain"u8.ToArray(), headers: headers);
+        await h.WaitForNewestOffsetAsync("captured", 0);
+        await ClusterHarness.WaitForAsync(() => spans.Of(traceId).Any(s => s.DisplayName == "append captured"), "the append span ended");
+
+        var trace = spans.Of(traceId);
+        var receive = Assert.Single(trace, s => s.DisplayName == "receive captured");
+        Assert.Equal(ActivityKind.Consumer, receive.Kind);
+        Assert.Equal(publisherSpan, receive.ParentSpanId);
+        Assert.Equal("receive", Tag(receive, "messaging.operation.name"));
+        Assert.Equal(h.Broker.Server.ServerId, Tag(receive, ServerTracing.BrokerIdTag));
+        Assert.Equal(receive.SpanId, Assert.Single(trace, s => s.DisplayName == "append captured").ParentSpanId);
+    }
+
+    [Fact]
     public async Task A_traceparent_in_the_call_metadata_is_continued_by_the_server()
     {
         using var spans = new SpanRecorder(sampleServer: true);
