@@ -18,10 +18,13 @@ internal static class TracingPipeline
     public static TracerProvider? Build(ServerOptions options, string brokerId)
     {
         var monitor = options.Monitor;
-        if (!monitor.OtlpTraces || monitor.OtlpEndpoint is not { } endpoint)
+        if (!monitor.OtlpTraces)
         {
             return null;
         }
+
+        // The configuration loader refuses this too; options built in code reach here unchecked.
+        var endpoint = monitor.OtlpEndpoint ?? throw new InvalidOperationException("monitor.otlp.traces.enabled is set but no collector is: set monitor.otlp.endpoint");
 
         var exporterOptions = new OtlpExporterOptions
         {
