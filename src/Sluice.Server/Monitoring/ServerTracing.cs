@@ -252,15 +252,33 @@ internal static class ServerTracing
     }
 
     /// <summary>
-    /// A follower wrote records copied from the leader. When any of them carries a <c>traceparent</c> header, one
-    /// span (kind Consumer) is the child of the first such message's context and links the rest; records without
-    /// one make no span (the follower cannot tell which trace they belong to).
+    /// A follower wrote records copied from the leader. One span (kind Consumer) is the child of the first traced
+    /// message's context and links the rest: the contexts the leader sent with the records (its publish spans), or,
+    /// from a leader that sent none, the messages' own <c>traceparent</c> headers. Otherwise no span.
     /// </summary>
-    public static Activity? StartFollowerCopy(string brokerId, Partition partition, ReadOnlySpan<LogRecord> records, string leader)
+    public static Activity? StartFollowerCopy(string brokerId, Partition partition, ReadOnlySpan<LogRecord> records, IReadOnlyList<Sluice.Protocol.Internal.TracedRecord> traced, string leader)
     {
         ActivityContext parent = default;
         List<ActivityLink>? links = null;
-        foreach (ref readonly var record in records)
+        for (var i = 0; i < traced.Count; i++)
+        {
+            if (!ActivityContext.TryParse(traced[i].Traceparent, traced[i].Tracestate.Length > 0 ? traced[i].Tracestate : null, isRemote: true, out var context))
+            {
+                continue;
+            }
+
+            if (parent == default)
+            {
+                parent = context;
+            }
+            else
+            {
+                (links ??= []).Add(new ActivityLink(context));
+            }
+        }
+
+        // The leader's contexts, when it sent any, are the publishes' own spans: better parents than the headers.
+        foreach (ref readonly var record in traced.Count > 0 ? ReadOnlySpan<LogRecord>.Empty : records)
         {
             if (!TryParse(record.Headers, out var context))
             {

@@ -834,6 +834,11 @@ internal sealed partial class Partition : IDisposable
         {
             var item = items[i];
             bytes += (item.Key?.Length ?? 0) + (item.Value?.Length ?? 0);
+            if (replication is not null && item.Trace is { } trace)
+            {
+                replication.NoteTraced(first + i, trace.Context); // the followers' spans join this publish's trace
+            }
+
             if (item.Receiver is null || item.AckPolicy == AckPolicy.None || (belowMinIsr && item.AckPolicy == AckPolicy.All))
             {
                 continue;

@@ -102,16 +102,36 @@ public sealed class TracingTests
         Assert.True(acked.StartTimeUtc >= wait.StartTimeUtc + wait.Duration);
         Assert.True(publish.StartTimeUtc + publish.Duration >= acked.StartTimeUtc + acked.Duration);
 
-        // Each follower's copy joins the trace through the message's traceparent header (the client's span).
+        // Each follower's copy joins the trace as a child of the leader's publish span, whose context came with the records.
         var copies = trace.Where(s => s.DisplayName == "replicate traced" && Tag(s, "sluice.replication.role") == "follower").ToList();
         Assert.Equal(followers, copies.Select(c => Tag(c, ServerTracing.BrokerIdTag)!).ToHashSet());
         Assert.All(copies, c =>
         {
             Assert.Equal(ActivityKind.Consumer, c.Kind);
-            Assert.Equal(producer.SpanId, c.ParentSpanId);
+            Assert.Equal(publish.SpanId, c.ParentSpanId);
             Assert.Equal(leadership.Leader, Tag(c, "sluice.replication.leader"));
             Assert.True((long)c.GetTagItem("sluice.offset.first")! <= ack.Offset && ack.Offset <= (long)c.GetTagItem("sluice.offset.last")!);
         });
+    }
+
+    [Fact]
+    public async Task A_publish_the_leader_sampled_itself_reaches_the_followers_spans_through_the_fetch()
+    {
+        using var spans = new SpanRecorder(sampleServer: true);
+        await using var cluster = await ClusterHarness.StartAsync(3, o => o with { Monitor = o.Monitor with { TraceSampleRatio = 1 } });
+        await cluster.Brokers[0].CreateStreamAsync(ClusterHarness.Stream("self-sampled", replicationFactor: 3));
+        await ClusterHarness.WaitForAsync(() => cluster.Leader("self-sampled") is not null, "the stream has an open leader");
+        var leader = cluster.Leader("self-sampled")!;
+
+        var ack = await leader.PublishAsync("self-sampled", "no client context", policy: Protocol.Api.AckPolicy.All); // no Activity.Current: a root
+        Assert.NotNull(ack);
+        Activity? publish = null;
+        await ClusterHarness.WaitForAsync(
+            () => (publish = spans.All.FirstOrDefault(s => s.DisplayName == "publish self-sampled" && s.GetTagItem("sluice.offset") is long o && o == ack.Offset)) is not null
+                && spans.Of(publish.TraceId).Count(s => Tag(s, "sluice.replication.role") == "follower") == 2,
+            "the publish span and both followers' copies ended");
+        Assert.Equal(default, publish!.ParentSpanId);
+        Assert.All(spans.Of(publish.TraceId).Where(s => Tag(s, "sluice.replication.role") == "follower"), c => Assert.Equal(publish.SpanId, c.ParentSpanId));
     }
 
     [Fact]

@@ -39,6 +39,8 @@ internal sealed partial class LeaderReplication
     private readonly StorageHealth? _storage;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
     private readonly Queue<Parked> _parked = new();
+    private readonly Queue<(long Offset, ActivityContext Context)> _traced = new(); // traced messages not yet committed
+    private volatile int _tracedCount;
     private FetchWaiter[] _fetchWaiters = []; // copied on change: read on every append without the lock
     private IReadOnlyList<string> _isr;
     private CommitLog? _log;
@@ -139,6 +141,49 @@ internal sealed partial class LeaderReplication
 
             var wait = item.Trace is null ? null : Monitoring.ServerTracing.StartReplicaWait(_self, _partition, item, commit.Offset, _isr.Count);
             _parked.Enqueue(new Parked(item, commit, wait));
+        }
+    }
+
+    /// <summary>Most traced messages remembered for the followers' spans; past it the oldest are forgotten.</summary>
+    private const int MaxTraced = 4096;
+
+    /// <summary>A traced message was appended: its publish span's context goes to the followers with its records.</summary>
+    public void NoteTraced(long offset, ActivityContext context)
+    {
+        lock (_lock)
+        {
+            _traced.Enqueue((offset, context));
+            if (_traced.Count > MaxTraced)
+            {
+                _traced.Dequeue();
+            }
+
+            _tracedCount = _traced.Count;
+        }
+    }
+
+    /// <summary>Adds the contexts of traced messages in [<paramref name="from"/>, <paramref name="to"/>) to a fetch answer.</summary>
+    public void AddTraced(FetchResponse response, long from, long to)
+    {
+        if (_tracedCount == 0)
+        {
+            return; // tracing off, or nothing traced waiting: no lock
+        }
+
+        lock (_lock)
+        {
+            foreach (var (offset, context) in _traced)
+            {
+                if (offset >= from && offset < to)
+                {
+                    response.Traced.Add(new TracedRecord
+                    {
+                        Offset = offset,
+                        Traceparent = $"00-{context.TraceId.ToHexString()}-{context.SpanId.ToHexString()}-{(int)context.TraceFlags:x2}",
+                        Tracestate = context.TraceState ?? string.Empty,
+                    });
+                }
+            }
         }
     }
 
@@ -463,6 +508,12 @@ internal sealed partial class LeaderReplication
 
             hw = log.HighWatermark;
             releasedAt = hw;
+            while (_traced.TryPeek(out var traced) && traced.Offset <= hw)
+            {
+                _traced.Dequeue(); // every in-sync follower has copied it
+            }
+
+            _tracedCount = _traced.Count;
             while (_parked.TryPeek(out var next) && next.Commit.Offset <= hw)
             {
                 (released ??= []).Add(_parked.Dequeue());

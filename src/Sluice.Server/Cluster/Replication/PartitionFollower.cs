@@ -170,8 +170,8 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
         if (response.Records.Length > 0)
         {
             var records = ReplicationFormat.Decode(response.Records.Memory);
-            // Connected to a publish's trace only through a traceparent header the message carries (ServerTracing).
-            var copy = Monitoring.ServerTracing.Enabled ? Monitoring.ServerTracing.StartFollowerCopy(_context.ServerId, _partition, records, _leadership.Leader) : null;
+            // Joins the traces of the leader's traced publishes among these records, else of the messages' own traceparent headers.
+            var copy = Monitoring.ServerTracing.Enabled ? Monitoring.ServerTracing.StartFollowerCopy(_context.ServerId, _partition, records, response.Traced, _leadership.Leader) : null;
             try
             {
                 await AppendRunsAsync(records, stop).ConfigureAwait(false);
