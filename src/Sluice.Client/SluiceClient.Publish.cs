@@ -28,13 +28,36 @@ public sealed partial class SluiceClient
     /// <exception cref="NoSuchPartitionException">The stream or partition does not exist.</exception>
     /// <exception cref="ReadonlyPartitionException">The partition is readonly.</exception>
     /// <exception cref="IncorrectOffsetException">The expected offset did not match.</exception>
-    public async Task<SluiceAck?> PublishAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    public Task<SluiceAck?> PublishAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default) =>
+        ClientTracing.Source.HasListeners() // the traced form costs a state machine more, so only when someone listens
+            ? PublishTracedAsync(stream, value, options, cancellationToken)
+            : PublishAndWaitAsync(stream, value, options, activity: null, cancellationToken);
+
+    /// <summary>The producer span runs until the ack (or the error); its context travels in the message's headers.</summary>
+    private async Task<SluiceAck?> PublishTracedAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
+    {
+        var activity = ClientTracing.StartPublish(stream, value.Length, "publish", "send");
+        try
+        {
+            var ack = await PublishAndWaitAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
+            ClientTracing.End(activity, ack);
+            return ack;
+        }
+        catch (Exception ex)
+        {
+            ClientTracing.End(activity, error: ex);
+            throw;
+        }
+    }
+
+    private async Task<SluiceAck?> PublishAndWaitAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         options ??= MessageOptions.Default;
         options.Validate();
         ThrowIfDisposed();
-        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        var request = await CreatePublishFrameAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("messaging.destination.partition.id", request.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (request.AckPolicy == Protocol.Api.AckPolicy.None)
         {
             await SendAsync(request, default(NoAcks), cancellationToken).ConfigureAwait(false);
@@ -97,7 +120,30 @@ public sealed partial class SluiceClient
 
         // The common case runs without an async state machine of its own: the frame is built here,
         // and the send usually completes synchronously (queued on the broker's PublishAsync stream).
-        return SendWithCallbackAsync(CreatePublishFrame(stream, options.Partition ?? 0, value, options), onAck, state, cancellationToken);
+        return SendWithCallbackAsync(CreateTracedPublishFrame(stream, options.Partition ?? 0, value, options), onAck, state, cancellationToken);
+    }
+
+    /// <summary>
+    /// The callback forms' frame: when traced, a short "create" span (OpenTelemetry's span for a message whose send
+    /// is not awaited) gives the message its own context, which travels in its headers.
+    /// </summary>
+    private PublishFrame CreateTracedPublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options)
+    {
+        var activity = ClientTracing.StartPublish(stream, value.Length, "create", "create");
+        if (activity is null)
+        {
+            return CreatePublishFrame(stream, partition, value, options, activity: null);
+        }
+
+        activity.SetTag("messaging.destination.partition.id", partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            return CreatePublishFrame(stream, partition, value, options, activity);
+        }
+        finally
+        {
+            activity.Stop(); // also gives the caller back its Activity.Current
+        }
     }
 
     /// <summary>
@@ -110,7 +156,28 @@ public sealed partial class SluiceClient
     /// <param name="options">Key, headers, ack policy, ack inbox, correlation id; null means <see cref="MessageOptions.Default"/>.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <exception cref="AckTimeoutException">No ack within <see cref="SluiceClientOptions.AckWaitTime"/> (e.g. no stream on the subject).</exception>
-    public async Task<SluiceAck?> PublishToSubjectAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default)
+    public Task<SluiceAck?> PublishToSubjectAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options = null, CancellationToken cancellationToken = default) =>
+        ClientTracing.Source.HasListeners()
+            ? PublishToSubjectTracedAsync(subject, value, options, cancellationToken)
+            : PublishToSubjectCoreAsync(subject, value, options, activity: null, cancellationToken);
+
+    private async Task<SluiceAck?> PublishToSubjectTracedAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
+    {
+        var activity = ClientTracing.StartPublish(subject, value.Length, "publish_to_subject", "send");
+        try
+        {
+            var ack = await PublishToSubjectCoreAsync(subject, value, options, activity, cancellationToken).ConfigureAwait(false);
+            ClientTracing.End(activity, ack);
+            return ack;
+        }
+        catch (Exception ex)
+        {
+            ClientTracing.End(activity, error: ex);
+            throw;
+        }
+    }
+
+    private async Task<SluiceAck?> PublishToSubjectCoreAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(subject);
         options ??= MessageOptions.Default;
@@ -131,7 +198,7 @@ public sealed partial class SluiceClient
             CorrelationId = options.CorrelationId ?? string.Empty,
             AckPolicy = (Protocol.Api.AckPolicy)(int)options.AckPolicy,
         };
-        AddHeaders(request.Headers, options.Headers);
+        AddHeaders(request.Headers, ClientTracing.WithTraceContext(options.Headers, activity));
         if (NewMessageId(options) is { } id)
         {
             // The call is retried on another broker when one is unavailable: the id keeps that retry from storing it twice.
@@ -143,7 +210,8 @@ public sealed partial class SluiceClient
 
     private async ValueTask PublishPartitionedAsync<TState>(string stream, ReadOnlyMemory<byte> value, AckHandler<TState> onAck, TState state, MessageOptions options, CancellationToken cancellationToken)
     {
-        var request = await CreatePublishFrameAsync(stream, value, options, cancellationToken).ConfigureAwait(false);
+        var partition = await ResolvePartitionAsync(stream, options, value, cancellationToken).ConfigureAwait(false);
+        var request = CreateTracedPublishFrame(stream, partition, value, options);
         await SendWithCallbackAsync(request, onAck, state, cancellationToken).ConfigureAwait(false);
     }
 
@@ -244,24 +312,24 @@ public sealed partial class SluiceClient
         return x;
     }
 
-    private async ValueTask<PublishFrame> CreatePublishFrameAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, CancellationToken cancellationToken)
+    private async ValueTask<PublishFrame> CreatePublishFrameAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
-        var partition = options.Partition ?? 0;
-        if (options.Partition is null && options.Partitioner is { } partitioner)
-        {
-            partition = await ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken).ConfigureAwait(false);
-        }
-
-        return CreatePublishFrame(stream, partition, value, options);
+        var partition = await ResolvePartitionAsync(stream, options, value, cancellationToken).ConfigureAwait(false);
+        return CreatePublishFrame(stream, partition, value, options, activity);
     }
 
-    private PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options) =>
+    private ValueTask<int> ResolvePartitionAsync(string stream, MessageOptions options, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) =>
+        options.Partition is null && options.Partitioner is { } partitioner
+            ? ResolvePartitionAsync(stream, partitioner, options.Key, value, cancellationToken)
+            : ValueTask.FromResult(options.Partition ?? 0);
+
+    private PublishFrame CreatePublishFrame(string stream, int partition, ReadOnlyMemory<byte> value, MessageOptions options, System.Diagnostics.Activity? activity) =>
         new(
             stream,
             partition,
             options.Key.Span,
             value.Span,
-            options.Headers,
+            ClientTracing.WithTraceContext(options.Headers, activity),
             options.AckInbox ?? string.Empty,
             string.IsNullOrEmpty(options.CorrelationId) ? Nuid.Next() : options.CorrelationId,
             (Protocol.Api.AckPolicy)(int)options.AckPolicy,

@@ -89,7 +89,9 @@ internal sealed class GrpcChannel : IDisposable
         var content = new ByteArrayContent(frame);
         content.Headers.ContentType = GrpcRequestFraming.ContentType;
         var call = new GrpcStreamingCall<TResponse>(decode, Options, timeout, cancellationToken);
-        call.Start(NextClient(), CreateRequest(method, content, timeout));
+        var httpRequest = CreateRequest(method, content, timeout);
+        ClientTracing.InjectCurrent(httpRequest.Headers); // one call, one context; a duplex stream outlives any one caller's
+        call.Start(NextClient(), httpRequest);
         return call;
     }
 

@@ -5,6 +5,7 @@ using Sluice.Protocol.Wire;
 using Sluice.Server.Authorization;
 using Sluice.Server.Groups;
 using Sluice.Server.Grpc;
+using Sluice.Server.Monitoring;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
 
@@ -173,7 +174,8 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
 
     // ---------------------------------------------------------------- publishing
 
-    private async Task<PublishResponse> PublishAsync(WirePublishRequest request, GrpcCallContext context)
+    /// <remarks>Not async itself: the untraced call costs no state machine more than before (Run catches what the checks throw).</remarks>
+    private Task<PublishResponse> PublishAsync(WirePublishRequest request, GrpcCallContext context)
     {
         if (request.Stream.Length == 0)
         {
@@ -186,6 +188,32 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         var waiter = waitForAck ? new AckWaiter() : null;
         var item = NewItem(request, partition, WithNatsAck(waiter, request.AckInbox));
         CheckSize(item); // also without an ack to wait for: a dropped message must not look published
+        if (ServerTracing.Enabled)
+        {
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, context), "publish", broker.Options.Monitor.TraceSampleRatio);
+        }
+
+        return item.Trace is null ? PublishAndWaitAsync(partition, item, waiter, request, context) : PublishTracedAsync(partition, item, waiter, request, context);
+    }
+
+    /// <summary>Ends the publish span when the call ends (if no ack span ended it first: NONE, no deadline, or a failure).</summary>
+    private async Task<PublishResponse> PublishTracedAsync(Partition partition, PublishItem item, AckWaiter? waiter, WirePublishRequest request, GrpcCallContext context)
+    {
+        try
+        {
+            var response = await PublishAndWaitAsync(partition, item, waiter, request, context).ConfigureAwait(false);
+            ServerTracing.EndPublish(item);
+            return response;
+        }
+        catch (Exception ex)
+        {
+            ServerTracing.EndPublish(item, ex.Message);
+            throw;
+        }
+    }
+
+    private async Task<PublishResponse> PublishAndWaitAsync(Partition partition, PublishItem item, AckWaiter? waiter, WirePublishRequest request, GrpcCallContext context)
+    {
         await broker.PublishAsync(partition, item, context.CancellationToken).ConfigureAwait(false);
         await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
         if (waiter is null)
@@ -376,13 +404,25 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
             session.Begin();
         }
 
+        if (ServerTracing.Enabled)
+        {
+            // Per message: the stream's own metadata describes whoever opened it, not each message, so only the
+            // message's traceparent header is a parent here.
+            item.Trace = ServerTracing.StartPublish(broker.ServerId, partition, item, ServerTracing.ParentOf(item.Headers, call: null), "publish", broker.Options.Monitor.TraceSampleRatio);
+        }
+
         try
         {
             await broker.PublishAsync(partition, item, context.CancellationToken, moreComing).ConfigureAwait(false);
             await ForwardToNatsAsync(partition, item, request, context.CancellationToken).ConfigureAwait(false);
+            if (!tracked)
+            {
+                ServerTracing.EndPublish(item); // AckPolicy NONE: no ack will end it
+            }
         }
         catch (Exception ex) when (ApiErrors.IsMapped(ex))
         {
+            ServerTracing.EndPublish(item, ex.Message);
             if (tracked)
             {
                 session.Abandon();
@@ -395,7 +435,27 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         }
     }
 
-    private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context)
+    private Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context) =>
+        ServerTracing.Enabled ? PublishToSubjectTracedAsync(request, context) : PublishToSubjectAsync(request, context, traced: null);
+
+    /// <summary>Ends the publish spans of every stream that took the message when the call ends.</summary>
+    private async Task<PublishToSubjectResponse> PublishToSubjectTracedAsync(PublishToSubjectRequest request, GrpcCallContext context)
+    {
+        var traced = new List<PublishItem>();
+        try
+        {
+            var response = await PublishToSubjectAsync(request, context, traced).ConfigureAwait(false);
+            traced.ForEach(t => ServerTracing.EndPublish(t));
+            return response;
+        }
+        catch (Exception ex)
+        {
+            traced.ForEach(t => ServerTracing.EndPublish(t, ex.Message));
+            throw;
+        }
+    }
+
+    private async Task<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest request, GrpcCallContext context, List<PublishItem>? traced)
     {
         Authorize(context, request.Subject, "PublishToSubject");
         if (!Subjects.IsValid(request.Subject) || request.Subject.AsSpan().IndexOfAny("*>") >= 0)
@@ -415,8 +475,16 @@ internal sealed class ApiService(Broker broker, IStreamAdmin admin, Func<IEnumer
         CheckSize(item);
         for (var i = 0; i < targets.Count; i++)
         {
-            await broker.PublishAsync(targets[i], i == 0 ? item : NewSubjectItem(request, receiver), context.CancellationToken).ConfigureAwait(false);
+            var target = i == 0 ? item : NewSubjectItem(request, receiver);
+            if (traced is not null)
+            {
+                target.Trace = ServerTracing.StartPublish(broker.ServerId, targets[i], target, ServerTracing.ParentOf(target.Headers, context), "publish_to_subject", broker.Options.Monitor.TraceSampleRatio);
+                traced.Add(target);
+            }
+
+            await broker.PublishAsync(targets[i], target, context.CancellationToken).ConfigureAwait(false);
         }
+
 
         // NATS hook: plain NATS subscribers of the subject get the envelope (behaviour 14); local streams were served above.
         broker.Context.Nats?.PublishCopy(request);

@@ -1,5 +1,6 @@
 using Sluice.Protocol.Api;
 using Sluice.Server.Grpc;
+using Sluice.Server.Monitoring;
 using Sluice.Server.Streams;
 
 namespace Sluice.Server.Api;
@@ -41,12 +42,14 @@ internal sealed class PublishAsyncSession : IAckReceiver
     public void OnCommitted(PublishItem item, in CommitInfo commit)
     {
         _responses.Post(new PublishAckFrame(item, commit), flush: false);
+        ServerTracing.EndPublish(item);
         Done(); // committed items reach a receiver only with an ack policy other than NONE
     }
 
     /// <summary>A refused message (committed ones come through <see cref="OnCommitted"/>): an async error on the stream.</summary>
     public void OnAck(PublishItem item, Ack ack)
     {
+        ServerTracing.EndPublish(item, item.RefusalReason ?? ack.AckError.ToString());
         switch (ack.AckError)
         {
             case Ack.Types.Error.IncorrectOffset:

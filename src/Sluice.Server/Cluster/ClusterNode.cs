@@ -523,6 +523,13 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
             {
                 try
                 {
+                    if (item.Trace is { } trace)
+                    {
+                        // The call's metadata carries the current activity: the leader's publish span becomes a child
+                        // of this broker's. Only this async method's flow sees the change.
+                        System.Diagnostics.Activity.Current = trace;
+                    }
+
                     var response = await channel.UnaryAsync(ApiPrefix + "Publish", ToRequest(partition, item), PublishResponse.Parser, FetchTimeout * 3, cancellationToken).ConfigureAwait(false);
                     if (response.Ack is { } ack && item.Receiver is { } receiver)
                     {

@@ -120,6 +120,8 @@ internal static class ConfigKeys
         Key("monitor.otlp.endpoint", (o, v) => o with { Monitor = o.Monitor with { OtlpEndpoint = OtlpEndpoint(v) } }),
         Key("monitor.otlp.protocol", (o, v) => o with { Monitor = o.Monitor with { OtlpProtocol = OtlpProtocolOf(v) } }),
         Key("monitor.otlp.interval", (o, v) => o with { Monitor = o.Monitor with { OtlpInterval = Positive(v) } }),
+        Key("monitor.otlp.traces.enabled", (o, v) => o with { Monitor = o.Monitor with { OtlpTraces = v.Bool() } }),
+        Key("monitor.otlp.traces.sample.ratio", (o, v) => o with { Monitor = o.Monitor with { TraceSampleRatio = Ratio(v) } }),
         Key("subscriptions.max.buffered.bytes", (o, v) => o with { SubscriptionsMaxBufferedBytes = v.Long(1L << 20, long.MaxValue) }),
     ];
 
@@ -198,6 +200,11 @@ internal static class ConfigKeys
         Uri.TryCreate(v.String().Trim(), UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Host.Length > 0
             ? uri
             : throw new InvalidSettingValueException("an http:// or https:// URL, such as http://127.0.0.1:4317");
+
+    private static double Ratio(ConfigValue v) =>
+        double.TryParse(v.String().Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var ratio) && ratio is >= 0 and <= 1
+            ? ratio
+            : throw new InvalidSettingValueException("a number from 0 to 1, such as 0.01");
 
     private static OtlpProtocol OtlpProtocolOf(ConfigValue v) => v.String().Trim().ToLowerInvariant() switch
     {

@@ -353,6 +353,13 @@ public static class ConfigLoader
             { Key = "tls.client.auth.enabled" };
         }
 
+        if (options.Monitor.OtlpTraces && options.Monitor.OtlpEndpoint is null)
+        {
+            throw new ConfigurationException(
+                "Configuration setting \"monitor.otlp.traces.enabled\" is true but no collector is set: set monitor.otlp.endpoint")
+            { Key = "monitor.otlp.traces.enabled" };
+        }
+
         if (settings.TryGetValue("streams.segment.max.age", out var rawAge)
             && options.Streams.SegmentMaxAge > TimeSpan.Zero
             && options.Streams.SegmentMaxAge < StreamDefaults.MinSegmentMaxAge)

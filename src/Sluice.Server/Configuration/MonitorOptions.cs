@@ -25,6 +25,18 @@ public sealed record MonitorOptions
 
     /// <summary>`monitor.otlp.interval`: how often metrics are pushed. Default 60 s, OpenTelemetry's.</summary>
     public TimeSpan OtlpInterval { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// `monitor.otlp.traces.enabled`: also export spans (ActivitySource "Sluice.Server") to <see cref="OtlpEndpoint"/>. Default
+    /// false: metrics only, and no span is ever started (docs/operations.md "Traces").
+    /// </summary>
+    public bool OtlpTraces { get; init; }
+
+    /// <summary>
+    /// `monitor.otlp.traces.sample.ratio`: the share of publishes that start a trace of their own (no sampled parent).
+    /// A publish whose client sent a trace context follows the client's sampling decision. Default 0.01.
+    /// </summary>
+    public double TraceSampleRatio { get; init; } = 0.01;
 }
 
 /// <summary>How OTLP is carried.</summary>

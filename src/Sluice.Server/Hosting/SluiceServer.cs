@@ -194,6 +194,7 @@ public sealed class SluiceServer : IAsyncDisposable
         try
         {
             var serverId = ServerIdentity.Resolve(dataDir, options.Clustering.ServerId, logger);
+            metrics.Traces = TracingPipeline.Build(options, serverId); // spans name the broker, so after its id is known
             // NATS hook: attach before the streams load, so every partition that opens subscribes.
             nats = NatsAttachment.IsConfigured(options) ? await NatsAttachment.StartAsync(options, serverId, loggers, ct).ConfigureAwait(false) : null;
             var context = new BrokerContext(options, serverId) { Nats = nats, Metrics = metrics };

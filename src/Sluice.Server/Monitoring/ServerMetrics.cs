@@ -81,6 +81,9 @@ internal sealed class ServerMetrics : IDisposable
     /// <summary>What exports these instruments (the monitoring port, OTLP); null when nothing does. Disposed with this.</summary>
     public OpenTelemetry.Metrics.MeterProvider? Provider { get; set; }
 
+    /// <summary>What exports this broker's spans (OTLP, `monitor.otlp.traces.enabled`); null when nothing does. Disposed with this.</summary>
+    public OpenTelemetry.Trace.TracerProvider? Traces { get; set; }
+
     /// <summary>What the observable instruments read; set as the server starts.</summary>
     public Broker? Broker { get; set; }
 
@@ -322,6 +325,7 @@ internal sealed class ServerMetrics : IDisposable
 
     public void Dispose()
     {
+        Traces?.Dispose(); // flushes the spans still queued
         Provider?.Dispose(); // flushes a last OTLP export
         _meter.Dispose();
     }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -8,6 +9,7 @@ using Sluice.Protocol.Api;
 using Sluice.Protocol.Envelopes;
 using Sluice.Protocol.Wire;
 using Sluice.Server.Configuration;
+using Sluice.Server.Monitoring;
 using Sluice.Server.Streams;
 using Broker = Sluice.Server.Streams.Broker;
 
@@ -57,6 +59,8 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Task _outboxLoop;
     private int _outboxCount;
+    private string _serverId = string.Empty;
+    private double _traceSampleRatio;
     private long _outboxBytes;
     private int _opened;
     private long _received;
@@ -153,7 +157,11 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
 
             var natsOptions = ToNatsOpts(settings, servers, serverId, options.Logging.Nats ? loggers : NullLoggerFactory.Instance);
             var connection = new NatsConnection(natsOptions);
-            var attachment = new NatsAttachment(connection, embedded, options.Clustering.ReplicationMaxBytes, logger);
+            var attachment = new NatsAttachment(connection, embedded, options.Clustering.ReplicationMaxBytes, logger)
+            {
+                _serverId = serverId,
+                _traceSampleRatio = options.Monitor.TraceSampleRatio,
+            };
             try
             {
                 await connection.ConnectAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -289,15 +297,52 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
             return;
         }
 
-        if (await partition.EnqueueAsync(item, _maxPayload, cancellationToken, moreComing).ConfigureAwait(false))
+        if (ServerTracing.Enabled)
+        {
+            item.Trace = ServerTracing.StartPublish(_serverId, partition, item, TraceParentOf(item, msg), "receive", _traceSampleRatio, ActivityKind.Consumer);
+        }
+
+        bool queued;
+        try
+        {
+            queued = await partition.EnqueueAsync(item, _maxPayload, cancellationToken, moreComing).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (item.Trace is not null)
+        {
+            ServerTracing.EndPublish(item, ex.Message);
+            throw;
+        }
+
+        if (queued)
         {
             Interlocked.Increment(ref _received);
             ReceivedCounter.Add(1);
+            if (item.Receiver is null || item.AckPolicy == AckPolicy.None)
+            {
+                ServerTracing.EndPublish(item); // no ack will end it
+            }
         }
         else
         {
+            ServerTracing.EndPublish(item, "dropped: the partition is not open");
             Drop(); // paused or deleted under us: nobody subscribes, as Liftbridge
         }
+    }
+
+    /// <summary>
+    /// The trace context of a captured message: a <c>traceparent</c> in the envelope's headers (a Liftbridge client's
+    /// message), else in the NATS message's own headers (what NATS.Net's OpenTelemetry support adds).
+    /// </summary>
+    private static ActivityContext TraceParentOf(PublishItem item, NatsMsg<byte[]> msg)
+    {
+        var parent = ServerTracing.ParentOf(item.Headers, call: null);
+        if (parent == default && msg.Headers is { } headers && headers.TryGetValue(ServerTracing.TraceParentHeader, out var traceParent)
+            && ActivityContext.TryParse(traceParent.ToString(), headers.TryGetValue(ServerTracing.TraceStateHeader, out var state) ? state.ToString() : null, isRemote: true, out var fromNats))
+        {
+            parent = fromNats;
+        }
+
+        return parent;
     }
 
     private void Drop()
@@ -309,6 +354,11 @@ internal sealed partial class NatsAttachment : IAckReceiver, IAsyncDisposable
     /// <summary>Acks of NATS-fed messages: an enveloped Ack to the message's inbox (error acks whatever the policy, decision 14).</summary>
     public void OnAck(PublishItem item, Ack ack)
     {
+        if (ack.AckError != Ack.Types.Error.Ok)
+        {
+            ServerTracing.EndPublish(item, item.RefusalReason ?? ack.AckError.ToString()); // a committed one's ended with its ack span
+        }
+
         if (item.AckInbox.Length > 0)
         {
             Publish(item.AckInbox, Envelope.EncodeAck(ack));

@@ -71,6 +71,7 @@ internal sealed partial class Partition : IDisposable
     private long _knownNextOffset;
     private bool _damaged;
     private Monitoring.ServerMetrics? _metrics;
+    private string _brokerId = string.Empty;
 
     public Partition(MessageStream stream, int id, string directory, PartitionStateRecord? state, Func<Partition, Task> autoPause, ILogger logger, Func<Partition, Task>? saveState = null)
     {
@@ -213,6 +214,7 @@ internal sealed partial class Partition : IDisposable
         }
 
         _metrics = context.Metrics;
+        _brokerId = context.ServerId;
         var log = OpenLog(context, leaderEpoch, soleReplica: replication is null);
         if (log is null)
         {
@@ -645,12 +647,17 @@ internal sealed partial class Partition : IDisposable
     {
         var items = runtime.Items;
         var records = runtime.Records;
+        // One span per batch, only when a message in it is traced (Monitoring/ServerTracing).
+        var append = Monitoring.ServerTracing.Enabled ? Monitoring.ServerTracing.StartAppend(_brokerId, this, items, n) : null;
+        var before = append is null ? 0 : runtime.Log.NextOffset;
         try
         {
             await AppendAsync(runtime, items, records, n).ConfigureAwait(false);
+            Monitoring.ServerTracing.EndAppend(append, before, append is null ? 0 : (int)(runtime.Log.NextOffset - before), error: null);
         }
         catch (Exception ex)
         {
+            Monitoring.ServerTracing.EndAppend(append, before, 0, ex);
             LogAppendFailed(_logger, ex, Stream.Name, Id);
             var reason = !StorageErrors.IsDiskFull(ex) ? null
                 : runtime.Replication?.StepDownForFullDisk() == true ? Sluice.Protocol.Wire.PublishErrors.LeaderStorageFull
@@ -827,6 +834,11 @@ internal sealed partial class Partition : IDisposable
         {
             var item = items[i];
             bytes += (item.Key?.Length ?? 0) + (item.Value?.Length ?? 0);
+            if (replication is not null && item.Trace is { } trace)
+            {
+                replication.NoteTraced(first + i, trace.Context); // the followers' spans join this publish's trace
+            }
+
             if (item.Receiver is null || item.AckPolicy == AckPolicy.None || (belowMinIsr && item.AckPolicy == AckPolicy.All))
             {
                 continue;
@@ -838,7 +850,14 @@ internal sealed partial class Partition : IDisposable
                 continue;
             }
 
+            System.Diagnostics.Activity? ack = null, publish = null;
+            if (item.Trace is not null)
+            {
+                ack = Monitoring.ServerTracing.StartAck(_brokerId, this, item, first + i, out publish);
+            }
+
             item.Receiver.OnCommitted(item, new CommitInfo(this, first + i, timestamp, commit));
+            Monitoring.ServerTracing.EndAck(ack, publish);
             if (ackedAtCommit == 0)
             {
                 ackedAtCommit = item.ReceivedAt;

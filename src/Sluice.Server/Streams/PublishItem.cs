@@ -70,6 +70,21 @@ internal sealed class PublishItem
     /// <summary>When the server took the message (<see cref="System.Diagnostics.Stopwatch"/> ticks): the start of its publish-to-ack latency.</summary>
     public long ReceivedAt { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
 
+    /// <summary>
+    /// The publish's server span while it is traced (sampled), else null: the append, replication and ack spans hang
+    /// off it, and whoever sends the ack (or the refusal) ends it (Monitoring/ServerTracing).
+    /// </summary>
+    public System.Diagnostics.Activity? Trace
+    {
+        get => Volatile.Read(ref _trace);
+        set => Volatile.Write(ref _trace, value);
+    }
+
+    private System.Diagnostics.Activity? _trace;
+
+    /// <summary>Takes the publish span for ending it: only the first caller gets it.</summary>
+    public System.Diagnostics.Activity? TakeTrace() => _trace is null ? null : Interlocked.Exchange(ref _trace, null);
+
     /// <summary>Set with an Ack{UNKNOWN} when the cause is one a client is told about (a full disk); else the client sees "internal error".</summary>
     public string? RefusalReason { get; set; }
 

@@ -162,6 +162,7 @@ internal sealed class FakeBroker(FakeCluster cluster, string id)
     private async ValueTask<PublishToSubjectResponse> PublishToSubjectAsync(PublishToSubjectRequest r, GrpcCallContext context)
     {
         Record("PublishToSubject", r);
+        cluster.CallTraceParents.Enqueue(("PublishToSubject", context.RequestHeader("traceparent")));
         Message? stored = null;
         lock (cluster.Gate)
         {

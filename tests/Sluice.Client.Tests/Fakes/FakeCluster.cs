@@ -35,6 +35,9 @@ internal sealed class FakeCluster : IAsyncDisposable
     /// <summary>PublishAsync requests are read but never answered (for ack timeouts).</summary>
     public bool DropAcks { get; set; }
 
+    /// <summary>The <c>traceparent</c> call metadata of unary publishes (null when the call had none).</summary>
+    public ConcurrentQueue<(string Method, string? TraceParent)> CallTraceParents { get; } = new();
+
     /// <summary>Serve TLS with these PEM files (set before the brokers start).</summary>
     public Sluice.Server.Grpc.GrpcServerTlsOptions? Tls { get; private init; }
 

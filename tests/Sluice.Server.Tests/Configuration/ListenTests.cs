@@ -68,10 +68,32 @@ public class MonitorOtlpSettingsTests
         Assert.Equal(TimeSpan.FromSeconds(15), options.OtlpInterval);
     }
 
+    [Fact]
+    public void Trace_export_is_off_by_default_and_set_with_a_sample_ratio()
+    {
+        var defaults = Load.Options("monitor.otlp.endpoint: http://127.0.0.1:4317").Monitor;
+        Assert.False(defaults.OtlpTraces);
+        Assert.Equal(0.01, defaults.TraceSampleRatio);
+        var options = Load.Options("monitor:\n  otlp:\n    endpoint: http://127.0.0.1:4317\n    traces:\n      enabled: true\n      sample.ratio: 0.25\n").Monitor;
+        Assert.True(options.OtlpTraces);
+        Assert.Equal(0.25, options.TraceSampleRatio);
+    }
+
+    [Fact]
+    public void Traces_without_a_collector_are_refused()
+    {
+        var error = Load.Failure("monitor.otlp.traces.enabled: true");
+        Assert.Contains("monitor.otlp.traces.enabled", error.Message, StringComparison.Ordinal);
+        Assert.Contains("monitor.otlp.endpoint", error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("monitor.otlp.endpoint: collector:4317")]
     [InlineData("monitor.otlp.protocol: http/json")]
     [InlineData("monitor.otlp.interval: 0s")]
+    [InlineData("monitor.otlp.traces.sample.ratio: 1.5")]
+    [InlineData("monitor.otlp.traces.sample.ratio: some")]
+    [InlineData("monitor.otlp.traces.enabled: maybe")]
     public void A_bad_otlp_setting_is_refused(string yaml) =>
         Assert.Contains("monitor.otlp", Load.Failure(yaml).Message, StringComparison.Ordinal);
 }

@@ -39,6 +39,8 @@ internal sealed partial class LeaderReplication
     private readonly StorageHealth? _storage;
     private readonly Dictionary<string, FollowerProgress> _followers = new(StringComparer.Ordinal);
     private readonly Queue<Parked> _parked = new();
+    private readonly Queue<(long Offset, ActivityContext Context)> _traced = new(); // traced messages not yet committed
+    private volatile int _tracedCount;
     private FetchWaiter[] _fetchWaiters = []; // copied on change: read on every append without the lock
     private IReadOnlyList<string> _isr;
     private CommitLog? _log;
@@ -137,7 +139,51 @@ internal sealed partial class LeaderReplication
                 return;
             }
 
-            _parked.Enqueue(new Parked(item, commit));
+            var wait = item.Trace is null ? null : Monitoring.ServerTracing.StartReplicaWait(_self, _partition, item, commit.Offset, _isr.Count);
+            _parked.Enqueue(new Parked(item, commit, wait));
+        }
+    }
+
+    /// <summary>Most traced messages remembered for the followers' spans; past it the oldest are forgotten.</summary>
+    private const int MaxTraced = 4096;
+
+    /// <summary>A traced message was appended: its publish span's context goes to the followers with its records.</summary>
+    public void NoteTraced(long offset, ActivityContext context)
+    {
+        lock (_lock)
+        {
+            _traced.Enqueue((offset, context));
+            if (_traced.Count > MaxTraced)
+            {
+                _traced.Dequeue();
+            }
+
+            _tracedCount = _traced.Count;
+        }
+    }
+
+    /// <summary>Adds the contexts of traced messages in [<paramref name="from"/>, <paramref name="to"/>) to a fetch answer.</summary>
+    public void AddTraced(FetchResponse response, long from, long to)
+    {
+        if (_tracedCount == 0)
+        {
+            return; // tracing off, or nothing traced waiting: no lock
+        }
+
+        lock (_lock)
+        {
+            foreach (var (offset, context) in _traced)
+            {
+                if (offset >= from && offset < to)
+                {
+                    response.Traced.Add(new TracedRecord
+                    {
+                        Offset = offset,
+                        Traceparent = $"00-{context.TraceId.ToHexString()}-{context.SpanId.ToHexString()}-{(int)context.TraceFlags:x2}",
+                        Tracestate = context.TraceState ?? string.Empty,
+                    });
+                }
+            }
         }
     }
 
@@ -415,12 +461,13 @@ internal sealed partial class LeaderReplication
 
         foreach (var parked in failed)
         {
-            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged);
+            Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.LeaderChanged, parked.Wait);
         }
     }
 
-    private void Fail(PublishItem item, string reason)
+    private void Fail(PublishItem item, string reason, System.Diagnostics.Activity? wait = null)
     {
+        Monitoring.ServerTracing.EndReplicaWait(wait, -1, reason);
         item.RefusalReason = reason;
         item.Receiver?.OnAck(item, _partition.ErrorAck(item, Ack.Types.Error.Unknown));
         item.Receiver?.FlushAcks();
@@ -437,6 +484,7 @@ internal sealed partial class LeaderReplication
     {
         List<Parked>? released = null;
         var belowMinIsr = false;
+        var releasedAt = -1L;
         lock (_lock)
         {
             if (_log is not { } log || _stopped || !_isLive())
@@ -459,6 +507,13 @@ internal sealed partial class LeaderReplication
             }
 
             hw = log.HighWatermark;
+            releasedAt = hw;
+            while (_traced.TryPeek(out var traced) && traced.Offset <= hw)
+            {
+                _traced.Dequeue(); // every in-sync follower has copied it
+            }
+
+            _tracedCount = _traced.Count;
             while (_parked.TryPeek(out var next) && next.Commit.Offset <= hw)
             {
                 (released ??= []).Add(_parked.Dequeue());
@@ -478,7 +533,7 @@ internal sealed partial class LeaderReplication
         {
             foreach (var parked in released)
             {
-                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend);
+                Fail(parked.Item, Sluice.Protocol.Wire.PublishErrors.NotEnoughReplicasAfterAppend, parked.Wait);
             }
 
             return;
@@ -487,7 +542,19 @@ internal sealed partial class LeaderReplication
         IAckReceiver? flushed = null;
         foreach (var parked in released)
         {
+            if (parked.Wait is not null)
+            {
+                Monitoring.ServerTracing.EndReplicaWait(parked.Wait, releasedAt, failure: null);
+            }
+
+            System.Diagnostics.Activity? ack = null, publish = null;
+            if (parked.Item.Trace is not null && parked.Item.Receiver is not null)
+            {
+                ack = Monitoring.ServerTracing.StartAck(_self, _partition, parked.Item, parked.Commit.Offset, out publish);
+            }
+
             parked.Item.Receiver?.OnCommitted(parked.Item, parked.Commit);
+            Monitoring.ServerTracing.EndAck(ack, publish);
         }
 
         foreach (var parked in released)
@@ -566,7 +633,8 @@ internal sealed partial class LeaderReplication
         public long Since = Stopwatch.GetTimestamp();
     }
 
-    private readonly record struct Parked(PublishItem Item, CommitInfo Commit);
+    /// <summary>A message with ack policy ALL waiting for the ISR; <c>Wait</c> is its span when traced.</summary>
+    private readonly record struct Parked(PublishItem Item, CommitInfo Commit, System.Diagnostics.Activity? Wait);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Partition {Stream}/{Partition}: follower {Follower} has not caught up for {Seconds} s; asking to remove it from the ISR")]
     private static partial void LogLagging(ILogger logger, string stream, int partition, string follower, double seconds);

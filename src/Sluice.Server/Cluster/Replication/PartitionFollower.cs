@@ -170,28 +170,20 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
         if (response.Records.Length > 0)
         {
             var records = ReplicationFormat.Decode(response.Records.Memory);
-            var start = 0;
-            while (start < records.Length)
+            // Joins the traces of the leader's traced publishes among these records, else of the messages' own traceparent headers.
+            var copy = Monitoring.ServerTracing.Enabled ? Monitoring.ServerTracing.StartFollowerCopy(_context.ServerId, _partition, records, response.Traced, _leadership.Leader) : null;
+            try
             {
-                // A run of one epoch: the epoch is recorded where it starts, as the leader recorded it.
-                var epoch = records[start].LeaderEpoch;
-                var end = start;
-                while (end < records.Length && records[end].LeaderEpoch == epoch)
-                {
-                    end++;
-                }
-
-                if (records[start].Offset > _log.NewestOffset)
-                {
-                    if (epoch > _log.LastLeaderEpoch)
-                    {
-                        _log.NewLeaderEpoch(epoch);
-                    }
-                }
-
-                await _log.AppendReplicatedAsync(records.AsMemory(start, end - start), stop).ConfigureAwait(false);
-                _partition.RememberReplicated(records.AsSpan(start, end - start));
-                start = end;
+                await AppendRunsAsync(records, stop).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (copy is not null)
+            {
+                copy.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
+                throw;
+            }
+            finally
+            {
+                copy?.Stop();
             }
         }
 
@@ -199,6 +191,33 @@ internal sealed partial class PartitionFollower : IAsyncDisposable
         if (hw > _log.HighWatermark)
         {
             _log.SetHighWatermark(hw);
+        }
+    }
+
+    private async Task AppendRunsAsync(LogRecord[] records, CancellationToken stop)
+    {
+        var start = 0;
+        while (start < records.Length)
+        {
+            // A run of one epoch: the epoch is recorded where it starts, as the leader recorded it.
+            var epoch = records[start].LeaderEpoch;
+            var end = start;
+            while (end < records.Length && records[end].LeaderEpoch == epoch)
+            {
+                end++;
+            }
+
+            if (records[start].Offset > _log.NewestOffset)
+            {
+                if (epoch > _log.LastLeaderEpoch)
+                {
+                    _log.NewLeaderEpoch(epoch);
+                }
+            }
+
+            await _log.AppendReplicatedAsync(records.AsMemory(start, end - start), stop).ConfigureAwait(false);
+            _partition.RememberReplicated(records.AsSpan(start, end - start));
+            start = end;
         }
     }
 

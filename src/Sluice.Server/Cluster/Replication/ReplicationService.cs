@@ -164,6 +164,7 @@ internal sealed partial class ReplicationService(ClusterNode node, Broker broker
                 {
                     response.Records = UnsafeByteOperations.UnsafeWrap(ReplicationFormat.Encode(batch.Records));
                     response.RecordCount = batch.Count;
+                    replication.AddTraced(response, request.FetchOffset, batch.NextOffset);
                 }
             }
 
