@@ -1,12 +1,5 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Sluice.Server.Configuration;
 using Sluice.Server.Tests.Cluster;
 
@@ -18,7 +11,7 @@ public sealed class MonitorOtlpTests
     [Fact]
     public async Task Metrics_are_pushed_to_an_OTLP_HTTP_collector()
     {
-        await using var collector = await OtlpReceiver.StartAsync();
+        await using var collector = await OtlpReceiver.StartAsync("/v1/metrics");
         await using var h = await BrokerHarness.StartAsync(o => o with
         {
             Monitor = o.Monitor with { OtlpEndpoint = new Uri($"http://127.0.0.1:{collector.Port}"), OtlpProtocol = OtlpProtocol.HttpProtobuf, OtlpInterval = TimeSpan.FromMilliseconds(200) },
@@ -60,43 +53,4 @@ public sealed class MonitorOtlpTests
     }
 
     private static bool Contains(byte[] body, string text) => body.AsSpan().IndexOf(Encoding.UTF8.GetBytes(text)) >= 0;
-
-    /// <summary>Accepts OTLP/HTTP metric exports (POST /v1/metrics) and keeps their bodies; answers an empty success.</summary>
-    private sealed class OtlpReceiver : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-
-        private OtlpReceiver(WebApplication app) => _app = app;
-
-        public ConcurrentQueue<byte[]> Bodies { get; } = new();
-
-        public ConcurrentQueue<string?> ContentTypes { get; } = new();
-
-        public int Port { get; private set; }
-
-        public static async Task<OtlpReceiver> StartAsync()
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            var app = builder.Build();
-            var receiver = new OtlpReceiver(app);
-            app.MapPost("/v1/metrics", async (HttpContext http) =>
-            {
-                using var body = new MemoryStream();
-                await http.Request.Body.CopyToAsync(body);
-                receiver.Bodies.Enqueue(body.ToArray());
-                receiver.ContentTypes.Enqueue(http.Request.ContentType);
-                return Results.Bytes([], "application/x-protobuf"); // an empty ExportMetricsServiceResponse
-            });
-            await app.StartAsync();
-            receiver.Port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
-            return receiver;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-    }
 }

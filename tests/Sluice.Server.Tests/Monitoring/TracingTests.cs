@@ -2,12 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Text;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Sluice.Client;
 using Sluice.Server.Configuration;
 using Sluice.Server.Monitoring;
@@ -213,7 +207,7 @@ public sealed class TracingTests
     [Fact]
     public async Task The_sample_ratio_applies_to_publishes_without_a_parent_and_a_sampled_parent_is_always_followed()
     {
-        await using var collector = await OtlpTraceReceiver.StartAsync();
+        await using var collector = await OtlpReceiver.StartAsync("/v1/traces");
         using var spans = new SpanRecorder(sampleServer: false); // only the server's own provider decides
         await using var h = await BrokerHarness.StartAsync(o => WithTraces(o, collector.Port, ratio: 0));
         await h.CreateStreamAsync("sampled", "sampled.subject");
@@ -236,7 +230,7 @@ public sealed class TracingTests
     [Fact]
     public async Task Spans_are_exported_to_an_OTLP_HTTP_collector()
     {
-        await using var collector = await OtlpTraceReceiver.StartAsync();
+        await using var collector = await OtlpReceiver.StartAsync("/v1/traces");
         await using var h = await BrokerHarness.StartAsync(o => WithTraces(o, collector.Port, ratio: 1));
         await h.CreateStreamAsync("exported", "exported.subject");
         Assert.NotNull(await h.PublishAsync("exported", "one"));
@@ -326,44 +320,5 @@ public sealed class TracingTests
         public IReadOnlyList<Activity> Of(ActivityTraceId traceId) => [.. _ended.Where(a => a.TraceId == traceId)];
 
         public void Dispose() => _listener.Dispose();
-    }
-
-    /// <summary>Accepts OTLP/HTTP trace exports (POST /v1/traces) and keeps their bodies; answers an empty success.</summary>
-    private sealed class OtlpTraceReceiver : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-
-        private OtlpTraceReceiver(WebApplication app) => _app = app;
-
-        public ConcurrentQueue<byte[]> Bodies { get; } = new();
-
-        public ConcurrentQueue<string?> ContentTypes { get; } = new();
-
-        public int Port { get; private set; }
-
-        public static async Task<OtlpTraceReceiver> StartAsync()
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            var app = builder.Build();
-            var receiver = new OtlpTraceReceiver(app);
-            app.MapPost("/v1/traces", async (HttpContext http) =>
-            {
-                using var body = new MemoryStream();
-                await http.Request.Body.CopyToAsync(body);
-                receiver.Bodies.Enqueue(body.ToArray());
-                receiver.ContentTypes.Enqueue(http.Request.ContentType);
-                return Results.Bytes([], "application/x-protobuf"); // an empty ExportTraceServiceResponse
-            });
-            await app.StartAsync();
-            receiver.Port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
-            return receiver;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
     }
 }
