@@ -34,12 +34,15 @@ public sealed partial class SluiceClient
             : PublishAndWaitAsync(stream, value, options, activity: null, cancellationToken);
 
     /// <summary>The producer span runs until the ack (or the error); its context travels in the message's headers.</summary>
-    private async Task<SluiceAck?> PublishTracedAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
+    private Task<SluiceAck?> PublishTracedAsync(string stream, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken) =>
+        TracedAsync(ClientTracing.StartPublish(stream, value.Length, "publish", "send"), activity => PublishAndWaitAsync(stream, value, options, activity, cancellationToken));
+
+    /// <summary>Runs <paramref name="publish"/> under <paramref name="activity"/> and ends the span with its ack or error.</summary>
+    private static async Task<SluiceAck?> TracedAsync(System.Diagnostics.Activity? activity, Func<System.Diagnostics.Activity?, Task<SluiceAck?>> publish)
     {
-        var activity = ClientTracing.StartPublish(stream, value.Length, "publish", "send");
         try
         {
-            var ack = await PublishAndWaitAsync(stream, value, options, activity, cancellationToken).ConfigureAwait(false);
+            var ack = await publish(activity).ConfigureAwait(false);
             ClientTracing.End(activity, ack);
             return ack;
         }
@@ -161,21 +164,8 @@ public sealed partial class SluiceClient
             ? PublishToSubjectTracedAsync(subject, value, options, cancellationToken)
             : PublishToSubjectCoreAsync(subject, value, options, activity: null, cancellationToken);
 
-    private async Task<SluiceAck?> PublishToSubjectTracedAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken)
-    {
-        var activity = ClientTracing.StartPublish(subject, value.Length, "publish_to_subject", "send");
-        try
-        {
-            var ack = await PublishToSubjectCoreAsync(subject, value, options, activity, cancellationToken).ConfigureAwait(false);
-            ClientTracing.End(activity, ack);
-            return ack;
-        }
-        catch (Exception ex)
-        {
-            ClientTracing.End(activity, error: ex);
-            throw;
-        }
-    }
+    private Task<SluiceAck?> PublishToSubjectTracedAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, CancellationToken cancellationToken) =>
+        TracedAsync(ClientTracing.StartPublish(subject, value.Length, "publish_to_subject", "send"), activity => PublishToSubjectCoreAsync(subject, value, options, activity, cancellationToken));
 
     private async Task<SluiceAck?> PublishToSubjectCoreAsync(string subject, ReadOnlyMemory<byte> value, MessageOptions? options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
     {
