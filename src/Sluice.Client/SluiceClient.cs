@@ -561,6 +561,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
             ConnectionCount = options.MaxConnectionsPerBroker,
             KeepAlivePingDelay = options.KeepAliveTime,
             ConnectTimeout = options.ConnectTimeout,
+            MaxReceiveMessageSize = options.MaxReceiveMessageSize,
             Tls = tls,
             Transport = options.Transport,
         };

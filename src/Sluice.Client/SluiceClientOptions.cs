@@ -27,6 +27,13 @@ public sealed record SluiceClientOptions
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// The largest gRPC message the client accepts. Default 64 MiB. The cluster metadata the client caches (every
+    /// stream, as go-liftbridge fetches it) takes about 110 bytes per partition, so gRPC's usual 4 MiB stops a client
+    /// at about 38,000 partitions; messages themselves are bounded by what the server accepts.
+    /// </summary>
+    public int MaxReceiveMessageSize { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>
     /// Path of a PEM file with the CA certificate(s) the brokers' certificates must chain to
     /// (go-liftbridge <c>TLSCert</c>). Setting it turns TLS on. Default null.
     /// </summary>
@@ -80,6 +87,7 @@ public sealed record SluiceClientOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConnectionsPerBroker, 1, nameof(MaxConnectionsPerBroker));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(KeepAliveTime, TimeSpan.Zero, nameof(KeepAliveTime));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxReceiveMessageSize, 1024, nameof(MaxReceiveMessageSize));
         ArgumentOutOfRangeException.ThrowIfLessThan(ResubscribeWaitTime, TimeSpan.Zero, nameof(ResubscribeWaitTime));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AckWaitTime, TimeSpan.Zero, nameof(AckWaitTime));
         ArgumentNullException.ThrowIfNull(LoggerFactory, nameof(LoggerFactory));

@@ -9,6 +9,24 @@ namespace Sluice.Client.Tests;
 public sealed class AdminTests
 {
     [Fact]
+    public async Task Metadata_of_80000_partitions_past_grpcs_usual_4_MiB_is_received_and_a_smaller_limit_is_honoured()
+    {
+        await using var cluster = await FakeCluster.StartAsync(brokers: 3);
+        await using var client = await ConnectAsync(cluster);
+        for (var i = 0; i < 8; i++)
+        {
+            await client.CreateStreamAsync("wide" + i, "wide" + i, new StreamOptions { Partitions = 10_000 });
+        }
+
+        var metadata = await client.FetchMetadataAsync();
+        Assert.Equal(80_000, Enumerable.Range(0, 8).Sum(i => metadata.PartitionCountForStream("wide" + i)));
+
+        // With gRPC's usual limit even connecting fails: the client's first metadata fetch is refused.
+        var error = await Assert.ThrowsAnyAsync<SluiceException>(() => ConnectAsync(cluster, FastOptions with { MaxReceiveMessageSize = 4 * 1024 * 1024 }));
+        Assert.Contains("larger than max", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task CreateStream_sends_every_option_with_durations_in_milliseconds()
     {
         await using var cluster = await FakeCluster.StartAsync(brokers: 3);
