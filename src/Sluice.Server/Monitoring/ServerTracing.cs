@@ -95,10 +95,8 @@ internal static class ServerTracing
             return null;
         }
 
-        var previous = Activity.Current;
         // Server: a client's call served; Consumer: a message taken from a NATS subject ("receive <stream>").
-        var activity = Source.StartActivity(kind, parent, name: (kind == ActivityKind.Consumer ? "receive " : "publish ") + partition.Stream.Name);
-        Activity.Current = previous;
+        var activity = StartSpan((kind == ActivityKind.Consumer ? "receive " : "publish ") + partition.Stream.Name, kind, parent, brokerId, partition);
         if (activity is null)
         {
             return null;
@@ -112,11 +110,8 @@ internal static class ServerTracing
 
         if (activity.IsAllDataRequested)
         {
-            activity.SetTag("messaging.system", "sluice");
             activity.SetTag("messaging.operation.name", operation);
             activity.SetTag("messaging.operation.type", "receive");
-            activity.SetTag("messaging.destination.name", partition.Stream.Name);
-            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             activity.SetTag("messaging.message.body.size", item.Value?.Length ?? 0);
             activity.SetTag("sluice.ack_policy", AckPolicyName(item.AckPolicy));
             if (item.CorrelationId.Length > 0)
@@ -124,7 +119,6 @@ internal static class ServerTracing
                 activity.SetTag("messaging.message.conversation_id", item.CorrelationId);
             }
 
-            activity.SetTag(BrokerIdTag, brokerId);
         }
 
         return activity;
@@ -165,17 +159,11 @@ internal static class ServerTracing
             }
         }
 
-        var previous = Activity.Current;
-        var activity = Source.StartActivity("append " + partition.Stream.Name, ActivityKind.Internal, items[first].Trace!.Context, links: links);
-        Activity.Current = previous;
+        var activity = StartSpan("append " + partition.Stream.Name, ActivityKind.Internal, items[first].Trace!.Context, brokerId, partition, links);
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", "sluice");
-            activity.SetTag("messaging.destination.name", partition.Stream.Name);
-            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             activity.SetTag("messaging.batch.message_count", n);
             activity.SetTag("sluice.batch.traced_count", traced);
-            activity.SetTag(BrokerIdTag, brokerId);
         }
 
         return activity;
@@ -214,18 +202,12 @@ internal static class ServerTracing
             return null;
         }
 
-        var previous = Activity.Current;
-        var activity = Source.StartActivity("replicate " + partition.Stream.Name, ActivityKind.Internal, publish.Context);
-        Activity.Current = previous;
+        var activity = StartSpan("replicate " + partition.Stream.Name, ActivityKind.Internal, publish.Context, brokerId, partition);
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", "sluice");
-            activity.SetTag("messaging.destination.name", partition.Stream.Name);
-            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             activity.SetTag("sluice.offset", offset);
             activity.SetTag("sluice.isr.size", isrSize);
             activity.SetTag("sluice.replication.role", "leader");
-            activity.SetTag(BrokerIdTag, brokerId);
         }
 
         return activity;
@@ -300,21 +282,15 @@ internal static class ServerTracing
             return null;
         }
 
-        var previous = Activity.Current;
-        var activity = Source.StartActivity("replicate " + partition.Stream.Name, ActivityKind.Consumer, parent, links: links);
-        Activity.Current = previous;
+        var activity = StartSpan("replicate " + partition.Stream.Name, ActivityKind.Consumer, parent, brokerId, partition, links);
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", "sluice");
             activity.SetTag("messaging.operation.type", "receive");
-            activity.SetTag("messaging.destination.name", partition.Stream.Name);
-            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             activity.SetTag("messaging.batch.message_count", records.Length);
             activity.SetTag("sluice.offset.first", records[0].Offset);
             activity.SetTag("sluice.offset.last", records[^1].Offset);
             activity.SetTag("sluice.replication.role", "follower");
             activity.SetTag("sluice.replication.leader", leader);
-            activity.SetTag(BrokerIdTag, brokerId);
         }
 
         return activity;
@@ -335,19 +311,13 @@ internal static class ServerTracing
         }
 
         publish.SetTag("sluice.offset", offset);
-        var previous = Activity.Current;
-        var activity = Source.StartActivity("ack " + partition.Stream.Name, ActivityKind.Internal, publish.Context);
-        Activity.Current = previous;
+        var activity = StartSpan("ack " + partition.Stream.Name, ActivityKind.Internal, publish.Context, brokerId, partition);
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", "sluice");
             activity.SetTag("messaging.operation.name", "ack");
             activity.SetTag("messaging.operation.type", "settle");
-            activity.SetTag("messaging.destination.name", partition.Stream.Name);
-            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             activity.SetTag("sluice.offset", offset);
             activity.SetTag("sluice.ack_policy", AckPolicyName(item.AckPolicy));
-            activity.SetTag(BrokerIdTag, brokerId);
         }
 
         return activity;
@@ -375,6 +345,26 @@ internal static class ServerTracing
         }
 
         activity.Stop();
+    }
+
+    /// <summary>
+    /// Starts a span of this broker on <paramref name="partition"/> with the tags every span here carries, without making
+    /// it the current activity (the threads that start these serve many messages); null when nobody records it.
+    /// </summary>
+    private static Activity? StartSpan(string name, ActivityKind kind, ActivityContext parent, string brokerId, Partition partition, IEnumerable<ActivityLink>? links = null)
+    {
+        var previous = Activity.Current;
+        var activity = Source.StartActivity(name, kind, parent, links: links);
+        Activity.Current = previous;
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("messaging.system", "sluice");
+            activity.SetTag("messaging.destination.name", partition.Stream.Name);
+            activity.SetTag("messaging.destination.partition.id", partition.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            activity.SetTag(BrokerIdTag, brokerId);
+        }
+
+        return activity;
     }
 
     private static string AckPolicyName(Sluice.Protocol.Api.AckPolicy policy) => policy switch
