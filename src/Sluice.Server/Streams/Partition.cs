@@ -5,6 +5,7 @@
 // A log that cannot be opened (damaged, a segment or the whole directory missing, an I/O error)
 // takes only this partition offline: it reports no leader and refuses publishes and subscribes
 // with Unavailable naming the damage; the broker and every other partition keep serving.
+using System.Buffers;
 using System.Security.Cryptography;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -561,14 +562,16 @@ internal sealed partial class Partition : IDisposable
     /// <summary>Runs holding <see cref="PartitionRuntime.WriteGate"/>; releases it.</summary>
     private async ValueTask<bool> AppendInlineAsync(PartitionRuntime runtime, PublishItem item)
     {
+        var items = ArrayPool<PublishItem>.Shared.Rent(1);
         try
         {
-            runtime.Items[0] = item;
-            await AppendBatchAsync(runtime, 1).ConfigureAwait(false);
+            items[0] = item;
+            await AppendBatchAsync(runtime, items, 1).ConfigureAwait(false);
             return true;
         }
         finally
         {
+            ArrayPool<PublishItem>.Shared.Return(items);
             runtime.WriteGate.Release();
         }
     }
@@ -599,12 +602,14 @@ internal sealed partial class Partition : IDisposable
 
     private async Task WriteLoopAsync(PartitionRuntime runtime)
     {
-        var max = runtime.Items.Length;
+        var max = runtime.MaxBatch;
         var wait = runtime.BatchWait;
         var reader = runtime.Queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             await runtime.WriteGate.WaitAsync().ConfigureAwait(false);
+            // Scratch for this batch only: an idle partition holds no batch buffers (issue 22).
+            var items = ArrayPool<PublishItem>.Shared.Rent(max);
             try
             {
                 var n = 0;
@@ -612,7 +617,7 @@ internal sealed partial class Partition : IDisposable
                 {
                     if (reader.TryRead(out var item))
                     {
-                        runtime.Items[n++] = item;
+                        items[n++] = item;
                         continue;
                     }
 
@@ -632,21 +637,21 @@ internal sealed partial class Partition : IDisposable
 
                 if (n > 0)
                 {
-                    await AppendBatchAsync(runtime, n).ConfigureAwait(false);
+                    await AppendBatchAsync(runtime, items, n).ConfigureAwait(false);
                 }
             }
             finally
             {
+                ArrayPool<PublishItem>.Shared.Return(items);
                 runtime.WriteGate.Release();
             }
         }
     }
 
-    /// <summary>Appends <c>runtime.Items[0..n)</c> and acks them; the caller holds the write gate.</summary>
-    private async ValueTask AppendBatchAsync(PartitionRuntime runtime, int n)
+    /// <summary>Appends <c>items[0..n)</c> and acks them; the caller holds the write gate and clears nothing (this does).</summary>
+    private async ValueTask AppendBatchAsync(PartitionRuntime runtime, PublishItem[] items, int n)
     {
-        var items = runtime.Items;
-        var records = runtime.Records;
+        var records = ArrayPool<LogRecord>.Shared.Rent(n);
         // One span per batch, only when a message in it is traced (Monitoring/ServerTracing).
         var append = Monitoring.ServerTracing.Enabled ? Monitoring.ServerTracing.StartAppend(_brokerId, this, items, n) : null;
         var before = append is null ? 0 : runtime.Log.NextOffset;
@@ -688,6 +693,7 @@ internal sealed partial class Partition : IDisposable
 
             Array.Clear(items, 0, n);
             Array.Clear(records, 0, n);
+            ArrayPool<LogRecord>.Shared.Return(records);
         }
     }
 
@@ -1078,11 +1084,8 @@ internal sealed class PartitionRuntime(CommitLog log, Channel<PublishItem> queue
     /// <summary>Set when the partition starts closing: inline appends stop, queued ones still drain.</summary>
     public volatile bool Closing;
 
-    /// <summary>Scratch for one append batch; used only while holding <see cref="WriteGate"/>.</summary>
-    public PublishItem[] Items { get; } = new PublishItem[maxBatch];
-
-    /// <summary>Scratch for one append batch; used only while holding <see cref="WriteGate"/>.</summary>
-    public LogRecord[] Records { get; } = new LogRecord[maxBatch];
+    /// <summary>Most messages in one append batch; the batch's scratch arrays are rented per batch, not held.</summary>
+    public int MaxBatch { get; } = maxBatch;
 
     public Task Writer { get; set; } = Task.CompletedTask;
 
