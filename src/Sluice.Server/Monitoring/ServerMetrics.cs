@@ -92,7 +92,9 @@ internal sealed class ServerMetrics : IDisposable
     public GrpcServer? Grpc { get; set; }
 
     /// <summary>For <see cref="Sluice.Storage.Log.CommitLogOptions.FsyncObserver"/>.</summary>
-    public Action<TimeSpan> FsyncObserver => elapsed => _fsyncDuration.Record(elapsed.TotalSeconds);
+    public Action<TimeSpan> FsyncObserver => _fsyncObserver ??= elapsed => _fsyncDuration.Record(elapsed.TotalSeconds);
+
+    private Action<TimeSpan>? _fsyncObserver; // one delegate for every partition's log, not one each
 
     public void PublishAcked(long receivedAt)
     {

@@ -35,6 +35,8 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
+    private Func<Partition, Task>? _autoPause; // one delegate each for every partition, not two per partition
+    private Func<Partition, Task>? _saveState;
     private volatile bool _stopped;
 
     private Broker(BrokerContext context, IMetadataStore store, ILoggerFactory loggers)
@@ -130,16 +132,21 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
 
     private async Task LoadAsync(CancellationToken cancellationToken)
     {
-        foreach (var loaded in await _catalog.LoadAsync(cancellationToken).ConfigureAwait(false))
+        var streams = (await _catalog.LoadAsync(cancellationToken).ConfigureAwait(false))
+            .Select(loaded => Build(loaded.Record, loaded.CreateRevision, loaded.Partitions))
+            .ToList();
+
+        // Opening a log is a few small reads and opens of files (its recovery reads more only after a crash): with
+        // tens of thousands of partitions a restart is bounded by those system calls, so every core opens logs.
+        Parallel.ForEach(
+            streams.SelectMany(stream => stream.Partitions),
+            new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount, CancellationToken = cancellationToken },
+            partition => partition.Open(Context, partition.Stream.Epoch));
+        foreach (var stream in streams)
         {
-            var stream = Build(loaded.Record, loaded.CreateRevision, loaded.Partitions);
-            foreach (var partition in stream.Partitions)
+            foreach (var partition in stream.Partitions.Where(p => p.IsPaused))
             {
-                partition.Open(Context, stream.Epoch);
-                if (partition.IsPaused)
-                {
-                    await partition.CloseAsync(PartitionCloseReason.Paused).ConfigureAwait(false); // read HW/newest, then free the files
-                }
+                await partition.CloseAsync(PartitionCloseReason.Paused).ConfigureAwait(false); // read HW/newest, then free the files
             }
 
             _streams[stream.Name] = stream;
@@ -197,7 +204,7 @@ internal sealed partial class Broker : IStreamAdmin, IAsyncDisposable
         var stream = new MessageStream(record, epoch, StreamSettings.Resolve(request, Options));
         var logger = _loggers.CreateLogger<Partition>();
         stream.Partitions = Enumerable.Range(0, Math.Max(1, request.Partitions))
-            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), AutoPauseAsync, logger, SaveStateAsync))
+            .Select(id => new Partition(stream, id, PartitionDirectory(stream.Name, id), states.GetValueOrDefault(id), _autoPause ??= AutoPauseAsync, logger, _saveState ??= SaveStateAsync))
             .ToArray();
         return stream;
     }

@@ -2,6 +2,7 @@ using Sluice.Protocol.Api;
 using Sluice.Protocol.Internal;
 using Sluice.Server.Configuration;
 using Sluice.Server.Encryption;
+using Sluice.Storage.Log;
 using Sluice.Storage.Log.Files;
 
 namespace Sluice.Server.Streams;
@@ -80,6 +81,22 @@ internal sealed class MessageStream
     public StreamSettings Settings { get; }
 
     public Partition[] Partitions { get; set; } = [];
+
+    private CommitLogOptions? _logOptions;
+
+    /// <summary>The log options of this stream's partitions: one instance shared by all of them (the settings do not change).</summary>
+    public CommitLogOptions LogOptions(BrokerContext context)
+    {
+        var observer = context.Metrics?.FsyncObserver;
+        var options = Volatile.Read(ref _logOptions);
+        if (options is null || !ReferenceEquals(options.FileHandles, context.FileHandles) || !ReferenceEquals(options.FsyncObserver, observer))
+        {
+            options = Settings.ToLogOptions(context.Options, context.FileHandles, observer);
+            Volatile.Write(ref _logOptions, options);
+        }
+
+        return options;
+    }
 
     public bool IsInternal => Name is Broker.ActivityStreamName or Broker.CursorsStreamName;
 

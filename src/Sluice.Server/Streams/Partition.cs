@@ -246,7 +246,7 @@ internal sealed partial class Partition : IDisposable
             BatchWait = batch > 1 ? context.Options.Batch.MaxTime : TimeSpan.Zero,
             Replication = replication,
         };
-        runtime.Writer = Task.Run(() => WriteLoopAsync(runtime), CancellationToken.None);
+        runtime.Writer = WriteLoopAsync(runtime); // returns at its first wait (an empty queue): no thread-pool hop, no closure
         StartTimers(runtime);
         _runtime = runtime;
         runtime.Feed = context.Nats?.Attach(this); // NATS hook: the leader subscribes to its subject while open
@@ -273,7 +273,7 @@ internal sealed partial class Partition : IDisposable
         CommitLog log;
         try
         {
-            log = CommitLog.Open(Directory, Stream.Settings.ToLogOptions(context.Options, context.FileHandles, context.Metrics?.FsyncObserver), _logger);
+            log = CommitLog.Open(Directory, Stream.LogOptions(context), _logger);
         }
         catch (CorruptLogException ex)
         {
