@@ -56,6 +56,7 @@ status_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 start_server
 wait_listening "$sluice_pid" "$port" sluice "$work/sluice.log" 120
+anon0=$(status_of "$sluice_pid" RssAnon)
 t0=$(date +%s.%N)
 for s in $(seq 0 $((STREAMS - 1))); do
   "$bench" producer -s "127.0.0.1:$port" --stream "wide$s" --subject "wide$s" -p "$PARTITIONS" -n "$PARTITIONS" --pb 100 \
@@ -63,7 +64,9 @@ for s in $(seq 0 $((STREAMS - 1))); do
 done
 t1=$(date +%s.%N)
 echo "created $STREAMS x $PARTITIONS partitions with one message each in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s"
-echo "server: $(status_of "$sluice_pid" Threads) threads, RSS $(( $(status_of "$sluice_pid" VmRSS) / 1024 )) MiB, peak $(( $(status_of "$sluice_pid" VmHWM) / 1024 )) MiB"
+# Anonymous memory (heap, stacks; not the mapped code or the page cache) beyond the idle server's, per partition.
+per_partition() { awk -v a="$anon0" -v b="$(status_of "$sluice_pid" RssAnon)" -v n=$((STREAMS * PARTITIONS)) 'BEGIN {printf "%.1f KiB", (b - a) / n}'; }
+echo "server: $(status_of "$sluice_pid" Threads) threads, RSS $(( $(status_of "$sluice_pid" VmRSS) / 1024 )) MiB, peak $(( $(status_of "$sluice_pid" VmHWM) / 1024 )) MiB, anonymous $(( $(status_of "$sluice_pid" RssAnon) / 1024 )) MiB ($(per_partition) per partition beyond the idle server's $((anon0 / 1024)) MiB)"
 
 curl -s "http://127.0.0.1:$monitor/metrics" >"$work/metrics.txt"
 python3 - "$work/metrics.txt" "$STREAMS" "$PARTITIONS" <<'PY'
@@ -103,5 +106,5 @@ t3=$(date +%s.%N)
 "$bench" consumer -s "127.0.0.1:$port" --stream wide0 --partition 0 -n 1 >"$work/consumer.txt" 2>&1 || { echo "reading wide0/0 after the restart failed" >&2; tail -5 "$work/consumer.txt" >&2; exit 1; }
 t4=$(date +%s.%N)
 echo "restart: ready in $(awk -v a="$t2" -v b="$t3" 'BEGIN {printf "%.1f", b - a}') s, wide0/0 read $(awk -v a="$t3" -v b="$t4" 'BEGIN {printf "%.1f", b - a}') s later"
-echo "after restart: $(status_of "$sluice_pid" Threads) threads, RSS $(( $(status_of "$sluice_pid" VmRSS) / 1024 )) MiB"
+echo "after restart: $(status_of "$sluice_pid" Threads) threads, RSS $(( $(status_of "$sluice_pid" VmRSS) / 1024 )) MiB, anonymous $(( $(status_of "$sluice_pid" RssAnon) / 1024 )) MiB ($(per_partition) per partition)"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"

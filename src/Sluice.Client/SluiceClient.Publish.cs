@@ -276,6 +276,11 @@ public sealed partial class SluiceClient
             return leader;
         }
 
+        if (UseStream(stream))
+        {
+            _ = RefreshInBackgroundAsync(); // the next publishes go straight to the leader (a failure is logged; this one is forwarded)
+        }
+
         var addresses = _addresses;
         var key = (uint)HashCode.Combine(stream, partition);
         var best = 0;
@@ -435,6 +440,7 @@ public sealed partial class SluiceClient
     {
         for (var attempt = 0; _metadata.PartitionCountForStream(stream) == 0; attempt++)
         {
+            UseStream(stream);
             if (attempt == PartitionerLookups)
             {
                 throw new NoSuchStreamException($"{SluiceErrors.NoSuchStream}: no metadata for stream '{stream}'");

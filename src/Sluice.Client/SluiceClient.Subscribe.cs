@@ -122,6 +122,7 @@ public sealed partial class SluiceClient
         {
             if (attempt > 0 || _metadata.GetStream(stream) is null)
             {
+                UseStream(stream);
                 if (attempt > 0)
                 {
                     await Task.Delay(TimeSpan.FromMilliseconds(10 + (50 * attempt)), cancellationToken).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
@@ -23,6 +24,8 @@ public sealed partial class SluiceClient : IAsyncDisposable
     private const int LeaderAttempts = 5;           // go-liftbridge doResilientLeaderRPC
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(50);
 
+    private const string CursorsStream = "__cursors";
+
     // A metadata read that takes longer goes to another broker (a paused broker keeps its connections open).
     private static readonly TimeSpan MetadataTimeout = TimeSpan.FromSeconds(2);
 
@@ -36,6 +39,12 @@ public sealed partial class SluiceClient : IAsyncDisposable
     private volatile SluiceMetadata _metadata = SluiceMetadata.Empty;
     private volatile string[] _addresses;
     private Task<SluiceMetadata>? _refresh;
+    private int _refreshVersion; // the _streamsInUseVersion the shared refresh asked for
+
+    // The streams this client has used (published to, subscribed, called): what its own metadata refreshes ask for,
+    // as Kafka's clients fetch only the topics they use. One broker's metadata for 100,000 partitions is about 11 MB.
+    private readonly ConcurrentDictionary<string, byte> _streamsInUse = new(StringComparer.Ordinal);
+    private int _streamsInUseVersion;
     private readonly bool _useTls;
     private volatile bool _disposed;
 
@@ -67,7 +76,11 @@ public sealed partial class SluiceClient : IAsyncDisposable
     /// <summary>The options the client was created with.</summary>
     public SluiceClientOptions Options { get; }
 
-    /// <summary>The cluster metadata the client last fetched (empty before the first fetch).</summary>
+    /// <summary>
+    /// The cluster metadata the client last fetched (empty before the first fetch): every broker, and the streams this
+    /// client has used (published to, subscribed to, called an RPC on), or every stream after an unfiltered
+    /// <see cref="FetchMetadataAsync"/>. The client's own refreshes ask only for the streams it uses.
+    /// </summary>
     public SluiceMetadata Metadata => _metadata;
 
     /// <summary>Creates a client and connects it: fetches the cluster metadata from one of <paramref name="addresses"/>.</summary>
@@ -206,7 +219,9 @@ public sealed partial class SluiceClient : IAsyncDisposable
         options ??= FetchMetadataOptions.Default;
         if ((options.Streams is null || options.Streams.Count == 0) && (options.ConsumerGroups is null || options.ConsumerGroups.Count == 0))
         {
-            return await FetchAndCacheMetadataAsync(cancellationToken).ConfigureAwait(false);
+            // Every stream, asked for: cached as it is until the client's next refresh of the streams it uses.
+            var all = await InvokeAnyAsync("FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, RpcKind.Other, null, cancellationToken).ConfigureAwait(false);
+            return Cache(SluiceMetadata.FromProto(all, DateTimeOffset.UtcNow));
         }
 
         var request = new FetchMetadataRequest();
@@ -333,31 +348,77 @@ public sealed partial class SluiceClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Refreshes the cached metadata; concurrent callers share one fetch.</summary>
+    /// <summary>
+    /// Notes that the client uses <paramref name="stream"/>: its refreshes ask for it from now on. True the first time
+    /// (the cached metadata cannot know it yet).
+    /// </summary>
+    internal bool UseStream(string stream)
+    {
+        if (!_streamsInUse.TryAdd(stream, 0))
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _streamsInUseVersion);
+        return true;
+    }
+
+    /// <summary>Refreshes the cached metadata (brokers, the streams in use); concurrent callers share one fetch.</summary>
     internal async Task<SluiceMetadata> RefreshMetadataAsync(CancellationToken cancellationToken)
     {
-        Task<SluiceMetadata> refresh;
-        TaskCompletionSource<SluiceMetadata>? fetch = null;
-        lock (_gate)
+        // A fetch that started before this caller's stream was noted does not answer for it: wait for the next one.
+        var wanted = Volatile.Read(ref _streamsInUseVersion);
+        while (true)
         {
-            // The shared fetch is published before it starts: one that completed synchronously (a fast
-            // server, a response already read) used to clear _refresh before `??=` stored it, and every
-            // later refresh then returned that first, stale answer.
-            if (_refresh is null)
+            Task<SluiceMetadata> refresh;
+            int version;
+            TaskCompletionSource<SluiceMetadata>? fetch = null;
+            lock (_gate)
             {
-                fetch = new TaskCompletionSource<SluiceMetadata>(TaskCreationOptions.RunContinuationsAsynchronously);
-                _refresh = fetch.Task;
+                // The shared fetch is published before it starts: one that completed synchronously (a fast
+                // server, a response already read) used to clear _refresh before `??=` stored it, and every
+                // later refresh then returned that first, stale answer.
+                if (_refresh is null)
+                {
+                    fetch = new TaskCompletionSource<SluiceMetadata>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _refresh = fetch.Task;
+                    _refreshVersion = Volatile.Read(ref _streamsInUseVersion);
+                }
+
+                refresh = _refresh;
+                version = _refreshVersion;
             }
 
-            refresh = _refresh;
-        }
+            if (fetch is not null)
+            {
+                _ = FetchAndCacheMetadataCoreAsync(fetch); // never faults: the outcome goes to the shared task
+            }
 
-        if (fetch is not null)
-        {
-            _ = FetchAndCacheMetadataCoreAsync(fetch); // never faults: the outcome goes to the shared task
+            var metadata = await refresh.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (version >= wanted)
+            {
+                return metadata;
+            }
         }
+    }
 
-        return await refresh.WaitAsync(cancellationToken).ConfigureAwait(false);
+    /// <summary>
+    /// What the client's own refreshes ask for: the streams in use. With none yet it names the cursors stream (which
+    /// cursor calls use), because an empty list would mean every stream; a stream that does not exist comes back as
+    /// an error entry, which the cache leaves out.
+    /// </summary>
+    private FetchMetadataRequest StreamsInUseRequest()
+    {
+        var request = new FetchMetadataRequest();
+        request.Streams.Add(_streamsInUse.IsEmpty ? [CursorsStream] : _streamsInUse.Keys);
+        return request;
+    }
+
+    private SluiceMetadata Cache(SluiceMetadata metadata)
+    {
+        _metadata = metadata;
+        _addresses = [.. _seeds.Union(metadata.Brokers.Select(b => b.Address), StringComparer.Ordinal)];
+        return metadata;
     }
 
     /// <summary>Calls <paramref name="method"/> on a random known broker, moving to the next on UNAVAILABLE (go-liftbridge doResilientRPC).</summary>
@@ -413,6 +474,7 @@ public sealed partial class SluiceClient : IAsyncDisposable
         {
             if (attempt > 0 || _metadata.GetStream(stream) is null)
             {
+                UseStream(stream);
                 if (attempt > 0)
                 {
                     await Task.Delay(RetryDelay, cancellationToken).ConfigureAwait(false);
@@ -477,13 +539,26 @@ public sealed partial class SluiceClient : IAsyncDisposable
         }
     }
 
+    /// <summary>A refresh nobody waits for: its failure is logged, the client's closing ends it quietly.</summary>
+    internal async Task RefreshInBackgroundAsync()
+    {
+        try
+        {
+            await TryRefreshMetadataAsync(_closing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // closing
+        }
+    }
+
     private async Task<TResponse> InvokeCursorAsync<TRequest, TResponse>(string cursorId, string stream, int partition, string method, TRequest request, MessageParser<TResponse> parser, CancellationToken cancellationToken)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
     {
-        const string CursorsStream = "__cursors";
         if (_metadata.PartitionCountForStream(CursorsStream) == 0)
         {
+            UseStream(CursorsStream);
             await TryRefreshMetadataAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -498,18 +573,13 @@ public sealed partial class SluiceClient : IAsyncDisposable
         return await InvokeLeaderAsync(CursorsStream, target, method, request, parser, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<SluiceMetadata> FetchAndCacheMetadataAsync(CancellationToken cancellationToken) =>
-        await RefreshMetadataAsync(cancellationToken).ConfigureAwait(false);
-
     /// <summary>Fetches the metadata, caches it, and completes <paramref name="fetch"/> (the shared refresh) with it.</summary>
     private async Task FetchAndCacheMetadataCoreAsync(TaskCompletionSource<SluiceMetadata> fetch)
     {
         try
         {
-            var response = await InvokeAnyAsync("FetchMetadata", new FetchMetadataRequest(), FetchMetadataResponse.Parser, RpcKind.Other, MetadataTimeout, _closing.Token).ConfigureAwait(false);
-            var metadata = SluiceMetadata.FromProto(response, DateTimeOffset.UtcNow);
-            _metadata = metadata;
-            _addresses = [.. _seeds.Union(metadata.Brokers.Select(b => b.Address), StringComparer.Ordinal)];
+            var response = await InvokeAnyAsync("FetchMetadata", StreamsInUseRequest(), FetchMetadataResponse.Parser, RpcKind.Other, MetadataTimeout, _closing.Token).ConfigureAwait(false);
+            var metadata = Cache(SluiceMetadata.FromProto(response, DateTimeOffset.UtcNow));
             EndRefresh(fetch);
             fetch.TrySetResult(metadata);
         }

@@ -21,9 +21,51 @@ public sealed class AdminTests
         var metadata = await client.FetchMetadataAsync();
         Assert.Equal(80_000, Enumerable.Range(0, 8).Sum(i => metadata.PartitionCountForStream("wide" + i)));
 
-        // With gRPC's usual limit even connecting fails: the client's first metadata fetch is refused.
-        var error = await Assert.ThrowsAnyAsync<SluiceException>(() => ConnectAsync(cluster, FastOptions with { MaxReceiveMessageSize = 4 * 1024 * 1024 }));
+        // With gRPC's usual limit a client still connects and publishes (its refreshes ask only for the streams it
+        // uses), but the metadata of every stream is refused.
+        await using var small = await ConnectAsync(cluster, FastOptions with { MaxReceiveMessageSize = 4 * 1024 * 1024 });
+        await small.PublishAsync("wide3", "x"u8.ToArray(), new MessageOptions { Partitioner = Partitioners.RoundRobin });
+        Assert.Equal(10_000, small.Metadata.PartitionCountForStream("wide3"));
+        var error = await Assert.ThrowsAnyAsync<SluiceException>(() => small.FetchMetadataAsync());
         Assert.Contains("larger than max", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_clients_own_refreshes_ask_only_for_the_streams_it_uses()
+    {
+        await using var cluster = await FakeCluster.StartAsync(brokers: 2);
+        await using (var admin = await ConnectAsync(cluster))
+        {
+            foreach (var name in new[] { "a", "b", "c" })
+            {
+                await admin.CreateStreamAsync(name, name);
+            }
+        }
+
+        await using var client = await ConnectAsync(cluster);
+        // Connecting names only the cursors stream (an empty list would mean every stream).
+        Assert.Equal(["__cursors"], cluster.Requests<FetchMetadataRequest>("FetchMetadata")[^1].Streams);
+        Assert.Empty(client.Metadata.Streams);
+        Assert.Equal(2, client.Metadata.Brokers.Count);
+
+        await client.PublishAsync("a", "1"u8.ToArray());
+        Assert.Equal(["a"], cluster.Requests<FetchMetadataRequest>("FetchMetadata")[^1].Streams);
+        Assert.Equal(["a"], client.Metadata.Streams.Keys);
+
+        await client.FetchPartitionMetadataAsync("b", 0);
+        Assert.Equal(["a", "b"], cluster.Requests<FetchMetadataRequest>("FetchMetadata")[^1].Streams.Order(StringComparer.Ordinal));
+        Assert.Equal(["a", "b"], client.Metadata.Streams.Keys.Order(StringComparer.Ordinal));
+
+        // An unfiltered fetch asks for everything and caches it until the next refresh.
+        var all = await client.FetchMetadataAsync();
+        Assert.Empty(cluster.Requests<FetchMetadataRequest>("FetchMetadata")[^1].Streams);
+        Assert.Equal(3, all.Streams.Count);
+        Assert.Same(all, client.Metadata);
+
+        // A stream that does not exist is asked for, comes back as an error entry and stays out of the cache.
+        await Assert.ThrowsAsync<NoSuchStreamException>(() => client.PublishAsync("nope", "x"u8.ToArray(), new MessageOptions { Partitioner = Partitioners.RoundRobin }));
+        Assert.Contains("nope", cluster.Requests<FetchMetadataRequest>("FetchMetadata")[^1].Streams);
+        Assert.Null(client.Metadata.GetStream("nope"));
     }
 
     [Fact]
