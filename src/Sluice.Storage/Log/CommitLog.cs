@@ -213,12 +213,14 @@ public sealed partial class CommitLog : IDisposable
             return [CreateSegment(0)];
         }
 
+        var indexed = indexes.ToHashSet(StringComparer.Ordinal);
         var segments = new Segment[names.Count];
         try
         {
             for (var i = 0; i < names.Count; i++)
             {
-                segments[i] = Segment.Open(names[i].Path, names[i].Base, Options.FileHandles, Options.IndexIntervalBytes, i == names.Count - 1, _logger);
+                var indexPresent = indexed.Contains(IndexFiles.OffsetPath(names[i].Path));
+                segments[i] = Segment.Open(names[i].Path, names[i].Base, Options.FileHandles, Options.IndexIntervalBytes, i == names.Count - 1, _logger, indexPresent);
                 if (i > 0 && segments[i - 1].LastOffset >= segments[i].BaseOffset)
                 {
                     throw new CorruptLogException(segments[i - 1].Path, segments[i - 1].Size, segments[i - 1].LastOffset, $"its records overlap the next segment, which starts at {segments[i].BaseOffset}");

@@ -141,8 +141,12 @@ internal sealed class Segment
         BinaryPrimitives.WriteInt64LittleEndian(header[8..], baseOffset);
     }
 
-    /// <summary>Opens an existing segment: trusts a consistent index, else rebuilds it; checks and repairs the tail of the last segment.</summary>
-    public static Segment Open(string path, long baseOffset, FileHandleBudget budget, int indexInterval, bool isLast, ILogger logger)
+    /// <summary>
+    /// Opens an existing segment: trusts a consistent index, else rebuilds it; checks and repairs the tail of the last segment.
+    /// <paramref name="indexPresent"/> false (the caller listed the directory and saw no index file) skips looking for one:
+    /// the active segment has none until it is sealed, and a missing file costs an exception.
+    /// </summary>
+    public static Segment Open(string path, long baseOffset, FileHandleBudget budget, int indexInterval, bool isLast, ILogger logger, bool indexPresent = true)
     {
         var fileLength = new FileInfo(path).Length;
         if (fileLength < HeaderSize)
@@ -163,7 +167,8 @@ internal sealed class Segment
         }
 
         Segment segment;
-        if (IndexFiles.TryLoad(path, baseOffset, out var summary, out var index)
+        if (indexPresent
+            && IndexFiles.TryLoad(path, baseOffset, out var summary, out var index)
             && summary.CoveredBytes >= HeaderSize
             && summary.CoveredBytes <= fileLength
             && (isLast || summary.CoveredBytes == fileLength))
