@@ -81,6 +81,9 @@ internal sealed partial class ClusterNode : IStreamAdmin, IPublishForwarder, IAs
     /// <summary>Registers as <paramref name="host"/>:<paramref name="port"/>, reads the metadata, starts converging and campaigning. The gRPC port must already listen.</summary>
     public async Task StartAsync(string host, int port, CancellationToken cancellationToken)
     {
+        // The version gate first: a broker behind the others stops here, one ahead waits here (ClusterVersion).
+        var release = typeof(ClusterNode).Assembly.GetName().Version?.ToString(3) ?? "unknown";
+        await ClusterVersion.EnsureAsync(Settings.Store, _broker.ServerId, ClusterVersion.Current, release, _loggers.CreateLogger("Sluice.Server.Cluster.ClusterVersion"), TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
         var self = new BrokerRecord { Id = _broker.ServerId, Host = host, Port = port, StartedAt = Partition.NowNanoseconds() };
         Membership = new Membership(Settings.Store, self, Settings.LeaseTtl, _loggers.CreateLogger<Membership>());
         Controller = new Controller(Settings.Store, View, Membership, MissingInternalStreams, _loggers.CreateLogger<Controller>());

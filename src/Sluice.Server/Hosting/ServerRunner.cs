@@ -40,6 +40,11 @@ public static class ServerRunner
             logger.LogError("Cannot start the server: {Reason}", e.Message);
             return 1;
         }
+        catch (Storage.Sql.SchemaException e)
+        {
+            logger.LogError("Cannot start the server: {Reason}", e.Message);
+            return 1;
+        }
         catch (Storage.Metadata.MetadataUnavailableException e)
         {
             logger.LogError("Cannot start the server: {Reason}", e.Message);
