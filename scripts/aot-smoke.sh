@@ -62,7 +62,9 @@ echo "binary: $bin ($(du -h "$bin" | cut -f1))"
 expect "version" "0." "$bin" version
 expect "help (System.CommandLine)" "--from" "$bin" help sub
 if "$bin" stream create 2>/dev/null; then fail "usage error exits 2"; else [ $? -eq 2 ] && pass "usage error exits 2" || fail "usage error exits 2"; fi
-expect "unreachable server: one clear line" "cannot reach" "$bin" stream list --servers 127.0.0.1:1 || true
+out=$("$bin" stream list --servers 127.0.0.1:1 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -q "^sluice: cannot reach 127.0.0.1:1" <<<"$out" && pass "unreachable server: exit 1 and one clear line" \
+  || fail "unreachable server: exit 1 and one clear line" "exit $rc" "$out"
 # the runtime settings of Sluice.Cli.csproj, baked into the binary (there is no runtimeconfig.json)
 [ ! -e "$(dirname "$bin")/sluice.runtimeconfig.json" ] && pass "no runtimeconfig.json beside the binary" || fail "no runtimeconfig.json beside the binary"
 for knob in System.GC.Server System.Threading.ThreadPool.UnfairSemaphoreSpinLimit System.Globalization.Invariant; do
@@ -146,6 +148,18 @@ expect "/console/ (web console)" "<html" curl -fsS "$M/console/"
 gc_threads=$(cat /proc/$spid/task/*/comm 2>/dev/null | grep -c "Server GC" || true)
 [ "${gc_threads:-0}" -ge 1 ] && pass "server GC threads in the AOT process ($gc_threads)" \
   || fail "server GC threads in the AOT process" "$(cat /proc/$spid/task/*/comm | sort | uniq -c | head -20)"
+# ... and the DOTNET_ environment still overrides a baked-in setting, as it overrides runtimeconfig.json under the JIT
+gport=$(free_port)
+(cd "$tmp" && DOTNET_gcServer=0 exec "$bin" serve --port "$gport" --host 127.0.0.1 --data-dir "$tmp/gc0" >"$tmp/gc0.log" 2>&1) &
+gpid=$!; pids+=("$gpid")
+if wait_port "$gport"; then
+  n=$(cat /proc/$gpid/task/*/comm 2>/dev/null | grep -c "Server GC" || true)
+  [ "${n:-0}" -eq 0 ] && pass "DOTNET_gcServer=0 overrides it (workstation GC, no server GC threads)" \
+    || fail "DOTNET_gcServer=0 overrides it" "$n server GC threads"
+else
+  fail "serve with DOTNET_gcServer=0" "$(tail -3 "$tmp/gc0.log")"
+fi
+stop "$gpid"
 rss=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$spid/status)
 echo "info  serving RSS ${rss} MiB"
 
