@@ -8,6 +8,7 @@
 # usage: bench/aot-ab.sh [checkout]      (build first: dotnet build Sluice.slnx -c Release; scripts/publish-aot.sh)
 #   ROUNDS=3 RUNS=3 bench/aot-ab.sh .
 #   AOT_BIN=/path/to/sluice bench/aot-ab.sh .    (default: the checkout's artifacts/aot/linux-x64/sluice)
+#   ROWS="B" ROUNDS=5 bench/aot-ab.sh .          (only some rows)
 set -u
 repo=$(cd "${1:-.}" && pwd)
 ROUNDS=${ROUNDS:-3}
@@ -22,6 +23,7 @@ for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) -eq 1 ]; then order="jit aot"; else order="aot jit"; fi
   for row in "${rows[@]}"; do
     name=${row%%|*}; rest=${row#*|}; mode=${rest%%|*}; args=${rest#*|}
+    case " ${ROWS:-A B C} " in *" $name "*) ;; *) continue ;; esac
     echo "round $round row $name ($(cut -d' ' -f1-3 /proc/loadavg))"
     for v in $order; do
       if [ "$v" = jit ]; then bin=$jit; else bin=$aot; fi

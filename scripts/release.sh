@@ -5,26 +5,17 @@
 #   artifacts/release/sluice-<version>-<rid>.tar.gz.sha256     (check with: sha256sum -c <file>.sha256)
 # The version is the one of Directory.Build.props (the tool's and the packages'). Needs clang (see scripts/publish-aot.sh).
 #
-# usage: scripts/release.sh [--bin PATH]    (--bin: archive an already published AOT binary instead of publishing)
+# usage: scripts/release.sh [--bin PATH | --rid RID]   (--bin: archive an already published AOT binary; see scripts/publish-aot.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-bin=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) bin=${2:?--bin needs a path}; shift 2 ;;
-    *) echo "usage: scripts/release.sh [--bin PATH]" >&2; exit 2 ;;
-  esac
-done
-
-rid=linux-x64
-case "$(uname -m)" in aarch64) rid=linux-arm64 ;; esac
 version=$(dotnet msbuild src/Sluice.Cli -getProperty:Version -nologo)
 [ -n "$version" ] || { echo "could not read the version from Directory.Build.props" >&2; exit 1; }
-[ -n "$bin" ] || bin=$(scripts/publish-aot.sh "$rid")
-[ -x "$bin" ] || { echo "not an executable: $bin" >&2; exit 1; }
-if [ -f "$(dirname "$bin")/sluice.dll" ]; then echo "$bin is not a Native AOT build (sluice.dll beside it)" >&2; exit 1; fi
+bin=$(scripts/publish-aot.sh "$@")
+# the RID: the directory publish-aot.sh publishes into (artifacts/aot/<rid>/), else this machine's
+rid=$(basename "$(dirname "$bin")")
+case "$rid" in linux-*) ;; *) rid=linux-x64; [ "$(uname -m)" = aarch64 ] && rid=linux-arm64 ;; esac
 # The binary must run and report this version before it is shipped.
 reported=$("$bin" version)
 case "$reported" in "$version"*) ;; *) echo "$bin reports version $reported, expected $version" >&2; exit 1 ;; esac
