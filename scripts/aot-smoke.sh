@@ -44,7 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "binary: $bin ($(du -h "$bin" | cut -f1))"
+echo "binary: $bin ($(du -hL "$bin" | cut -f1))"
 
 # --- the command line alone --------------------------------------------------------------------
 expect "version" "0." "$bin" version
