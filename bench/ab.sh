@@ -12,14 +12,21 @@
 #   SERVER_ENV=DOTNET_GCgen0size=0x400000 bench/ab.sh . gen0 -n 60000 --pub-batch 1 -c 64
 #   WARM=300000 bench/ab.sh . new -n 600000 --pub-batch 100   # a longer warm-up (two runs of WARM messages; default 20000)
 #   CLIENT_ENV=DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 bench/ab.sh . inl -n 40000 --pub-batch 1   # environment of the timed client
+#   SERVER_BIN=artifacts/aot/linux-x64/sluice bench/ab.sh . aot -n 30000 --pub-batch 1   # another server binary (e.g. Native AOT); the client is still the checkout's
+# Also prints the server's RSS when idle after start (before any client) and its start time (spawn until the port accepts).
 set -u
 repo=$(cd "$1" && pwd); label=$2; shift 2
+server_bin=${SERVER_BIN:-$repo/src/Sluice.Cli/bin/Release/net10.0/sluice}
+server_bin=$(cd "$(dirname "$server_bin")" && pwd)/$(basename "$server_bin")
 RUNS=${RUNS:-5}
 d=$(mktemp -d); mkdir -p $d/data $d/run; printf 'storage:\n  durability: never\n' > $d/s.yaml
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-(cd $d/run && exec env ${SERVER_ENV:-X_NONE=1} $repo/src/Sluice.Cli/bin/Release/net10.0/sluice serve --port $port --host 127.0.0.1 --data-dir $d/data -c $d/s.yaml --level warn >$d/log 2>&1) &
+t0=$(date +%s%N)
+(cd $d/run && exec env ${SERVER_ENV:-X_NONE=1} $server_bin serve --port $port --host 127.0.0.1 --data-dir $d/data -c $d/s.yaml --level warn >$d/log 2>&1) &
 pid=$!
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+for i in $(seq 1000); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.01; done
+start_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+sleep 2; idle_rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)
 B=$repo/bench/Sluice.Bench/bin/Release/net10.0/sluice-bench
 MODE=${MODE:-producer}
 if [ "$MODE" = consumer ]; then
@@ -42,11 +49,11 @@ n=d['messages'] if 'messages' in d else d.get('count', 0)
 print(d['msgs_per_sec'], d['server']['cpu_us_per_msg'], d['client']['cpu_us_per_msg'], (int(sys.argv[4])-int(sys.argv[3]))/max(n,1), (int(t[0])+int(t[1]))/max(n,1), d['server']['peak_rss_kb']/1024)
 PY
 done
-python3 - "$label" $d/lines <<'PY'
+python3 - "$label" $d/lines $start_ms $idle_rss <<'PY'
 import sys,statistics as st
 rows=[list(map(float,l.split())) for l in open(sys.argv[2])]
 c=list(zip(*rows))
 f=lambda i: f"{min(c[i]):.1f}/{st.median(c[i]):.1f}"
-print(f"{sys.argv[1]:5} msg/s max/med {max(c[0]):,.0f}/{st.median(c[0]):,.0f}  srv us min/med {f(1)}  cli us {f(2)}  srv ctxsw/msg {f(3)}  cli ctxsw/msg {f(4)}  rss MiB {f(5)}")
+print(f"{sys.argv[1]:5} msg/s max/med {max(c[0]):,.0f}/{st.median(c[0]):,.0f}  srv us min/med {f(1)}  cli us {f(2)}  srv ctxsw/msg {f(3)}  cli ctxsw/msg {f(4)}  rss MiB {f(5)}  start ms {sys.argv[3]}  idle rss MiB {sys.argv[4]}")
 PY
 kill "$pid"; wait "$pid" 2>/dev/null; rm -rf "$d"

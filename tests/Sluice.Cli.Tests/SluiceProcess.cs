@@ -3,7 +3,7 @@ using Sluice.TestKit;
 
 namespace Sluice.Cli.Tests;
 
-/// <summary>The built `sluice` run as `dotnet sluice.dll ...`, with its output collected line by line.</summary>
+/// <summary>The built `sluice` run as `dotnet sluice.dll ...` (or SLUICE_TEST_BIN), with its output collected line by line.</summary>
 public sealed class SluiceProcess : IAsyncDisposable
 {
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
@@ -33,6 +33,15 @@ public sealed class SluiceProcess : IAsyncDisposable
 
     public static string SluiceDll => SluiceBuild.SluiceDll;
 
+    /// <summary>
+    /// A native `sluice` executable to run instead of `dotnet sluice.dll`, from SLUICE_TEST_BIN (e.g. the Native AOT
+    /// build of scripts/publish-aot.sh: `SLUICE_TEST_BIN=$PWD/artifacts/aot/linux-x64/sluice dotnet test tests/Sluice.Cli.Tests ...`);
+    /// null when unset, the default.
+    /// </summary>
+    public static string? NativeBinary { get; } = Environment.GetEnvironmentVariable("SLUICE_TEST_BIN") is { Length: > 0 } bin
+        ? (File.Exists(bin) ? Path.GetFullPath(bin) : throw new FileNotFoundException("SLUICE_TEST_BIN does not exist", bin))
+        : null;
+
     public static SluiceProcess Start(params string[] args) => Start(args, stdin: null);
 
     /// <summary>
@@ -47,13 +56,14 @@ public sealed class SluiceProcess : IAsyncDisposable
 
     /// <summary>
     /// Starts sluice as the leader of a process group of its own, as a shell starts a foreground job: see
-    /// <see cref="InterruptProcessGroupAsync"/>. setsid execs dotnet in place, so the process id stays sluice's.
+    /// <see cref="InterruptProcessGroupAsync"/>. setsid execs dotnet (or the native binary) in place, so the process id stays sluice's.
     /// </summary>
     public static SluiceProcess StartAsProcessGroup(params string[] args) => StartCore(args, stdin: null, environment: null, processGroup: true);
 
     private static SluiceProcess StartCore(IReadOnlyList<string> args, byte[]? stdin, IReadOnlyDictionary<string, string>? environment, bool processGroup = false)
     {
-        var start = new ProcessStartInfo(processGroup ? "setsid" : "dotnet")
+        var program = NativeBinary ?? "dotnet";
+        var start = new ProcessStartInfo(processGroup ? "setsid" : program)
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -62,10 +72,14 @@ public sealed class SluiceProcess : IAsyncDisposable
         };
         if (processGroup)
         {
-            start.ArgumentList.Add("dotnet");
+            start.ArgumentList.Add(program);
         }
 
-        start.ArgumentList.Add(SluiceDll);
+        if (NativeBinary is null)
+        {
+            start.ArgumentList.Add(SluiceDll);
+        }
+
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);

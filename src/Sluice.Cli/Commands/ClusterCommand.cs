@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Sluice.Etcd;
@@ -149,10 +148,11 @@ internal static partial class ClusterCommand
                 UseShellExecute = false,
             };
 
-            // Run as `dotnet sluice.dll`, the same executable is the host plus the entry assembly.
+            // Run as `dotnet sluice.dll`, the same executable is the host plus the entry assembly (next to it on disk).
+            // A Native AOT `sluice` is one file: ProcessPath is the binary itself and takes no assembly argument.
             if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
             {
-                start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+                start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sluice.dll"));
             }
 
             foreach (var argument in new[]
