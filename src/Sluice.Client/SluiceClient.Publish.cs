@@ -237,7 +237,16 @@ public sealed partial class SluiceClient
                 await Task.Delay(RetryDelay, cancellationToken).ConfigureAwait(false);
             }
 
-            var session = GetConnection(PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
+            var address = attempt == 0 ? LeaderAddress(request.Stream, request.Partition) : null;
+            if (address is null && attempt == 0 && UseStream(request.Stream))
+            {
+                // The first publish to a stream this client has not used learns its leaders first, as Kafka's producer
+                // does for a topic: the client's metadata covers only the streams it uses.
+                await TryRefreshMetadataAsync(cancellationToken).ConfigureAwait(false);
+                address = LeaderAddress(request.Stream, request.Partition);
+            }
+
+            var session = GetConnection(address ?? PublishAddress(request.Stream, request.Partition, attempt)).GetPublishSession();
             // A new one per attempt: a failed attempt's may already be completed by its broken session.
             var pending = acks.Create(request.CorrelationId, Options.AckWaitTime);
             if (pending is not null && request.HasMessageId && Options.IdempotentPublishing)
@@ -274,11 +283,6 @@ public sealed partial class SluiceClient
         if (attempt == 0 && LeaderAddress(stream, partition) is { } leader)
         {
             return leader;
-        }
-
-        if (UseStream(stream))
-        {
-            _ = RefreshInBackgroundAsync(); // the next publishes go straight to the leader (a failure is logged; this one is forwarded)
         }
 
         var addresses = _addresses;

@@ -539,19 +539,6 @@ public sealed partial class SluiceClient : IAsyncDisposable
         }
     }
 
-    /// <summary>A refresh nobody waits for: its failure is logged, the client's closing ends it quietly.</summary>
-    internal async Task RefreshInBackgroundAsync()
-    {
-        try
-        {
-            await TryRefreshMetadataAsync(_closing.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // closing
-        }
-    }
-
     private async Task<TResponse> InvokeCursorAsync<TRequest, TResponse>(string cursorId, string stream, int partition, string method, TRequest request, MessageParser<TResponse> parser, CancellationToken cancellationToken)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse>
