@@ -1,16 +1,13 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Authentication;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Http2;
-using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Http2;
 
 /// <summary>
-/// Accepts HTTP/2 connections for the gRPC server (<see cref="GrpcServerTransport.Native"/>): one
+/// Accepts HTTP/2 connections and hands each request to a handler (the gRPC server's, with its native transport): one
 /// <see cref="Http2ServerConnection"/> per client, read on a thread of its own while busy. Calls start on the
 /// thread pool. Also sends keepalive PINGs on quiet connections and shuts connections down with GOAWAY.
 /// </summary>
@@ -22,7 +19,7 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>...and closed when the PING is not answered within this long.</summary>
     internal static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);
 
-    private readonly Func<IGrpcExchange, Task> _handler;
+    private readonly Func<IHttp2Exchange, Task> _handler;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly List<Socket> _sockets = [];
@@ -41,7 +38,7 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly Action _cutSlowest;
     private long _slowClientsCut;
 
-    private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    private Http2Listener(Http2ListenerOptions options, Func<IHttp2Exchange, Task> handler, ILoggerFactory loggers)
     {
         _handler = handler;
         _loggers = loggers;
@@ -56,7 +53,7 @@ internal sealed partial class Http2Listener : IDisposable
         InlineRequestReads = options.InlineIo;
         ReaderLingerMilliseconds = (int)Math.Clamp(options.ReaderLinger.TotalMilliseconds, 0, int.MaxValue);
         _maxReaderThreads = options.MaxReaderThreads;
-        Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
+        Tls = options.Tls;
         IdleTimeout = options.IdleTimeout;
         OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
         _cutSlowest = CutSlowest;
@@ -85,10 +82,10 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>How long a connection may go without an open stream before it is closed.</summary>
     public TimeSpan IdleTimeout { get; }
 
-    /// <summary>Connections served at once (<see cref="GrpcServerOptions.MaxConnections"/>).</summary>
+    /// <summary>Connections served at once (<see cref="Http2ListenerOptions.MaxConnections"/>).</summary>
     public int MaxConnections { get; }
 
-    /// <summary>Connections served at once from one client IP address (<see cref="GrpcServerOptions.MaxConnectionsPerAddress"/>).</summary>
+    /// <summary>Connections served at once from one client IP address (<see cref="Http2ListenerOptions.MaxConnectionsPerAddress"/>).</summary>
     public int MaxConnectionsPerAddress { get; }
 
     /// <summary>What set <see cref="MaxConnections"/>, named in the refusal.</summary>
@@ -129,7 +126,7 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>How long a connection's reader thread waits for a quiet client before giving the thread back (0: never holds one).</summary>
     public int ReaderLingerMilliseconds { get; }
 
-    /// <summary>Request body reads resume on the reader thread (see <see cref="GrpcServerOptions.InlineIo"/>).</summary>
+    /// <summary>Request body reads resume on the reader thread (see <see cref="Http2ListenerOptions.InlineIo"/>).</summary>
     public bool InlineRequestReads { get; }
 
     /// <summary>TLS for every connection, or null for h2c.</summary>
@@ -141,7 +138,7 @@ internal sealed partial class Http2Listener : IDisposable
     /// </summary>
     public long MaxPendingOutputBytes { get; } = 64L << 20;
 
-    /// <summary>Unsent output of all connections together (<see cref="GrpcServerOptions.MaxBufferedOutputBytes"/>).</summary>
+    /// <summary>Unsent output of all connections together (<see cref="Http2ListenerOptions.MaxBufferedOutputBytes"/>).</summary>
     public Http2OutputBudget OutputBudget { get; }
 
     /// <summary>How long a connection cut for reading too slowly gets to read its last frames before its socket closes.</summary>
@@ -232,7 +229,7 @@ internal sealed partial class Http2Listener : IDisposable
 
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
-    public static Http2Listener Start(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    public static Http2Listener Start(Http2ListenerOptions options, Func<IHttp2Exchange, Task> handler, ILoggerFactory loggers)
     {
         var listener = new Http2Listener(options, handler, loggers);
         try
@@ -480,7 +477,7 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket.NoDelay = true;
                 var logger = _loggers.CreateLogger<Http2ServerConnection>();
-                var address = ConnectionLimitPerAddress.ClientAddress(socket.RemoteEndPoint);
+                var address = ClientAddress(socket.RemoteEndPoint);
                 Http2ServerConnection? connection = null;
                 string? refusal = null;
                 lock (_sync)
@@ -500,7 +497,7 @@ internal sealed partial class Http2Listener : IDisposable
                     }
                     else if (fromAddress >= MaxConnectionsPerAddress)
                     {
-                        refusal = ConnectionLimitPerAddress.Refusal(MaxConnectionsPerAddress);
+                        refusal = PerAddressRefusal(MaxConnectionsPerAddress);
                     }
 
                     if (refusal is null)
@@ -608,39 +605,13 @@ internal sealed partial class Http2Listener : IDisposable
         }
     }
 
-    private static SslServerAuthenticationOptions CreateTlsOptions(GrpcServerTlsOptions tls)
-    {
-        var certificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath);
-        var chain = new X509Certificate2Collection();
-        chain.ImportFromPemFile(tls.CertificatePemPath);
-        var intermediates = new X509Certificate2Collection();
-        foreach (var cert in chain.Skip(1))
-        {
-            intermediates.Add(cert);
-        }
+    /// <summary>The client's IP address, IPv4-mapped IPv6 shown as IPv4, so one client counts once on a dual-mode socket (both transports).</summary>
+    internal static IPAddress ClientAddress(EndPoint? remote) =>
+        remote is IPEndPoint { Address: var ip } ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : IPAddress.None;
 
-        var validate = tls.CreateClientCaValidator();
-
-        return new SslServerAuthenticationOptions
-        {
-            ServerCertificateContext = SslStreamCertificateContext.Create(certificate, intermediates, offline: true),
-            ApplicationProtocols = [SslApplicationProtocol.Http2],
-            ClientCertificateRequired = tls.RequireClientCertificate || tls.RequestClientCertificate, // "required" only makes SslStream ask; the callback decides
-            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-            {
-                if (certificate is null)
-                {
-                    return !tls.RequireClientCertificate;
-                }
-
-                return validate is null
-                    ? errors == SslPolicyErrors.None
-                    : validate(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
-            },
-        };
-    }
+    /// <summary>The reason a connection over the per-address limit is given (both transports).</summary>
+    internal static string PerAddressRefusal(int max) =>
+        $"the server serves at most {max} connections from one client address (grpc.max.connections.per.address)";
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Accepting a gRPC connection failed ({Error}): {Reason}; still listening")]
     private static partial void LogAcceptFailed(ILogger logger, SocketError error, string reason);

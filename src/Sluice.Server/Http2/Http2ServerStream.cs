@@ -3,17 +3,16 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Security.Cryptography.X509Certificates;
 using Sluice.Protocol.Http2;
-using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Http2;
 
 /// <summary>
-/// One request stream on an <see cref="Http2ServerConnection"/> and the exchange the gRPC layer
-/// serves on it. The request body arrives through a pipe the reader thread fills; the response body
+/// One request stream on an <see cref="Http2ServerConnection"/> and the exchange (<see cref="IHttp2Exchange"/>) the request
+/// handler serves on it. The request body arrives through a pipe the reader thread fills; the response body
 /// is buffered until a flush, when the connection frames and sends it on the flushing thread.
 /// State fields marked "under the connection's lock" are read and written only holding it.
 /// </summary>
-internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
+internal sealed class Http2ServerStream : IHttp2Exchange, IDisposable
 {
     private static readonly string[] ConnectionSpecific = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
@@ -235,12 +234,12 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// no flow-control credit for those within <see cref="FinalSendTimeout"/>, the stream is reset, so a
     /// stuck client cannot hold the stream (and its slot) forever.
     /// </summary>
-    public async Task RunAsync(Func<IGrpcExchange, Task> handler)
+    public async Task RunAsync(Func<IHttp2Exchange, Task> handler)
     {
         try
         {
             await handler(this).ConfigureAwait(false);
-            var send = _connection.SendAsync(this, complete: true, CancellationToken.None);
+            var send = _connection.Output.SendAsync(this, complete: true, CancellationToken.None);
             if (!send.IsCompleted)
             {
                 try
@@ -509,7 +508,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
 
         public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
         {
-            var send = stream._connection.SendAsync(stream, complete: false, cancellationToken);
+            var send = stream._connection.Output.SendAsync(stream, complete: false, cancellationToken);
             return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: !send.Result)) : AwaitSend(send);
         }
 
