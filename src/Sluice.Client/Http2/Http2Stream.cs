@@ -38,7 +38,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     {
         _connection = connection;
         _request = request;
-        _receiveWindow = Http2Connection.StreamReceiveWindow;
+        _receiveWindow = Http2ClientFlowControl.StreamReceiveWindow;
         _read.RunContinuationsAsynchronously = !(request.Options.TryGetValue(InlineResponseReads, out var inline) && inline);
         RequestBody = new Http2RequestBody(this);
     }
@@ -88,7 +88,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
         try
         {
             await content.CopyToAsync(RequestBody, cancellationToken).ConfigureAwait(false);
-            await _connection.WriteDataAsync(this, ReadOnlyMemory<byte>.Empty, endStream: true, CancellationToken.None).ConfigureAwait(false);
+            await _connection.Output.WriteDataAsync(this, ReadOnlyMemory<byte>.Empty, endStream: true, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -512,7 +512,7 @@ internal sealed class Http2Stream : IValueTaskSource<int>
     private int CreditLocked(int drained)
     {
         _unacknowledged += drained;
-        if (_endReceived || _failure is not null || _unacknowledged < Http2Connection.StreamReceiveWindow / 4)
+        if (_endReceived || _failure is not null || _unacknowledged < Http2ClientFlowControl.StreamReceiveWindow / 4)
         {
             return 0;
         }
@@ -567,7 +567,7 @@ internal sealed class Http2RequestBody(Http2Stream stream) : Stream
     }
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-        buffer.IsEmpty ? default : stream.Connection.WriteDataAsync(stream, buffer, endStream: false, cancellationToken);
+        buffer.IsEmpty ? default : stream.Connection.Output.WriteDataAsync(stream, buffer, endStream: false, cancellationToken);
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
