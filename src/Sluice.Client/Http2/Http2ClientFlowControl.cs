@@ -16,66 +16,41 @@ internal sealed class Http2ClientFlowControl
     /// <summary>The connection's receive window: 16 MiB, room for four streams' full windows before an update.</summary>
     public const int ConnectionReceiveWindow = 16 << 20;
 
-    private long _sendWindow = Http2Frame.DefaultWindowSize;
+    private readonly Http2SendWindow _send = new();
     private long _connectionReceived; // reader thread only
 
-    /// <summary>The server's SETTINGS_INITIAL_WINDOW_SIZE: a new stream's send window (under the lock).</summary>
-    public int PeerInitialWindow { get; private set; } = Http2Frame.DefaultWindowSize;
+    /// <summary>The server's SETTINGS_INITIAL_WINDOW_SIZE: a new stream's send window.</summary>
+    public int PeerInitialWindow => _send.PeerInitialWindow;
 
-    /// <summary>
-    /// Takes credit for up to <paramref name="length"/> request bytes of <paramref name="stream"/>: what both windows
-    /// allow. A window can be negative after the server lowers SETTINGS_INITIAL_WINDOW_SIZE; then it is 0.
-    /// </summary>
+    /// <summary>Takes credit for up to <paramref name="length"/> bytes of <paramref name="stream"/>: what both the connection's and the stream's windows allow.</summary>
     public int TakeSendCredit(Http2Stream stream, int length)
     {
-        var take = (int)Math.Max(0, Math.Min(Math.Min(_sendWindow, stream.SendWindow), length));
-        _sendWindow -= take;
+        var take = _send.Take(stream.SendWindow, length);
         stream.SendWindow -= take;
         return take;
     }
 
     /// <summary>Gives back credit taken for bytes that were never sent: the server never returns it.</summary>
-    public void RefundSendCredit(int credit) => _sendWindow += credit;
+    public void RefundSendCredit(int credit) => _send.Refund(credit);
 
     /// <summary>A connection WINDOW_UPDATE from the server.</summary>
-    public void OnConnectionWindowUpdate(int increment)
-    {
-        if (increment == 0)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "WINDOW_UPDATE with increment 0 on the connection");
-        }
-
-        _sendWindow += increment;
-        if (_sendWindow > Http2Frame.MaxWindowSize)
-        {
-            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "the connection's send window went above 2^31-1");
-        }
-    }
+    public void OnConnectionWindowUpdate(int increment) => _send.OnConnectionUpdate(increment);
 
     /// <summary>A stream WINDOW_UPDATE from the server: null when it is fine, else the stream error it is.</summary>
     public static Http2ErrorCode? OnStreamWindowUpdate(Http2Stream stream, int increment)
     {
         stream.SendWindow += increment;
-        if (increment == 0)
-        {
-            return Http2ErrorCode.ProtocolError;
-        }
-
-        return stream.SendWindow > Http2Frame.MaxWindowSize ? Http2ErrorCode.FlowControlError : null;
+        return Http2SendWindow.CheckStreamUpdate(stream.SendWindow, increment);
     }
 
     /// <summary>The server changed SETTINGS_INITIAL_WINDOW_SIZE: every open stream's window moves by the difference.</summary>
     public void OnInitialWindowSize(uint value, Dictionary<int, Http2Stream>.ValueCollection streams)
     {
-        var delta = (int)value - PeerInitialWindow;
-        PeerInitialWindow = (int)value;
+        var delta = _send.SetInitialWindowSize(value);
         foreach (var stream in streams)
         {
             stream.SendWindow += delta;
-            if (stream.SendWindow > Http2Frame.MaxWindowSize)
-            {
-                throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, $"SETTINGS_INITIAL_WINDOW_SIZE {value} takes stream {stream.Id}'s window above 2^31-1");
-            }
+            Http2SendWindow.CheckAfterInitialWindowSize(stream.SendWindow, value, stream.Id);
         }
     }
 

@@ -30,13 +30,11 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly Func<IPAddress, bool>? _isPeerBrokerAddress;
     private readonly int _reservedPeerConnections;
     private readonly TimeSpan _peerIdentifyTimeout;
-    private readonly HashSet<Http2ServerConnection> _draining = []; // cut for reading too slowly, bytes not yet gone, under _sync
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
     private bool _stopped;
     private long _lastRefusalLog = long.MinValue / 2;
-    private readonly Action _cutSlowest;
-    private long _slowClientsCut;
+    private readonly Http2SlowClientCutter _cutter;
 
     private Http2Listener(Http2ListenerOptions options, Func<IHttp2Exchange, Task> handler, ILoggerFactory loggers)
     {
@@ -56,7 +54,7 @@ internal sealed partial class Http2Listener : IDisposable
         Tls = options.Tls;
         IdleTimeout = options.IdleTimeout;
         OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
-        _cutSlowest = CutSlowest;
+        _cutter = new Http2SlowClientCutter(OutputBudget, _sync, _connections.Keys, _logger);
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(options.IdleTimeout.TotalMilliseconds / 4, 20, 5000));
         _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, tick, tick);
     }
@@ -141,91 +139,11 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>Unsent output of all connections together (<see cref="Http2ListenerOptions.MaxBufferedOutputBytes"/>).</summary>
     public Http2OutputBudget OutputBudget { get; }
 
-    /// <summary>How long a connection cut for reading too slowly gets to read its last frames before its socket closes.</summary>
-    internal const int SlowClientDrainMilliseconds = 5000;
-
     /// <summary>Connections cut so far because the output budget ran out.</summary>
-    public long SlowClientsCut => Interlocked.Read(ref _slowClientsCut);
+    public long SlowClientsCut => _cutter.Cut;
 
     /// <summary>A connection's queued output took the budget over its limit: cut the slowest, off this (writing) thread.</summary>
-    public void OnOverBudget()
-    {
-        if (OutputBudget.TryBeginCut())
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(static cut => cut(), _cutSlowest, preferLocal: false);
-        }
-    }
-
-    /// <summary>
-    /// Cuts the connections holding the most unsent output until what the others hold is within the budget. The
-    /// bytes of a cut connection still count until they drain or are dropped, so connections that wait for the
-    /// budget wait for that, rather than filling it again while the cut ones still hold their memory.
-    /// </summary>
-    private void CutSlowest()
-    {
-        while (true)
-        {
-            while (true)
-            {
-                Http2ServerConnection? slowest = null;
-                long most = 0;
-                long leaving = 0;
-                lock (_sync)
-                {
-                    leaving = LeavingBytesLocked();
-                    foreach (var connection in _connections.Keys)
-                    {
-                        var pending = connection.PendingOutputBytes;
-                        if (!connection.IsBeingCut && pending > most)
-                        {
-                            most = pending;
-                            slowest = connection;
-                        }
-                    }
-
-                    if (slowest is null || OutputBudget.Total - leaving <= OutputBudget.Limit)
-                    {
-                        break;
-                    }
-
-                    _draining.Add(slowest);
-                }
-
-                var reason = $"subscriber too slow: the server held {most} unsent bytes for this connection, the most of any, when all clients together passed {OutputBudget.Limit} (subscriptions.max.buffered.bytes)";
-                Interlocked.Increment(ref _slowClientsCut);
-                LogSlowClientCut(_logger, slowest.Peer, most, OutputBudget.Limit);
-                slowest.CutSlowClient(reason, SlowClientDrainMilliseconds);
-            }
-
-            OutputBudget.EndCut();
-            if (!OverBudgetBeyondCuts() || !OutputBudget.TryBeginCut())
-            {
-                return;
-            }
-        }
-    }
-
-    /// <summary>Whether the connections not being cut hold more than the budget (a trigger may have come during a pass).</summary>
-    private bool OverBudgetBeyondCuts()
-    {
-        lock (_sync)
-        {
-            return OutputBudget.Total - LeavingBytesLocked() > OutputBudget.Limit;
-        }
-    }
-
-    /// <summary>What cut connections still hold (they leave the connection table at once, their bytes a little later).</summary>
-    private long LeavingBytesLocked()
-    {
-        _draining.RemoveWhere(static c => c.PendingOutputBytes == 0);
-        long leaving = 0;
-        foreach (var connection in _draining)
-        {
-            leaving += connection.PendingOutputBytes;
-        }
-
-        return leaving;
-    }
+    public void OnOverBudget() => _cutter.OnOverBudget();
 
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
@@ -595,7 +513,7 @@ internal sealed partial class Http2Listener : IDisposable
         foreach (var (connection, refusal) in unproven ?? [])
         {
             LogUnprovenPeer(_logger, connection.Peer, _peerIdentifyTimeout.TotalSeconds);
-            connection.CutSlowClient(refusal, SlowClientDrainMilliseconds);
+            connection.CutSlowClient(refusal, Http2SlowClientCutter.DrainMilliseconds);
         }
 
         var now = Environment.TickCount64;
@@ -621,9 +539,6 @@ internal sealed partial class Http2Listener : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Closed the connection from {Peer}: admitted past the connection limits from a broker's address, it made no authenticated internal call within {Seconds} s")]
     private static partial void LogUnprovenPeer(ILogger logger, string peer, double seconds);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cut the connection from {Peer}: it held {Bytes} unsent bytes, the most of any, when all clients together passed subscriptions.max.buffered.bytes ({Limit})")]
-    private static partial void LogSlowClientCut(ILogger logger, string peer, long bytes, long limit);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);
