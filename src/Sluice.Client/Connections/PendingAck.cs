@@ -49,7 +49,7 @@ internal abstract class PendingAck : Http2.IDeferredCompletion
 
         Ack = ack;
         Error = error;
-        if (!Http2.Http2Connection.TryDefer(this))
+        if (!Http2.Http2ClientReader.TryDefer(this))
         {
             OnCompleted(onReader: false);
         }

@@ -1,6 +1,6 @@
 namespace Sluice.Client.Http2;
 
-/// <summary>Work that a connection's reader thread runs after the frames in hand (see <see cref="Http2Connection.TryDefer"/>).</summary>
+/// <summary>Work that a connection's reader thread runs after the frames in hand (see <see cref="Http2ClientReader.TryDefer"/>).</summary>
 internal interface IDeferredCompletion
 {
     /// <summary>Runs the completion; must not throw.</summary>
@@ -10,7 +10,7 @@ internal interface IDeferredCompletion
 /// <summary>
 /// One background thread for the whole process that checks, every <see cref="Period"/>, whether a
 /// deferred completion has held a connection's reader thread for longer than <see cref="StuckAfter"/>,
-/// and if so has a new reader take over (<see cref="Http2Connection.TakeOverIfStuck"/>). It runs only
+/// and if so has a new reader take over (<see cref="Http2ClientReader.TakeOverIfStuck"/>). It runs only
 /// while native connections exist.
 /// </summary>
 internal static class ReaderWatchdog
@@ -20,14 +20,14 @@ internal static class ReaderWatchdog
 
     private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(25);
     private static readonly Lock Sync = new();
-    private static readonly List<Http2Connection> Connections = [];
+    private static readonly List<Http2ClientReader> Readers = [];
     private static Thread? _thread;
 
-    public static void Register(Http2Connection connection)
+    public static void Register(Http2ClientReader reader)
     {
         lock (Sync)
         {
-            Connections.Add(connection);
+            Readers.Add(reader);
             if (_thread is null)
             {
                 _thread = new Thread(Run) { IsBackground = true, Name = "sluice h2 watchdog" };
@@ -36,36 +36,36 @@ internal static class ReaderWatchdog
         }
     }
 
-    public static void Unregister(Http2Connection connection)
+    public static void Unregister(Http2ClientReader reader)
     {
         lock (Sync)
         {
-            Connections.Remove(connection);
+            Readers.Remove(reader);
         }
     }
 
     private static void Run()
     {
-        var snapshot = new List<Http2Connection>();
+        var snapshot = new List<Http2ClientReader>();
         while (true)
         {
             Thread.Sleep(Period);
             lock (Sync)
             {
-                if (Connections.Count == 0)
+                if (Readers.Count == 0)
                 {
                     _thread = null; // the next Register starts a new one
                     return;
                 }
 
                 snapshot.Clear();
-                snapshot.AddRange(Connections);
+                snapshot.AddRange(Readers);
             }
 
             var now = Environment.TickCount64;
-            foreach (var connection in snapshot)
+            foreach (var reader in snapshot)
             {
-                connection.TakeOverIfStuck(now);
+                reader.TakeOverIfStuck(now);
             }
         }
     }

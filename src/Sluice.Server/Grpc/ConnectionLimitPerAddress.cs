@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Sluice.Protocol.Http2;
+using Sluice.Server.Http2;
 
 namespace Sluice.Server.Grpc;
 
@@ -16,14 +17,14 @@ internal sealed class ConnectionLimitPerAddress(int max, bool tls)
 
     public ConnectionDelegate Wrap(ConnectionDelegate next) => async context =>
     {
-        var address = ClientAddress(context.RemoteEndPoint);
+        var address = Http2Listener.ClientAddress(context.RemoteEndPoint);
         if (!TryEnter(address))
         {
             if (!tls)
             {
                 var output = context.Transport.Output;
                 Http2Frame.WriteSettings(output, []);
-                Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.EnhanceYourCalm, Refusal(max));
+                Http2Frame.WriteGoAway(output, 0, Http2ErrorCode.EnhanceYourCalm, Http2Listener.PerAddressRefusal(max));
                 await output.FlushAsync(context.ConnectionClosed).ConfigureAwait(false);
             }
 
@@ -39,14 +40,6 @@ internal sealed class ConnectionLimitPerAddress(int max, bool tls)
             Exit(address);
         }
     };
-
-    /// <summary>The client's IP address, IPv4-mapped IPv6 shown as IPv4, so one client counts once on a dual-mode socket (both transports).</summary>
-    public static IPAddress ClientAddress(EndPoint? remote) =>
-        remote is IPEndPoint { Address: var ip } ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : IPAddress.None;
-
-    /// <summary>The reason a connection over the limit is given (both transports).</summary>
-    public static string Refusal(int max) =>
-        $"the server serves at most {max} connections from one client address (grpc.max.connections.per.address)";
 
     private bool TryEnter(IPAddress address)
     {

@@ -1,13 +1,14 @@
 using System.Security.Cryptography.X509Certificates;
+using Sluice.Server.Http2;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>What a handler knows about the call it serves.</summary>
 public sealed class GrpcCallContext
 {
-    private readonly IGrpcExchange _exchange;
+    private readonly IHttp2Exchange _exchange;
 
-    internal GrpcCallContext(IGrpcExchange exchange, string method, DateTime? deadline, CancellationToken cancellationToken)
+    internal GrpcCallContext(IHttp2Exchange exchange, string method, DateTime? deadline, CancellationToken cancellationToken)
     {
         _exchange = exchange;
         Method = method;
@@ -33,6 +34,6 @@ public sealed class GrpcCallContext
     /// <summary>"ip:port" of the client.</summary>
     public string Peer => _exchange.Peer;
 
-    /// <summary>The caller proved to be a registered broker: see <see cref="IGrpcExchange.MarkPeerBroker"/>.</summary>
+    /// <summary>The caller proved to be a registered broker: see <see cref="IHttp2Exchange.MarkPeerBroker"/>.</summary>
     internal void MarkPeerBroker() => _exchange.MarkPeerBroker();
 }

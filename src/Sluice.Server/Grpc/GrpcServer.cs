@@ -71,7 +71,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         string address;
         if (_options.Transport == GrpcServerTransport.Native)
         {
-            _native = Http2Listener.Start(_options, HandleCallAsync, _loggerFactory);
+            _native = Http2Listener.Start(_options.ToHttp2ListenerOptions(), HandleCallAsync, _loggerFactory);
             Port = _native.Port;
             address = _native.Address;
         }
@@ -229,7 +229,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>One gRPC call, from request headers to the status.</summary>
-    private Task HandleCallAsync(IGrpcExchange exchange)
+    private Task HandleCallAsync(IHttp2Exchange exchange)
     {
         var path = exchange.Path;
         if (!HttpMethods.IsPost(exchange.Method))
@@ -261,7 +261,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         return Metrics is { RpcTimed: true } metrics ? TimedAsync(metrics, exchange, path, method) : ServeAsync(exchange, path, method);
     }
 
-    private async Task TimedAsync(Monitoring.ServerMetrics metrics, IGrpcExchange exchange, string path, GrpcMethod method)
+    private async Task TimedAsync(Monitoring.ServerMetrics metrics, IHttp2Exchange exchange, string path, GrpcMethod method)
     {
         var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         var status = GrpcStatusCode.Unknown;
@@ -276,7 +276,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     }
 
     /// <summary>A known method's call, after its headers were checked; returns the status it ended with.</summary>
-    private async Task<GrpcStatusCode> ServeAsync(IGrpcExchange exchange, string path, GrpcMethod method)
+    private async Task<GrpcStatusCode> ServeAsync(IHttp2Exchange exchange, string path, GrpcMethod method)
     {
         var encoding = exchange.RequestHeader("grpc-encoding");
         if (encoding is not null && encoding != GrpcCompression.Identity && encoding != GrpcCompression.Gzip)
@@ -342,7 +342,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         }
     }
 
-    private static GrpcStatusCode Ended(IGrpcExchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
+    private static GrpcStatusCode Ended(IHttp2Exchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
     {
         WriteStatus(exchange, call, code, message);
         return code;
@@ -352,7 +352,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     /// Before any message, the status goes in the response headers ("trailers-only", one HEADERS
     /// frame with END_STREAM); after one, in the trailers.
     /// </summary>
-    private static void WriteStatus(IGrpcExchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
+    private static void WriteStatus(IHttp2Exchange exchange, GrpcServerCall? call, GrpcStatusCode code, string? message)
     {
         var status = ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var encoded = GrpcStatusMessage.Encode(message);

@@ -1,11 +1,12 @@
 using System.Runtime.ExceptionServices;
 using Google.Protobuf;
 using Sluice.Protocol.Grpc;
+using Sluice.Server.Http2;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>The per-call plumbing the method adapters use: request reading, response writing.</summary>
-internal sealed class GrpcServerCall(IGrpcExchange exchange, GrpcCallContext context, GrpcServerOptions options, string? requestEncoding)
+internal sealed class GrpcServerCall(IHttp2Exchange exchange, GrpcCallContext context, GrpcServerOptions options, string? requestEncoding)
 {
     public GrpcCallContext Context { get; } = context;
 

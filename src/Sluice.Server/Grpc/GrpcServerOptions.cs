@@ -1,5 +1,8 @@
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Sluice.Protocol.Grpc;
+using Sluice.Server.Http2;
 
 namespace Sluice.Server.Grpc;
 
@@ -99,6 +102,26 @@ public sealed record GrpcServerOptions
 
     /// <summary>TLS; null (the default) serves h2c (HTTP/2 without TLS, prior knowledge).</summary>
     public GrpcServerTlsOptions? Tls { get; init; }
+
+    /// <summary>The native transport's settings (<see cref="GrpcServerTransport.Native"/>); reads the TLS files.</summary>
+    internal Http2ListenerOptions ToHttp2ListenerOptions() => new()
+    {
+        Host = Host,
+        Port = Port,
+        MaxStreamsPerConnection = MaxStreamsPerConnection,
+        MaxConnections = MaxConnections,
+        MaxConnectionsSource = MaxConnectionsSource,
+        MaxConnectionsPerAddress = MaxConnectionsPerAddress,
+        IsPeerBrokerAddress = IsPeerBrokerAddress,
+        ReservedPeerConnections = ReservedPeerConnections,
+        PeerIdentifyTimeout = PeerIdentifyTimeout,
+        InlineIo = InlineIo,
+        ReaderLinger = ReaderLinger,
+        MaxReaderThreads = MaxReaderThreads,
+        IdleTimeout = IdleTimeout,
+        MaxBufferedOutputBytes = MaxBufferedOutputBytes,
+        Tls = Tls?.CreateSslServerOptions(),
+    };
 }
 
 /// <summary>The HTTP/2 implementation under the gRPC server.</summary>
@@ -139,6 +162,42 @@ public sealed record GrpcServerTlsOptions
     /// system trust store.
     /// </summary>
     public string? ClientCaPemPath { get; init; }
+
+    /// <summary>The native transport's TLS: the certificate chain from the PEM files, ALPN h2, client certificates as set here.</summary>
+    internal SslServerAuthenticationOptions CreateSslServerOptions()
+    {
+        var tls = this;
+        var certificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath);
+        var chain = new X509Certificate2Collection();
+        chain.ImportFromPemFile(tls.CertificatePemPath);
+        var intermediates = new X509Certificate2Collection();
+        foreach (var cert in chain.Skip(1))
+        {
+            intermediates.Add(cert);
+        }
+
+        var validate = tls.CreateClientCaValidator();
+
+        return new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = SslStreamCertificateContext.Create(certificate, intermediates, offline: true),
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+            ClientCertificateRequired = tls.RequireClientCertificate || tls.RequestClientCertificate, // "required" only makes SslStream ask; the callback decides
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+            {
+                if (certificate is null)
+                {
+                    return !tls.RequireClientCertificate;
+                }
+
+                return validate is null
+                    ? errors == SslPolicyErrors.None
+                    : validate(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
+            },
+        };
+    }
 
     /// <summary>
     /// Checks a client certificate against <see cref="ClientCaPemPath"/>'s CAs (no revocation check);

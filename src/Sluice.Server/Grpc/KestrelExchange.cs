@@ -1,11 +1,12 @@
 using System.IO.Pipelines;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Http;
+using Sluice.Server.Http2;
 
 namespace Sluice.Server.Grpc;
 
 /// <summary>An exchange served by Kestrel: a thin view of its <see cref="HttpContext"/>.</summary>
-internal sealed class KestrelExchange(HttpContext http) : IGrpcExchange
+internal sealed class KestrelExchange(HttpContext http) : IHttp2Exchange
 {
     public string Method => http.Request.Method;
 

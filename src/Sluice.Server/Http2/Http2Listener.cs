@@ -1,16 +1,13 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Authentication;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Sluice.Protocol.Http2;
-using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Http2;
 
 /// <summary>
-/// Accepts HTTP/2 connections for the gRPC server (<see cref="GrpcServerTransport.Native"/>): one
+/// Accepts HTTP/2 connections and hands each request to a handler (the gRPC server's, with its native transport): one
 /// <see cref="Http2ServerConnection"/> per client, read on a thread of its own while busy. Calls start on the
 /// thread pool. Also sends keepalive PINGs on quiet connections and shuts connections down with GOAWAY.
 /// </summary>
@@ -22,7 +19,7 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>...and closed when the PING is not answered within this long.</summary>
     internal static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);
 
-    private readonly Func<IGrpcExchange, Task> _handler;
+    private readonly Func<IHttp2Exchange, Task> _handler;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly List<Socket> _sockets = [];
@@ -33,15 +30,13 @@ internal sealed partial class Http2Listener : IDisposable
     private readonly Func<IPAddress, bool>? _isPeerBrokerAddress;
     private readonly int _reservedPeerConnections;
     private readonly TimeSpan _peerIdentifyTimeout;
-    private readonly HashSet<Http2ServerConnection> _draining = []; // cut for reading too slowly, bytes not yet gone, under _sync
     private readonly Lock _sync = new();
     private readonly Timer _keepAlive;
     private bool _stopped;
     private long _lastRefusalLog = long.MinValue / 2;
-    private readonly Action _cutSlowest;
-    private long _slowClientsCut;
+    private readonly Http2SlowClientCutter _cutter;
 
-    private Http2Listener(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    private Http2Listener(Http2ListenerOptions options, Func<IHttp2Exchange, Task> handler, ILoggerFactory loggers)
     {
         _handler = handler;
         _loggers = loggers;
@@ -56,10 +51,10 @@ internal sealed partial class Http2Listener : IDisposable
         InlineRequestReads = options.InlineIo;
         ReaderLingerMilliseconds = (int)Math.Clamp(options.ReaderLinger.TotalMilliseconds, 0, int.MaxValue);
         _maxReaderThreads = options.MaxReaderThreads;
-        Tls = options.Tls is { } tls ? CreateTlsOptions(tls) : null;
+        Tls = options.Tls;
         IdleTimeout = options.IdleTimeout;
         OutputBudget = new Http2OutputBudget(options.MaxBufferedOutputBytes);
-        _cutSlowest = CutSlowest;
+        _cutter = new Http2SlowClientCutter(OutputBudget, _sync, _connections.Keys, _logger);
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(options.IdleTimeout.TotalMilliseconds / 4, 20, 5000));
         _keepAlive = new Timer(static state => ((Http2Listener)state!).OnKeepAliveTick(), this, tick, tick);
     }
@@ -85,10 +80,10 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>How long a connection may go without an open stream before it is closed.</summary>
     public TimeSpan IdleTimeout { get; }
 
-    /// <summary>Connections served at once (<see cref="GrpcServerOptions.MaxConnections"/>).</summary>
+    /// <summary>Connections served at once (<see cref="Http2ListenerOptions.MaxConnections"/>).</summary>
     public int MaxConnections { get; }
 
-    /// <summary>Connections served at once from one client IP address (<see cref="GrpcServerOptions.MaxConnectionsPerAddress"/>).</summary>
+    /// <summary>Connections served at once from one client IP address (<see cref="Http2ListenerOptions.MaxConnectionsPerAddress"/>).</summary>
     public int MaxConnectionsPerAddress { get; }
 
     /// <summary>What set <see cref="MaxConnections"/>, named in the refusal.</summary>
@@ -129,7 +124,7 @@ internal sealed partial class Http2Listener : IDisposable
     /// <summary>How long a connection's reader thread waits for a quiet client before giving the thread back (0: never holds one).</summary>
     public int ReaderLingerMilliseconds { get; }
 
-    /// <summary>Request body reads resume on the reader thread (see <see cref="GrpcServerOptions.InlineIo"/>).</summary>
+    /// <summary>Request body reads resume on the reader thread (see <see cref="Http2ListenerOptions.InlineIo"/>).</summary>
     public bool InlineRequestReads { get; }
 
     /// <summary>TLS for every connection, or null for h2c.</summary>
@@ -141,98 +136,18 @@ internal sealed partial class Http2Listener : IDisposable
     /// </summary>
     public long MaxPendingOutputBytes { get; } = 64L << 20;
 
-    /// <summary>Unsent output of all connections together (<see cref="GrpcServerOptions.MaxBufferedOutputBytes"/>).</summary>
+    /// <summary>Unsent output of all connections together (<see cref="Http2ListenerOptions.MaxBufferedOutputBytes"/>).</summary>
     public Http2OutputBudget OutputBudget { get; }
 
-    /// <summary>How long a connection cut for reading too slowly gets to read its last frames before its socket closes.</summary>
-    internal const int SlowClientDrainMilliseconds = 5000;
-
     /// <summary>Connections cut so far because the output budget ran out.</summary>
-    public long SlowClientsCut => Interlocked.Read(ref _slowClientsCut);
+    public long SlowClientsCut => _cutter.Cut;
 
     /// <summary>A connection's queued output took the budget over its limit: cut the slowest, off this (writing) thread.</summary>
-    public void OnOverBudget()
-    {
-        if (OutputBudget.TryBeginCut())
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(static cut => cut(), _cutSlowest, preferLocal: false);
-        }
-    }
-
-    /// <summary>
-    /// Cuts the connections holding the most unsent output until what the others hold is within the budget. The
-    /// bytes of a cut connection still count until they drain or are dropped, so connections that wait for the
-    /// budget wait for that, rather than filling it again while the cut ones still hold their memory.
-    /// </summary>
-    private void CutSlowest()
-    {
-        while (true)
-        {
-            while (true)
-            {
-                Http2ServerConnection? slowest = null;
-                long most = 0;
-                long leaving = 0;
-                lock (_sync)
-                {
-                    leaving = LeavingBytesLocked();
-                    foreach (var connection in _connections.Keys)
-                    {
-                        var pending = connection.PendingOutputBytes;
-                        if (!connection.IsBeingCut && pending > most)
-                        {
-                            most = pending;
-                            slowest = connection;
-                        }
-                    }
-
-                    if (slowest is null || OutputBudget.Total - leaving <= OutputBudget.Limit)
-                    {
-                        break;
-                    }
-
-                    _draining.Add(slowest);
-                }
-
-                var reason = $"subscriber too slow: the server held {most} unsent bytes for this connection, the most of any, when all clients together passed {OutputBudget.Limit} (subscriptions.max.buffered.bytes)";
-                Interlocked.Increment(ref _slowClientsCut);
-                LogSlowClientCut(_logger, slowest.Peer, most, OutputBudget.Limit);
-                slowest.CutSlowClient(reason, SlowClientDrainMilliseconds);
-            }
-
-            OutputBudget.EndCut();
-            if (!OverBudgetBeyondCuts() || !OutputBudget.TryBeginCut())
-            {
-                return;
-            }
-        }
-    }
-
-    /// <summary>Whether the connections not being cut hold more than the budget (a trigger may have come during a pass).</summary>
-    private bool OverBudgetBeyondCuts()
-    {
-        lock (_sync)
-        {
-            return OutputBudget.Total - LeavingBytesLocked() > OutputBudget.Limit;
-        }
-    }
-
-    /// <summary>What cut connections still hold (they leave the connection table at once, their bytes a little later).</summary>
-    private long LeavingBytesLocked()
-    {
-        _draining.RemoveWhere(static c => c.PendingOutputBytes == 0);
-        long leaving = 0;
-        foreach (var connection in _draining)
-        {
-            leaving += connection.PendingOutputBytes;
-        }
-
-        return leaving;
-    }
+    public void OnOverBudget() => _cutter.OnOverBudget();
 
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address cannot be bound (in use, not local, ...).</exception>
-    public static Http2Listener Start(GrpcServerOptions options, Func<IGrpcExchange, Task> handler, ILoggerFactory loggers)
+    public static Http2Listener Start(Http2ListenerOptions options, Func<IHttp2Exchange, Task> handler, ILoggerFactory loggers)
     {
         var listener = new Http2Listener(options, handler, loggers);
         try
@@ -480,7 +395,7 @@ internal sealed partial class Http2Listener : IDisposable
             {
                 socket.NoDelay = true;
                 var logger = _loggers.CreateLogger<Http2ServerConnection>();
-                var address = ConnectionLimitPerAddress.ClientAddress(socket.RemoteEndPoint);
+                var address = ClientAddress(socket.RemoteEndPoint);
                 Http2ServerConnection? connection = null;
                 string? refusal = null;
                 lock (_sync)
@@ -500,7 +415,7 @@ internal sealed partial class Http2Listener : IDisposable
                     }
                     else if (fromAddress >= MaxConnectionsPerAddress)
                     {
-                        refusal = ConnectionLimitPerAddress.Refusal(MaxConnectionsPerAddress);
+                        refusal = PerAddressRefusal(MaxConnectionsPerAddress);
                     }
 
                     if (refusal is null)
@@ -598,7 +513,7 @@ internal sealed partial class Http2Listener : IDisposable
         foreach (var (connection, refusal) in unproven ?? [])
         {
             LogUnprovenPeer(_logger, connection.Peer, _peerIdentifyTimeout.TotalSeconds);
-            connection.CutSlowClient(refusal, SlowClientDrainMilliseconds);
+            connection.CutSlowClient(refusal, Http2SlowClientCutter.DrainMilliseconds);
         }
 
         var now = Environment.TickCount64;
@@ -608,39 +523,13 @@ internal sealed partial class Http2Listener : IDisposable
         }
     }
 
-    private static SslServerAuthenticationOptions CreateTlsOptions(GrpcServerTlsOptions tls)
-    {
-        var certificate = X509Certificate2.CreateFromPemFile(tls.CertificatePemPath, tls.KeyPemPath);
-        var chain = new X509Certificate2Collection();
-        chain.ImportFromPemFile(tls.CertificatePemPath);
-        var intermediates = new X509Certificate2Collection();
-        foreach (var cert in chain.Skip(1))
-        {
-            intermediates.Add(cert);
-        }
+    /// <summary>The client's IP address, IPv4-mapped IPv6 shown as IPv4, so one client counts once on a dual-mode socket (both transports).</summary>
+    internal static IPAddress ClientAddress(EndPoint? remote) =>
+        remote is IPEndPoint { Address: var ip } ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : IPAddress.None;
 
-        var validate = tls.CreateClientCaValidator();
-
-        return new SslServerAuthenticationOptions
-        {
-            ServerCertificateContext = SslStreamCertificateContext.Create(certificate, intermediates, offline: true),
-            ApplicationProtocols = [SslApplicationProtocol.Http2],
-            ClientCertificateRequired = tls.RequireClientCertificate || tls.RequestClientCertificate, // "required" only makes SslStream ask; the callback decides
-            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-            {
-                if (certificate is null)
-                {
-                    return !tls.RequireClientCertificate;
-                }
-
-                return validate is null
-                    ? errors == SslPolicyErrors.None
-                    : validate(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
-            },
-        };
-    }
+    /// <summary>The reason a connection over the per-address limit is given (both transports).</summary>
+    internal static string PerAddressRefusal(int max) =>
+        $"the server serves at most {max} connections from one client address (grpc.max.connections.per.address)";
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Accepting a gRPC connection failed ({Error}): {Reason}; still listening")]
     private static partial void LogAcceptFailed(ILogger logger, SocketError error, string reason);
@@ -650,9 +539,6 @@ internal sealed partial class Http2Listener : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Closed the connection from {Peer}: admitted past the connection limits from a broker's address, it made no authenticated internal call within {Seconds} s")]
     private static partial void LogUnprovenPeer(ILogger logger, string peer, double seconds);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cut the connection from {Peer}: it held {Bytes} unsent bytes, the most of any, when all clients together passed subscriptions.max.buffered.bytes ({Limit})")]
-    private static partial void LogSlowClientCut(ILogger logger, string peer, long bytes, long limit);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "HTTP/2 connection accepted from {Peer}")]
     private static partial void LogAccepted(ILogger logger, string peer);

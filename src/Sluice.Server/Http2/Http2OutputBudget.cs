@@ -1,7 +1,7 @@
 namespace Sluice.Server.Http2;
 
 /// <summary>
-/// Unsent response bytes all of a listener's connections hold together (<see cref="Grpc.GrpcServerOptions.MaxBufferedOutputBytes"/>):
+/// Unsent response bytes all of a listener's connections hold together (<see cref="Http2ListenerOptions.MaxBufferedOutputBytes"/>):
 /// what their clients have not read yet, queued because socket writes never wait. Each connection's
 /// <see cref="ServerSocketStream"/> adds what it queues and takes off what the kernel accepts; past the limit
 /// the listener cuts the connection holding the most.

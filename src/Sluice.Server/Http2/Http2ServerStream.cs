@@ -3,17 +3,16 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Security.Cryptography.X509Certificates;
 using Sluice.Protocol.Http2;
-using Sluice.Server.Grpc;
 
 namespace Sluice.Server.Http2;
 
 /// <summary>
-/// One request stream on an <see cref="Http2ServerConnection"/> and the exchange the gRPC layer
-/// serves on it. The request body arrives through a pipe the reader thread fills; the response body
+/// One request stream on an <see cref="Http2ServerConnection"/> and the exchange (<see cref="IHttp2Exchange"/>) the request
+/// handler serves on it. The request body arrives through a pipe the reader thread fills; the response body
 /// is buffered until a flush, when the connection frames and sends it on the flushing thread.
 /// State fields marked "under the connection's lock" are read and written only holding it.
 /// </summary>
-internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
+internal sealed class Http2ServerStream : IHttp2Exchange, IDisposable
 {
     private static readonly string[] ConnectionSpecific = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
@@ -63,8 +62,8 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
             pauseWriterThreshold: 0, // flow control bounds what a client may send ahead
             resumeWriterThreshold: 0,
             useSynchronizationContext: false));
-        RequestBody = new RequestBodyReader(this, _body.Reader);
-        ResponseBody = new ResponseBodyWriter(this);
+        RequestBody = new Http2RequestBodyReader(this, _body.Reader);
+        ResponseBody = new Http2ResponseBodyWriter(this);
         if (requestEnded)
         {
             EndRequest();
@@ -132,7 +131,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     internal Http2ServerConnection Connection => _connection;
 
     /// <summary>The buffered response bytes not yet sent.</summary>
-    internal ReadOnlyMemory<byte> Body => ((ResponseBodyWriter)ResponseBody).Buffered;
+    internal ReadOnlyMemory<byte> Body => ((Http2ResponseBodyWriter)ResponseBody).Buffered;
 
     /// <summary>
     /// Why a request's header list is malformed (RFC 9113 section 8.3), or null when it is fine.
@@ -235,12 +234,12 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// no flow-control credit for those within <see cref="FinalSendTimeout"/>, the stream is reset, so a
     /// stuck client cannot hold the stream (and its slot) forever.
     /// </summary>
-    public async Task RunAsync(Func<IGrpcExchange, Task> handler)
+    public async Task RunAsync(Func<IHttp2Exchange, Task> handler)
     {
         try
         {
             await handler(this).ConfigureAwait(false);
-            var send = _connection.SendAsync(this, complete: true, CancellationToken.None);
+            var send = _connection.Output.SendAsync(this, complete: true, CancellationToken.None);
             if (!send.IsCompleted)
             {
                 try
@@ -278,7 +277,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     /// <summary>Drops the response buffer and the abort token's resources; the call is over.</summary>
     public void Dispose()
     {
-        ((ResponseBodyWriter)ResponseBody).Release();
+        ((Http2ResponseBodyWriter)ResponseBody).Release();
         _body.Reader.Complete(); // its segments go back to the pool once the writer side ends too
         _aborted.Dispose();
     }
@@ -379,7 +378,7 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
     }
 
     /// <summary>Drops <paramref name="count"/> sent bytes from the response buffer.</summary>
-    internal void ConsumeBody(int count) => ((ResponseBodyWriter)ResponseBody).Consume(count);
+    internal void ConsumeBody(int count) => ((Http2ResponseBodyWriter)ResponseBody).Consume(count);
 
     /// <summary>The response HEADERS block (status and headers).</summary>
     internal void WriteResponseHeaders(IBufferWriter<byte> block)
@@ -405,167 +404,6 @@ internal sealed class Http2ServerStream : IGrpcExchange, IDisposable
         if (HeadersSent)
         {
             throw new InvalidOperationException("The response headers are already sent.");
-        }
-    }
-
-    /// <summary>The request body: a pipe the reader thread fills; consumption returns flow-control credit to the client.</summary>
-    private sealed class RequestBodyReader(Http2ServerStream stream, PipeReader inner) : PipeReader
-    {
-        private ReadOnlySequence<byte> _last;
-        private long _consumedTotal;
-        private long _creditedTotal;
-
-        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
-        {
-            var read = inner.ReadAsync(cancellationToken);
-            if (read.IsCompletedSuccessfully)
-            {
-                var result = read.Result;
-                _last = result.Buffer;
-                return new ValueTask<ReadResult>(result);
-            }
-
-            return Remember(read);
-        }
-
-        public override bool TryRead(out ReadResult result)
-        {
-            if (inner.TryRead(out result))
-            {
-                _last = result.Buffer;
-                return true;
-            }
-
-            return false;
-        }
-
-        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
-
-        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
-        {
-            // Credit follows what the handler has looked at, not only what it consumed: a message larger
-            // than the stream window is examined whole before any of it is consumed.
-            var examinedTotal = _consumedTotal + _last.Slice(_last.Start, examined).Length;
-            _consumedTotal += _last.Slice(_last.Start, consumed).Length;
-            _last = default;
-            inner.AdvanceTo(consumed, examined);
-            if (examinedTotal > _creditedTotal)
-            {
-                var bytes = (int)(examinedTotal - _creditedTotal);
-                _creditedTotal = examinedTotal;
-                stream._connection.OnBodyExamined(stream, bytes);
-            }
-        }
-
-        public override void CancelPendingRead() => inner.CancelPendingRead();
-
-        public override void Complete(Exception? exception = null) => inner.Complete(exception);
-
-        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-        private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
-        {
-            var result = await read.ConfigureAwait(false);
-            _last = result.Buffer;
-            return result;
-        }
-    }
-
-    /// <summary>The response body: a growing buffer that the connection sends from on a flush.</summary>
-    private sealed class ResponseBodyWriter(Http2ServerStream stream) : PipeWriter
-    {
-        private const int InitialSize = 4096;
-        private byte[] _buffer = [];
-        private int _start;
-        private int _end;
-
-        public ReadOnlyMemory<byte> Buffered => _buffer.AsMemory(_start, _end - _start);
-
-        public override bool CanGetUnflushedBytes => true;
-
-        public override long UnflushedBytes => _end - _start;
-
-        public override void Advance(int bytes)
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(bytes);
-            if (_end + bytes > _buffer.Length)
-            {
-                throw new InvalidOperationException("Advanced past the end of the buffer.");
-            }
-
-            _end += bytes;
-        }
-
-        public override Memory<byte> GetMemory(int sizeHint = 0)
-        {
-            Ensure(sizeHint);
-            return _buffer.AsMemory(_end);
-        }
-
-        public override Span<byte> GetSpan(int sizeHint = 0)
-        {
-            Ensure(sizeHint);
-            return _buffer.AsSpan(_end);
-        }
-
-        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
-        {
-            var send = stream._connection.SendAsync(stream, complete: false, cancellationToken);
-            return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: !send.Result)) : AwaitSend(send);
-        }
-
-        public override void CancelPendingFlush()
-        {
-            // A flush waits only for flow-control credit, and the call's token cancels that.
-        }
-
-        public override void Complete(Exception? exception = null)
-        {
-            // The stream ends when the call returns (Http2ServerStream.RunAsync), with its status.
-        }
-
-        public void Consume(int count)
-        {
-            _start += count;
-            if (_start == _end)
-            {
-                _start = _end = 0;
-            }
-        }
-
-        public void Release()
-        {
-            _buffer = [];
-            _start = _end = 0;
-        }
-
-        private static async ValueTask<FlushResult> AwaitSend(ValueTask<bool> send) =>
-            new(isCanceled: false, isCompleted: !await send.ConfigureAwait(false));
-
-        private void Ensure(int sizeHint)
-        {
-            sizeHint = Math.Max(sizeHint, 1);
-            if (_buffer.Length - _end >= sizeHint)
-            {
-                return;
-            }
-
-            var used = _end - _start;
-            if (_start > 0 && _buffer.Length - used >= sizeHint)
-            {
-                _buffer.AsSpan(_start, used).CopyTo(_buffer);
-                _start = 0;
-                _end = used;
-                return;
-            }
-
-            // Not pooled: a late write after the call ended (a partition loop posting an ack) may still
-            // hold a span of this array, so it must never be handed to anyone else.
-            var bigger = GC.AllocateUninitializedArray<byte>(Math.Max(InitialSize, Math.Max(used + sizeHint, _buffer.Length * 2)));
-            _buffer.AsSpan(_start, used).CopyTo(bigger);
-
-            _buffer = bigger;
-            _start = 0;
-            _end = used;
         }
     }
 }

@@ -49,12 +49,12 @@ public sealed class Http2ServerConnectionTests
         Assert.Equal(0, settings.StreamId);
         var values = settings.Settings();
         Assert.Equal(7u, values[Http2Frame.SettingsMaxConcurrentStreams]);
-        Assert.Equal((uint)Http2ServerConnection.StreamReceiveWindow, values[Http2Frame.SettingsInitialWindowSize]);
+        Assert.Equal((uint)Http2ServerFlowControl.StreamReceiveWindow, values[Http2Frame.SettingsInitialWindowSize]);
 
         var update = history[1];
         Assert.Equal(FrameType.WindowUpdate, update.Type);
         Assert.Equal(0, update.StreamId);
-        Assert.Equal(Http2ServerConnection.ConnectionReceiveWindow - Http2Frame.DefaultWindowSize, update.WindowIncrement);
+        Assert.Equal(Http2ServerFlowControl.ConnectionReceiveWindow - Http2Frame.DefaultWindowSize, update.WindowIncrement);
 
         Assert.Single(history, f => f.Type == FrameType.Settings && f.IsAck);
         Assert.DoesNotContain(history, f => f.Type == FrameType.GoAway);
@@ -66,7 +66,7 @@ public sealed class Http2ServerConnectionTests
     public async Task Quiet_connections_hold_no_reader_thread_and_a_request_split_by_pauses_is_served(int lingerMilliseconds)
     {
         using var listener = Http2Listener.Start(
-            GrpcServerOptions.Default with { Host = "127.0.0.1", Port = 0, ReaderLinger = TimeSpan.FromMilliseconds(lingerMilliseconds) },
+            (GrpcServerOptions.Default with { Host = "127.0.0.1", Port = 0, ReaderLinger = TimeSpan.FromMilliseconds(lingerMilliseconds) }).ToHttp2ListenerOptions(),
             Echo,
             NullLoggerFactory.Instance);
         var clients = new List<RawH2Client>();
@@ -712,7 +712,7 @@ public sealed class Http2ServerConnectionTests
         var handshakeUpdates = client.History.Count(f => f.Type == FrameType.WindowUpdate);
 
         // Exactly the stream's window is fine. Nothing was read, so no credit comes back, not even the connection's.
-        await client.SendDataChunkedAsync(1, new byte[Http2ServerConnection.StreamReceiveWindow], endStream: false);
+        await client.SendDataChunkedAsync(1, new byte[Http2ServerFlowControl.StreamReceiveWindow], endStream: false);
         await client.PingPongAsync();
         Assert.DoesNotContain(client.History, f => f.Type is FrameType.GoAway or FrameType.RstStream);
         Assert.Equal(handshakeUpdates, client.History.Count(f => f.Type == FrameType.WindowUpdate));
@@ -750,7 +750,7 @@ public sealed class Http2ServerConnectionTests
         using var listener = Start(probe.Handler);
         await using var client = await ConnectAsync(listener);
         await FillTheConnectionWindowWithUnreadBytesAsync(client, probe);
-        const int PerStream = Http2ServerConnection.ConnectionReceiveWindow / 2;
+        const int PerStream = Http2ServerFlowControl.ConnectionReceiveWindow / 2;
 
         await client.SendRstStreamAsync(1, Http2ErrorCode.Cancel);
         var update = await client.WaitForFrameAsync(f => f.Type == FrameType.WindowUpdate && f.StreamId == 0, what: "the connection WINDOW_UPDATE after the reset");
@@ -773,8 +773,8 @@ public sealed class Http2ServerConnectionTests
         await client.SendRequestAsync(1, endStream: false, HoldPath);
         await client.SendRequestAsync(3, endStream: false, HoldPath);
         await probe.WaitStartedAsync(2);
-        await client.SendDataChunkedAsync(1, new byte[Http2ServerConnection.ConnectionReceiveWindow / 2], endStream: false);
-        await client.SendDataChunkedAsync(3, new byte[Http2ServerConnection.ConnectionReceiveWindow / 2], endStream: false);
+        await client.SendDataChunkedAsync(1, new byte[Http2ServerFlowControl.ConnectionReceiveWindow / 2], endStream: false);
+        await client.SendDataChunkedAsync(3, new byte[Http2ServerFlowControl.ConnectionReceiveWindow / 2], endStream: false);
     }
 
     [Theory]
@@ -818,7 +818,7 @@ public sealed class Http2ServerConnectionTests
         var response = await client.ReadResponseAsync(1);
         Assert.Equal(Total.ToString(CultureInfo.InvariantCulture), response.Trailer("x-received"));
         Assert.NotEmpty(streamIncrements);
-        Assert.All(streamIncrements, increment => Assert.True(increment >= Http2ServerConnection.StreamReceiveWindow / 4, $"a stream WINDOW_UPDATE of {increment} bytes"));
+        Assert.All(streamIncrements, increment => Assert.True(increment >= Http2ServerFlowControl.StreamReceiveWindow / 4, $"a stream WINDOW_UPDATE of {increment} bytes"));
         Assert.DoesNotContain(client.History, f => f.Type is FrameType.GoAway or FrameType.RstStream);
 
         void Apply(H2Frame update)
@@ -1510,9 +1510,9 @@ public sealed class Http2ServerConnectionTests
         }
     }
 
-    private static Http2Listener Start(Func<IGrpcExchange, Task> handler, int maxStreams = 1000, bool inlineIo = true, TimeSpan? idleTimeout = null, int maxConnections = 10_000) =>
+    private static Http2Listener Start(Func<IHttp2Exchange, Task> handler, int maxStreams = 1000, bool inlineIo = true, TimeSpan? idleTimeout = null, int maxConnections = 10_000) =>
         Http2Listener.Start(
-            GrpcServerOptions.Default with
+            (GrpcServerOptions.Default with
             {
                 Host = "127.0.0.1",
                 Port = 0,
@@ -1520,7 +1520,7 @@ public sealed class Http2ServerConnectionTests
                 InlineIo = inlineIo,
                 IdleTimeout = idleTimeout ?? GrpcServerOptions.Default.IdleTimeout,
                 MaxConnections = maxConnections,
-            },
+            }).ToHttp2ListenerOptions(),
             handler,
             NullLoggerFactory.Instance);
 
@@ -1558,7 +1558,7 @@ public sealed class Http2ServerConnectionTests
     }
 
     /// <summary>Echoes the request body as it arrives (a flush per read), and reports the path, method and x-custom.</summary>
-    private static async Task Echo(IGrpcExchange exchange)
+    private static async Task Echo(IHttp2Exchange exchange)
     {
         exchange.SetResponseHeader("content-type", "application/grpc");
         exchange.SetResponseHeader("x-path", exchange.Path);
@@ -1596,7 +1596,7 @@ public sealed class Http2ServerConnectionTests
     }
 
     /// <summary>Reads the request body to its end and answers trailers-only with the byte count.</summary>
-    private static async Task Count(IGrpcExchange exchange)
+    private static async Task Count(IHttp2Exchange exchange)
     {
         long received = 0;
         while (true)
@@ -1658,7 +1658,7 @@ public sealed class Http2ServerConnectionTests
 
         public int OtherCalls => Volatile.Read(ref _otherCalls);
 
-        public async Task Handler(IGrpcExchange exchange)
+        public async Task Handler(IHttp2Exchange exchange)
         {
             if (exchange.Path != HoldPath)
             {
@@ -1695,9 +1695,9 @@ public sealed class Http2ServerConnectionTests
     /// Wraps a handler: counts calls, and holds calls to <see cref="HoldPath"/> until <see cref="Release"/>
     /// completes or the stream is aborted (which completes <see cref="Aborted"/>).
     /// </summary>
-    private sealed class Probe(Func<IGrpcExchange, Task> inner)
+    private sealed class Probe(Func<IHttp2Exchange, Task> inner)
     {
-        private readonly Channel<IGrpcExchange> _started = Channel.CreateUnbounded<IGrpcExchange>();
+        private readonly Channel<IHttp2Exchange> _started = Channel.CreateUnbounded<IHttp2Exchange>();
         private int _calls;
 
         public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -1707,7 +1707,7 @@ public sealed class Http2ServerConnectionTests
 
         public int Calls => Volatile.Read(ref _calls);
 
-        public Func<IGrpcExchange, Task> Handler => exchange =>
+        public Func<IHttp2Exchange, Task> Handler => exchange =>
         {
             Interlocked.Increment(ref _calls);
             return exchange.Path == HoldPath ? HoldAsync(exchange) : inner(exchange);
@@ -1723,7 +1723,7 @@ public sealed class Http2ServerConnectionTests
             }
         }
 
-        private async Task HoldAsync(IGrpcExchange exchange)
+        private async Task HoldAsync(IHttp2Exchange exchange)
         {
             // Not disposed when the call ends: the token runs its callbacks last-registered first, so the wait below
             // ends the call (inline) before this callback would run, and disposing it then would unregister it.

@@ -1,13 +1,14 @@
 using System.IO.Pipelines;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Sluice.Server.Grpc;
+namespace Sluice.Server.Http2;
 
 /// <summary>
-/// One HTTP/2 request and its response, as the gRPC layer needs them. Two hosts provide it: Kestrel
-/// (<see cref="KestrelExchange"/>) and the server's own HTTP/2 connection (<c>Sluice.Server.Http2</c>).
+/// One HTTP/2 request and its response, as a request handler sees them: what <see cref="Http2Listener"/> hands the
+/// layer above it (the gRPC server, which also adapts Kestrel's requests to it), so this
+/// folder depends on nothing above it. Two hosts provide it: Kestrel and the server's own <see cref="Http2ServerStream"/>.
 /// </summary>
-internal interface IGrpcExchange
+internal interface IHttp2Exchange
 {
     /// <summary>The HTTP method (gRPC uses POST).</summary>
     string Method { get; }
