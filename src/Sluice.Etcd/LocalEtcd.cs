@@ -60,16 +60,24 @@ public sealed class LocalEtcd : IAsyncDisposable
         var owns = dataDirectory is null;
         var directory = dataDirectory ?? Path.Combine(Path.GetTempPath(), "sluice-etcd-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
-        var etcd = new LocalEtcd(directory, owns, FreePort(), FreePort(), tls);
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            await etcd.StartAgainAsync(cancellationToken).ConfigureAwait(false);
-            return etcd;
-        }
-        catch
-        {
-            await etcd.DisposeAsync().ConfigureAwait(false);
-            throw;
+            // A port free a moment ago can be taken by another process before etcd binds it: then new ports, a few times.
+            var etcd = new LocalEtcd(directory, owns, FreePort(), FreePort(), tls);
+            try
+            {
+                await etcd.StartAgainAsync(cancellationToken).ConfigureAwait(false);
+                return etcd;
+            }
+            catch (InvalidOperationException e) when (attempt < 3 && e.Message.Contains("address already in use", StringComparison.Ordinal))
+            {
+                await etcd.StopAsync().ConfigureAwait(false); // the data directory stays for the next attempt
+            }
+            catch
+            {
+                await etcd.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
         }
     }
 
