@@ -51,28 +51,14 @@ internal static partial class ClusterVersion
             record.RecordedAt = Streams.Partition.NowNanoseconds();
             await store.PutAsync(new PutRequest(key, record.ToByteArray()), cancellationToken).ConfigureAwait(false);
             var all = await store.RangeAsync(RangeRequest.Prefix(VersionsPrefix), cancellationToken).ConfigureAwait(false);
-            var behind = new List<BrokerVersionRecord>();
-            foreach (var kv in all.Kvs)
-            {
-                var other = BrokerVersionRecord.Parser.ParseFrom(kv.Value);
-                if (other.Id == self)
+            var behind = version.Judge(
+                $"{self}: {version}, Sluice {release}",
+                all.Kvs.Select(kv => BrokerVersionRecord.Parser.ParseFrom(kv.Value)).Where(other => other.Id != self).Select(other =>
                 {
-                    continue;
-                }
-
-                var theirs = new BrokerVersion(other.Schema, other.ApiExtensions);
-                switch (version.CompareTo(theirs))
-                {
-                    case -1:
-                        throw new SchemaException($"This broker ({self}: {version}, Sluice {release}) is behind broker {other.Id} ({theirs}, Sluice {other.SluiceVersion}) in this cluster: upgrade this broker to the Sluice version {other.Id} runs.");
-                    case null:
-                        throw new SchemaException($"Brokers of this cluster have inconsistent versions: this broker ({self}) has {version}, broker {other.Id} has {theirs}. Run one Sluice version on every broker.");
-                    case 1:
-                        behind.Add(other);
-                        break;
-                }
-            }
-
+                    var theirs = new BrokerVersion(other.Schema, other.ApiExtensions);
+                    return (other.Id, theirs, $"{theirs}, Sluice {other.SluiceVersion}");
+                }),
+                " in this cluster");
             if (behind.Count == 0)
             {
                 if (waiting)
@@ -84,7 +70,7 @@ internal static partial class ClusterVersion
             }
 
             waiting = true;
-            LogWaiting(logger, self, version.ToString(), string.Join(", ", behind.Select(b => $"{b.Id} ({new BrokerVersion(b.Schema, b.ApiExtensions)}, Sluice {b.SluiceVersion})")));
+            LogWaiting(logger, self, version.ToString(), string.Join(", ", behind));
             await Task.Delay(interval, cancellationToken).ConfigureAwait(false);
         }
     }

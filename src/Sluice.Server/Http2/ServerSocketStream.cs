@@ -96,22 +96,15 @@ internal sealed class ServerSocketStream : Stream
     {
         while (true)
         {
-            var read = _socket.Receive(buffer, SocketFlags.None, out var error);
-            switch (error)
+            var read = TryRead(buffer);
+            if (read >= 0)
             {
-                case SocketError.Success:
-                    return read;
-                case SocketError.WouldBlock:
-                    if (!_socket.Poll(ReadTimeoutMilliseconds == -1 ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(ReadTimeoutMilliseconds), SelectMode.SelectRead))
-                    {
-                        throw new IOException($"No data from the client within {ReadTimeoutMilliseconds} ms.");
-                    }
+                return read;
+            }
 
-                    continue;
-                case SocketError.Interrupted:
-                    continue;
-                default:
-                    throw new IOException($"Reading from the client failed: {error}", new SocketException((int)error));
+            if (!_socket.Poll(ReadTimeoutMilliseconds == -1 ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(ReadTimeoutMilliseconds), SelectMode.SelectRead))
+            {
+                throw new IOException($"No data from the client within {ReadTimeoutMilliseconds} ms.");
             }
         }
     }

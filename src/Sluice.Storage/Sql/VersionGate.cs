@@ -21,6 +21,34 @@ public readonly record struct BrokerVersion(int Schema, int ApiExtensions)
             _ => null,
         };
     }
+
+    /// <summary>
+    /// The upgrade rule against the other brokers' versions, for any store that records them: throws
+    /// <see cref="SchemaException"/> when this broker is behind one of them or the versions are mixed, and returns
+    /// "name (label)" of each one behind this broker (it waits for them). Labels are what the messages show.
+    /// </summary>
+    /// <param name="selfLabel">This broker as the messages show it: "name: version".</param>
+    /// <param name="others">The other brokers: name, version, and label for the messages.</param>
+    /// <param name="relation">How the brokers are related, appended to "broker NAME (LABEL)": ", which shares its store".</param>
+    public IReadOnlyList<string> Judge(string selfLabel, IEnumerable<(string Name, BrokerVersion Version, string Label)> others, string relation)
+    {
+        var behind = new List<string>();
+        foreach (var (name, version, label) in others)
+        {
+            switch (CompareTo(version))
+            {
+                case 1:
+                    behind.Add($"{name} ({label})");
+                    break;
+                case -1:
+                    throw new SchemaException($"This broker ({selfLabel}) is behind broker {name} ({label}){relation}: upgrade this broker to the Sluice version {name} runs.");
+                case null:
+                    throw new SchemaException($"This broker ({selfLabel}) and broker {name} ({label}){relation} have inconsistent versions (ahead on one count, behind on the other): run one Sluice version on every broker.");
+            }
+        }
+
+        return behind;
+    }
 }
 
 /// <summary>
@@ -64,23 +92,10 @@ public static class VersionGate
             }
         }
 
-        foreach (var (name, version) in others)
-        {
-            switch (target.CompareTo(version))
-            {
-                case 0:
-                    continue;
-                case -1:
-                    throw new SchemaException($"This broker ({self}: {target}) is behind broker {name} ({version}), which shares its store: upgrade this broker to the Sluice version {name} runs.");
-                case null:
-                    throw new SchemaException($"Brokers sharing this store have inconsistent versions: this broker ({self}) has {target}, broker {name} has {version}. Run one Sluice version on every broker.");
-            }
-        }
-
-        var behind = others.Where(o => target.CompareTo(o.Version) == 1).ToList();
+        var behind = target.Judge($"{self}: {target}", others.Select(o => (o.Name, o.Version, o.Version.ToString())), ", which shares its store");
         if (behind.Count > 0)
         {
-            throw new SchemaWaitException($"Some brokers are behind this broker ({self}: {target}): {string.Join(", ", behind.Select(b => $"{b.Name} ({b.Version})"))}. Waiting for them to be upgraded before updating the shared store.");
+            throw new SchemaWaitException($"Some brokers are behind this broker ({self}: {target}): {string.Join(", ", behind)}. Waiting for them to be upgraded before updating the shared store.");
         }
     };
 
